@@ -1,0 +1,363 @@
+// Package limiterconfig is the versioned configuration document that the operator
+// renders (one per FallbackChain or lone ProviderQuota) and the limiter sidecar loads.
+//
+// It is the only package shared by the control plane and the data plane, so it holds
+// plain data, parsing and validation, and nothing else: no Kubernetes types, no I/O
+// beyond reading bytes handed to it.
+package limiterconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// SchemaVersion is the value of Config.SchemaVersion this package reads and writes.
+// A sidecar refuses documents of any other version instead of guessing their meaning.
+const SchemaVersion = "aiquota.dev/limiter-config/v1"
+
+// MaxDocumentBytes bounds what Parse accepts; a rendered config for even a very large
+// chain is a few kilobytes, so anything near this is a mistake, not a config.
+const MaxDocumentBytes = 1 << 20
+
+// Provider types. They match the ProviderQuota `provider` enum.
+const (
+	ProviderOpenAI           = "openai"
+	ProviderAnthropic        = "anthropic"
+	ProviderGemini           = "gemini"
+	ProviderDeepSeek         = "deepseek"
+	ProviderOpenAICompatible = "openai-compatible"
+)
+
+// Tokenizers the limiter knows. "estimate" is a character-based estimate used for
+// models whose vocabulary is not public.
+const (
+	TokenizerO200kBase  = "o200k_base"
+	TokenizerCl100kBase = "cl100k_base"
+	TokenizerEstimate   = "estimate"
+)
+
+// Failure kinds, shared by CircuitPolicy.failureOn and FallbackChain.fallbackOn.
+const (
+	FailureServerError           = "serverError"           // 500, 502, 504 (and other 5xx but 503)
+	FailureUnavailable           = "unavailable"           // 503, Anthropic 529
+	FailureTimeout               = "timeout"               // request or header timeout
+	FailureConnection            = "connectionError"       // refused, reset, DNS, TLS
+	FailureRateLimited           = "rateLimited"           // retryable 429
+	FailureCircuitOpen           = "circuitOpen"           // breaker refused locally
+	FailureContextLengthExceeded = "contextLengthExceeded" // prompt + output over the window
+	FailureQuotaExhausted        = "quotaExhausted"        // billing: 429 insufficient_quota, 402
+)
+
+// Config is the whole document.
+type Config struct {
+	// SchemaVersion must equal SchemaVersion.
+	SchemaVersion string `json:"schemaVersion"`
+	// Source names the resource this document was rendered from, for reports and logs.
+	Source Source `json:"source"`
+	// Providers are the accounts this sidecar may call, keyed by Name.
+	Providers []Provider `json:"providers"`
+	// Chain, when set, is the ordered list of models the app's requests go to.
+	// Without it, a request goes to the provider that serves the requested model.
+	Chain *Chain `json:"chain,omitempty"`
+	// Policies are the circuit-breaker and retry policies, keyed by Name.
+	// The empty name is never used: DefaultPolicy applies where no policy is named.
+	Policies []Policy `json:"policies,omitempty"`
+	// Queue bounds how long and how many requests wait for capacity.
+	Queue Queue `json:"queue"`
+	// Control, when set, is the manager's control channel.
+	Control *Control `json:"control,omitempty"`
+}
+
+// Source identifies the rendering resource.
+type Source struct {
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	Generation int64  `json:"generation,omitempty"`
+}
+
+// Provider is one ProviderQuota: an endpoint, the keys of its accounts, and limits.
+type Provider struct {
+	// Name is the ProviderQuota's name; unique within the document.
+	Name string `json:"name"`
+	// Type is one of the Provider* constants; it selects the wire dialect.
+	Type string `json:"type"`
+	// Endpoint is the provider's base URL, e.g. https://api.openai.com.
+	Endpoint string `json:"endpoint"`
+	// Tier is a free-form label, reported back, never interpreted.
+	Tier string `json:"tier,omitempty"`
+	// Keys are the accounts. Each key gets its own buckets: limits are per account,
+	// so N keys carry N times the limits.
+	Keys []Key `json:"keys"`
+	// Limits apply to every model pool of every key unless a model overrides them.
+	Limits Limits `json:"limits"`
+	// Models lists pools with their own limits or metadata; a model not listed gets
+	// a pool of its own with Limits and the default context window.
+	Models []Model `json:"models,omitempty"`
+	// SafetyMarginPercent is taken off every rate limit, 0..50.
+	SafetyMarginPercent int32 `json:"safetyMarginPercent"`
+	// LearnFromHeaders lets provider rate-limit headers correct local state.
+	LearnFromHeaders bool `json:"learnFromHeaders"`
+	// Policy names the default Policy for this provider's models ("" = DefaultPolicy).
+	Policy string `json:"policy,omitempty"`
+}
+
+// Key points at a mounted secret file. The key material itself never appears here.
+type Key struct {
+	// ID is a stable, non-secret label ("<secret>/<key>") used in state and metrics.
+	ID string `json:"id"`
+	// File is the path of the mounted file holding the API key.
+	File string `json:"file"`
+}
+
+// Limits are per pool. Zero means "not limited"; negative values are invalid.
+type Limits struct {
+	RequestsPerMinute     int64 `json:"requestsPerMinute,omitempty"`
+	TokensPerMinute       int64 `json:"tokensPerMinute,omitempty"`
+	InputTokensPerMinute  int64 `json:"inputTokensPerMinute,omitempty"`
+	OutputTokensPerMinute int64 `json:"outputTokensPerMinute,omitempty"`
+	MaxConcurrency        int64 `json:"maxConcurrency,omitempty"`
+	RequestsPerDay        int64 `json:"requestsPerDay,omitempty"`
+	TokensPerDay          int64 `json:"tokensPerDay,omitempty"`
+}
+
+// Model is a pool: one model, or a family of models sharing one set of limits.
+type Model struct {
+	// Names are the model names in the pool; the first is the pool's name.
+	Names []string `json:"names"`
+	// Limits, when set, replace the provider's Limits field by field (a zero field
+	// keeps the provider's value).
+	Limits *Limits `json:"limits,omitempty"`
+	// ContextWindow in tokens; 0 means DefaultContextWindow.
+	ContextWindow int64 `json:"contextWindow,omitempty"`
+	// MaxOutputTokens is assumed when a request does not say; 0 means DefaultMaxOutputTokens.
+	MaxOutputTokens int64 `json:"maxOutputTokens,omitempty"`
+	// Tokenizer is one of the Tokenizer* constants; "" picks by model name.
+	Tokenizer string `json:"tokenizer,omitempty"`
+}
+
+// Defaults for fields a model leaves at zero.
+const (
+	DefaultContextWindow   = 128_000
+	DefaultMaxOutputTokens = 4_096
+)
+
+// Chain is the ordered fallback list of a FallbackChain.
+type Chain struct {
+	Entries []ChainEntry `json:"entries"`
+	// FallbackOn are the failure kinds (Failure* constants) that move to the next entry.
+	FallbackOn []string `json:"fallbackOn,omitempty"`
+	// ModelAliases are model names the app may send that mean "this chain".
+	ModelAliases []string `json:"modelAliases,omitempty"`
+	// DefaultPriority applies to requests without a priority header, 1..9.
+	DefaultPriority int32 `json:"defaultPriority,omitempty"`
+}
+
+// ChainEntry is one model at one provider.
+type ChainEntry struct {
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+	Policy   string `json:"policy,omitempty"`
+}
+
+// Policy is a CircuitPolicy.
+type Policy struct {
+	Name             string   `json:"name"`
+	FailureThreshold int32    `json:"failureThreshold"`
+	RecoveryTimeout  Duration `json:"recoveryTimeout"`
+	HalfOpenMaxCalls int32    `json:"halfOpenMaxCalls"`
+	// FailureOn are the failure kinds that count toward opening the breaker.
+	FailureOn      []string `json:"failureOn"`
+	Retry          Retry    `json:"retry"`
+	RequestTimeout Duration `json:"requestTimeout"`
+}
+
+// Retry is the retry half of a Policy.
+type Retry struct {
+	MaxRetries           int32    `json:"maxRetries"`
+	BaseDelay            Duration `json:"baseDelay"`
+	MaxDelay             Duration `json:"maxDelay"`
+	JitterPercent        int32    `json:"jitterPercent"`
+	RespectRetryAfter    bool     `json:"respectRetryAfter"`
+	UnavailableBaseDelay Duration `json:"unavailableBaseDelay"`
+	// MaxTotal bounds the whole attempt sequence including waits; 0 means
+	// MaxDelay * (MaxRetries+1).
+	MaxTotal Duration `json:"maxTotal,omitempty"`
+}
+
+// Queue bounds waiting for capacity.
+type Queue struct {
+	// MaxWait is the longest a request waits for capacity before a local 429.
+	MaxWait Duration `json:"maxWait"`
+	// MaxDepth is the most requests waiting at once; further ones get a 429 at once.
+	MaxDepth int32 `json:"maxDepth"`
+}
+
+// Control is the sidecar's side of the control channel.
+type Control struct {
+	// URL of the manager's report endpoint (https).
+	URL string `json:"url"`
+	// TokenFile is the projected service-account token presented as bearer.
+	TokenFile string `json:"tokenFile"`
+	// CAFile verifies the manager's serving certificate.
+	CAFile string `json:"caFile,omitempty"`
+	// ReportInterval between reports.
+	ReportInterval Duration `json:"reportInterval"`
+}
+
+// DefaultPolicy is what CircuitPolicy's defaults render to; used where no policy is named.
+func DefaultPolicy() Policy {
+	return Policy{
+		FailureThreshold: 5,
+		RecoveryTimeout:  Duration(60 * time.Second),
+		HalfOpenMaxCalls: 3,
+		FailureOn:        []string{FailureServerError, FailureUnavailable, FailureTimeout, FailureConnection},
+		Retry: Retry{
+			MaxRetries:           5,
+			BaseDelay:            Duration(time.Second),
+			MaxDelay:             Duration(60 * time.Second),
+			JitterPercent:        25,
+			RespectRetryAfter:    true,
+			UnavailableBaseDelay: Duration(30 * time.Second),
+		},
+		RequestTimeout: Duration(10 * time.Minute),
+	}
+}
+
+// DefaultQueue is used when a document leaves Queue empty.
+func DefaultQueue() Queue {
+	return Queue{MaxWait: Duration(30 * time.Second), MaxDepth: 1000}
+}
+
+// Parse decodes and validates a document. Unknown fields are errors: a typo in a
+// hand-written config must not silently mean "default".
+func Parse(data []byte) (*Config, error) {
+	if len(data) > MaxDocumentBytes {
+		return nil, fmt.Errorf("limiter config is %d bytes, more than the %d allowed", len(data), MaxDocumentBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decode limiter config: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("decode limiter config: trailing data after the JSON document")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Marshal renders a document deterministically: the same Config always yields the
+// same bytes (struct field order is fixed and there are no maps), with a trailing
+// newline so the ConfigMap value diffs cleanly.
+func Marshal(c *Config) ([]byte, error) {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode limiter config: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Duration is a time.Duration written as a Go duration string ("1m30s").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a Go duration string; numbers are refused because their unit
+// would be a guess.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"1s\" or \"2m30s\", got %s", truncate(b, 40))
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", truncate([]byte(s), 40), err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + "..."
+}
+
+// Pool is a provider's model pool resolved for one model name.
+type Pool struct {
+	// Name is the pool's first model name, or the model itself for an unlisted model.
+	Name            string
+	Limits          Limits
+	ContextWindow   int64
+	MaxOutputTokens int64
+	Tokenizer       string
+}
+
+// PoolFor resolves the pool serving model: its listed pool with the provider's limits
+// under the pool's overrides, or a pool of the model's own with the provider's limits.
+func (p *Provider) PoolFor(model string) Pool {
+	pool := Pool{Name: model, Limits: p.Limits, ContextWindow: DefaultContextWindow, MaxOutputTokens: DefaultMaxOutputTokens}
+	for i := range p.Models {
+		m := &p.Models[i]
+		if !slices.Contains(m.Names, model) {
+			continue
+		}
+		pool.Name = m.Names[0]
+		if m.Limits != nil {
+			pool.Limits = overlay(p.Limits, *m.Limits)
+		}
+		if m.ContextWindow > 0 {
+			pool.ContextWindow = m.ContextWindow
+		}
+		if m.MaxOutputTokens > 0 {
+			pool.MaxOutputTokens = m.MaxOutputTokens
+		}
+		pool.Tokenizer = m.Tokenizer
+		break
+	}
+	return pool
+}
+
+func overlay(base, over Limits) Limits {
+	pick := func(b, o int64) int64 {
+		if o != 0 {
+			return o
+		}
+		return b
+	}
+	return Limits{
+		RequestsPerMinute:     pick(base.RequestsPerMinute, over.RequestsPerMinute),
+		TokensPerMinute:       pick(base.TokensPerMinute, over.TokensPerMinute),
+		InputTokensPerMinute:  pick(base.InputTokensPerMinute, over.InputTokensPerMinute),
+		OutputTokensPerMinute: pick(base.OutputTokensPerMinute, over.OutputTokensPerMinute),
+		MaxConcurrency:        pick(base.MaxConcurrency, over.MaxConcurrency),
+		RequestsPerDay:        pick(base.RequestsPerDay, over.RequestsPerDay),
+		TokensPerDay:          pick(base.TokensPerDay, over.TokensPerDay),
+	}
+}
+
+// PolicyNamed returns the named policy, or DefaultPolicy for "" or an unknown name
+// (Validate has already refused unknown names in a parsed document).
+func (c *Config) PolicyNamed(name string) Policy {
+	for _, p := range c.Policies {
+		if p.Name == name {
+			return p
+		}
+	}
+	return DefaultPolicy()
+}

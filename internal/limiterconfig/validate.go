@@ -1,0 +1,246 @@
+package limiterconfig
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+var (
+	providerTypes = []string{ProviderOpenAI, ProviderAnthropic, ProviderGemini, ProviderDeepSeek, ProviderOpenAICompatible}
+	tokenizers    = []string{"", TokenizerO200kBase, TokenizerCl100kBase, TokenizerEstimate}
+	failureKinds  = []string{
+		FailureServerError, FailureUnavailable, FailureTimeout, FailureConnection, FailureRateLimited,
+		FailureCircuitOpen, FailureContextLengthExceeded, FailureQuotaExhausted,
+	}
+)
+
+// Validate reports every problem in the document at once, each naming its field path,
+// so one round of fixes is enough.
+func (c *Config) Validate() error {
+	v := &validator{}
+	if c.SchemaVersion != SchemaVersion {
+		v.addf("schemaVersion", "is %q, this limiter reads %q", c.SchemaVersion, SchemaVersion)
+	}
+	if len(c.Providers) == 0 {
+		v.addf("providers", "must list at least one provider")
+	}
+	providers := map[string]bool{}
+	policies := map[string]bool{}
+	for i := range c.Policies {
+		p := &c.Policies[i]
+		path := fmt.Sprintf("policies[%d]", i)
+		if p.Name == "" {
+			v.addf(path+".name", "must not be empty")
+		} else if policies[p.Name] {
+			v.addf(path+".name", "%q is listed twice", p.Name)
+		}
+		policies[p.Name] = true
+		v.policy(path, p)
+	}
+	for i := range c.Providers {
+		p := &c.Providers[i]
+		path := fmt.Sprintf("providers[%d]", i)
+		if p.Name == "" {
+			v.addf(path+".name", "must not be empty")
+		} else if providers[p.Name] {
+			v.addf(path+".name", "%q is listed twice", p.Name)
+		}
+		providers[p.Name] = true
+		v.provider(path, p)
+		if p.Policy != "" && !policies[p.Policy] {
+			v.addf(path+".policy", "names policy %q, which the document does not define", p.Policy)
+		}
+	}
+	if c.Chain != nil {
+		v.chain(c.Chain, providers, policies)
+	}
+	if c.Queue.MaxWait < 0 {
+		v.addf("queue.maxWait", "must not be negative")
+	}
+	if c.Queue.MaxDepth < 0 {
+		v.addf("queue.maxDepth", "must not be negative")
+	}
+	if c.Control != nil {
+		v.url("control.url", c.Control.URL, "https")
+		if c.Control.TokenFile == "" {
+			v.addf("control.tokenFile", "must not be empty")
+		}
+		if c.Control.ReportInterval.D() <= 0 {
+			v.addf("control.reportInterval", "must be positive")
+		}
+	}
+	return v.err()
+}
+
+func (v *validator) provider(path string, p *Provider) {
+	if !slices.Contains(providerTypes, p.Type) {
+		v.addf(path+".type", "is %q, want one of %s", p.Type, strings.Join(providerTypes, ", "))
+	}
+	v.url(path+".endpoint", p.Endpoint, "http", "https")
+	if len(p.Keys) == 0 {
+		v.addf(path+".keys", "must list at least one key file")
+	}
+	ids := map[string]bool{}
+	for j, k := range p.Keys {
+		kp := fmt.Sprintf("%s.keys[%d]", path, j)
+		if k.ID == "" {
+			v.addf(kp+".id", "must not be empty")
+		} else if ids[k.ID] {
+			v.addf(kp+".id", "%q is listed twice", k.ID)
+		}
+		ids[k.ID] = true
+		if k.File == "" {
+			v.addf(kp+".file", "must not be empty")
+		}
+	}
+	v.limits(path+".limits", &p.Limits)
+	if p.SafetyMarginPercent < 0 || p.SafetyMarginPercent > 50 {
+		v.addf(path+".safetyMarginPercent", "is %d, want 0..50", p.SafetyMarginPercent)
+	}
+	names := map[string]bool{}
+	for j := range p.Models {
+		m := &p.Models[j]
+		mp := fmt.Sprintf("%s.models[%d]", path, j)
+		if len(m.Names) == 0 {
+			v.addf(mp+".names", "must list at least one model name")
+		}
+		for k, n := range m.Names {
+			if n == "" {
+				v.addf(fmt.Sprintf("%s.names[%d]", mp, k), "must not be empty")
+			} else if names[n] {
+				v.addf(fmt.Sprintf("%s.names[%d]", mp, k), "model %q is in more than one pool", n)
+			}
+			names[n] = true
+		}
+		if m.Limits != nil {
+			v.limits(mp+".limits", m.Limits)
+		}
+		if m.ContextWindow < 0 {
+			v.addf(mp+".contextWindow", "must not be negative")
+		}
+		if m.MaxOutputTokens < 0 {
+			v.addf(mp+".maxOutputTokens", "must not be negative")
+		}
+		if !slices.Contains(tokenizers, m.Tokenizer) {
+			v.addf(mp+".tokenizer", "is %q, want one of o200k_base, cl100k_base, estimate", m.Tokenizer)
+		}
+	}
+}
+
+func (v *validator) limits(path string, l *Limits) {
+	for _, f := range []struct {
+		name string
+		val  int64
+	}{
+		{"requestsPerMinute", l.RequestsPerMinute},
+		{"tokensPerMinute", l.TokensPerMinute},
+		{"inputTokensPerMinute", l.InputTokensPerMinute},
+		{"outputTokensPerMinute", l.OutputTokensPerMinute},
+		{"maxConcurrency", l.MaxConcurrency},
+		{"requestsPerDay", l.RequestsPerDay},
+		{"tokensPerDay", l.TokensPerDay},
+	} {
+		if f.val < 0 {
+			v.addf(path+"."+f.name, "is %d; a limit must be positive, or omitted for none", f.val)
+		}
+	}
+}
+
+func (v *validator) policy(path string, p *Policy) {
+	if p.FailureThreshold < 1 {
+		v.addf(path+".failureThreshold", "is %d, want at least 1", p.FailureThreshold)
+	}
+	if p.RecoveryTimeout.D() <= 0 {
+		v.addf(path+".recoveryTimeout", "must be positive")
+	}
+	if p.HalfOpenMaxCalls < 1 {
+		v.addf(path+".halfOpenMaxCalls", "is %d, want at least 1", p.HalfOpenMaxCalls)
+	}
+	v.kinds(path+".failureOn", p.FailureOn)
+	r := &p.Retry
+	if r.MaxRetries < 0 {
+		v.addf(path+".retry.maxRetries", "must not be negative")
+	}
+	if r.BaseDelay.D() <= 0 {
+		v.addf(path+".retry.baseDelay", "must be positive")
+	}
+	if r.MaxDelay < r.BaseDelay {
+		v.addf(path+".retry.maxDelay", "(%s) must not be below baseDelay (%s)", r.MaxDelay.D(), r.BaseDelay.D())
+	}
+	if r.JitterPercent < 0 || r.JitterPercent > 100 {
+		v.addf(path+".retry.jitterPercent", "is %d, want 0..100", r.JitterPercent)
+	}
+	if r.UnavailableBaseDelay < 0 {
+		v.addf(path+".retry.unavailableBaseDelay", "must not be negative")
+	}
+	if r.MaxTotal < 0 {
+		v.addf(path+".retry.maxTotal", "must not be negative")
+	}
+	if p.RequestTimeout.D() <= 0 {
+		v.addf(path+".requestTimeout", "must be positive")
+	}
+}
+
+func (v *validator) chain(c *Chain, providers, policies map[string]bool) {
+	if len(c.Entries) == 0 {
+		v.addf("chain.entries", "must list at least one entry")
+	}
+	seen := map[string]bool{}
+	for i, e := range c.Entries {
+		path := fmt.Sprintf("chain.entries[%d]", i)
+		if !providers[e.Provider] {
+			v.addf(path+".provider", "names provider %q, which the document does not define", e.Provider)
+		}
+		if e.Model == "" {
+			v.addf(path+".model", "must not be empty")
+		}
+		if key := e.Provider + "\x00" + e.Model; seen[key] {
+			v.addf(path, "repeats %s/%s", e.Provider, e.Model)
+		} else {
+			seen[key] = true
+		}
+		if e.Policy != "" && !policies[e.Policy] {
+			v.addf(path+".policy", "names policy %q, which the document does not define", e.Policy)
+		}
+	}
+	v.kinds("chain.fallbackOn", c.FallbackOn)
+	if c.DefaultPriority != 0 && (c.DefaultPriority < 1 || c.DefaultPriority > 9) {
+		v.addf("chain.defaultPriority", "is %d, want 1..9", c.DefaultPriority)
+	}
+}
+
+func (v *validator) kinds(path string, kinds []string) {
+	for i, k := range kinds {
+		if !slices.Contains(failureKinds, k) {
+			v.addf(fmt.Sprintf("%s[%d]", path, i), "is %q, want one of %s", k, strings.Join(failureKinds, ", "))
+		}
+	}
+}
+
+func (v *validator) url(path, raw string, schemes ...string) {
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		v.addf(path, "must not be empty")
+	case err != nil:
+		v.addf(path, "is not a URL: %v", err)
+	case !slices.Contains(schemes, u.Scheme) || u.Host == "":
+		v.addf(path, "is %q, want an absolute %s URL", raw, strings.Join(schemes, " or "))
+	}
+}
+
+type validator struct{ problems []string }
+
+func (v *validator) addf(path, format string, args ...any) {
+	v.problems = append(v.problems, path+": "+fmt.Sprintf(format, args...))
+}
+
+func (v *validator) err() error {
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return errors.New("invalid limiter config: " + strings.Join(v.problems, "; "))
+}
