@@ -1,0 +1,334 @@
+// Package limiter is the sidecar's quota engine, with no HTTP in it: token buckets,
+// daily caps and concurrency per (provider, key, model pool), a priority queue with
+// aging per (provider, model pool), circuit breakers per (provider, model), retry
+// backoff, header learning, and a snapshot of all of it for /state and reports.
+//
+// The engine is configured from a limiterconfig.Config with Apply, which may be
+// called again at any time: state of unchanged pools is kept, changed limits are
+// applied with SetLimit semantics, and removed pools reject their waiters.
+package limiter
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+)
+
+// DefaultAgingStep is how long a request waits to gain one priority level.
+const DefaultAgingStep = 2 * time.Second
+
+// DefaultMaxModelsPerProvider bounds the pools and breakers created on demand for
+// models a provider's config does not list, so an app cannot grow state unboundedly.
+const DefaultMaxModelsPerProvider = 256
+
+// Options tune an Engine; zero values take the defaults.
+type Options struct {
+	Clock                Clock
+	AgingStep            time.Duration
+	MaxModelsPerProvider int
+}
+
+// Engine holds every pool, queue and breaker. Lookups read an immutable view
+// through an atomic pointer; only Apply and first use of an unlisted model lock.
+type Engine struct {
+	clock     Clock
+	agingStep time.Duration
+	maxModels int
+	depth     atomic.Int64
+
+	mu       sync.Mutex
+	targets  map[poolID]*Target
+	pools    map[poolID]*Pool
+	breakers map[modelID]*Breaker
+	view     atomic.Pointer[view]
+}
+
+type poolID struct{ provider, key, pool string }
+type modelID struct{ provider, model string }
+
+type view struct {
+	providers map[string]*providerView
+	// list holds the same providers: a config has a handful, and comparing a few
+	// names is cheaper than hashing one.
+	list  []*providerView
+	queue limiterconfig.Queue
+}
+
+func (v *view) provider(name string) *providerView {
+	if len(v.list) <= 8 {
+		for _, pv := range v.list {
+			if pv.cfg.Name == name {
+				return pv
+			}
+		}
+		return nil
+	}
+	return v.providers[name]
+}
+
+type providerView struct {
+	cfg    limiterconfig.Provider
+	listed map[string]*Target // every listed model name -> its pool's target
+	// models is listed plus the unlisted models met so far; replaced, never mutated,
+	// so lookups need one map read and no lock.
+	models atomic.Pointer[map[string]*Target]
+	// policies are the chain entries' policy names by model; others use cfg.Policy.
+	policies map[string]limiterconfig.Policy
+	fallback limiterconfig.Policy
+	breakers atomic.Pointer[map[string]*Breaker]
+	created  int // unlisted pools + breakers made on demand, under Engine.mu
+}
+
+// ErrUnknownProvider is returned for a provider the configuration does not define.
+var ErrUnknownProvider = errors.New("provider not in the limiter configuration")
+
+// ErrTooManyModels is returned when a provider already has the maximum number of
+// on-demand pools.
+var ErrTooManyModels = errors.New("too many distinct unlisted models for this provider")
+
+// New returns an engine with no configuration; Apply one before use.
+func New(o Options) *Engine {
+	e := &Engine{
+		clock:     o.Clock,
+		agingStep: o.AgingStep,
+		maxModels: o.MaxModelsPerProvider,
+		targets:   map[poolID]*Target{},
+		pools:     map[poolID]*Pool{},
+		breakers:  map[modelID]*Breaker{},
+	}
+	if e.clock == nil {
+		e.clock = NewRealClock()
+	}
+	if e.agingStep <= 0 {
+		e.agingStep = DefaultAgingStep
+	}
+	if e.maxModels <= 0 {
+		e.maxModels = DefaultMaxModelsPerProvider
+	}
+	e.view.Store(&view{providers: map[string]*providerView{}, queue: limiterconfig.DefaultQueue()})
+	return e
+}
+
+// Clock is the engine's clock.
+func (e *Engine) Clock() Clock { return e.clock }
+
+// Queue is the queue bounds in force: the config's, or DefaultQueue when it set none.
+func (e *Engine) Queue() limiterconfig.Queue { return e.view.Load().queue }
+
+func (e *Engine) maxDepth() int { return int(e.depth.Load()) }
+
+// Apply installs cfg. Pools, queues and breakers that still exist keep their state
+// (limits that changed are applied as with SetLimit); pools that no longer exist
+// reject their waiters with ReasonPoolRemoved. cfg is not retained.
+func (e *Engine) Apply(cfg *limiterconfig.Config) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.view.Load()
+	nv := &view{providers: map[string]*providerView{}, queue: cfg.Queue}
+	if nv.queue == (limiterconfig.Queue{}) {
+		nv.queue = limiterconfig.DefaultQueue()
+	}
+	liveTargets := map[poolID]bool{}
+	liveBreakers := map[modelID]bool{}
+	for i := range cfg.Providers {
+		p := cfg.Providers[i]
+		pv := &providerView{cfg: p, listed: map[string]*Target{}, policies: map[string]limiterconfig.Policy{}, fallback: cfg.PolicyNamed(p.Policy)}
+		if cfg.Chain != nil {
+			for _, en := range cfg.Chain.Entries {
+				if en.Provider == p.Name && en.Policy != "" {
+					pv.policies[en.Model] = cfg.PolicyNamed(en.Policy)
+				}
+			}
+		}
+		for _, m := range p.Models {
+			if len(m.Names) == 0 {
+				continue
+			}
+			t := e.configureTargetLocked(&pv.cfg, pv.cfg.PoolFor(m.Names[0]))
+			liveTargets[poolID{provider: p.Name, pool: t.Name}] = true
+			for _, name := range m.Names {
+				pv.listed[name] = t
+			}
+		}
+		models := map[string]*Target{}
+		for name, t := range pv.listed {
+			models[name] = t
+		}
+		breakers := map[string]*Breaker{}
+		if opv := old.providers[p.Name]; opv != nil {
+			for model := range *opv.models.Load() {
+				if _, ok := pv.listed[model]; ok {
+					continue
+				}
+				if _, ok := opv.listed[model]; ok {
+					continue // listed before, unlisted now: made on demand again if used
+				}
+				t := e.configureTargetLocked(&pv.cfg, pv.cfg.PoolFor(model))
+				liveTargets[poolID{provider: p.Name, pool: t.Name}] = true
+				models[model] = t
+				pv.created++
+			}
+			for model, b := range *opv.breakers.Load() {
+				b.configure(pv.policyFor(model))
+				breakers[model] = b
+				liveBreakers[modelID{p.Name, model}] = true
+				if _, ok := pv.listed[model]; !ok {
+					pv.created++
+				}
+			}
+		}
+		pv.models.Store(&models)
+		pv.breakers.Store(&breakers)
+		nv.providers[p.Name] = pv
+		nv.list = append(nv.list, pv)
+	}
+	for id, t := range e.targets {
+		if !liveTargets[id] {
+			t.close()
+			delete(e.targets, id)
+		}
+	}
+	for id := range e.pools {
+		pv := nv.providers[id.provider]
+		if !liveTargets[poolID{provider: id.provider, pool: id.pool}] || pv == nil || !hasKey(&pv.cfg, id.key) {
+			delete(e.pools, id)
+		}
+	}
+	for id := range e.breakers {
+		if !liveBreakers[id] {
+			delete(e.breakers, id)
+		}
+	}
+	e.depth.Store(int64(nv.queue.MaxDepth))
+	e.view.Store(nv)
+}
+
+func hasKey(p *limiterconfig.Provider, id string) bool {
+	for _, k := range p.Keys {
+		if k.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (pv *providerView) policyFor(model string) limiterconfig.Policy {
+	if p, ok := pv.policies[model]; ok {
+		return p
+	}
+	return pv.fallback
+}
+
+// configureTargetLocked gets or creates the target of pool and (re)configures its
+// per-key pools.
+func (e *Engine) configureTargetLocked(p *limiterconfig.Provider, pool limiterconfig.Pool) *Target {
+	id := poolID{provider: p.Name, pool: pool.Name}
+	t := e.targets[id]
+	if t == nil {
+		t = &Target{Provider: p.Name, Name: pool.Name, engine: e}
+		empty := []*Pool{}
+		t.pools.Store(&empty)
+		e.targets[id] = t
+	}
+	pools := make([]*Pool, 0, len(p.Keys))
+	for _, k := range p.Keys {
+		kid := poolID{provider: p.Name, key: k.ID, pool: pool.Name}
+		pl := e.pools[kid]
+		if pl == nil {
+			pl = newPool(p.Name, k.ID, pool.Name, t, e.clock)
+			e.pools[kid] = pl
+		}
+		pl.configure(pool.Limits, p.SafetyMarginPercent)
+		pools = append(pools, pl)
+	}
+	t.pools.Store(&pools)
+	t.wake()
+	return t
+}
+
+// Target returns the queue and pools serving model at provider, creating a pool for
+// a model the configuration does not list (with the provider's limits).
+func (e *Engine) Target(provider, model string) (*Target, error) {
+	pv := e.view.Load().provider(provider)
+	if pv == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProvider, provider)
+	}
+	if t := (*pv.models.Load())[model]; t != nil {
+		return t, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pv = e.view.Load().provider(provider)
+	if pv == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProvider, provider)
+	}
+	cur := *pv.models.Load()
+	if t := cur[model]; t != nil {
+		return t, nil
+	}
+	if pv.created >= e.maxModels {
+		return nil, fmt.Errorf("%w (%d), refusing model %q at %s", ErrTooManyModels, e.maxModels, model, provider)
+	}
+	t := e.configureTargetLocked(&pv.cfg, pv.cfg.PoolFor(model))
+	next := make(map[string]*Target, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[model] = t
+	pv.models.Store(&next)
+	pv.created++
+	return t, nil
+}
+
+// Breaker returns the circuit breaker of (provider, model), creating it on first use.
+func (e *Engine) Breaker(provider, model string) (*Breaker, error) {
+	pv := e.view.Load().provider(provider)
+	if pv == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProvider, provider)
+	}
+	if b := (*pv.breakers.Load())[model]; b != nil {
+		return b, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pv = e.view.Load().provider(provider)
+	if pv == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProvider, provider)
+	}
+	cur := *pv.breakers.Load()
+	if b := cur[model]; b != nil {
+		return b, nil
+	}
+	_, listed := pv.listed[model]
+	if !listed && pv.created >= e.maxModels {
+		return nil, fmt.Errorf("%w (%d), refusing model %q at %s", ErrTooManyModels, e.maxModels, model, provider)
+	}
+	id := modelID{provider, model}
+	b := e.breakers[id]
+	if b == nil {
+		b = newBreaker(provider, model, pv.policyFor(model), e.clock)
+		e.breakers[id] = b
+	}
+	next := make(map[string]*Breaker, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	next[model] = b
+	pv.breakers.Store(&next)
+	if !listed {
+		pv.created++
+	}
+	return b, nil
+}
+
+// Pool returns the pool of one key on one model pool, for SetLimit (leases).
+func (e *Engine) Pool(provider, keyID, pool string) (*Pool, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.pools[poolID{provider: provider, key: keyID, pool: pool}]
+	return p, ok
+}

@@ -1,0 +1,171 @@
+package limiter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
+	cfg := testConfig([]string{"k1", "k2"}, limitsRT(600, 0), limiterconfig.Queue{})
+	cfg.Providers[0].Models = []limiterconfig.Model{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 60}}}
+	e, _ := testEngine(t, cfg)
+	fam := mustTarget(t, e, "openai", "fam-mini")
+	other := mustTarget(t, e, "openai", "gpt-x")
+	if fam.Name != "fam" || other.Name != "gpt-x" {
+		t.Fatalf("pools %q %q, want fam and gpt-x", fam.Name, other.Name)
+	}
+	for range 50 {
+		if _, ok := fam.TryAdmit(Demand{}); !ok {
+			t.Fatal("refused")
+		}
+	}
+	for range 100 {
+		other.TryAdmit(Demand{})
+	}
+	famK1, _ := e.Pool("openai", "k1", "fam")
+
+	// Reload: the family's RPM doubles, the other pool is unchanged, key k2 goes away.
+	next := testConfig([]string{"k1"}, limitsRT(600, 0), limiterconfig.Queue{})
+	next.Providers[0].Models = []limiterconfig.Model{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 120}}}
+	e.Apply(next)
+
+	if got := mustTarget(t, e, "openai", "fam"); got != fam {
+		t.Error("reload replaced the target of an unchanged pool")
+	}
+	if p, _ := e.Pool("openai", "k1", "fam"); p != famK1 {
+		t.Error("reload replaced a kept pool")
+	}
+	if _, ok := e.Pool("openai", "k2", "fam"); ok {
+		t.Error("pool of a removed key still present")
+	}
+	type lim struct {
+		Key         string
+		Rate, Level float64
+	}
+	var got []lim
+	for _, p := range e.Snapshot().Pools {
+		got = append(got, lim{p.Pool + "/" + p.Key, p.Limits[0].RatePerMinute, p.Limits[0].Level})
+	}
+	// k1 took 25 of 60 on fam (load spread over two keys), 50 of 600 on gpt-x.
+	want := []lim{{"fam/k1", 120, 35}, {"gpt-x/k1", 600, 550}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pools after reload (-want +got):\n%s", diff)
+	}
+}
+
+func TestReloadRejectsWaitersOfRemovedPools(t *testing.T) {
+	cfg := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 5})
+	e, _ := testEngine(t, cfg)
+	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg.TryAdmit(Demand{})
+	out := make(chan admitted, 1)
+	admitAsync(t, tg, "w", Demand{}, 5, time.Hour, out)
+
+	next := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{})
+	next.Providers[0].Name = "renamed"
+	e.Apply(next)
+	a := <-out
+	var rej *RejectError
+	if !errors.As(a.err, &rej) || rej.Reason != ReasonPoolRemoved {
+		t.Fatalf("waiter err = %v, want pool_removed", a.err)
+	}
+	if _, err := e.Target("openai", "gpt-x"); !errors.Is(err, ErrUnknownProvider) {
+		t.Errorf("old provider lookup err = %v, want ErrUnknownProvider", err)
+	}
+}
+
+func TestReloadRaisingALimitWakesWaiters(t *testing.T) {
+	cfg := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 5})
+	e, _ := testEngine(t, cfg)
+	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg.TryAdmit(Demand{})
+	out := make(chan admitted, 1)
+	admitAsync(t, tg, "w", Demand{}, 5, time.Hour, out)
+	e.Apply(testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 2}, limiterconfig.Queue{}))
+	if a := <-out; a.err != nil {
+		t.Fatalf("waiter err = %v, want admitted after the raise", a.err)
+	}
+}
+
+func TestUnlistedModelsAreBounded(t *testing.T) {
+	clock := newFakeClock(day0)
+	e := New(Options{Clock: clock, MaxModelsPerProvider: 2})
+	e.Apply(testConfig([]string{"k"}, limitsRT(10, 0), limiterconfig.Queue{}))
+	for _, m := range []string{"a", "b"} {
+		if _, err := e.Target("openai", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.Target("openai", "a"); err != nil {
+		t.Errorf("existing unlisted model refused: %v", err)
+	}
+	if _, err := e.Target("openai", "c"); !errors.Is(err, ErrTooManyModels) {
+		t.Errorf("third unlisted model: err = %v, want ErrTooManyModels", err)
+	}
+}
+
+func TestBreakerPolicyFollowsChainEntry(t *testing.T) {
+	cfg := testConfig([]string{"k"}, limitsRT(10, 0), limiterconfig.Queue{})
+	strict := testPolicy()
+	strict.Name = "strict"
+	strict.FailureThreshold = 1
+	cfg.Policies = []limiterconfig.Policy{strict}
+	cfg.Chain = &limiterconfig.Chain{Entries: []limiterconfig.ChainEntry{{Provider: "openai", Model: "gpt-x", Policy: "strict"}}}
+	e, _ := testEngine(t, cfg)
+	strictB, _ := e.Breaker("openai", "gpt-x")
+	lenient, _ := e.Breaker("openai", "gpt-y")
+	record(t, strictB, limiterconfig.FailureServerError)
+	record(t, lenient, limiterconfig.FailureServerError)
+	if strictB.Snapshot().State != BreakerOpen || lenient.Snapshot().State != BreakerClosed {
+		t.Errorf("states %v %v, want open (threshold 1) and closed (default 5)", strictB.Snapshot().State, lenient.Snapshot().State)
+	}
+}
+
+func TestSnapshotReportsEverything(t *testing.T) {
+	cfg := testConfig([]string{"k"}, limiterconfig.Limits{RequestsPerMinute: 60, MaxConcurrency: 4, RequestsPerDay: 100}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 5})
+	e, clock := testEngine(t, cfg)
+	tg := mustTarget(t, e, "openai", "gpt-x")
+	r, err := tg.Admit(context.Background(), Demand{InputTokens: 10, OutputTokens: 5}, 5, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Pool().Observe(Observation{Windows: [numKinds]Window{KindRequests: {Limit: 60, Remaining: 40, HasLimit: true, HasRemaining: true}}})
+	r.Settle(Attempt{Status: 429, Retried: true})
+	b, _ := e.Breaker("openai", "gpt-x")
+	record(t, b, "")
+	clock.Advance(time.Second)
+
+	s := e.Snapshot()
+	b1, _ := json.Marshal(s)
+	var generic map[string]any
+	if err := json.Unmarshal(b1, &generic); err != nil {
+		t.Fatal(err)
+	}
+	want := Snapshot{
+		At: day0.Add(time.Second),
+		Pools: []PoolSnapshot{{
+			Provider: "openai", Key: "k", Pool: "gpt-x",
+			Limits:         []LimitSnapshot{{Kind: "requestsPerMinute", Configured: 60, Learned: 60, RatePerMinute: 60, Burst: 60, Level: 41, Utilisation: 19.0 / 60}},
+			InFlight:       1,
+			MaxConcurrency: 4, RequestsToday: 1, RequestsPerDay: 100,
+			Throttle: 1,
+			Counters: PoolCounters{Attempts: 1, Retries: 1, Upstream429: 1, ReservedTokens: 15, RefundedTokens: 15},
+			LastHeaders: &HeaderSample{At: day0, Windows: map[string]WindowSample{
+				"requestsPerMinute": {Limit: ptr(int64(60)), Remaining: ptr(int64(40))},
+			}},
+		}},
+		Queues:   []QueueSnapshot{{Provider: "openai", Pool: "gpt-x", Admitted: 1}},
+		Breakers: []BreakerSnapshot{{Provider: "openai", Model: "gpt-x", State: BreakerClosed}},
+	}
+	if diff := cmp.Diff(want, s, approx); diff != "" {
+		t.Errorf("snapshot (-want +got):\n%s", diff)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,203 @@
+package limiter
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"time"
+)
+
+// Snapshot is the engine's state at one moment: what /state serves and what the
+// control-channel reporter sends to the manager. Slices are sorted for stable output.
+type Snapshot struct {
+	At       time.Time         `json:"at"`
+	Pools    []PoolSnapshot    `json:"pools"`
+	Queues   []QueueSnapshot   `json:"queues"`
+	Breakers []BreakerSnapshot `json:"breakers"`
+}
+
+// PoolSnapshot is one (provider, key, model pool).
+type PoolSnapshot struct {
+	Provider string          `json:"provider"`
+	Key      string          `json:"key"`
+	Pool     string          `json:"pool"`
+	Limits   []LimitSnapshot `json:"limits"`
+	InFlight int64           `json:"inFlight"`
+	// MaxConcurrency is 0 when unlimited.
+	MaxConcurrency int64 `json:"maxConcurrency,omitempty"`
+	RequestsToday  int64 `json:"requestsToday"`
+	RequestsPerDay int64 `json:"requestsPerDay,omitempty"`
+	TokensToday    int64 `json:"tokensToday"`
+	TokensPerDay   int64 `json:"tokensPerDay,omitempty"`
+	// Throttle is the factor upstream 429s put on the rates (1 = none).
+	Throttle float64 `json:"throttle"`
+	// HeldFor is how long admission stays paused for an upstream Retry-After.
+	HeldFor  time.Duration `json:"heldForNanos,omitempty"`
+	Counters PoolCounters  `json:"counters"`
+	// LastHeaders is the latest provider rate-limit report, when learning is on.
+	LastHeaders *HeaderSample `json:"lastHeaders,omitempty"`
+}
+
+// LimitSnapshot is one per-minute limit: its layers and the bucket.
+type LimitSnapshot struct {
+	Kind string `json:"kind"`
+	// Configured and Learned are per minute as configured / as the provider reported;
+	// 0 when absent. Lease is a SetLimit cap.
+	Configured int64      `json:"configured,omitempty"`
+	Learned    int64      `json:"learned,omitempty"`
+	Lease      *LeaseSnap `json:"lease,omitempty"`
+	// RatePerMinute and Burst are the effective bucket after margin, learning,
+	// throttling and lease; Level is what it holds now (negative = debt).
+	RatePerMinute float64 `json:"ratePerMinute"`
+	Burst         float64 `json:"burst"`
+	Level         float64 `json:"level"`
+	// Utilisation is the used fraction of the burst, 0..1 (more when in debt).
+	Utilisation float64 `json:"utilisation"`
+}
+
+// LeaseSnap is a SetLimit cap.
+type LeaseSnap struct {
+	RatePerSecond float64 `json:"ratePerSecond"`
+	Burst         float64 `json:"burst"`
+}
+
+// PoolCounters count since the process started.
+type PoolCounters struct {
+	// Attempts are upstream calls made; Retries the ones followed by another attempt.
+	Attempts       int64 `json:"attempts"`
+	Retries        int64 `json:"retries"`
+	InputTokens    int64 `json:"inputTokens"`
+	OutputTokens   int64 `json:"outputTokens"`
+	Upstream429    int64 `json:"upstream429"`
+	Upstream5xx    int64 `json:"upstream5xx"`
+	UpstreamOther  int64 `json:"upstreamOtherErrors"`
+	ReservedTokens int64 `json:"reservedTokens"`
+	RefundedTokens int64 `json:"refundedTokens"`
+	OverrunTokens  int64 `json:"overrunTokens"`
+}
+
+// HeaderSample is the latest observation of provider headers.
+type HeaderSample struct {
+	At      time.Time               `json:"at"`
+	Windows map[string]WindowSample `json:"windows"`
+}
+
+// WindowSample is one reported window; absent values are omitted.
+type WindowSample struct {
+	Limit     *int64 `json:"limit,omitempty"`
+	Remaining *int64 `json:"remaining,omitempty"`
+}
+
+// QueueSnapshot is one (provider, model pool) queue.
+type QueueSnapshot struct {
+	Provider string `json:"provider"`
+	Pool     string `json:"pool"`
+	Depth    int    `json:"depth"`
+	Admitted int64  `json:"admitted"`
+	Queued   int64  `json:"queued"`
+	Rejected int64  `json:"rejected"`
+}
+
+// Snapshot captures the state of every pool, queue and breaker.
+func (e *Engine) Snapshot() Snapshot {
+	e.mu.Lock()
+	targets := make([]*Target, 0, len(e.targets))
+	for _, t := range e.targets {
+		targets = append(targets, t)
+	}
+	breakers := make([]*Breaker, 0, len(e.breakers))
+	for _, b := range e.breakers {
+		breakers = append(breakers, b)
+	}
+	e.mu.Unlock()
+
+	s := Snapshot{At: e.clock.Wall(e.clock.Now()), Pools: []PoolSnapshot{}, Queues: []QueueSnapshot{}, Breakers: []BreakerSnapshot{}}
+	for _, t := range targets {
+		s.Queues = append(s.Queues, QueueSnapshot{
+			Provider: t.Provider, Pool: t.Name, Depth: t.QueueDepth(),
+			Admitted: t.admitted.Load(), Queued: t.queued.Load(), Rejected: t.rejected.Load(),
+		})
+		for _, p := range t.Pools() {
+			s.Pools = append(s.Pools, p.Snapshot())
+		}
+	}
+	for _, b := range breakers {
+		s.Breakers = append(s.Breakers, b.Snapshot())
+	}
+	slices.SortFunc(s.Queues, func(a, b QueueSnapshot) int {
+		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Pool, b.Pool))
+	})
+	slices.SortFunc(s.Pools, func(a, b PoolSnapshot) int {
+		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Pool, b.Pool), cmp.Compare(a.Key, b.Key))
+	})
+	slices.SortFunc(s.Breakers, func(a, b BreakerSnapshot) int {
+		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Model, b.Model))
+	})
+	return s
+}
+
+// Snapshot captures this pool.
+func (p *Pool) Snapshot() PoolSnapshot {
+	c := &p.counters
+	s := PoolSnapshot{
+		Provider: p.Provider, Key: p.Key, Pool: p.Name,
+		Limits:   []LimitSnapshot{},
+		InFlight: p.inFlight.Load(),
+		Counters: PoolCounters{
+			Attempts: c.attempts.Load(), Retries: c.retries.Load(),
+			InputTokens: c.inputTokens.Load(), OutputTokens: c.outputTokens.Load(),
+			Upstream429: c.upstream429.Load(), Upstream5xx: c.upstream5xx.Load(), UpstreamOther: c.upstreamOther.Load(),
+			ReservedTokens: c.reservedTokens.Load(), RefundedTokens: c.refundedTokens.Load(), OverrunTokens: c.overrunTokens.Load(),
+		},
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
+	p.fastTakes = 0
+	p.rollDaysLocked(now)
+	s.MaxConcurrency = p.maxConc
+	s.RequestsToday, s.RequestsPerDay = p.dayReqs.used, p.dayReqs.limit
+	s.TokensToday, s.TokensPerDay = p.dayTokens.used, p.dayTokens.limit
+	s.Throttle = p.throttle
+	if p.holdUntil > now {
+		s.HeldFor = time.Duration(p.holdUntil - now)
+	}
+	for _, k := range Kinds {
+		b := &p.buckets[k]
+		e := p.external[k]
+		if !b.Limited() && p.configured[k] == 0 && p.learned[k] == 0 && !e.set {
+			continue
+		}
+		l := LimitSnapshot{Kind: k.String(), Configured: p.configured[k], Learned: p.learned[k]}
+		if e.set {
+			l.Lease = &LeaseSnap{RatePerSecond: e.ratePerSecond, Burst: e.burst}
+		}
+		if b.Limited() {
+			l.RatePerMinute = b.RatePerSecond() * 60
+			l.Burst = b.Burst()
+			l.Level = b.Level(now)
+			if l.Burst > 0 {
+				l.Utilisation = math.Max(0, 1-l.Level/l.Burst)
+			}
+		}
+		s.Limits = append(s.Limits, l)
+	}
+	if p.lastSeen.ok {
+		hs := &HeaderSample{At: p.clock.Wall(p.lastSeen.at), Windows: map[string]WindowSample{}}
+		for _, k := range Kinds {
+			w := p.lastSeen.obs.Windows[k]
+			var ws WindowSample
+			if w.HasLimit {
+				ws.Limit = &w.Limit
+			}
+			if w.HasRemaining {
+				ws.Remaining = &w.Remaining
+			}
+			if ws.Limit != nil || ws.Remaining != nil {
+				hs.Windows[k.String()] = ws
+			}
+		}
+		s.LastHeaders = hs
+	}
+	return s
+}
