@@ -111,6 +111,16 @@ func (b *Breaker) Allow() (Permit, error) {
 	return Permit{b: b}, nil
 }
 
+// Cancel gives the permit back without an outcome: the call was never made.
+func (p Permit) Cancel() {
+	if p.b == nil || !p.probe {
+		return
+	}
+	p.b.mu.Lock()
+	p.b.probes = max(0, p.b.probes-1)
+	p.b.mu.Unlock()
+}
+
 // Record reports the permitted call's outcome: kind "" is a success, otherwise a
 // limiterconfig.Failure* kind (or any other string, which is neutral).
 func (p Permit) Record(kind string) {
@@ -122,7 +132,7 @@ func (p Permit) Record(kind string) {
 	defer b.mu.Unlock()
 	now := b.clock.Now()
 	if p.probe {
-		b.probes--
+		b.probes = max(0, b.probes-1)
 	}
 	counted := kind != "" && slices.Contains(b.failureOn, kind)
 	switch {

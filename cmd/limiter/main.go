@@ -1,0 +1,130 @@
+// Command limiter is the aiquota sidecar: a localhost proxy in front of AI providers
+// that keeps an app inside its quota (see internal/sidecar).
+//
+//	limiter --config /etc/aiquota/limiter.json [--listen 127.0.0.1:8787] [--admin-listen :8788]
+//	        [--default-priority N] [--drain-timeout 30s] [--log-level info]
+//
+// The proxy listener must be a loopback address; the admin listener (health,
+// readiness, metrics only) listens on the pod IP for the kubelet and Prometheus.
+// SIGTERM or SIGINT: readiness turns false, in-flight requests finish (bounded by
+// --drain-timeout), then the process exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/sidecar"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("limiter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/aiquota/limiter.json", "path of the rendered limiter config (JSON)")
+	listen := fs.String("listen", "127.0.0.1:8787", "proxy listen address; must be loopback")
+	adminListen := fs.String("admin-listen", ":8788", "admin listen address (/healthz, /readyz, /metrics)")
+	defaultPriority := fs.Int("default-priority", 0, "priority 1..9 for requests without an x-aiquota-priority header; 0 = the chain's default, else 5")
+	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	maxBody := fs.Int64("max-body-bytes", sidecar.DefaultMaxBodyBytes, "largest request body accepted (413 above)")
+	pollInterval := fs.Duration("config-poll-interval", sidecar.DefaultPollInterval, "how often the config's content hash is checked, besides file events")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "limiter: --log-level: %v\n", err)
+		return 2
+	}
+	if *defaultPriority < 0 || *defaultPriority > 9 {
+		fmt.Fprintf(stderr, "limiter: --default-priority is %d, want 0..9\n", *defaultPriority)
+		return 2
+	}
+	if err := requireLoopback(*listen); err != nil {
+		fmt.Fprintf(stderr, "limiter: --listen: %v\n", err)
+		return 2
+	}
+	id := sidecar.Identity{PodName: os.Getenv("POD_NAME"), PodNamespace: os.Getenv("POD_NAMESPACE"), PodUID: os.Getenv("POD_UID")}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if id.PodName != "" {
+		log = log.With("podName", id.PodName, "podNamespace", id.PodNamespace)
+	}
+
+	srv := sidecar.New(sidecar.Options{
+		ConfigPath: *configPath, DefaultPriority: *defaultPriority, MaxBodyBytes: *maxBody,
+		PollInterval: *pollInterval, Logger: log, Identity: id,
+	})
+	proxyLn, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Error("proxy listener", "address", *listen, "error", err)
+		return 1
+	}
+	adminLn, err := net.Listen("tcp", *adminListen)
+	if err != nil {
+		log.Error("admin listener", "address", *adminListen, "error", err)
+		return 1
+	}
+	proxy := &http.Server{Handler: srv.ProxyHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- proxy.Serve(proxyLn) }()
+	go func() { serveErr <- admin.Serve(adminLn) }()
+	log.Info("listening", "proxy", proxyLn.Addr().String(), "admin", adminLn.Addr().String(), "config", *configPath, "ready", srv.Ready())
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go srv.Watch(watchCtx)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		log.Error("listener failed", "error", err)
+		return 1
+	}
+	srv.Drain()
+	log.Info("draining", "timeout", drainTimeout.String())
+	drainCtx, cancel := context.WithTimeout(context.Background(), *drainTimeout)
+	defer cancel()
+	if err := proxy.Shutdown(drainCtx); err != nil {
+		log.Warn("drain timed out; closing the remaining connections", "error", err)
+		_ = proxy.Close()
+	}
+	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelAdmin()
+	_ = admin.Shutdown(adminCtx)
+	log.Info("stopped")
+	return 0
+}
+
+// requireLoopback refuses a proxy address that would expose the keys' power beyond
+// the pod: apps reach the sidecar on localhost only.
+func requireLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return errors.New(addr + " is not a loopback address; the proxy must listen on localhost only")
+	}
+	return nil
+}

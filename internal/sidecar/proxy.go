@@ -1,0 +1,739 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/limiter"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/provider"
+)
+
+const (
+	// PriorityHeader carries the request's priority, 1 (interactive) .. 9 (batch).
+	PriorityHeader = "X-Aiquota-Priority"
+	// ServedByHeader names the provider and model that answered.
+	ServedByHeader = "X-Aiquota-Served-By"
+	// maxErrorBody bounds how much of an upstream error body is read to classify it.
+	maxErrorBody = 64 << 10
+	// maxUsageBody bounds how much of a non-streamed success is kept to read usage;
+	// past it the reservation stands as the charge.
+	maxUsageBody = 16 << 20
+	// maxPooledBody is the largest buffer returned to the pool.
+	maxPooledBody = 1 << 20
+)
+
+var (
+	bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	copyPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+)
+
+func putBody(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBody {
+		b.Reset()
+		bodyPool.Put(b)
+	}
+}
+
+// hopHeaders are connection-scoped and never forwarded (RFC 9110 7.6.1), plus the
+// headers the sidecar sets or consumes itself.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Te", "Trailer",
+	"Transfer-Encoding", "Upgrade",
+}
+
+// exchange is one app request on its way through the sidecar.
+type exchange struct {
+	s       *Server
+	rt      *runtime
+	w       http.ResponseWriter
+	r       *http.Request
+	dialect provider.Dialect
+	op      provider.Operation
+	req     provider.Request
+	route   route
+	pool    limiterconfig.Pool
+	policy  limiterconfig.Policy
+	body    []byte // what goes upstream
+	strip   bool   // the limiter added include_usage and strips its chunk
+
+	start                            time.Time
+	upstreamTime, queued, retryDelay time.Duration
+	wrote                            bool // response headers sent to the app
+	outcome                          string
+}
+
+func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
+	x := &exchange{s: s, w: w, r: r, start: time.Now(), rt: s.rt.Load()}
+	d, op, pathModel, ok := provider.Route(r.Method, r.URL.Path)
+	x.dialect, x.op = d, op
+	defer x.recoverPanic()
+	if !ok {
+		x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("the aiquota limiter does not proxy %s %s", r.Method, r.URL.Path)})
+		return
+	}
+	if x.rt == nil {
+		x.outcome = outcomeUnavailable
+		writeNotReady(w, d)
+		x.finish()
+		return
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	defer putBody(buf)
+	if !x.readBody(buf) {
+		return
+	}
+	req, err := provider.ParseRequest(d, op, pathModel, buf.Bytes())
+	if err != nil {
+		var re *provider.RequestError
+		if errors.As(err, &re) {
+			x.fail(outcomeBadRequest, &provider.Error{Status: re.Status, Code: "invalid_request", Param: re.Param, Message: re.Message})
+		} else {
+			x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "the aiquota limiter could not read this request"})
+		}
+		return
+	}
+	x.req = req
+	x.route, err = x.rt.resolve(d, req.Model)
+	if err != nil {
+		x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
+		return
+	}
+	x.body = buf.Bytes()
+	if x.route.rewrite && r.Method == http.MethodPost {
+		if x.body, err = provider.SetModel(d, x.body, x.route.model); err != nil {
+			x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Param: "model", Message: "the aiquota limiter could not set the model: " + err.Error()})
+			return
+		}
+	}
+	if !op.Limited() {
+		x.forwardOnce()
+		return
+	}
+	x.limited()
+}
+
+// readBody reads the request body into buf, answering 413 above the limit.
+func (x *exchange) readBody(buf *bytes.Buffer) bool {
+	max := x.s.opts.MaxBodyBytes
+	tooLarge := func() bool {
+		x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+			Message: fmt.Sprintf("request body is larger than the aiquota limiter's %d-byte limit", max)})
+		return false
+	}
+	if x.r.ContentLength > max {
+		return tooLarge()
+	}
+	if x.r.Body == nil || x.r.Body == http.NoBody {
+		return true
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(x.w, x.r.Body, max))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return tooLarge()
+	case err != nil:
+		x.outcome = outcomeCanceled
+		x.finish()
+		return false
+	}
+	return true
+}
+
+// limited runs a quota-consuming request: context pre-check, breaker, admission,
+// attempts with retries, settlement.
+func (x *exchange) limited() {
+	up := x.route.up
+	x.pool = up.cfg.PoolFor(x.route.model)
+	x.policy = x.rt.policyFor(up, x.route.model)
+	counter := x.s.counters.get(x.pool.Tokenizer, x.route.model)
+	prompt := provider.PromptTokens(counter, &x.req)
+	stated := x.req.MaxOutputTokens * max(1, x.req.Choices)
+	if exceedsContext(prompt, stated, x.pool.ContextWindow) {
+		x.outcome = outcomeContextLength
+		x.noteFailure(limiterconfig.FailureContextLengthExceeded)
+		x.writeLocal(&provider.Error{Status: http.StatusBadRequest, Code: "context_length_exceeded", Param: "messages",
+			Message: fmt.Sprintf("this request needs about %d prompt tokens plus %d output tokens, more than %s's context window of %d tokens (checked by the aiquota limiter)",
+				prompt, stated, x.route.model, x.pool.ContextWindow)})
+		return
+	}
+	reserveOut := stated
+	if reserveOut == 0 && x.op != provider.OpEmbeddings {
+		reserveOut = x.pool.MaxOutputTokens * max(1, x.req.Choices)
+	}
+	demand := limiter.Demand{InputTokens: prompt, OutputTokens: reserveOut}
+	if x.dialect == provider.DialectOpenAI && x.req.Stream && !x.req.StreamUsageRequested &&
+		(x.op == provider.OpChatCompletions || x.op == provider.OpCompletions) {
+		if b, err := provider.EnableStreamUsage(x.body); err == nil {
+			x.body, x.strip = b, true
+		}
+	}
+	target, err := x.s.engine.Target(up.cfg.Name, x.route.model)
+	if err == nil {
+		var breaker *limiter.Breaker
+		if breaker, err = x.s.engine.Breaker(up.cfg.Name, x.route.model); err == nil {
+			x.attempts(target, breaker, demand)
+			return
+		}
+	}
+	x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: "aiquota limiter: " + err.Error()})
+}
+
+// decision is what the limiter does about a failure it will not retry. Falling
+// back to the chain's next entry is decided here; carrying it out is the chain walk,
+// a separate piece of work: until it lands, both decisions hand the failure to the
+// app, and a fallback decision is logged so operators see what would have happened.
+type decision uint8
+
+const (
+	decideReturn   decision = iota + 1 // hand the failure to the app
+	decideFallback                     // chain.fallbackOn names this failure and a later entry exists
+)
+
+func (d decision) String() string {
+	if d == decideFallback {
+		return "fallback"
+	}
+	return "return"
+}
+
+// exceedsContext reports a prompt plus stated output budget that cannot fit the
+// window. An unstated budget is not assumed: the provider then generates what
+// fits, so only a prompt that fills the window alone is refused.
+func exceedsContext(prompt, statedOutput, window int64) bool {
+	return window > 0 && (prompt+statedOutput > window || prompt >= window)
+}
+
+// failureDecision says whether a failure that will not be retried falls back.
+func (rt *runtime) failureDecision(up *upstream, model, kind string) decision {
+	c := rt.cfg.Chain
+	if c == nil || !slices.Contains(c.FallbackOn, kind) {
+		return decideReturn
+	}
+	for i, e := range c.Entries {
+		if e.Provider == up.cfg.Name && e.Model == model {
+			if i+1 < len(c.Entries) {
+				return decideFallback
+			}
+			break
+		}
+	}
+	return decideReturn
+}
+
+// noteFailure decides about a final failure and logs fallback decisions.
+func (x *exchange) noteFailure(kind string) decision {
+	d := x.rt.failureDecision(x.route.up, x.route.model, kind)
+	if d == decideFallback {
+		x.s.log.Info("request failed where the chain would fall back; returning the failure (chain walk not available yet)",
+			"provider", x.route.up.cfg.Name, "model", x.route.model, "kind", kind)
+	}
+	return d
+}
+
+// attempts sends the request until it succeeds, fails for good, or runs out of
+// retries; every attempt is admitted through the buckets afresh.
+func (x *exchange) attempts(target *limiter.Target, breaker *limiter.Breaker, demand limiter.Demand) {
+	ctx := x.r.Context()
+	up := x.route.up
+	priority := x.rt.defaultPriority
+	if p, ok := limiter.ParsePriority(x.r.Header.Get(PriorityHeader)); ok {
+		priority = p
+	}
+	first := time.Now()
+	for attempt := 0; ; attempt++ {
+		permit, err := breaker.Allow()
+		if err != nil {
+			x.reject(err)
+			return
+		}
+		qStart := time.Now()
+		res, err := target.Admit(ctx, demand, priority, x.s.engine.Queue().MaxWait.D())
+		waited := time.Since(qStart)
+		x.queued += waited
+		x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, target.Name).Observe(waited.Seconds())
+		if err != nil {
+			permit.Cancel()
+			x.reject(err)
+			return
+		}
+		key := up.keys[res.Pool().Key]
+		r := x.send(ctx, res, key)
+		if r.done {
+			permit.Record(r.kind)
+			return
+		}
+		// Not sent to the app: a failure, to retry or to return.
+		permit.Record(r.kind)
+		if ctx.Err() != nil {
+			r.close()
+			res.Settle(limiter.Attempt{Status: r.status})
+			res.Release()
+			x.outcome = outcomeCanceled
+			x.finish()
+			return
+		}
+		if r.retryable {
+			delay, ok := limiter.NextRetry(x.policy.Retry, limiter.RetryInput{
+				Attempt: attempt, Kind: r.kind, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter,
+				Elapsed: time.Since(first), Jitter: rand.Float64(),
+			})
+			if ok {
+				r.close()
+				res.Settle(limiter.Attempt{Status: r.status, Retried: true})
+				res.Release()
+				x.s.metrics.retries.WithLabelValues(up.cfg.Name, target.Name, r.kind).Inc()
+				x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, target.Name).Observe(delay.Seconds())
+				if !x.sleep(ctx, delay) {
+					x.outcome = outcomeCanceled
+					x.finish()
+					return
+				}
+				continue
+			}
+		}
+		x.noteFailure(r.kind)
+		x.returnFailure(r)
+		res.Settle(limiter.Attempt{Status: r.status})
+		res.Release()
+		return
+	}
+}
+
+func (x *exchange) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	start := time.Now()
+	defer func() { x.retryDelay += time.Since(start) }()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// attemptResult is one upstream attempt that did not reach the app (done=false), or
+// the note that it did (done=true; the response is written and settled).
+type attemptResult struct {
+	done          bool
+	status        int // 0 without a response
+	kind          string
+	retryable     bool
+	retryAfter    time.Duration
+	hasRetryAfter bool
+	resp          *http.Response
+	prefix        []byte // the error body read for classification
+	err           error
+	watch         *watchdog
+}
+
+func (r *attemptResult) close() {
+	if r.resp != nil {
+		r.resp.Body.Close()
+	}
+	if r.watch != nil {
+		r.watch.stop()
+	}
+}
+
+// watchdog cancels an attempt when the upstream is silent too long: until the
+// response headers, then between body reads. A healthy stream, however long, and
+// DeepSeek's keep-alive lines keep it fed.
+type watchdog struct {
+	timer   *time.Timer
+	fired   atomic.Bool
+	timeout time.Duration
+	cancel  context.CancelFunc
+}
+
+func newWatchdog(timeout time.Duration, cancel context.CancelFunc) *watchdog {
+	w := &watchdog{timeout: timeout, cancel: cancel}
+	w.timer = time.AfterFunc(timeout, func() {
+		w.fired.Store(true)
+		cancel()
+	})
+	return w
+}
+
+func (w *watchdog) feed() { w.timer.Reset(w.timeout) }
+
+func (w *watchdog) stop() {
+	w.timer.Stop()
+	w.cancel()
+}
+
+// send makes one attempt under res. A success is streamed or copied to the app and
+// settled here; a failure comes back for the retry decision.
+func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string) attemptResult {
+	up := x.route.up
+	actx, cancel := context.WithCancel(ctx)
+	wd := newWatchdog(x.policy.RequestTimeout.D(), cancel)
+	req, err := x.upstreamRequest(actx, key)
+	if err != nil {
+		wd.stop()
+		return attemptResult{kind: limiterconfig.FailureConnection, err: err}
+	}
+	sent := time.Now()
+	resp, err := x.s.transport.RoundTrip(req)
+	if err != nil {
+		x.upstreamTime += time.Since(sent)
+		wd.stop()
+		kind := limiterconfig.FailureConnection
+		if wd.fired.Load() {
+			kind = limiterconfig.FailureTimeout
+		}
+		x.s.metrics.upstreamStatus.WithLabelValues(up.cfg.Name, x.pool.Name, res.Pool().Key, "0").Inc()
+		return attemptResult{kind: kind, retryable: true, err: err}
+	}
+	wd.feed()
+	now := time.Now()
+	if up.cfg.LearnFromHeaders {
+		if obs, ok := observation(up.cfg.Type, provider.ParseRateLimits(up.cfg.Type, resp.Header, now)); ok {
+			res.Pool().Observe(obs)
+		}
+	}
+	x.s.metrics.upstreamStatus.WithLabelValues(up.cfg.Name, x.pool.Name, res.Pool().Key, statusLabel(resp.StatusCode)).Inc()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		prefix, _ := io.ReadAll(io.LimitReader(&fedReader{r: resp.Body, wd: wd}, maxErrorBody))
+		x.upstreamTime += time.Since(sent)
+		o := provider.Classify(up.cfg.Type, resp.StatusCode, resp.Header, prefix, time.Now())
+		if o.Kind == limiterconfig.FailureRateLimited && o.Retryable {
+			res.Pool().Throttle(o.RetryAfter)
+		}
+		return attemptResult{status: resp.StatusCode, kind: o.Kind, retryable: o.Retryable,
+			retryAfter: o.RetryAfter, hasRetryAfter: o.HasRetryAfter, resp: resp, prefix: prefix, watch: wd}
+	}
+	kind, usage, usageOK := x.relay(resp, wd)
+	resp.Body.Close()
+	wd.stop()
+	x.upstreamTime += time.Since(sent)
+	res.Settle(limiter.Attempt{Status: resp.StatusCode, Usage: usage, UsageKnown: usageOK})
+	res.Release()
+	x.finish()
+	return attemptResult{done: true, status: resp.StatusCode, kind: kind}
+}
+
+// upstreamRequest builds the provider request: endpoint plus the incoming path and
+// query (credentials removed), the app's headers minus hop-by-hop and credentials,
+// the provider's auth.
+func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Request, error) {
+	up := x.route.up
+	u := *up.endpoint
+	u.Path = up.endpoint.Path + x.r.URL.Path
+	u.RawPath = ""
+	h := x.r.Header.Clone()
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	h.Del(PriorityHeader)
+	// Go's transport then asks for gzip itself and decompresses, so usage can be read.
+	h.Del("Accept-Encoding")
+	h.Del("Content-Length")
+	if x.r.URL.RawQuery != "" {
+		q := x.r.URL.Query()
+		provider.ApplyAuth(h, q, up.cfg.Type, key)
+		u.RawQuery = q.Encode()
+	} else {
+		provider.ApplyAuth(h, nil, up.cfg.Type, key)
+	}
+	var body io.Reader = http.NoBody
+	if len(x.body) > 0 {
+		body = bytes.NewReader(x.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, x.r.Method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("build upstream request: %w", err)
+	}
+	req.Header = h
+	req.ContentLength = int64(len(x.body))
+	return req, nil
+}
+
+// relay copies a successful response to the app: streams event by event with a
+// flush each, other bodies as they arrive while keeping a bounded copy for usage.
+// It returns the failure kind if the body broke off, and the usage.
+func (x *exchange) relay(resp *http.Response, wd *watchdog) (kind string, u limiter.Usage, ok bool) {
+	stream := x.req.Stream || isEventStream(resp.Header)
+	h := x.w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	if stream {
+		h.Del("Content-Length") // events may be stripped
+	}
+	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
+	x.w.WriteHeader(resp.StatusCode)
+	x.wrote = true
+	x.outcome = outcomeSuccess
+
+	bp := copyPool.Get().(*[]byte)
+	defer copyPool.Put(bp)
+	buf := *bp
+	body := &fedReader{r: resp.Body, wd: wd}
+	flusher, _ := x.w.(http.Flusher)
+	var tracker *provider.StreamTracker
+	var kept *bytes.Buffer
+	if stream {
+		tracker = provider.NewStreamTracker(x.dialect, x.strip)
+	} else {
+		kept = bodyPool.Get().(*bytes.Buffer)
+		defer putBody(kept)
+	}
+	var readErr, writeErr error
+	for readErr == nil && writeErr == nil {
+		var n int
+		n, readErr = body.Read(buf)
+		if n == 0 {
+			continue
+		}
+		chunk := buf[:n]
+		if tracker != nil {
+			chunk = tracker.Write(chunk)
+		} else if kept.Len()+n <= maxUsageBody {
+			kept.Write(chunk)
+		}
+		if len(chunk) > 0 {
+			_, writeErr = x.w.Write(chunk)
+			if stream && flusher != nil && writeErr == nil {
+				flusher.Flush()
+			}
+		}
+	}
+	if tracker != nil && writeErr == nil {
+		if tail := tracker.Flush(); len(tail) > 0 {
+			_, writeErr = x.w.Write(tail)
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	var pu provider.Usage
+	if tracker != nil {
+		pu, ok = tracker.Usage()
+		if fk, _, failed := tracker.Failed(); failed {
+			kind = fk
+			x.outcome = outcomeStreamFailed
+		}
+	} else {
+		pu, ok = provider.ParseUsage(x.dialect, kept.Bytes())
+	}
+	switch {
+	case writeErr != nil:
+		x.outcome = outcomeCanceled
+	case readErr != nil && readErr != io.EOF:
+		x.outcome = outcomeStreamFailed
+		kind = limiterconfig.FailureConnection
+		if wd.fired.Load() {
+			kind = limiterconfig.FailureTimeout
+		}
+	}
+	return kind, engineUsage(x.route.up.dialect, pu), ok
+}
+
+// engineUsage maps provider usage onto the engine's: for Anthropic, cache reads do
+// not count toward the input-token limit, so they are left out.
+func engineUsage(d provider.Dialect, u provider.Usage) limiter.Usage {
+	in := u.InputTokens
+	if d == provider.DialectAnthropic {
+		in = max(0, in-u.CachedInputTokens)
+	}
+	return limiter.Usage{InputTokens: in, OutputTokens: u.OutputTokens}
+}
+
+func isEventStream(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return len(ct) >= 17 && ct[:17] == "text/event-stream"
+}
+
+// fedReader feeds the watchdog on every read that returns data.
+type fedReader struct {
+	r  io.Reader
+	wd *watchdog
+}
+
+func (f *fedReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 {
+		f.wd.feed()
+	}
+	return n, err
+}
+
+// returnFailure hands a failure that is not retried to the app: the provider's
+// own response unchanged, or a 502/504 in the app's dialect when there was none.
+func (x *exchange) returnFailure(r attemptResult) {
+	defer r.close()
+	if r.resp == nil {
+		status, code := http.StatusBadGateway, "upstream_unreachable"
+		if r.kind == limiterconfig.FailureTimeout {
+			status, code = http.StatusGatewayTimeout, "upstream_timeout"
+		}
+		msg := fmt.Sprintf("aiquota limiter: %s did not answer", x.route.up.cfg.Name)
+		if r.err != nil {
+			msg += ": " + r.err.Error()
+		}
+		x.outcome = outcomeUnavailable
+		x.writeLocal(&provider.Error{Status: status, Code: code, Message: msg})
+		return
+	}
+	h := x.w.Header()
+	for k, vv := range r.resp.Header {
+		h[k] = vv
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	h.Del("Content-Length")
+	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
+	x.w.WriteHeader(r.resp.StatusCode)
+	x.wrote = true
+	_, err := x.w.Write(r.prefix)
+	if err == nil {
+		bp := copyPool.Get().(*[]byte)
+		_, _ = io.CopyBuffer(x.w, &fedReader{r: r.resp.Body, wd: r.watch}, *bp)
+		copyPool.Put(bp)
+	}
+	x.outcome = outcomeUpstreamError
+	x.finish()
+}
+
+// forwardOnce proxies an operation that uses no quota (model lists, token counts):
+// one attempt, no queue, no retries.
+func (x *exchange) forwardOnce() {
+	up := x.route.up
+	x.pool = up.cfg.PoolFor(x.route.model)
+	x.policy = x.rt.policyFor(up, x.route.model)
+	key := ""
+	for _, k := range up.cfg.Keys {
+		key = up.keys[k.ID]
+		break
+	}
+	ctx, cancel := context.WithCancel(x.r.Context())
+	wd := newWatchdog(x.policy.RequestTimeout.D(), cancel)
+	defer wd.stop()
+	req, err := x.upstreamRequest(ctx, key)
+	if err == nil {
+		sent := time.Now()
+		var resp *http.Response
+		if resp, err = x.s.transport.RoundTrip(req); err == nil {
+			defer resp.Body.Close()
+			wd.feed()
+			x.relay(resp, wd)
+			x.upstreamTime += time.Since(sent)
+			if resp.StatusCode > 299 {
+				x.outcome = outcomeUpstreamError
+			}
+			x.finish()
+			return
+		}
+	}
+	x.returnFailure(attemptResult{kind: limiterconfig.FailureConnection, err: err})
+}
+
+// reject answers a local refusal from the engine.
+func (x *exchange) reject(err error) {
+	var rej *limiter.RejectError
+	if !errors.As(err, &rej) {
+		// The app went away while queued.
+		x.outcome = outcomeCanceled
+		x.finish()
+		return
+	}
+	e := &provider.Error{Code: rej.Reason.String(), Message: rej.Error(), RetryAfter: rej.RetryAfter}
+	switch rej.Reason {
+	case limiter.ReasonCircuitOpen:
+		e.Status = http.StatusServiceUnavailable
+		x.outcome = outcomeCircuitOpen
+	case limiter.ReasonPoolRemoved:
+		e.Status, e.RetryAfter = http.StatusServiceUnavailable, time.Second
+		x.outcome = outcomeUnavailable
+	case limiter.ReasonTooLarge:
+		// Retrying can never help, so not a 429 that SDKs would retry.
+		e.Status = http.StatusBadRequest
+		x.outcome = outcomeRateLimited
+	default:
+		e.Status = http.StatusTooManyRequests
+		x.outcome = outcomeRateLimited
+	}
+	x.writeLocal(e)
+}
+
+func (x *exchange) writeLocal(e *provider.Error) {
+	provider.WriteError(x.w, x.dialect, e)
+	x.wrote = true
+	x.finish()
+}
+
+func (x *exchange) fail(outcome string, e *provider.Error) {
+	x.outcome = outcome
+	x.writeLocal(e)
+}
+
+// finish records the request's metrics; it runs once per request.
+func (x *exchange) finish() {
+	providerName, poolName := "", ""
+	if x.route.up != nil {
+		providerName, poolName = x.route.up.cfg.Name, x.pool.Name
+	}
+	m := x.s.metrics
+	m.requests.WithLabelValues(providerName, poolName, x.outcome).Inc()
+	if x.route.up != nil && x.upstreamTime > 0 {
+		m.upstreamLatency.WithLabelValues(providerName, poolName).Observe(x.upstreamTime.Seconds())
+	}
+	added := time.Since(x.start) - x.upstreamTime - x.queued - x.retryDelay
+	m.addedLatency.Observe(max(0, added).Seconds())
+}
+
+// recoverPanic is the last resort: a bug must not take the sidecar down with it.
+// Tests (fuzzing included) check that no input gets here.
+func (x *exchange) recoverPanic() {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	x.s.metrics.panics.Inc()
+	x.s.log.Error("proxy handler panic", "panic", fmt.Sprint(v), "path", x.r.URL.Path, "stack", string(debug.Stack()))
+	if !x.wrote {
+		provider.WriteError(x.w, x.dialect, &provider.Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "aiquota limiter internal error"})
+	}
+}
+
+// observation maps provider rate-limit headers onto the engine's kinds. Anthropic's
+// combined "tokens" window is the most restrictive of its input and output limits,
+// not a limit of its own, so it is not learned as one.
+func observation(providerType string, rl provider.RateLimits) (limiter.Observation, bool) {
+	var o limiter.Observation
+	set := func(k limiter.Kind, w provider.Window) {
+		o.Windows[k] = limiter.Window{Limit: w.Limit, Remaining: w.Remaining, HasLimit: w.HasLimit, HasRemaining: w.HasRemaining}
+	}
+	set(limiter.KindRequests, rl.Requests)
+	if providerType != limiterconfig.ProviderAnthropic {
+		set(limiter.KindTokens, rl.Tokens)
+	}
+	set(limiter.KindInputTokens, rl.InputTokens)
+	set(limiter.KindOutputTokens, rl.OutputTokens)
+	for _, w := range o.Windows {
+		if w.HasLimit || w.HasRemaining {
+			return o, true
+		}
+	}
+	return o, false
+}

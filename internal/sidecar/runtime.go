@@ -1,0 +1,264 @@
+package sidecar
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/provider"
+)
+
+// maxKeyFileBytes bounds a key file: API keys are a few hundred bytes at most.
+const maxKeyFileBytes = 16 << 10
+
+// runtime is one loaded configuration, immutable once built: requests load it once
+// through an atomic pointer and use it throughout, so a reload never changes the
+// rules under a request in flight.
+type runtime struct {
+	cfg        *limiterconfig.Config
+	hash       string // of the config document, shown in /state and metrics
+	sourceHash [sha256.Size]byte
+	providers  []*upstream
+	byName     map[string]*upstream
+	// defaultPriority applies to requests without a valid priority header.
+	defaultPriority int
+}
+
+// upstream is one configured provider with its keys read.
+type upstream struct {
+	cfg      limiterconfig.Provider
+	dialect  provider.Dialect
+	endpoint *url.URL
+	keys     map[string]string // key ID -> key material; never logged
+	models   map[string]bool   // every listed model name
+	policy   limiterconfig.Policy
+}
+
+// source is the bytes a runtime is built from: the document and its key files.
+type source struct {
+	doc  []byte
+	keys map[string][]byte // file path -> contents
+	hash [sha256.Size]byte // over doc and keys, to notice any change
+}
+
+// readSource reads the config file and every key file it names.
+func readSource(path string) (*source, *limiterconfig.Config, error) {
+	doc, err := readBounded(path, limiterconfig.MaxDocumentBytes+1)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read limiter config %s: %w", path, err)
+	}
+	cfg, err := limiterconfig.Parse(doc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load %s: %w", path, err)
+	}
+	s := &source{doc: doc, keys: map[string][]byte{}}
+	h := sha256.New()
+	h.Write(doc)
+	for _, p := range cfg.Providers {
+		for _, k := range p.Keys {
+			if _, done := s.keys[k.File]; done {
+				continue
+			}
+			b, err := readBounded(k.File, maxKeyFileBytes)
+			if err != nil {
+				// The error names the file and key ID, never the contents.
+				return nil, nil, fmt.Errorf("provider %q key %q: read key file: %w", p.Name, k.ID, err)
+			}
+			s.keys[k.File] = b
+			h.Write([]byte{0})
+			h.Write([]byte(k.File))
+			h.Write([]byte{0})
+			h.Write(b)
+		}
+	}
+	h.Sum(s.hash[:0])
+	return s, cfg, nil
+}
+
+// readBounded reads a whole file of at most limit-1 bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) >= limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit-1)
+	}
+	return b, nil
+}
+
+// buildRuntime checks what Parse cannot (dialects, endpoints, key contents) and
+// builds the routing tables.
+func buildRuntime(src *source, cfg *limiterconfig.Config, flagPriority int) (*runtime, error) {
+	sum := sha256.Sum256(src.doc)
+	rt := &runtime{
+		cfg:        cfg,
+		hash:       hex.EncodeToString(sum[:8]),
+		sourceHash: src.hash,
+		byName:     map[string]*upstream{},
+	}
+	for _, p := range cfg.Providers {
+		u := &upstream{cfg: p, dialect: provider.DialectOf(p.Type), keys: map[string]string{}, models: map[string]bool{}, policy: cfg.PolicyNamed(p.Policy)}
+		ep, err := url.Parse(p.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("provider %q endpoint: %w", p.Name, err)
+		}
+		ep.Path = strings.TrimSuffix(ep.Path, "/")
+		ep.RawQuery, ep.Fragment = "", ""
+		u.endpoint = ep
+		for _, k := range p.Keys {
+			key := strings.TrimSpace(string(src.keys[k.File]))
+			if key == "" {
+				return nil, fmt.Errorf("provider %q key %q: key file %s is empty", p.Name, k.ID, k.File)
+			}
+			if strings.ContainsAny(key, "\r\n\x00") {
+				return nil, fmt.Errorf("provider %q key %q: key file %s holds more than one line", p.Name, k.ID, k.File)
+			}
+			u.keys[k.ID] = key
+		}
+		for _, m := range p.Models {
+			for _, n := range m.Names {
+				u.models[n] = true
+			}
+		}
+		rt.providers = append(rt.providers, u)
+		rt.byName[p.Name] = u
+	}
+	rt.defaultPriority = 5
+	if cfg.Chain != nil && cfg.Chain.DefaultPriority != 0 {
+		rt.defaultPriority = int(cfg.Chain.DefaultPriority)
+	}
+	if flagPriority != 0 {
+		rt.defaultPriority = flagPriority
+	}
+	return rt, nil
+}
+
+// route is where a request goes.
+type route struct {
+	up *upstream
+	// model is the upstream model; rewrite means the body must be changed to it.
+	model   string
+	rewrite bool
+}
+
+// errNoRoute explains a model nothing serves, for the 404.
+type errNoRoute struct{ msg string }
+
+func (e *errNoRoute) Error() string { return e.msg }
+
+// resolve picks the target. With a chain: a chain alias (or no model) goes to the
+// first entry that speaks the request's dialect, with the model rewritten; a model
+// equal to an entry's model goes to that entry. Without a chain: the provider of the
+// dialect that lists the model, else the only provider of that dialect.
+func (rt *runtime) resolve(d provider.Dialect, model string) (route, error) {
+	if c := rt.cfg.Chain; c != nil {
+		alias := model == "" || slices.Contains(c.ModelAliases, model)
+		for _, e := range c.Entries {
+			up := rt.byName[e.Provider]
+			if up == nil || up.dialect != d {
+				continue
+			}
+			if alias {
+				return route{up: up, model: e.Model, rewrite: model != e.Model}, nil
+			}
+			if e.Model == model {
+				return route{up: up, model: model}, nil
+			}
+		}
+		var served []string
+		for _, e := range c.Entries {
+			if up := rt.byName[e.Provider]; up != nil && up.dialect == d {
+				served = append(served, e.Model)
+			}
+		}
+		served = append(served, c.ModelAliases...)
+		if len(served) == 0 {
+			return route{}, &errNoRoute{fmt.Sprintf("the aiquota limiter's fallback chain has no %s-dialect entry for model %q", d, model)}
+		}
+		return route{}, &errNoRoute{fmt.Sprintf("model %q is not served here; the aiquota limiter's fallback chain accepts %s", model, strings.Join(served, ", "))}
+	}
+	var only *upstream
+	n := 0
+	for _, up := range rt.providers {
+		if up.dialect != d {
+			continue
+		}
+		if up.models[model] {
+			return route{up: up, model: model}, nil
+		}
+		only = up
+		n++
+	}
+	if n == 1 && model != "" {
+		return route{up: only, model: model}, nil
+	}
+	if n == 0 {
+		return route{}, &errNoRoute{fmt.Sprintf("no provider speaking the %s dialect is configured in the aiquota limiter (model %q)", d, model)}
+	}
+	return route{}, &errNoRoute{fmt.Sprintf("model %q is not listed by any of the %d %s-dialect providers configured in the aiquota limiter", model, n, d)}
+}
+
+// policyFor is the policy of a chain entry naming one, else the provider's.
+func (rt *runtime) policyFor(up *upstream, model string) limiterconfig.Policy {
+	if c := rt.cfg.Chain; c != nil {
+		for _, e := range c.Entries {
+			if e.Policy != "" && e.Provider == up.cfg.Name && e.Model == model {
+				return rt.cfg.PolicyNamed(e.Policy)
+			}
+		}
+	}
+	return up.policy
+}
+
+// counterCache keeps one memoising token counter per (tokenizer, model), so that
+// text an app resends (system prompts, chat history) is not tokenized again.
+type counterCache struct {
+	mu sync.RWMutex
+	m  map[[2]string]provider.Counter
+}
+
+// maxCachedCounters bounds the cache; beyond it counters are used uncached.
+const maxCachedCounters = 512
+
+// memoEntries is each memo's size in lines.
+const memoEntries = 4096
+
+func newCounterCache() *counterCache { return &counterCache{m: map[[2]string]provider.Counter{}} }
+
+func (c *counterCache) get(tokenizer, model string) provider.Counter {
+	k := [2]string{tokenizer, model}
+	c.mu.RLock()
+	ctr := c.m[k]
+	c.mu.RUnlock()
+	if ctr != nil {
+		return ctr
+	}
+	base := provider.CounterFor(tokenizer, model)
+	if base == provider.Estimate {
+		return base // as cheap as a lookup
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ctr = c.m[k]; ctr != nil {
+		return ctr
+	}
+	if len(c.m) >= maxCachedCounters {
+		return base
+	}
+	ctr = provider.NewMemoCounter(base, memoEntries)
+	c.m[k] = ctr
+	return ctr
+}

@@ -1,0 +1,332 @@
+// Package sidecar is the limiter's HTTP side: a proxy on localhost that speaks the
+// providers' own wire formats, puts every request through the limiter engine
+// (queueing, retries, circuit breaking, header learning), and serves health,
+// readiness, metrics and /state. Configuration is loaded from the rendered file and
+// reloaded atomically when it changes.
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/limiter"
+	"github.com/aiquota/aiquota/internal/provider"
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultMaxBodyBytes = 32 << 20
+	DefaultPollInterval = 5 * time.Second
+	// debounce lets a burst of file events (a ConfigMap swap is several) settle.
+	debounce = 100 * time.Millisecond
+)
+
+// Identity is the pod the sidecar runs in (downward API), for logs and /state.
+type Identity struct {
+	PodName      string `json:"podName,omitempty"`
+	PodNamespace string `json:"podNamespace,omitempty"`
+	PodUID       string `json:"podUID,omitempty"`
+}
+
+// Options configure a Server.
+type Options struct {
+	// ConfigPath is the rendered limiter config file.
+	ConfigPath string
+	// DefaultPriority (1..9) applies to requests without a priority header; 0 means
+	// the chain's defaultPriority, else 5.
+	DefaultPriority int
+	// MaxBodyBytes bounds request bodies (413 above it).
+	MaxBodyBytes int64
+	// PollInterval is how often the config's content hash is checked, a backstop for
+	// missed file events.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+	Identity     Identity
+	// Transport carries upstream calls; nil means a transport tuned for many
+	// concurrent calls to few hosts.
+	Transport http.RoundTripper
+	// Engine options (tests use a short aging step).
+	Engine limiter.Options
+}
+
+// Server is the sidecar. Create it with New, run Watch, serve ProxyHandler on the
+// localhost listener and AdminHandler on the pod-IP listener.
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	engine    *limiter.Engine
+	transport http.RoundTripper
+	metrics   *metrics
+	counters  *counterCache
+
+	rt       atomic.Pointer[runtime]
+	draining atomic.Bool
+
+	reloadMu  sync.Mutex // one reload at a time
+	statusMu  sync.Mutex
+	loadedAt  time.Time
+	lastErr   string
+	lastErrAt time.Time
+}
+
+// New builds a server and loads the configuration once. A configuration that fails
+// to load is not fatal: the server runs not-ready and reloads when the file changes.
+func New(opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Transport == nil {
+		opts.Transport = NewTransport()
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		engine:    limiter.New(opts.Engine),
+		transport: opts.Transport,
+		counters:  newCounterCache(),
+	}
+	s.metrics = newMetrics(s.engine)
+	if err := s.Reload(); err != nil {
+		s.log.Error("limiter config not loaded; not ready until a valid one appears", "path", opts.ConfigPath, "error", err)
+	}
+	return s
+}
+
+// NewTransport is an upstream transport for a sidecar: many idle connections per
+// host (a sidecar talks to one or two providers), HTTP/2 when offered, and no
+// overall timeout (per-attempt first-byte and idle timeouts come from the policy).
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   512,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// Engine is the limiter engine, for the control-channel reporter (Snapshot) and the
+// lease allocator (Engine.Pool(...).SetLimit).
+func (s *Server) Engine() *limiter.Engine { return s.engine }
+
+// Ready reports whether a valid configuration with readable keys is in force and
+// the server is not draining.
+func (s *Server) Ready() bool { return s.rt.Load() != nil && !s.draining.Load() }
+
+// Drain marks the server not ready: the first step of a graceful shutdown.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.metrics.ready.Set(0)
+}
+
+// Reload reads the configuration and its key files and, when they changed, swaps
+// them in atomically. On error the configuration in force stays, and the error is
+// logged, counted and shown in /state.
+func (s *Server) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	src, cfg, err := readSource(s.opts.ConfigPath)
+	var rt *runtime
+	if err == nil {
+		if cur := s.rt.Load(); cur != nil && cur.sourceHash == src.hash {
+			return nil
+		}
+		rt, err = buildRuntime(src, cfg, s.opts.DefaultPriority)
+	}
+	if err != nil {
+		s.metrics.configErrors.Inc()
+		s.statusMu.Lock()
+		s.lastErr, s.lastErrAt = err.Error(), time.Now().UTC()
+		s.statusMu.Unlock()
+		return err
+	}
+	// The engine first: a request that sees the new runtime must find its pools.
+	s.engine.Apply(rt.cfg)
+	old := s.rt.Swap(rt)
+	s.metrics.configReloads.Inc()
+	s.metrics.configInfo.Reset()
+	s.metrics.configInfo.WithLabelValues(rt.hash, sourceName(rt)).Set(1)
+	if !s.draining.Load() {
+		s.metrics.ready.Set(1)
+	}
+	s.statusMu.Lock()
+	s.loadedAt = time.Now().UTC()
+	s.lastErr, s.lastErrAt = "", time.Time{}
+	s.statusMu.Unlock()
+	if old == nil {
+		s.log.Info("limiter config loaded", "path", s.opts.ConfigPath, "hash", rt.hash, "source", sourceName(rt), "providers", len(rt.providers))
+	} else {
+		s.log.Info("limiter config reloaded", "path", s.opts.ConfigPath, "hash", rt.hash, "previousHash", old.hash, "source", sourceName(rt))
+	}
+	return nil
+}
+
+func sourceName(rt *runtime) string {
+	src := rt.cfg.Source
+	if src.Kind == "" && src.Name == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/%s/%s", src.Kind, src.Namespace, src.Name)
+}
+
+// Watch reloads on change until ctx ends: on fsnotify events in the config file's
+// directory (a ConfigMap update swaps the ..data symlink there) and, as a backstop,
+// on a content-hash poll every PollInterval.
+func (s *Server) Watch(ctx context.Context) {
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		defer w.Close()
+		if err = w.Add(filepath.Dir(s.opts.ConfigPath)); err == nil {
+			events, errs = w.Events, w.Errors
+		}
+	}
+	if err != nil {
+		s.log.Warn("config file events unavailable; relying on polling", "error", err, "interval", s.opts.PollInterval)
+	}
+	poll := time.NewTicker(s.opts.PollInterval)
+	defer poll.Stop()
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	reload := func(why string) {
+		if err := s.Reload(); err != nil {
+			s.log.Error("limiter config reload failed; keeping the configuration in force", "trigger", why, "path", s.opts.ConfigPath, "error", err)
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+			settle.Reset(debounce)
+		case err := <-errs:
+			s.log.Warn("config file watch error", "error", err)
+		case <-settle.C:
+			reload("fileEvent")
+		case <-poll.C:
+			reload("poll")
+		}
+	}
+}
+
+// AdminHandler serves /healthz, /readyz and /metrics, and nothing else: it listens
+// on the pod IP for the kubelet and Prometheus.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	switch {
+	case s.draining.Load():
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("draining\n"))
+	case s.rt.Load() == nil:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("no valid limiter configuration loaded\n"))
+	default:
+		_, _ = w.Write([]byte("ok\n"))
+	}
+}
+
+// ProxyHandler serves the provider routes and /state; it belongs on the localhost
+// listener only.
+func (s *Server) ProxyHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/state":
+			if r.Method == http.MethodGet {
+				s.serveState(w)
+				return
+			}
+		case "/healthz":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte("ok\n"))
+			return
+		case "/readyz":
+			s.serveReady(w, r)
+			return
+		}
+		s.serveProxy(w, r)
+	})
+}
+
+// State is what /state serves.
+type State struct {
+	Identity Identity         `json:"identity"`
+	Ready    bool             `json:"ready"`
+	Draining bool             `json:"draining"`
+	Config   ConfigState      `json:"config"`
+	Engine   limiter.Snapshot `json:"engine"`
+}
+
+// ConfigState describes the configuration in force and the last failed load.
+type ConfigState struct {
+	Path            string    `json:"path"`
+	Hash            string    `json:"hash,omitempty"`
+	Source          string    `json:"source,omitempty"`
+	Generation      int64     `json:"generation,omitempty"`
+	LoadedAt        time.Time `json:"loadedAt,omitzero"`
+	LastReloadError string    `json:"lastReloadError,omitempty"`
+	LastErrorAt     time.Time `json:"lastReloadErrorAt,omitzero"`
+}
+
+// State captures the sidecar's state.
+func (s *Server) State() State {
+	st := State{Identity: s.opts.Identity, Ready: s.Ready(), Draining: s.draining.Load(), Engine: s.engine.Snapshot()}
+	st.Config.Path = s.opts.ConfigPath
+	if rt := s.rt.Load(); rt != nil {
+		st.Config.Hash = rt.hash
+		st.Config.Source = sourceName(rt)
+		st.Config.Generation = rt.cfg.Source.Generation
+	}
+	s.statusMu.Lock()
+	st.Config.LoadedAt, st.Config.LastReloadError, st.Config.LastErrorAt = s.loadedAt, s.lastErr, s.lastErrAt
+	s.statusMu.Unlock()
+	return st
+}
+
+func (s *Server) serveState(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(s.State()); err != nil {
+		s.log.Debug("writing /state", "error", err)
+	}
+}
+
+// errNotReady is the local answer while no configuration is loaded.
+var errNotReady = errors.New("the aiquota limiter has no valid configuration loaded yet; see its logs or /state")
+
+// writeNotReady answers 503 in the caller's dialect.
+func writeNotReady(w http.ResponseWriter, d provider.Dialect) {
+	provider.WriteError(w, d, &provider.Error{Status: http.StatusServiceUnavailable, Code: "not_ready", Message: errNotReady.Error(), RetryAfter: time.Second})
+}
