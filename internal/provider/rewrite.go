@@ -1,0 +1,128 @@
+package provider
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// SetModel returns body with its top-level "model" set to model (every occurrence,
+// so a duplicate key cannot smuggle another model past the rewrite), or with a
+// "model" member added when there is none. Gemini bodies are returned unchanged:
+// Gemini names the model in the path. The input is not modified.
+func SetModel(d Dialect, body []byte, model string) ([]byte, error) {
+	if d == DialectGemini {
+		return body, nil
+	}
+	if err := checkObject(body); err != nil {
+		return nil, fmt.Errorf("set model: %w", err)
+	}
+	val, err := json.Marshal(model)
+	if err != nil {
+		return nil, fmt.Errorf("set model: encode %q: %w", model, err)
+	}
+	var edits []edit
+	eachMember(body, func(k []byte, esc bool, v []byte) bool {
+		if keyIs(k, esc, "model") {
+			start := offsetIn(body, v)
+			edits = append(edits, edit{start, start + len(v), val})
+		}
+		return true
+	})
+	if len(edits) == 0 {
+		edits = append(edits, insertMember(body, body, "model", val))
+	}
+	return applyEdits(body, edits), nil
+}
+
+// EnableStreamUsage returns an OpenAI chat or legacy completions body with
+// stream_options.include_usage set to true, keeping any other stream options. With
+// it the stream ends with a usage chunk (empty choices plus usage) before [DONE]
+// (platform.openai.com/docs/api-reference/chat/create#chat-create-stream_options),
+// which a StreamTracker can strip again. Do not use it on Responses bodies: that
+// API always reports usage and rejects the option. The input is not modified.
+func EnableStreamUsage(body []byte) ([]byte, error) {
+	if err := checkObject(body); err != nil {
+		return nil, fmt.Errorf("enable stream usage: %w", err)
+	}
+	var edits []edit
+	eachMember(body, func(k []byte, esc bool, v []byte) bool {
+		if !keyIs(k, esc, "stream_options") {
+			return true
+		}
+		start := offsetIn(body, v)
+		if kindOf(v) != kindObject {
+			edits = append(edits, edit{start, start + len(v), []byte(`{"include_usage":true}`)})
+			return true
+		}
+		found := false
+		eachMember(v, func(k []byte, esc bool, iv []byte) bool {
+			if keyIs(k, esc, "include_usage") {
+				found = true
+				s := offsetIn(body, iv)
+				edits = append(edits, edit{s, s + len(iv), []byte("true")})
+			}
+			return true
+		})
+		if !found {
+			edits = append(edits, insertMember(body, v, "include_usage", []byte("true")))
+		}
+		return true
+	})
+	if len(edits) == 0 {
+		edits = append(edits, insertMember(body, body, "stream_options", []byte(`{"include_usage":true}`)))
+	}
+	return applyEdits(body, edits), nil
+}
+
+func checkObject(body []byte) error {
+	if !json.Valid(body) {
+		return errors.New("body is not valid JSON")
+	}
+	if i := skipSpace(body, 0); i == len(body) || body[i] != '{' {
+		return errors.New("body is not a JSON object")
+	}
+	return nil
+}
+
+// edit replaces body[start:end] with repl.
+type edit struct {
+	start, end int
+	repl       []byte
+}
+
+// offsetIn returns where sub starts within body. The walker hands out subslices
+// made by plain slicing, so the difference in capacity is exactly the offset.
+func offsetIn(body, sub []byte) int { return cap(body) - cap(sub) }
+
+// insertMember returns the edit that adds "name":val as the first member of obj,
+// an object value inside body.
+func insertMember(body, obj []byte, name string, val []byte) edit {
+	at := offsetIn(body, obj) + skipSpace(obj, 0) + 1 // just past '{'
+	member := make([]byte, 0, len(name)+len(val)+4)
+	member = append(member, '"')
+	member = append(member, name...)
+	member = append(member, '"', ':')
+	member = append(member, val...)
+	if j := skipSpace(body, at); j < len(body) && body[j] != '}' {
+		member = append(member, ',')
+	}
+	return edit{at, at, member}
+}
+
+func applyEdits(body []byte, edits []edit) []byte {
+	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
+	n := len(body)
+	for _, e := range edits {
+		n += len(e.repl) - (e.end - e.start)
+	}
+	out := make([]byte, 0, n)
+	prev := 0
+	for _, e := range edits {
+		out = append(out, body[prev:e.start]...)
+		out = append(out, e.repl...)
+		prev = e.end
+	}
+	return append(out, body[prev:]...)
+}
