@@ -1,0 +1,107 @@
+package provider
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// MemoCounter remembers the token counts of lines it has seen, so that text sent
+// again — a system prompt, the history a chat app resends with every turn — costs
+// a hash lookup instead of a BPE pass. It is exact for the BPE counters: it splits
+// text only where o200k_base and cl100k_base pre-tokenization must split anyway, so
+// the sum of the parts' counts is the count of the whole (FuzzMemoCounter checks
+// this against the uncached counter). It is safe for concurrent use and bounded:
+// it holds at most about 2 x maxEntries counts, forgetting the least recently
+// used half when full.
+type MemoCounter struct {
+	counter Counter
+	seed    maphash.Seed
+	shards  [memoShards]memoShard
+	perGen  int
+}
+
+const memoShards = 16
+
+type memoShard struct {
+	mu       sync.Mutex
+	cur, old map[uint64]uint32
+}
+
+// NewMemoCounter wraps c with a cache of about maxEntries line counts (at least 1
+// per shard). The limiter owns it; nothing here is shared across instances.
+func NewMemoCounter(c Counter, maxEntries int) *MemoCounter {
+	m := &MemoCounter{counter: c, seed: maphash.MakeSeed(), perGen: max(1, maxEntries/memoShards)}
+	for i := range m.shards {
+		m.shards[i].cur = make(map[uint64]uint32)
+	}
+	return m
+}
+
+// Count returns the token count of text, from the cache where it can.
+func (m *MemoCounter) Count(text string) int64 {
+	var n int64
+	for len(text) > 0 {
+		end := nextSplit(text)
+		n += m.countSegment(text[:end])
+		text = text[end:]
+	}
+	return n
+}
+
+func (m *MemoCounter) countSegment(seg string) int64 {
+	h := maphash.String(m.seed, seg)
+	s := &m.shards[h%memoShards]
+	s.mu.Lock()
+	v, ok := s.cur[h]
+	if !ok {
+		if v, ok = s.old[h]; ok {
+			s.put(h, v, m.perGen)
+		}
+	}
+	s.mu.Unlock()
+	if ok {
+		return int64(v)
+	}
+	n := m.counter.Count(seg)
+	if n >= 0 && n <= 1<<32-1 {
+		s.mu.Lock()
+		s.put(h, uint32(n), m.perGen)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// put stores a count, retiring the current generation to old when it is full;
+// whatever was only in old is forgotten then.
+func (s *memoShard) put(h uint64, v uint32, perGen int) {
+	if len(s.cur) >= perGen {
+		s.old, s.cur = s.cur, make(map[uint64]uint32, perGen)
+	}
+	s.cur[h] = v
+}
+
+// nextSplit returns the end of text's first segment: just after a newline whose
+// following line starts, after optional spaces and tabs, with a character that
+// cannot continue the newline's pre-token. In the o200k_base and cl100k_base split
+// patterns a pre-token can only cross a newline as part of a whitespace run that
+// reaches another newline (`\s*[\r\n]+`) or as punctuation followed by newlines and
+// slashes (`[\r\n/]*`); the patterns have no look-behind, so whatever follows such a
+// point is split the same with or without the text before it.
+func nextSplit(text string) int {
+	for i := 0; i < len(text); i++ {
+		if text[i] != '\n' {
+			continue
+		}
+		j := i + 1
+		if j < len(text) && text[j] == '/' {
+			continue
+		}
+		for j < len(text) && (text[j] == ' ' || text[j] == '\t') {
+			j++
+		}
+		if j < len(text) && text[j] < 0x80 && text[j] != '\n' && text[j] != '\r' && text[j] != '\v' && text[j] != '\f' {
+			return i + 1
+		}
+	}
+	return len(text)
+}
