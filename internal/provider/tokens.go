@@ -107,9 +107,9 @@ func newBPE(enc tokenizer.Encoding) Counter {
 //   - a run of digits costs a token per 3 (current BPEs group digits in threes);
 //   - punctuation a token per 3 characters; other whitespace (newlines,
 //     indentation) a token per run;
-//   - a long "word" that switches between lower case, upper case, digits and
-//     + / = - _ often (base64, hex, keys, hashes) 0.7 tokens per character, as
-//     BPEs find few merges in random text;
+//   - a long "word" that often switches between lower case, upper case, digits
+//     and the symbols of base64 (as base64, hex, keys and hashes do) costs 0.7
+//     tokens per character, as BPEs find few merges in random text;
 //   - non-ASCII letters (Cyrillic, Greek, accented Latin) a token per 4; CJK
 //     characters 0.8 each (DeepSeek documents ~0.6 per Chinese character,
 //     api-docs.deepseek.com/quick_start/token_usage; BPEs trained on less
