@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/simulator"
+)
+
+// buildBinary compiles providersim into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "providersim")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var listening = regexp.MustCompile(`msg="providersim listening" addr=(\S+)`)
+
+// TestBinaryServesAndStopsOnSIGTERM runs the real binary: it listens on a free port,
+// answers a request as the default OpenAI account, and exits 0 on SIGTERM.
+func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--seed", "5")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	var logs bytes.Buffer
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				addrCh <- m[1]
+			}
+		}
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+		}
+	})
+
+	var addr string
+	select {
+	case addr = <-addrCh:
+	case err := <-exited:
+		t.Fatalf("providersim exited before listening: %v\n%s", err, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no listening line within 30s:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "seed=5") {
+		t.Errorf("the --seed flag did not reach the config: %s", logs.String())
+	}
+
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-5.5","messages":[{"role":"user","content":"hello"}],"max_tokens":4}`))
+	req.Header.Set("Authorization", "Bearer sk-sim-openai")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var got struct {
+		Usage struct {
+			CompletionTokens int64 `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	json.Unmarshal(body, &got)
+	if resp.StatusCode != 200 || resp.Header.Get("x-ratelimit-limit-requests") != "10000" || got.Usage.CompletionTokens != 4 {
+		t.Fatalf("status %d, RPM limit header %q, completion tokens %d; want 200, 10000 (OpenAI Tier 3), 4\n%s",
+			resp.StatusCode, resp.Header.Get("x-ratelimit-limit-requests"), got.Usage.CompletionTokens, body)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("still running 30s after SIGTERM:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "providersim stopped") {
+		t.Errorf("no clean stop logged:\n%s", logs.String())
+	}
+}
+
+func TestPrintConfigRoundTrips(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run([]string{"--print-config", "--seed", "9"}, &out, &errOut); err != nil {
+		t.Fatalf("run: %v %s", err, errOut.String())
+	}
+	cfg, err := simulator.ParseConfig(out.Bytes())
+	if err != nil {
+		t.Fatalf("printed config does not parse: %v\n%s", err, out.String())
+	}
+	if cfg.Seed != 9 || len(cfg.Accounts) != 4 {
+		t.Errorf("printed config: seed %d, %d accounts; want 9 and 4", cfg.Seed, len(cfg.Accounts))
+	}
+	// A file written from it is read back with --config.
+	path := filepath.Join(t.TempDir(), "sim.json")
+	if err := os.WriteFile(path, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run([]string{"--config", path, "--print-config"}, &out, &errOut); err != nil {
+		t.Fatalf("--config of the printed file: %v", err)
+	}
+}
+
+func TestBadInvocations(t *testing.T) {
+	dir := t.TempDir()
+	invalid := filepath.Join(dir, "invalid.json")
+	os.WriteFile(invalid, []byte(`{"accounts":[{"key":"k","provider":"nope"}]}`), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", filepath.Join(dir, "missing.json")}, "read config"},
+		{[]string{"--config", invalid}, `accounts[0].provider: is "nope"`},
+		{[]string{"--addr", "256.0.0.1:1"}, "listen"},
+		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"--no-such-flag"}, "flag provided but not defined"},
+	} {
+		if err := run(tc.args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run(%q) = %v, want an error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+}
