@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -32,6 +33,17 @@ func (s BreakerState) String() string {
 
 // MarshalText makes states readable in /state.
 func (s BreakerState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote, so a reported snapshot decodes.
+func (s *BreakerState) UnmarshalText(b []byte) error {
+	for _, v := range []BreakerState{BreakerClosed, BreakerOpen, BreakerHalfOpen} {
+		if string(b) == v.String() {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown breaker state %q", b)
+}
 
 // Transition is one recorded state change.
 type Transition struct {
