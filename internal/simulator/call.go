@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -116,11 +117,15 @@ func (c *reqCtx) serve(pl *pool, mc *modelCall) {
 		return
 	}
 
+	// Settlement runs before the client can see the end of the response (the
+	// handler returns before net/http finishes it), so Stats read after a response
+	// always include it. A reset ends the response itself and settles first.
 	var generated int64
 	var outcome func(*PoolStats)
-	defer func() {
+	settle := sync.OnceFunc(func() {
 		pl.settle(s.now(), t, charge{input: mc.input, output: generated}, outcome)
-	}()
+	})
+	defer settle()
 
 	reset := uBody < fs.ResetRate
 	malformed := !reset && uBody < fs.ResetRate+fs.MalformedRate
@@ -151,6 +156,7 @@ func (c *reqCtx) serve(pl *pool, mc *modelCall) {
 	}
 	if reset {
 		outcome = func(st *PoolStats) { st.Resets++ }
+		settle()
 		resetConnection(c.w)
 		return
 	}

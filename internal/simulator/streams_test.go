@@ -403,7 +403,6 @@ func TestConnectionResets(t *testing.T) {
 		t.Errorf("stats %+v: want 1 reset, 1 completed, 10 input and no output tokens", p)
 	}
 	// The reservation of 500 output tokens was returned in full.
-	cfg.Accounts[0].Faults.ResetRate = 0
 	if err := h.sim.SetFaults("sk-test-anthropic", Faults{}); err != nil {
 		t.Fatal(err)
 	}
