@@ -148,6 +148,7 @@ type headerSample struct {
 
 type poolCounters struct {
 	attempts, inputTokens, outputTokens, upstream429, upstream5xx, upstreamOther atomic.Int64
+	unanswered                                                                   atomic.Int64
 	retries, reservedTokens, refundedTokens, overrunTokens                       atomic.Int64
 }
 
@@ -446,6 +447,8 @@ func (r Reservation) Settle(a Attempt) {
 	c := &p.counters
 	c.attempts.Add(1)
 	switch {
+	case a.Status == 0:
+		c.unanswered.Add(1)
 	case a.Status == 429:
 		c.upstream429.Add(1)
 	case a.Status >= 500:

@@ -64,13 +64,15 @@ type LeaseSnap struct {
 // PoolCounters count since the process started.
 type PoolCounters struct {
 	// Attempts are upstream calls made; Retries the ones followed by another attempt.
-	Attempts       int64 `json:"attempts"`
-	Retries        int64 `json:"retries"`
-	InputTokens    int64 `json:"inputTokens"`
-	OutputTokens   int64 `json:"outputTokens"`
-	Upstream429    int64 `json:"upstream429"`
-	Upstream5xx    int64 `json:"upstream5xx"`
-	UpstreamOther  int64 `json:"upstreamOtherErrors"`
+	Attempts      int64 `json:"attempts"`
+	Retries       int64 `json:"retries"`
+	InputTokens   int64 `json:"inputTokens"`
+	OutputTokens  int64 `json:"outputTokens"`
+	Upstream429   int64 `json:"upstream429"`
+	Upstream5xx   int64 `json:"upstream5xx"`
+	UpstreamOther int64 `json:"upstreamOtherErrors"`
+	// Unanswered are attempts without a response: connection errors, timeouts.
+	Unanswered     int64 `json:"unanswered"`
 	ReservedTokens int64 `json:"reservedTokens"`
 	RefundedTokens int64 `json:"refundedTokens"`
 	OverrunTokens  int64 `json:"overrunTokens"`
@@ -146,7 +148,7 @@ func (p *Pool) Snapshot() PoolSnapshot {
 		Counters: PoolCounters{
 			Attempts: c.attempts.Load(), Retries: c.retries.Load(),
 			InputTokens: c.inputTokens.Load(), OutputTokens: c.outputTokens.Load(),
-			Upstream429: c.upstream429.Load(), Upstream5xx: c.upstream5xx.Load(), UpstreamOther: c.upstreamOther.Load(),
+			Upstream429: c.upstream429.Load(), Upstream5xx: c.upstream5xx.Load(), UpstreamOther: c.upstreamOther.Load(), Unanswered: c.unanswered.Load(),
 			ReservedTokens: c.reservedTokens.Load(), RefundedTokens: c.refundedTokens.Load(), OverrunTokens: c.overrunTokens.Load(),
 		},
 	}

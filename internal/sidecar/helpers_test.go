@@ -206,6 +206,7 @@ func fastPolicy(name string) limiterconfig.Policy {
 	p.Retry.MaxDelay = limiterconfig.Duration(20 * time.Millisecond)
 	p.Retry.UnavailableBaseDelay = limiterconfig.Duration(10 * time.Millisecond)
 	p.Retry.MaxRetries = 2
+	p.Retry.MaxTotal = limiterconfig.Duration(20 * time.Second)
 	p.RecoveryTimeout = limiterconfig.Duration(300 * time.Millisecond)
 	p.RequestTimeout = limiterconfig.Duration(5 * time.Second)
 	return p

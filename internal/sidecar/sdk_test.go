@@ -84,10 +84,11 @@ func TestOfficialSDKStreamingIsIncrementalAndSettled(t *testing.T) {
 		t.Errorf("chunks arrived within %v of each other: the stream was buffered", spread)
 	}
 	// Usage settled from the stream the sidecar asked include_usage for.
-	p := e.state().Engine.Pools[0]
-	if p.Counters.OutputTokens != 20 || p.Counters.RefundedTokens == 0 {
-		t.Errorf("counters %+v, want 20 output tokens settled and the unused reservation refunded", p.Counters)
-	}
+	// Settlement follows the last byte to the app; wait for it.
+	eventually(t, "20 output tokens settled and the unused reservation refunded", func() bool {
+		c := e.state().Engine.Pools[0].Counters
+		return c.OutputTokens == 20 && c.RefundedTokens > 0
+	})
 }
 
 func TestOfficialSDKStreamWithUsageRequestedKeepsIt(t *testing.T) {
@@ -106,6 +107,7 @@ func TestOfficialSDKStreamWithUsageRequestedKeepsIt(t *testing.T) {
 	if err := stream.Err(); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, "usage settled", func() bool { return e.state().Engine.Pools[0].Counters.OutputTokens == 5 })
 	if usage != 5 {
 		t.Errorf("usage chunk completion tokens = %d, want 5 (the app asked for it)", usage)
 	}
