@@ -21,8 +21,9 @@ const fastTakeRefresh = 8
 // most that many requests' worth lower than exact; a busy bucket runs near empty,
 // where it takes the slow path anyway and is exact.
 type Bucket struct {
-	limited bool
-	rate    float64 // units per nanosecond
+	limited   bool
+	perSecond float64 // the rate as set, for exact reports and comparisons
+	rate      float64 // units per nanosecond
 	burst   float64
 	level   float64 // units at time last, before pending; negative is debt
 	pending float64 // taken since last without reading the clock
@@ -41,7 +42,7 @@ func NewBucket(ratePerSecond, burst float64, now int64) Bucket {
 func (b *Bucket) Limited() bool { return b.limited }
 
 // RatePerSecond is the refill rate.
-func (b *Bucket) RatePerSecond() float64 { return b.rate * 1e9 }
+func (b *Bucket) RatePerSecond() float64 { return b.perSecond }
 
 // Burst is the capacity.
 func (b *Bucket) Burst() float64 { return b.burst }
@@ -155,6 +156,7 @@ func (b *Bucket) setLimit(ratePerSecond, burst float64, now int64) {
 		burst = 0
 	}
 	b.limited = true
+	b.perSecond = ratePerSecond
 	b.rate = ratePerSecond / 1e9
 	b.burst = burst
 	b.last = now

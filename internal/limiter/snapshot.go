@@ -175,7 +175,8 @@ func (p *Pool) Snapshot() PoolSnapshot {
 			l.Lease = &LeaseSnap{RatePerSecond: e.ratePerSecond, Burst: e.burst}
 		}
 		if b.Limited() {
-			l.RatePerMinute = b.RatePerSecond() * 60
+			// Rounded: limits are set per minute, and /60*60 should not show as noise.
+			l.RatePerMinute = math.Round(b.RatePerSecond()*60*1e6) / 1e6
 			l.Burst = b.Burst()
 			l.Level = b.Level(now)
 			if l.Burst > 0 {

@@ -228,3 +228,7 @@ func openAIConfig(simURL, keyFile string, l limiterconfig.Limits) *limiterconfig
 }
 
 const chatBody = `{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello"}],"max_tokens":50}`
+
+func writeFile(path, content string) error {
+	return os.WriteFile(path, []byte(content), 0o600)
+}
