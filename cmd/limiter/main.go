@@ -89,7 +89,7 @@ func run(args []string, stderr io.Writer) int {
 	defer stop()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
-	go srv.Watch(watchCtx)
+	srv.Watch(watchCtx)
 
 	select {
 	case <-ctx.Done():

@@ -149,6 +149,9 @@ func (s *Server) Reload() error {
 	var rt *runtime
 	if err == nil {
 		if cur := s.rt.Load(); cur != nil && cur.sourceHash == src.hash {
+			s.statusMu.Lock()
+			s.lastErr, s.lastErrAt = "", time.Time{}
+			s.statusMu.Unlock()
 			return nil
 		}
 		rt, err = buildRuntime(src, cfg, s.opts.DefaultPriority)
@@ -189,21 +192,31 @@ func sourceName(rt *runtime) string {
 	return fmt.Sprintf("%s/%s/%s", src.Kind, src.Namespace, src.Name)
 }
 
-// Watch reloads on change until ctx ends: on fsnotify events in the config file's
-// directory (a ConfigMap update swaps the ..data symlink there) and, as a backstop,
-// on a content-hash poll every PollInterval.
+// Watch starts reloading on change until ctx ends: on fsnotify events in the
+// config file's directory (a ConfigMap update swaps the ..data symlink there) and,
+// as a backstop that also notices rotated key files elsewhere, on a content-hash
+// poll every PollInterval. The watch is in place when Watch returns.
 func (s *Server) Watch(ctx context.Context) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
-		defer w.Close()
 		if err = w.Add(filepath.Dir(s.opts.ConfigPath)); err == nil {
 			events, errs = w.Events, w.Errors
+		} else {
+			w.Close()
 		}
 	}
 	if err != nil {
 		s.log.Warn("config file events unavailable; relying on polling", "error", err, "interval", s.opts.PollInterval)
+		w = nil
+	}
+	go s.watchLoop(ctx, w, events, errs)
+}
+
+func (s *Server) watchLoop(ctx context.Context, w *fsnotify.Watcher, events <-chan fsnotify.Event, errs <-chan error) {
+	if w != nil {
+		defer w.Close()
 	}
 	poll := time.NewTicker(s.opts.PollInterval)
 	defer poll.Stop()
@@ -214,6 +227,8 @@ func (s *Server) Watch(ctx context.Context) {
 			s.log.Error("limiter config reload failed; keeping the configuration in force", "trigger", why, "path", s.opts.ConfigPath, "error", err)
 		}
 	}
+	// A change between New and now had no watcher to see it.
+	reload("watchStart")
 	for {
 		select {
 		case <-ctx.Done():
