@@ -1,0 +1,188 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// FallbackChainSpec is the ordered list of models an application may use.
+type FallbackChainSpec struct {
+	// entries are tried in order: a request goes to the first entry whose provider
+	// and breaker allow it, and moves down the list on the failures in fallbackOn.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +kubebuilder:validation:XValidation:rule="self.all(e, self.exists_one(f, f.providerQuotaRef.name == e.providerQuotaRef.name && f.model == e.model))",message="entries must not repeat the same providerQuotaRef and model"
+	Entries []ChainEntry `json:"entries"`
+
+	// fallbackOn are the failures that move a request to the next entry. Failures
+	// not listed are returned to the application.
+	// +optional
+	// +kubebuilder:default={rateLimited,serverError,unavailable,timeout,connectionError,circuitOpen,contextLengthExceeded}
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=set
+	FallbackOn []FailureKind `json:"fallbackOn,omitempty"`
+
+	// modelAliases are model names the application may send that mean "this chain"
+	// (e.g. "chat-default"); they are rewritten to the chosen entry's model.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=set
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=128
+	ModelAliases []string `json:"modelAliases,omitempty"`
+
+	// defaultPriority applies to requests without an x-aiquota-priority header or pod
+	// annotation: 1 is interactive, 9 is batch.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=9
+	DefaultPriority *int32 `json:"defaultPriority,omitempty"`
+}
+
+// ChainEntry is one model at one provider account.
+type ChainEntry struct {
+	// providerQuotaRef names the ProviderQuota (same namespace) to call.
+	// +required
+	ProviderQuotaRef LocalObjectReference `json:"providerQuotaRef"`
+	// model is the model name sent to the provider.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Model string `json:"model"`
+	// circuitPolicyRef names the CircuitPolicy for this entry; omitted, the
+	// ProviderQuota's policy applies, else the built-in defaults.
+	// +optional
+	CircuitPolicyRef *LocalObjectReference `json:"circuitPolicyRef,omitempty"`
+}
+
+// FallbackChainStatus is what the operator and the sidecars observe.
+type FallbackChainStatus struct {
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, ReferencesResolved, ConfigRendered.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// configMapName is the ConfigMap holding the rendered limiter configuration.
+	// +optional
+	ConfigMapName string `json:"configMapName,omitempty"`
+
+	// resolvedEntries are the entries with what their references resolved to.
+	// +optional
+	// +listType=atomic
+	ResolvedEntries []ResolvedEntry `json:"resolvedEntries,omitempty"`
+
+	// activeEntry is the index of the entry most requests went to in the last
+	// minute, as the sidecars report it.
+	// +optional
+	ActiveEntry *int32 `json:"activeEntry,omitempty"`
+	// activeModel is the model of activeEntry, for kubectl get.
+	// +optional
+	ActiveModel string `json:"activeModel,omitempty"`
+
+	// failovers counts requests that moved down the chain.
+	// +optional
+	Failovers FailoverCounts `json:"failovers,omitempty"`
+
+	// lastFailover is the most recent failover.
+	// +optional
+	LastFailover *Failover `json:"lastFailover,omitempty"`
+
+	// lastUpdated is when the sidecars' reports were last folded into this status.
+	// +optional
+	LastUpdated *metav1.Time `json:"lastUpdated,omitempty"`
+}
+
+// ResolvedEntry is a chain entry after reference resolution.
+type ResolvedEntry struct {
+	// providerQuota is the referenced ProviderQuota's name.
+	// +required
+	ProviderQuota string `json:"providerQuota"`
+	// provider is that quota's provider type.
+	// +optional
+	Provider ProviderType `json:"provider,omitempty"`
+	// model is the entry's model.
+	// +required
+	Model string `json:"model"`
+	// circuitPolicy is the policy in effect ("" = built-in defaults).
+	// +optional
+	CircuitPolicy string `json:"circuitPolicy,omitempty"`
+	// resolved is true when every reference of the entry exists.
+	// +required
+	Resolved bool `json:"resolved"`
+	// message says what is missing when resolved is false.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// FailoverCounts counts failovers.
+type FailoverCounts struct {
+	// total since the chain was created.
+	// +optional
+	Total int64 `json:"total"`
+	// lastHour in the last hour.
+	// +optional
+	LastHour int64 `json:"lastHour"`
+}
+
+// Failover is one move down the chain.
+type Failover struct {
+	// time of the failover.
+	// +required
+	Time metav1.Time `json:"time"`
+	// from is "providerQuota/model" of the entry that failed.
+	// +required
+	From string `json:"from"`
+	// to is "providerQuota/model" of the entry that served.
+	// +required
+	To string `json:"to"`
+	// reason is the failure kind that caused it.
+	// +required
+	Reason FailureKind `json:"reason"`
+}
+
+// FallbackChain is an ordered list of models across providers. Pods annotated with
+// aiquota.dev/fallback-chain get a limiter sidecar that falls back along it.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=fc,categories=aiquota
+// +kubebuilder:printcolumn:name="First Model",type=string,JSONPath=`.spec.entries[0].model`
+// +kubebuilder:printcolumn:name="Active",type=string,JSONPath=`.status.activeModel`
+// +kubebuilder:printcolumn:name="Failovers",type=integer,JSONPath=`.status.failovers.total`
+// +kubebuilder:printcolumn:name="Last Hour",type=integer,JSONPath=`.status.failovers.lastHour`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type FallbackChain struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the ordered chain.
+	// +required
+	Spec FallbackChainSpec `json:"spec"`
+
+	// status is observed state.
+	// +optional
+	Status FallbackChainStatus `json:"status,omitempty"`
+}
+
+// FallbackChainList is a list of FallbackChain.
+// +kubebuilder:object:root=true
+type FallbackChainList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []FallbackChain `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&FallbackChain{}, &FallbackChainList{})
+}

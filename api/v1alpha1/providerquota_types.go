@@ -1,0 +1,379 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ProviderType is an AI provider's API family; it selects the wire dialect.
+// +kubebuilder:validation:Enum=openai;anthropic;gemini;deepseek;openai-compatible
+type ProviderType string
+
+// Provider types.
+const (
+	ProviderOpenAI           ProviderType = "openai"
+	ProviderAnthropic        ProviderType = "anthropic"
+	ProviderGemini           ProviderType = "gemini"
+	ProviderDeepSeek         ProviderType = "deepseek"
+	ProviderOpenAICompatible ProviderType = "openai-compatible"
+)
+
+// DefaultEndpoints are the base URLs used when spec.endpoint is omitted.
+// openai-compatible has none: its endpoint is required.
+var DefaultEndpoints = map[ProviderType]string{
+	ProviderOpenAI:    "https://api.openai.com",
+	ProviderAnthropic: "https://api.anthropic.com",
+	ProviderGemini:    "https://generativelanguage.googleapis.com",
+	ProviderDeepSeek:  "https://api.deepseek.com",
+}
+
+// ProviderQuotaSpec declares one provider account (or several accounts of the same
+// tier) and the limits the limiter sidecars keep to when they call it.
+// +kubebuilder:validation:XValidation:rule="self.provider != 'openai-compatible' || has(self.endpoint)",message="endpoint is required when provider is openai-compatible",fieldPath=".endpoint"
+type ProviderQuotaSpec struct {
+	// provider is the API family: openai, anthropic, gemini, deepseek or
+	// openai-compatible (any endpoint that speaks the OpenAI API).
+	// +required
+	Provider ProviderType `json:"provider"`
+
+	// endpoint is the provider's base URL, without the /v1 path. Omitted, it is the
+	// provider's public API (https://api.openai.com, https://api.anthropic.com,
+	// https://generativelanguage.googleapis.com, https://api.deepseek.com); required
+	// for openai-compatible. status.endpoint shows the one in use.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ''",message="endpoint must be an absolute http or https URL"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="endpoint must not carry a query or fragment"
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// tier is a free-form label for the account's usage tier (e.g. "tier-3"), shown by
+	// kubectl get; limits are what the limiter enforces, not this label.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Tier string `json:"tier,omitempty"`
+
+	// credentials are Secret keys holding API keys, one per provider account. Every
+	// account gets the full limits below, so N credentials carry N times the limits.
+	// The keys are mounted into the limiter sidecars as files; the operator never
+	// reads them.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +kubebuilder:validation:XValidation:rule="self.all(c, self.exists_one(d, d.name == c.name && d.key == c.key))",message="credentials must not name the same Secret key twice"
+	Credentials []SecretKeyRef `json:"credentials"`
+
+	// limits apply to each model pool of each account, as the providers apply their
+	// tier limits per model. An omitted limit is not enforced (and may still be
+	// learned from the provider's rate-limit headers).
+	// +optional
+	Limits QuotaLimits `json:"limits,omitempty"`
+
+	// models lists model pools with their own limits or metadata. A model that is not
+	// listed gets a pool of its own with spec.limits and a 128K context window.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +kubebuilder:validation:XValidation:rule="self.all(m, self.exists_one(n, n.name == m.name))",message="model pool names must be unique"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.all(b, a.name == b.name || !has(b.additionalNames) || !(a.name in b.additionalNames)))",message="a model name must belong to one pool only"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, !has(a.additionalNames) || self.all(b, a.name == b.name || !has(b.additionalNames) || a.additionalNames.all(x, !(x in b.additionalNames))))",message="a model name must belong to one pool only"
+	Models []ModelPool `json:"models,omitempty"`
+
+	// safetyMarginPercent is kept free below every rate limit, so that clock skew and
+	// estimates never push the account over.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=50
+	SafetyMarginPercent *int32 `json:"safetyMarginPercent,omitempty"`
+
+	// learnFromHeaders lets the provider's rate-limit headers correct the sidecars'
+	// local state and lower limits that were declared higher than the account's real
+	// ones.
+	// +optional
+	// +kubebuilder:default=true
+	LearnFromHeaders *bool `json:"learnFromHeaders,omitempty"`
+
+	// circuitPolicyRef names the CircuitPolicy for calls to this provider when a pod
+	// uses the quota directly (a FallbackChain's entries name their own). Omitted,
+	// the built-in defaults apply.
+	// +optional
+	CircuitPolicyRef *LocalObjectReference `json:"circuitPolicyRef,omitempty"`
+
+	// queue bounds how long and how many requests wait for capacity in each sidecar
+	// before the app gets a 429.
+	// +optional
+	// +kubebuilder:default={}
+	Queue QueueSpec `json:"queue,omitempty"`
+}
+
+// SecretKeyRef names one key of a Secret in the ProviderQuota's namespace.
+type SecretKeyRef struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// key within the Secret's data.
+	// +optional
+	// +kubebuilder:default=api-key
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key,omitempty"`
+}
+
+// QuotaLimits are per-minute, per-day and concurrency limits. Each is enforced only
+// when set; zero is not a valid value (omit the field for "not limited").
+type QuotaLimits struct {
+	// requestsPerMinute (RPM), a token bucket refilled continuously.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000000
+	RequestsPerMinute int64 `json:"requestsPerMinute,omitempty"`
+	// tokensPerMinute (TPM), input plus output tokens.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000000
+	TokensPerMinute int64 `json:"tokensPerMinute,omitempty"`
+	// inputTokensPerMinute (ITPM), for providers that limit input separately (Anthropic).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000000
+	InputTokensPerMinute int64 `json:"inputTokensPerMinute,omitempty"`
+	// outputTokensPerMinute (OTPM), for providers that limit output separately (Anthropic).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000000
+	OutputTokensPerMinute int64 `json:"outputTokensPerMinute,omitempty"`
+	// maxConcurrency is the most requests in flight at once.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	MaxConcurrency int64 `json:"maxConcurrency,omitempty"`
+	// requestsPerDay, a fixed window per UTC day.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000000000
+	RequestsPerDay int64 `json:"requestsPerDay,omitempty"`
+	// tokensPerDay, a fixed window per UTC day.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000000000
+	TokensPerDay int64 `json:"tokensPerDay,omitempty"`
+}
+
+// ModelPool is one model, or several models that share one set of limits (Anthropic
+// pools limits per model family; dated snapshots share their model's limits).
+// +kubebuilder:validation:XValidation:rule="!has(self.maxOutputTokens) || !has(self.contextWindow) || self.maxOutputTokens <= self.contextWindow",message="maxOutputTokens must not exceed contextWindow",fieldPath=".maxOutputTokens"
+// +kubebuilder:validation:XValidation:rule="!has(self.additionalNames) || !(self.name in self.additionalNames)",message="additionalNames must not repeat name",fieldPath=".additionalNames"
+type ModelPool struct {
+	// name is the model name as requests carry it (e.g. "gpt-5.5"); it also names
+	// the pool in status and metrics.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name"`
+	// additionalNames are further model names that draw on this pool's limits.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=set
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=128
+	AdditionalNames []string `json:"additionalNames,omitempty"`
+	// limits replace spec.limits field by field for this pool; a field left out here
+	// keeps the spec.limits value.
+	// +optional
+	Limits *QuotaLimits `json:"limits,omitempty"`
+	// contextWindow is the model's context length in tokens; requests whose prompt
+	// plus output cannot fit are refused before they are sent. Default 128000.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000000
+	ContextWindow int64 `json:"contextWindow,omitempty"`
+	// maxOutputTokens is reserved for a request that does not state its own maximum.
+	// Default 4096.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000000
+	MaxOutputTokens int64 `json:"maxOutputTokens,omitempty"`
+	// tokenizer counts prompt tokens: o200k_base (GPT-4o and later), cl100k_base
+	// (GPT-4, GPT-3.5) or estimate (models without a public tokenizer). Omitted, it
+	// is chosen from the model name.
+	// +optional
+	// +kubebuilder:validation:Enum=o200k_base;cl100k_base;estimate
+	Tokenizer string `json:"tokenizer,omitempty"`
+}
+
+// QueueSpec bounds waiting for capacity.
+type QueueSpec struct {
+	// maxWait is the longest a request waits for capacity before the app gets a 429.
+	// +optional
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('1h')",message="maxWait must be between 0s and 1h"
+	MaxWait *metav1.Duration `json:"maxWait,omitempty"`
+	// maxDepth is the most requests waiting at once in one sidecar; more get a 429 at once.
+	// +optional
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	MaxDepth *int32 `json:"maxDepth,omitempty"`
+}
+
+// ProviderQuotaStatus is what the operator and the sidecars observe.
+type ProviderQuotaStatus struct {
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, ReferencesResolved (credential Secrets exist),
+	// ConfigRendered (the limiter config for direct use is up to date).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// endpoint is the base URL in use (spec.endpoint or the provider's default).
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// configMapName is the ConfigMap holding the limiter configuration for pods that
+	// use this quota directly.
+	// +optional
+	ConfigMapName string `json:"configMapName,omitempty"`
+
+	// utilization summarises the busiest pool over the last minute, in percent of
+	// each limit, for kubectl get.
+	// +optional
+	Utilization *UtilizationSummary `json:"utilization,omitempty"`
+
+	// models is the utilisation of each pool that saw traffic, as the sidecars report it.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Models []ModelUtilization `json:"models,omitempty"`
+
+	// tokensToday counts tokens used in the current UTC day across all sidecars; it
+	// survives operator restarts.
+	// +optional
+	TokensToday int64 `json:"tokensToday,omitempty"`
+	// requestsToday counts requests sent in the current UTC day.
+	// +optional
+	RequestsToday int64 `json:"requestsToday,omitempty"`
+	// day is the UTC date (YYYY-MM-DD) that tokensToday and requestsToday count.
+	// +optional
+	Day string `json:"day,omitempty"`
+
+	// activeSidecars is the number of limiter sidecars that reported recently.
+	// +optional
+	ActiveSidecars int32 `json:"activeSidecars,omitempty"`
+
+	// learnedLimits are the limits the provider's headers revealed, where they differ
+	// from the declared ones.
+	// +optional
+	LearnedLimits *QuotaLimits `json:"learnedLimits,omitempty"`
+
+	// lastUpdated is when the sidecars' reports were last folded into this status.
+	// +optional
+	LastUpdated *metav1.Time `json:"lastUpdated,omitempty"`
+}
+
+// UtilizationSummary is the highest utilisation of any pool, per limit, in percent.
+type UtilizationSummary struct {
+	// requestsPercent of requestsPerMinute.
+	// +optional
+	RequestsPercent int32 `json:"requestsPercent"`
+	// tokensPercent of the tightest token limit (TPM, ITPM or OTPM).
+	// +optional
+	TokensPercent int32 `json:"tokensPercent"`
+	// concurrencyPercent of maxConcurrency.
+	// +optional
+	ConcurrencyPercent int32 `json:"concurrencyPercent,omitempty"`
+	// dailyPercent of the tightest daily cap.
+	// +optional
+	DailyPercent int32 `json:"dailyPercent,omitempty"`
+}
+
+// ModelUtilization is one pool's usage over the last minute.
+type ModelUtilization struct {
+	// name of the pool.
+	// +required
+	Name string `json:"name"`
+	// requestsPerMinute used and allowed.
+	// +optional
+	RequestsPerMinute *Usage `json:"requestsPerMinute,omitempty"`
+	// tokensPerMinute used and allowed.
+	// +optional
+	TokensPerMinute *Usage `json:"tokensPerMinute,omitempty"`
+	// inputTokensPerMinute used and allowed.
+	// +optional
+	InputTokensPerMinute *Usage `json:"inputTokensPerMinute,omitempty"`
+	// outputTokensPerMinute used and allowed.
+	// +optional
+	OutputTokensPerMinute *Usage `json:"outputTokensPerMinute,omitempty"`
+	// concurrency in flight and allowed.
+	// +optional
+	Concurrency *Usage `json:"concurrency,omitempty"`
+	// rateLimited counts upstream 429s in the last minute.
+	// +optional
+	RateLimited int64 `json:"rateLimited,omitempty"`
+	// serverErrors counts upstream 5xx in the last minute.
+	// +optional
+	ServerErrors int64 `json:"serverErrors,omitempty"`
+}
+
+// Usage is an amount used against a limit.
+type Usage struct {
+	// used in the window.
+	// +required
+	Used int64 `json:"used"`
+	// limit in the window; 0 when the limit is not set.
+	// +optional
+	Limit int64 `json:"limit,omitempty"`
+	// percent is used/limit*100, rounded down; absent without a limit.
+	// +optional
+	Percent int32 `json:"percent,omitempty"`
+}
+
+// ProviderQuota declares an AI provider account's limits. Limiter sidecars that use it
+// keep every call inside those limits, and report utilisation back into its status.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=pq,categories=aiquota
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
+// +kubebuilder:printcolumn:name="Tier",type=string,JSONPath=`.spec.tier`
+// +kubebuilder:printcolumn:name="RPM%",type=integer,JSONPath=`.status.utilization.requestsPercent`
+// +kubebuilder:printcolumn:name="TPM%",type=integer,JSONPath=`.status.utilization.tokensPercent`
+// +kubebuilder:printcolumn:name="Sidecars",type=integer,JSONPath=`.status.activeSidecars`
+// +kubebuilder:printcolumn:name="Tokens Today",type=integer,JSONPath=`.status.tokensToday`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ProviderQuota struct {
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the account and its limits.
+	// +required
+	Spec ProviderQuotaSpec `json:"spec"`
+
+	// status is observed state.
+	// +optional
+	Status ProviderQuotaStatus `json:"status,omitempty"`
+}
+
+// ProviderQuotaList is a list of ProviderQuota.
+// +kubebuilder:object:root=true
+type ProviderQuotaList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ProviderQuota `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ProviderQuota{}, &ProviderQuotaList{})
+}
