@@ -1,0 +1,105 @@
+// Package naming holds the names and paths that the reconcilers, the injection webhook
+// and the rendered limiter config must agree on. Control plane only: the sidecar learns
+// every path from its config file and flags.
+package naming
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"path"
+)
+
+// Annotations on pods.
+const (
+	// AnnotationInject opts a pod in: "true".
+	AnnotationInject = "aiquota.dev/inject"
+	// AnnotationFallbackChain names the FallbackChain (same namespace) the pod uses.
+	AnnotationFallbackChain = "aiquota.dev/fallback-chain"
+	// AnnotationProviderQuota names the ProviderQuota (same namespace) for direct use.
+	AnnotationProviderQuota = "aiquota.dev/provider-quota"
+	// AnnotationPriority is the pod's default request priority, 1 (interactive) .. 9 (batch).
+	AnnotationPriority = "aiquota.dev/priority"
+	// AnnotationLimiterPort is the sidecar's localhost proxy port.
+	AnnotationLimiterPort = "aiquota.dev/limiter-port"
+	// AnnotationInjected records what the webhook did (a JSON summary); its presence
+	// makes injection idempotent.
+	AnnotationInjected = "aiquota.dev/injected"
+)
+
+// Labels and annotations on rendered ConfigMaps.
+const (
+	// LabelConfigFor marks a ConfigMap as rendered limiter config; its value is the
+	// lower-case kind it was rendered for (the owner reference names the object).
+	LabelConfigFor = "aiquota.dev/config-for"
+	// LabelManagedBy is the standard managed-by label's value for our objects.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedBy is LabelManagedBy's value.
+	ManagedBy = "aiquota"
+	// AnnotationConfigHash is the SHA-256 of the rendered config, for churn-free
+	// re-renders and for sidecars to report which config they run.
+	AnnotationConfigHash = "aiquota.dev/config-hash"
+)
+
+// Keys in a rendered ConfigMap.
+const (
+	ConfigKey = "limiter.json"
+	CAKey     = "ca.crt"
+)
+
+// Paths inside an injected pod.
+const (
+	ConfigDir      = "/etc/aiquota"
+	KeysDir        = "/var/run/aiquota/keys"
+	TokenDir       = "/var/run/aiquota/token"
+	TokenFile      = "token"
+	TokenAudience  = "aiquota.dev/control"
+	LimiterName    = "aiquota-limiter"
+	DefaultPort    = 8787
+	AdminPort      = 8788
+	ConfigVolume   = "aiquota-config"
+	TokenVolume    = "aiquota-token"
+	keyVolumePrefix = "aiquota-key-"
+)
+
+// ChainConfigMap is the ConfigMap rendered for a FallbackChain.
+func ChainConfigMap(chain string) string { return boundedName("aiquota-fc-", chain) }
+
+// QuotaConfigMap is the ConfigMap rendered for direct use of a ProviderQuota.
+func QuotaConfigMap(quota string) string { return boundedName("aiquota-pq-", quota) }
+
+// boundedName keeps prefix+name within the 253 characters of an object name; a name
+// that would not fit is cut and suffixed with a hash of the whole, so it stays unique.
+func boundedName(prefix, name string) string {
+	const maxLen = 253
+	if len(prefix)+len(name) <= maxLen {
+		return prefix + name
+	}
+	sum := sha256.Sum256([]byte(name))
+	suffix := "-" + hex.EncodeToString(sum[:])[:10]
+	return prefix + name[:maxLen-len(prefix)-len(suffix)] + suffix
+}
+
+// ConfigPath is the limiter config file inside the pod.
+func ConfigPath() string { return path.Join(ConfigDir, ConfigKey) }
+
+// CAPath is the control channel's CA bundle inside the pod.
+func CAPath() string { return path.Join(ConfigDir, CAKey) }
+
+// TokenPath is the projected service-account token inside the pod.
+func TokenPath() string { return path.Join(TokenDir, TokenFile) }
+
+// KeyDir is where a credential Secret is mounted inside the pod.
+func KeyDir(secret string) string { return path.Join(KeysDir, secret) }
+
+// KeyFile is the mounted file of one Secret key.
+func KeyFile(secret, key string) string { return path.Join(KeyDir(secret), key) }
+
+// KeyID is the non-secret label of a credential in state, status and metrics.
+func KeyID(secret, key string) string { return secret + "/" + key }
+
+// KeyVolume names the pod volume of a credential Secret. Secret names may be 253
+// characters but volume names only 63, so the name is hashed.
+func KeyVolume(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return keyVolumePrefix + hex.EncodeToString(sum[:])[:16]
+}
