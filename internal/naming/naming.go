@@ -48,16 +48,16 @@ const (
 
 // Paths inside an injected pod.
 const (
-	ConfigDir      = "/etc/aiquota"
-	KeysDir        = "/var/run/aiquota/keys"
-	TokenDir       = "/var/run/aiquota/token"
-	TokenFile      = "token"
-	TokenAudience  = "aiquota.dev/control"
-	LimiterName    = "aiquota-limiter"
-	DefaultPort    = 8787
-	AdminPort      = 8788
-	ConfigVolume   = "aiquota-config"
-	TokenVolume    = "aiquota-token"
+	ConfigDir       = "/etc/aiquota"
+	KeysDir         = "/var/run/aiquota/keys"
+	TokenDir        = "/var/run/aiquota/token"
+	TokenFile       = "token"
+	TokenAudience   = "aiquota.dev/control"
+	LimiterName     = "aiquota-limiter"
+	DefaultPort     = 8787
+	AdminPort       = 8788
+	ConfigVolume    = "aiquota-config"
+	TokenVolume     = "aiquota-token"
 	keyVolumePrefix = "aiquota-key-"
 )
 
