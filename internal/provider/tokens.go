@@ -212,7 +212,7 @@ func (e *estimate) endRun() {
 		e.hundredths += 100 * ceilDiv(e.run, 7)
 	case classDigit:
 		e.hundredths += 100 * ceilDiv(e.run, 3)
-	case classPunct:
+	case classPunct, classWordSymbol:
 		e.hundredths += 100 * ceilDiv(e.run, 3)
 	case classWhitespace:
 		e.hundredths += 100

@@ -136,6 +136,8 @@ func TestEstimateEdgeCases(t *testing.T) {
 		{"\x00", 2},      // a control character
 		{"👍", 2},         // 1.5 tokens, +10%
 		{"123456789", 4}, // three groups of three, +10%
+		{"+", 2},         // a base64 symbol alone is punctuation (found by FuzzMemoCounter)
+		{"a-b_c", 6},     // five runs of one character, +10%
 	}
 	for _, tt := range tests {
 		if got := Estimate.Count(tt.text); got != tt.want {
