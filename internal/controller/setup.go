@@ -5,6 +5,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 // SetupWithManager registers every reconciler with the manager.
 func SetupWithManager(mgr ctrl.Manager) error {
 	_ = mgr
