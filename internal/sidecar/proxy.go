@@ -710,6 +710,7 @@ func (x *exchange) recoverPanic() {
 		panic(v)
 	}
 	x.s.metrics.panics.Inc()
+	x.s.panics.Add(1)
 	x.s.log.Error("proxy handler panic", "panic", fmt.Sprint(v), "path", x.r.URL.Path, "stack", string(debug.Stack()))
 	if !x.wrote {
 		provider.WriteError(x.w, x.dialect, &provider.Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "aiquota limiter internal error"})

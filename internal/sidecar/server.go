@@ -72,6 +72,7 @@ type Server struct {
 
 	rt       atomic.Pointer[runtime]
 	draining atomic.Bool
+	panics   atomic.Int64 // also a metric; read by tests
 
 	reloadMu  sync.Mutex // one reload at a time
 	statusMu  sync.Mutex
