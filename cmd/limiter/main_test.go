@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+)
+
+const simKey = "sk-process-test-7e1f"
+
+// buildBinaries builds the limiter and the provider simulator once per test run.
+func buildBinaries(t *testing.T) (limiter, providersim string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, b := range []struct{ pkg, out string }{
+		{"github.com/aiquota/aiquota/cmd/limiter", filepath.Join(dir, "limiter")},
+		{"github.com/aiquota/aiquota/cmd/providersim", filepath.Join(dir, "providersim")},
+	} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return filepath.Join(dir, "limiter"), filepath.Join(dir, "providersim")
+}
+
+// proc is a started binary whose log lines are collected.
+type proc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []string
+	done  chan error
+}
+
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			p.mu.Unlock()
+		}
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+		}
+	})
+	return p
+}
+
+// find waits for a log line matching re and returns its first group.
+func (p *proc) find(t *testing.T, re *regexp.Regexp) string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			if m := re.FindStringSubmatch(l); m != nil {
+				p.mu.Unlock()
+				return m[1]
+			}
+		}
+		p.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no log line matching %s; got:\n%s", re, p.log())
+	return ""
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+type state struct {
+	Config struct {
+		Hash string `json:"hash"`
+	} `json:"config"`
+	Engine struct {
+		Pools []struct {
+			InFlight int64 `json:"inFlight"`
+			Limits   []struct {
+				Kind          string  `json:"kind"`
+				RatePerMinute float64 `json:"ratePerMinute"`
+			} `json:"limits"`
+		} `json:"pools"`
+	} `json:"engine"`
+}
+
+func readState(t *testing.T, proxy string) state {
+	t.Helper()
+	code, body := get("http://" + proxy + "/state")
+	var s state
+	if code != 200 || json.Unmarshal([]byte(body), &s) != nil {
+		t.Fatalf("/state: %d %s", code, body)
+	}
+	return s
+}
+
+// TestProcessReloadsAndDrainsOnSIGTERM runs the real binaries: the limiter in front
+// of providersim, its config in a ConfigMap-style volume. It reloads on a rewrite
+// of the file and on a ..data swap, and on SIGTERM finishes the request in flight
+// and exits 0.
+func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
+	limiterBin, simBin := buildBinaries(t)
+	dir := t.TempDir()
+
+	simCfg := fmt.Sprintf(`{"seed":1,"accounts":[{"key":%q,"provider":"openai","limits":{"requestsPerMinute":1000},"latency":{"timeToFirstToken":"1500ms"}}]}`, simKey)
+	if err := os.WriteFile(filepath.Join(dir, "sim.json"), []byte(simCfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sim := start(t, simBin, "--addr", "127.0.0.1:0", "--config", filepath.Join(dir, "sim.json"))
+	simAddr := sim.find(t, regexp.MustCompile(`providersim listening.* addr=(\S+)`))
+
+	keyDir := filepath.Join(dir, "secret")
+	if err := os.Mkdir(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(keyDir, "api-key")
+	if err := os.WriteFile(keyFile, []byte(simKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vol := filepath.Join(dir, "config")
+	if err := os.Mkdir(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &limiterconfig.Config{
+		SchemaVersion: limiterconfig.SchemaVersion,
+		Providers: []limiterconfig.Provider{{
+			Name: "openai", Type: limiterconfig.ProviderOpenAI, Endpoint: "http://" + simAddr,
+			Keys: []limiterconfig.Key{{ID: "secret/api-key", File: keyFile}}, Limits: limiterconfig.Limits{RequestsPerMinute: 100},
+		}},
+	}
+	version := 0
+	swap := func(rpm int64) {
+		version++
+		cfg.Providers[0].Limits.RequestsPerMinute = rpm
+		b, err := limiterconfig.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("..2030_01_01_00_00_%02d.000000001", version)
+		if err := os.Mkdir(filepath.Join(vol, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(vol, name, "limiter.json"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(name, filepath.Join(vol, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(vol, "..data_tmp"), filepath.Join(vol, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swap(100)
+	if err := os.Symlink("..data/limiter.json", filepath.Join(vol, "limiter.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	lim := start(t, limiterBin, "--config", filepath.Join(vol, "limiter.json"),
+		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--drain-timeout", "30s", "--config-poll-interval", "200ms")
+	proxy := lim.find(t, regexp.MustCompile(`"msg":"listening".*"proxy":"([^"]+)"`))
+	admin := lim.find(t, regexp.MustCompile(`"msg":"listening".*"admin":"([^"]+)"`))
+	if code, body := get("http://" + admin + "/readyz"); code != 200 {
+		t.Fatalf("readyz: %d %s", code, body)
+	}
+
+	chat := func() (int, string) {
+		resp, err := http.Post("http://"+proxy+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := chat(); code != 200 {
+		t.Fatalf("first request: %d %s", code, body)
+	}
+	rate := func() float64 {
+		s := readState(t, proxy)
+		if len(s.Engine.Pools) == 0 {
+			return 0
+		}
+		return s.Engine.Pools[0].Limits[0].RatePerMinute
+	}
+	if r := rate(); r != 100 {
+		t.Fatalf("rate %v, want 100", r)
+	}
+
+	// Reload 1: the file is rewritten in place (through the symlink, as an editor or
+	// a hostPath would): the content-hash poll sees it.
+	target, err := filepath.EvalSymlinks(filepath.Join(vol, "limiter.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Providers[0].Limits.RequestsPerMinute = 150
+	b, _ := limiterconfig.Marshal(cfg)
+	if err := os.WriteFile(target, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "reload after rewriting the file", func() bool { return rate() == 150 })
+
+	// Reload 2: the kubelet's ConfigMap update, a ..data swap.
+	swap(250)
+	eventually(t, "reload after the ..data swap", func() bool { return rate() == 250 })
+
+	// SIGTERM while a request is in flight (the simulator takes 1.5s to answer).
+	result := make(chan string, 1)
+	go func() {
+		code, body := chat()
+		result <- fmt.Sprintf("%d %s", code, body)
+	}()
+	eventually(t, "request in flight", func() bool {
+		s := readState(t, proxy)
+		return len(s.Engine.Pools) > 0 && s.Engine.Pools[0].InFlight == 1
+	})
+	if err := lim.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "readiness false while draining", func() bool {
+		code, _ := get("http://" + admin + "/readyz")
+		return code == 503 || code == 0
+	})
+	if got := <-result; !strings.HasPrefix(got, "200 ") {
+		t.Errorf("in-flight request across SIGTERM: %s", got)
+	}
+	select {
+	case err := <-lim.done:
+		if err != nil {
+			t.Errorf("limiter exit: %v\n%s", err, lim.log())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("limiter did not exit after draining\n%s", lim.log())
+	}
+	if strings.Contains(lim.log(), simKey) {
+		t.Error("the API key appears in the limiter's logs")
+	}
+	if !strings.Contains(lim.log(), `"msg":"limiter config reloaded"`) {
+		t.Errorf("no reload logged:\n%s", lim.log())
+	}
+	_ = sim.cmd.Process.Signal(syscall.SIGTERM)
+	<-sim.done
+}
+
+func TestFlagsAreValidated(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "0.0.0.0:8787"}, "not a loopback address"},
+		{[]string{"--default-priority", "12"}, "want 0..9"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+	}
+	for _, c := range cases {
+		var out strings.Builder
+		if code := run(c.args, &out); code != 2 || !strings.Contains(out.String(), c.want) {
+			t.Errorf("run(%v) = %d, %q; want 2 and %q", c.args, code, out.String(), c.want)
+		}
+	}
+}
