@@ -352,3 +352,10 @@ func dur(s string) *metav1.Duration {
 	}
 	return &metav1.Duration{Duration: d}
 }
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

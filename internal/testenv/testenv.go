@@ -63,3 +63,16 @@ func (e *Env) Stop() error { return e.env.Stop() }
 
 // Environment exposes the envtest environment (webhook install options, kubeconfig users).
 func (e *Env) Environment() *envtest.Environment { return e.env }
+
+// WriteKubeconfig writes a kubeconfig for the API server (admin credentials) into dir
+// and returns its path, for the real kubectl and other real clients.
+func (e *Env) WriteKubeconfig(dir string) (string, error) {
+	p := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(p, e.env.KubeConfig, 0o600); err != nil {
+		return "", fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return p, nil
+}
+
+// Kubectl is the kubectl built beside kube-apiserver at the same version.
+func Kubectl() string { return filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl") }
