@@ -279,3 +279,28 @@ func TestSeveralKeysSpreadLoad(t *testing.T) {
 		t.Errorf("admitted per account %d and %d, want 10 and 10 (two accounts of 10 RPM)", a, b)
 	}
 }
+
+func TestGeminiChainAliasRewritesThePathAndModelListsRoute(t *testing.T) {
+	simCfg := simulator.Config{Seed: 11, Accounts: []simulator.Account{
+		simAccount(simGeminiKey, "gemini", simulator.Limits{RequestsPerMinute: 100}),
+	}}
+	e := newEnv(t, simCfg, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
+		return &limiterconfig.Config{
+			SchemaVersion: limiterconfig.SchemaVersion,
+			Providers: []limiterconfig.Provider{{Name: "gemini", Type: limiterconfig.ProviderGemini, Endpoint: simURL,
+				Keys: []limiterconfig.Key{{ID: "g/key", File: keyFile(simGeminiKey)}}}},
+			Chain: &limiterconfig.Chain{Entries: []limiterconfig.ChainEntry{{Provider: "gemini", Model: "gemini-2.5-pro"}}, ModelAliases: []string{"chat"}},
+		}
+	})
+	resp, body := e.post("/v1beta/models/chat:generateContent", nil, `{"contents":[{"role":"user","parts":[{"text":"Hello"}]}]}`)
+	if resp.StatusCode != 200 || resp.Header.Get(ServedByHeader) != "gemini/gemini-2.5-pro" {
+		t.Fatalf("alias: %d %q %s", resp.StatusCode, resp.Header.Get(ServedByHeader), body)
+	}
+	if n := e.simPool(0, "gemini-2.5-pro").Requests; n != 1 {
+		t.Errorf("simulator saw %d gemini-2.5-pro requests, want 1", n)
+	}
+	code, list := e.get(e.proxy.URL + "/v1beta/models")
+	if code != 200 || !strings.Contains(list, "models") {
+		t.Errorf("model list: %d %s", code, list)
+	}
+}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,19 +161,20 @@ func (x *exchange) limited() {
 	x.policy = x.rt.policyFor(up, x.route.model)
 	counter := x.s.counters.get(x.pool.Tokenizer, x.route.model)
 	prompt := provider.PromptTokens(counter, &x.req)
-	stated := x.req.MaxOutputTokens * max(1, x.req.Choices)
-	if exceedsContext(prompt, stated, x.pool.ContextWindow) {
+	if exceedsContext(prompt, x.req.MaxOutputTokens, x.pool.ContextWindow) {
 		x.outcome = outcomeContextLength
 		x.noteFailure(limiterconfig.FailureContextLengthExceeded)
 		x.writeLocal(&provider.Error{Status: http.StatusBadRequest, Code: "context_length_exceeded", Param: "messages",
 			Message: fmt.Sprintf("this request needs about %d prompt tokens plus %d output tokens, more than %s's context window of %d tokens (checked by the aiquota limiter)",
-				prompt, stated, x.route.model, x.pool.ContextWindow)})
+				prompt, x.req.MaxOutputTokens, x.route.model, x.pool.ContextWindow)})
 		return
 	}
-	reserveOut := stated
+	// Each of n choices may use the whole output budget.
+	reserveOut := x.req.MaxOutputTokens
 	if reserveOut == 0 && x.op != provider.OpEmbeddings {
-		reserveOut = x.pool.MaxOutputTokens * max(1, x.req.Choices)
+		reserveOut = x.pool.MaxOutputTokens
 	}
+	reserveOut = mulSaturating(reserveOut, max(1, x.req.Choices))
 	demand := limiter.Demand{InputTokens: prompt, OutputTokens: reserveOut}
 	if x.dialect == provider.DialectOpenAI && x.req.Stream && !x.req.StreamUsageRequested &&
 		(x.op == provider.OpChatCompletions || x.op == provider.OpCompletions) {
@@ -212,7 +215,18 @@ func (d decision) String() string {
 // window. An unstated budget is not assumed: the provider then generates what
 // fits, so only a prompt that fills the window alone is refused.
 func exceedsContext(prompt, statedOutput, window int64) bool {
-	return window > 0 && (prompt+statedOutput > window || prompt >= window)
+	return window > 0 && (prompt >= window || statedOutput > window-prompt)
+}
+
+// mulSaturating multiplies non-negative counts without wrapping around.
+func mulSaturating(a, b int64) int64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	if a > math.MaxInt64/b {
+		return math.MaxInt64
+	}
+	return a * b
 }
 
 // failureDecision says whether a failure that will not be retried falls back.
@@ -275,8 +289,9 @@ func (x *exchange) attempts(target *limiter.Target, breaker *limiter.Breaker, de
 			return
 		}
 		// Not sent to the app: a failure, to retry or to return.
-		permit.Record(r.kind)
 		if ctx.Err() != nil {
+			// The app left; that says nothing about the upstream.
+			permit.Cancel()
 			r.close()
 			res.Settle(limiter.Attempt{Status: r.status})
 			res.Release()
@@ -284,6 +299,7 @@ func (x *exchange) attempts(target *limiter.Target, breaker *limiter.Breaker, de
 			x.finish()
 			return
 		}
+		permit.Record(r.kind)
 		if r.retryable {
 			delay, ok := limiter.NextRetry(x.policy.Retry, limiter.RetryInput{
 				Attempt: attempt, Kind: r.kind, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter,
@@ -431,7 +447,12 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Request, error) {
 	up := x.route.up
 	u := *up.endpoint
-	u.Path = up.endpoint.Path + x.r.URL.Path
+	path := x.r.URL.Path
+	if x.route.rewrite && x.dialect == provider.DialectGemini {
+		// Gemini names the model in the path, not the body.
+		path = strings.Replace(path, "/models/"+x.req.Model+":", "/models/"+x.route.model+":", 1)
+	}
+	u.Path = up.endpoint.Path + path
 	u.RawPath = ""
 	h := x.r.Header.Clone()
 	for _, k := range hopHeaders {

@@ -202,7 +202,7 @@ func (rt *runtime) resolve(d provider.Dialect, model string) (route, error) {
 		only = up
 		n++
 	}
-	if n == 1 && model != "" {
+	if n == 1 {
 		return route{up: only, model: model}, nil
 	}
 	if n == 0 {
