@@ -58,8 +58,41 @@ type view struct {
 	queue limiterconfig.Queue
 }
 
+// modelIndex maps model names to targets. A sidecar serves a handful of models,
+// and comparing a few short names beats hashing one, so small indexes scan.
+type modelIndex struct {
+	names   []string
+	targets []*Target
+	byName  map[string]*Target
+}
+
+const scanLimit = 8
+
+func newModelIndex(m map[string]*Target) *modelIndex {
+	ix := &modelIndex{byName: m}
+	if len(m) <= scanLimit {
+		for name, t := range m {
+			ix.names = append(ix.names, name)
+			ix.targets = append(ix.targets, t)
+		}
+	}
+	return ix
+}
+
+func (ix *modelIndex) get(model string) *Target {
+	if len(ix.byName) <= scanLimit {
+		for i, n := range ix.names {
+			if n == model {
+				return ix.targets[i]
+			}
+		}
+		return nil
+	}
+	return ix.byName[model]
+}
+
 func (v *view) provider(name string) *providerView {
-	if len(v.list) <= 8 {
+	if len(v.list) <= scanLimit {
 		for _, pv := range v.list {
 			if pv.cfg.Name == name {
 				return pv
@@ -74,8 +107,8 @@ type providerView struct {
 	cfg    limiterconfig.Provider
 	listed map[string]*Target // every listed model name -> its pool's target
 	// models is listed plus the unlisted models met so far; replaced, never mutated,
-	// so lookups need one map read and no lock.
-	models atomic.Pointer[map[string]*Target]
+	// so lookups take no lock.
+	models atomic.Pointer[modelIndex]
 	// policies are the chain entries' policy names by model; others use cfg.Policy.
 	policies map[string]limiterconfig.Policy
 	fallback limiterconfig.Policy
@@ -160,7 +193,7 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 		}
 		breakers := map[string]*Breaker{}
 		if opv := old.providers[p.Name]; opv != nil {
-			for model := range *opv.models.Load() {
+			for model := range opv.models.Load().byName {
 				if _, ok := pv.listed[model]; ok {
 					continue
 				}
@@ -181,7 +214,7 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 				}
 			}
 		}
-		pv.models.Store(&models)
+		pv.models.Store(newModelIndex(models))
 		pv.breakers.Store(&breakers)
 		nv.providers[p.Name] = pv
 		nv.list = append(nv.list, pv)
@@ -257,7 +290,7 @@ func (e *Engine) Target(provider, model string) (*Target, error) {
 	if pv == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownProvider, provider)
 	}
-	if t := (*pv.models.Load())[model]; t != nil {
+	if t := pv.models.Load().get(model); t != nil {
 		return t, nil
 	}
 	e.mu.Lock()
@@ -266,7 +299,7 @@ func (e *Engine) Target(provider, model string) (*Target, error) {
 	if pv == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownProvider, provider)
 	}
-	cur := *pv.models.Load()
+	cur := pv.models.Load().byName
 	if t := cur[model]; t != nil {
 		return t, nil
 	}
@@ -279,7 +312,7 @@ func (e *Engine) Target(provider, model string) (*Target, error) {
 		next[k] = v
 	}
 	next[model] = t
-	pv.models.Store(&next)
+	pv.models.Store(newModelIndex(next))
 	pv.created++
 	return t, nil
 }

@@ -107,6 +107,7 @@ type Target struct {
 	removed  bool
 	timer    Timer
 	timerAt  int64
+	timerGen uint64
 	rejected atomic.Int64
 	admitted atomic.Int64
 	queued   atomic.Int64
@@ -290,9 +291,13 @@ func (t *Target) scheduleLocked(now int64) {
 		t.timer.Stop()
 	}
 	t.timerAt = at
+	t.timerGen++
+	gen := t.timerGen
 	t.timer = t.engine.clock.AfterFunc(time.Duration(at-now), func() {
 		t.mu.Lock()
-		t.timer = nil
+		if t.timerGen == gen {
+			t.timer = nil
+		}
 		t.mu.Unlock()
 		t.dispatch()
 	})
