@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"strings"
@@ -35,16 +36,23 @@ func skipString(b []byte, i int) (end int, escaped, ok bool) {
 	if i >= len(b) || b[i] != '"' {
 		return i, false, false
 	}
-	for j := i + 1; j < len(b); j++ {
+	// Most strings have no escapes: find the closing quote with IndexByte and
+	// check that no backslash precedes it, before walking byte by byte.
+	j := i + 1
+	if q := bytes.IndexByte(b[j:], '"'); q < 0 {
+		return len(b), false, false
+	} else if bytes.IndexByte(b[j:j+q], '\\') < 0 {
+		return j + q + 1, false, true
+	}
+	for ; j < len(b); j++ {
 		switch b[j] {
 		case '"':
-			return j + 1, escaped, true
+			return j + 1, true, true
 		case '\\':
-			escaped = true
 			j++
 		}
 	}
-	return len(b), escaped, false
+	return len(b), true, false
 }
 
 // skipValue returns the index just past the value starting at b[i] (no leading

@@ -387,6 +387,16 @@ func (t *StreamTracker) readOpenAI(name, data []byte) (strip bool) {
 		t.done = true
 		return false
 	}
+	// Most events are content deltas; skip them without walking their JSON.
+	switch string(name) {
+	case "":
+		if !openAIMayMatter(data) {
+			return false
+		}
+	case "response.completed", "response.incomplete", "response.failed", "error":
+	default:
+		return false
+	}
 	var usage, choices, errObj, typ, response []byte
 	eachMember(data, func(k []byte, esc bool, v []byte) bool {
 		switch {
@@ -448,11 +458,41 @@ func (t *StreamTracker) readOpenAI(name, data []byte) (strip bool) {
 	return false
 }
 
+// openAIMayMatter is a cheap filter run before walking an event's JSON: content
+// deltas have no "usage" object, no "error" and no "type". Three vectorised
+// substring searches cost less than one walk of the JSON.
+func openAIMayMatter(data []byte) bool {
+	return hasObjectMember(data, `"usage"`) || bytes.Contains(data, []byte(`"error"`)) || bytes.Contains(data, []byte(`"type"`))
+}
+
+// hasObjectMember reports whether data has a member named key (quoted) whose
+// value is an object, at any depth.
+func hasObjectMember(data []byte, key string) bool {
+	for {
+		i := bytes.Index(data, []byte(key))
+		if i < 0 {
+			return false
+		}
+		data = data[i+len(key):]
+		j := skipSpace(data, 0)
+		if j < len(data) && data[j] == ':' {
+			if j = skipSpace(data, j+1); j < len(data) && data[j] == '{' {
+				return true
+			}
+		}
+	}
+}
+
 func isEmptyArray(v []byte) bool {
 	return len(v) >= 2 && v[0] == '[' && skipSpace(v, 1) == len(v)-1
 }
 
 func (t *StreamTracker) readAnthropic(name, data []byte) {
+	switch string(name) {
+	case "", "message_start", "message_delta", "message_stop", "error":
+	default:
+		return // content blocks and pings carry nothing the limiter needs
+	}
 	var typ, message, usage, errObj []byte
 	eachMember(data, func(k []byte, esc bool, v []byte) bool {
 		switch {

@@ -166,135 +166,136 @@ var asciiClasses = func() (t [128]charClass) {
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 func (estimator) Count(text string) int64 {
-	var e estimate
-	for i := 0; i < len(text); {
+	var h int64 // hundredths of a token
+	n := len(text)
+	for i := 0; i < n; {
 		c := text[i]
-		if c < utf8.RuneSelf {
-			e.add(asciiClasses[c])
-			i++
+		if c >= utf8.RuneSelf {
+			var cost int64
+			cost, i = nonASCII(text, i)
+			h += cost
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(text[i:])
-		i += size
-		switch {
-		case r == utf8.RuneError && size == 1:
-			e.addFixed(100) // a stray byte is a byte-token
-		case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul):
-			e.addFixed(80)
-		case unicode.IsLetter(r) || unicode.IsMark(r):
-			e.add(classOtherLetter)
-		case unicode.IsSpace(r):
-			e.add(classWhitespace)
+		switch asciiClasses[c] {
+		case classSpace:
+			j := i + 1
+			for j < n && text[j] == ' ' {
+				j++
+			}
+			// One space joins the next word or punctuation; more, or one
+			// before a number, a newline or a symbol, are a token of their own.
+			if j-i > 1 || j == n || !joinsSpace(text, j) {
+				h += 100
+			}
+			i = j
+		case classWhitespace:
+			j := i + 1
+			for j < n && text[j] < utf8.RuneSelf && asciiClasses[text[j]] == classWhitespace {
+				j++
+			}
+			h += 100
+			i = j
+		case classPunct:
+			j := i + 1
+			for j < n && text[j] < utf8.RuneSelf && asciiClasses[text[j]] == classPunct {
+				j++
+			}
+			h += 100 * ceilDiv(int64(j-i), 3)
+			i = j
 		default:
-			e.addFixed(150)
+			var cost int64
+			cost, i = word(text, i)
+			h += cost
 		}
 	}
-	return e.total()
+	return ceilDiv(h*110, 100*100)
 }
 
-// estimate is the estimator's state while it walks a text. Costs are kept in
-// hundredths of a token.
-type estimate struct {
-	hundredths int64
-	class      charClass // class of the current run
-	run        int64     // length of the current run
-	spaces     int64     // length of the pending run of ' '
-	// The current "word": letters, digits and the symbols of base64 and hex
-	// identifiers, across runs. BPEs find few merges in random strings (keys,
-	// hashes, base64), which cost 0.6-0.7 tokens per character.
-	wordLen, wordSwitches, wordStart int64
-	wordLast                         charClass
+// word charges the word of letters, digits and base64 symbols starting at i, run
+// by run; a long word that often switches class (most random strings do, most
+// words and identifiers do not) costs at least 0.7 tokens per character.
+func word(text string, i int) (hundredths int64, end int) {
+	start, runStart := i, i
+	runClass, last := classNone, classNone
+	var switches int64
+	for ; i < len(text) && text[i] < utf8.RuneSelf; i++ {
+		k := asciiClasses[text[i]]
+		if k != classLower && k != classUpper && k != classDigit && k != classWordSymbol {
+			break
+		}
+		if k != runClass && (k != classLower || runClass != classUpper) { // "The", "HTTPServer"
+			hundredths += runCost(runClass, int64(i-runStart))
+			runStart, runClass = i, k
+		}
+		if k != last && i > start {
+			switches++
+		}
+		last = k
+	}
+	hundredths += runCost(runClass, int64(i-runStart))
+	if n := int64(i - start); n >= 16 && switches*10 >= n*3 {
+		hundredths = max(hundredths, 70*n)
+	}
+	return hundredths, i
 }
 
-func (e *estimate) endRun() {
-	switch e.class {
+func runCost(k charClass, n int64) int64 {
+	switch k {
 	case classLower, classUpper:
-		e.hundredths += 100 * ceilDiv(e.run, 7)
-	case classDigit:
-		e.hundredths += 100 * ceilDiv(e.run, 3)
-	case classPunct, classWordSymbol:
-		e.hundredths += 100 * ceilDiv(e.run, 3)
-	case classWhitespace:
-		e.hundredths += 100
-	case classOtherLetter:
-		e.hundredths += 100 * ceilDiv(e.run, 4)
+		return 100 * ceilDiv(n, 7)
+	case classDigit, classWordSymbol:
+		return 100 * ceilDiv(n, 3)
 	}
-	e.run, e.class = 0, classNone
+	return 0
 }
 
-// endWord charges a long word that switches character class often (most random
-// strings do, most words and identifiers do not) at 0.7 tokens per character.
-func (e *estimate) endWord() {
-	if e.wordLen >= 16 && e.wordSwitches*10 >= e.wordLen*3 {
-		e.endRun()
-		e.hundredths = max(e.hundredths, e.wordStart+70*e.wordLen)
-	}
-	e.wordLen, e.wordSwitches, e.wordLast = 0, 0, classNone
-}
-
-func (e *estimate) addFixed(hundredths int64) {
-	e.flushSpaces(classNone)
-	e.endRun()
-	e.endWord()
-	e.hundredths += hundredths
-}
-
-func (e *estimate) flushSpaces(next charClass) {
-	if e.spaces == 0 {
-		return
-	}
-	// One space joins the next word or punctuation; more, or one before a
-	// number, a newline or a symbol, form a token of their own.
-	e.endRun()
-	if e.spaces > 1 || next == classDigit || next == classWhitespace || next == classNone {
-		e.hundredths += 100
-	}
-	e.spaces = 0
-}
-
-func (e *estimate) add(k charClass) {
-	if k == classSpace {
-		e.endWord()
-		e.spaces++
-		return
-	}
-	e.flushSpaces(k)
-	if inWord(k) {
-		if e.wordLen == 0 {
-			e.endRun()
-			e.wordStart = e.hundredths
-		} else if k != e.wordLast {
-			e.wordSwitches++
-		}
-		e.wordLen++
-		e.wordLast = k
-	} else {
-		e.endWord()
-	}
+// nonASCII charges the non-ASCII text starting at i: a run of letters a token
+// per 4 characters, CJK 0.8 per character, whitespace a token per run, anything
+// else 1.5 per character, a stray byte 1.
+func nonASCII(text string, i int) (hundredths int64, end int) {
+	r, size := utf8.DecodeRuneInString(text[i:])
 	switch {
-	case k == e.class,
-		k == classLower && e.class == classUpper, // "The", "HTTPServer"
-		k == classOtherLetter && (e.class == classLower || e.class == classUpper):
-		e.run++
-		e.class = max(e.class, k) // a word with an accent counts as non-ASCII
-		return
-	case (k == classLower || k == classUpper) && e.class == classOtherLetter:
-		e.run++
-		return
+	case r == utf8.RuneError && size == 1:
+		return 100, i + 1
+	case isCJK(r):
+		return 80, i + size
+	case unicode.IsLetter(r) || unicode.IsMark(r):
+		var n int64
+		for i < len(text) {
+			r, size := utf8.DecodeRuneInString(text[i:])
+			if !(unicode.IsLetter(r) || unicode.IsMark(r)) || isCJK(r) {
+				break
+			}
+			n++
+			i += size
+		}
+		return 100 * ceilDiv(n, 4), i
+	case unicode.IsSpace(r):
+		for i < len(text) {
+			r, size := utf8.DecodeRuneInString(text[i:])
+			if !unicode.IsSpace(r) {
+				break
+			}
+			i += size
+		}
+		return 100, i
 	}
-	e.endRun()
-	e.class, e.run = k, 1
+	return 150, i + size
 }
 
-func inWord(k charClass) bool {
-	return k == classLower || k == classUpper || k == classDigit || k == classWordSymbol
+func isCJK(r rune) bool {
+	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul)
 }
 
-func (e *estimate) total() int64 {
-	e.flushSpaces(classNone)
-	e.endWord()
-	e.endRun()
-	return ceilDiv(e.hundredths*110, 100*100)
+// joinsSpace reports whether the character at j absorbs a single space before
+// it, as BPE pre-tokenizers let letters and punctuation do.
+func joinsSpace(text string, j int) bool {
+	if c := text[j]; c < utf8.RuneSelf {
+		k := asciiClasses[c]
+		return k != classDigit && k != classWhitespace && k != classSpace
+	}
+	r, _ := utf8.DecodeRuneInString(text[j:])
+	return (unicode.IsLetter(r) || unicode.IsMark(r)) && !isCJK(r)
 }
 
 // PromptTokens is the input a request will be charged for: the prompt text's
