@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -94,23 +95,19 @@ const (
 // *RequestError naming the field. A dialect/operation pair that Route never yields
 // is a plain error: it is the caller's bug, not the app's.
 func ParseRequest(d Dialect, op Operation, pathModel string, body []byte) (Request, error) {
-	r := Request{Dialect: d, Op: op}
+	bare := Request{Dialect: d, Op: op}
 	if !opInDialect(d, op) {
-		return r, fmt.Errorf("parse request: operation %s is not part of the %s dialect", op, d)
+		return bare, fmt.Errorf("parse request: operation %s is not part of the %s dialect", op, d)
 	}
 	if op == OpListModels {
-		r.Model = pathModel
-		return r, nil
+		bare.Model = pathModel
+		return bare, nil
 	}
 	if err := checkBody(body); err != nil {
-		return r, err
+		return bare, err
 	}
-	p := parser{r: &r}
-	if n := len(body); n < 64<<10 {
-		p.text.Grow(n)
-	} else {
-		p.text.Grow(64 << 10)
-	}
+	p := parser{r: bare}
+	p.text.Grow(min(len(body), 64<<10))
 	var err error
 	switch op {
 	case OpChatCompletions:
@@ -122,16 +119,16 @@ func ParseRequest(d Dialect, op Operation, pathModel string, body []byte) (Reque
 	case OpMessages, OpCountTokens:
 		err = p.anthropic(body)
 	case OpGenerateContent, OpStreamGenerateContent, OpGeminiCountTokens:
-		r.Model = pathModel
-		r.Stream = op == OpStreamGenerateContent
-		r.StreamUsageRequested = r.Stream
+		p.r.Model = pathModel
+		p.r.Stream = op == OpStreamGenerateContent
+		p.r.StreamUsageRequested = p.r.Stream
 		err = p.gemini(body)
 	}
 	if err != nil {
-		return Request{Dialect: d, Op: op}, err
+		return bare, err
 	}
-	r.PromptText = p.text.String()
-	return r, nil
+	p.r.PromptText = p.text.String()
+	return p.r, nil
 }
 
 func opInDialect(d Dialect, op Operation) bool {
@@ -170,7 +167,7 @@ func checkBody(body []byte) error {
 // parser accumulates one request's prompt text and fields. Its methods return a
 // *RequestError for input the provider would refuse.
 type parser struct {
-	r    *Request
+	r    Request
 	text strings.Builder
 }
 
@@ -318,35 +315,55 @@ func truncateForMessage(v []byte) string {
 	return string(v[:n]) + "..."
 }
 
-// field names a location in the body. Paths are formatted only for error messages,
-// so walking a valid body builds no strings.
+// field names a location in the body, such as messages[2].content[0]. It is a
+// value with no pointers, so that walking a valid body allocates nothing; the
+// path is only formatted for error messages. Paths deeper than fit are cut
+// short, which only shortens a message.
 type field struct {
-	parent *field
-	name   string // a member name; "" for an array index
-	index  int
+	parts [12]pathPart
+	n     int
 }
 
-func (f *field) member(name string) field { return field{parent: f, name: name} }
-func (f *field) at(i int) field           { return field{parent: f, index: i} }
-
-func (f *field) String() string {
-	if f == nil {
-		return ""
-	}
-	parent := f.parent.String()
-	switch {
-	case f.name == "":
-		return fmt.Sprintf("%s[%d]", parent, f.index)
-	case parent == "":
-		return f.name
-	default:
-		return parent + "." + f.name
-	}
+type pathPart struct {
+	name  string // a member name; "" for an array index
+	index int
 }
 
-func root(name string) field { return field{name: name} }
+func root(name string) field {
+	var f field
+	f.parts[0], f.n = pathPart{name: name}, 1
+	return f
+}
 
-func badField(f *field, format string, args ...any) *RequestError {
+func (f field) member(name string) field { return f.push(pathPart{name: name}) }
+func (f field) at(i int) field           { return f.push(pathPart{index: i}) }
+
+func (f field) push(p pathPart) field {
+	if f.n < len(f.parts) {
+		f.parts[f.n] = p
+		f.n++
+	}
+	return f
+}
+
+func (f field) String() string {
+	var sb strings.Builder
+	for _, p := range f.parts[:f.n] {
+		if p.name == "" {
+			sb.WriteByte('[')
+			sb.WriteString(strconv.Itoa(p.index))
+			sb.WriteByte(']')
+			continue
+		}
+		if sb.Len() > 0 {
+			sb.WriteByte('.')
+		}
+		sb.WriteString(p.name)
+	}
+	return sb.String()
+}
+
+func badField(f field, format string, args ...any) *RequestError {
 	param := f.String()
 	return &RequestError{Status: http.StatusBadRequest, Param: param, Message: param + " " + fmt.Sprintf(format, args...)}
 }
@@ -424,7 +441,7 @@ func (p *parser) openAIMessages(v []byte) error {
 	eachElement(v, func(i int, m []byte) bool {
 		p.r.PromptParts++
 		f := messages.at(i)
-		err = p.openAIMessage(&f, m)
+		err = p.openAIMessage(f, m)
 		return err == nil
 	})
 	if err != nil {
@@ -436,7 +453,7 @@ func (p *parser) openAIMessages(v []byte) error {
 	return nil
 }
 
-func (p *parser) openAIMessage(f *field, m []byte) error {
+func (p *parser) openAIMessage(f field, m []byte) error {
 	if kindOf(m) != kindObject {
 		return badField(f, "must be an object, got %s", kindOf(m))
 	}
@@ -464,7 +481,7 @@ func (p *parser) openAIMessage(f *field, m []byte) error {
 	p.addText(name)
 	p.addText(refusal)
 	c := f.member("content")
-	if err := p.openAIContent(&c, content, 0); err != nil {
+	if err := p.openAIContent(c, content, 0); err != nil {
 		return err
 	}
 	eachElement(toolCalls, func(_ int, call []byte) bool {
@@ -475,14 +492,14 @@ func (p *parser) openAIMessage(f *field, m []byte) error {
 	return nil
 }
 
-func (p *parser) role(msg *field, role []byte) error {
+func (p *parser) role(msg field, role []byte) error {
 	if role == nil {
 		f := msg.member("role")
-		return badField(&f, "is required")
+		return badField(f, "is required")
 	}
 	if !p.addText(role) {
 		f := msg.member("role")
-		return badField(&f, "must be a string, got %s", kindOf(role))
+		return badField(f, "must be a string, got %s", kindOf(role))
 	}
 	return nil
 }
@@ -502,7 +519,7 @@ func (p *parser) toolCall(c []byte) {
 }
 
 // openAIContent reads message content: a string, null, or an array of parts.
-func (p *parser) openAIContent(f *field, v []byte, depth int) error {
+func (p *parser) openAIContent(f field, v []byte, depth int) error {
 	switch kindOf(v) {
 	case kindInvalid, kindNull:
 		return nil
@@ -519,7 +536,7 @@ func (p *parser) openAIContent(f *field, v []byte, depth int) error {
 	var err error
 	eachElement(v, func(j int, part []byte) bool {
 		pf := f.at(j)
-		err = p.openAIPart(&pf, part, depth)
+		err = p.openAIPart(pf, part, depth)
 		return err == nil
 	})
 	return err
@@ -528,7 +545,7 @@ func (p *parser) openAIContent(f *field, v []byte, depth int) error {
 // openAIPart reads one content part of either OpenAI API: chat (text, image_url,
 // input_audio, file, refusal) or Responses (input_text, output_text, input_image,
 // input_file, and tool outputs that hold content of their own).
-func (p *parser) openAIPart(f *field, part []byte, depth int) error {
+func (p *parser) openAIPart(f field, part []byte, depth int) error {
 	if kindOf(part) != kindObject {
 		return badField(f, "must be an object, got %s", kindOf(part))
 	}
@@ -570,7 +587,7 @@ func (p *parser) openAIPart(f *field, part []byte, depth int) error {
 		p.addText(text)
 		if output != nil {
 			o := f.member("output")
-			return p.openAIContent(&o, output, depth+1)
+			return p.openAIContent(o, output, depth+1)
 		}
 	}
 	return nil
@@ -585,13 +602,13 @@ func (p *parser) tools(f field, v []byte) error {
 		return nil
 	case kindArray:
 	default:
-		return badField(&f, "must be an array, got %s", kindOf(v))
+		return badField(f, "must be an array, got %s", kindOf(v))
 	}
 	var err error
 	eachElement(v, func(i int, t []byte) bool {
 		if kindOf(t) != kindObject {
 			tf := f.at(i)
-			err = badField(&tf, "must be an object, got %s", kindOf(t))
+			err = badField(tf, "must be an object, got %s", kindOf(t))
 			return false
 		}
 		p.toolDefinition(t)
@@ -671,7 +688,7 @@ func (p *parser) legacyInput(f field, v []byte, depth int) error {
 			break
 		}
 		if _, neg, big, ok := intValue(v, math.MaxInt32); !ok || neg || big {
-			return badField(&f, "holds %s, which is not a token ID", truncateForMessage(v))
+			return badField(f, "holds %s, which is not a token ID", truncateForMessage(v))
 		}
 		p.r.FixedPromptTokens++
 		return nil
@@ -686,7 +703,7 @@ func (p *parser) legacyInput(f field, v []byte, depth int) error {
 		})
 		return err
 	}
-	return badField(&f, "must be a string, an array of strings, or an array of token IDs; got %s", kindOf(v))
+	return badField(f, "must be a string, an array of strings, or an array of token IDs; got %s", kindOf(v))
 }
 
 var openAIResponsesFields = []string{"model", "input", "instructions", "max_output_tokens", "stream", "tools", "text"}
@@ -745,7 +762,7 @@ func (p *parser) responsesInput(v []byte) error {
 	eachElement(v, func(i int, item []byte) bool {
 		p.r.PromptParts++
 		f := input.at(i)
-		err = p.responsesItem(&f, item)
+		err = p.responsesItem(f, item)
 		return err == nil
 	})
 	return err
@@ -753,7 +770,7 @@ func (p *parser) responsesInput(v []byte) error {
 
 // responsesItem reads one Responses input item: a message {role, content}, a
 // function call {name, arguments}, a tool output {output}, or a reasoning summary.
-func (p *parser) responsesItem(f *field, item []byte) error {
+func (p *parser) responsesItem(f field, item []byte) error {
 	if kindOf(item) != kindObject {
 		return badField(f, "must be an object, got %s", kindOf(item))
 	}
@@ -772,11 +789,11 @@ func (p *parser) responsesItem(f *field, item []byte) error {
 		return true
 	})
 	c := f.member("content")
-	if err := p.openAIContent(&c, content, 0); err != nil {
+	if err := p.openAIContent(c, content, 0); err != nil {
 		return err
 	}
 	o := f.member("output")
-	if err := p.openAIContent(&o, output, 0); err != nil {
+	if err := p.openAIContent(o, output, 0); err != nil {
 		return err
 	}
 	eachElement(summary, func(_ int, s []byte) bool {
@@ -816,12 +833,12 @@ func (p *parser) anthropic(body []byte) error {
 		p.addText(f[2])
 		p.r.PromptParts++
 	case kindArray:
-		if err := p.anthropicBlocks(&system, f[2], 0); err != nil {
+		if err := p.anthropicBlocks(system, f[2], 0); err != nil {
 			return err
 		}
 		p.r.PromptParts++
 	default:
-		return badField(&system, "must be a string or an array of text blocks, got %s", kindOf(f[2]))
+		return badField(system, "must be a string or an array of text blocks, got %s", kindOf(f[2]))
 	}
 	if err := p.anthropicMessages(f[1]); err != nil {
 		return err
@@ -844,7 +861,7 @@ func (p *parser) anthropicMessages(v []byte) error {
 		n++
 		p.r.PromptParts++
 		f := messages.at(i)
-		err = p.anthropicMessage(&f, m)
+		err = p.anthropicMessage(f, m)
 		return err == nil
 	})
 	if err != nil {
@@ -856,7 +873,7 @@ func (p *parser) anthropicMessages(v []byte) error {
 	return nil
 }
 
-func (p *parser) anthropicMessage(f *field, m []byte) error {
+func (p *parser) anthropicMessage(f field, m []byte) error {
 	if kindOf(m) != kindObject {
 		return badField(f, "must be an object, got %s", kindOf(m))
 	}
@@ -879,29 +896,29 @@ func (p *parser) anthropicMessage(f *field, m []byte) error {
 		p.addText(content)
 		return nil
 	case kindArray:
-		return p.anthropicBlocks(&c, content, 0)
+		return p.anthropicBlocks(c, content, 0)
 	case kindInvalid:
-		return badField(&c, "is required")
+		return badField(c, "is required")
 	}
-	return badField(&c, "must be a string or an array of content blocks, got %s", kindOf(content))
+	return badField(c, "must be a string or an array of content blocks, got %s", kindOf(content))
 }
 
 // anthropicBlocks reads content blocks: text, image, document, tool_use,
 // tool_result (which holds blocks of its own), thinking, search results.
-func (p *parser) anthropicBlocks(f *field, v []byte, depth int) error {
+func (p *parser) anthropicBlocks(f field, v []byte, depth int) error {
 	if depth >= maxContentNesting {
 		return badField(f, "nests content more than %d levels deep", maxContentNesting)
 	}
 	var err error
 	eachElement(v, func(j int, b []byte) bool {
 		bf := f.at(j)
-		err = p.anthropicBlock(&bf, b, depth)
+		err = p.anthropicBlock(bf, b, depth)
 		return err == nil
 	})
 	return err
 }
 
-func (p *parser) anthropicBlock(f *field, b []byte, depth int) error {
+func (p *parser) anthropicBlock(f field, b []byte, depth int) error {
 	if kindOf(b) != kindObject {
 		return badField(f, "must be an object, got %s", kindOf(b))
 	}
@@ -932,7 +949,7 @@ func (p *parser) anthropicBlock(f *field, b []byte, depth int) error {
 		p.addText(content)
 	case kindArray:
 		c := f.member("content")
-		return p.anthropicBlocks(&c, content, depth+1)
+		return p.anthropicBlocks(c, content, depth+1)
 	}
 	return nil
 }
@@ -976,12 +993,12 @@ func (p *parser) gemini(body []byte) error {
 	switch kindOf(sys) {
 	case kindInvalid, kindNull:
 	case kindObject:
-		if err := p.geminiContent(&sf, sys); err != nil {
+		if err := p.geminiContent(sf, sys); err != nil {
 			return err
 		}
 		p.r.PromptParts++
 	default:
-		return badField(&sf, "must be an object, got %s", kindOf(sys))
+		return badField(sf, "must be an object, got %s", kindOf(sys))
 	}
 	if err := p.geminiContents(f[0]); err != nil {
 		return err
@@ -1019,10 +1036,10 @@ func (p *parser) geminiContents(v []byte) error {
 		p.r.PromptParts++
 		f := contents.at(i)
 		if kindOf(c) != kindObject {
-			err = badField(&f, "must be an object, got %s", kindOf(c))
+			err = badField(f, "must be an object, got %s", kindOf(c))
 			return false
 		}
-		err = p.geminiContent(&f, c)
+		err = p.geminiContent(f, c)
 		return err == nil
 	})
 	if err != nil {
@@ -1034,7 +1051,7 @@ func (p *parser) geminiContents(v []byte) error {
 	return nil
 }
 
-func (p *parser) geminiContent(f *field, c []byte) error {
+func (p *parser) geminiContent(f field, c []byte) error {
 	var parts []byte
 	eachMember(c, func(k []byte, esc bool, v []byte) bool {
 		switch {
@@ -1056,13 +1073,13 @@ func (p *parser) geminiContent(f *field, c []byte) error {
 		return nil
 	case kindArray:
 	default:
-		return badField(&pf, "must be an array, got %s", kindOf(parts))
+		return badField(pf, "must be an array, got %s", kindOf(parts))
 	}
 	var err error
 	eachElement(parts, func(j int, part []byte) bool {
 		if kindOf(part) != kindObject {
 			ef := pf.at(j)
-			err = badField(&ef, "must be an object, got %s", kindOf(part))
+			err = badField(ef, "must be an object, got %s", kindOf(part))
 			return false
 		}
 		p.geminiPart(part)
