@@ -79,7 +79,7 @@ test-short: ## Unit tests only (no API server).
 ##@ Run
 
 .PHONY: run-local
-run-local: build ## Start a local API server with the CRDs and samples, run the manager, show status.
+run-local: ## Start a local API server with the CRDs and samples, run the manager, show status.
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go run ./hack/localenv $(ARGS)
 
 ##@ Tools
