@@ -7,7 +7,9 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 var requestSeeds = map[Dialect][]string{
@@ -295,6 +297,33 @@ func FuzzMemoCounter(f *testing.F) {
 		}
 		if n := Estimate.Count(s); n < 0 || (len(s) > 0 && n == 0) || n > int64(2*len(s)+1) {
 			t.Fatalf("estimate %d for %d bytes", n, len(s))
+		}
+	})
+}
+
+// FuzzJSONString checks the walker's string decoding against encoding/json.
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{`plain`, `a\"b\\c\/d\b\f\n\r\t`, `\u00e9\u4e2d`, `\ud83d\ude00`, `\ud83d`, `\ud83dx`, `\ud83d\u0041`, `\udc00\ud800`, "\xff", `mod\u0065l`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		quoted := []byte(`"` + raw + `"`)
+		if !json.Valid(quoted) || !utf8.ValidString(raw) {
+			return // encoding/json replaces invalid UTF-8; the walker keeps the bytes
+		}
+		var want string
+		if err := json.Unmarshal(quoted, &want); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := stringValue(quoted)
+		if !ok || got != want {
+			t.Fatalf("stringValue(%s) = %q, %v; encoding/json says %q", quoted, got, ok, want)
+		}
+		if !keyIs([]byte(raw), strings.Contains(raw, `\`), want) {
+			t.Fatalf("keyIs(%s) does not match its own decoding %q", raw, want)
+		}
+		if len(want) > 0 && keyIs([]byte(raw), strings.Contains(raw, `\`), want[:len(want)-1]) {
+			t.Fatalf("keyIs(%s) matches a prefix of %q", raw, want)
 		}
 	})
 }

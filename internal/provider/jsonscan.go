@@ -180,21 +180,73 @@ func eachElement(b []byte, fn func(i int, val []byte) bool) bool {
 }
 
 // keyIs reports whether a raw member key equals want. Escaped keys ("mod\u0065l")
-// are decoded first, so spelling a key with escapes does not dodge the parsers.
+// are decoded as they are compared, so spelling a key with escapes does not dodge
+// the parsers, and a hostile body full of them costs no allocations.
 func keyIs(raw []byte, escaped bool, want string) bool {
 	if !escaped {
 		return string(raw) == want
 	}
-	if len(raw) < len(want) {
-		return false
+	var buf [utf8.UTFMax]byte
+	w := 0
+	for i := 0; i < len(raw); {
+		chunk := raw[i : i+1]
+		if raw[i] == '\\' {
+			var n int
+			chunk, n = decodeEscape(raw[i:], &buf)
+			i += n
+		} else {
+			i++
+		}
+		if len(chunk) > len(want)-w || string(chunk) != want[w:w+len(chunk)] {
+			return false
+		}
+		w += len(chunk)
 	}
-	return unescapeKey(raw) == want
+	return w == len(want)
 }
 
-func unescapeKey(raw []byte) string {
-	var sb strings.Builder
-	appendUnescaped(&sb, raw)
-	return sb.String()
+// decodeEscape decodes the escape at the start of s (s[0] == '\\') into buf and
+// returns the decoded bytes and how many bytes of s it used. Invalid escapes and
+// lone surrogates decode to U+FFFD, as in encoding/json.
+func decodeEscape(s []byte, buf *[utf8.UTFMax]byte) ([]byte, int) {
+	if len(s) < 2 {
+		return buf[:utf8.EncodeRune(buf[:], utf8.RuneError)], len(s)
+	}
+	switch s[1] {
+	case '"', '\\', '/':
+		buf[0] = s[1]
+	case 'b':
+		buf[0] = '\b'
+	case 'f':
+		buf[0] = '\f'
+	case 'n':
+		buf[0] = '\n'
+	case 'r':
+		buf[0] = '\r'
+	case 't':
+		buf[0] = '\t'
+	case 'u':
+		r, ok := hex4(s[2:])
+		if !ok {
+			return buf[:utf8.EncodeRune(buf[:], utf8.RuneError)], 2
+		}
+		n := 6
+		if utf16.IsSurrogate(r) {
+			r2, ok := rune(0), false
+			if len(s) >= 12 && s[6] == '\\' && s[7] == 'u' {
+				r2, ok = hex4(s[8:])
+			}
+			if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
+				r, n = dec, 12
+			} else {
+				r = utf8.RuneError
+			}
+		}
+		return buf[:utf8.EncodeRune(buf[:], r)], n
+	default:
+		return buf[:utf8.EncodeRune(buf[:], utf8.RuneError)], 2
+	}
+	return buf[:1], 2
 }
 
 // jsonKind classifies a raw value by its first byte.
@@ -291,67 +343,19 @@ func stringValue(v []byte) (string, bool) {
 }
 
 // appendUnescaped writes the decoded form of a JSON string's contents (between the
-// quotes) to sb. Invalid escapes and lone surrogates become U+FFFD, as in
-// encoding/json.
+// quotes) to sb.
 func appendUnescaped(sb *strings.Builder, s []byte) {
+	var buf [utf8.UTFMax]byte
 	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\\' {
-			i++
+		i := bytes.IndexByte(s, '\\')
+		if i < 0 {
+			sb.Write(s)
+			return
 		}
 		sb.Write(s[:i])
-		s = s[i:]
-		if len(s) == 0 {
-			return
-		}
-		if len(s) < 2 {
-			sb.WriteRune(utf8.RuneError)
-			return
-		}
-		switch s[1] {
-		case '"', '\\', '/':
-			sb.WriteByte(s[1])
-			s = s[2:]
-		case 'b':
-			sb.WriteByte('\b')
-			s = s[2:]
-		case 'f':
-			sb.WriteByte('\f')
-			s = s[2:]
-		case 'n':
-			sb.WriteByte('\n')
-			s = s[2:]
-		case 'r':
-			sb.WriteByte('\r')
-			s = s[2:]
-		case 't':
-			sb.WriteByte('\t')
-			s = s[2:]
-		case 'u':
-			r, ok := hex4(s[2:])
-			if !ok {
-				sb.WriteRune(utf8.RuneError)
-				s = s[2:]
-				continue
-			}
-			s = s[6:]
-			if utf16.IsSurrogate(r) {
-				if len(s) >= 6 && s[0] == '\\' && s[1] == 'u' {
-					if r2, ok := hex4(s[2:]); ok {
-						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-							sb.WriteRune(dec)
-							s = s[6:]
-							continue
-						}
-					}
-				}
-				r = utf8.RuneError
-			}
-			sb.WriteRune(r)
-		default:
-			sb.WriteRune(utf8.RuneError)
-			s = s[2:]
-		}
+		dec, n := decodeEscape(s[i:], &buf)
+		sb.Write(dec)
+		s = s[i+n:]
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Request is what the limiter needs from a request body.
@@ -219,11 +221,14 @@ func (p *parser) addRaw(v []byte) {
 	}
 }
 
-// addMember appends the named member of an object value, if it is a string.
-func (p *parser) addStringMember(obj []byte, name string) {
+// addStringMembers appends the named members of an object value that are
+// strings, in the order they appear.
+func (p *parser) addStringMembers(obj []byte, names ...string) {
 	eachMember(obj, func(k []byte, esc bool, v []byte) bool {
-		if keyIs(k, esc, name) {
-			p.addText(v)
+		for _, n := range names {
+			if keyIs(k, esc, n) {
+				p.addText(v)
+			}
 		}
 		return true
 	})
@@ -244,9 +249,25 @@ func (p *parser) model(v []byte, required bool) error {
 		return badRequest("model", "model must not be empty")
 	case len(s) > maxModelNameBytes:
 		return badRequest("model", "model is %d bytes long; model names are at most %d", len(s), maxModelNameBytes)
+	case !printable(s):
+		// Model names end up in logs and metric labels, where invalid UTF-8
+		// and control characters do harm; no real model name has them.
+		return badRequest("model", "model must be printable UTF-8 text")
 	}
 	p.r.Model = s
 	return nil
+}
+
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // tokens reads an optional token limit; null means not stated.
@@ -510,7 +531,7 @@ func (p *parser) toolCall(c []byte) {
 	eachMember(c, func(k []byte, esc bool, v []byte) bool {
 		switch {
 		case keyIs(k, esc, "function"):
-			p.toolCall(v)
+			p.addStringMembers(v, "name", "arguments")
 		case keyIs(k, esc, "name"), keyIs(k, esc, "arguments"):
 			p.addText(v)
 		}
@@ -618,10 +639,17 @@ func (p *parser) tools(f field, v []byte) error {
 }
 
 func (p *parser) toolDefinition(t []byte) {
+	p.toolFields(t, true)
+}
+
+// toolFields adds a definition's name, description and schema. The nested
+// function (chat) or custom (Responses) object is read one level down only:
+// following nesting further would let a hostile body make the walk quadratic.
+func (p *parser) toolFields(t []byte, outer bool) {
 	eachMember(t, func(k []byte, esc bool, v []byte) bool {
 		switch {
-		case keyIs(k, esc, "function"), keyIs(k, esc, "custom"):
-			p.toolDefinition(v)
+		case outer && (keyIs(k, esc, "function") || keyIs(k, esc, "custom")):
+			p.toolFields(v, false)
 		case keyIs(k, esc, "name"), keyIs(k, esc, "description"):
 			p.addText(v)
 		case keyIs(k, esc, "parameters"), keyIs(k, esc, "input_schema"), keyIs(k, esc, "format"):
@@ -797,7 +825,7 @@ func (p *parser) responsesItem(f field, item []byte) error {
 		return err
 	}
 	eachElement(summary, func(_ int, s []byte) bool {
-		p.addStringMember(s, "text")
+		p.addStringMembers(s, "text")
 		return true
 	})
 	return nil

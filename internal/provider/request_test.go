@@ -201,6 +201,8 @@ func TestParseRequestInvalid(t *testing.T) {
 		{"numeric model", DialectOpenAI, OpEmbeddings, `{"model":4,"input":"x"}`, "model", "must be a string, got a number"},
 		{"empty model", DialectOpenAI, OpResponses, `{"model":"","input":"x"}`, "model", "must not be empty"},
 		{"model too long", DialectOpenAI, OpChatCompletions, `{"model":"` + strings.Repeat("m", 300) + `","messages":[{"role":"user","content":"x"}]}`, "model", "300 bytes"},
+		{"model with invalid UTF-8", DialectOpenAI, OpChatCompletions, "{\"model\":\"gpt\xff\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", "model", "printable UTF-8"},
+		{"model with a newline", DialectAnthropic, OpMessages, `{"model":"claude\nx","max_tokens":1,"messages":[{"role":"user","content":"x"}]}`, "model", "printable UTF-8"},
 		{"missing messages", DialectOpenAI, OpChatCompletions, `{"model":"m"}`, "messages", "messages is required"},
 		{"messages not array", DialectOpenAI, OpChatCompletions, `{"model":"m","messages":{"role":"user"}}`, "messages", "must be an array, got an object"},
 		{"empty messages", DialectOpenAI, OpChatCompletions, `{"model":"m","messages":[]}`, "messages", "must not be empty"},
