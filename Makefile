@@ -39,6 +39,10 @@ manifests: controller-gen ## Generate CRDs, RBAC and webhook configuration from 
 generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+.PHONY: docs
+docs: ## Regenerate docs/reference.md from the CRDs.
+	go run ./hack/apidocs > docs/reference.md
+
 .PHONY: verify-generated
 verify-generated: controller-gen ## Fail if generated code or manifests are stale.
 	hack/verify-generated.sh "$(CONTROLLER_GEN)"

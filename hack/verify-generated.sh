@@ -20,6 +20,9 @@ if [ -d "$tmp/webhook" ]; then
 	diff "$tmp/webhook/manifests.yaml" config/webhook/manifests.yaml || stale=1
 fi
 
+go run ./hack/apidocs >"$tmp/reference.md"
+diff "$tmp/reference.md" docs/reference.md || stale=1
+
 # Deepcopy is written in place; compare against a saved copy and restore it.
 cp api/v1alpha1/zz_generated.deepcopy.go "$tmp/deepcopy.go"
 "$gen" object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
@@ -29,7 +32,7 @@ fi
 cp "$tmp/deepcopy.go" api/v1alpha1/zz_generated.deepcopy.go
 
 if [ "$stale" = 1 ]; then
-	echo "generated files are stale: run 'make manifests generate' and commit the result" >&2
+	echo "generated files are stale: run 'make manifests generate docs' and commit the result" >&2
 	exit 1
 fi
 echo "generated files are up to date"
