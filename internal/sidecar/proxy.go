@@ -73,6 +73,9 @@ type exchange struct {
 	upstreamTime, queued, retryDelay time.Duration
 	wrote                            bool // response headers sent to the app
 	outcome                          string
+	// bodyLeaked is set when a transport failed a request: it may still read the
+	// body afterwards (see http.RoundTripper), so the buffer must not be reused.
+	bodyLeaked bool
 }
 
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +95,11 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	buf := bodyPool.Get().(*bytes.Buffer)
-	defer putBody(buf)
+	defer func() {
+		if !x.bodyLeaked {
+			putBody(buf)
+		}
+	}()
 	if !x.readBody(buf) {
 		return
 	}
@@ -404,6 +411,7 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 	sent := time.Now()
 	resp, err := x.s.transport.RoundTrip(req)
 	if err != nil {
+		x.bodyLeaked = true
 		x.upstreamTime += time.Since(sent)
 		wd.stop()
 		kind := limiterconfig.FailureConnection
@@ -639,11 +647,7 @@ func (x *exchange) forwardOnce() {
 	up := x.route.up
 	x.pool = up.cfg.PoolFor(x.route.model)
 	x.policy = x.rt.policyFor(up, x.route.model)
-	key := ""
-	for _, k := range up.cfg.Keys {
-		key = up.keys[k.ID]
-		break
-	}
+	key := up.keys[up.cfg.Keys[0].ID] // validation guarantees a key
 	ctx, cancel := context.WithCancel(x.r.Context())
 	wd := newWatchdog(x.policy.RequestTimeout.D(), cancel)
 	defer wd.stop()
@@ -651,7 +655,9 @@ func (x *exchange) forwardOnce() {
 	if err == nil {
 		sent := time.Now()
 		var resp *http.Response
-		if resp, err = x.s.transport.RoundTrip(req); err == nil {
+		resp, err = x.s.transport.RoundTrip(req)
+		x.bodyLeaked = err != nil
+		if err == nil {
 			defer resp.Body.Close()
 			wd.feed()
 			x.relay(resp, wd)
