@@ -1,15 +1,147 @@
-// Package controller holds one reconciler per aiquota kind.
+// Package controller holds one reconciler per aiquota kind. The ProviderQuota and
+// FallbackChain reconcilers resolve references, render the limiter configuration
+// (internal/render) into a ConfigMap they own, and write the reconciler-owned status
+// fields; the CircuitPolicy reconciler validates policies. Every dependency edge is a
+// field index, so a change re-reconciles exactly the objects it affects.
 package controller
 
 import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/render"
 )
 
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
+// Options are the manager-wide facts every rendered config carries.
+type Options struct {
+	// ControlURL is the https URL of the control channel as sidecars reach it (e.g.
+	// https://aiquota-control.aiquota-system.svc:8443/v1/report). Empty renders no
+	// control section: sidecars then run on their static limits alone.
+	ControlURL string
+	// ReportInterval is how often sidecars report; 0 means render.DefaultReportInterval.
+	ReportInterval time.Duration
+	// CABundleFile is a PEM file with the CA that signed the control channel's serving
+	// certificate. Its contents go into every rendered ConfigMap as ca.crt and the
+	// config points the sidecar at it. Empty: no ca.crt, sidecars use system roots.
+	// The file is re-read every CABundlePollInterval and a change re-renders every
+	// config, so a CA that appears or rotates after startup reaches the pods.
+	CABundleFile string
+	// CABundlePollInterval defaults to one minute.
+	CABundlePollInterval time.Duration
+	// MaxConcurrentReconciles per kind; default 2 (the work is mostly waiting on the
+	// API server, so a little concurrency shortens fan-outs such as a policy change
+	// re-rendering many chains).
+	MaxConcurrentReconciles int
+}
+
+// eventSource is the reportingController of our Events.
+const eventSource = "aiquota-manager"
+
 // SetupWithManager registers every reconciler with the manager.
-func SetupWithManager(mgr ctrl.Manager) error {
-	_ = mgr
-	return nil
+func SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	_, err := setup(mgr, opts)
+	return err
+}
+
+func setup(mgr ctrl.Manager, opts Options) (*deps, error) {
+	d, err := newDeps(mgr, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := (&CircuitPolicyReconciler{deps: d}).setup(mgr); err != nil {
+		return nil, err
+	}
+	if err := (&ProviderQuotaReconciler{deps: d}).setup(mgr); err != nil {
+		return nil, err
+	}
+	if err := (&FallbackChainReconciler{deps: d}).setup(mgr); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// deps is what the reconcilers share.
+type deps struct {
+	client    client.Client // manager client: our kinds come from the manager's cache
+	apiReader client.Reader // uncached reads, for the rare cases a cache cannot answer
+	// owned caches only the ConfigMaps we render (by label) and the metadata of
+	// Secrets, stripped of annotations: see newOwnedCache.
+	owned    cache.Cache
+	recorder eventRecorder
+	opts     Options
+	render   render.Options
+	ca       *caBundle // nil without a CA bundle file
+	writes   *lastWrites
+}
+
+func newDeps(mgr ctrl.Manager, opts Options) (*deps, error) {
+	if opts.MaxConcurrentReconciles <= 0 {
+		opts.MaxConcurrentReconciles = 2
+	}
+	owned, err := newOwnedCache(mgr)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(owned); err != nil {
+		return nil, fmt.Errorf("add the ConfigMap and Secret metadata cache to the manager: %w", err)
+	}
+	if err := addIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	d := &deps{
+		client:    mgr.GetClient(),
+		apiReader: mgr.GetAPIReader(),
+		owned:     owned,
+		recorder:  mgr.GetEventRecorder(eventSource),
+		opts:      opts,
+		writes:    newLastWrites(),
+	}
+	if opts.ControlURL != "" {
+		d.render.Control = &render.Control{URL: opts.ControlURL, ReportInterval: opts.ReportInterval, WithCA: opts.CABundleFile != ""}
+	}
+	if opts.CABundleFile != "" {
+		d.ca = newCABundle(opts.CABundleFile, opts.CABundlePollInterval)
+		if err := mgr.Add(d.ca); err != nil {
+			return nil, fmt.Errorf("add the CA bundle watcher to the manager: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// newOwnedCache builds the cache for the two built-in kinds we read. The manager's
+// default cache would hold every ConfigMap in the cluster (Helm releases, kube-system
+// data) and, for Secrets, the last-applied-configuration annotation that kubectl
+// apply leaves on them, which carries the key material. This one holds only
+// ConfigMaps labelled as rendered by us, and Secret metadata with annotations
+// removed before anything is stored.
+func newOwnedCache(mgr ctrl.Manager) (cache.Cache, error) {
+	rendered, err := labels.NewRequirement(naming.LabelConfigFor, selection.Exists, nil)
+	if err != nil {
+		return nil, fmt.Errorf("label selector for rendered ConfigMaps: %w", err)
+	}
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient: mgr.GetHTTPClient(),
+		Scheme:     mgr.GetScheme(),
+		Mapper:     mgr.GetRESTMapper(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}: {Label: labels.NewSelector().Add(*rendered)},
+		},
+		DefaultTransform: stripSecretMetadata,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create the ConfigMap and Secret metadata cache: %w", err)
+	}
+	return c, nil
 }

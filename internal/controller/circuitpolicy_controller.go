@@ -1,0 +1,72 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/render"
+)
+
+const kindCircuitPolicy = "CircuitPolicy"
+
+// CircuitPolicyReconciler checks what the schema cannot about a policy and reports it
+// in Ready. The configs that use a policy are re-rendered by the ProviderQuota and
+// FallbackChain reconcilers, which watch policies themselves.
+type CircuitPolicyReconciler struct {
+	*deps
+}
+
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies/status,verbs=get;update;patch
+
+func (r *CircuitPolicyReconciler) setup(mgr ctrl.Manager) error {
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("circuitpolicy").
+		// The control channel writes breaker states into status often; those
+		// writes do not change the generation and never trigger a reconcile.
+		For(&quotav1alpha1.CircuitPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("set up the CircuitPolicy controller: %w", err)
+	}
+	return nil
+}
+
+// Reconcile validates one CircuitPolicy.
+func (r *CircuitPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	cached := &quotav1alpha1.CircuitPolicy{}
+	if err := r.client.Get(ctx, req.NamespacedName, cached); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.writes.forget(kindCircuitPolicy, req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	cp := freshest(r.writes, kindCircuitPolicy, cached)
+	if !cp.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	before := cp.DeepCopy()
+
+	ready := condition(quotav1alpha1.ConditionReady, true, quotav1alpha1.ReasonReady, "the policy is valid")
+	if err := render.CheckPolicy(cp); err != nil {
+		ready = condition(quotav1alpha1.ConditionReady, false, quotav1alpha1.ReasonInvalidSpec,
+			fmt.Sprintf("%v; configs that use this policy keep their last rendered version until it is fixed", err))
+	}
+	cp.Status.ObservedGeneration = cp.Generation
+	setConditions(&cp.Status.Conditions, cp.Generation, ready)
+	if err := r.patchStatus(ctx, kindCircuitPolicy, cp, before, &before.Status, &cp.Status); err != nil {
+		return ctrl.Result{}, err
+	}
+	announceReady(r.recorder, cp, before.Status.Conditions, cp.Status.Conditions, "ready: the policy is valid")
+	return ctrl.Result{}, nil
+}

@@ -1,0 +1,348 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/render"
+)
+
+const kindFallbackChain = "FallbackChain"
+
+// FallbackChainReconciler resolves a chain's quotas and policies and renders its config.
+type FallbackChainReconciler struct {
+	*deps
+}
+
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=fallbackchains,verbs=get;list;watch
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=fallbackchains/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=fallbackchains/finalizers,verbs=update
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas,verbs=get;list;watch
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+
+func (r *FallbackChainReconciler) setup(mgr ctrl.Manager) error {
+	generation := builder.WithPredicates(predicate.GenerationChangedPredicate{})
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("fallbackchain").
+		For(&quotav1alpha1.FallbackChain{}, generation).
+		Watches(&quotav1alpha1.ProviderQuota{}, handler.EnqueueRequestsFromMapFunc(r.chainsForQuota), generation).
+		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.chainsForPolicy), generation).
+		WatchesRawSource(source.Kind(r.owned, secretMetadata(),
+			handler.TypedEnqueueRequestsFromMapFunc(r.chainsForSecret), secretChanged)).
+		WatchesRawSource(source.Kind[client.Object](r.owned, &corev1.ConfigMap{},
+			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &quotav1alpha1.FallbackChain{}, handler.OnlyControllerOwner()))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
+	if r.ca != nil {
+		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allChains)))
+	}
+	if err := b.Complete(r); err != nil {
+		return fmt.Errorf("set up the FallbackChain controller: %w", err)
+	}
+	return nil
+}
+
+// Reconcile brings one FallbackChain's ConfigMap and status up to date.
+func (r *FallbackChainReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	cached := &quotav1alpha1.FallbackChain{}
+	if err := r.client.Get(ctx, req.NamespacedName, cached); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.writes.forget(kindFallbackChain, req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	chain := freshest(r.writes, kindFallbackChain, cached)
+	if !chain.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	before := chain.DeepCopy()
+
+	res, err := r.resolve(ctx, chain)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	resolved := condition(quotav1alpha1.ConditionReferencesResolved, true, quotav1alpha1.ReasonResolved,
+		fmt.Sprintf("the ProviderQuotas and CircuitPolicies of all %d entries exist", len(chain.Spec.Entries)))
+	if len(res.missing) > 0 {
+		resolved = condition(quotav1alpha1.ConditionReferencesResolved, false,
+			firstReason(res.missing, quotav1alpha1.ReasonProviderQuotaNotFound, quotav1alpha1.ReasonCircuitPolicyNotFound),
+			joinProblems(res.missing))
+	}
+
+	cmName := naming.ChainConfigMap(chain.Name)
+	current, err := r.currentConfigMap(ctx, chain.Namespace, cmName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var pub published
+	if len(res.missing) > 0 {
+		pub = r.blocked(chain, cmName, current, quotav1alpha1.ReasonReferencesUnresolved, "some references do not resolve (see ReferencesResolved).")
+	} else {
+		pub = r.publish(ctx, chain, kindFallbackChain, cmName, current, func() (*limiterconfig.Config, error) {
+			return render.Chain(chain, res.quotas, res.policies, r.render)
+		})
+	}
+	announceRendered(r.recorder, chain, pub, current)
+	// Quotas that exist but lack their Secrets do not block the config (pods wait for
+	// the Secret and start when it appears), but the chain is not ready to serve.
+	quotasReady := condition(quotav1alpha1.ConditionReady, true, quotav1alpha1.ReasonReady, "")
+	if len(res.notReady) > 0 {
+		quotasReady = condition(quotav1alpha1.ConditionReady, false, quotav1alpha1.ReasonProviderQuotaNotReady, joinProblems(res.notReady))
+	}
+
+	chain.Status.ObservedGeneration = chain.Generation
+	setConditions(&chain.Status.Conditions, chain.Generation, resolved, pub.condition, readyOf(resolved, pub.condition, quotasReady))
+	chain.Status.ResolvedEntries = res.entries
+	chain.Status.ConfigMapName = pub.configMapName
+	if err := r.patchStatus(ctx, kindFallbackChain, chain, before, &before.Status, &chain.Status); err != nil {
+		return ctrl.Result{}, err
+	}
+	announceReady(r.recorder, chain, before.Status.Conditions, chain.Status.Conditions,
+		fmt.Sprintf("ready: pods annotated %s=%s use ConfigMap %s", naming.AnnotationFallbackChain, chain.Name, cmName))
+	return ctrl.Result{RequeueAfter: pub.retryAfter}, pub.err
+}
+
+// chainResolution is what a chain's references resolved to.
+type chainResolution struct {
+	quotas   []quotav1alpha1.ProviderQuota
+	policies []quotav1alpha1.CircuitPolicy
+	entries  []quotav1alpha1.ResolvedEntry
+	// missing are references that do not exist; they block rendering.
+	missing []problem
+	// notReady are quotas whose credentials are missing.
+	notReady []problem
+}
+
+// resolve looks up every quota and policy the chain depends on: each entry's quota,
+// the entry's policy, and the quota's own policy (the rendered provider names it, and
+// entries without a policy of their own use it).
+func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alpha1.FallbackChain) (*chainResolution, error) {
+	quotas := map[string]*quotav1alpha1.ProviderQuota{}
+	policies := map[string]*quotav1alpha1.CircuitPolicy{}
+	quota := func(name string) (*quotav1alpha1.ProviderQuota, error) {
+		if q, seen := quotas[name]; seen {
+			return q, nil
+		}
+		q := &quotav1alpha1.ProviderQuota{}
+		if err := r.client.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: name}, q); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("get ProviderQuota %s/%s: %w", chain.Namespace, name, err)
+			}
+			q = nil
+		}
+		quotas[name] = q
+		return q, nil
+	}
+	policy := func(name string) (*quotav1alpha1.CircuitPolicy, error) {
+		if p, seen := policies[name]; seen {
+			return p, nil
+		}
+		p := &quotav1alpha1.CircuitPolicy{}
+		if err := r.client.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: name}, p); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("get CircuitPolicy %s/%s: %w", chain.Namespace, name, err)
+			}
+			p = nil
+		}
+		policies[name] = p
+		return p, nil
+	}
+
+	res := &chainResolution{}
+	// missingAt collects, per missing object, the entries that need it, so that each
+	// missing object is one problem however many entries name it.
+	type ref struct{ kind, name, via string }
+	missingAt := map[ref][]string{}
+	var order []ref
+	miss := func(k ref, at string) {
+		if _, ok := missingAt[k]; !ok {
+			order = append(order, k)
+		}
+		missingAt[k] = append(missingAt[k], at)
+	}
+	for i, e := range chain.Spec.Entries {
+		at := fmt.Sprintf("spec.entries[%d]", i)
+		entry := quotav1alpha1.ResolvedEntry{ProviderQuota: e.ProviderQuotaRef.Name, Model: e.Model, Resolved: true}
+		var gaps []string
+		q, err := quota(e.ProviderQuotaRef.Name)
+		if err != nil {
+			return nil, err
+		}
+		var quotaPolicy string
+		if q == nil {
+			gaps = append(gaps, fmt.Sprintf("ProviderQuota %q not found", e.ProviderQuotaRef.Name))
+			miss(ref{kind: kindProviderQuota, name: e.ProviderQuotaRef.Name}, at)
+		} else {
+			entry.Provider = q.Spec.Provider
+			if q.Spec.CircuitPolicyRef != nil {
+				quotaPolicy = q.Spec.CircuitPolicyRef.Name
+			}
+		}
+		entry.CircuitPolicy = quotaPolicy
+		if e.CircuitPolicyRef != nil {
+			entry.CircuitPolicy = e.CircuitPolicyRef.Name
+			p, err := policy(e.CircuitPolicyRef.Name)
+			if err != nil {
+				return nil, err
+			}
+			if p == nil {
+				gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q not found", e.CircuitPolicyRef.Name))
+				miss(ref{kind: "CircuitPolicy", name: e.CircuitPolicyRef.Name}, at)
+			}
+		}
+		// The quota's policy is rendered even when the entry names its own: the
+		// rendered provider refers to it.
+		if quotaPolicy != "" && (e.CircuitPolicyRef == nil || e.CircuitPolicyRef.Name != quotaPolicy) {
+			p, err := policy(quotaPolicy)
+			if err != nil {
+				return nil, err
+			}
+			if p == nil {
+				gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q, named by ProviderQuota %q, not found", quotaPolicy, q.Name))
+				miss(ref{kind: "CircuitPolicy", name: quotaPolicy, via: q.Name}, at)
+			}
+		}
+		if len(gaps) > 0 {
+			entry.Resolved = false
+			entry.Message = strings.Join(gaps, "; ")
+		} else if !listsModel(q, e.Model) {
+			// Allowed, as for any request to a quota: the model gets a pool of its
+			// own with the quota's limits. Said here because it is easy to miss that
+			// a quota with only per-model limits then leaves the model unlimited.
+			entry.Message = fmt.Sprintf("model %q is not in ProviderQuota %q's model pools: it gets a pool of its own with the quota's spec.limits", e.Model, q.Name)
+		}
+		res.entries = append(res.entries, entry)
+	}
+	for _, k := range order {
+		reason := quotav1alpha1.ReasonCircuitPolicyNotFound
+		if k.kind == kindProviderQuota {
+			reason = quotav1alpha1.ReasonProviderQuotaNotFound
+		}
+		via := ""
+		if k.via != "" {
+			via = fmt.Sprintf(", named by ProviderQuota %q,", k.via)
+		}
+		res.missing = append(res.missing, problem{reason, fmt.Sprintf("%s %q%s not found (%s)", k.kind, k.name, via, strings.Join(missingAt[k], ", "))})
+	}
+
+	for _, name := range sortedKeys(quotas) {
+		q := quotas[name]
+		if q == nil {
+			continue
+		}
+		res.quotas = append(res.quotas, *q)
+		creds, err := r.credentialProblems(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range creds {
+			res.notReady = append(res.notReady, problem{quotav1alpha1.ReasonProviderQuotaNotReady, fmt.Sprintf("ProviderQuota %q: %s", q.Name, p.message)})
+		}
+	}
+	for _, name := range sortedKeys(policies) {
+		if p := policies[name]; p != nil {
+			res.policies = append(res.policies, *p)
+		}
+	}
+	return res, nil
+}
+
+func listsModel(q *quotav1alpha1.ProviderQuota, model string) bool {
+	for _, m := range q.Spec.Models {
+		if m.Name == model || slices.Contains(m.AdditionalNames, model) {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (r *FallbackChainReconciler) chainsForQuota(ctx context.Context, obj client.Object) []reconcile.Request {
+	names, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, obj.GetNamespace(), indexChainQuota, obj.GetName())
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", obj.GetName())
+	}
+	return requests(obj.GetNamespace(), names)
+}
+
+// chainsForPolicy finds the chains whose entries name the policy and the chains of the
+// quotas that name it.
+func (r *FallbackChainReconciler) chainsForPolicy(ctx context.Context, obj client.Object) []reconcile.Request {
+	ns, name := obj.GetNamespace(), obj.GetName()
+	log := ctrl.LoggerFrom(ctx).WithValues("circuitPolicy", name)
+	direct, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, ns, indexChainPolicy, name)
+	if err != nil {
+		log.Error(err, "cannot map a CircuitPolicy to the FallbackChains naming it")
+	}
+	all := [][]string{direct}
+	quotas, err := dependents(ctx, r.client, &quotav1alpha1.ProviderQuotaList{}, ns, indexQuotaPolicy, name)
+	if err != nil {
+		log.Error(err, "cannot map a CircuitPolicy to the ProviderQuotas naming it")
+	}
+	for _, q := range quotas {
+		chains, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, ns, indexChainQuota, q)
+		if err != nil {
+			log.Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", q)
+		}
+		all = append(all, chains)
+	}
+	return requests(ns, all...)
+}
+
+func (r *FallbackChainReconciler) chainsForSecret(ctx context.Context, obj *metav1.PartialObjectMetadata) []reconcile.Request {
+	ns := obj.GetNamespace()
+	log := ctrl.LoggerFrom(ctx).WithValues("secret", obj.GetName())
+	quotas, err := dependents(ctx, r.client, &quotav1alpha1.ProviderQuotaList{}, ns, indexQuotaSecret, obj.GetName())
+	if err != nil {
+		log.Error(err, "cannot map a Secret to its ProviderQuotas")
+	}
+	var all [][]string
+	for _, q := range quotas {
+		chains, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, ns, indexChainQuota, q)
+		if err != nil {
+			log.Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", q)
+		}
+		all = append(all, chains)
+	}
+	return requests(ns, all...)
+}
+
+func (r *FallbackChainReconciler) allChains(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &quotav1alpha1.FallbackChainList{}
+	if err := r.client.List(ctx, list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "cannot list FallbackChains to re-render them with the new CA bundle")
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, c := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+	}
+	return out
+}

@@ -1,0 +1,186 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/render"
+)
+
+const kindProviderQuota = "ProviderQuota"
+
+// notOwnedRetry is how soon an owner whose ConfigMap name is taken looks again; that
+// ConfigMap is not in our cache, so no watch event would tell us it went away.
+const notOwnedRetry = time.Minute
+
+// ProviderQuotaReconciler checks a quota's CircuitPolicy and credential Secrets and
+// renders the config for pods that use the quota directly.
+type ProviderQuotaReconciler struct {
+	*deps
+}
+
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas,verbs=get;list;watch
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas/finalizers,verbs=update
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+
+func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager) error {
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("providerquota").
+		// Status writes (ours, and the control channel's frequent ones) do not
+		// change the generation, so they never trigger a reconcile.
+		For(&quotav1alpha1.ProviderQuota{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.quotasForPolicy),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Kind(r.owned, secretMetadata(),
+			handler.TypedEnqueueRequestsFromMapFunc(r.quotasForSecret), secretChanged)).
+		WatchesRawSource(source.Kind[client.Object](r.owned, &corev1.ConfigMap{},
+			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &quotav1alpha1.ProviderQuota{}, handler.OnlyControllerOwner()))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
+	if r.ca != nil {
+		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allQuotas)))
+	}
+	if err := b.Complete(r); err != nil {
+		return fmt.Errorf("set up the ProviderQuota controller: %w", err)
+	}
+	return nil
+}
+
+// Reconcile brings one ProviderQuota's ConfigMap and status up to date.
+func (r *ProviderQuotaReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	cached := &quotav1alpha1.ProviderQuota{}
+	if err := r.client.Get(ctx, req.NamespacedName, cached); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Gone: its ConfigMap goes with it (owner reference).
+			r.writes.forget(kindProviderQuota, req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	q := freshest(r.writes, kindProviderQuota, cached)
+	if !q.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	before := q.DeepCopy()
+
+	var problems []problem
+	var policies []quotav1alpha1.CircuitPolicy
+	if ref := q.Spec.CircuitPolicyRef; ref != nil {
+		cp := &quotav1alpha1.CircuitPolicy{}
+		err := r.client.Get(ctx, types.NamespacedName{Namespace: q.Namespace, Name: ref.Name}, cp)
+		switch {
+		case apierrors.IsNotFound(err):
+			problems = append(problems, problem{quotav1alpha1.ReasonCircuitPolicyNotFound, fmt.Sprintf("CircuitPolicy %q not found", ref.Name)})
+		case err != nil:
+			return ctrl.Result{}, fmt.Errorf("get CircuitPolicy %s/%s: %w", q.Namespace, ref.Name, err)
+		default:
+			policies = append(policies, *cp)
+		}
+	}
+	credentials, err := r.credentialProblems(ctx, q)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	problems = append(problems, credentials...)
+	resolved := condition(quotav1alpha1.ConditionReferencesResolved, true, quotav1alpha1.ReasonResolved, "the CircuitPolicy and credential Secrets exist (keys are judged from the Secrets' managed fields; Secret data is never read)")
+	if len(problems) > 0 {
+		resolved = condition(quotav1alpha1.ConditionReferencesResolved, false,
+			firstReason(problems, quotav1alpha1.ReasonCircuitPolicyNotFound, quotav1alpha1.ReasonSecretNotFound, quotav1alpha1.ReasonSecretKeyNotFound),
+			joinProblems(problems))
+	}
+
+	cmName := naming.QuotaConfigMap(q.Name)
+	current, err := r.currentConfigMap(ctx, q.Namespace, cmName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	endpoint, endpointErr := render.Endpoint(&q.Spec)
+	var pub published
+	switch {
+	case endpointErr != nil:
+		pub = r.blocked(q, cmName, current, quotav1alpha1.ReasonInvalidSpec, endpointErr.Error()+".")
+	case len(policies) == 0 && q.Spec.CircuitPolicyRef != nil:
+		// A missing policy would silently change how calls fail; missing Secrets
+		// do not change the config, so they do not block it.
+		pub = r.blocked(q, cmName, current, quotav1alpha1.ReasonReferencesUnresolved, "the CircuitPolicy it names does not exist.")
+	default:
+		pub = r.publish(ctx, q, kindProviderQuota, cmName, current, func() (*limiterconfig.Config, error) {
+			return render.Quota(q, policies, r.render)
+		})
+	}
+	announceRendered(r.recorder, q, pub, current)
+
+	q.Status.ObservedGeneration = q.Generation
+	setConditions(&q.Status.Conditions, q.Generation, resolved, pub.condition, readyOf(resolved, pub.condition))
+	q.Status.Endpoint = endpoint
+	q.Status.ConfigMapName = pub.configMapName
+	if err := r.patchStatus(ctx, kindProviderQuota, q, before, &before.Status, &q.Status); err != nil {
+		return ctrl.Result{}, err
+	}
+	announceReady(r.recorder, q, before.Status.Conditions, q.Status.Conditions,
+		fmt.Sprintf("ready: pods annotated %s=%s use ConfigMap %s", naming.AnnotationProviderQuota, q.Name, cmName))
+	return ctrl.Result{RequeueAfter: pub.retryAfter}, pub.err
+}
+
+// patchStatus sends one JSON merge patch holding exactly the status fields that
+// changed, if any. The patch carries no resourceVersion: the control channel writes
+// other fields of the same status, and neither writer may fail or clobber the other.
+func (d *deps) patchStatus(ctx context.Context, kind string, obj, before client.Object, beforeStatus, afterStatus any) error {
+	if equality.Semantic.DeepEqual(beforeStatus, afterStatus) {
+		return nil
+	}
+	if err := d.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("patch %s %s status: %w", kind, client.ObjectKeyFromObject(obj), err)
+	}
+	d.writes.remember(kind, obj)
+	return nil
+}
+
+func (r *ProviderQuotaReconciler) quotasForPolicy(ctx context.Context, obj client.Object) []reconcile.Request {
+	names, err := dependents(ctx, r.client, &quotav1alpha1.ProviderQuotaList{}, obj.GetNamespace(), indexQuotaPolicy, obj.GetName())
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "cannot map a CircuitPolicy to its ProviderQuotas", "circuitPolicy", obj.GetName())
+	}
+	return requests(obj.GetNamespace(), names)
+}
+
+func (r *ProviderQuotaReconciler) quotasForSecret(ctx context.Context, obj *metav1.PartialObjectMetadata) []reconcile.Request {
+	names, err := dependents(ctx, r.client, &quotav1alpha1.ProviderQuotaList{}, obj.GetNamespace(), indexQuotaSecret, obj.GetName())
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "cannot map a Secret to its ProviderQuotas", "secret", obj.GetName())
+	}
+	return requests(obj.GetNamespace(), names)
+}
+
+// allQuotas answers a change of the CA bundle, which every config carries.
+func (r *ProviderQuotaReconciler) allQuotas(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &quotav1alpha1.ProviderQuotaList{}
+	if err := r.client.List(ctx, list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "cannot list ProviderQuotas to re-render them with the new CA bundle")
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, q := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&q)})
+	}
+	return out
+}

@@ -1,0 +1,111 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/render"
+)
+
+// published is the outcome of one attempt to bring an owner's ConfigMap up to date.
+type published struct {
+	// condition is ConfigRendered.
+	condition metav1.Condition
+	// configMapName is the ConfigMap pods should mount: set while one of ours exists,
+	// even a stale one.
+	configMapName string
+	// wrote and hash say that the ConfigMap now holds a new config.
+	wrote bool
+	hash  string
+	// err is a failure worth retrying with backoff (an API error).
+	err error
+	// retryAfter asks for a later look without an error (a name taken by others).
+	retryAfter time.Duration
+}
+
+// Stale configs: when an owner cannot render (a reference is gone, the spec is
+// invalid), its last rendered ConfigMap stays as it is. Pods that run with it keep
+// working, and new pods still start, with the config the owner last had; deleting it
+// would turn a dangling reference, often a GitOps ordering blip, into an outage of
+// every app using the chain. ConfigRendered and Ready say the config is stale, and
+// why, until the owner renders again.
+
+// publish renders with fn and writes the result into the owner's ConfigMap.
+func (d *deps) publish(ctx context.Context, owner client.Object, kind, cmName string, current *corev1.ConfigMap, fn func() (*limiterconfig.Config, error)) published {
+	cfg, err := fn()
+	if err != nil {
+		return d.blocked(owner, cmName, current, quotav1alpha1.ReasonRenderFailed, fmt.Sprintf("render failed: %v.", err))
+	}
+	data, hash, err := render.Encode(cfg)
+	if err != nil {
+		return d.blocked(owner, cmName, current, quotav1alpha1.ReasonRenderFailed, err.Error()+".")
+	}
+	r := rendered{data: data, hash: hash}
+	if d.ca != nil {
+		ca, err := d.ca.current()
+		if err != nil {
+			return d.blocked(owner, cmName, current, quotav1alpha1.ReasonRenderFailed, fmt.Sprintf("the control channel's %v.", err))
+		}
+		r.ca = ca
+	}
+	wrote, err := d.applyConfigMap(ctx, owner, strings.ToLower(kind), cmName, r, current)
+	switch {
+	case errors.Is(err, errNotOwned):
+		return published{retryAfter: notOwnedRetry, condition: condition(quotav1alpha1.ConditionConfigRendered, false, quotav1alpha1.ReasonRenderFailed,
+			fmt.Sprintf("ConfigMap %s exists and is not controlled by this %s: delete or rename it, and the config will be rendered there.", cmName, kind))}
+	case err != nil:
+		p := d.blocked(owner, cmName, current, quotav1alpha1.ReasonRenderFailed, fmt.Sprintf("writing the config failed: %v.", err))
+		p.err = err
+		return p
+	}
+	return published{
+		condition: condition(quotav1alpha1.ConditionConfigRendered, true, quotav1alpha1.ReasonRendered,
+			fmt.Sprintf("ConfigMap %s holds the limiter config for generation %d (sha256 %s).", cmName, owner.GetGeneration(), shortHash(hash))),
+		configMapName: cmName,
+		wrote:         wrote,
+		hash:          hash,
+	}
+}
+
+// blocked is ConfigRendered=False, keeping whatever config the owner last rendered.
+func (d *deps) blocked(owner client.Object, cmName string, current *corev1.ConfigMap, reason, why string) published {
+	p := published{}
+	msg := why
+	if current != nil && metav1.IsControlledBy(current, owner) {
+		p.configMapName = cmName
+		msg += fmt.Sprintf(" ConfigMap %s keeps the last rendered config (sha256 %s) so running pods keep working; it is stale until this is fixed.", cmName, shortHash(configHash(current)))
+	} else {
+		msg += " No config has been rendered yet."
+	}
+	p.condition = condition(quotav1alpha1.ConditionConfigRendered, false, reason, msg)
+	return p
+}
+
+// announceRendered records an Event when the ConfigMap changed: pods mounting it
+// reload within the kubelet's sync period.
+func announceRendered(rec eventRecorder, owner client.Object, pub published, before *corev1.ConfigMap) {
+	if !pub.wrote {
+		return
+	}
+	old := configHash(before)
+	switch {
+	case old == "":
+		rec.Eventf(owner, nil, corev1.EventTypeNormal, eventConfigRendered, actionRender,
+			"rendered the limiter config into ConfigMap %s (sha256 %s)", pub.configMapName, shortHash(pub.hash))
+	case old == pub.hash:
+		rec.Eventf(owner, nil, corev1.EventTypeNormal, eventConfigRendered, actionRender,
+			"restored ConfigMap %s (sha256 %s): its contents or the control channel's CA bundle had changed", pub.configMapName, shortHash(pub.hash))
+	default:
+		rec.Eventf(owner, nil, corev1.EventTypeNormal, eventConfigRendered, actionRender,
+			"re-rendered the limiter config in ConfigMap %s: sha256 %s, was %s", pub.configMapName, shortHash(pub.hash), shortHash(old))
+	}
+}

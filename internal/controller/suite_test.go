@@ -1,0 +1,422 @@
+package controller
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/scheme"
+	"github.com/aiquota/aiquota/internal/testenv"
+)
+
+// The suite runs the real reconcilers in a real controller-runtime manager against a
+// real API server (envtest), configured as the manager binary would be with a control
+// channel and a CA bundle file.
+var (
+	env       *testenv.Env
+	k8s       client.Client // direct API client, as a user or GitOps tool
+	mgrDeps   *deps         // the running manager's reconciler dependencies
+	caFile    string
+	testCtx   context.Context
+	controlTo = "https://aiquota-control.aiquota-system.svc:8443/v1/report"
+)
+
+// Generous: CI is a loaded 2-core machine.
+const (
+	waitTimeout = 60 * time.Second
+	pollEvery   = 50 * time.Millisecond
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop envtest:", err)
+		}
+	}()
+	k8s = env.Client
+
+	dir, err := os.MkdirTemp("", "aiquota-controller-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	caFile = filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, newCAPEM("aiquota-test-ca-1"), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(logLevel())))
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 scheme.New(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "create manager:", err)
+		return 1
+	}
+	mgrDeps, err = setup(mgr, Options{
+		ControlURL:           controlTo,
+		CABundleFile:         caFile,
+		CABundlePollInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "set up controllers:", err)
+		return 1
+	}
+	// The API server's Events are asserted too, but the event broadcaster folds
+	// repeats into a series it reports only every half hour; counting at the
+	// recorder shows whether a transition was announced once or many times.
+	recorded = &countingRecorder{next: mgrDeps.recorder}
+	mgrDeps.recorder = recorded
+	ctx, cancel := context.WithCancel(context.Background())
+	testCtx = ctx
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	code := m.Run()
+	cancel()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// logLevel keeps reconciler logs quiet unless AIQUOTA_TEST_LOG=debug.
+func logLevel() zapcore.Level {
+	if os.Getenv("AIQUOTA_TEST_LOG") == "debug" {
+		return zapcore.DebugLevel
+	}
+	return zapcore.ErrorLevel
+}
+
+func newCAPEM(cn string) []byte {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ctrl-"}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	return ns.Name
+}
+
+// eventually polls check until it returns nil, failing the test with its last error
+// after waitTimeout.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	var err error
+	for {
+		if err = check(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still not true after %s: %v", what, waitTimeout, err)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+func create(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := k8s.Create(context.Background(), o); err != nil {
+			t.Fatalf("create %T %s: %v", o, o.GetName(), err)
+		}
+	}
+}
+
+// update re-reads obj, applies change and updates, retrying on conflicts.
+func update[T client.Object](t *testing.T, obj T, change func(T)) {
+	t.Helper()
+	eventually(t, "update "+obj.GetName(), func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		change(obj)
+		return k8s.Update(context.Background(), obj)
+	})
+}
+
+func remove(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := k8s.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatalf("delete %T %s: %v", obj, obj.GetName(), err)
+	}
+	eventually(t, "deletion of "+obj.GetName(), func() error {
+		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there (%v)", err)
+	})
+}
+
+func secret(ns, name string, keys ...string) *corev1.Secret {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{}}
+	for _, k := range keys {
+		s.Data[k] = []byte("sk-test-" + k)
+	}
+	return s
+}
+
+func policy(ns, name string, threshold int32) *quotav1alpha1.CircuitPolicy {
+	return &quotav1alpha1.CircuitPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       quotav1alpha1.CircuitPolicySpec{FailureThreshold: threshold},
+	}
+}
+
+func providerQuota(ns, name, secretName string, rpm int64, policyName string) *quotav1alpha1.ProviderQuota {
+	q := &quotav1alpha1.ProviderQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: quotav1alpha1.ProviderQuotaSpec{
+			Provider:    quotav1alpha1.ProviderOpenAI,
+			Credentials: []quotav1alpha1.SecretKeyRef{{Name: secretName}},
+			Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: rpm, TokensPerMinute: 1000 * rpm},
+			Models:      []quotav1alpha1.ModelPool{{Name: "gpt-5.5"}, {Name: "gpt-4.1-mini"}},
+		},
+	}
+	if policyName != "" {
+		q.Spec.CircuitPolicyRef = &quotav1alpha1.LocalObjectReference{Name: policyName}
+	}
+	return q
+}
+
+type entrySpec struct{ quota, model, policy string }
+
+func fallbackChain(ns, name string, entries ...entrySpec) *quotav1alpha1.FallbackChain {
+	c := &quotav1alpha1.FallbackChain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	for _, e := range entries {
+		ce := quotav1alpha1.ChainEntry{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: e.quota}, Model: e.model}
+		if e.policy != "" {
+			ce.CircuitPolicyRef = &quotav1alpha1.LocalObjectReference{Name: e.policy}
+		}
+		c.Spec.Entries = append(c.Spec.Entries, ce)
+	}
+	return c
+}
+
+func conditionsOf(obj client.Object) (int64, []metav1.Condition) {
+	switch o := obj.(type) {
+	case *quotav1alpha1.ProviderQuota:
+		return o.Status.ObservedGeneration, o.Status.Conditions
+	case *quotav1alpha1.FallbackChain:
+		return o.Status.ObservedGeneration, o.Status.Conditions
+	case *quotav1alpha1.CircuitPolicy:
+		return o.Status.ObservedGeneration, o.Status.Conditions
+	}
+	panic(fmt.Sprintf("no conditions on %T", obj))
+}
+
+// waitCondition waits until obj's status describes its current generation and its
+// condition typ has status and reason; it returns the condition.
+func waitCondition(t *testing.T, obj client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
+	t.Helper()
+	var found metav1.Condition
+	eventually(t, fmt.Sprintf("%T %s %s=%s/%s", obj, obj.GetName(), typ, status, reason), func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		observed, conds := conditionsOf(obj)
+		if observed != obj.GetGeneration() {
+			return fmt.Errorf("status.observedGeneration %d, generation %d", observed, obj.GetGeneration())
+		}
+		c := meta.FindStatusCondition(conds, typ)
+		if c == nil {
+			return fmt.Errorf("no %s condition in %v", typ, conds)
+		}
+		if c.ObservedGeneration != obj.GetGeneration() {
+			return fmt.Errorf("%s.observedGeneration %d, generation %d", typ, c.ObservedGeneration, obj.GetGeneration())
+		}
+		if c.Status != status || c.Reason != reason {
+			return fmt.Errorf("%s is %s/%s: %s", typ, c.Status, c.Reason, c.Message)
+		}
+		found = *c
+		return nil
+	})
+	return found
+}
+
+func waitReady(t *testing.T, obj client.Object) {
+	t.Helper()
+	waitCondition(t, obj, quotav1alpha1.ConditionReady, metav1.ConditionTrue, quotav1alpha1.ReasonReady)
+}
+
+func getConfigMap(t *testing.T, ns, name string) *corev1.ConfigMap {
+	t.Helper()
+	cm := &corev1.ConfigMap{}
+	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, cm); err != nil {
+		t.Fatalf("get ConfigMap %s/%s: %v", ns, name, err)
+	}
+	return cm
+}
+
+// waitConfig waits until the ConfigMap's config satisfies check, and returns it.
+func waitConfig(t *testing.T, ns, name string, check func(*limiterconfig.Config) error) (*corev1.ConfigMap, *limiterconfig.Config) {
+	t.Helper()
+	var cm *corev1.ConfigMap
+	var cfg *limiterconfig.Config
+	eventually(t, "config in ConfigMap "+name, func() error {
+		cm = &corev1.ConfigMap{}
+		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, cm); err != nil {
+			return err
+		}
+		var err error
+		if cfg, err = limiterconfig.Parse([]byte(cm.Data[naming.ConfigKey])); err != nil {
+			return err
+		}
+		return check(cfg)
+	})
+	return cm, cfg
+}
+
+func anyConfig(*limiterconfig.Config) error { return nil }
+
+// waitEvent waits for an Event about obj with reason whose note contains text.
+func waitEvent(t *testing.T, obj client.Object, eventType, reason, text string) eventsv1.Event {
+	t.Helper()
+	var found eventsv1.Event
+	eventually(t, fmt.Sprintf("event %s about %s", reason, obj.GetName()), func() error {
+		evs, err := eventsAbout(obj)
+		if err != nil {
+			return err
+		}
+		var seen []string
+		for _, e := range evs {
+			if e.Reason == reason && e.Type == eventType && strings.Contains(e.Note, text) {
+				found = e
+				return nil
+			}
+			seen = append(seen, e.Type+"/"+e.Reason+": "+e.Note)
+		}
+		return fmt.Errorf("events so far: %q", seen)
+	})
+	return found
+}
+
+func eventsAbout(obj client.Object) ([]eventsv1.Event, error) {
+	list := &eventsv1.EventList{}
+	if err := k8s.List(context.Background(), list, client.InNamespace(obj.GetNamespace())); err != nil {
+		return nil, err
+	}
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.Name == obj.GetName() && e.Regarding.UID == obj.GetUID() {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+var recorded *countingRecorder
+
+// countingRecorder counts what the reconcilers record, then records it for real.
+type countingRecorder struct {
+	next eventRecorder
+	mu   sync.Mutex
+	seen []recordedEvent
+}
+
+type recordedEvent struct {
+	uid          types.UID
+	kind, reason string
+	note         string
+}
+
+func (c *countingRecorder) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any) {
+	if o, ok := regarding.(client.Object); ok {
+		c.mu.Lock()
+		c.seen = append(c.seen, recordedEvent{uid: o.GetUID(), kind: eventtype, reason: reason, note: fmt.Sprintf(note, args...)})
+		c.mu.Unlock()
+	}
+	c.next.Eventf(regarding, related, eventtype, reason, action, note, args...)
+}
+
+// count is how many events with reason were recorded about obj.
+func (c *countingRecorder) count(obj client.Object, reason string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, e := range c.seen {
+		if e.uid == obj.GetUID() && e.reason == reason {
+			n++
+		}
+	}
+	return n
+}
+
+// reasons lists the reasons recorded about obj, in order.
+func (c *countingRecorder) reasons(obj client.Object) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, e := range c.seen {
+		if e.uid == obj.GetUID() {
+			out = append(out, e.reason)
+		}
+	}
+	return out
+}
