@@ -59,14 +59,13 @@ type StreamTracker struct {
 	escaped  bool
 	elemOver bool
 
-	usage      Usage
-	hasUsage   bool
-	done       bool
-	failed     bool
-	failKind   string
-	failMsg    string
-	failCode   string
-	openAIDone bool // saw [DONE]
+	usage    Usage
+	hasUsage bool
+	done     bool
+	failed   bool
+	failKind string
+	failMsg  string
+	failCode string
 }
 
 type streamMode uint8
@@ -163,7 +162,7 @@ func (t *StreamTracker) Flush() (forward []byte) {
 // incomplete event at the end of p until a later Write completes it.
 func (t *StreamTracker) writeStripping(p []byte) []byte {
 	var (
-		out      []byte // nil while the output is p[directFrom:keepEnd]
+		out      []byte // unused (built false) while the output is p[directAt:keepEnd]
 		built    bool
 		directAt int  // start of the direct output in p
 		keepEnd  int  // end of the direct output in p
@@ -218,28 +217,27 @@ func (t *StreamTracker) writeStripping(p []byte) []byte {
 		t.lastDropped = !keep
 		segStart = end
 	})
+	// While nothing was dropped, the output is contiguous in p and ends where
+	// the undecided event begins: forwarding the rest just extends it.
+	forwardRest := func() {
+		if built {
+			out = append(out, p[segStart:]...)
+		} else {
+			keepEnd = len(p)
+		}
+	}
 	rest := p[segStart:]
 	switch {
 	case len(rest) == 0:
 	case t.passThrough:
-		if built {
-			out = append(out, rest...)
-		} else if segStart == keepEnd {
-			keepEnd = len(p)
-		} else {
-			emit(rest)
-		}
+		forwardRest()
 	case len(t.held)+len(rest) > maxEventBytes:
 		// Too big to hold: forward what there is and let the rest through.
 		if len(t.held) > 0 {
 			emit(t.held)
 			t.held = t.held[:0]
-			out = append(out, rest...)
-		} else if !built && segStart == keepEnd {
-			keepEnd = len(p)
-		} else {
-			emit(rest)
 		}
+		forwardRest()
 		t.passThrough = true
 		t.eventOver = true
 	default:
