@@ -234,12 +234,10 @@ func (p *parser) addStringMembers(obj []byte, names ...string) {
 	})
 }
 
-func (p *parser) model(v []byte, required bool) error {
+// model reads the body's model, which OpenAI and Anthropic require.
+func (p *parser) model(v []byte) error {
 	if v == nil || kindOf(v) == kindNull {
-		if required {
-			return badRequest("model", "model is required")
-		}
-		return nil
+		return badRequest("model", "model is required")
 	}
 	s, ok := stringValue(v)
 	switch {
@@ -396,7 +394,7 @@ var openAIChatFields = []string{"model", "messages", "max_tokens", "max_completi
 func (p *parser) openAIChat(body []byte) error {
 	var f [10][]byte
 	collect(body, openAIChatFields, f[:])
-	if err := p.model(f[0], true); err != nil {
+	if err := p.model(f[0]); err != nil {
 		return err
 	}
 	if err := p.maxTokens(openAIChatFields[2:4], f[2:4]); err != nil {
@@ -676,7 +674,7 @@ var openAILegacyFields = []string{"model", "prompt", "input", "max_tokens", "str
 func (p *parser) openAILegacy(body []byte) error {
 	var f [9][]byte
 	collect(body, openAILegacyFields, f[:])
-	if err := p.model(f[0], true); err != nil {
+	if err := p.model(f[0]); err != nil {
 		return err
 	}
 	param, input := "prompt", f[1]
@@ -739,7 +737,7 @@ var openAIResponsesFields = []string{"model", "input", "instructions", "max_outp
 func (p *parser) openAIResponses(body []byte) error {
 	var f [7][]byte
 	collect(body, openAIResponsesFields, f[:])
-	if err := p.model(f[0], true); err != nil {
+	if err := p.model(f[0]); err != nil {
 		return err
 	}
 	if err := p.maxTokens(openAIResponsesFields[3:4], f[3:4]); err != nil {
@@ -838,7 +836,7 @@ var anthropicFields = []string{"model", "messages", "system", "max_tokens", "str
 func (p *parser) anthropic(body []byte) error {
 	var f [6][]byte
 	collect(body, anthropicFields, f[:])
-	if err := p.model(f[0], true); err != nil {
+	if err := p.model(f[0]); err != nil {
 		return err
 	}
 	if p.r.Op == OpMessages {
