@@ -1,0 +1,357 @@
+package bench
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Targets from docs/DESIGN's "Anchors we intend to beat".
+const (
+	TargetP50Ratio = 1.5
+	TargetP99Ratio = 2.0
+	TargetCPURatio = 1.25
+	TargetRSSBytes = 30 << 20
+)
+
+// Meta describes the run for the report's header.
+type Meta struct {
+	Command string
+	Commit  string
+}
+
+// Machine describes the host: CPU model, cores, kernel, Go.
+func Machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel := "unknown"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), Linux %s, %s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0), kernel, runtime.Version())
+}
+
+// Added is one proxy's latency over direct in one mode, as medians over repetitions
+// of the per-repetition differences.
+type Added struct {
+	P50, P90, P99, Max time.Duration
+}
+
+// Summaries are per (mode, path) medians over repetitions.
+type Summaries struct {
+	Latency map[string]map[string]Summary // mode -> path
+	Rate    map[string]map[string]float64
+	Failed  map[string]map[string]int
+	Added   map[string]map[string]Added    // mode -> plain|limiter
+	CPU1k   map[string]map[string]float64  // mode -> process -> vCPU per 1k req/s (its own path's windows; loadgen over all)
+	Tput    map[string]map[int]TputPoint   // path -> concurrency -> median point
+	Best    map[string]TputPoint           // path -> highest sane rate
+	Reps    map[string]map[string][]Window // mode -> path -> windows
+	TputAll map[string]map[int][]TputPoint // path -> concurrency -> points
+}
+
+// Summarise reduces the report to medians over repetitions.
+func Summarise(rep *Report) Summaries {
+	s := Summaries{
+		Latency: map[string]map[string]Summary{}, Rate: map[string]map[string]float64{},
+		Failed: map[string]map[string]int{}, Added: map[string]map[string]Added{},
+		CPU1k: map[string]map[string]float64{}, Tput: map[string]map[int]TputPoint{},
+		Best: map[string]TputPoint{}, Reps: map[string]map[string][]Window{}, TputAll: map[string]map[int][]TputPoint{},
+	}
+	for _, w := range rep.Windows {
+		if s.Reps[w.Mode] == nil {
+			s.Reps[w.Mode] = map[string][]Window{}
+		}
+		s.Reps[w.Mode][w.Path] = append(s.Reps[w.Mode][w.Path], w)
+	}
+	for mode, byPath := range s.Reps {
+		s.Latency[mode], s.Rate[mode], s.Failed[mode] = map[string]Summary{}, map[string]float64{}, map[string]int{}
+		s.Added[mode], s.CPU1k[mode] = map[string]Added{}, map[string]float64{}
+		var loadgen []float64
+		for path, ws := range byPath {
+			var p50, p90, p99, mx []time.Duration
+			var rate, cpu []float64
+			failed := 0
+			for _, w := range ws {
+				p50, p90, p99, mx = append(p50, w.Summary.P50), append(p90, w.Summary.P90), append(p99, w.Summary.P99), append(mx, w.Summary.Max)
+				rate = append(rate, w.Rate())
+				cpu = append(cpu, w.VCPUPer1k(procOf(path)))
+				loadgen = append(loadgen, w.VCPUPer1k(ProcLoadgen))
+				failed += w.Failed
+			}
+			s.Latency[mode][path] = Summary{Count: ws[0].Summary.Count, P50: Median(p50), P90: Median(p90), P99: Median(p99), Max: Median(mx)}
+			s.Rate[mode][path], s.Failed[mode][path] = Median(rate), failed
+			s.CPU1k[mode][procOf(path)] = Median(cpu)
+		}
+		s.CPU1k[mode][ProcLoadgen] = Median(loadgen)
+		direct := map[int]Summary{}
+		for _, w := range byPath[PathDirect] {
+			direct[w.Rep] = w.Summary
+		}
+		for _, path := range []string{PathPlain, PathLimiter} {
+			var p50, p90, p99, mx []time.Duration
+			for _, w := range byPath[path] {
+				d, ok := direct[w.Rep]
+				if !ok {
+					continue
+				}
+				p50, p90 = append(p50, w.Summary.P50-d.P50), append(p90, w.Summary.P90-d.P90)
+				p99, mx = append(p99, w.Summary.P99-d.P99), append(mx, w.Summary.Max-d.Max)
+			}
+			if len(p50) > 0 {
+				s.Added[mode][path] = Added{P50: Median(p50), P90: Median(p90), P99: Median(p99), Max: Median(mx)}
+			}
+		}
+	}
+	for _, p := range rep.Tput {
+		if s.TputAll[p.Path] == nil {
+			s.TputAll[p.Path] = map[int][]TputPoint{}
+		}
+		s.TputAll[p.Path][p.Concurrency] = append(s.TputAll[p.Path][p.Concurrency], p)
+	}
+	for path, byConc := range s.TputAll {
+		s.Tput[path] = map[int]TputPoint{}
+		for conc, ps := range byConc {
+			// The repetition with the median rate stands for the level.
+			sorted := slices.SortedFunc(slices.Values(ps), func(a, b TputPoint) int { return cmp.Compare(a.Rate(), b.Rate()) })
+			med := sorted[(len(sorted)-1)/2]
+			s.Tput[path][conc] = med
+			if med.Failed == 0 && (rep.Plan.SaneP99 <= 0 || med.Summary.P99 <= rep.Plan.SaneP99) && med.Rate() > s.Best[path].Rate() {
+				s.Best[path] = med
+			}
+		}
+	}
+	return s
+}
+
+// WriteMarkdown renders the report.
+func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
+	s := Summarise(rep)
+	p := rep.Plan
+	var b strings.Builder
+	f := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+
+	f("## Limiter overhead benchmark, %s\n\n", rep.Started.UTC().Format("2006-01-02 15:04 MST"))
+	f("- Command: `%s`\n", meta.Command)
+	if meta.Commit != "" {
+		f("- Commit: %s\n", meta.Commit)
+	}
+	f("- Machine: %s; load generator, proxies and simulator share it.\n", Machine())
+	f("- Load average (1/5/15 min): %.2f %.2f %.2f before, %.2f %.2f %.2f after; the run took %s.\n",
+		rep.LoadBefore[0], rep.LoadBefore[1], rep.LoadBefore[2], rep.LoadAfter[0], rep.LoadAfter[1], rep.LoadAfter[2],
+		rep.Finished.Sub(rep.Started).Round(time.Second))
+	f("- Workload: OpenAI chat completions, %d-byte bodies (shared system prompt, unique user message), max_tokens %d, model %s.\n",
+		p.Workload.BodyBytes, p.Workload.MaxTokens, p.Workload.Model)
+	f("- Fixed rate: %.0f req/s open loop, latency from each request's scheduled send to the end of its body; per path and mode %s warm-up, then %s (%d requests); %d repetitions, path order shuffled in each; medians over repetitions.\n",
+		p.Rate, p.Warmup, p.Window, int(p.Rate*p.Window.Seconds()), p.Reps)
+	f("- Limiter /metrics scraped every %s during the run (%d scrapes, %d failed).\n\n", p.ScrapeEvery, rep.Scrapes, rep.ScrapeErrs)
+
+	for _, mode := range p.Modes {
+		lat := s.Latency[mode]
+		if lat == nil {
+			continue
+		}
+		f("### Fixed rate, %s\n\n", mode)
+		f("| path | req/s | p50 | p90 | p99 | max | failed |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, path := range Paths {
+			l := lat[path]
+			f("| %s | %.0f | %s | %s | %s | %s | %d |\n", pathLabel(path), s.Rate[mode][path], ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), s.Failed[mode][path])
+		}
+		f("\n| added over direct | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|\n")
+		for _, path := range []string{PathPlain, PathLimiter} {
+			a := s.Added[mode][path]
+			f("| %s | %s | %s | %s | %s |\n", pathLabel(path), signedMS(a.P50), signedMS(a.P90), signedMS(a.P99), signedMS(a.Max))
+		}
+		pl, li := s.Added[mode][PathPlain], s.Added[mode][PathLimiter]
+		f("| **limiter / plain** | **%s** (target ≤ %.1fx: %s) | %s | **%s** (target ≤ %.1fx: %s) | %s |\n\n",
+			ratio(li.P50, pl.P50), TargetP50Ratio, verdict(li.P50, pl.P50, TargetP50Ratio),
+			ratio(li.P90, pl.P90),
+			ratio(li.P99, pl.P99), TargetP99Ratio, verdict(li.P99, pl.P99, TargetP99Ratio),
+			ratio(li.Max, pl.Max))
+	}
+
+	f("### CPU and memory\n\n")
+	f("CPU is utime+stime from /proc/<pid>/stat over each measured window, per 1,000 req/s achieved; memory from /proc/<pid>/status after the fixed-rate phase (VmHWM also after the closed-loop phase).\n\n")
+	f("| process | vCPU per 1k req/s")
+	for _, mode := range p.Modes {
+		f(", %s", mode)
+	}
+	f(" | VmRSS | VmHWM | VmHWM after closed loop |\n|---|---:|---:|---:|---:|\n")
+	for _, proc := range []string{ProcPlain, ProcLimiter} {
+		f("| %s |", proc)
+		var parts []string
+		for _, mode := range p.Modes {
+			parts = append(parts, fmt.Sprintf("%.3f", s.CPU1k[mode][proc]))
+		}
+		f(" %s | %s | %s | %s |\n", strings.Join(parts, " / "), mb(rep.MemAfterRun[proc].RSS), mb(rep.MemAfterRun[proc].HWM), mb(rep.MemAfterAll[proc].HWM))
+	}
+	f("| **limiter / plain** |")
+	var parts []string
+	for _, mode := range p.Modes {
+		r := s.CPU1k[mode][ProcLimiter] / s.CPU1k[mode][ProcPlain]
+		parts = append(parts, fmt.Sprintf("**%.2fx**", r))
+	}
+	okCPU := true
+	for _, mode := range p.Modes {
+		okCPU = okCPU && s.CPU1k[mode][ProcLimiter] <= TargetCPURatio*s.CPU1k[mode][ProcPlain]
+	}
+	f(" %s (target ≤ %.2fx: %s) | %.2fx | %.2fx (limiter < 30 MB: %s) | |\n", strings.Join(parts, " / "), TargetCPURatio, metStr(okCPU),
+		float64(rep.MemAfterRun[ProcLimiter].RSS)/float64(rep.MemAfterRun[ProcPlain].RSS),
+		float64(rep.MemAfterRun[ProcLimiter].HWM)/float64(rep.MemAfterRun[ProcPlain].HWM),
+		metStr(rep.MemAfterAll[ProcLimiter].HWM < TargetRSSBytes))
+	f("| simulator (direct windows) |")
+	parts = parts[:0]
+	for _, mode := range p.Modes {
+		parts = append(parts, fmt.Sprintf("%.3f", s.CPU1k[mode][ProcSimulator]))
+	}
+	f(" %s | %s | %s | %s |\n", strings.Join(parts, " / "), mb(rep.MemAfterRun[ProcSimulator].RSS), mb(rep.MemAfterRun[ProcSimulator].HWM), mb(rep.MemAfterAll[ProcSimulator].HWM))
+	f("| load generator (all windows) |")
+	parts = parts[:0]
+	for _, mode := range p.Modes {
+		parts = append(parts, fmt.Sprintf("%.3f", s.CPU1k[mode][ProcLoadgen]))
+	}
+	f(" %s | %s | %s | %s |\n\n", strings.Join(parts, " / "), mb(rep.MemAfterRun[ProcLoadgen].RSS), mb(rep.MemAfterRun[ProcLoadgen].HWM), mb(rep.MemAfterAll[ProcLoadgen].HWM))
+
+	if len(rep.Tput) > 0 {
+		f("### Closed-loop throughput, non-streaming\n\n")
+		f("N clients send back to back for %s after %s warm-up; the repetition with the median rate is shown (req/s, p50 / p99). Throughput is the best rate whose p99 stays ≤ %s with no failures.\n\n", p.TputWindow, p.TputWarmup, p.SaneP99)
+		f("| clients |")
+		for _, path := range Paths {
+			f(" %s |", pathLabel(path))
+		}
+		f("\n|---:|")
+		for range Paths {
+			f("---:|")
+		}
+		f("\n")
+		for _, conc := range p.Concurrency {
+			f("| %d |", conc)
+			for _, path := range Paths {
+				t := s.Tput[path][conc]
+				f(" %.0f (%s / %s)%s |", t.Rate(), ms(t.Summary.P50), ms(t.Summary.P99), failedNote(t.Failed))
+			}
+			f("\n")
+		}
+		f("| **throughput** |")
+		for _, path := range Paths {
+			bt := s.Best[path]
+			f(" **%.0f** (c=%d) |", bt.Rate(), bt.Concurrency)
+		}
+		f("\n\nLimiter / plain throughput: %.2fx. Proxy CPU at that point: plain %.2f vCPU, limiter %.2f vCPU.\n\n",
+			s.Best[PathLimiter].Rate()/s.Best[PathPlain].Rate(),
+			tputVCPU(s.Best[PathPlain], ProcPlain), tputVCPU(s.Best[PathLimiter], ProcLimiter))
+	}
+
+	f("<details><summary>Every measured window</summary>\n\n")
+	f("| rep | mode | order | path | req/s | p50 | p90 | p99 | max | failed | its process vCPU/1k | loadgen vCPU/1k | other work vCPU | load 1m |\n")
+	f("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, w := range rep.Windows {
+		f("| %d | %s | %d | %s | %.0f | %s | %s | %s | %s | %d | %.3f (%s) | %.3f | %.2f | %.2f |\n", w.Rep, w.Mode, w.Order, w.Path, w.Rate(),
+			ms(w.Summary.P50), ms(w.Summary.P90), ms(w.Summary.P99), ms(w.Summary.Max), w.Failed,
+			w.VCPUPer1k(procOf(w.Path)), procOf(w.Path), w.VCPUPer1k(ProcLoadgen), w.OtherCPU.Seconds()/w.Wall.Seconds(), w.Load[0])
+	}
+	if len(rep.Tput) > 0 {
+		f("\n| rep | clients | path | req/s | p50 | p99 | max | failed | its process vCPU | loadgen vCPU |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, t := range rep.Tput {
+			f("| %d | %d | %s | %.0f | %s | %s | %s | %d | %.2f | %.2f |\n", t.Rep, t.Concurrency, t.Path, t.Rate(),
+				ms(t.Summary.P50), ms(t.Summary.P99), ms(t.Summary.Max), t.Failed, tputVCPU(t, procOf(t.Path)), tputVCPU(t, ProcLoadgen))
+		}
+	}
+	f("\n</details>\n")
+	if fails := failures(rep); fails != "" {
+		f("\nFailures: %s\n", fails)
+	}
+	_, err := io.WriteString(out, b.String())
+	return err
+}
+
+func tputVCPU(t TputPoint, proc string) float64 {
+	if t.Wall <= 0 {
+		return 0
+	}
+	return t.CPU[proc].Seconds() / t.Wall.Seconds()
+}
+
+func failures(rep *Report) string {
+	var out []string
+	for _, w := range rep.Windows {
+		if w.Failed > 0 {
+			out = append(out, fmt.Sprintf("rep %d %s %s: %d failed, first: %s", w.Rep, w.Mode, w.Path, w.Failed, w.FirstError))
+		}
+	}
+	for _, t := range rep.Tput {
+		if t.Failed > 0 {
+			out = append(out, fmt.Sprintf("rep %d closed c=%d %s: %d failed, first: %s", t.Rep, t.Concurrency, t.Path, t.Failed, t.FirstError))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func pathLabel(path string) string {
+	switch path {
+	case PathPlain:
+		return "plain ReverseProxy"
+	case PathLimiter:
+		return "limiter"
+	}
+	return "direct"
+}
+
+func failedNote(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d failed", n)
+}
+
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	if v >= 10 || v <= -10 {
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.3f ms", v)
+}
+
+func signedMS(d time.Duration) string {
+	if d >= 0 {
+		return "+" + ms(d)
+	}
+	return ms(d)
+}
+
+func ratio(a, b time.Duration) string {
+	if b <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2fx", float64(a)/float64(b))
+}
+
+func verdict(limiter, plain time.Duration, target float64) string {
+	if plain <= 0 {
+		// A floor at or below zero cannot anchor a ratio; the limiter meets it only
+		// when it adds nothing either.
+		return metStr(limiter <= 0)
+	}
+	return metStr(float64(limiter) <= target*float64(plain))
+}
+
+func metStr(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func mb(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }

@@ -1,0 +1,297 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"time"
+)
+
+// Modes of the fixed-rate phase.
+const (
+	ModeNonStreaming = "non-streaming"
+	ModeStreaming    = "streaming"
+)
+
+// Process names in CPU and memory samples.
+const (
+	ProcSimulator = "simulator"
+	ProcPlain     = "plainproxy"
+	ProcLimiter   = "limiter"
+	ProcLoadgen   = "loadgen"
+)
+
+// Plan is what Run measures.
+type Plan struct {
+	Workload Workload // Stream is set per mode
+	// Fixed-rate phase: each (repetition, mode, path) is a warm-up at Rate for
+	// Warmup, then a measured window of Rate*Window requests.
+	Rate           float64
+	Warmup, Window time.Duration
+	Reps           int
+	Modes          []string
+	MaxInFlight    int
+	// Closed-loop phase (skipped when Concurrency is empty): for each repetition,
+	// level and path, a warm-up of TputWarmup then a measured TputWindow.
+	Concurrency            []int
+	TputWarmup, TputWindow time.Duration
+	// SaneP99 is the highest p99 at which a closed-loop rate still counts as the
+	// path's throughput.
+	SaneP99 time.Duration
+	// Seed shuffles the order of paths in each block.
+	Seed uint64
+	// ScrapeEvery scrapes the limiter's /metrics throughout, as Prometheus would;
+	// 0 disables it.
+	ScrapeEvery time.Duration
+	// Progress receives one line per window; nil for none.
+	Progress io.Writer
+}
+
+// Window is one measured fixed-rate window.
+type Window struct {
+	Rep   int
+	Mode  string
+	Path  string
+	Order int // position of the path within its (rep, mode) block, from 1
+	Result
+	Summary Summary
+	// Wall is the sampling interval; CPU is each process's CPU time within it, and
+	// OtherCPU what the rest of the machine used meanwhile.
+	Wall     time.Duration
+	CPU      map[string]time.Duration
+	OtherCPU time.Duration
+	// Mem is each process's memory at the window's end.
+	Mem  map[string]ProcSample
+	Load [3]float64 // at the window's start
+}
+
+// VCPU is a process's CPU use within the window in cores.
+func (w Window) VCPU(proc string) float64 {
+	if w.Wall <= 0 {
+		return 0
+	}
+	return w.CPU[proc].Seconds() / w.Wall.Seconds()
+}
+
+// VCPUPer1k is a process's CPU in cores per 1,000 req/s of the window's achieved rate.
+func (w Window) VCPUPer1k(proc string) float64 {
+	r := w.Rate()
+	if r <= 0 {
+		return 0
+	}
+	return w.VCPU(proc) / (r / 1000)
+}
+
+// TputPoint is one measured closed-loop window.
+type TputPoint struct {
+	Rep         int
+	Path        string
+	Concurrency int
+	Result
+	Summary Summary
+	Wall    time.Duration
+	CPU     map[string]time.Duration
+}
+
+// Report is everything Run measured.
+type Report struct {
+	Plan        Plan
+	Started     time.Time
+	Finished    time.Time
+	LoadBefore  [3]float64
+	LoadAfter   [3]float64
+	Windows     []Window
+	Tput        []TputPoint
+	MemAfterRun map[string]ProcSample // after the fixed-rate phase
+	MemAfterAll map[string]ProcSample // after the closed-loop phase too
+	Scrapes     int
+	ScrapeErrs  int
+}
+
+// Run measures plan against st with c as the load generator.
+func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) {
+	rep := &Report{Plan: plan, Started: time.Now()}
+	rep.LoadBefore, _ = LoadAvg()
+	pids := map[string]int{
+		ProcSimulator: st.Sim.Pid(), ProcPlain: st.Plain.Pid(), ProcLimiter: st.Limiter.Pid(), ProcLoadgen: os.Getpid(),
+	}
+	targets := st.Targets()
+
+	stopScrape := make(chan struct{})
+	scraped := make(chan [2]int, 1)
+	go func() {
+		n, errs := 0, 0
+		if plan.ScrapeEvery > 0 {
+			t := time.NewTicker(plan.ScrapeEvery)
+			defer t.Stop()
+		loop:
+			for {
+				select {
+				case <-t.C:
+					if _, err := st.ScrapeLimiter(ctx); err != nil {
+						errs++
+					} else {
+						n++
+					}
+				case <-stopScrape:
+					break loop
+				}
+			}
+		}
+		scraped <- [2]int{n, errs}
+	}()
+	defer func() {
+		close(stopScrape)
+		s := <-scraped
+		rep.Scrapes, rep.ScrapeErrs = s[0], s[1]
+	}()
+
+	n := int(plan.Rate * plan.Window.Seconds())
+	warmN := int(plan.Rate * plan.Warmup.Seconds())
+	for r := range plan.Reps {
+		modes := slices.Clone(plan.Modes)
+		if r%2 == 1 {
+			slices.Reverse(modes) // neither mode always runs first
+		}
+		for mi, mode := range modes {
+			w := plan.Workload
+			w.Stream = mode == ModeStreaming
+			order := slices.Clone(Paths)
+			rng := rand.New(rand.NewPCG(plan.Seed, uint64(r*len(modes)+mi)))
+			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			for oi, path := range order {
+				t := targets[path]
+				c.CloseIdle()
+				if warmN > 0 {
+					if _, err := c.OpenLoop(ctx, t, w, plan.Rate, warmN, plan.MaxInFlight); err != nil {
+						return rep, fmt.Errorf("warm-up %s %s: %w", path, mode, err)
+					}
+				}
+				win := Window{Rep: r + 1, Mode: mode, Path: path, Order: oi + 1}
+				win.Load, _ = LoadAvg()
+				before, mBefore, err := sample(pids)
+				if err != nil {
+					return rep, err
+				}
+				res, err := c.OpenLoop(ctx, t, w, plan.Rate, n, plan.MaxInFlight)
+				if err != nil {
+					return rep, fmt.Errorf("window %s %s: %w", path, mode, err)
+				}
+				after, mAfter, err := sample(pids)
+				if err != nil {
+					return rep, err
+				}
+				win.Result, win.Summary = res, Summarize(res.Latencies)
+				win.Latencies = nil // summarised; the raw samples are not kept
+				win.Wall = after[ProcLoadgen].At.Sub(before[ProcLoadgen].At)
+				win.CPU, win.Mem = map[string]time.Duration{}, after
+				var ours time.Duration
+				for name := range pids {
+					d := after[name].CPU - before[name].CPU
+					win.CPU[name] = d
+					ours += d
+				}
+				win.OtherCPU = max(0, mAfter-mBefore-ours)
+				rep.Windows = append(rep.Windows, win)
+				progress(plan.Progress, "rep %d %-13s %-7s  %6.0f req/s  p50 %-9s p99 %-9s max %-9s failed %d  %s %.3f vCPU/1k  other %.2f vCPU  load %.2f",
+					win.Rep, mode, path, win.Rate(), round(win.Summary.P50), round(win.Summary.P99), round(win.Summary.Max), win.Failed,
+					procOf(path), win.VCPUPer1k(procOf(path)), win.OtherCPU.Seconds()/win.Wall.Seconds(), win.Load[0])
+			}
+		}
+	}
+	rep.MemAfterRun, _, _ = sample(pids)
+
+	w := plan.Workload
+	w.Stream = false
+	for r := range plan.Reps {
+		if len(plan.Concurrency) == 0 {
+			break
+		}
+		for li, conc := range plan.Concurrency {
+			order := slices.Clone(Paths)
+			rng := rand.New(rand.NewPCG(plan.Seed+1, uint64(r*len(plan.Concurrency)+li)))
+			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			for _, path := range order {
+				t := targets[path]
+				c.CloseIdle()
+				if plan.TputWarmup > 0 {
+					if _, err := c.ClosedLoop(ctx, t, w, conc, plan.TputWarmup); err != nil {
+						return rep, fmt.Errorf("closed-loop warm-up %s c=%d: %w", path, conc, err)
+					}
+				}
+				before, _, err := sample(pids)
+				if err != nil {
+					return rep, err
+				}
+				res, err := c.ClosedLoop(ctx, t, w, conc, plan.TputWindow)
+				if err != nil {
+					return rep, fmt.Errorf("closed loop %s c=%d: %w", path, conc, err)
+				}
+				after, _, err := sample(pids)
+				if err != nil {
+					return rep, err
+				}
+				p := TputPoint{Rep: r + 1, Path: path, Concurrency: conc, Result: res, Summary: Summarize(res.Latencies),
+					Wall: after[ProcLoadgen].At.Sub(before[ProcLoadgen].At), CPU: map[string]time.Duration{}}
+				p.Latencies = nil
+				for name := range pids {
+					p.CPU[name] = after[name].CPU - before[name].CPU
+				}
+				rep.Tput = append(rep.Tput, p)
+				progress(plan.Progress, "rep %d closed c=%-4d %-7s %7.0f req/s  p50 %-9s p99 %-9s failed %d",
+					p.Rep, conc, path, p.Rate(), round(p.Summary.P50), round(p.Summary.P99), p.Failed)
+			}
+		}
+	}
+	rep.MemAfterAll, _, _ = sample(pids)
+	rep.Finished = time.Now()
+	rep.LoadAfter, _ = LoadAvg()
+	return rep, nil
+}
+
+// procOf is the process whose cost a path measures: the proxy, or for the direct
+// path the simulator.
+func procOf(path string) string {
+	switch path {
+	case PathPlain:
+		return ProcPlain
+	case PathLimiter:
+		return ProcLimiter
+	}
+	return ProcSimulator
+}
+
+func sample(pids map[string]int) (map[string]ProcSample, time.Duration, error) {
+	out := make(map[string]ProcSample, len(pids))
+	machine, err := MachineCPU()
+	if err != nil {
+		return nil, 0, err
+	}
+	for name, pid := range pids {
+		s, err := ReadProc(pid)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = s
+	}
+	return out, machine, nil
+}
+
+func progress(w io.Writer, format string, args ...any) {
+	if w != nil {
+		fmt.Fprintf(w, format+"\n", args...)
+	}
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
