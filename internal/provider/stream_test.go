@@ -349,3 +349,40 @@ func TestStreamThroughProxyWithOpenAISDK(t *testing.T) {
 		}
 	}
 }
+
+func TestStreamFailureKinds(t *testing.T) {
+	tests := []struct {
+		d     Dialect
+		event string
+		kind  string
+		code  string
+	}{
+		{DialectAnthropic, `event: error` + "\n" + `data: {"type":"error","error":{"type":"rate_limit_error","message":"m"}}`, "rateLimited", "rate_limit_error"},
+		{DialectAnthropic, `event: error` + "\n" + `data: {"type":"error","error":{"type":"api_error","message":"m"}}`, "serverError", "api_error"},
+		{DialectAnthropic, `event: error` + "\n" + `data: {"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 5 tokens > 4 maximum"}}`, "contextLengthExceeded", "invalid_request_error"},
+		{DialectOpenAI, `data: {"error":{"message":"m","type":"insufficient_quota","code":"insufficient_quota"}}`, "quotaExhausted", "insufficient_quota"},
+		{DialectOpenAI, `data: {"error":{"message":"m","type":"server_error","code":"overloaded"}}`, "unavailable", "overloaded"},
+		{DialectOpenAI, `data: {"error":{"message":"m"}}`, "serverError", ""},
+		{DialectGemini, `data: {"error":{"code":504,"message":"m","status":"DEADLINE_EXCEEDED"}}`, "timeout", "DEADLINE_EXCEEDED"},
+		{DialectGemini, `data: {"error":{"code":429,"message":"m","status":"RESOURCE_EXHAUSTED"}}`, "rateLimited", "RESOURCE_EXHAUSTED"},
+		{DialectGemini, `data: {"error":{"code":500,"message":"m","status":"INTERNAL"}}`, "serverError", "INTERNAL"},
+	}
+	for _, tt := range tests {
+		got := run(tt.d, false, []byte(tt.event+"\n\n"+tt.event+"\n\n"))
+		if !got.Failed || got.Kind != tt.kind || got.Code != tt.code {
+			t.Errorf("%v %s: failed %v kind %q code %q, want %q %q", tt.d, tt.event, got.Failed, got.Kind, got.Code, tt.kind, tt.code)
+		}
+	}
+}
+
+func TestStreamGeminiArrayOversizeElement(t *testing.T) {
+	big := `{"candidates":[{"content":{"parts":[{"inlineData":{"data":"` + strings.Repeat("A", maxEventBytes) + `"}}]}}],"usageMetadata":{"promptTokenCount":1}}`
+	small := `{"usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3}}`
+	in := "[" + big + "," + small + "]"
+	for _, cut := range []int{1, 100, len(big) / 2, len(big)} {
+		got := run(DialectGemini, false, []byte(in[:cut]), []byte(in[cut:]))
+		if got.Forwarded != in || got.Usage != (Usage{InputTokens: 2, OutputTokens: 3}) {
+			t.Errorf("cut %d: usage %+v, forwarded intact %v", cut, got.Usage, got.Forwarded == in)
+		}
+	}
+}
