@@ -156,6 +156,17 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 		p.Workload.BodyBytes, p.Workload.MaxTokens, p.Workload.Model)
 	f("- Fixed rate: %.0f req/s open loop, latency from each request's scheduled send to the end of its body; per path and mode %s warm-up, then %s (%d requests); %d repetitions, path order shuffled in each; medians over repetitions.\n",
 		p.Rate, p.Warmup, p.Window, int(p.Rate*p.Window.Seconds()), p.Reps)
+	var other []float64
+	discarded := 0
+	for _, w := range rep.Windows {
+		other = append(other, w.OtherVCPU())
+		discarded += w.Discarded
+	}
+	f("- Other processes on the machine used %.2f vCPU (median; max %.2f) during the measured windows", Median(other), slices.Max(append(other, 0)))
+	if p.MaxOtherVCPU > 0 {
+		f("; windows where they used more than %.2f vCPU were measured again (up to %d times): %d discarded", p.MaxOtherVCPU, p.Retries, discarded)
+	}
+	f(".\n")
 	f("- Limiter /metrics scraped every %s during the run (%d scrapes, %d failed).\n\n", p.ScrapeEvery, rep.Scrapes, rep.ScrapeErrs)
 
 	for _, mode := range p.Modes {
@@ -188,14 +199,14 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 	for _, mode := range p.Modes {
 		f(", %s", mode)
 	}
-	f(" | VmRSS | VmHWM | VmHWM after closed loop |\n|---|---:|---:|---:|---:|\n")
+	f(" | VmRSS idle at start | VmRSS | VmHWM | VmHWM after closed loop |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, proc := range []string{ProcPlain, ProcLimiter} {
 		f("| %s |", proc)
 		var parts []string
 		for _, mode := range p.Modes {
 			parts = append(parts, fmt.Sprintf("%.3f", s.CPU1k[mode][proc]))
 		}
-		f(" %s | %s | %s | %s |\n", strings.Join(parts, " / "), mb(rep.MemAfterRun[proc].RSS), mb(rep.MemAfterRun[proc].HWM), mb(rep.MemAfterAll[proc].HWM))
+		f(" %s | %s | %s | %s | %s |\n", strings.Join(parts, " / "), mb(rep.MemAtStart[proc].RSS), mb(rep.MemAfterRun[proc].RSS), mb(rep.MemAfterRun[proc].HWM), mb(rep.MemAfterAll[proc].HWM))
 	}
 	f("| **limiter / plain** |")
 	var parts []string
@@ -207,7 +218,7 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 	for _, mode := range p.Modes {
 		okCPU = okCPU && s.CPU1k[mode][ProcLimiter] <= TargetCPURatio*s.CPU1k[mode][ProcPlain]
 	}
-	f(" %s (target ≤ %.2fx: %s) | %.2fx | %.2fx (limiter < 30 MB: %s) | |\n", strings.Join(parts, " / "), TargetCPURatio, metStr(okCPU),
+	f(" %s (target ≤ %.2fx: %s) | | %.2fx | %.2fx (limiter < 30 MB: %s) | |\n", strings.Join(parts, " / "), TargetCPURatio, metStr(okCPU),
 		float64(rep.MemAfterRun[ProcLimiter].RSS)/float64(rep.MemAfterRun[ProcPlain].RSS),
 		float64(rep.MemAfterRun[ProcLimiter].HWM)/float64(rep.MemAfterRun[ProcPlain].HWM),
 		metStr(rep.MemAfterAll[ProcLimiter].HWM < TargetRSSBytes))
@@ -216,13 +227,13 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 	for _, mode := range p.Modes {
 		parts = append(parts, fmt.Sprintf("%.3f", s.CPU1k[mode][ProcSimulator]))
 	}
-	f(" %s | %s | %s | %s |\n", strings.Join(parts, " / "), mb(rep.MemAfterRun[ProcSimulator].RSS), mb(rep.MemAfterRun[ProcSimulator].HWM), mb(rep.MemAfterAll[ProcSimulator].HWM))
+	f(" %s | %s | %s | %s | %s |\n", strings.Join(parts, " / "), mb(rep.MemAtStart[ProcSimulator].RSS), mb(rep.MemAfterRun[ProcSimulator].RSS), mb(rep.MemAfterRun[ProcSimulator].HWM), mb(rep.MemAfterAll[ProcSimulator].HWM))
 	f("| load generator (all windows) |")
 	parts = parts[:0]
 	for _, mode := range p.Modes {
 		parts = append(parts, fmt.Sprintf("%.3f", s.CPU1k[mode][ProcLoadgen]))
 	}
-	f(" %s | %s | %s | %s |\n\n", strings.Join(parts, " / "), mb(rep.MemAfterRun[ProcLoadgen].RSS), mb(rep.MemAfterRun[ProcLoadgen].HWM), mb(rep.MemAfterAll[ProcLoadgen].HWM))
+	f(" %s | %s | %s | %s | %s |\n\n", strings.Join(parts, " / "), mb(rep.MemAtStart[ProcLoadgen].RSS), mb(rep.MemAfterRun[ProcLoadgen].RSS), mb(rep.MemAfterRun[ProcLoadgen].HWM), mb(rep.MemAfterAll[ProcLoadgen].HWM))
 
 	if len(rep.Tput) > 0 {
 		f("### Closed-loop throughput, non-streaming\n\n")
@@ -255,12 +266,12 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 	}
 
 	f("<details><summary>Every measured window</summary>\n\n")
-	f("| rep | mode | order | path | req/s | p50 | p90 | p99 | max | failed | its process vCPU/1k | loadgen vCPU/1k | other work vCPU | load 1m |\n")
-	f("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	f("| rep | mode | order | path | req/s | p50 | p90 | p99 | max | failed | its process vCPU/1k | loadgen vCPU/1k | other processes vCPU | load 1m | discarded |\n")
+	f("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, w := range rep.Windows {
-		f("| %d | %s | %d | %s | %.0f | %s | %s | %s | %s | %d | %.3f (%s) | %.3f | %.2f | %.2f |\n", w.Rep, w.Mode, w.Order, w.Path, w.Rate(),
+		f("| %d | %s | %d | %s | %.0f | %s | %s | %s | %s | %d | %.3f (%s) | %.3f | %.2f | %.2f | %d |\n", w.Rep, w.Mode, w.Order, w.Path, w.Rate(),
 			ms(w.Summary.P50), ms(w.Summary.P90), ms(w.Summary.P99), ms(w.Summary.Max), w.Failed,
-			w.VCPUPer1k(procOf(w.Path)), procOf(w.Path), w.VCPUPer1k(ProcLoadgen), w.OtherCPU.Seconds()/w.Wall.Seconds(), w.Load[0])
+			w.VCPUPer1k(procOf(w.Path)), procOf(w.Path), w.VCPUPer1k(ProcLoadgen), w.OtherVCPU(), w.Load[0], w.Discarded)
 	}
 	if len(rep.Tput) > 0 {
 		f("\n| rep | clients | path | req/s | p50 | p99 | max | failed | its process vCPU | loadgen vCPU |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")

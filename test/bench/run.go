@@ -41,6 +41,11 @@ type Plan struct {
 	// SaneP99 is the highest p99 at which a closed-loop rate still counts as the
 	// path's throughput.
 	SaneP99 time.Duration
+	// MaxOtherVCPU, when > 0, discards a fixed-rate window during which other
+	// processes on the machine used more than this many cores, and measures it
+	// again, up to Retries times; the last attempt is kept either way.
+	MaxOtherVCPU float64
+	Retries      int
 	// Seed shuffles the order of paths in each block.
 	Seed uint64
 	// ScrapeEvery scrapes the limiter's /metrics throughout, as Prometheus would;
@@ -66,6 +71,16 @@ type Window struct {
 	// Mem is each process's memory at the window's end.
 	Mem  map[string]ProcSample
 	Load [3]float64 // at the window's start
+	// Discarded counts earlier attempts at this window thrown away for other work.
+	Discarded int
+}
+
+// OtherVCPU is the cores other processes used during the window.
+func (w Window) OtherVCPU() float64 {
+	if w.Wall <= 0 {
+		return 0
+	}
+	return w.OtherCPU.Seconds() / w.Wall.Seconds()
 }
 
 // VCPU is a process's CPU use within the window in cores.
@@ -105,6 +120,7 @@ type Report struct {
 	LoadAfter   [3]float64
 	Windows     []Window
 	Tput        []TputPoint
+	MemAtStart  map[string]ProcSample // before any traffic
 	MemAfterRun map[string]ProcSample // after the fixed-rate phase
 	MemAfterAll map[string]ProcSample // after the closed-loop phase too
 	Scrapes     int
@@ -119,6 +135,10 @@ func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) 
 		ProcSimulator: st.Sim.Pid(), ProcPlain: st.Plain.Pid(), ProcLimiter: st.Limiter.Pid(), ProcLoadgen: os.Getpid(),
 	}
 	targets := st.Targets()
+	var err error
+	if rep.MemAtStart, _, err = sample(pids); err != nil {
+		return rep, err
+	}
 
 	stopScrape := make(chan struct{})
 	scraped := make(chan [2]int, 1)
@@ -170,35 +190,21 @@ func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) 
 						return rep, fmt.Errorf("warm-up %s %s: %w", path, mode, err)
 					}
 				}
-				win := Window{Rep: r + 1, Mode: mode, Path: path, Order: oi + 1}
-				win.Load, _ = LoadAvg()
-				before, mBefore, err := sample(pids)
-				if err != nil {
-					return rep, err
+				var win Window
+				for attempt := 0; ; attempt++ {
+					if win, err = measureWindow(ctx, c, t, w, plan, n, pids); err != nil {
+						return rep, fmt.Errorf("window %s %s: %w", path, mode, err)
+					}
+					win.Rep, win.Mode, win.Path, win.Order, win.Discarded = r+1, mode, path, oi+1, attempt
+					if plan.MaxOtherVCPU <= 0 || win.OtherVCPU() <= plan.MaxOtherVCPU || attempt >= plan.Retries {
+						break
+					}
+					progress(plan.Progress, "rep %d %-13s %-7s  discarded: other processes used %.2f vCPU", r+1, mode, path, win.OtherVCPU())
 				}
-				res, err := c.OpenLoop(ctx, t, w, plan.Rate, n, plan.MaxInFlight)
-				if err != nil {
-					return rep, fmt.Errorf("window %s %s: %w", path, mode, err)
-				}
-				after, mAfter, err := sample(pids)
-				if err != nil {
-					return rep, err
-				}
-				win.Result, win.Summary = res, Summarize(res.Latencies)
-				win.Latencies = nil // summarised; the raw samples are not kept
-				win.Wall = after[ProcLoadgen].At.Sub(before[ProcLoadgen].At)
-				win.CPU, win.Mem = map[string]time.Duration{}, after
-				var ours time.Duration
-				for name := range pids {
-					d := after[name].CPU - before[name].CPU
-					win.CPU[name] = d
-					ours += d
-				}
-				win.OtherCPU = max(0, mAfter-mBefore-ours)
 				rep.Windows = append(rep.Windows, win)
 				progress(plan.Progress, "rep %d %-13s %-7s  %6.0f req/s  p50 %-9s p99 %-9s max %-9s failed %d  %s %.3f vCPU/1k  other %.2f vCPU  load %.2f",
 					win.Rep, mode, path, win.Rate(), round(win.Summary.P50), round(win.Summary.P99), round(win.Summary.Max), win.Failed,
-					procOf(path), win.VCPUPer1k(procOf(path)), win.OtherCPU.Seconds()/win.Wall.Seconds(), win.Load[0])
+					procOf(path), win.VCPUPer1k(procOf(path)), win.OtherVCPU(), win.Load[0])
 			}
 		}
 	}
@@ -250,6 +256,36 @@ func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) 
 	rep.Finished = time.Now()
 	rep.LoadAfter, _ = LoadAvg()
 	return rep, nil
+}
+
+// measureWindow sends n requests at plan.Rate and samples every process around them.
+func measureWindow(ctx context.Context, c *Client, t Target, w Workload, plan Plan, n int, pids map[string]int) (Window, error) {
+	var win Window
+	win.Load, _ = LoadAvg()
+	before, mBefore, err := sample(pids)
+	if err != nil {
+		return win, err
+	}
+	res, err := c.OpenLoop(ctx, t, w, plan.Rate, n, plan.MaxInFlight)
+	if err != nil {
+		return win, err
+	}
+	after, mAfter, err := sample(pids)
+	if err != nil {
+		return win, err
+	}
+	win.Result, win.Summary = res, Summarize(res.Latencies)
+	win.Latencies = nil // summarised; the raw samples are not kept
+	win.Wall = after[ProcLoadgen].At.Sub(before[ProcLoadgen].At)
+	win.CPU, win.Mem = map[string]time.Duration{}, after
+	var ours time.Duration
+	for name := range pids {
+		d := after[name].CPU - before[name].CPU
+		win.CPU[name] = d
+		ours += d
+	}
+	win.OtherCPU = max(0, mAfter-mBefore-ours)
+	return win, nil
 }
 
 // procOf is the process whose cost a path measures: the proxy, or for the direct

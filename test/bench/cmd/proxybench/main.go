@@ -51,6 +51,8 @@ func run() error {
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the path-order shuffles")
 	maxLoad := flag.Float64("max-load", 0, "if > 0, wait (up to -max-load-wait) until the 1-minute load average is below this before starting")
 	maxLoadWait := flag.Duration("max-load-wait", 15*time.Minute, "longest wait for -max-load")
+	maxOther := flag.Float64("max-other-vcpu", 0.3, "measure a fixed-rate window again when other processes used more than this many cores during it; 0 disables")
+	retries := flag.Int("retries", 2, "most re-measurements of one window for -max-other-vcpu")
 	out := flag.String("out", "", "also write the Markdown report to this file")
 	verbose := flag.Bool("v", false, "copy the processes' logs to stderr")
 	flag.Parse()
@@ -97,20 +99,22 @@ func run() error {
 	defer st.Close()
 
 	plan := bench.Plan{
-		Workload:    bench.Workload{Model: model, APIKey: apiKey, BodyBytes: *bodyBytes, MaxTokens: *maxTokens},
-		Rate:        *rate,
-		Warmup:      *warmup,
-		Window:      *window,
-		Reps:        *reps,
-		Modes:       modeList,
-		MaxInFlight: *maxInFlight,
-		Concurrency: levels,
-		TputWarmup:  *tputWarmup,
-		TputWindow:  *tputWindow,
-		SaneP99:     *saneP99,
-		Seed:        *seed,
-		ScrapeEvery: *scrape,
-		Progress:    os.Stderr,
+		Workload:     bench.Workload{Model: model, APIKey: apiKey, BodyBytes: *bodyBytes, MaxTokens: *maxTokens},
+		Rate:         *rate,
+		Warmup:       *warmup,
+		Window:       *window,
+		Reps:         *reps,
+		Modes:        modeList,
+		MaxInFlight:  *maxInFlight,
+		Concurrency:  levels,
+		TputWarmup:   *tputWarmup,
+		TputWindow:   *tputWindow,
+		SaneP99:      *saneP99,
+		Seed:         *seed,
+		MaxOtherVCPU: *maxOther,
+		Retries:      *retries,
+		ScrapeEvery:  *scrape,
+		Progress:     os.Stderr,
 	}
 	client := bench.NewClient(*maxInFlight)
 	rep, err := bench.Run(ctx, st, client, plan)
