@@ -1,0 +1,294 @@
+package control
+
+import (
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/aiquota/aiquota/internal/naming"
+)
+
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+
+// Extra keys the API server puts on a pod-bound service-account token's user.
+const (
+	extraPodName = "authentication.kubernetes.io/pod-name"
+	extraPodUID  = "authentication.kubernetes.io/pod-uid"
+	saPrefix     = "system:serviceaccount:"
+)
+
+// Identity is who a verified token belongs to: a service account and the pod the
+// token is bound to.
+type Identity struct {
+	Namespace      string
+	ServiceAccount string
+	PodName        string
+	PodUID         string
+}
+
+// Authenticator turns a bearer token into the pod identity it proves.
+type Authenticator interface {
+	// Authenticate returns ErrUnauthenticated (wrapped) for a token that proves
+	// nothing, ErrNotPodBound for a valid token of no pod, and any other error when
+	// the token could not be checked (the caller should retry).
+	Authenticate(ctx context.Context, token string) (Identity, error)
+}
+
+// Authentication failures.
+var (
+	ErrUnauthenticated = errors.New("the token is not valid for the control channel")
+	ErrNotPodBound     = errors.New("the token is not a service-account token bound to a pod")
+)
+
+// TokenReviewer checks tokens with the API server's TokenReview, for the control
+// channel's audience, and caches what it learns.
+//
+// The cache is keyed by the SHA-256 of the token, never the token; it is bounded
+// (least recently used entries go first) and an entry lives at most TTL and never
+// past the token's own expiry, so a revoked or deleted pod's token is refused again
+// within TTL. Refusals are cached for a few seconds, so a caller retrying a bad
+// token does not turn into a TokenReview per request. Concurrent checks of one
+// token share one review, and at most MaxInFlight reviews run at once, so a fleet
+// of sidecars reconnecting together queues instead of flooding the API server.
+type TokenReviewer struct {
+	client      client.Client
+	audience    string
+	ttl         time.Duration
+	negativeTTL time.Duration
+	now         func() time.Time
+	sem         chan struct{}
+	onReview    func(result string)
+
+	mu       sync.Mutex
+	entries  map[[32]byte]*list.Element
+	order    *list.List // front = most recently used
+	maxSize  int
+	inflight map[[32]byte]*pendingReview
+}
+
+type cacheEntry struct {
+	key     [32]byte
+	id      Identity
+	err     error
+	expires time.Time
+}
+
+type pendingReview struct {
+	done chan struct{}
+	id   Identity
+	err  error
+}
+
+// TokenReviewerOptions configure a TokenReviewer; zero values take the defaults.
+type TokenReviewerOptions struct {
+	// Audience defaults to naming.TokenAudience.
+	Audience string
+	// TTL of a successful review, default one minute (tokens live at least ten).
+	TTL time.Duration
+	// NegativeTTL of a refusal, default five seconds.
+	NegativeTTL time.Duration
+	// MaxEntries bounds the cache, default 20000.
+	MaxEntries int
+	// MaxInFlight bounds concurrent TokenReviews, default 16.
+	MaxInFlight int
+	// Now is the clock, default time.Now.
+	Now func() time.Time
+	// OnReview is told the result of each TokenReview call ("authenticated",
+	// "refused", "error"), for metrics.
+	OnReview func(result string)
+}
+
+// NewTokenReviewer returns a reviewer that creates TokenReviews with c.
+func NewTokenReviewer(c client.Client, o TokenReviewerOptions) *TokenReviewer {
+	if o.Audience == "" {
+		o.Audience = naming.TokenAudience
+	}
+	if o.TTL <= 0 {
+		o.TTL = time.Minute
+	}
+	if o.NegativeTTL <= 0 {
+		o.NegativeTTL = 5 * time.Second
+	}
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = 20000
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 16
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.OnReview == nil {
+		o.OnReview = func(string) {}
+	}
+	return &TokenReviewer{
+		client: c, audience: o.Audience, ttl: o.TTL, negativeTTL: o.NegativeTTL, now: o.Now,
+		sem: make(chan struct{}, o.MaxInFlight), onReview: o.OnReview,
+		entries: map[[32]byte]*list.Element{}, order: list.New(), maxSize: o.MaxEntries,
+		inflight: map[[32]byte]*pendingReview{},
+	}
+}
+
+// Authenticate implements Authenticator.
+func (t *TokenReviewer) Authenticate(ctx context.Context, token string) (Identity, error) {
+	key := sha256.Sum256([]byte(token))
+	now := t.now()
+	t.mu.Lock()
+	if el, ok := t.entries[key]; ok {
+		e := el.Value.(*cacheEntry)
+		if now.Before(e.expires) {
+			t.order.MoveToFront(el)
+			t.mu.Unlock()
+			return e.id, e.err
+		}
+		t.order.Remove(el)
+		delete(t.entries, key)
+	}
+	if p, ok := t.inflight[key]; ok {
+		t.mu.Unlock()
+		select {
+		case <-p.done:
+			return p.id, p.err
+		case <-ctx.Done():
+			return Identity{}, fmt.Errorf("wait for the token review: %w", ctx.Err())
+		}
+	}
+	p := &pendingReview{done: make(chan struct{})}
+	t.inflight[key] = p
+	t.mu.Unlock()
+
+	p.id, p.err = t.review(ctx, token)
+
+	t.mu.Lock()
+	delete(t.inflight, key)
+	if ttl := t.ttlFor(token, p.err, now); ttl > 0 {
+		t.storeLocked(&cacheEntry{key: key, id: p.id, err: p.err, expires: now.Add(ttl)})
+	}
+	t.mu.Unlock()
+	close(p.done)
+	return p.id, p.err
+}
+
+// ttlFor is how long a result may be cached: a refusal briefly, an identity until
+// TTL or shortly before the token expires, and a failed check not at all.
+func (t *TokenReviewer) ttlFor(token string, err error, now time.Time) time.Duration {
+	switch {
+	case errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrNotPodBound):
+		return t.negativeTTL
+	case err != nil:
+		return 0
+	}
+	ttl := t.ttl
+	if exp, ok := tokenExpiry(token); ok {
+		// A reviewed token's claims are trustworthy; stop trusting it a little early.
+		ttl = min(ttl, exp.Sub(now)-5*time.Second)
+	}
+	return ttl
+}
+
+func (t *TokenReviewer) storeLocked(e *cacheEntry) {
+	if el, ok := t.entries[e.key]; ok {
+		el.Value = e
+		t.order.MoveToFront(el)
+		return
+	}
+	for t.order.Len() >= t.maxSize {
+		last := t.order.Back()
+		t.order.Remove(last)
+		delete(t.entries, last.Value.(*cacheEntry).key)
+	}
+	t.entries[e.key] = t.order.PushFront(e)
+}
+
+// Len is the number of cached results.
+func (t *TokenReviewer) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.order.Len()
+}
+
+func (t *TokenReviewer) review(ctx context.Context, token string) (Identity, error) {
+	select {
+	case t.sem <- struct{}{}:
+		defer func() { <-t.sem }()
+	case <-ctx.Done():
+		return Identity{}, fmt.Errorf("wait to review the token: %w", ctx.Err())
+	}
+	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{t.audience}}}
+	if err := t.client.Create(ctx, tr); err != nil {
+		t.onReview("error")
+		// The error names the API call, never the token.
+		return Identity{}, fmt.Errorf("create TokenReview: %w", err)
+	}
+	id, err := identityOf(tr.Status, t.audience)
+	if err != nil {
+		t.onReview("refused")
+	} else {
+		t.onReview("authenticated")
+	}
+	return id, err
+}
+
+// identityOf reads a TokenReview's verdict: authenticated for our audience, a
+// service account, bound to a pod.
+func identityOf(st authenticationv1.TokenReviewStatus, audience string) (Identity, error) {
+	if !st.Authenticated {
+		if st.Error != "" {
+			return Identity{}, fmt.Errorf("%w: %s", ErrUnauthenticated, st.Error)
+		}
+		return Identity{}, ErrUnauthenticated
+	}
+	audOK := false
+	for _, a := range st.Audiences {
+		if a == audience {
+			audOK = true
+		}
+	}
+	if !audOK {
+		return Identity{}, fmt.Errorf("%w: the token is not for audience %s", ErrUnauthenticated, audience)
+	}
+	rest, ok := strings.CutPrefix(st.User.Username, saPrefix)
+	ns, sa, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 || ns == "" || sa == "" {
+		return Identity{}, fmt.Errorf("%w: it belongs to %q", ErrNotPodBound, st.User.Username)
+	}
+	name, uid := st.User.Extra[extraPodName], st.User.Extra[extraPodUID]
+	if len(name) != 1 || len(uid) != 1 || name[0] == "" || uid[0] == "" {
+		return Identity{}, fmt.Errorf("%w: service account %s/%s, no pod", ErrNotPodBound, ns, sa)
+	}
+	return Identity{Namespace: ns, ServiceAccount: sa, PodName: name[0], PodUID: uid[0]}, nil
+}
+
+// tokenExpiry reads the exp claim of a JWT without verifying it (the caller has had
+// the token verified). ok is false for anything that is not a JWT with an exp.
+func tokenExpiry(token string) (time.Time, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || len(parts[1]) > 16<<10 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp *json.Number `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Exp == nil {
+		return time.Time{}, false
+	}
+	exp, err := claims.Exp.Int64()
+	if err != nil || exp <= 0 || exp > 1<<40 {
+		return time.Time{}, false
+	}
+	return time.Unix(exp, 0), true
+}

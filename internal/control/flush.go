@@ -1,0 +1,304 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/report"
+)
+
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas;fallbackchains;circuitpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas/status;fallbackchains/status;circuitpolicies/status,verbs=get;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get
+
+// DefaultStatusWriteInterval is the least time between two status writes of one resource.
+const DefaultStatusWriteInterval = 10 * time.Second
+
+// StatusWriter writes the aggregator's view into the resources' status: each
+// resource at most once per Interval, only when one of the aggregator's fields
+// changed, with a JSON merge patch of those fields alone (the reconcilers own the
+// rest of the status). It runs on the leader only.
+type StatusWriter struct {
+	// Client reads the resources (from the manager's cache) and patches status.
+	Client client.Client
+	// Pods reads pod metadata, uncached, to forget sidecars whose pod is gone.
+	Pods       client.Reader
+	Aggregator *Aggregator
+	Metrics    *Metrics
+	Log        logr.Logger
+	// Interval is the least time between writes of one resource.
+	Interval time.Duration
+	// Workers is how many patches run at once.
+	Workers int
+	// Now is the clock (the aggregator's).
+	Now func() time.Time
+
+	mu        sync.Mutex
+	lastWrite map[resourceKey]time.Time
+}
+
+// FlushResult counts one pass.
+type FlushResult struct {
+	Evaluated, Written, Failed, Expired int
+}
+
+// NeedLeaderElection: one authoritative writer (and, later, allocator).
+func (w *StatusWriter) NeedLeaderElection() bool { return true }
+
+// tick is how often due resources are looked at: often enough that a write is late
+// by a small fraction of Interval.
+func (w *StatusWriter) tick() time.Duration {
+	return min(time.Second, max(100*time.Millisecond, w.Interval/10))
+}
+
+// Start flushes until ctx ends; it begins the aggregator's term.
+func (w *StatusWriter) Start(ctx context.Context) error {
+	w.Aggregator.Begin()
+	t := time.NewTicker(w.tick())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			w.Flush(ctx)
+		}
+	}
+}
+
+// Flush evaluates every due resource once.
+func (w *StatusWriter) Flush(ctx context.Context) FlushResult {
+	start := time.Now()
+	var res FlushResult
+	res.Expired = w.Aggregator.Expire()
+	w.forgetGonePods(ctx)
+	keys := w.Aggregator.Due()
+	if w.Metrics != nil {
+		w.Metrics.activeSidecars.Set(float64(w.Aggregator.ActiveSidecars()))
+	}
+	workers := max(1, w.Workers)
+	jobs := make(chan resourceKey)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range jobs {
+				written, err := w.flushOne(ctx, k)
+				mu.Lock()
+				res.Evaluated++
+				switch {
+				case err != nil:
+					res.Failed++
+					w.Aggregator.MarkDirty(k)
+					w.Log.Error(err, "status write failed; retrying on the next flush", "kind", k.Kind, "namespace", k.Namespace, "name", k.Name)
+				case written:
+					res.Written++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, k := range keys {
+		jobs <- k
+	}
+	close(jobs)
+	wg.Wait()
+	if w.Metrics != nil {
+		w.Metrics.flushDuration.Observe(time.Since(start).Seconds())
+	}
+	return res
+}
+
+// due reports whether k may be written now.
+func (w *StatusWriter) due(k resourceKey, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	last, ok := w.lastWrite[k]
+	return !ok || now.Sub(last) >= w.Interval
+}
+
+func (w *StatusWriter) wrote(k resourceKey, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lastWrite == nil {
+		w.lastWrite = map[resourceKey]time.Time{}
+	}
+	w.lastWrite[k] = now
+}
+
+func (w *StatusWriter) forget(k resourceKey) {
+	w.mu.Lock()
+	delete(w.lastWrite, k)
+	w.mu.Unlock()
+	w.Aggregator.ForgetResource(k)
+}
+
+// flushOne evaluates one resource: metrics always, status when due and changed.
+func (w *StatusWriter) flushOne(ctx context.Context, k resourceKey) (bool, error) {
+	now := w.Now()
+	due := w.due(k, now)
+	key := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+	switch k.Kind {
+	case kindQuota:
+		var obj quotav1alpha1.ProviderQuota
+		if err := w.Client.Get(ctx, key, &obj); err != nil {
+			return w.missing(k, err)
+		}
+		v := w.Aggregator.quotaView(k, &obj.Status)
+		if w.Metrics != nil {
+			w.Metrics.observeQuota(k, &v)
+		}
+		cur := ownedQuota(&obj.Status)
+		if equality.Semantic.DeepEqual(cur, v.status) {
+			return false, nil
+		}
+		if !due {
+			w.Aggregator.MarkDirty(k)
+			return false, nil
+		}
+		orig := obj.DeepCopy()
+		st := &obj.Status
+		st.Utilization, st.Models, st.TokensToday, st.RequestsToday = v.status.Utilization, v.status.Models, v.status.TokensToday, v.status.RequestsToday
+		st.Day, st.ActiveSidecars, st.LearnedLimits = v.status.Day, v.status.ActiveSidecars, v.status.LearnedLimits
+		st.LastUpdated = ptrTime(metaTime(now))
+		return w.patch(ctx, k, &obj, orig, now)
+	case kindChain:
+		var obj quotav1alpha1.FallbackChain
+		if err := w.Client.Get(ctx, key, &obj); err != nil {
+			return w.missing(k, err)
+		}
+		v := w.Aggregator.chainView(k, &obj.Status)
+		if w.Metrics != nil {
+			w.Metrics.observeChain(k, &v)
+		}
+		cur := chainOwned{ActiveEntry: obj.Status.ActiveEntry, ActiveModel: obj.Status.ActiveModel, Failovers: obj.Status.Failovers, LastFailover: obj.Status.LastFailover}
+		if equality.Semantic.DeepEqual(cur, v.status) {
+			return false, nil
+		}
+		if !due {
+			w.Aggregator.MarkDirty(k)
+			return false, nil
+		}
+		orig := obj.DeepCopy()
+		st := &obj.Status
+		st.ActiveEntry, st.ActiveModel, st.Failovers, st.LastFailover = v.status.ActiveEntry, v.status.ActiveModel, v.status.Failovers, v.status.LastFailover
+		st.LastUpdated = ptrTime(metaTime(now))
+		return w.patch(ctx, k, &obj, orig, now)
+	case kindPolicy:
+		var obj quotav1alpha1.CircuitPolicy
+		if err := w.Client.Get(ctx, key, &obj); err != nil {
+			return w.missing(k, err)
+		}
+		v := w.Aggregator.policyView(k)
+		if w.Metrics != nil {
+			w.Metrics.observePolicy(k, &v)
+		}
+		cur := policyOwned{Breakers: obj.Status.Breakers, OpenBreakers: obj.Status.OpenBreakers}
+		if equality.Semantic.DeepEqual(cur, v) {
+			return false, nil
+		}
+		if !due {
+			w.Aggregator.MarkDirty(k)
+			return false, nil
+		}
+		orig := obj.DeepCopy()
+		obj.Status.Breakers, obj.Status.OpenBreakers = v.Breakers, v.OpenBreakers
+		obj.Status.LastUpdated = ptrTime(metaTime(now))
+		return w.patch(ctx, k, &obj, orig, now)
+	}
+	return false, fmt.Errorf("unknown resource kind %q", k.Kind)
+}
+
+func ownedQuota(st *quotav1alpha1.ProviderQuotaStatus) quotaOwned {
+	return quotaOwned{
+		Utilization: st.Utilization, Models: st.Models, TokensToday: st.TokensToday, RequestsToday: st.RequestsToday,
+		Day: st.Day, ActiveSidecars: st.ActiveSidecars, LearnedLimits: st.LearnedLimits,
+	}
+}
+
+// missing handles a resource that could not be read: one that does not exist (a
+// report may name anything in its namespace) is forgotten; others are retried.
+func (w *StatusWriter) missing(k resourceKey, err error) (bool, error) {
+	if apierrors.IsNotFound(err) {
+		w.forget(k)
+		if w.Metrics != nil {
+			switch k.Kind {
+			case kindQuota:
+				w.Metrics.observeQuota(k, nil)
+			case kindChain:
+				w.Metrics.observeChain(k, nil)
+			case kindPolicy:
+				w.Metrics.observePolicy(k, nil)
+			}
+		}
+		return false, nil
+	}
+	return false, fmt.Errorf("read %s %s/%s: %w", k.Kind, k.Namespace, k.Name, err)
+}
+
+// patch sends a JSON merge patch from orig to obj: only the fields this writer
+// changed, with no resourceVersion precondition, so it never conflicts with the
+// reconcilers' writes of their own fields.
+func (w *StatusWriter) patch(ctx context.Context, k resourceKey, obj, orig client.Object, now time.Time) (bool, error) {
+	start := time.Now()
+	err := w.Client.Status().Patch(ctx, obj, client.MergeFrom(orig))
+	if w.Metrics != nil {
+		w.Metrics.writeDuration.Observe(time.Since(start).Seconds())
+		result := "success"
+		if err != nil {
+			result = "error"
+		}
+		w.Metrics.statusWrites.WithLabelValues(k.Kind, result).Inc()
+	}
+	if apierrors.IsNotFound(err) {
+		return w.missing(k, err)
+	}
+	if err != nil {
+		return false, fmt.Errorf("patch the status of %s %s/%s: %w", k.Kind, k.Namespace, k.Name, err)
+	}
+	w.wrote(k, now)
+	return true, nil
+}
+
+func ptrTime(t metav1.Time) *metav1.Time { return &t }
+
+// maxPodChecks bounds pod lookups per flush.
+const maxPodChecks = 50
+
+// forgetGonePods looks up the pods of sidecars that missed a report and forgets
+// those whose pod no longer exists (or is another pod of the same name now), so a
+// crashed pod leaves the status before its sidecar would expire.
+func (w *StatusWriter) forgetGonePods(ctx context.Context) {
+	if w.Pods == nil {
+		return
+	}
+	for _, p := range w.Aggregator.Silent(maxPodChecks) {
+		var pod metav1.PartialObjectMetadata
+		pod.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+		err := w.Pods.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: p.Name}, &pod)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			w.Log.V(1).Info("pod lookup failed; the sidecar expires on its own", "namespace", p.Namespace, "pod", p.Name, "error", err.Error())
+			continue
+		case string(pod.UID) == p.UID && pod.DeletionTimestamp == nil:
+			continue
+		}
+		if w.Aggregator.Forget(report.Pod{Namespace: p.Namespace, Name: p.Name, UID: p.UID}) {
+			w.Log.V(1).Info("forgot the sidecar of a pod that is gone", "namespace", p.Namespace, "pod", p.Name)
+		}
+	}
+}

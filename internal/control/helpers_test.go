@@ -1,0 +1,408 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/testenv"
+)
+
+var (
+	env       *testenv.Env
+	clientset *kubernetes.Clientset
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	clientset, err = kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = env.Stop()
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+// testCerts is a CA and a serving certificate for 127.0.0.1 and localhost.
+type testCerts struct {
+	dir   string // tls.crt, tls.key
+	caPEM []byte
+	pool  *x509.CertPool
+}
+
+func newTestCerts(t *testing.T) *testCerts {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "aiquota test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "aiquota-control"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testCerts{dir: t.TempDir(), caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
+	c.pool = x509.NewCertPool()
+	c.pool.AddCert(ca)
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(c.dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("tls.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	write("tls.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	write("ca.crt", c.caPEM)
+	return c
+}
+
+// logBuffer collects a logr sink's output, to check what the channel logs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) logger() logr.Logger {
+	return funcr.New(func(prefix, args string) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.buf.WriteString(prefix + " " + args + "\n")
+	}, funcr.Options{Verbosity: 1})
+}
+
+// channel is a running manager with the control channel and nothing else.
+type channel struct {
+	*Channel
+	url      string
+	client   *http.Client
+	registry *prometheus.Registry
+	logs     *logBuffer
+	stop     func()
+}
+
+func startChannel(t *testing.T, certs *testCerts, mutate func(*Options)) *channel {
+	t.Helper()
+	logs := &logBuffer{}
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 env.Client.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Logger:                 logs.logger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan net.Addr, 1)
+	reg := prometheus.NewRegistry()
+	o := DefaultOptions()
+	o.BindAddress = "127.0.0.1:0"
+	o.CertDir = certs.dir
+	o.StatusWriteInterval = time.Second
+	o.Registerer = reg
+	o.Ready = ready
+	if mutate != nil {
+		mutate(&o)
+	}
+	ch, err := SetupWithManager(mgr, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var addr net.Addr
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("manager stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the control channel did not start listening")
+	}
+	c := &channel{
+		Channel: ch, url: "https://" + addr.String() + report.Path, registry: reg, logs: logs,
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.pool}}},
+	}
+	var once sync.Once
+	c.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Error("manager did not stop")
+			}
+		})
+	}
+	t.Cleanup(c.stop)
+	return c
+}
+
+// post sends body with token (none when empty) and returns the status and the
+// decoded error body (zero when accepted).
+func (c *channel) post(t *testing.T, token string, body []byte, contentType string) (int, report.ErrorBody) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", c.url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var eb report.ErrorBody
+	if resp.StatusCode != http.StatusOK {
+		if err := json.Unmarshal(b, &eb); err != nil {
+			t.Fatalf("status %d with a body that is not an error JSON: %q", resp.StatusCode, b)
+		}
+		return resp.StatusCode, eb
+	}
+	var ack report.Response
+	if err := json.Unmarshal(b, &ack); err != nil || ack.SchemaVersion != report.SchemaVersion {
+		t.Fatalf("accepted with a body that is not a response: %q", b)
+	}
+	return resp.StatusCode, eb
+}
+
+func (c *channel) sendReport(t *testing.T, token string, r *report.Report) (int, report.ErrorBody) {
+	t.Helper()
+	b, err := report.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.post(t, token, b, report.ContentType)
+}
+
+// counterValue reads a counter or gauge with the given labels from the registry.
+func (c *channel) metric(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := c.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			if m.Counter != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "control-"}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+// newPod creates a ServiceAccount and a Pod using it (pending: no kubelet runs).
+func newPod(t *testing.T, ns, name string) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sa-" + name}}
+	if err := env.Client.Create(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: sa.Name,
+			Containers:         []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}},
+		},
+	}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
+// tokenFor requests a token for the pod's ServiceAccount with audience, bound to
+// boundTo (nil: not bound to any pod).
+func tokenFor(t *testing.T, pod *corev1.Pod, audience string, boundTo *corev1.Pod) string {
+	t.Helper()
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences: []string{audience}, ExpirationSeconds: ptr(int64(3600)),
+	}}
+	if boundTo != nil {
+		tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: boundTo.Name, UID: boundTo.UID}
+	}
+	out, err := clientset.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(context.Background(), pod.Spec.ServiceAccountName, tr, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("TokenRequest: %v", err)
+	}
+	return out.Status.Token
+}
+
+func podToken(t *testing.T, pod *corev1.Pod) string {
+	return tokenFor(t, pod, naming.TokenAudience, pod)
+}
+
+func createQuota(t *testing.T, ns, name string) {
+	t.Helper()
+	pq := &quotav1alpha1.ProviderQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: quotav1alpha1.ProviderQuotaSpec{
+			Provider:    quotav1alpha1.ProviderOpenAI,
+			Credentials: []quotav1alpha1.SecretKeyRef{{Name: "openai", Key: "api-key"}},
+			Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 100, TokensPerMinute: 10000},
+		},
+	}
+	if err := env.Client.Create(context.Background(), pq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func createChain(t *testing.T, ns, name string, entries ...quotav1alpha1.ChainEntry) {
+	t.Helper()
+	fc := &quotav1alpha1.FallbackChain{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: quotav1alpha1.FallbackChainSpec{Entries: entries}}
+	if err := env.Client.Create(context.Background(), fc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func createPolicy(t *testing.T, ns, name string) {
+	t.Helper()
+	cp := &quotav1alpha1.CircuitPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if err := env.Client.Create(context.Background(), cp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getQuota(t *testing.T, ns, name string) quotav1alpha1.ProviderQuota {
+	t.Helper()
+	var pq quotav1alpha1.ProviderQuota
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &pq); err != nil {
+		t.Fatal(err)
+	}
+	return pq
+}
+
+// eventually polls cond until it holds, with a deadline generous for a loaded
+// 2-core machine.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; last state: %s", what, state)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// podReport is a valid report from pod about the resource src, with one pool of
+// usage; boot is fresh unless bootAt says otherwise.
+func podReport(pod *corev1.Pod, src report.Config, seq uint64, bootID string, bootAt time.Time, requests, tokens int64) *report.Report {
+	now := time.Now().UTC()
+	return &report.Report{
+		SchemaVersion:  report.SchemaVersion,
+		Pod:            report.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)},
+		Boot:           report.Boot{ID: bootID, StartedAt: bootAt},
+		Seq:            seq,
+		SentAt:         now,
+		ReportInterval: report.Duration(time.Second),
+		Config:         src,
+		Pools: []report.Pool{{
+			Provider: "openai", Pool: "gpt-4o", Key: "openai/api-key", Throttle: 1,
+			Counters: report.Counters{Requests: requests, InputTokens: tokens},
+			Limits:   report.Limits{RequestsPerMinute: 100, TokensPerMinute: 10000},
+		}},
+	}
+}

@@ -1,0 +1,207 @@
+package control
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/aiquota/aiquota/internal/report"
+)
+
+// Handler serves the report endpoint: it authenticates the caller's pod-bound
+// service-account token, checks that the report is about that pod and its
+// namespace, and folds the report into the aggregator.
+//
+// Only the leader aggregates. Every replica serves the endpoint, and one that does
+// not lead answers 503 notLeader with Retry-After and closes the connection, so the
+// sidecar's retry opens a new connection, which the Service may route to the leader.
+// A report lost this way loses nothing: counters are cumulative.
+type Handler struct {
+	Aggregator    *Aggregator
+	Authenticator Authenticator
+	Metrics       *Metrics
+	Log           logr.Logger
+	// Leading is closed once this replica leads (mgr.Elected()).
+	Leading <-chan struct{}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code := h.serve(w, r)
+	if h.Metrics == nil {
+		return
+	}
+	if code == "" {
+		h.Metrics.reportsAccepted.Inc()
+		h.Metrics.ingestDuration.Observe(time.Since(start).Seconds())
+	} else {
+		h.Metrics.reportsRefused.WithLabelValues(code).Inc()
+	}
+}
+
+// serve handles one request and returns the refusal code, "" when accepted.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
+	if r.URL.Path != report.Path {
+		return refuse(w, http.StatusNotFound, report.CodeNotFound, fmt.Sprintf("the control channel serves POST %s only", report.Path))
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return refuse(w, http.StatusMethodNotAllowed, report.CodeMethod, fmt.Sprintf("%s %s: reports are POSTed", r.Method, report.Path))
+	}
+	select {
+	case <-h.Leading:
+	default:
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close")
+		return refuse(w, http.StatusServiceUnavailable, report.CodeNotLeader, "this manager replica does not lead; retry, the next connection may reach the leader")
+	}
+	token, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="aiquota-control"`)
+		return refuse(w, http.StatusUnauthorized, report.CodeUnauthenticated, "no bearer token: send the pod's projected service-account token for audience aiquota.dev/control")
+	}
+	id, err := h.Authenticator.Authenticate(r.Context(), token)
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="aiquota-control", error="invalid_token"`)
+		return refuse(w, http.StatusUnauthorized, report.CodeUnauthenticated, "the bearer token is not valid for audience aiquota.dev/control (expired, forged, or for another audience)")
+	case errors.Is(err, ErrNotPodBound):
+		return refuse(w, http.StatusForbidden, report.CodeForbidden, err.Error())
+	case err != nil:
+		h.Log.Error(err, "token check failed")
+		w.Header().Set("Retry-After", "5")
+		return refuse(w, http.StatusServiceUnavailable, report.CodeUnavailable, "the API server could not check the token; retry later")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != report.ContentType {
+			return refuse(w, http.StatusUnsupportedMediaType, report.CodeUnsupportedMedia, fmt.Sprintf("Content-Type is %q; reports are %s", truncateText(ct), report.ContentType))
+		}
+	}
+	if r.ContentLength > report.MaxReportBytes {
+		return refuse(w, http.StatusRequestEntityTooLarge, report.CodeTooLarge, fmt.Sprintf("the report is %d bytes; at most %d are accepted", r.ContentLength, report.MaxReportBytes))
+	}
+	rep, err := report.Read(http.MaxBytesReader(w, r.Body, report.MaxReportBytes+1))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, report.ErrTooLarge) || errors.As(err, &mbe):
+		return refuse(w, http.StatusRequestEntityTooLarge, report.CodeTooLarge, fmt.Sprintf("the report is more than the %d bytes accepted", report.MaxReportBytes))
+	case err != nil:
+		return refuse(w, http.StatusBadRequest, report.CodeMalformed, err.Error())
+	}
+	if code, msg := authorize(id, rep); code != "" {
+		return refuse(w, http.StatusForbidden, code, msg)
+	}
+	if err := h.Aggregator.Ingest(rep); err != nil {
+		if errors.Is(err, ErrStale) {
+			return refuse(w, http.StatusConflict, report.CodeStale, fmt.Sprintf("report %d of boot %s was already received", rep.Seq, rep.Boot.ID))
+		}
+		return refuse(w, http.StatusBadRequest, report.CodeMalformed, err.Error())
+	}
+	writeJSON(w, http.StatusOK, report.Response{SchemaVersion: report.SchemaVersion, Seq: rep.Seq})
+	return ""
+}
+
+// authorize checks that a report is about the token's own pod and namespace.
+func authorize(id Identity, r *report.Report) (code, msg string) {
+	if r.Pod.Namespace != id.Namespace || r.Pod.Name != id.PodName || r.Pod.UID != id.PodUID {
+		return report.CodePodMismatch, fmt.Sprintf("the report claims pod %s/%s (uid %s) but the token is bound to pod %s/%s (uid %s)",
+			truncateText(r.Pod.Namespace), truncateText(r.Pod.Name), truncateText(r.Pod.UID), id.Namespace, id.PodName, id.PodUID)
+	}
+	if r.Config.Namespace != id.Namespace {
+		return report.CodeNamespace, fmt.Sprintf("the report is about %s %s/%s; a pod may only report about resources in its own namespace %s",
+			r.Config.Kind, truncateText(r.Config.Namespace), truncateText(r.Config.Name), id.Namespace)
+	}
+	return "", ""
+}
+
+func bearer(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return token, true
+}
+
+func refuse(w http.ResponseWriter, status int, code, msg string) string {
+	writeJSON(w, status, report.ErrorBody{Error: report.ErrorDetail{Code: code, Message: msg}})
+	return code
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", report.ContentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func truncateText(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// Listener serves a Handler over TLS on an address; it is a manager Runnable that
+// runs on every replica.
+type Listener struct {
+	Address string
+	Handler http.Handler
+	// TLS must provide the serving certificate (GetCertificate or Certificates).
+	TLS *tls.Config
+	Log logr.Logger
+	// Ready, when not nil, receives the bound address once listening (tests use
+	// port 0).
+	Ready chan<- net.Addr
+}
+
+// NeedLeaderElection is false: followers answer notLeader rather than refusing
+// connections, so sidecars get a clear answer.
+func (l *Listener) NeedLeaderElection() bool { return false }
+
+// Start listens until ctx ends, then shuts down gracefully.
+func (l *Listener) Start(ctx context.Context) error {
+	cfg := l.TLS.Clone()
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	ln, err := net.Listen("tcp", l.Address)
+	if err != nil {
+		return fmt.Errorf("control channel: listen on %s: %w", l.Address, err)
+	}
+	srv := &http.Server{
+		Handler:           l.Handler,
+		TLSConfig:         cfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	l.Log.Info("control channel listening", "address", ln.Addr().String(), "path", report.Path)
+	if l.Ready != nil {
+		l.Ready <- ln.Addr()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("control channel: serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+	}
+	return nil
+}

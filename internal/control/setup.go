@@ -1,0 +1,169 @@
+// Package control is the manager's side of the control channel: an HTTPS endpoint
+// where limiter sidecars report what they experience (internal/report), the
+// authentication of those reports with the pods' projected service-account tokens
+// (TokenReview, audience aiquota.dev/control), an aggregator that folds them into
+// per-resource state, a status writer that puts that state into the ProviderQuota,
+// FallbackChain and CircuitPolicy status fields it owns at a bounded rate, and
+// metrics that mirror the status for alerting.
+//
+// Leader election: every replica serves the endpoint, only the leader aggregates
+// and writes status; followers answer 503 notLeader (see Handler). A new leader
+// starts empty and rebuilds its state from the next reports, continuing the daily
+// ledgers and failover totals from the status the previous leader wrote.
+package control
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// DefaultBindAddress is where the control channel listens.
+const DefaultBindAddress = ":9444"
+
+// Options configure the control channel.
+type Options struct {
+	// BindAddress to listen on; "" or "0" disables the control channel.
+	BindAddress string
+	// CertDir holds tls.crt and tls.key, watched for changes. Used when TLSOpts do
+	// not provide a certificate.
+	CertDir string
+	// TLSOpts adjust the serving TLS config, e.g. the manager's certificate
+	// (certs.Manager.TLSOpt) or HTTP/2 settings.
+	TLSOpts []func(*tls.Config)
+	// StatusWriteInterval is the least time between two status writes of a resource.
+	StatusWriteInterval time.Duration
+	// ExpiryIntervals is how many report intervals of silence make a sidecar gone.
+	ExpiryIntervals int
+	// StatusWriters is how many status patches run at once.
+	StatusWriters int
+	// TokenCacheTTL and TokenCacheSize bound the cache of token reviews.
+	TokenCacheTTL  time.Duration
+	TokenCacheSize int
+
+	// Now replaces the clock (tests).
+	Now func() time.Time
+	// Authenticator replaces the TokenReview authenticator (load tests).
+	Authenticator Authenticator
+	// Registerer receives the metrics; nil means controller-runtime's registry.
+	Registerer prometheus.Registerer
+	// Ready receives the bound address once the listener is up (tests).
+	Ready chan<- net.Addr
+}
+
+// DefaultOptions are the manager's defaults.
+func DefaultOptions() Options {
+	return Options{
+		BindAddress:         DefaultBindAddress,
+		StatusWriteInterval: DefaultStatusWriteInterval,
+		ExpiryIntervals:     3,
+		StatusWriters:       4,
+		TokenCacheTTL:       time.Minute,
+		TokenCacheSize:      20000,
+	}
+}
+
+// BindFlags registers the control channel's flags with o's values as defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.BindAddress, "control-bind-address", o.BindAddress, "Address of the control channel sidecars report to (HTTPS); 0 disables it.")
+	fs.StringVar(&o.CertDir, "control-cert-dir", o.CertDir, "Directory with tls.crt and tls.key for the control channel; empty uses the manager's serving certificate.")
+	fs.DurationVar(&o.StatusWriteInterval, "status-write-interval", o.StatusWriteInterval, "Least time between two writes of a resource's aggregated status.")
+	fs.IntVar(&o.ExpiryIntervals, "control-sidecar-expiry-intervals", o.ExpiryIntervals, "Report intervals of silence after which a sidecar no longer counts as active.")
+	fs.IntVar(&o.StatusWriters, "status-writers", o.StatusWriters, "Status patches of aggregated fields sent at once.")
+	fs.DurationVar(&o.TokenCacheTTL, "control-token-cache-ttl", o.TokenCacheTTL, "How long a verified sidecar token is trusted before it is reviewed again (capped by the token's expiry).")
+	fs.IntVar(&o.TokenCacheSize, "control-token-cache-size", o.TokenCacheSize, "Most verified tokens remembered (by hash).")
+}
+
+// Enabled reports whether the options ask for a control channel.
+func (o *Options) Enabled() bool { return o.BindAddress != "" && o.BindAddress != "0" }
+
+// Channel is a set-up control channel, exposed for tests and for the allocator,
+// which will hang off the same aggregator.
+type Channel struct {
+	Aggregator *Aggregator
+	Writer     *StatusWriter
+	Handler    *Handler
+	Metrics    *Metrics
+}
+
+// SetupWithManager adds the listener (every replica) and the status writer (leader
+// only) to mgr. It returns nil, nil when the channel is disabled.
+func SetupWithManager(mgr manager.Manager, o Options) (*Channel, error) {
+	if !o.Enabled() {
+		return nil, nil
+	}
+	d := DefaultOptions()
+	if o.StatusWriteInterval <= 0 {
+		o.StatusWriteInterval = d.StatusWriteInterval
+	}
+	if o.StatusWriters <= 0 {
+		o.StatusWriters = d.StatusWriters
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Registerer == nil {
+		o.Registerer = crmetrics.Registry
+	}
+	log := mgr.GetLogger().WithName("control")
+	m, err := NewMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg := &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
+	for _, opt := range o.TLSOpts {
+		opt(tlsCfg)
+	}
+	if tlsCfg.GetCertificate == nil && len(tlsCfg.Certificates) == 0 {
+		if o.CertDir == "" {
+			return nil, errors.New("control channel: no serving certificate: set --control-cert-dir or give the manager's certificate")
+		}
+		cw, err := certwatcher.New(filepath.Join(o.CertDir, "tls.crt"), filepath.Join(o.CertDir, "tls.key"))
+		if err != nil {
+			return nil, fmt.Errorf("control channel: load the serving certificate from %s: %w", o.CertDir, err)
+		}
+		if err := mgr.Add(cw); err != nil {
+			return nil, fmt.Errorf("control channel: watch the serving certificate: %w", err)
+		}
+		tlsCfg.GetCertificate = cw.GetCertificate
+	}
+	auth := o.Authenticator
+	if auth == nil {
+		auth = NewTokenReviewer(mgr.GetClient(), TokenReviewerOptions{
+			TTL: o.TokenCacheTTL, MaxEntries: o.TokenCacheSize, Now: o.Now,
+			OnReview: func(result string) { m.tokenReviews.WithLabelValues(result).Inc() },
+		})
+	}
+	agg := NewAggregator(o.Now, o.ExpiryIntervals)
+	ch := &Channel{
+		Aggregator: agg,
+		Metrics:    m,
+		Handler:    &Handler{Aggregator: agg, Authenticator: auth, Metrics: m, Log: log, Leading: mgr.Elected()},
+		Writer: &StatusWriter{
+			Client: mgr.GetClient(), Pods: mgr.GetAPIReader(), Aggregator: agg, Metrics: m, Log: log,
+			Interval: o.StatusWriteInterval, Workers: o.StatusWriters, Now: o.Now,
+		},
+	}
+	if err := mgr.Add(&Listener{Address: o.BindAddress, Handler: ch.Handler, TLS: tlsCfg, Log: log, Ready: o.Ready}); err != nil {
+		return nil, fmt.Errorf("control channel: add the listener: %w", err)
+	}
+	if err := mgr.Add(ch.Writer); err != nil {
+		return nil, fmt.Errorf("control channel: add the status writer: %w", err)
+	}
+	return ch, nil
+}
+
+// The listener runs on every replica, the status writer on the leader only.
+var (
+	_ manager.LeaderElectionRunnable = (*Listener)(nil)
+	_ manager.LeaderElectionRunnable = (*StatusWriter)(nil)
+)
