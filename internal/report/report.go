@@ -334,16 +334,16 @@ type ErrorDetail struct {
 
 // Error codes of refused reports.
 const (
-	CodeUnauthenticated  = "unauthenticated"     // 401: no, malformed, expired, forged or wrong-audience token
-	CodeForbidden        = "forbidden"           // 403: token not bound to a pod
-	CodePodMismatch      = "podMismatch"         // 403: the report claims another pod than the token's
-	CodeNamespace        = "namespaceMismatch"   // 403: the report is about another namespace
-	CodeMalformed        = "malformedReport"     // 400: not a valid report
-	CodeTooLarge         = "reportTooLarge"      // 413
+	CodeUnauthenticated  = "unauthenticated"      // 401: no, malformed, expired, forged or wrong-audience token
+	CodeForbidden        = "forbidden"            // 403: token not bound to a pod
+	CodePodMismatch      = "podMismatch"          // 403: the report claims another pod than the token's
+	CodeNamespace        = "namespaceMismatch"    // 403: the report is about another namespace
+	CodeMalformed        = "malformedReport"      // 400: not a valid report
+	CodeTooLarge         = "reportTooLarge"       // 413
 	CodeUnsupportedMedia = "unsupportedMediaType" // 415
-	CodeStale            = "staleReport"         // 409: a sequence number already folded in
-	CodeNotLeader        = "notLeader"           // 503: this replica does not aggregate; retry
-	CodeUnavailable      = "unavailable"         // 503: the API server could not check the token; retry
-	CodeMethod           = "methodNotAllowed"    // 405
-	CodeNotFound         = "notFound"            // 404
+	CodeStale            = "staleReport"          // 409: a sequence number already folded in
+	CodeNotLeader        = "notLeader"            // 503: this replica does not aggregate; retry
+	CodeUnavailable      = "unavailable"          // 503: the API server could not check the token; retry
+	CodeMethod           = "methodNotAllowed"     // 405
+	CodeNotFound         = "notFound"             // 404
 )

@@ -188,7 +188,7 @@ func TestValidationErrorIsBounded(t *testing.T) {
 func TestReadResponse(t *testing.T) {
 	cases := []struct {
 		name, body, want string
-		seq             uint64
+		seq              uint64
 	}{
 		{"ok", `{"schemaVersion":"aiquota.dev/report/v1","seq":9}`, "", 9},
 		{"ok with fields from the allocator", `{"schemaVersion":"aiquota.dev/report/v1","seq":9,"leases":[{"pool":"p"}]}`, "", 9},
