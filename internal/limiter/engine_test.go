@@ -169,3 +169,43 @@ func TestSnapshotReportsEverything(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSetLimitReschedulesWaiters is the lease seam: a lease caps the configured
+// limit, and a raised lease wakes waiters at the new refill time without handing
+// out a burst.
+func TestSetLimitReschedulesWaiters(t *testing.T) {
+	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(600, 0), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
+	tg := mustTarget(t, e, "openai", "gpt-x")
+	pool, ok := e.Pool("openai", "k", "gpt-x")
+	if !ok {
+		t.Fatal("pool not found")
+	}
+	pool.SetLimit(KindRequests, 1, 60) // a lease of 60 per minute
+	for range 60 {
+		if _, ok := tg.TryAdmit(Demand{}); !ok {
+			t.Fatal("refused within the lease")
+		}
+	}
+	if _, ok := tg.TryAdmit(Demand{}); ok {
+		t.Fatal("admitted beyond the lease")
+	}
+	out := make(chan admitted, 2)
+	admitAsync(t, tg, "a", Demand{}, 5, time.Minute, out)
+	admitAsync(t, tg, "b", Demand{}, 5, time.Minute, out)
+	// The lease grows to 10/s: the two waiters needed 1s and 2s; now 100ms and 200ms.
+	pool.SetLimit(KindRequests, 10, 60)
+	clock.Advance(99 * time.Millisecond)
+	select {
+	case a := <-out:
+		t.Fatalf("%s admitted before a request refilled: SetLimit added a burst", a.name)
+	default:
+	}
+	clock.Advance(2 * time.Millisecond)
+	if a := <-out; a.name != "a" || a.err != nil {
+		t.Fatalf("first waiter: %+v", a)
+	}
+	clock.Advance(100 * time.Millisecond)
+	if a := <-out; a.name != "b" || a.err != nil {
+		t.Fatalf("second waiter: %+v", a)
+	}
+}
