@@ -24,10 +24,10 @@ type Bucket struct {
 	limited   bool
 	perSecond float64 // the rate as set, for exact reports and comparisons
 	rate      float64 // units per nanosecond
-	burst   float64
-	level   float64 // units at time last, before pending; negative is debt
-	pending float64 // taken since last without reading the clock
-	last    int64   // clock reading (ns) that level refers to
+	burst     float64
+	level     float64 // units at time last, before pending; negative is debt
+	pending   float64 // taken since last without reading the clock
+	last      int64   // clock reading (ns) that level refers to
 }
 
 // NewBucket returns a full bucket refilling ratePerSecond units per second up to burst.
