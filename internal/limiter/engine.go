@@ -146,9 +146,6 @@ func New(o Options) *Engine {
 	return e
 }
 
-// Clock is the engine's clock.
-func (e *Engine) Clock() Clock { return e.clock }
-
 // Queue is the queue bounds in force: the config's, or DefaultQueue when it set none.
 func (e *Engine) Queue() limiterconfig.Queue { return e.view.Load().queue }
 
