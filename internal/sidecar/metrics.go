@@ -67,7 +67,7 @@ func newMetrics(engine *limiter.Engine) *metrics {
 		}, []string{"provider", "pool"}),
 		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "queue_wait_seconds",
-			Help:    "Time from arrival to admission (or refusal) for requests that queued.",
+			Help:    "Time from asking for capacity to admission or refusal (near 0 when there was room).",
 			Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"provider", "pool"}),
 		upstreamLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
