@@ -173,17 +173,20 @@ func TestTinyRun(t *testing.T) {
 	}()
 
 	plan := Plan{
-		Workload:    Workload{Model: "gpt-4o", APIKey: "sk-bench-test", BodyBytes: 1024, MaxTokens: 64},
-		Rate:        100,
-		Window:      2 * time.Second,
-		Reps:        1,
-		Modes:       []string{ModeNonStreaming, ModeStreaming},
-		MaxInFlight: 64,
-		Concurrency: []int{2},
-		TputWindow:  500 * time.Millisecond,
-		SaneP99:     time.Hour,
-		Seed:        7,
-		ScrapeEvery: 500 * time.Millisecond,
+		Workload:     Workload{Model: "gpt-4o", APIKey: "sk-bench-test", BodyBytes: 1024, MaxTokens: 64},
+		Tokenizer:    "o200k_base",
+		TTFT:         time.Millisecond,
+		OutputTokens: 5,
+		Rate:         100,
+		Window:       2 * time.Second,
+		Reps:         1,
+		Modes:        []string{ModeNonStreaming, ModeStreaming},
+		MaxInFlight:  64,
+		Concurrency:  []int{2},
+		TputWindow:   500 * time.Millisecond,
+		SaneP99:      time.Hour,
+		Seed:         7,
+		ScrapeEvery:  500 * time.Millisecond,
 	}
 	rep, err := Run(ctx, st, NewClient(64), plan)
 	if err != nil {

@@ -33,7 +33,7 @@ func BenchmarkInProcess(b *testing.B) {
 	if err := os.WriteFile(keyPath, []byte(key+"\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	raw, err := limiterconfig.Marshal(LimiterConfig(simSrv.URL, keyPath, model))
+	raw, err := limiterconfig.Marshal(LimiterConfig(simSrv.URL, keyPath, model, ""))
 	if err != nil {
 		b.Fatal(err)
 	}

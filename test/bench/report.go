@@ -154,6 +154,8 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 		rep.Finished.Sub(rep.Started).Round(time.Second))
 	f("- Workload: OpenAI chat completions, %d-byte bodies (shared system prompt, unique user message), max_tokens %d, model %s.\n",
 		p.Workload.BodyBytes, p.Workload.MaxTokens, p.Workload.Model)
+	f("- Simulator: one OpenAI account, limits far above the load, time to first token %s, %d output tokens (%d stream chunks), no faults. Limiter: one OpenAI provider, RPM/TPM/concurrency limits that do not bind, %s tokenizer, 5%% safety margin, header learning, default policy.\n",
+		p.TTFT, p.OutputTokens, p.OutputTokens, p.Tokenizer)
 	f("- Fixed rate: %.0f req/s open loop, latency from each request's scheduled send to the end of its body; per path and mode %s warm-up, then %s (%d requests); %d repetitions, path order shuffled in each; medians over repetitions.\n",
 		p.Rate, p.Warmup, p.Window, int(p.Rate*p.Window.Seconds()), p.Reps)
 	var other []float64

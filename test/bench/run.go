@@ -27,6 +27,10 @@ const (
 // Plan is what Run measures.
 type Plan struct {
 	Workload Workload // Stream is set per mode
+	// Tokenizer, TTFT and OutputTokens repeat the stack's settings for the report.
+	Tokenizer    string
+	TTFT         time.Duration
+	OutputTokens int64
 	// Fixed-rate phase: each (repetition, mode, path) is a warm-up at Rate for
 	// Warmup, then a measured window of Rate*Window requests.
 	Rate           float64

@@ -42,6 +42,9 @@ type StackOptions struct {
 	OutputTokens int64
 	Model        string
 	APIKey       string
+	// Tokenizer is the limiter's tokenizer for Model (a limiterconfig.Tokenizer*
+	// name); "" means o200k_base, the real BPE the model uses.
+	Tokenizer string
 	// Logs receives the processes' output, line-prefixed; nil keeps it in memory only.
 	Logs io.Writer
 }
@@ -100,7 +103,7 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	if err := os.WriteFile(keyPath, []byte(o.APIKey+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("write key file: %w", err)
 	}
-	lcfg, err := limiterconfig.Marshal(LimiterConfig(st.SimURL, keyPath, o.Model))
+	lcfg, err := limiterconfig.Marshal(LimiterConfig(st.SimURL, keyPath, o.Model, o.Tokenizer))
 	if err != nil {
 		return nil, err
 	}
@@ -170,9 +173,13 @@ func SimulatorConfig(o StackOptions) simulator.Config {
 }
 
 // LimiterConfig is a realistic single-provider config: one OpenAI account with
-// RPM, TPM and concurrency limits well above the benchmark's load, the real
-// o200k_base tokenizer, a safety margin, header learning and the default policy.
-func LimiterConfig(endpoint, keyPath, model string) *limiterconfig.Config {
+// RPM, TPM and concurrency limits well above the benchmark's load, a real
+// tokenizer (o200k_base unless tokenizer names another), a safety margin, header
+// learning and the default policy.
+func LimiterConfig(endpoint, keyPath, model, tokenizer string) *limiterconfig.Config {
+	if tokenizer == "" {
+		tokenizer = limiterconfig.TokenizerO200kBase
+	}
 	return &limiterconfig.Config{
 		SchemaVersion: limiterconfig.SchemaVersion,
 		Source:        limiterconfig.Source{Kind: "ProviderQuota", Namespace: "bench", Name: "openai-bench"},
@@ -187,7 +194,7 @@ func LimiterConfig(endpoint, keyPath, model string) *limiterconfig.Config {
 				TokensPerMinute:   10_000_000_000,
 				MaxConcurrency:    10_000,
 			},
-			Models:              []limiterconfig.Model{{Names: []string{model}, Tokenizer: limiterconfig.TokenizerO200kBase}},
+			Models:              []limiterconfig.Model{{Names: []string{model}, Tokenizer: tokenizer}},
 			SafetyMarginPercent: 5,
 			LearnFromHeaders:    true,
 		}},

@@ -42,6 +42,7 @@ func run() error {
 	maxTokens := flag.Int("max-tokens", 64, "max_tokens of each request (the limiter reserves it)")
 	outputTokens := flag.Int64("output-tokens", 8, "tokens per answer: the number of stream chunks")
 	ttft := flag.Duration("ttft", 0, "simulator's fixed time to first token")
+	tokenizer := flag.String("tokenizer", "o200k_base", "the limiter's tokenizer for the model: o200k_base, cl100k_base or estimate")
 	maxInFlight := flag.Int("max-in-flight", 4096, "open loop: most requests outstanding at once")
 	conc := flag.String("concurrency", "4,16,64", "closed-loop client counts; empty skips the throughput phase")
 	tputWarmup := flag.Duration("tput-warmup", 2*time.Second, "closed-loop warm-up per point")
@@ -87,7 +88,7 @@ func run() error {
 
 	const apiKey = "sk-bench-openai"
 	const model = "gpt-4o"
-	opts := bench.StackOptions{Root: root, Dir: dir, TimeToFirstToken: *ttft, OutputTokens: *outputTokens, Model: model, APIKey: apiKey}
+	opts := bench.StackOptions{Root: root, Dir: dir, TimeToFirstToken: *ttft, OutputTokens: *outputTokens, Model: model, APIKey: apiKey, Tokenizer: *tokenizer}
 	if *verbose {
 		opts.Logs = os.Stderr
 	}
