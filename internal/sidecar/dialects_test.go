@@ -304,3 +304,23 @@ func TestGeminiChainAliasRewritesThePathAndModelListsRoute(t *testing.T) {
 		t.Errorf("model list: %d %s", code, list)
 	}
 }
+
+func TestOpenAIResponsesAPI(t *testing.T) {
+	e := multiEnv(t, nil)
+	resp, body := e.post("/v1/responses", nil, `{"model":"gpt-4o","input":"Say hi","max_output_tokens":40}`)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"usage"`) {
+		t.Fatalf("responses: %d %s", resp.StatusCode, body)
+	}
+	resp, body = e.post("/v1/responses", nil, `{"model":"gpt-4o","input":"Say hi","stream":true}`)
+	if resp.StatusCode != 200 || !strings.Contains(body, "response.completed") {
+		t.Fatalf("streamed responses: %d %s", resp.StatusCode, body)
+	}
+	eventually(t, "both responses settled with usage", func() bool {
+		for _, p := range e.state().Engine.Pools {
+			if p.Provider == "openai" && p.Counters.Attempts == 2 && p.Counters.OutputTokens > 0 && p.Counters.RefundedTokens > 0 {
+				return true
+			}
+		}
+		return false
+	})
+}
