@@ -21,9 +21,29 @@ const (
 	AnnotationPriority = "aiquota.dev/priority"
 	// AnnotationLimiterPort is the sidecar's localhost proxy port.
 	AnnotationLimiterPort = "aiquota.dev/limiter-port"
-	// AnnotationInjected records what the webhook did (a JSON summary); its presence
-	// makes injection idempotent.
+	// AnnotationInjected records what the webhook did (a JSON summary). Injection is
+	// idempotent on the limiter container's name; this is the human-readable record.
 	AnnotationInjected = "aiquota.dev/injected"
+	// AnnotationLimiterAdminPort is the sidecar's admin port (health, readiness,
+	// metrics) on the pod IP; change it when an app container already uses AdminPort.
+	AnnotationLimiterAdminPort = "aiquota.dev/limiter-admin-port"
+	// AnnotationLimiterCPURequest, ...CPULimit, ...MemoryRequest and ...MemoryLimit
+	// override the sidecar's resources (Kubernetes quantities, e.g. "100m", "64Mi").
+	AnnotationLimiterCPURequest    = "aiquota.dev/limiter-cpu-request"
+	AnnotationLimiterCPULimit      = "aiquota.dev/limiter-cpu-limit"
+	AnnotationLimiterMemoryRequest = "aiquota.dev/limiter-memory-request"
+	AnnotationLimiterMemoryLimit   = "aiquota.dev/limiter-memory-limit"
+	// AnnotationOverrideEnv "true" lets the webhook replace base-URL variables
+	// (OPENAI_BASE_URL, ...) that an app container already sets; by default a
+	// user-set value wins.
+	AnnotationOverrideEnv = "aiquota.dev/override-env"
+)
+
+// LabelInjection on a namespace, with the value InjectionDisabled, keeps the webhook
+// away from every pod in it (the webhook configuration's namespaceSelector).
+const (
+	LabelInjection    = "aiquota.dev/injection"
+	InjectionDisabled = "disabled"
 )
 
 // Labels and annotations on rendered ConfigMaps.
@@ -60,6 +80,9 @@ const (
 	TokenVolume     = "aiquota-token"
 	keyVolumePrefix = "aiquota-key-"
 )
+
+// AdminPortName names the sidecar's admin containerPort, for probes and scraping.
+const AdminPortName = "aiquota-admin"
 
 // ChainConfigMap is the ConfigMap rendered for a FallbackChain.
 func ChainConfigMap(chain string) string { return boundedName("aiquota-fc-", chain) }
