@@ -4,10 +4,12 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -15,9 +17,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/aiquota/aiquota/internal/certs"
 	"github.com/aiquota/aiquota/internal/controller"
 	"github.com/aiquota/aiquota/internal/scheme"
+	"github.com/aiquota/aiquota/internal/webhook"
 )
 
 func main() {
@@ -46,6 +51,10 @@ func run() error {
 	flag.StringVar(&controllerOpts.ControlURL, "control-url", "", "URL of the control channel as limiter sidecars reach it, written into every rendered limiter config; empty renders none.")
 	flag.StringVar(&controllerOpts.CABundleFile, "control-ca-file", "", "PEM CA bundle that verifies the control channel, copied into every rendered config as ca.crt (e.g. <cert-dir>/ca.crt); empty: sidecars use system roots.")
 	flag.DurationVar(&controllerOpts.ReportInterval, "control-report-interval", 0, "How often limiter sidecars report over the control channel (0: 10s).")
+	webhookOpts := webhook.DefaultOptions()
+	webhookOpts.BindFlags(flag.CommandLine)
+	certOpts := certs.DefaultOptions()
+	certOpts.BindFlags(flag.CommandLine)
 	opts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -61,6 +70,15 @@ func run() error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
+	// One serving certificate for the webhook and the control channel, loaded before
+	// the webhook server needs it.
+	certMgr, err := certs.New(certOpts)
+	if err != nil {
+		return err
+	}
+	webhookOpts.ExcludedNamespaces = append(webhookOpts.ExcludedNamespaces, certOpts.Namespace)
+	webhookServer := crwebhook.NewServer(crwebhook.Options{Port: webhookOpts.Port, TLSOpts: append(slices.Clone(tlsOpts), certMgr.TLSOpt())})
+
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
@@ -72,12 +90,31 @@ func run() error {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "aiquota-manager.quota.aiquota.dev",
 		LeaderElectionNamespace: leaderElectNS,
+		WebhookServer:           webhookServer,
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
 	if err := controller.SetupWithManager(mgr, controllerOpts); err != nil {
 		return fmt.Errorf("set up controllers: %w", err)
+	}
+	if err := certMgr.SetupWithManager(context.Background(), mgr); err != nil {
+		return fmt.Errorf("set up serving certificates: %w", err)
+	}
+	injector, err := webhook.SetupWithManager(mgr, webhookOpts)
+	if err != nil {
+		return fmt.Errorf("set up the injection webhook: %w", err)
+	}
+	// Ready only when the certificate is in place and trusted, the webhook serves,
+	// and its informers have synced.
+	for name, check := range map[string]healthz.Checker{
+		"certificates":   certMgr.ReadyCheck(),
+		"webhook-server": webhookServer.StartedChecker(),
+		"webhook":        injector.ReadyCheck(),
+	} {
+		if err := mgr.AddReadyzCheck(name, check); err != nil {
+			return fmt.Errorf("add ready check %s: %w", name, err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("add health check: %w", err)
