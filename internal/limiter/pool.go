@@ -130,7 +130,10 @@ type Pool struct {
 	maxConc    int64
 	lastSeen   headerSample
 
-	inFlight atomic.Int64
+	// In flight = admitted - released. Admission counts under mu with a plain add;
+	// release needs no lock, so the pair costs one atomic instead of two.
+	admitted int64
+	released atomic.Int64
 	counters poolCounters
 }
 
@@ -232,7 +235,7 @@ func (p *Pool) ClearLimit(k Kind) {
 // tryAdmit takes d from every limit of the pool, or nothing.
 func (p *Pool) tryAdmit(d *Demand) (Reservation, bool) {
 	p.mu.Lock()
-	if p.maxConc > 0 && p.inFlight.Load() >= p.maxConc {
+	if p.maxConc > 0 && p.inFlightLocked() >= p.maxConc {
 		p.mu.Unlock()
 		return Reservation{}, false
 	}
@@ -248,7 +251,7 @@ func (p *Pool) tryAdmit(d *Demand) (Reservation, bool) {
 		}
 	}
 	r := p.takeLocked(d, now)
-	p.inFlight.Add(1)
+	p.admitted++
 	p.mu.Unlock()
 	return r, true
 }
@@ -270,7 +273,9 @@ func (p *Pool) fitsLocked(d *Demand, now int64) bool {
 		}
 		p.holdUntil = 0
 	}
-	p.rollDaysLocked(now)
+	if p.dayReqs.limit != 0 || p.dayTokens.limit != 0 {
+		p.rollDaysLocked(now)
+	}
 	for k := range numKinds {
 		if !p.buckets[k].has(d.amount(k), now) {
 			return false
@@ -346,7 +351,7 @@ func (p *Pool) blockers(d *Demand) (limit string, wait float64, never bool) {
 			limit, wait = name, w
 		}
 	}
-	if p.maxConc > 0 && p.inFlight.Load() >= p.maxConc && wait == 0 {
+	if p.maxConc > 0 && p.inFlightLocked() >= p.maxConc && wait == 0 {
 		return LimitConcurrency, math.Inf(1), false
 	}
 	if wait == 0 {
@@ -370,7 +375,7 @@ func (p *Pool) headroom() float64 {
 		}
 	}
 	if p.maxConc > 0 {
-		h = min(h, 1-float64(p.inFlight.Load())/float64(p.maxConc))
+		h = min(h, 1-float64(p.inFlightLocked())/float64(p.maxConc))
 	}
 	return h
 }
@@ -395,7 +400,7 @@ func (r Reservation) Release() {
 	if r.pool == nil {
 		return
 	}
-	r.pool.inFlight.Add(-1)
+	r.pool.released.Add(1)
 	r.pool.target.wake()
 }
 
@@ -564,4 +569,10 @@ func (p *Pool) Throttle(retryAfter time.Duration) {
 }
 
 // InFlight is the number of admitted, unreleased requests.
-func (p *Pool) InFlight() int64 { return p.inFlight.Load() }
+func (p *Pool) InFlight() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inFlightLocked()
+}
+
+func (p *Pool) inFlightLocked() int64 { return p.admitted - p.released.Load() }

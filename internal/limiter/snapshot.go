@@ -144,7 +144,6 @@ func (p *Pool) Snapshot() PoolSnapshot {
 	s := PoolSnapshot{
 		Provider: p.Provider, Key: p.Key, Pool: p.Name,
 		Limits:   []LimitSnapshot{},
-		InFlight: p.inFlight.Load(),
 		Counters: PoolCounters{
 			Attempts: c.attempts.Load(), Retries: c.retries.Load(),
 			InputTokens: c.inputTokens.Load(), OutputTokens: c.outputTokens.Load(),
@@ -157,6 +156,7 @@ func (p *Pool) Snapshot() PoolSnapshot {
 	now := p.clock.Now()
 	p.fastTakes = 0
 	p.rollDaysLocked(now)
+	s.InFlight = p.inFlightLocked()
 	s.MaxConcurrency = p.maxConc
 	s.RequestsToday, s.RequestsPerDay = p.dayReqs.used, p.dayReqs.limit
 	s.TokensToday, s.TokensPerDay = p.dayTokens.used, p.dayTokens.limit
