@@ -143,7 +143,7 @@ func (p *Pool) Snapshot() PoolSnapshot {
 	c := &p.counters
 	s := PoolSnapshot{
 		Provider: p.Provider, Key: p.Key, Pool: p.Name,
-		Limits:   []LimitSnapshot{},
+		Limits: []LimitSnapshot{},
 		Counters: PoolCounters{
 			Attempts: c.attempts.Load(), Retries: c.retries.Load(),
 			InputTokens: c.inputTokens.Load(), OutputTokens: c.outputTokens.Load(),
