@@ -47,7 +47,7 @@ func runOverload(tb testing.TB, rpm int64, factor float64, offerFor time.Duratio
 	e := newOverloadEnv(tb, sim, rpm)
 	defer e.close()
 
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 0}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	post := func() (int, error) {
 		resp, err := client.Post(e.proxyURL+"/v1/chat/completions", "application/json", strings.NewReader(chatBody))
 		if err != nil {
