@@ -279,8 +279,13 @@ func (x *exchange) attempts(target *limiter.Target, breaker *limiter.Breaker, de
 			x.reject(err)
 			return
 		}
+		maxWait := x.s.engine.Queue().MaxWait.D()
+		if attempt > 0 {
+			// A retry's wait for capacity counts toward the policy's total bound.
+			maxWait = min(maxWait, limiter.MaxTotal(x.policy.Retry)-time.Since(first))
+		}
 		qStart := time.Now()
-		res, err := target.Admit(ctx, demand, priority, x.s.engine.Queue().MaxWait.D())
+		res, err := target.Admit(ctx, demand, priority, maxWait)
 		waited := time.Since(qStart)
 		x.queued += waited
 		x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, target.Name).Observe(waited.Seconds())
