@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -281,12 +282,13 @@ func tokenExpiry(token string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	var claims struct {
-		Exp *json.Number `json:"exp"`
+		Exp json.RawMessage `json:"exp"`
 	}
-	if json.Unmarshal(payload, &claims) != nil || claims.Exp == nil {
+	if json.Unmarshal(payload, &claims) != nil {
 		return time.Time{}, false
 	}
-	exp, err := claims.Exp.Int64()
+	// NumericDate, as the API server writes it: an integer of seconds.
+	exp, err := strconv.ParseInt(string(claims.Exp), 10, 64)
 	if err != nil || exp <= 0 || exp > 1<<40 {
 		return time.Time{}, false
 	}

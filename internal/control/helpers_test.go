@@ -41,25 +41,34 @@ import (
 )
 
 var (
+	envOnce   sync.Once
+	envErr    error
 	env       *testenv.Env
 	clientset *kubernetes.Clientset
 )
 
+// requireEnv starts the API server on first use: the pure tests and the fuzz
+// workers (each a process of its own) never pay for it.
+func requireEnv(t *testing.T) {
+	t.Helper()
+	envOnce.Do(func() {
+		env, envErr = testenv.Start()
+		if envErr == nil {
+			clientset, envErr = kubernetes.NewForConfig(env.Config)
+		}
+	})
+	if envErr != nil {
+		t.Fatal(envErr)
+	}
+}
+
 func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	clientset, err = kubernetes.NewForConfig(env.Config)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
 	code := m.Run()
-	_ = env.Stop()
+	if env != nil {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop the API server:", err)
+		}
+	}
 	os.Exit(code)
 }
 
@@ -150,6 +159,7 @@ type channel struct {
 
 func startChannel(t *testing.T, certs *testCerts, mutate func(*Options)) *channel {
 	t.Helper()
+	requireEnv(t)
 	logs := &logBuffer{}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 env.Client.Scheme(),
@@ -281,6 +291,7 @@ func (c *channel) metric(t *testing.T, name string, labels map[string]string) fl
 
 func newNamespace(t *testing.T) string {
 	t.Helper()
+	requireEnv(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "control-"}}
 	if err := env.Client.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)

@@ -177,8 +177,8 @@ func (r *Report) Validate() error {
 		v.addf("seq", "must be at least 1")
 	}
 	v.time("sentAt", r.SentAt, true)
-	if d := r.ReportInterval.D(); d < minReportInterval || d > maxReportInterval {
-		v.addf("reportInterval", "must be between %s and %s, got %s", minReportInterval, maxReportInterval, d)
+	if d := r.ReportInterval.D(); d < MinReportInterval || d > maxReportInterval {
+		v.addf("reportInterval", "must be between %s and %s, got %s", MinReportInterval, maxReportInterval, d)
 	}
 	if r.Config.Kind != KindFallbackChain && r.Config.Kind != KindProviderQuota {
 		v.addf("config.kind", "must be %s or %s, got %q", KindFallbackChain, KindProviderQuota, truncate(r.Config.Kind))

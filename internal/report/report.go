@@ -47,10 +47,13 @@ const (
 	maxIDLen           = 128
 	maxTextLen         = 256
 	maxReportInterval  = time.Hour
-	minReportInterval  = 100 * time.Millisecond
 	maxCounterValue    = 1 << 62 // far beyond any real total; catches garbage
 	maxBucketMagnitude = 1e15
 )
+
+// MinReportInterval is the shortest report interval a report may state; a sidecar
+// configured for less reports at this interval.
+const MinReportInterval = 100 * time.Millisecond
 
 // Resource kinds a report's Config.Kind may name (the rendered config's source).
 const (

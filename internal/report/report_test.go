@@ -243,3 +243,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadResponse: the sidecar reads whatever the network hands it without
+// panicking, and accepts only its own schema version.
+func FuzzReadResponse(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":"aiquota.dev/report/v1","seq":1}`))
+	f.Add([]byte(`{"schemaVersion":"aiquota.dev/report/v1","seq":-1}`))
+	f.Add([]byte(`{"error":{"code":"notLeader","message":"x"}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		resp, err := ReadResponse(bytes.NewReader(data))
+		if err == nil && resp.SchemaVersion != SchemaVersion {
+			t.Fatalf("accepted schema version %q", resp.SchemaVersion)
+		}
+	})
+}

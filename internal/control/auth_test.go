@@ -1,0 +1,242 @@
+package control
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/aiquota/aiquota/internal/report"
+)
+
+func TestTokenReviewerCache(t *testing.T) {
+	ns := newNamespace(t)
+	pods := []string{"a", "b", "c"}
+	var tokens []string
+	var want []Identity
+	for _, name := range pods {
+		p := newPod(t, ns, name)
+		tokens = append(tokens, podToken(t, p))
+		want = append(want, Identity{Namespace: ns, ServiceAccount: "sa-" + name, PodName: name, PodUID: string(p.UID)})
+	}
+	clk := newFakeClock(time.Now())
+	var mu sync.Mutex
+	reviews := map[string]int{}
+	tr := NewTokenReviewer(env.Client, TokenReviewerOptions{
+		TTL: time.Minute, NegativeTTL: 5 * time.Second, MaxEntries: 2, Now: clk.now,
+		OnReview: func(r string) { mu.Lock(); reviews[r]++; mu.Unlock() },
+	})
+	count := func(r string) int { mu.Lock(); defer mu.Unlock(); return reviews[r] }
+	ctx := context.Background()
+	auth := func(i int) {
+		t.Helper()
+		id, err := tr.Authenticate(ctx, tokens[i])
+		if err != nil {
+			t.Fatalf("token %d: %v", i, err)
+		}
+		if d := cmp.Diff(want[i], id); d != "" {
+			t.Fatalf("identity (-want +got):\n%s", d)
+		}
+	}
+
+	// Twenty concurrent checks of one token share one review.
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() { defer wg.Done(); auth(0) }()
+	}
+	wg.Wait()
+	if n := count("authenticated"); n != 1 {
+		t.Fatalf("%d reviews for one token checked 20 times at once, want 1", n)
+	}
+	// Within the TTL: cached.
+	clk.advance(30 * time.Second)
+	auth(0)
+	if n := count("authenticated"); n != 1 {
+		t.Fatalf("%d reviews within the TTL, want 1", n)
+	}
+	// Past the TTL: reviewed again.
+	clk.advance(31 * time.Second)
+	auth(0)
+	if n := count("authenticated"); n != 2 {
+		t.Fatalf("%d reviews after the TTL, want 2", n)
+	}
+	// The cache holds two: a third token evicts the least recently used.
+	auth(1)
+	auth(2) // evicts 0
+	auth(1)
+	if n := count("authenticated"); n != 4 || tr.Len() != 2 {
+		t.Fatalf("%d reviews, %d cached; want 4, 2", n, tr.Len())
+	}
+	auth(0)
+	if n := count("authenticated"); n != 5 {
+		t.Fatalf("%d reviews after an eviction, want 5", n)
+	}
+
+	// Refusals are cached briefly, then reviewed again.
+	for range 3 {
+		if _, err := tr.Authenticate(ctx, "garbage"); !errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("garbage token: %v", err)
+		}
+	}
+	if n := count("refused"); n != 1 {
+		t.Fatalf("%d reviews of a refused token within the negative TTL, want 1", n)
+	}
+	clk.advance(6 * time.Second)
+	if _, err := tr.Authenticate(ctx, "garbage"); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("garbage token: %v", err)
+	}
+	if n := count("refused"); n != 2 {
+		t.Fatalf("%d reviews after the negative TTL, want 2", n)
+	}
+}
+
+func TestTokenReviewerNeverTrustsPastExpiry(t *testing.T) {
+	ns := newNamespace(t)
+	p := newPod(t, ns, "a")
+	token := podToken(t, p)
+	exp, ok := tokenExpiry(token)
+	if !ok {
+		t.Fatal("no exp claim in a TokenRequest token")
+	}
+	clk := newFakeClock(time.Now())
+	reviews := atomic.Int32{}
+	tr := NewTokenReviewer(env.Client, TokenReviewerOptions{TTL: 24 * time.Hour, Now: clk.now, OnReview: func(string) { reviews.Add(1) }})
+	if _, err := tr.Authenticate(context.Background(), token); err != nil {
+		t.Fatal(err)
+	}
+	// Just before expiry, past the cache's early cut-off: the token is reviewed
+	// again, however long the configured TTL.
+	clk.t = exp.Add(-2 * time.Second)
+	_, _ = tr.Authenticate(context.Background(), token)
+	if n := reviews.Load(); n != 2 {
+		t.Errorf("%d reviews, want 2: a cached token outlived its expiry", n)
+	}
+}
+
+func TestTokenExpiry(t *testing.T) {
+	enc := func(payload string) string {
+		return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".sig"
+	}
+	cases := []struct {
+		token string
+		want  int64
+		ok    bool
+	}{
+		{enc(`{"exp":1900000000}`), 1900000000, true},
+		{enc(`{"exp":1.9e9}`), 0, false},
+		{enc(`{"exp":"1900000000"}`), 0, false},
+		{enc(`{"exp":-5}`), 0, false},
+		{enc(`{}`), 0, false},
+		{enc(`not json`), 0, false},
+		{"a.b", 0, false},
+		{"a.!!!.c", 0, false},
+		{"", 0, false},
+	}
+	for _, c := range cases {
+		got, ok := tokenExpiry(c.token)
+		if ok != c.ok || (ok && got.Unix() != c.want) {
+			t.Errorf("tokenExpiry(%q) = %v, %v; want %d, %v", c.token, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func FuzzTokenExpiry(f *testing.F) {
+	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE5MDAwMDAwMDB9.sig")
+	f.Add("a.b.c")
+	f.Add("..")
+	f.Add("x.eyJleHAiOjF9.y")
+	f.Fuzz(func(t *testing.T, token string) {
+		if exp, ok := tokenExpiry(token); ok && (exp.Unix() <= 0 || exp.Unix() > 1<<40) {
+			t.Fatalf("accepted an expiry out of range: %v", exp)
+		}
+	})
+}
+
+func FuzzBearer(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer  abc ", "Basic abc", "Bearer", "Bearer ", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		tok, ok := bearer(h)
+		if ok && tok == "" {
+			t.Fatal("accepted an empty token")
+		}
+	})
+}
+
+// TestFollowerAnswersNotLeader: a replica that does not lead refuses before
+// looking at the token, with a retry hint, and closes the connection so the
+// retry may reach another replica.
+func TestFollowerAnswersNotLeader(t *testing.T) {
+	reviews := atomic.Int32{}
+	h := &Handler{
+		Aggregator:    NewAggregator(nil, 3),
+		Authenticator: authFunc(func(context.Context, string) (Identity, error) { reviews.Add(1); return Identity{}, nil }),
+		Leading:       make(chan struct{}), // never closed: a follower
+		Log:           (&logBuffer{}).logger(),
+	}
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	resp, err := srv.Client().Post(srv.URL+report.Path, report.ContentType, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	eb := readError(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != report.CodeNotLeader ||
+		resp.Header.Get("Retry-After") != "1" || !resp.Close || reviews.Load() != 0 {
+		t.Errorf("follower answered %d %+v, Retry-After %q, close %v, %d reviews",
+			resp.StatusCode, eb, resp.Header.Get("Retry-After"), resp.Close, reviews.Load())
+	}
+}
+
+// TestTokenCheckOutageIsRetryable: when the API server cannot check a token the
+// sidecar is told to retry, not that its token is bad.
+func TestTokenCheckOutageIsRetryable(t *testing.T) {
+	leading := make(chan struct{})
+	close(leading)
+	h := &Handler{
+		Aggregator:    NewAggregator(nil, 3),
+		Authenticator: authFunc(func(context.Context, string) (Identity, error) { return Identity{}, errors.New("connection refused") }),
+		Leading:       leading,
+		Log:           (&logBuffer{}).logger(),
+	}
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+report.Path, nil)
+	req.Header.Set("Authorization", "Bearer x")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if eb := readError(t, resp); resp.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != report.CodeUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("got %d %+v", resp.StatusCode, eb)
+	}
+}
+
+type authFunc func(context.Context, string) (Identity, error)
+
+func (f authFunc) Authenticate(ctx context.Context, token string) (Identity, error) {
+	return f(ctx, token)
+}
+
+func readError(t *testing.T, resp *http.Response) report.ErrorBody {
+	t.Helper()
+	var eb report.ErrorBody
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &eb); err != nil {
+		t.Fatalf("error body %q: %v", b, err)
+	}
+	return eb
+}

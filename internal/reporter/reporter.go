@@ -1,0 +1,356 @@
+// Package reporter is the sidecar's side of the control channel: every report
+// interval it builds a report (internal/report) from the limiter engine's snapshot
+// and the configuration in force, and POSTs it to the manager over TLS with the
+// pod's projected service-account token.
+//
+// It never touches the proxy's hot path: it runs in its own goroutine, takes one
+// engine snapshot per report, and a slow or absent manager only delays reports.
+// The token is read fresh for every report (the kubelet rotates it) and the CA
+// bundle is re-read when its content changes. Failures back off exponentially and
+// are logged at a bounded rate. Counters in reports are cumulative, so a lost
+// report loses nothing.
+package reporter
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/limiter"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/report"
+)
+
+// Defaults.
+const (
+	// DefaultIdlePoll is how often the configuration is checked for a control
+	// section while it has none.
+	DefaultIdlePoll = 10 * time.Second
+	// maxBackoff caps the delay between failed reports.
+	maxBackoff = 5 * time.Minute
+	// logEvery bounds failure logs to one per period (plus the first of a streak).
+	logEvery = time.Minute
+	// maxTokenBytes and maxCABytes bound the files read for each report.
+	maxTokenBytes = 64 << 10
+	maxCABytes    = 1 << 20
+)
+
+// Options configure a Reporter.
+type Options struct {
+	// ConfigPath is the limiter config file; its control section says where and how
+	// often to report, its source what the report is about.
+	ConfigPath string
+	// Snapshot captures the engine's state (limiter.Engine.Snapshot).
+	Snapshot func() limiter.Snapshot
+	// Pod is this pod, from the downward API.
+	Pod report.Pod
+	// Logger receives failures (rate-limited) and recoveries.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// IdlePoll replaces DefaultIdlePoll.
+	IdlePoll time.Duration
+}
+
+// Reporter sends reports until stopped.
+type Reporter struct {
+	opts Options
+	log  *slog.Logger
+	boot report.Boot
+
+	mu       sync.Mutex // one report at a time
+	seq      uint64
+	cfg      *limiterconfig.Config
+	cfgHash  string
+	cfgSum   [sha256.Size]byte
+	caPEM    []byte
+	caFile   string
+	client   *http.Client
+	failures int
+	lastLog  time.Time
+	quiet    int // failures not logged since lastLog
+}
+
+// New returns a reporter for one process run: its boot ID is fresh.
+func New(opts Options) *Reporter {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.IdlePoll <= 0 {
+		opts.IdlePoll = DefaultIdlePoll
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	return &Reporter{
+		opts: opts,
+		log:  opts.Logger.With("component", "reporter"),
+		boot: report.Boot{ID: hex.EncodeToString(id[:]), StartedAt: opts.Now().UTC()},
+	}
+}
+
+// BootID is this process's boot ID.
+func (r *Reporter) BootID() string { return r.boot.ID }
+
+// Run reports until ctx ends.
+func (r *Reporter) Run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		timer.Reset(r.cycle(ctx))
+	}
+}
+
+// cycle sends one report when the config has a control section and returns the
+// delay until the next.
+func (r *Reporter) cycle(ctx context.Context) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctl := r.loadConfigLocked()
+	if ctl == nil {
+		return r.opts.IdlePoll
+	}
+	interval := intervalOf(ctl)
+	err := r.sendLocked(ctx, ctl, false)
+	if err == nil {
+		if r.failures > 0 {
+			r.log.Info("control channel reports resumed", "url", ctl.URL, "failedReports", r.failures)
+		}
+		r.failures, r.quiet = 0, 0
+		return interval
+	}
+	if ctx.Err() != nil {
+		return interval
+	}
+	r.failures++
+	r.logFailureLocked(ctl.URL, err)
+	return r.backoff(interval, err)
+}
+
+// SendFinal sends one last report, marked final, so the manager forgets this
+// sidecar at once. It gives up when ctx ends; call it with a short deadline.
+func (r *Reporter) SendFinal(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctl := r.loadConfigLocked()
+	if ctl == nil {
+		return nil
+	}
+	return r.sendLocked(ctx, ctl, true)
+}
+
+// intervalOf is the configured report interval, at least report.MinReportInterval.
+func intervalOf(ctl *limiterconfig.Control) time.Duration {
+	return max(ctl.ReportInterval.D(), report.MinReportInterval)
+}
+
+// backoff is the delay after a failure: exponential from the report interval (or
+// from a second, while the manager says this replica does not lead), never less
+// than the manager's Retry-After, capped, with jitter so a fleet spreads out.
+func (r *Reporter) backoff(interval time.Duration, err error) time.Duration {
+	base := interval
+	var se *statusError
+	if errors.As(err, &se) && se.code == report.CodeNotLeader {
+		base = time.Second
+	}
+	d := base
+	for i := 1; i < r.failures && d < maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, maxBackoff)
+	if errors.As(err, &se) && se.retryAfter > d {
+		d = se.retryAfter
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*mrand.Float64()))
+}
+
+func (r *Reporter) logFailureLocked(url string, err error) {
+	now := r.opts.Now()
+	if r.failures > 1 && now.Sub(r.lastLog) < logEvery {
+		r.quiet++
+		return
+	}
+	r.log.Warn("control channel report failed; retrying with backoff", "url", url, "error", err.Error(),
+		"consecutiveFailures", r.failures, "unloggedFailures", r.quiet)
+	r.lastLog, r.quiet = now, 0
+}
+
+// loadConfigLocked re-reads the config file when its content changed and returns
+// its control section (nil without one). A file that does not parse leaves the
+// previous configuration in use, as the proxy does.
+func (r *Reporter) loadConfigLocked() *limiterconfig.Control {
+	doc, err := readBounded(r.opts.ConfigPath, limiterconfig.MaxDocumentBytes)
+	if err == nil {
+		if sum := sha256.Sum256(doc); sum != r.cfgSum || r.cfg == nil {
+			cfg, perr := limiterconfig.Parse(doc)
+			if perr == nil {
+				r.cfg, r.cfgSum, r.cfgHash = cfg, sum, hex.EncodeToString(sum[:8])
+			}
+		}
+	}
+	if r.cfg == nil {
+		return nil
+	}
+	return r.cfg.Control
+}
+
+// statusError is a refusal by the manager.
+type statusError struct {
+	status     int
+	code       string
+	message    string
+	retryAfter time.Duration
+}
+
+func (e *statusError) Error() string {
+	if e.code == "" {
+		return fmt.Sprintf("manager answered %d", e.status)
+	}
+	return fmt.Sprintf("manager answered %d %s: %s", e.status, e.code, e.message)
+}
+
+func (r *Reporter) sendLocked(ctx context.Context, ctl *limiterconfig.Control, final bool) error {
+	token, err := readBounded(ctl.TokenFile, maxTokenBytes)
+	if err != nil {
+		return fmt.Errorf("read the service-account token: %w", err)
+	}
+	tok := strings.TrimSpace(string(token))
+	if tok == "" {
+		return fmt.Errorf("the service-account token file %s is empty", ctl.TokenFile)
+	}
+	client, err := r.clientLocked(ctl)
+	if err != nil {
+		return err
+	}
+	r.seq++
+	rep := build(buildInput{
+		cfg: r.cfg, hash: r.cfgHash, snap: r.opts.Snapshot(), pod: r.opts.Pod, boot: r.boot,
+		seq: r.seq, sentAt: r.opts.Now(), interval: intervalOf(ctl), final: final,
+	})
+	body, err := report.Marshal(rep)
+	if err != nil {
+		return fmt.Errorf("build the report: %w", err)
+	}
+	timeout := min(max(intervalOf(ctl), 2*time.Second), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ctl.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build the report request: %w", err)
+	}
+	req.Header.Set("Content-Type", report.ContentType)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := client.Do(req)
+	if err != nil {
+		var uae x509.UnknownAuthorityError
+		if errors.As(err, &uae) {
+			r.caPEM = nil // look at the CA file afresh next time
+		}
+		return fmt.Errorf("post the report: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return refusal(resp)
+	}
+	ack, err := report.ReadResponse(resp.Body)
+	if err != nil {
+		return err
+	}
+	if ack.Seq != rep.Seq {
+		return fmt.Errorf("the manager acknowledged report %d, not %d", ack.Seq, rep.Seq)
+	}
+	return nil
+}
+
+func refusal(resp *http.Response) error {
+	se := &statusError{status: resp.StatusCode}
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			se.retryAfter = min(time.Duration(n)*time.Second, maxBackoff)
+		}
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var eb report.ErrorBody
+	if json.Unmarshal(b, &eb) == nil {
+		se.code, se.message = eb.Error.Code, eb.Error.Message
+	}
+	return se
+}
+
+// clientLocked returns an HTTP client that trusts the control section's CA file,
+// rebuilt when the file's content or name changed.
+func (r *Reporter) clientLocked(ctl *limiterconfig.Control) (*http.Client, error) {
+	var pem []byte
+	if ctl.CAFile != "" {
+		var err error
+		if pem, err = readBounded(ctl.CAFile, maxCABytes); err != nil {
+			return nil, fmt.Errorf("read the control channel's CA bundle: %w", err)
+		}
+	}
+	if r.client != nil && r.caFile == ctl.CAFile && bytes.Equal(pem, r.caPEM) {
+		return r.client, nil
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ctl.CAFile != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("the control channel's CA bundle %s holds no PEM certificate", ctl.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if r.client != nil {
+		r.client.CloseIdleConnections()
+	}
+	r.client = &http.Client{Transport: &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: 5 * time.Second,
+		MaxIdleConns:        1,
+		IdleConnTimeout:     5 * time.Minute,
+		ForceAttemptHTTP2:   true,
+	}}
+	r.caPEM, r.caFile = pem, ctl.CAFile
+	return r.client, nil
+}
+
+// readBounded reads a whole file of at most limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
+}

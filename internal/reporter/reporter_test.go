@@ -1,0 +1,456 @@
+package reporter
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/aiquota/aiquota/internal/limiter"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/report"
+)
+
+// pki is a CA that issues a serving certificate for 127.0.0.1.
+type pki struct {
+	caPEM []byte
+	cert  tls.Certificate
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pki{
+		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		cert:  tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+	}
+}
+
+// manager is a stand-in for the manager's endpoint: it decodes every report with
+// the report package and answers as the manager does.
+type manager struct {
+	srv  *httptest.Server
+	cert atomic.Pointer[tls.Certificate]
+	// refuse, when set, is the status and code of every answer.
+	refuse atomic.Pointer[[2]string]
+
+	mu      sync.Mutex
+	reports []*report.Report
+	tokens  []string
+}
+
+func newManager(t *testing.T, p *pki) *manager {
+	m := &manager{}
+	m.cert.Store(&p.cert)
+	m.srv = httptest.NewUnstartedServer(http.HandlerFunc(m.serve))
+	// GetConfigForClient, not GetCertificate: a client dialling an IP sends no SNI,
+	// and httptest's own certificate would be served instead.
+	m.srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return &tls.Config{Certificates: []tls.Certificate{*m.cert.Load()}}, nil
+	}}
+	m.srv.StartTLS()
+	t.Cleanup(m.srv.Close)
+	return m
+}
+
+func (m *manager) serve(w http.ResponseWriter, r *http.Request) {
+	if rf := m.refuse.Load(); rf != nil {
+		status := map[string]int{report.CodeNotLeader: 503, "serverError": 500, report.CodeUnauthenticated: 401}[rf[1]]
+		if rf[0] != "" {
+			w.Header().Set("Retry-After", rf[0])
+		}
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(report.ErrorBody{Error: report.ErrorDetail{Code: rf[1], Message: "refused by the test"}})
+		return
+	}
+	rep, err := report.Read(r.Body)
+	if err != nil || r.URL.Path != report.Path || r.Header.Get("Content-Type") != report.ContentType {
+		http.Error(w, "bad report", 400)
+		return
+	}
+	m.mu.Lock()
+	m.reports = append(m.reports, rep)
+	m.tokens = append(m.tokens, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+	m.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(report.Response{SchemaVersion: report.SchemaVersion, Seq: rep.Seq})
+}
+
+func (m *manager) received() ([]*report.Report, []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*report.Report(nil), m.reports...), append([]string(nil), m.tokens...)
+}
+
+// sidecarFiles are the files a pod's sidecar reads: config, token, CA.
+type sidecarFiles struct {
+	dir, config, token, ca string
+}
+
+func newFiles(t *testing.T) *sidecarFiles {
+	d := t.TempDir()
+	return &sidecarFiles{dir: d, config: filepath.Join(d, "limiter.json"), token: filepath.Join(d, "token"), ca: filepath.Join(d, "ca.crt")}
+}
+
+func write(t *testing.T, path string, b []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testConfig(url string, f *sidecarFiles, interval time.Duration) *limiterconfig.Config {
+	return &limiterconfig.Config{
+		SchemaVersion: limiterconfig.SchemaVersion,
+		Source:        limiterconfig.Source{Kind: "FallbackChain", Namespace: "team-a", Name: "chat", Generation: 4},
+		Providers: []limiterconfig.Provider{{
+			Name: "openai-tier3", Type: limiterconfig.ProviderOpenAI, Endpoint: "https://api.openai.com",
+			Keys:   []limiterconfig.Key{{ID: "openai/api-key", File: "/keys/openai"}},
+			Limits: limiterconfig.Limits{RequestsPerMinute: 600, TokensPerMinute: 100000, MaxConcurrency: 8, TokensPerDay: 1_000_000},
+			Models: []limiterconfig.Model{{Names: []string{"gpt-5.5", "gpt-5.5-2030"}}},
+			Policy: "standard", LearnFromHeaders: true,
+		}},
+		Chain: &limiterconfig.Chain{Entries: []limiterconfig.ChainEntry{
+			{Provider: "openai-tier3", Model: "gpt-5.5-2030", Policy: "strict"},
+			{Provider: "openai-tier3", Model: "gpt-4o"},
+		}},
+		Policies: []limiterconfig.Policy{
+			func() limiterconfig.Policy { p := limiterconfig.DefaultPolicy(); p.Name = "standard"; return p }(),
+			func() limiterconfig.Policy {
+				p := limiterconfig.DefaultPolicy()
+				p.Name = "strict"
+				p.FailureThreshold = 2
+				return p
+			}(),
+		},
+		Control: &limiterconfig.Control{URL: url + report.Path, TokenFile: f.token, CAFile: f.ca, ReportInterval: limiterconfig.Duration(interval)},
+	}
+}
+
+func writeConfig(t *testing.T, f *sidecarFiles, cfg *limiterconfig.Config) []byte {
+	t.Helper()
+	b, err := limiterconfig.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, f.config, b)
+	return b
+}
+
+var testPod = report.Pod{Namespace: "team-a", Name: "app-1", UID: "uid-1"}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logSink collects structured log records.
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logSink) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
+
+// TestReportsFromTheEngine: the reporter turns a real engine's state into reports
+// the manager can read: usage, limits, chain entries resolved to pools, breakers
+// with their policies, config source and hash; sequence numbers grow, the boot
+// stays, and the token is read afresh for every report.
+func TestReportsFromTheEngine(t *testing.T) {
+	p := newPKI(t)
+	m := newManager(t, p)
+	f := newFiles(t)
+	write(t, f.ca, p.caPEM)
+	write(t, f.token, []byte("token-1\n"))
+	cfg := testConfig(m.srv.URL, f, 100*time.Millisecond)
+	doc := writeConfig(t, f, cfg)
+
+	engine := limiter.New(limiter.Options{})
+	engine.Apply(cfg)
+	target, err := engine.Target("openai-tier3", "gpt-5.5-2030")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		res, err := target.Admit(context.Background(), limiter.Demand{InputTokens: 100, OutputTokens: 50}, 5, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Settle(limiter.Attempt{Status: 200, Usage: limiter.Usage{InputTokens: 90, OutputTokens: 10}, UsageKnown: true})
+		res.Release()
+	}
+	breaker, err := engine.Breaker("openai-tier3", "gpt-5.5-2030")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the strict policy opens after two
+		permit, err := breaker.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		permit.Record(limiterconfig.FailureServerError)
+	}
+
+	r := New(Options{ConfigPath: f.config, Snapshot: engine.Snapshot, Pod: testPod, Logger: (&logSink{}).logger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	eventually(t, "two reports", func() bool { reps, _ := m.received(); return len(reps) >= 2 })
+	write(t, f.token, []byte("token-2\n"))
+	eventually(t, "a report with the rotated token", func() bool {
+		_, toks := m.received()
+		return toks[len(toks)-1] == "token-2"
+	})
+	cancel()
+	<-done
+
+	reps, toks := m.received()
+	if toks[0] != "token-1" {
+		t.Errorf("first token %q", toks[0])
+	}
+	for i, rep := range reps {
+		if rep.Seq != uint64(i+1) || rep.Boot.ID != r.BootID() {
+			t.Errorf("report %d: seq %d boot %s", i, rep.Seq, rep.Boot.ID)
+		}
+	}
+	got := reps[0]
+	if got.Config.Hash != hashOf(doc) {
+		t.Errorf("config hash %q, want the sidecar's %q", got.Config.Hash, hashOf(doc))
+	}
+	want := &report.Report{
+		SchemaVersion: report.SchemaVersion, Pod: testPod, Seq: 1,
+		ReportInterval: report.Duration(100 * time.Millisecond),
+		Config:         report.Config{Hash: got.Config.Hash, Kind: "FallbackChain", Namespace: "team-a", Name: "chat", Generation: 4},
+		Chain: []report.ChainEntry{
+			{Provider: "openai-tier3", Model: "gpt-5.5-2030", Pool: "gpt-5.5"},
+			{Provider: "openai-tier3", Model: "gpt-4o", Pool: "gpt-4o"},
+		},
+		Pools: []report.Pool{{
+			Provider: "openai-tier3", Pool: "gpt-5.5", Key: "openai/api-key",
+			Counters: report.Counters{Requests: 3, InputTokens: 270, OutputTokens: 30},
+			Limits:   report.Limits{RequestsPerMinute: 600, TokensPerMinute: 100000, MaxConcurrency: 8, TokensPerDay: 1_000_000},
+			Throttle: 1, RequestsToday: 3, TokensToday: 300,
+		}},
+		Queues: []report.Queue{{Provider: "openai-tier3", Pool: "gpt-5.5", Admitted: 3}},
+		Breakers: []report.Breaker{{
+			Provider: "openai-tier3", Model: "gpt-5.5-2030", Policy: "strict", State: report.BreakerOpen,
+			ConsecutiveFailures: 2, Opens: 1,
+		}},
+	}
+	opts := cmp.Options{
+		cmpopts.IgnoreFields(report.Report{}, "Boot", "SentAt"),
+		cmpopts.IgnoreFields(report.Pool{}, "Buckets"),
+		cmpopts.IgnoreFields(report.Breaker{}, "Since", "Transitions"),
+	}
+	if d := cmp.Diff(want, got, opts); d != "" {
+		t.Errorf("report (-want +got):\n%s", d)
+	}
+	b := got.Breakers[0]
+	if len(b.Transitions) != 1 || b.Transitions[0].To != report.BreakerOpen || b.Since == nil || !b.Since.Equal(b.Transitions[0].At) {
+		t.Errorf("breaker history: since %v, transitions %+v", b.Since, b.Transitions)
+	}
+	if len(got.Pools[0].Buckets) != 2 {
+		t.Errorf("buckets %+v, want RPM and TPM", got.Pools[0].Buckets)
+	}
+}
+
+// hashOf is the sidecar's config hash (internal/sidecar shows the same in /state
+// and its config_info metric).
+func hashOf(doc []byte) string {
+	sum := sha256.Sum256(doc)
+	return hex.EncodeToString(sum[:8])
+}
+
+// TestCAChangeAndNoControlSection: without a control section nothing is sent;
+// when one appears, reports start; when the manager's certificate moves to a new
+// CA and the CA file follows, reports go on.
+func TestCAChangeAndNoControlSection(t *testing.T) {
+	p1, p2 := newPKI(t), newPKI(t)
+	m := newManager(t, p1)
+	f := newFiles(t)
+	write(t, f.ca, p1.caPEM)
+	write(t, f.token, []byte("token"))
+	cfg := testConfig(m.srv.URL, f, 100*time.Millisecond)
+	ctl := cfg.Control
+	cfg.Control = nil
+	writeConfig(t, f, cfg)
+	engine := limiter.New(limiter.Options{})
+	engine.Apply(cfg)
+	logs := &logSink{}
+	r := New(Options{ConfigPath: f.config, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), IdlePoll: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+
+	time.Sleep(200 * time.Millisecond) // ten idle polls
+	if reps, _ := m.received(); len(reps) != 0 {
+		t.Fatalf("%d reports without a control section", len(reps))
+	}
+	cfg.Control = ctl
+	writeConfig(t, f, cfg)
+	eventually(t, "reports once the control section appears", func() bool { reps, _ := m.received(); return len(reps) > 0 })
+
+	// The manager's certificate now comes from another CA: reports fail until the
+	// CA file (a ConfigMap's ca.crt) follows, then resume.
+	m.cert.Store(&p2.cert)
+	m.srv.CloseClientConnections()
+	eventually(t, "a failure logged", func() bool { return strings.Contains(logs.String(), "control channel report failed") })
+	n, _ := m.received()
+	write(t, f.ca, p2.caPEM)
+	eventually(t, "reports with the new CA", func() bool { reps, _ := m.received(); return len(reps) > len(n) })
+	eventually(t, "recovery logged", func() bool { return strings.Contains(logs.String(), "control channel reports resumed") })
+}
+
+// TestFailuresBackOffAndAreLoggedAtABoundedRate drives report cycles directly
+// against a refusing manager.
+func TestFailuresBackOffAndAreLoggedAtABoundedRate(t *testing.T) {
+	p := newPKI(t)
+	m := newManager(t, p)
+	f := newFiles(t)
+	write(t, f.ca, p.caPEM)
+	write(t, f.token, []byte("secret-token-value"))
+	cfg := testConfig(m.srv.URL, f, 10*time.Second)
+	writeConfig(t, f, cfg)
+	engine := limiter.New(limiter.Options{})
+	engine.Apply(cfg)
+	logs := &logSink{}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := New(Options{ConfigPath: f.config, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), Now: func() time.Time { return now }})
+	ctx := context.Background()
+
+	m.refuse.Store(&[2]string{"", "serverError"})
+	var delays []time.Duration
+	for range 8 {
+		delays = append(delays, r.cycle(ctx))
+	}
+	// Exponential from the interval (with ±20% jitter), capped at five minutes.
+	for i, d := range delays {
+		want := min(10*time.Second<<i, maxBackoff)
+		if d < want*8/10 || d > want*12/10 {
+			t.Errorf("delay after failure %d: %s, want about %s", i+1, d, want)
+		}
+	}
+	if n := strings.Count(logs.String(), "control channel report failed"); n != 1 {
+		t.Errorf("%d failure logs within a minute, want 1", n)
+	}
+	now = now.Add(2 * time.Minute)
+	r.cycle(ctx)
+	if n := strings.Count(logs.String(), "control channel report failed"); n != 2 || !strings.Contains(logs.String(), `"unloggedFailures":7`) {
+		t.Errorf("after a minute: %d failure logs; logs:\n%s", n, logs)
+	}
+
+	// A follower: retried soon, from one second, and never sooner than Retry-After.
+	r.failures = 0
+	m.refuse.Store(&[2]string{"3", report.CodeNotLeader})
+	if d := r.cycle(ctx); d < 3*time.Second*8/10 || d > 3*time.Second*12/10 {
+		t.Errorf("delay after notLeader with Retry-After 3: %s", d)
+	}
+	m.refuse.Store(&[2]string{"", report.CodeNotLeader})
+	r.failures = 0
+	if d := r.cycle(ctx); d > 1200*time.Millisecond {
+		t.Errorf("delay after notLeader: %s, want about a second", d)
+	}
+
+	m.refuse.Store(nil)
+	if d := r.cycle(ctx); d != 10*time.Second {
+		t.Errorf("delay after success: %s, want the interval", d)
+	}
+	if !strings.Contains(logs.String(), "control channel reports resumed") {
+		t.Error("recovery not logged")
+	}
+	if strings.Contains(logs.String(), "secret-token-value") {
+		t.Error("the token was logged")
+	}
+}
+
+// TestSendFinal marks the last report final.
+func TestSendFinal(t *testing.T) {
+	p := newPKI(t)
+	m := newManager(t, p)
+	f := newFiles(t)
+	write(t, f.ca, p.caPEM)
+	write(t, f.token, []byte("token"))
+	cfg := testConfig(m.srv.URL, f, time.Hour)
+	writeConfig(t, f, cfg)
+	engine := limiter.New(limiter.Options{})
+	engine.Apply(cfg)
+	r := New(Options{ConfigPath: f.config, Snapshot: engine.Snapshot, Pod: testPod})
+	if d := r.cycle(context.Background()); d != time.Hour {
+		t.Fatalf("first report: next in %s", d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.SendFinal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reps, _ := m.received()
+	if len(reps) != 2 || reps[0].Final || !reps[1].Final || reps[1].Seq != 2 {
+		t.Errorf("reports: %+v", reps)
+	}
+	// A manager that refuses: the final report's error says why.
+	m.refuse.Store(&[2]string{"", report.CodeUnauthenticated})
+	err := r.SendFinal(ctx)
+	var se *statusError
+	if !errors.As(err, &se) || se.status != 401 || se.code != report.CodeUnauthenticated || !strings.Contains(err.Error(), "refused by the test") {
+		t.Errorf("refused final report: %v", err)
+	}
+}
