@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/reporter"
 	"github.com/aiquota/aiquota/internal/sidecar"
 )
 
@@ -90,6 +92,15 @@ func run(args []string, stderr io.Writer) int {
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	srv.Watch(watchCtx)
+	// Reports to the manager, while the config has a control section.
+	reports := reporter.New(reporter.Options{
+		ConfigPath: *configPath, Snapshot: srv.Engine().Snapshot, Logger: log,
+		Pod: report.Pod{Namespace: id.PodNamespace, Name: id.PodName, UID: id.PodUID},
+	})
+	reportCtx, stopReports := context.WithCancel(context.Background())
+	defer stopReports()
+	reportsDone := make(chan struct{})
+	go func() { reports.Run(reportCtx); close(reportsDone) }()
 
 	select {
 	case <-ctx.Done():
@@ -105,6 +116,14 @@ func run(args []string, stderr io.Writer) int {
 		log.Warn("drain timed out; closing the remaining connections", "error", err)
 		_ = proxy.Close()
 	}
+	// One last report with the drained requests' counts, if the manager answers quickly.
+	stopReports()
+	<-reportsDone
+	finalCtx, cancelFinal := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := reports.SendFinal(finalCtx); err != nil {
+		log.Warn("final control-channel report not sent", "error", err)
+	}
+	cancelFinal()
 	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancelAdmin()
 	_ = admin.Shutdown(adminCtx)

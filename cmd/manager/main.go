@@ -20,6 +20,7 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/aiquota/aiquota/internal/certs"
+	"github.com/aiquota/aiquota/internal/control"
 	"github.com/aiquota/aiquota/internal/controller"
 	"github.com/aiquota/aiquota/internal/scheme"
 	"github.com/aiquota/aiquota/internal/webhook"
@@ -55,6 +56,8 @@ func run() error {
 	webhookOpts.BindFlags(flag.CommandLine)
 	certOpts := certs.DefaultOptions()
 	certOpts.BindFlags(flag.CommandLine)
+	controlOpts := control.DefaultOptions()
+	controlOpts.BindFlags(flag.CommandLine)
 	opts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -104,6 +107,14 @@ func run() error {
 	injector, err := webhook.SetupWithManager(mgr, webhookOpts)
 	if err != nil {
 		return fmt.Errorf("set up the injection webhook: %w", err)
+	}
+	// The control channel serves the manager's certificate unless given a directory.
+	controlOpts.TLSOpts = slices.Clone(tlsOpts)
+	if controlOpts.CertDir == "" {
+		controlOpts.TLSOpts = append(controlOpts.TLSOpts, certMgr.TLSOpt())
+	}
+	if _, err := control.SetupWithManager(mgr, controlOpts); err != nil {
+		return fmt.Errorf("set up the control channel: %w", err)
 	}
 	// Ready only when the certificate is in place and trusted, the webhook serves,
 	// and its informers have synced.
