@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// statusCerts writes a CA (ca.crt) and a serving certificate for 127.0.0.1
+// (tls.crt, tls.key) into a new directory, as the control channel's cert dir.
+func statusCerts(t *testing.T) string {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "aiquota e2e CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "aiquota-control"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{
+		"ca.crt":  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// statusFreePort is a port free at the time of asking.
+func statusFreePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// statusEventually polls cond until it returns nil or the deadline passes.
+func statusEventually(t *testing.T, what string, timeout time.Duration, cond func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = cond(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+	return 0
+}
+
+// kubectlTable runs the real kubectl and returns its table, one map per row keyed
+// by column header, per resource kind in the order printed.
+func kubectlTable(t *testing.T, kubectl, kubeconfig string, args ...string) ([][]map[string]string, string) {
+	t.Helper()
+	cmd := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return parseTables(string(out)), string(out)
+}
+
+// parseTables splits kubectl's output into tables (separated by blank lines) and
+// reads each row by the header's column positions, so empty cells stay empty.
+func parseTables(out string) [][]map[string]string {
+	var tables [][]map[string]string
+	for _, block := range strings.Split(strings.TrimSpace(out), "\n\n") {
+		lines := strings.Split(block, "\n")
+		if len(lines) == 0 {
+			continue
+		}
+		header := lines[0]
+		var starts []int
+		var names []string
+		for i := 0; i < len(header); {
+			if header[i] == ' ' {
+				i++
+				continue
+			}
+			j := i
+			for j < len(header) && !(header[j] == ' ' && (j+1 >= len(header) || header[j+1] == ' ')) {
+				j++
+			}
+			starts = append(starts, i)
+			names = append(names, header[i:j])
+			i = j
+		}
+		var rows []map[string]string
+		for _, line := range lines[1:] {
+			row := map[string]string{}
+			for c, s := range starts {
+				end := len(line)
+				if c+1 < len(starts) {
+					end = min(starts[c+1], len(line))
+				}
+				if s < len(line) {
+					row[names[c]] = strings.TrimSpace(line[s:end])
+				}
+			}
+			rows = append(rows, row)
+		}
+		tables = append(tables, rows)
+	}
+	return tables
+}
+
+// statusChat sends one chat completion through the limiter and returns the status.
+func statusChat(proxy, model string) (int, string) {
+	body := fmt.Sprintf(`{"model":%q,"max_tokens":50,"messages":[{"role":"user","content":"How close are we to our quota?"}]}`, model)
+	resp, err := http.Post("http://"+proxy+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// statusScrape fetches a Prometheus text page and returns the value of the first
+// sample whose line starts with prefix.
+func statusScrape(url, prefix string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			f := strings.Fields(line)
+			return f[len(f)-1], nil
+		}
+	}
+	return "", fmt.Errorf("no sample %s", prefix)
+}
