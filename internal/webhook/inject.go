@@ -162,6 +162,17 @@ func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonp
 		}
 	}
 
+	// The projected token needs a service account. The ServiceAccount admission
+	// plugin usually runs first and sets "default"; where it does not, do what it
+	// would, or the API server refuses the pod.
+	if pod.Spec.ServiceAccountName == "" {
+		sa := pod.Spec.DeprecatedServiceAccount
+		if sa == "" {
+			sa = "default"
+		}
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/serviceAccountName", sa))
+	}
+
 	limiter := inj.container(req, t)
 	switch {
 	case !inj.opts.NativeSidecar:

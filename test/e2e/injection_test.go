@@ -1,0 +1,655 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/internal/testenv"
+	"github.com/aiquota/aiquota/test/harness"
+)
+
+// TestInjectedPodRunsTheLimiter is the injection path end to end, on a real API
+// server, with the manager binary installed as config/default installs it (its
+// ServiceAccount, RBAC, certificate Secret, webhook configuration and arguments):
+//
+//  1. the manager generates its certificate, injects the CA into the webhook
+//     configuration and reports ready;
+//  2. its reconcilers render the chain's ConfigMap;
+//  3. an annotated pod created through the API server gets the sidecar;
+//  4. a stand-in kubelet materialises the volumes the sidecar mounts (ConfigMap,
+//     Secrets, a TokenRequest for the projected token) under a temporary root,
+//     rewrites the container paths in the config consistently, and starts the
+//     limiter binary with the spec's args and env;
+//  5. the readiness probe of the spec turns ready, and the app's OPENAI_BASE_URL,
+//     used by the official OpenAI SDK, reaches the provider simulator through it.
+func TestInjectedPodRunsTheLimiter(t *testing.T) {
+	root := testenv.Root()
+	ctx := t.Context()
+	bins, err := harness.Build(ctx, root, t.TempDir(), "./cmd/manager", "./cmd/limiter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	install := kustomize(t, root)
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	fromUnstructured(t, install.one(t, "MutatingWebhookConfiguration"), &mwc)
+	env, err := testenv.Start(func(e *envtest.Environment) {
+		// envtest points the webhook at a local port instead of the Service; the
+		// manager's certificate covers localhost as an extra name.
+		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			MutatingWebhooks:             []*admissionregistrationv1.MutatingWebhookConfiguration{&mwc},
+			LocalServingHostExternalName: "localhost",
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop envtest: %v", err)
+		}
+	})
+	c := env.Client
+	cs := kubernetes.NewForConfigOrDie(env.Config)
+
+	// Install what config/default installs around the manager.
+	for _, u := range install.objects {
+		switch u.GetKind() {
+		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Secret":
+			if err := c.Create(ctx, u); err != nil {
+				t.Fatalf("install %s %s: %v", u.GetKind(), u.GetName(), err)
+			}
+		}
+	}
+	var dep appsv1.Deployment
+	fromUnstructured(t, install.one(t, "Deployment"), &dep)
+	managerNS := dep.Namespace
+	cert := install.oneNamed(t, "Secret", "webhook-server-cert")
+
+	// The manager runs as its ServiceAccount, so config/'s RBAC is what it gets.
+	kubeconfig := serviceAccountKubeconfig(t, env, cs, managerNS, dep.Spec.Template.Spec.ServiceAccountName)
+	probePort, webhookPort := freePort(t), env.Environment().WebhookInstallOptions.LocalServingPort
+	certDir := t.TempDir()
+	args := append(slices.Clone(dep.Spec.Template.Spec.Containers[0].Args),
+		// Later flags win: replace what only makes sense in a cluster.
+		"--leader-election-namespace="+managerNS,
+		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort),
+		"--metrics-bind-address=0",
+		"--webhook-port="+strconv.Itoa(webhookPort),
+		"--cert-dir="+certDir,
+		"--cert-extra-dns-names=localhost",
+		"--limiter-image=registry.example/aiquota/limiter:e2e",
+		// The renderer copies the certificate's CA into every ConfigMap as ca.crt.
+		"--control-ca-file="+filepath.Join(certDir, "ca.crt"),
+	)
+	mgr, err := harness.Start("manager", bins["manager"], args, []string{"KUBECONFIG=" + kubeconfig, "POD_NAMESPACE=" + managerNS}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := mgr.Stop(30 * time.Second); err != nil {
+			t.Errorf("manager: %v\n%s", err, mgr.Logs())
+		}
+	})
+	eventually(t, "the manager's /readyz", 3*time.Minute, func() error {
+		if mgr.Exited() {
+			t.Fatalf("the manager exited:\n%s", mgr.Logs())
+		}
+		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
+	})
+	// Ready means the certificate is in place: the Secret holds it, the webhook
+	// configuration trusts its CA, the files are written.
+	var secret corev1.Secret
+	if err := c.Get(ctx, types.NamespacedName{Namespace: managerNS, Name: cert.GetName()}, &secret); err != nil {
+		t.Fatal(err)
+	}
+	var wc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := c.Get(ctx, types.NamespacedName{Name: mwc.Name}, &wc); err != nil {
+		t.Fatal(err)
+	}
+	if len(secret.Data["ca.crt"]) == 0 || !bytes.Equal(wc.Webhooks[0].ClientConfig.CABundle, secret.Data["ca.crt"]) {
+		t.Fatal("ready, but the webhook's caBundle is not the certificate Secret's CA")
+	}
+	if b, err := os.ReadFile(filepath.Join(certDir, "ca.crt")); err != nil || !bytes.Equal(b, secret.Data["ca.crt"]) {
+		t.Fatalf("ca.crt in the cert dir: %v", err)
+	}
+
+	// The provider: the simulator, with the OpenAI and Anthropic accounts whose keys
+	// the Secrets below hold.
+	sim, err := simulator.New(simulator.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	simServer := newLocalServer(t, sim)
+
+	// A team's namespace: keys, quotas, a chain.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "shop-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, c,
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "chat-api"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "openai-keys"}, StringData: map[string]string{"api-key": "sk-sim-openai", "unrelated": "must-not-be-mounted"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "anthropic-keys"}, StringData: map[string]string{"api-key": "sk-sim-anthropic"}},
+		&quotav1alpha1.ProviderQuota{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "openai-sim"},
+			Spec: quotav1alpha1.ProviderQuotaSpec{
+				Provider: quotav1alpha1.ProviderOpenAI, Endpoint: simServer,
+				Credentials: []quotav1alpha1.SecretKeyRef{{Name: "openai-keys", Key: "api-key"}},
+				Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, TokensPerMinute: 1_000_000},
+			},
+		},
+		&quotav1alpha1.ProviderQuota{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "anthropic-sim"},
+			Spec: quotav1alpha1.ProviderQuotaSpec{
+				Provider: quotav1alpha1.ProviderAnthropic, Endpoint: simServer,
+				Credentials: []quotav1alpha1.SecretKeyRef{{Name: "anthropic-keys", Key: "api-key"}},
+				Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, InputTokensPerMinute: 1_000_000, OutputTokensPerMinute: 100_000},
+			},
+		},
+		&quotav1alpha1.FallbackChain{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "chat"},
+			Spec: quotav1alpha1.FallbackChainSpec{Entries: []quotav1alpha1.ChainEntry{
+				{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai-sim"}, Model: "gpt-5.5"},
+				{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "anthropic-sim"}, Model: "claude-sonnet-4"},
+			}},
+		},
+	)
+	cmKey := types.NamespacedName{Namespace: ns.Name, Name: naming.ChainConfigMap("chat")}
+	// ca.crt arrives once the renderer re-reads --control-ca-file (it polls).
+	eventually(t, "the rendered ConfigMap", 3*time.Minute, func() error {
+		var cm corev1.ConfigMap
+		if err := c.Get(ctx, cmKey, &cm); err != nil {
+			return err
+		}
+		if cm.Data[naming.ConfigKey] == "" || cm.Data[naming.CAKey] == "" {
+			return fmt.Errorf("ConfigMap keys: %v", slices.Sorted(maps.Keys(cm.Data)))
+		}
+		return nil
+	})
+
+	proxyPort, adminPort := freePort(t), freePort(t)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "chat-api", Annotations: map[string]string{
+			naming.AnnotationInject:           "true",
+			naming.AnnotationFallbackChain:    "chat",
+			naming.AnnotationPriority:         "3",
+			naming.AnnotationLimiterPort:      strconv.Itoa(proxyPort),
+			naming.AnnotationLimiterAdminPort: strconv.Itoa(adminPort),
+		}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: "chat-api",
+			Containers:         []corev1.Container{{Name: "app", Image: "registry.example/chat-api:1"}},
+		},
+	}
+	// The API server may still hold the previous caBundle for a moment after the
+	// manager reports ready; creation is retried only on a TLS failure to call it.
+	eventually(t, "the pod to be admitted", time.Minute, func() error {
+		err := c.Create(ctx, pod)
+		if err != nil && !strings.Contains(err.Error(), "failed calling webhook") {
+			t.Fatalf("create the pod: %v", err)
+		}
+		return err
+	})
+	var got corev1.Pod
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pod), &got); err != nil {
+		t.Fatal(err)
+	}
+
+	k := &kubelet{t: t, c: c, cs: cs, pod: &got, root: t.TempDir()}
+	limiter := k.sidecar()
+	limiterArgs, limiterEnv := k.prepare(limiter)
+	proc, err := harness.Start("limiter", bins["limiter"], limiterArgs, limiterEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := proc.Stop(30 * time.Second); err != nil {
+			t.Errorf("limiter: %v\n%s", err, proc.Logs())
+		}
+	})
+	for _, probe := range []*corev1.Probe{limiter.StartupProbe, limiter.ReadinessProbe, limiter.LivenessProbe} {
+		url := fmt.Sprintf("http://127.0.0.1:%d%s", probe.HTTPGet.Port.IntValue(), probe.HTTPGet.Path)
+		eventually(t, "the limiter's probe "+url, time.Minute, func() error {
+			if proc.Exited() {
+				t.Fatalf("the limiter exited:\n%s", proc.Logs())
+			}
+			return httpOK(url)
+		})
+	}
+
+	// The app: the official SDK, configured only by the env the webhook set.
+	baseURL := envOf(got.Spec.Containers[0], "OPENAI_BASE_URL")
+	if baseURL != fmt.Sprintf("http://127.0.0.1:%d/v1", proxyPort) {
+		t.Fatalf("OPENAI_BASE_URL = %q", baseURL)
+	}
+	sdk := openai.NewClient(option.WithBaseURL(baseURL), option.WithAPIKey("sk-the-app-has-no-real-key"), option.WithMaxRetries(0))
+	var raw *http.Response
+	resp, err := sdk.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model:     "gpt-5.5",
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello")},
+		MaxTokens: openai.Int(20),
+	}, option.WithResponseInto(&raw))
+	if err != nil {
+		t.Fatalf("chat completion through the injected sidecar: %v\n%s", err, proc.Logs())
+	}
+	if len(resp.Choices) == 0 || resp.Choices[0].Message.Content == "" {
+		t.Errorf("empty completion: %+v", resp)
+	}
+	if h := raw.Header.Get("X-Aiquota-Served-By"); h != "openai-sim/gpt-5.5" {
+		t.Errorf("served by %q", h)
+	}
+	var openaiRequests int64
+	for _, a := range sim.Stats().Accounts {
+		if a.Provider == simulator.ProviderOpenAI {
+			openaiRequests = a.Requests
+		}
+	}
+	if openaiRequests != 1 {
+		t.Errorf("the simulator's OpenAI account saw %d requests, want 1 (with the mounted key)", openaiRequests)
+	}
+	for _, leak := range []string{"sk-sim-openai", "sk-sim-anthropic"} {
+		if strings.Contains(proc.Logs(), leak) || strings.Contains(mgr.Logs(), leak) {
+			t.Errorf("a key appears in the logs")
+		}
+	}
+}
+
+// kubelet plays the kubelet's part for one pod: it materialises the volumes a
+// container mounts under root and starts nothing itself.
+type kubelet struct {
+	t    *testing.T
+	c    client.Client
+	cs   *kubernetes.Clientset
+	pod  *corev1.Pod
+	root string
+	// mounts are the container's mount paths, longest first.
+	mounts []string
+}
+
+func (k *kubelet) sidecar() corev1.Container {
+	for _, c := range k.pod.Spec.InitContainers {
+		if c.Name == naming.LimiterName {
+			if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+				k.t.Fatal("the limiter is not a native sidecar")
+			}
+			return c
+		}
+	}
+	k.t.Fatalf("no limiter in the pod: %+v", k.pod.Spec)
+	return corev1.Container{}
+}
+
+// hostPath maps a path inside the container to the materialised file; a path no
+// mount covers could not be read in a real pod either.
+func (k *kubelet) hostPath(p string) string {
+	for _, m := range k.mounts {
+		if p == m || strings.HasPrefix(p, m+"/") {
+			return filepath.Join(k.root, p)
+		}
+	}
+	k.t.Fatalf("%s is outside every volume the limiter mounts (%v): the sidecar could not read it", p, k.mounts)
+	return ""
+}
+
+// prepare materialises the container's volumes and returns its args and env with
+// container paths mapped to the materialised ones.
+func (k *kubelet) prepare(c corev1.Container) (args, env []string) {
+	t := k.t
+	volumes := map[string]corev1.Volume{}
+	for _, v := range k.pod.Spec.Volumes {
+		volumes[v.Name] = v
+	}
+	for _, m := range c.VolumeMounts {
+		if m.SubPath != "" || !m.ReadOnly {
+			t.Errorf("mount %s: subPath %q readOnly %v", m.Name, m.SubPath, m.ReadOnly)
+		}
+		v, ok := volumes[m.Name]
+		if !ok {
+			t.Fatalf("mount %s names no volume", m.Name)
+		}
+		k.materialise(v, filepath.Join(k.root, m.MountPath))
+		k.mounts = append(k.mounts, m.MountPath)
+	}
+	slices.SortFunc(k.mounts, func(a, b string) int { return len(b) - len(a) })
+
+	// The config names key, token and CA files by their container paths.
+	cfgPath := ""
+	for i := 0; i+1 < len(c.Args); i++ {
+		if c.Args[i] == "--config" {
+			cfgPath = c.Args[i+1]
+		}
+	}
+	if cfgPath != naming.ConfigPath() {
+		t.Fatalf("--config is %q, want %q", cfgPath, naming.ConfigPath())
+	}
+	data, err := os.ReadFile(k.hostPath(cfgPath))
+	if err != nil {
+		t.Fatalf("the rendered config is not where --config says: %v", err)
+	}
+	cfg, err := limiterconfig.Parse(data)
+	if err != nil {
+		t.Fatalf("the rendered config does not parse: %v", err)
+	}
+	for i := range cfg.Providers {
+		for j := range cfg.Providers[i].Keys {
+			cfg.Providers[i].Keys[j].File = k.hostPath(cfg.Providers[i].Keys[j].File)
+		}
+	}
+	if cfg.Control != nil {
+		cfg.Control.TokenFile = k.hostPath(cfg.Control.TokenFile)
+		if cfg.Control.CAFile != "" {
+			cfg.Control.CAFile = k.hostPath(cfg.Control.CAFile)
+		}
+	}
+	out, err := limiterconfig.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.hostPath(cfgPath), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := 0; i < len(c.Args); i++ {
+		args = append(args, c.Args[i])
+		if c.Args[i] == "--config" && i+1 < len(c.Args) {
+			args = append(args, k.hostPath(c.Args[i+1]))
+			i++
+		}
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env = append(env, e.Name+"="+e.Value)
+		case e.ValueFrom.FieldRef != nil:
+			env = append(env, e.Name+"="+k.field(e.ValueFrom.FieldRef.FieldPath))
+		default:
+			t.Fatalf("env %s: this kubelet resolves fieldRef only", e.Name)
+		}
+	}
+	return args, env
+}
+
+func (k *kubelet) field(fieldPath string) string {
+	switch fieldPath {
+	case "metadata.name":
+		return k.pod.Name
+	case "metadata.namespace":
+		return k.pod.Namespace
+	case "metadata.uid":
+		return string(k.pod.UID)
+	}
+	k.t.Fatalf("fieldRef %s is not resolved by this kubelet", fieldPath)
+	return ""
+}
+
+func (k *kubelet) materialise(v corev1.Volume, dir string) {
+	t := k.t
+	ctx := t.Context()
+	write := func(rel string, content []byte) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, content, 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	switch {
+	case v.ConfigMap != nil:
+		var cm corev1.ConfigMap
+		if err := k.c.Get(ctx, types.NamespacedName{Namespace: k.pod.Namespace, Name: v.ConfigMap.Name}, &cm); err != nil {
+			t.Fatalf("volume %s: %v", v.Name, err)
+		}
+		if len(v.ConfigMap.Items) > 0 {
+			t.Errorf("volume %s projects items; the whole ConfigMap keeps updates visible", v.Name)
+		}
+		for key, val := range cm.Data {
+			write(key, []byte(val))
+		}
+	case v.Secret != nil:
+		var s corev1.Secret
+		if err := k.c.Get(ctx, types.NamespacedName{Namespace: k.pod.Namespace, Name: v.Secret.SecretName}, &s); err != nil {
+			t.Fatalf("volume %s: %v", v.Name, err)
+		}
+		if len(v.Secret.Items) == 0 {
+			t.Errorf("volume %s mounts every key of Secret %s", v.Name, s.Name)
+		}
+		for _, it := range v.Secret.Items {
+			val, ok := s.Data[it.Key]
+			if !ok {
+				t.Fatalf("volume %s: Secret %s has no key %s", v.Name, s.Name, it.Key)
+			}
+			write(it.Path, val)
+		}
+	case v.Projected != nil:
+		for _, src := range v.Projected.Sources {
+			sat := src.ServiceAccountToken
+			if sat == nil {
+				t.Fatalf("volume %s: this kubelet projects service-account tokens only", v.Name)
+			}
+			tr, err := k.cs.CoreV1().ServiceAccounts(k.pod.Namespace).CreateToken(ctx, k.pod.Spec.ServiceAccountName, &authenticationv1.TokenRequest{
+				Spec: authenticationv1.TokenRequestSpec{
+					Audiences:         []string{sat.Audience},
+					ExpirationSeconds: sat.ExpirationSeconds,
+					BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: k.pod.Name, UID: k.pod.UID},
+				},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatalf("volume %s: TokenRequest: %v", v.Name, err)
+			}
+			k.checkToken(tr.Status.Token, sat.Audience)
+			write(sat.Path, []byte(tr.Status.Token))
+		}
+	default:
+		t.Fatalf("volume %s: unsupported source", v.Name)
+	}
+}
+
+// checkToken reviews the projected token as the control channel will: for the
+// control audience, naming this pod.
+func (k *kubelet) checkToken(token, audience string) {
+	if audience != naming.TokenAudience {
+		k.t.Errorf("token audience %q, want %q", audience, naming.TokenAudience)
+	}
+	tr, err := k.cs.AuthenticationV1().TokenReviews().Create(k.t.Context(), &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{naming.TokenAudience}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	if !tr.Status.Authenticated || !slices.Contains(tr.Status.User.Extra["authentication.kubernetes.io/pod-name"], k.pod.Name) {
+		k.t.Errorf("the projected token does not authenticate as the pod: %+v", tr.Status)
+	}
+}
+
+// installation is the output of `kustomize build config/default`.
+type installation struct{ objects []*unstructured.Unstructured }
+
+func kustomize(t *testing.T, root string) installation {
+	t.Helper()
+	bin := os.Getenv("KUSTOMIZE")
+	if bin == "" {
+		bin = filepath.Join(root, "bin", "kustomize")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("kustomize is needed to build config/default: run `make kustomize` or set KUSTOMIZE (%v)", err)
+	}
+	out, err := exec.CommandContext(t.Context(), bin, "build", filepath.Join(root, "config", "default")).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("kustomize build config/default: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	var inst installation
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			inst.objects = append(inst.objects, u)
+		}
+	}
+	return inst
+}
+
+func (in installation) one(t *testing.T, kind string) *unstructured.Unstructured {
+	t.Helper()
+	return in.oneNamed(t, kind, "")
+}
+
+// oneNamed is the only object of kind (whose name contains part).
+func (in installation) oneNamed(t *testing.T, kind, part string) *unstructured.Unstructured {
+	t.Helper()
+	var found []*unstructured.Unstructured
+	for _, u := range in.objects {
+		if u.GetKind() == kind && strings.Contains(u.GetName(), part) {
+			found = append(found, u)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("config/default has %d %s objects, want 1", len(found), kind)
+	}
+	return found[0].DeepCopy()
+}
+
+func fromUnstructured(t *testing.T, u *unstructured.Unstructured, into any) {
+	t.Helper()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that authenticates as the
+// ServiceAccount with a token from the TokenRequest API.
+func serviceAccountKubeconfig(t *testing.T, env *testenv.Env, cs *kubernetes.Clientset, ns, sa string) string {
+	t.Helper()
+	hour := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &hour},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s/%s: %v", ns, sa, err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["envtest"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
+	cfg.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: sa, Namespace: ns}
+	cfg.CurrentContext = "envtest"
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustCreate(t *testing.T, c client.Client, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := c.Create(t.Context(), o); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("create %T %s: %v", o, o.GetName(), err)
+		}
+	}
+}
+
+// newLocalServer serves h on a loopback port until the test ends and returns its URL.
+func newLocalServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func httpOK(url string) error {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, body)
+	}
+	return nil
+}
+
+func envOf(c corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
