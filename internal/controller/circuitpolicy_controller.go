@@ -28,14 +28,14 @@ type CircuitPolicyReconciler struct {
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies/status,verbs=get;update;patch
 
-func (r *CircuitPolicyReconciler) setup(mgr ctrl.Manager) error {
+func (r *CircuitPolicyReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {
 	err := ctrl.NewControllerManagedBy(mgr).
-		Named("circuitpolicy").
+		Named(controllerNameCircuitPolicy).
 		// The control channel writes breaker states into status often; those
 		// writes do not change the generation and never trigger a reconcile.
 		For(&quotav1alpha1.CircuitPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
-		Complete(r)
+		Complete(wrap(controllerNameCircuitPolicy, r))
 	if err != nil {
 		return fmt.Errorf("set up the CircuitPolicy controller: %w", err)
 	}

@@ -40,10 +40,10 @@ type FallbackChainReconciler struct {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 
-func (r *FallbackChainReconciler) setup(mgr ctrl.Manager) error {
+func (r *FallbackChainReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {
 	generation := builder.WithPredicates(predicate.GenerationChangedPredicate{})
 	b := ctrl.NewControllerManagedBy(mgr).
-		Named("fallbackchain").
+		Named(controllerNameFallbackChain).
 		For(&quotav1alpha1.FallbackChain{}, generation).
 		Watches(&quotav1alpha1.ProviderQuota{}, handler.EnqueueRequestsFromMapFunc(r.chainsForQuota), generation).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.chainsForPolicy), generation).
@@ -55,7 +55,7 @@ func (r *FallbackChainReconciler) setup(mgr ctrl.Manager) error {
 	if r.ca != nil {
 		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allChains)))
 	}
-	if err := b.Complete(r); err != nil {
+	if err := b.Complete(wrap(controllerNameFallbackChain, r)); err != nil {
 		return fmt.Errorf("set up the FallbackChain controller: %w", err)
 	}
 	return nil

@@ -44,9 +44,9 @@ type ProviderQuotaReconciler struct {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 
-func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager) error {
+func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {
 	b := ctrl.NewControllerManagedBy(mgr).
-		Named("providerquota").
+		Named(controllerNameProviderQuota).
 		// Status writes (ours, and the control channel's frequent ones) do not
 		// change the generation, so they never trigger a reconcile.
 		For(&quotav1alpha1.ProviderQuota{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -60,7 +60,7 @@ func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager) error {
 	if r.ca != nil {
 		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allQuotas)))
 	}
-	if err := b.Complete(r); err != nil {
+	if err := b.Complete(wrap(controllerNameProviderQuota, r)); err != nil {
 		return fmt.Errorf("set up the ProviderQuota controller: %w", err)
 	}
 	return nil

@@ -69,7 +69,9 @@ func (d *deps) publish(ctx context.Context, owner client.Object, kind, cmName st
 	}
 	return published{
 		condition: condition(quotav1alpha1.ConditionConfigRendered, true, quotav1alpha1.ReasonRendered,
-			fmt.Sprintf("ConfigMap %s holds the limiter config for generation %d (sha256 %s).", cmName, owner.GetGeneration(), shortHash(hash))),
+			// No hash here: the ConfigMap's annotation has it, and a status that
+			// changed with every input would double the writes of a fan-out.
+			fmt.Sprintf("ConfigMap %s holds the limiter config for generation %d.", cmName, owner.GetGeneration())),
 		configMapName: cmName,
 		wrote:         wrote,
 		hash:          hash,

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/controller/managedfields"
 	"github.com/aiquota/aiquota/internal/render"
 )
 
@@ -25,11 +25,9 @@ import (
 //
 // A missing Secret is certain (SecretNotFound). A missing key is inferred from the
 // Secret's managed fields, which record every data key some writer set, by name and
-// without values. The inference is only trusted when it can be: when some writer
-// applied stringData server-side, the managed fields name stringData keys that the
-// API server folded into data and may no longer match it, so keys are then presumed
-// present. Neither check stops the config from rendering: a pod whose Secret is
-// missing waits in ContainerCreating and starts once the Secret exists.
+// without values (package managedfields); where they cannot be trusted, keys are
+// presumed present. Neither check stops the config from rendering: a pod whose
+// Secret is missing waits in ContainerCreating and starts once the Secret exists.
 
 var secretGVK = corev1.SchemeGroupVersion.WithKind("Secret")
 
@@ -85,48 +83,17 @@ func (d *deps) credentialProblems(ctx context.Context, q *quotav1alpha1.Provider
 			}
 			continue
 		}
-		if keys, conclusive := recordedDataKeys(s.ManagedFields); conclusive && !keys[key] {
+		if keys, conclusive := managedfields.DataKeys(s.ManagedFields); conclusive && !keys[key] {
+			held := "it has no keys"
+			if len(keys) > 0 {
+				held = "its keys are " + strings.Join(sortedNames(keys), ", ")
+			}
 			out = append(out, problem{quotav1alpha1.ReasonSecretKeyNotFound, fmt.Sprintf(
-				"Secret %q has no key %q (keys: %s; judged from the Secret's managed fields, the operator never reads Secret data)",
-				c.Name, key, strings.Join(sortedNames(keys), ", "))})
+				"Secret %q has no key %q (%s; judged from the Secret's managed fields, as the operator never reads Secret data)",
+				c.Name, key, held)})
 		}
 	}
 	return out, nil
-}
-
-// recordedDataKeys returns the data keys that a Secret's managed fields record. It is
-// conclusive only when every entry is readable and none owns stringData.
-func recordedDataKeys(fields []metav1.ManagedFieldsEntry) (keys map[string]bool, conclusive bool) {
-	if len(fields) == 0 {
-		return nil, false
-	}
-	keys = map[string]bool{}
-	for _, f := range fields {
-		if f.FieldsType != "FieldsV1" || f.FieldsV1 == nil {
-			return nil, false
-		}
-		var top map[string]json.RawMessage
-		if err := json.Unmarshal(f.FieldsV1.Raw, &top); err != nil {
-			return nil, false
-		}
-		if _, ok := top["f:stringData"]; ok {
-			return nil, false
-		}
-		raw, ok := top["f:data"]
-		if !ok {
-			continue
-		}
-		var data map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &data); err != nil {
-			return nil, false
-		}
-		for member := range data {
-			if k, ok := strings.CutPrefix(member, "f:"); ok {
-				keys[k] = true
-			}
-		}
-	}
-	return keys, true
 }
 
 type secretKeys struct {
@@ -135,7 +102,7 @@ type secretKeys struct {
 }
 
 func keysOf(m *metav1.PartialObjectMetadata) secretKeys {
-	k, c := recordedDataKeys(m.ManagedFields)
+	k, c := managedfields.DataKeys(m.ManagedFields)
 	return secretKeys{k, c}
 }
 

@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/render"
@@ -46,27 +47,35 @@ type Options struct {
 	MaxConcurrentReconciles int
 }
 
+// Controller names, as in controller-runtime's metrics and logs.
+const (
+	controllerNameCircuitPolicy = "circuitpolicy"
+	controllerNameProviderQuota = "providerquota"
+	controllerNameFallbackChain = "fallbackchain"
+)
+
 // eventSource is the reportingController of our Events.
 const eventSource = "aiquota-manager"
 
 // SetupWithManager registers every reconciler with the manager.
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
-	_, err := setup(mgr, opts)
+	_, err := setup(mgr, opts, func(_ string, r reconcile.Reconciler) reconcile.Reconciler { return r })
 	return err
 }
 
-func setup(mgr ctrl.Manager, opts Options) (*deps, error) {
+// setup registers the reconcilers, each through wrap (tests observe them with it).
+func setup(mgr ctrl.Manager, opts Options, wrap func(controllerName string, r reconcile.Reconciler) reconcile.Reconciler) (*deps, error) {
 	d, err := newDeps(mgr, opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := (&CircuitPolicyReconciler{deps: d}).setup(mgr); err != nil {
+	if err := (&CircuitPolicyReconciler{deps: d}).setup(mgr, wrap); err != nil {
 		return nil, err
 	}
-	if err := (&ProviderQuotaReconciler{deps: d}).setup(mgr); err != nil {
+	if err := (&ProviderQuotaReconciler{deps: d}).setup(mgr, wrap); err != nil {
 		return nil, err
 	}
-	if err := (&FallbackChainReconciler{deps: d}).setup(mgr); err != nil {
+	if err := (&FallbackChainReconciler{deps: d}).setup(mgr, wrap); err != nil {
 		return nil, err
 	}
 	return d, nil

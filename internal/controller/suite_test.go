@@ -99,7 +99,7 @@ func run(m *testing.M) int {
 		ControlURL:           controlTo,
 		CABundleFile:         caFile,
 		CABundlePollInterval: 100 * time.Millisecond,
-	})
+	}, timed.wrap)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "set up controllers:", err)
 		return 1
@@ -109,6 +109,9 @@ func run(m *testing.M) int {
 	// recorder shows whether a transition was announced once or many times.
 	recorded = &countingRecorder{next: mgrDeps.recorder}
 	mgrDeps.recorder = recorded
+	// Every write the reconcilers make goes through this client and is counted.
+	writes = &writeCounts{n: map[string]int{}}
+	mgrDeps.client = &countingClient{Client: mgrDeps.client, counts: writes}
 	ctx, cancel := context.WithCancel(context.Background())
 	testCtx = ctx
 	done := make(chan error, 1)
@@ -153,7 +156,7 @@ func newCAPEM(cn string) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-func newNamespace(t *testing.T) string {
+func newNamespace(t testing.TB) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ctrl-"}}
 	if err := k8s.Create(context.Background(), ns); err != nil {
@@ -164,7 +167,7 @@ func newNamespace(t *testing.T) string {
 
 // eventually polls check until it returns nil, failing the test with its last error
 // after waitTimeout.
-func eventually(t *testing.T, what string, check func() error) {
+func eventually(t testing.TB, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	var err error
@@ -179,7 +182,7 @@ func eventually(t *testing.T, what string, check func() error) {
 	}
 }
 
-func create(t *testing.T, objs ...client.Object) {
+func create(t testing.TB, objs ...client.Object) {
 	t.Helper()
 	for _, o := range objs {
 		if err := k8s.Create(context.Background(), o); err != nil {
@@ -189,7 +192,7 @@ func create(t *testing.T, objs ...client.Object) {
 }
 
 // update re-reads obj, applies change and updates, retrying on conflicts.
-func update[T client.Object](t *testing.T, obj T, change func(T)) {
+func update[T client.Object](t testing.TB, obj T, change func(T)) {
 	t.Helper()
 	eventually(t, "update "+obj.GetName(), func() error {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
@@ -200,7 +203,7 @@ func update[T client.Object](t *testing.T, obj T, change func(T)) {
 	})
 }
 
-func remove(t *testing.T, obj client.Object) {
+func remove(t testing.TB, obj client.Object) {
 	t.Helper()
 	if err := k8s.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatalf("delete %T %s: %v", obj, obj.GetName(), err)
@@ -273,7 +276,7 @@ func conditionsOf(obj client.Object) (int64, []metav1.Condition) {
 
 // waitCondition waits until obj's status describes its current generation and its
 // condition typ has status and reason; it returns the condition.
-func waitCondition(t *testing.T, obj client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
+func waitCondition(t testing.TB, obj client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
 	t.Helper()
 	var found metav1.Condition
 	eventually(t, fmt.Sprintf("%T %s %s=%s/%s", obj, obj.GetName(), typ, status, reason), func() error {
@@ -300,12 +303,12 @@ func waitCondition(t *testing.T, obj client.Object, typ string, status metav1.Co
 	return found
 }
 
-func waitReady(t *testing.T, obj client.Object) {
+func waitReady(t testing.TB, obj client.Object) {
 	t.Helper()
 	waitCondition(t, obj, quotav1alpha1.ConditionReady, metav1.ConditionTrue, quotav1alpha1.ReasonReady)
 }
 
-func getConfigMap(t *testing.T, ns, name string) *corev1.ConfigMap {
+func getConfigMap(t testing.TB, ns, name string) *corev1.ConfigMap {
 	t.Helper()
 	cm := &corev1.ConfigMap{}
 	if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, cm); err != nil {
@@ -315,7 +318,7 @@ func getConfigMap(t *testing.T, ns, name string) *corev1.ConfigMap {
 }
 
 // waitConfig waits until the ConfigMap's config satisfies check, and returns it.
-func waitConfig(t *testing.T, ns, name string, check func(*limiterconfig.Config) error) (*corev1.ConfigMap, *limiterconfig.Config) {
+func waitConfig(t testing.TB, ns, name string, check func(*limiterconfig.Config) error) (*corev1.ConfigMap, *limiterconfig.Config) {
 	t.Helper()
 	var cm *corev1.ConfigMap
 	var cfg *limiterconfig.Config
@@ -336,7 +339,7 @@ func waitConfig(t *testing.T, ns, name string, check func(*limiterconfig.Config)
 func anyConfig(*limiterconfig.Config) error { return nil }
 
 // waitEvent waits for an Event about obj with reason whose note contains text.
-func waitEvent(t *testing.T, obj client.Object, eventType, reason, text string) eventsv1.Event {
+func waitEvent(t testing.TB, obj client.Object, eventType, reason, text string) eventsv1.Event {
 	t.Helper()
 	var found eventsv1.Event
 	eventually(t, fmt.Sprintf("event %s about %s", reason, obj.GetName()), func() error {
@@ -419,4 +422,91 @@ func (c *countingRecorder) reasons(obj client.Object) []string {
 		}
 	}
 	return out
+}
+
+var writes *writeCounts
+
+// writeCounts counts API writes by verb, kind and object.
+type writeCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func writeKeyOf(verb string, obj client.Object) string {
+	return fmt.Sprintf("%s %T %s/%s", verb, obj, obj.GetNamespace(), obj.GetName())
+}
+
+func (w *writeCounts) add(verb string, obj client.Object) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n[writeKeyOf(verb, obj)]++
+}
+
+// of counts the writes of any verb to obj's kind and name.
+func (w *writeCounts) of(obj client.Object) map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	suffix := fmt.Sprintf(" %T %s/%s", obj, obj.GetNamespace(), obj.GetName())
+	out := map[string]int{}
+	for k, v := range w.n {
+		if strings.HasSuffix(k, suffix) {
+			out[strings.TrimSuffix(k, suffix)] = v
+		}
+	}
+	return out
+}
+
+func (w *writeCounts) total() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, v := range w.n {
+		n += v
+	}
+	return n
+}
+
+// countingClient counts writes and passes every call through.
+type countingClient struct {
+	client.Client
+	counts *writeCounts
+}
+
+func (c *countingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.counts.add("create", obj)
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c *countingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	c.counts.add("update", obj)
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+func (c *countingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	c.counts.add("patch", obj)
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func (c *countingClient) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	c.counts.add("delete", obj)
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+func (c *countingClient) Status() client.SubResourceWriter {
+	return &countingStatus{SubResourceWriter: c.Client.Status(), counts: c.counts}
+}
+
+type countingStatus struct {
+	client.SubResourceWriter
+	counts *writeCounts
+}
+
+func (s *countingStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	s.counts.add("status-update", obj)
+	return s.SubResourceWriter.Update(ctx, obj, opts...)
+}
+
+func (s *countingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	s.counts.add("status-patch", obj)
+	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }

@@ -293,18 +293,18 @@ func TestCheckPolicyRejects(t *testing.T) {
 		{
 			name: "baseDelay above the defaulted maxDelay",
 			spec: quotav1alpha1.CircuitPolicySpec{Retry: quotav1alpha1.RetryPolicy{BaseDelay: &metav1.Duration{Duration: 2 * time.Minute}}},
-			want: "retry.maxDelay",
+			want: "spec.retry.maxDelay",
 		},
-		{name: "negative threshold", spec: quotav1alpha1.CircuitPolicySpec{FailureThreshold: -1}, want: "failureThreshold"},
+		{name: "negative threshold", spec: quotav1alpha1.CircuitPolicySpec{FailureThreshold: -1}, want: "spec.failureThreshold"},
 		{
 			name: "unknown failure kind",
 			spec: quotav1alpha1.CircuitPolicySpec{FailureOn: []quotav1alpha1.BreakerFailureKind{"sometimes"}},
-			want: "failureOn",
+			want: "spec.failureOn[0]",
 		},
 		{
 			name: "zero recovery timeout",
 			spec: quotav1alpha1.CircuitPolicySpec{RecoveryTimeout: &metav1.Duration{}},
-			want: "recoveryTimeout",
+			want: "spec.recoveryTimeout",
 		},
 	}
 	for _, tt := range tests {
