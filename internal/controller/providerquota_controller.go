@@ -152,6 +152,7 @@ func (d *deps) patchStatus(ctx context.Context, kind string, obj, before client.
 		return fmt.Errorf("patch %s %s status: %w", kind, client.ObjectKeyFromObject(obj), err)
 	}
 	d.writes.remember(kind, obj)
+	ctrl.LoggerFrom(ctx).V(1).Info("patched status", "generation", obj.GetGeneration())
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
@@ -58,6 +59,9 @@ func (d *deps) publish(ctx context.Context, owner client.Object, kind, cmName st
 		r.ca = ca
 	}
 	wrote, err := d.applyConfigMap(ctx, owner, strings.ToLower(kind), cmName, r, current)
+	if wrote {
+		ctrl.LoggerFrom(ctx).V(1).Info("wrote the rendered limiter config", "configMap", cmName, "configHash", shortHash(hash), "previousHash", shortHash(configHash(current)))
+	}
 	switch {
 	case errors.Is(err, errNotOwned):
 		return published{retryAfter: notOwnedRetry, condition: condition(quotav1alpha1.ConditionConfigRendered, false, quotav1alpha1.ReasonRenderFailed,

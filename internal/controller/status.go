@@ -3,6 +3,7 @@ package controller
 import (
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -73,7 +74,23 @@ func announceReady(rec eventRecorder, obj client.Object, before, after []metav1.
 		rec.Eventf(obj, nil, corev1.EventTypeNormal, eventReady, actionReconcile, "%s", readyNote)
 		return
 	}
-	rec.Eventf(obj, nil, corev1.EventTypeWarning, now.Reason, actionReconcile, "not ready: %s", now.Message)
+	rec.Eventf(obj, nil, corev1.EventTypeWarning, now.Reason, actionReconcile, "not ready: %s", truncate(now.Message, maxEventNote-len("not ready: ")))
+}
+
+// maxEventNote is the API server's limit on an Event's note; longer ones are refused.
+const maxEventNote = 1024
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = " [...]"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 // joinProblems is the message of a condition made of several problems.

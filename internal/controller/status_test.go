@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -49,5 +51,16 @@ func TestLastWritesRecallsOnlyNewerOwnWrites(t *testing.T) {
 	l.forget(kindFallbackChain, types.NamespacedName{Namespace: "ns", Name: "c"})
 	if got := freshest(l, kindFallbackChain, obj("u", "10", 1)); got.ResourceVersion != "10" {
 		t.Error("a forgotten write was recalled")
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	long := strings.Repeat("é", 600) // 1200 bytes
+	got := truncate(long, 100)
+	if len(got) > 100 || !utf8.ValidString(got) || !strings.HasSuffix(got, " [...]") {
+		t.Errorf("truncate = %q (%d bytes)", got, len(got))
+	}
+	if truncate("short", 100) != "short" {
+		t.Error("a short string was changed")
 	}
 }
