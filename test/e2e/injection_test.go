@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -36,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/certs"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/simulator"
@@ -109,11 +112,12 @@ func TestInjectedPodRunsTheLimiter(t *testing.T) {
 		"--leader-election-namespace="+managerNS,
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort),
 		"--metrics-bind-address=0",
+		"--control-bind-address=127.0.0.1:"+strconv.Itoa(freePort(t)),
 		"--webhook-port="+strconv.Itoa(webhookPort),
 		"--cert-dir="+certDir,
 		"--cert-extra-dns-names=localhost",
 		"--limiter-image=registry.example/aiquota/limiter:e2e",
-		// The renderer copies the certificate's CA into every ConfigMap as ca.crt.
+		// config/default points the renderer at the certificate's CA in the cert dir.
 		"--control-ca-file="+filepath.Join(certDir, "ca.crt"),
 	)
 	mgr, err := harness.Start("manager", bins["manager"], args, []string{"KUBECONFIG=" + kubeconfig, "POD_NAMESPACE=" + managerNS}, nil)
@@ -502,6 +506,12 @@ type installation struct{ objects []*unstructured.Unstructured }
 
 func kustomize(t *testing.T, root string) installation {
 	t.Helper()
+	return kustomizeDir(t, root, filepath.Join(root, "config", "default"))
+}
+
+// kustomizeDir builds the kustomization in dir with the project's kustomize.
+func kustomizeDir(t *testing.T, root, dir string) installation {
+	t.Helper()
 	bin := os.Getenv("KUSTOMIZE")
 	if bin == "" {
 		bin = filepath.Join(root, "bin", "kustomize")
@@ -509,11 +519,11 @@ func kustomize(t *testing.T, root string) installation {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("kustomize is needed to build config/default: run `make kustomize` or set KUSTOMIZE (%v)", err)
 	}
-	out, err := exec.CommandContext(t.Context(), bin, "build", filepath.Join(root, "config", "default")).Output()
+	out, err := exec.CommandContext(t.Context(), bin, "build", dir).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			t.Fatalf("kustomize build config/default: %v\n%s", err, ee.Stderr)
+			t.Fatalf("kustomize build %s: %v\n%s", dir, err, ee.Stderr)
 		}
 		t.Fatal(err)
 	}
@@ -651,5 +661,132 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() er
 			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestWebhookConfigIsConsistent: the names config/default gives the webhook's
+// objects are the ones the manager's flags name, and the manager's namespace is
+// the one the webhook configuration excludes.
+func TestWebhookConfigIsConsistent(t *testing.T) {
+	install := kustomize(t, testenv.Root())
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	fromUnstructured(t, install.one(t, "MutatingWebhookConfiguration"), &mwc)
+	var dep appsv1.Deployment
+	fromUnstructured(t, install.one(t, "Deployment"), &dep)
+	var svc corev1.Service
+	fromUnstructured(t, install.oneNamed(t, "Service", "webhook"), &svc)
+	secret := install.oneNamed(t, "Secret", "webhook-server-cert")
+
+	c := dep.Spec.Template.Spec.Containers[0]
+	flags := map[string]string{}
+	for _, a := range c.Args {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "="); ok {
+			flags[k] = v // the last one wins, as with the flag package
+		}
+	}
+	want := map[string]string{
+		"cert-webhook-config":  mwc.Name,
+		"cert-webhook-service": svc.Name,
+		"cert-secret-name":     secret.GetName(),
+		"cert-mode":            "self-signed",
+		"control-ca-file":      path.Join(flags["cert-dir"], "ca.crt"),
+	}
+	for k, v := range want {
+		if flags[k] != v {
+			t.Errorf("--%s is %q, want %q", k, flags[k], v)
+		}
+	}
+	wh := mwc.Webhooks[0]
+	if s := wh.ClientConfig.Service; s == nil || s.Name != svc.Name || s.Namespace != dep.Namespace || s.Path == nil || *s.Path != "/mutate-v1-pod" {
+		t.Errorf("webhook clientConfig = %+v", wh.ClientConfig)
+	}
+	excluded := false
+	for _, e := range wh.NamespaceSelector.MatchExpressions {
+		if e.Key == "kubernetes.io/metadata.name" && e.Operator == metav1.LabelSelectorOpNotIn && slices.Contains(e.Values, dep.Namespace) && slices.Contains(e.Values, "kube-system") {
+			excluded = true
+		}
+	}
+	if !excluded {
+		t.Errorf("the webhook does not exclude kube-system and the manager's namespace %s: %+v", dep.Namespace, wh.NamespaceSelector)
+	}
+	port := 0
+	for _, p := range c.Ports {
+		if p.Name == svc.Spec.Ports[0].TargetPort.StrVal {
+			port = int(p.ContainerPort)
+		}
+	}
+	if strconv.Itoa(port) != flags["webhook-port"] {
+		t.Errorf("the Service targets container port %d, the webhook listens on %s", port, flags["webhook-port"])
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		mounted = mounted || m.MountPath == flags["cert-dir"]
+	}
+	if !mounted {
+		t.Errorf("--cert-dir %s is not a mounted (writable) volume on a read-only root filesystem", flags["cert-dir"])
+	}
+	if *wh.FailurePolicy != admissionregistrationv1.Fail || *wh.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun || *wh.TimeoutSeconds > 10 {
+		t.Errorf("failurePolicy %s, sideEffects %s, timeout %d", *wh.FailurePolicy, *wh.SideEffects, *wh.TimeoutSeconds)
+	}
+}
+
+// TestCertManagerComponent: config/default with config/certmanager added, as its
+// README says, issues the certificate the manager's flags name, for the names the
+// manager serves, and lets cert-manager own the Secret and the caBundle.
+func TestCertManagerComponent(t *testing.T) {
+	root := testenv.Root()
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "config"), os.DirFS(filepath.Join(root, "config"))); err != nil {
+		t.Fatal(err)
+	}
+	kfile := filepath.Join(dir, "config", "default", "kustomization.yaml")
+	k, err := os.ReadFile(kfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(k, []byte("  - ../webhook\n")) {
+		t.Fatal("config/default does not list the ../webhook component")
+	}
+	if err := os.WriteFile(kfile, bytes.Replace(k, []byte("  - ../webhook\n"), []byte("  - ../webhook\n  - ../certmanager\n"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	install := kustomizeDir(t, root, filepath.Join(dir, "config", "default"))
+
+	var dep appsv1.Deployment
+	fromUnstructured(t, install.one(t, "Deployment"), &dep)
+	flags := map[string]string{}
+	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(a, "--"), "="); ok {
+			flags[k] = v
+		}
+	}
+	if flags["cert-mode"] != "cert-manager" {
+		t.Errorf("--cert-mode is %q", flags["cert-mode"])
+	}
+	for _, u := range install.objects {
+		if u.GetKind() == "Secret" && u.GetName() == flags["cert-secret-name"] {
+			t.Error("the placeholder Secret is still installed; cert-manager owns it")
+		}
+	}
+	serving := install.oneNamed(t, "Certificate", "serving-cert")
+	secretName, _, _ := unstructured.NestedString(serving.Object, "spec", "secretName")
+	if secretName != flags["cert-secret-name"] {
+		t.Errorf("the Certificate writes Secret %q, the manager reads %q", secretName, flags["cert-secret-name"])
+	}
+	dnsNames, _, _ := unstructured.NestedStringSlice(serving.Object, "spec", "dnsNames")
+	o := certs.DefaultOptions()
+	o.Namespace = dep.Namespace
+	o.WebhookServiceName = flags["cert-webhook-service"]
+	if diff := cmp.Diff(o.DNSNames(), dnsNames); diff != "" {
+		t.Errorf("Certificate dnsNames differ from the names the manager checks (-manager +certificate):\n%s", diff)
+	}
+	issuer, _, _ := unstructured.NestedString(serving.Object, "spec", "issuerRef", "name")
+	install.oneNamed(t, "Issuer", issuer)
+	mwc := install.one(t, "MutatingWebhookConfiguration")
+	if got, want := mwc.GetAnnotations()["cert-manager.io/inject-ca-from"], serving.GetNamespace()+"/"+serving.GetName(); got != want {
+		t.Errorf("inject-ca-from = %q, want %q", got, want)
+	}
+	if mwc.GetName() != flags["cert-webhook-config"] {
+		t.Errorf("--cert-webhook-config %q, webhook configuration %q", flags["cert-webhook-config"], mwc.GetName())
 	}
 }
