@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/aiquota/aiquota/internal/naming"
@@ -75,7 +76,10 @@ type decision struct {
 	// event, when set, is recorded on the pod's owning workload.
 	event     *podEvent
 	namespace string
-	owners    []metav1.OwnerReference
+	// podName is the pod's name, or its generateName prefix (Deployments' pods
+	// get their name after admission).
+	podName string
+	owners  []metav1.OwnerReference
 }
 
 type podEvent struct {
@@ -85,8 +89,16 @@ type podEvent struct {
 // Handle implements admission.Handler.
 func (inj *Injector) Handle(ctx context.Context, req admission.Request) admission.Response {
 	d := inj.decide(ctx, req)
-	if d.event != nil && inj.events != nil && (req.DryRun == nil || !*req.DryRun) {
-		inj.events.record(d.namespace, d.owners, d.event)
+	if d.event != nil {
+		log := logf.FromContext(ctx).WithValues("namespace", d.namespace, "pod", d.podName, "reason", d.event.reason, "note", d.event.note)
+		if d.event.eventType == corev1.EventTypeWarning {
+			log.Info("pod admission needs attention")
+		} else {
+			log.V(1).Info("limiter injected")
+		}
+		if inj.events != nil && (req.DryRun == nil || !*req.DryRun) {
+			inj.events.record(d.namespace, d.owners, d.event)
+		}
 	}
 	return d.resp
 }
@@ -109,7 +121,10 @@ func (inj *Injector) decide(ctx context.Context, req admission.Request) decision
 		return decision{resp: admission.Allowed("namespace " + namespace + " is excluded from injection")}
 	}
 	d := inj.decidePod(ctx, namespace, pod)
-	d.namespace, d.owners = namespace, pod.OwnerReferences
+	d.namespace, d.owners, d.podName = namespace, pod.OwnerReferences, pod.Name
+	if d.podName == "" {
+		d.podName = pod.GenerateName
+	}
 	return d
 }
 
