@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -465,5 +466,29 @@ func TestOptions(t *testing.T) {
 	}
 	if slices.Contains(o.DNSNames(), "") {
 		t.Error("an empty DNS name")
+	}
+}
+
+// TestFlags: the certificate flags reach the options.
+func TestFlags(t *testing.T) {
+	o := certs.DefaultOptions()
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse([]string{
+		"--cert-mode=cert-manager", "--cert-namespace=ops", "--cert-secret-name=s", "--cert-webhook-service=wh",
+		"--cert-control-service=", "--cert-extra-dns-names= a.example, ,b.example", "--cert-webhook-config=cfg",
+		"--cert-dir=/run/certs", "--cert-validity=48h", "--cert-renew-before=24h", "--cert-check-interval=5m",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := certs.DefaultOptions()
+	want.Mode, want.Namespace, want.SecretName, want.WebhookServiceName, want.ControlServiceName = certs.ModeCertManager, "ops", "s", "wh", ""
+	want.ExtraDNSNames, want.WebhookConfigName, want.CertDir = []string{"a.example", "b.example"}, "cfg", "/run/certs"
+	want.CertValidity, want.RenewBefore, want.CheckInterval = 48*time.Hour, 24*time.Hour, 5*time.Minute
+	if diff := cmp.Diff(want, o); diff != "" {
+		t.Errorf("options (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"wh.ops.svc", "wh.ops.svc.cluster.local", "a.example", "b.example"}, o.DNSNames()); diff != "" {
+		t.Errorf("DNSNames (-want +got):\n%s", diff)
 	}
 }

@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"encoding/json"
+	"flag"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -260,5 +262,40 @@ func TestOptionsRejected(t *testing.T) {
 				t.Error("accepted")
 			}
 		})
+	}
+}
+
+// TestFlags: the manager's flags reach the options, and bad values are refused.
+func TestFlags(t *testing.T) {
+	o := DefaultOptions()
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	o.BindFlags(fs)
+	err := fs.Parse([]string{
+		"--webhook-port=10443", "--limiter-image=registry.example/limiter:v2", "--limiter-image-pull-policy=Always",
+		"--limiter-native-sidecar=false", "--limiter-cpu-limit=500m", "--limiter-memory-limit=", "--limiter-memory-request=48Mi",
+		"--limiter-run-as-user=0", "--limiter-token-expiration=1h", "--webhook-missing-reference=admit",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultOptions()
+	want.Port, want.Image, want.ImagePullPolicy, want.NativeSidecar = 10443, "registry.example/limiter:v2", corev1.PullAlways, false
+	want.Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}
+	want.Resources.Requests[corev1.ResourceMemory] = resource.MustParse("48Mi")
+	want.RunAsUser, want.TokenExpirationSeconds, want.MissingReference = 0, 3600, MissingReferenceAdmit
+	if diff := cmp.Diff(want, o); diff != "" {
+		t.Errorf("options (-want +got):\n%s", diff)
+	}
+	if _, err := NewInjector(o, nil, nil, nil, logr.Discard()); err != nil {
+		t.Errorf("options from valid flags refused: %v", err)
+	}
+	for _, bad := range []string{"--limiter-image-pull-policy=Sometimes", "--limiter-cpu-request=lots", "--limiter-token-expiration=soon"} {
+		fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		o := DefaultOptions()
+		o.BindFlags(fs)
+		if err := fs.Parse([]string{bad}); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 }
