@@ -444,3 +444,33 @@ func eventually(t *testing.T, what string, cond func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestGoldensAreValidPods: every golden output, container mode included, passes
+// the API server's own pod validation, and the webhook leaves it as it is.
+func TestGoldensAreValidPods(t *testing.T) {
+	s := apiServer(t)
+	ns := s.namespace(t, nil)
+	for _, tc := range goldenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			var p corev1.Pod
+			if err := json.Unmarshal(yamlFile(t, filepath.Join("testdata", tc.name+".golden")), &p); err != nil {
+				t.Fatal(err)
+			}
+			p.Namespace, p.Name, p.GenerateName = ns, tc.name, ""
+			s.serviceAccount(t, ns)
+			if p.Spec.ServiceAccountName != "default" {
+				if err := s.c.Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: p.Spec.ServiceAccountName}}); err != nil && !strings.Contains(err.Error(), "already exists") {
+					t.Fatal(err)
+				}
+			}
+			want := p.DeepCopy()
+			if err := s.c.Create(t.Context(), &p); err != nil {
+				t.Fatalf("the API server refuses the injected pod: %v", err)
+			}
+			if len(p.Spec.InitContainers) != len(want.Spec.InitContainers) || len(p.Spec.Containers) != len(want.Spec.Containers) ||
+				len(p.Spec.Volumes) != len(want.Spec.Volumes) || p.Annotations[naming.AnnotationInjected] != want.Annotations[naming.AnnotationInjected] {
+				t.Error("the webhook changed an injected pod")
+			}
+		})
+	}
+}
