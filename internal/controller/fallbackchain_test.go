@@ -382,8 +382,8 @@ func TestEdgeCases(t *testing.T) {
 		create(t, q, providerQuota(ns, "waits", "k", 10, ""), c)
 		waitReady(t, c)
 		waitConfig(t, ns, naming.ChainConfigMap("nowait"), func(c *limiterconfig.Config) error {
-			if c.Queue.MaxWait != 0 || c.Queue == (limiterconfig.Queue{}) {
-				return fmt.Errorf("queue %+v: the limiter would replace an all-zero queue with its defaults", c.Queue)
+			if c.Queue == nil || *c.Queue != (limiterconfig.Queue{}) {
+				return fmt.Errorf("queue %+v: want an explicit never-wait queue {0s, 0}", c.Queue)
 			}
 			return nil
 		})

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"k8s.io/utils/ptr"
 	"strings"
 	"testing"
 
@@ -48,7 +49,7 @@ func TestProviderQuotaLifecycle(t *testing.T) {
 			SafetyMarginPercent: 2, LearnFromHeaders: true, Policy: "standard",
 		}},
 		Policies: []limiterconfig.Policy{namedDefaultPolicy("standard")},
-		Queue:    limiterconfig.DefaultQueue(),
+		Queue:    ptr.To(limiterconfig.DefaultQueue()),
 		Control: &limiterconfig.Control{
 			URL: controlTo, TokenFile: naming.TokenPath(), CAFile: naming.CAPath(), ReportInterval: limiterconfig.Duration(render.DefaultReportInterval),
 		},

@@ -158,10 +158,7 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	old := e.view.Load()
-	nv := &view{providers: map[string]*providerView{}, queue: cfg.Queue}
-	if nv.queue == (limiterconfig.Queue{}) {
-		nv.queue = limiterconfig.DefaultQueue()
-	}
+	nv := &view{providers: map[string]*providerView{}, queue: cfg.QueueOrDefault()}
 	liveTargets := map[poolID]bool{}
 	liveBreakers := map[modelID]bool{}
 	for i := range cfg.Providers {

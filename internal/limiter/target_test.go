@@ -16,7 +16,7 @@ func testConfig(keys []string, l limiterconfig.Limits, q limiterconfig.Queue) *l
 	for _, k := range keys {
 		p.Keys = append(p.Keys, limiterconfig.Key{ID: k, File: "/dev/null"})
 	}
-	return &limiterconfig.Config{SchemaVersion: limiterconfig.SchemaVersion, Providers: []limiterconfig.Provider{p}, Queue: q}
+	return &limiterconfig.Config{SchemaVersion: limiterconfig.SchemaVersion, Providers: []limiterconfig.Provider{p}, Queue: &q}
 }
 
 func testEngine(t *testing.T, cfg *limiterconfig.Config) (*Engine, *fakeClock) {

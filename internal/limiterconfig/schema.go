@@ -66,8 +66,9 @@ type Config struct {
 	// Policies are the circuit-breaker and retry policies, keyed by Name.
 	// The empty name is never used: DefaultPolicy applies where no policy is named.
 	Policies []Policy `json:"policies,omitempty"`
-	// Queue bounds how long and how many requests wait for capacity.
-	Queue Queue `json:"queue"`
+	// Queue bounds how long and how many requests wait for capacity; absent means
+	// DefaultQueue. A present queue is taken as written: maxWait 0 never queues.
+	Queue *Queue `json:"queue,omitempty"`
 	// Control, when set, is the manager's control channel.
 	Control *Control `json:"control,omitempty"`
 }
@@ -228,7 +229,7 @@ func DefaultPolicy() Policy {
 	}
 }
 
-// DefaultQueue is used when a document leaves Queue empty.
+// DefaultQueue is used when a document has no queue section.
 func DefaultQueue() Queue {
 	return Queue{MaxWait: Duration(30 * time.Second), MaxDepth: 1000}
 }
@@ -349,6 +350,14 @@ func overlay(base, over Limits) Limits {
 		RequestsPerDay:        pick(base.RequestsPerDay, over.RequestsPerDay),
 		TokensPerDay:          pick(base.TokensPerDay, over.TokensPerDay),
 	}
+}
+
+// QueueOrDefault returns the document's queue, or DefaultQueue when it has none.
+func (c *Config) QueueOrDefault() Queue {
+	if c.Queue == nil {
+		return DefaultQueue()
+	}
+	return *c.Queue
 }
 
 // PolicyNamed returns the named policy, or DefaultPolicy for "" or an unknown name

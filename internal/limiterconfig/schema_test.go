@@ -31,7 +31,7 @@ func validConfig() *Config {
 			DefaultPriority: 5,
 		},
 		Policies: []Policy{func() Policy { p := DefaultPolicy(); p.Name = "standard"; return p }()},
-		Queue:    DefaultQueue(),
+		Queue:    &Queue{MaxWait: Duration(30 * time.Second), MaxDepth: 1000},
 		Control:  &Control{URL: "https://aiquota-manager.aiquota-system.svc:9444", TokenFile: "/var/run/aiquota/token/token", ReportInterval: Duration(5 * time.Second)},
 	}
 }

@@ -57,10 +57,10 @@ func (c *Config) Validate() error {
 	if c.Chain != nil {
 		v.chain(c.Chain, providers, policies)
 	}
-	if c.Queue.MaxWait < 0 {
+	if c.Queue != nil && c.Queue.MaxWait < 0 {
 		v.addf("queue.maxWait", "must not be negative")
 	}
-	if c.Queue.MaxDepth < 0 {
+	if c.Queue != nil && c.Queue.MaxDepth < 0 {
 		v.addf("queue.maxDepth", "must not be negative")
 	}
 	if c.Control != nil {

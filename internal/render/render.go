@@ -159,7 +159,7 @@ func Quota(quota *quotav1alpha1.ProviderQuota, policies []quotav1alpha1.CircuitP
 		SchemaVersion: limiterconfig.SchemaVersion,
 		Source:        source(KindProviderQuota, quota.Namespace, quota.Name, quota.Generation),
 		Providers:     []limiterconfig.Provider{p},
-		Queue:         neverZero(queue(quota.Spec.Queue)),
+		Queue:         ptrTo(queue(quota.Spec.Queue)),
 		Control:       control(opts.Control),
 	}
 	used := map[string]bool{}
@@ -279,28 +279,20 @@ func queue(q quotav1alpha1.QueueSpec) limiterconfig.Queue {
 	return out
 }
 
-func tightest(qs []limiterconfig.Queue) limiterconfig.Queue {
+func tightest(qs []limiterconfig.Queue) *limiterconfig.Queue {
 	if len(qs) == 0 {
-		return limiterconfig.DefaultQueue()
+		return nil
 	}
 	out := qs[0]
 	for _, q := range qs[1:] {
 		out.MaxWait = min(out.MaxWait, q.MaxWait)
 		out.MaxDepth = min(out.MaxDepth, q.MaxDepth)
 	}
-	return neverZero(out)
+	return &out
 }
 
-// neverZero keeps "never queue" from reading as "queue not configured": the limiter
-// replaces an all-zero queue with its defaults (30s, 1000), but maxWait 0 or maxDepth 0
-// alone already refuses every wait, so a depth of 1 with no wait means exactly what
-// the user asked for.
-func neverZero(q limiterconfig.Queue) limiterconfig.Queue {
-	if q == (limiterconfig.Queue{}) {
-		q.MaxDepth = 1
-	}
-	return q
-}
+func ptrTo[T any](v T) *T { return &v }
+
 
 func fallbackOn(kinds []quotav1alpha1.FailureKind) []string {
 	// nil is "not set" (the API default applies); an explicit empty list, which the

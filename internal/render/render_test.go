@@ -236,7 +236,7 @@ func TestQuotaDefaults(t *testing.T) {
 			Keys:                []limiterconfig.Key{{ID: "bare-key/api-key", File: "/var/run/aiquota/keys/bare-key/api-key"}},
 			SafetyMarginPercent: 2, LearnFromHeaders: true,
 		}},
-		Queue: limiterconfig.DefaultQueue(),
+		Queue: ptr.To(limiterconfig.DefaultQueue()),
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("-want +got:\n%s", diff)
@@ -333,7 +333,7 @@ func TestChainQueueIsTheTightest(t *testing.T) {
 		{
 			name:   "one quota that never queues makes the chain never queue",
 			queues: []quotav1alpha1.QueueSpec{{MaxWait: wait(0), MaxDepth: ptr.To[int32](0)}, {}},
-			want:   limiterconfig.Queue{MaxWait: 0, MaxDepth: 1},
+			want:   limiterconfig.Queue{MaxWait: 0, MaxDepth: 0},
 		},
 		{
 			name:   "depth zero alone stays as written",
@@ -353,7 +353,10 @@ func TestChainQueueIsTheTightest(t *testing.T) {
 			c := chainOf(entries...)
 			cfg, err := render.Chain(&c, quotas, nil, render.Options{})
 			encode(t, cfg, err)
-			if diff := cmp.Diff(tt.want, cfg.Queue); diff != "" {
+			if cfg.Queue == nil {
+				t.Fatal("a chain's rendered config should always carry its queue")
+			}
+			if diff := cmp.Diff(tt.want, *cfg.Queue); diff != "" {
 				t.Errorf("-want +got:\n%s", diff)
 			}
 		})

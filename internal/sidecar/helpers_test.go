@@ -223,7 +223,7 @@ func openAIConfig(simURL, keyFile string, l limiterconfig.Limits) *limiterconfig
 			Limits: l, LearnFromHeaders: true, Policy: "fast",
 		}},
 		Policies: []limiterconfig.Policy{fastPolicy("fast")},
-		Queue:    limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Second), MaxDepth: 1000},
+		Queue: &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Second), MaxDepth: 1000},
 	}
 }
 

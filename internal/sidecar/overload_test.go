@@ -130,7 +130,7 @@ func newOverloadEnv(tb testing.TB, sim *simulator.Server, rpm int64) overloadEnv
 	}
 	cfg := openAIConfig(simSrv.URL, keyPath, limiterconfig.Limits{RequestsPerMinute: rpm})
 	cfg.Providers[0].SafetyMarginPercent = 1
-	cfg.Queue = limiterconfig.Queue{MaxWait: limiterconfig.Duration(2 * time.Minute), MaxDepth: 10000}
+	cfg.Queue = &limiterconfig.Queue{MaxWait: limiterconfig.Duration(2 * time.Minute), MaxDepth: 10000}
 	b, err := limiterconfig.Marshal(cfg)
 	if err != nil {
 		tb.Fatal(err)

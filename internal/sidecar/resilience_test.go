@@ -30,7 +30,7 @@ func faultEnv(t *testing.T, persona, typ, key string, faults simulator.Faults, p
 			Providers: []limiterconfig.Provider{{Name: "up", Type: typ, Endpoint: simURL, Policy: "p", LearnFromHeaders: true,
 				Keys: []limiterconfig.Key{{ID: "up/key", File: keyFile(key)}}, Limits: limiterconfig.Limits{RequestsPerMinute: 1000}}},
 			Policies: []limiterconfig.Policy{p},
-			Queue:    limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Second), MaxDepth: 100},
+			Queue: &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Second), MaxDepth: 100},
 		}
 	})
 }

@@ -198,9 +198,11 @@ func LimiterConfig(endpoint, keyPath, model, tokenizer string) *limiterconfig.Co
 			SafetyMarginPercent: 5,
 			LearnFromHeaders:    true,
 		}},
-		Queue: limiterconfig.DefaultQueue(),
+		Queue: &defaultQueue,
 	}
 }
+
+var defaultQueue = limiterconfig.DefaultQueue()
 
 // SimStats fetches the simulator's ground-truth counters.
 func (st *Stack) SimStats(ctx context.Context) (simulator.Stats, error) {
