@@ -414,12 +414,14 @@ func TestBadSecretIsNotServed(t *testing.T) {
 	o.Mode = certs.ModeCertManager
 	good := issue(t, o.DNSNames()...)
 	bad := map[string][]byte{"ca.crt": good["ca.crt"], "tls.crt": good["tls.crt"], "tls.key": pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: []byte("junk")})}
-	if err := env.Client.Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: o.SecretName}, Data: bad}); err != nil {
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: o.SecretName}, Data: bad}
+	if err := env.Client.Create(t.Context(), sec); err != nil {
 		t.Fatal(err)
 	}
 	m := start(t, o)
 	addr := serve(t, m)
-	// Give the watcher time to see the Secret: it must still refuse it.
+	// The watcher has had time to see the broken Secret (it refuses it: see
+	// TestLoadRefusesGarbage for every kind of garbage).
 	time.Sleep(2 * time.Second)
 	if err := m.ReadyCheck()(nil); err == nil {
 		t.Error("ready with a broken key")
@@ -427,6 +429,15 @@ func TestBadSecretIsNotServed(t *testing.T) {
 	if _, err := handshake(addr, o.DNSNames()[0], good["ca.crt"]); err == nil {
 		t.Error("a TLS handshake succeeded without a loaded certificate")
 	}
+	// Fixing the Secret is enough: the watcher picks up the update.
+	sec.Data = good
+	if err := env.Client.Update(t.Context(), sec); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the fixed certificate to be served", func() error {
+		_, err := handshake(addr, o.DNSNames()[0], good["ca.crt"])
+		return err
+	})
 }
 
 // TestOptions: bad options are refused with the flag's name; DNS names cover both
