@@ -98,6 +98,9 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	// The CA file the renderer copies is written by the certificate manager; let it
+	// announce changes so new configs carry a new CA at once.
+	controllerOpts.CASource = certMgr
 	if err := controller.SetupWithManager(mgr, controllerOpts); err != nil {
 		return fmt.Errorf("set up controllers: %w", err)
 	}

@@ -69,10 +69,15 @@ func (c *caBundle) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if c.reload() {
-				c.notify()
-			}
+			c.refresh()
 		}
+	}
+}
+
+// refresh re-reads the file now and tells subscribers if it changed.
+func (c *caBundle) refresh() {
+	if c.reload() {
+		c.notify()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -149,5 +150,31 @@ func TestCABundleNotifiesOnChangeOnly(t *testing.T) {
 	}
 	if _, err := b.current(); err == nil {
 		t.Error("no error once the file is gone")
+	}
+}
+
+// TestCABundleRefreshNotifiesAtOnce: an announced change (the certificate manager's
+// OnCAChange calls refresh) reaches subscribers without waiting for the poll.
+func TestCABundleRefreshNotifiesAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ca.crt")
+	writeAtomically(t, path, newCAPEM("first"))
+	c := newCABundle(path, time.Hour)
+	events := c.subscribe()
+	c.refresh()
+	select {
+	case <-events:
+		t.Fatal("refresh of an unchanged file notified subscribers")
+	default:
+	}
+	second := newCAPEM("second")
+	writeAtomically(t, path, second)
+	c.refresh()
+	select {
+	case <-events:
+	default:
+		t.Fatal("refresh after a change did not notify subscribers")
+	}
+	if got, err := c.current(); err != nil || !bytes.Equal(got, second) {
+		t.Errorf("current() = %d bytes, %v; want the new CA", len(got), err)
 	}
 }

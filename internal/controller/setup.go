@@ -41,6 +41,11 @@ type Options struct {
 	CABundleFile string
 	// CABundlePollInterval defaults to one minute.
 	CABundlePollInterval time.Duration
+	// CASource, when set, announces CA changes as they happen (the manager's
+	// certificate manager), so a new CA reaches rendered configs at once instead of
+	// at the next poll. The file stays the source of the bytes; polling remains as a
+	// backstop.
+	CASource interface{ OnCAChange(func(caPEM []byte)) }
 	// MaxConcurrentReconciles per kind; default 2 (the work is mostly waiting on the
 	// API server, so a little concurrency shortens fan-outs such as a policy change
 	// re-rendering many chains).
@@ -122,6 +127,9 @@ func newDeps(mgr ctrl.Manager, opts Options) (*deps, error) {
 	}
 	if opts.CABundleFile != "" {
 		d.ca = newCABundle(opts.CABundleFile, opts.CABundlePollInterval)
+		if opts.CASource != nil {
+			opts.CASource.OnCAChange(func([]byte) { d.ca.refresh() })
+		}
 		if err := mgr.Add(d.ca); err != nil {
 			return nil, fmt.Errorf("add the CA bundle watcher to the manager: %w", err)
 		}
