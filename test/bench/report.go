@@ -59,7 +59,9 @@ type Summaries struct {
 	Tput    map[string]map[int]TputPoint   // path -> concurrency -> median point
 	Best    map[string]TputPoint           // path -> highest sane rate
 	Reps    map[string]map[string][]Window // mode -> path -> windows
-	TputAll map[string]map[int][]TputPoint // path -> concurrency -> points
+	// Saturated counts windows per mode and path that could not keep up (Saturated).
+	Saturated map[string]map[string]int
+	TputAll   map[string]map[int][]TputPoint // path -> concurrency -> points
 }
 
 // Summarise reduces the report to medians over repetitions.
@@ -69,6 +71,7 @@ func Summarise(rep *Report) Summaries {
 		Failed: map[string]map[string]int{}, Added: map[string]map[string]Added{},
 		CPU1k: map[string]map[string]float64{}, Tput: map[string]map[int]TputPoint{},
 		Best: map[string]TputPoint{}, Reps: map[string]map[string][]Window{}, TputAll: map[string]map[int][]TputPoint{},
+		Saturated: map[string]map[string]int{},
 	}
 	for _, w := range rep.Windows {
 		if s.Reps[w.Mode] == nil {
@@ -78,7 +81,7 @@ func Summarise(rep *Report) Summaries {
 	}
 	for mode, byPath := range s.Reps {
 		s.Latency[mode], s.Rate[mode], s.Failed[mode] = map[string]Summary{}, map[string]float64{}, map[string]int{}
-		s.Added[mode], s.CPU1k[mode] = map[string]Added{}, map[string]float64{}
+		s.Added[mode], s.CPU1k[mode], s.Saturated[mode] = map[string]Added{}, map[string]float64{}, map[string]int{}
 		var loadgen []float64
 		for path, ws := range byPath {
 			var p50, p90, p99, mx []time.Duration
@@ -90,6 +93,9 @@ func Summarise(rep *Report) Summaries {
 				cpu = append(cpu, w.VCPUPer1k(procOf(path)))
 				loadgen = append(loadgen, w.VCPUPer1k(ProcLoadgen))
 				failed += w.Failed
+				if Saturated(w, rep.Plan) {
+					s.Saturated[mode][path]++
+				}
 			}
 			s.Latency[mode][path] = Summary{Count: ws[0].Summary.Count, P50: Median(p50), P90: Median(p90), P99: Median(p99), Max: Median(mx)}
 			s.Rate[mode][path], s.Failed[mode][path] = Median(rate), failed
@@ -136,6 +142,19 @@ func Summarise(rep *Report) Summaries {
 	return s
 }
 
+// saturationRate is the fraction of the arrival rate below which a window did not keep up.
+const saturationRate = 0.995
+
+// saturationP50 is the median latency above which a window was queueing: far above
+// what the simulator's fixed delay plus any proxy on loopback takes.
+func saturationP50(p Plan) time.Duration { return p.TTFT + 25*time.Millisecond }
+
+// Saturated reports a fixed-rate window whose path could not keep up with the
+// arrival rate, so that a backlog, not per-request cost, set its latency.
+func Saturated(w Window, p Plan) bool {
+	return w.Rate() < saturationRate*p.Rate || w.Summary.P50 > saturationP50(p)
+}
+
 // WriteMarkdown renders the report.
 func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 	s := Summarise(rep)
@@ -178,9 +197,18 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 		}
 		f("### Fixed rate, %s\n\n", mode)
 		f("| path | req/s | p50 | p90 | p99 | max | failed |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		var saturated []string
 		for _, path := range Paths {
 			l := lat[path]
-			f("| %s | %.0f | %s | %s | %s | %s | %d |\n", pathLabel(path), s.Rate[mode][path], ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), s.Failed[mode][path])
+			mark := ""
+			if n := s.Saturated[mode][path]; n > 0 {
+				mark = fmt.Sprintf(" (saturated in %d of %d)", n, len(s.Reps[mode][path]))
+				saturated = append(saturated, pathLabel(path))
+			}
+			f("| %s%s | %.0f | %s | %s | %s | %s | %d |\n", pathLabel(path), mark, s.Rate[mode][path], ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), s.Failed[mode][path])
+		}
+		if len(saturated) > 0 {
+			f("\n**Saturated: %s.** In those windows the path could not keep up with %.0f req/s on this machine (achieved rate below %.1f%% of it, or median latency above %s): requests queued for the whole window, so their latency measures the backlog, not the proxy's overhead, and the ratios below are not overhead ratios.\n", strings.Join(saturated, ", "), p.Rate, 100*saturationRate, saturationP50(p))
 		}
 		f("\n| added over direct | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|\n")
 		for _, path := range []string{PathPlain, PathLimiter} {

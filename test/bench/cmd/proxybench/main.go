@@ -101,6 +101,9 @@ func run() error {
 
 	plan := bench.Plan{
 		Workload:     bench.Workload{Model: model, APIKey: apiKey, BodyBytes: *bodyBytes, MaxTokens: *maxTokens},
+		Tokenizer:    *tokenizer,
+		TTFT:         *ttft,
+		OutputTokens: *outputTokens,
 		Rate:         *rate,
 		Warmup:       *warmup,
 		Window:       *window,
