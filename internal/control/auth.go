@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +50,13 @@ type Authenticator interface {
 var (
 	ErrUnauthenticated = errors.New("the token is not valid for the control channel")
 	ErrNotPodBound     = errors.New("the token is not a service-account token bound to a pod")
+	// ErrBusy: too many tokens are being reviewed already; the caller should come
+	// back later rather than wait (a fleet reconnecting to a new leader).
+	ErrBusy = errors.New("too many token reviews in progress")
 )
+
+// DefaultTokenCacheTTL is how long a reviewed token is trusted by default.
+const DefaultTokenCacheTTL = 2 * time.Minute
 
 // TokenReviewer checks tokens with the API server's TokenReview, for the control
 // channel's audience, and caches what it learns.
@@ -57,15 +64,19 @@ var (
 // The cache is keyed by the SHA-256 of the token, never the token; it is bounded
 // (least recently used entries go first) and an entry lives at most TTL and never
 // past the token's own expiry, so a revoked or deleted pod's token is refused again
-// within TTL. Refusals are cached for a few seconds, so a caller retrying a bad
-// token does not turn into a TokenReview per request. Concurrent checks of one
-// token share one review, and at most MaxInFlight reviews run at once, so a fleet
-// of sidecars reconnecting together queues instead of flooding the API server.
+// within TTL. Each entry's lifetime is jittered, so a fleet that was reviewed
+// together (after a leader change) is not reviewed again all at once. Refusals are
+// cached for a few seconds, so a caller retrying a bad token does not turn into a
+// TokenReview per request. Concurrent checks of one token share one review; at most
+// MaxInFlight reviews run at once, and a check that cannot start one within
+// MaxWait gets ErrBusy, so a fleet reconnecting together is paced instead of
+// flooding the API server or timing out.
 type TokenReviewer struct {
 	client      client.Client
 	audience    string
 	ttl         time.Duration
 	negativeTTL time.Duration
+	maxWait     time.Duration
 	now         func() time.Time
 	sem         chan struct{}
 	onReview    func(result string)
@@ -94,7 +105,8 @@ type pendingReview struct {
 type TokenReviewerOptions struct {
 	// Audience defaults to naming.TokenAudience.
 	Audience string
-	// TTL of a successful review, default one minute (tokens live at least ten).
+	// TTL of a successful review, default two minutes (tokens live at least ten);
+	// each entry lives a random 80-100% of it.
 	TTL time.Duration
 	// NegativeTTL of a refusal, default five seconds.
 	NegativeTTL time.Duration
@@ -102,6 +114,8 @@ type TokenReviewerOptions struct {
 	MaxEntries int
 	// MaxInFlight bounds concurrent TokenReviews, default 16.
 	MaxInFlight int
+	// MaxWait bounds the wait for a review slot, default two seconds.
+	MaxWait time.Duration
 	// Now is the clock, default time.Now.
 	Now func() time.Time
 	// OnReview is told the result of each TokenReview call ("authenticated",
@@ -115,7 +129,10 @@ func NewTokenReviewer(c client.Client, o TokenReviewerOptions) *TokenReviewer {
 		o.Audience = naming.TokenAudience
 	}
 	if o.TTL <= 0 {
-		o.TTL = time.Minute
+		o.TTL = DefaultTokenCacheTTL
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 2 * time.Second
 	}
 	if o.NegativeTTL <= 0 {
 		o.NegativeTTL = 5 * time.Second
@@ -133,7 +150,7 @@ func NewTokenReviewer(c client.Client, o TokenReviewerOptions) *TokenReviewer {
 		o.OnReview = func(string) {}
 	}
 	return &TokenReviewer{
-		client: c, audience: o.Audience, ttl: o.TTL, negativeTTL: o.NegativeTTL, now: o.Now,
+		client: c, audience: o.Audience, ttl: o.TTL, negativeTTL: o.NegativeTTL, maxWait: o.MaxWait, now: o.Now,
 		sem: make(chan struct{}, o.MaxInFlight), onReview: o.OnReview,
 		entries: map[[32]byte]*list.Element{}, order: list.New(), maxSize: o.MaxEntries,
 		inflight: map[[32]byte]*pendingReview{},
@@ -189,7 +206,7 @@ func (t *TokenReviewer) ttlFor(token string, err error, now time.Time) time.Dura
 	case err != nil:
 		return 0
 	}
-	ttl := t.ttl
+	ttl := time.Duration(float64(t.ttl) * (0.8 + 0.2*rand.Float64()))
 	if exp, ok := tokenExpiry(token); ok {
 		// A reviewed token's claims are trustworthy; stop trusting it a little early.
 		ttl = min(ttl, exp.Sub(now)-5*time.Second)
@@ -219,9 +236,14 @@ func (t *TokenReviewer) Len() int {
 }
 
 func (t *TokenReviewer) review(ctx context.Context, token string) (Identity, error) {
+	wait := time.NewTimer(t.maxWait)
+	defer wait.Stop()
 	select {
 	case t.sem <- struct{}{}:
 		defer func() { <-t.sem }()
+	case <-wait.C:
+		t.onReview("busy")
+		return Identity{}, ErrBusy
 	case <-ctx.Done():
 		return Identity{}, fmt.Errorf("wait to review the token: %w", ctx.Err())
 	}

@@ -2,9 +2,11 @@ package control
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/aiquota/aiquota/internal/report"
 )
@@ -239,4 +245,113 @@ func readError(t *testing.T, resp *http.Response) report.ErrorBody {
 		t.Fatalf("error body %q: %v", b, err)
 	}
 	return eb
+}
+
+// TestBusyReviewerSheds: when every review slot stays taken beyond MaxWait, a new
+// token gets ErrBusy at once instead of waiting, and the handler turns that into
+// a 503 with a Retry-After.
+func TestBusyReviewerSheds(t *testing.T) {
+	ns := newNamespace(t)
+	a, b := newPod(t, ns, "a"), newPod(t, ns, "b")
+	ta, tb := podToken(t, a), podToken(t, b)
+	release, entered := make(chan struct{}), make(chan struct{})
+	base, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocking := interceptor.NewClient(base, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if tr, ok := obj.(*authenticationv1.TokenReview); ok && tr.Spec.Token == ta {
+				close(entered)
+				<-release
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+	})
+	tr := NewTokenReviewer(blocking, TokenReviewerOptions{MaxInFlight: 1, MaxWait: 100 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { _, err := tr.Authenticate(context.Background(), ta); done <- err }()
+	<-entered // the first review holds the only slot
+	if _, err = tr.Authenticate(context.Background(), tb); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second token while the only slot is taken: %v, want ErrBusy", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("first token: %v", err)
+	}
+	if _, err := tr.Authenticate(context.Background(), tb); err != nil {
+		t.Fatalf("second token once the slot is free: %v", err)
+	}
+
+	leading := make(chan struct{})
+	close(leading)
+	h := &Handler{
+		Aggregator:    NewAggregator(nil, 3),
+		Authenticator: authFunc(func(context.Context, string) (Identity, error) { return Identity{}, ErrBusy }),
+		Leading:       leading,
+		Log:           (&logBuffer{}).logger(),
+	}
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+report.Path, nil)
+	req.Header.Set("Authorization", "Bearer x")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if eb := readError(t, resp); resp.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != report.CodeBusy || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("got %d %+v, Retry-After %q", resp.StatusCode, eb, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestTruncatedBodyIsAReadFailure: a sender that goes away mid-body is counted as
+// such, not as a malformed report, and nothing is folded in.
+func TestTruncatedBodyIsAReadFailure(t *testing.T) {
+	leading := make(chan struct{})
+	close(leading)
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg := NewAggregator(nil, 3)
+	h := &Handler{
+		Aggregator: agg,
+		Authenticator: authFunc(func(context.Context, string) (Identity, error) {
+			return Identity{Namespace: "ns", PodName: "p", PodUID: "u"}, nil
+		}),
+		Leading: leading, Metrics: m, Log: (&logBuffer{}).logger(),
+	}
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	conn, err := tls.Dial("tcp", srv.Listener.Addr().String(), &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"schemaVersion\":", report.Path)
+	conn.Close()
+	eventuallyCount := func() float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "aiquota_manager_control_reports_refused_total" {
+				for _, mm := range mf.GetMetric() {
+					if mm.GetLabel()[0].GetValue() == report.CodeReadFailed {
+						return mm.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for eventuallyCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("a truncated body was not counted as readFailed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if agg.ActiveSidecars() != 0 {
+		t.Error("a truncated report was folded in")
+	}
 }

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -29,7 +31,9 @@ func TestReportUpdatesStatus(t *testing.T) {
 	pod := newPod(t, ns, "app")
 	token := podToken(t, pod)
 	createQuota(t, ns, "openai")
-	createChain(t, ns, "chat", quotav1alpha1.ChainEntry{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai"}, Model: "gpt-4o"})
+	createChain(t, ns, "chat",
+		quotav1alpha1.ChainEntry{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai"}, Model: "gpt-4o"},
+		quotav1alpha1.ChainEntry{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai"}, Model: "gpt-4o-mini"})
 	createPolicy(t, ns, "standard")
 
 	src := report.Config{Kind: report.KindFallbackChain, Namespace: ns, Name: "chat", Hash: "0123456789abcdef"}
@@ -37,7 +41,9 @@ func TestReportUpdatesStatus(t *testing.T) {
 	bootAt := time.Now().UTC()
 	for seq := uint64(1); seq <= 3; seq++ {
 		r := podReport(pod, src, seq, "boot-1", bootAt, 20*int64(seq), 2000*int64(seq))
-		r.Chain = []report.ChainEntry{{Provider: "openai", Model: "gpt-4o", Pool: "gpt-4o"}}
+		r.Chain = []report.ChainEntry{{Provider: "openai", Model: "gpt-4o", Pool: "gpt-4o"}, {Provider: "openai", Model: "gpt-4o-mini", Pool: "gpt-4o-mini"}}
+		r.Failovers = []report.FailoverCount{{From: 0, To: 1, Reason: "serverError", Count: int64(seq)}}
+		r.LastFailover = &report.Failover{At: opened.Add(time.Duration(seq) * time.Second), From: 0, To: 1, Reason: "serverError"}
 		r.Pools[0].InFlight = 5
 		r.Pools[0].Limits.MaxConcurrency = 10
 		r.Breakers = []report.Breaker{{
@@ -67,7 +73,22 @@ func TestReportUpdatesStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := fc.Status
-		return st.ActiveEntry != nil && *st.ActiveEntry == 0 && st.ActiveModel == "gpt-4o" && st.LastUpdated != nil, fmt.Sprintf("%+v", st)
+		lf := st.LastFailover
+		return st.ActiveEntry != nil && *st.ActiveEntry == 0 && st.ActiveModel == "gpt-4o" && st.LastUpdated != nil &&
+			st.Failovers == quotav1alpha1.FailoverCounts{Total: 3, LastHour: 3} &&
+			lf != nil && lf.From == "openai/gpt-4o" && lf.To == "openai/gpt-4o-mini" && lf.Reason == "serverError", fmt.Sprintf("%+v", st)
+	})
+	// The breaker's opening and the failovers are Events on their resources.
+	eventually(t, "BreakerOpened and FailedOver events", func() (bool, string) {
+		var list eventsv1.EventList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		for _, e := range list.Items {
+			seen = append(seen, e.Regarding.Kind+"/"+e.Regarding.Name+":"+e.Reason)
+		}
+		return slices.Contains(seen, "CircuitPolicy/standard:BreakerOpened") && slices.Contains(seen, "FallbackChain/chat:FailedOver"), fmt.Sprint(seen)
 	})
 	eventually(t, "the CircuitPolicy status", func() (bool, string) {
 		var cp quotav1alpha1.CircuitPolicy

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
@@ -21,6 +23,7 @@ import (
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas;fallbackchains;circuitpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas/status;fallbackchains/status;circuitpolicies/status,verbs=get;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // DefaultStatusWriteInterval is the least time between two status writes of one resource.
 const DefaultStatusWriteInterval = 10 * time.Second
@@ -43,6 +46,8 @@ type StatusWriter struct {
 	Workers int
 	// Now is the clock (the aggregator's).
 	Now func() time.Time
+	// Events, when set, records breaker transitions and failovers as Events.
+	Events events.EventRecorder
 
 	mu        sync.Mutex
 	lastWrite map[resourceKey]time.Time
@@ -169,12 +174,11 @@ func (w *StatusWriter) flushOne(ctx context.Context, k resourceKey) (bool, error
 			w.Aggregator.MarkDirty(k)
 			return false, nil
 		}
-		orig := obj.DeepCopy()
-		st := &obj.Status
-		st.Utilization, st.Models, st.TokensToday, st.RequestsToday = v.status.Utilization, v.status.Models, v.status.TokensToday, v.status.RequestsToday
-		st.Day, st.ActiveSidecars, st.LearnedLimits = v.status.Day, v.status.ActiveSidecars, v.status.LearnedLimits
-		st.LastUpdated = ptrTime(metaTime(now))
-		return w.patch(ctx, k, &obj, orig, now)
+		return w.patch(ctx, k, &obj, quotaPatch{
+			Utilization: v.status.Utilization, Models: v.status.Models, TokensToday: v.status.TokensToday,
+			RequestsToday: v.status.RequestsToday, Day: nonEmpty(v.status.Day), ActiveSidecars: v.status.ActiveSidecars,
+			LearnedLimits: v.status.LearnedLimits, LastUpdated: ptrTime(metaTime(now)),
+		}, now)
 	case kindChain:
 		var obj quotav1alpha1.FallbackChain
 		if err := w.Client.Get(ctx, key, &obj); err != nil {
@@ -192,11 +196,15 @@ func (w *StatusWriter) flushOne(ctx context.Context, k resourceKey) (bool, error
 			w.Aggregator.MarkDirty(k)
 			return false, nil
 		}
-		orig := obj.DeepCopy()
-		st := &obj.Status
-		st.ActiveEntry, st.ActiveModel, st.Failovers, st.LastFailover = v.status.ActiveEntry, v.status.ActiveModel, v.status.Failovers, v.status.LastFailover
-		st.LastUpdated = ptrTime(metaTime(now))
-		return w.patch(ctx, k, &obj, orig, now)
+		before := obj.Status.LastFailover
+		written, err := w.patch(ctx, k, &obj, chainPatch{
+			ActiveEntry: v.status.ActiveEntry, ActiveModel: nonEmpty(v.status.ActiveModel), Failovers: v.status.Failovers,
+			LastFailover: v.status.LastFailover, LastUpdated: ptrTime(metaTime(now)),
+		}, now)
+		if written { // obj now holds the status the API server returned
+			w.chainEvents(&obj, before)
+		}
+		return written, err
 	case kindPolicy:
 		var obj quotav1alpha1.CircuitPolicy
 		if err := w.Client.Get(ctx, key, &obj); err != nil {
@@ -214,10 +222,12 @@ func (w *StatusWriter) flushOne(ctx context.Context, k resourceKey) (bool, error
 			w.Aggregator.MarkDirty(k)
 			return false, nil
 		}
-		orig := obj.DeepCopy()
-		obj.Status.Breakers, obj.Status.OpenBreakers = v.Breakers, v.OpenBreakers
-		obj.Status.LastUpdated = ptrTime(metaTime(now))
-		return w.patch(ctx, k, &obj, orig, now)
+		before := obj.Status.Breakers
+		written, err := w.patch(ctx, k, &obj, policyPatch{Breakers: v.Breakers, OpenBreakers: v.OpenBreakers, LastUpdated: ptrTime(metaTime(now))}, now)
+		if written { // obj now holds the status the API server returned
+			w.breakerEvents(&obj, before)
+		}
+		return written, err
 	}
 	return false, fmt.Errorf("unknown resource kind %q", k.Kind)
 }
@@ -249,12 +259,50 @@ func (w *StatusWriter) missing(k resourceKey, err error) (bool, error) {
 	return false, fmt.Errorf("read %s %s/%s: %w", k.Kind, k.Namespace, k.Name, err)
 }
 
-// patch sends a JSON merge patch from orig to obj: only the fields this writer
-// changed, with no resourceVersion precondition, so it never conflicts with the
-// reconcilers' writes of their own fields.
-func (w *StatusWriter) patch(ctx context.Context, k resourceKey, obj, orig client.Object, now time.Time) (bool, error) {
+// The status patches: JSON merge patches that carry every field the aggregator
+// owns, and nothing else. null clears a field. They do not depend on how fresh the
+// cached copy is, and carry no resourceVersion precondition, so they never conflict
+// with the reconcilers' writes of their own fields.
+type (
+	quotaPatch struct {
+		Utilization    *quotav1alpha1.UtilizationSummary `json:"utilization"`
+		Models         []quotav1alpha1.ModelUtilization  `json:"models"`
+		TokensToday    int64                             `json:"tokensToday"`
+		RequestsToday  int64                             `json:"requestsToday"`
+		Day            *string                           `json:"day"`
+		ActiveSidecars int32                             `json:"activeSidecars"`
+		LearnedLimits  *quotav1alpha1.QuotaLimits        `json:"learnedLimits"`
+		LastUpdated    *metav1.Time                      `json:"lastUpdated"`
+	}
+	chainPatch struct {
+		ActiveEntry  *int32                       `json:"activeEntry"`
+		ActiveModel  *string                      `json:"activeModel"`
+		Failovers    quotav1alpha1.FailoverCounts `json:"failovers"`
+		LastFailover *quotav1alpha1.Failover      `json:"lastFailover"`
+		LastUpdated  *metav1.Time                 `json:"lastUpdated"`
+	}
+	policyPatch struct {
+		Breakers     []quotav1alpha1.BreakerStatus `json:"breakers"`
+		OpenBreakers int32                         `json:"openBreakers"`
+		LastUpdated  *metav1.Time                  `json:"lastUpdated"`
+	}
+)
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// patch sends {"status": fields} as a merge patch to obj's status subresource.
+func (w *StatusWriter) patch(ctx context.Context, k resourceKey, obj client.Object, fields any, now time.Time) (bool, error) {
+	data, err := json.Marshal(map[string]any{"status": fields})
+	if err != nil {
+		return false, fmt.Errorf("encode the status patch of %s %s/%s: %w", k.Kind, k.Namespace, k.Name, err)
+	}
 	start := time.Now()
-	err := w.Client.Status().Patch(ctx, obj, client.MergeFrom(orig))
+	err = w.Client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, data))
 	if w.Metrics != nil {
 		w.Metrics.writeDuration.Observe(time.Since(start).Seconds())
 		result := "success"
@@ -274,6 +322,52 @@ func (w *StatusWriter) patch(ctx context.Context, k resourceKey, obj, orig clien
 }
 
 func ptrTime(t metav1.Time) *metav1.Time { return &t }
+
+// Event reasons and the action of the aggregator's Events.
+const (
+	eventBreakerOpened = "BreakerOpened"
+	eventBreakerClosed = "BreakerClosed"
+	eventFailedOver    = "FailedOver"
+	eventAction        = "AggregateReports"
+)
+
+// breakerEvents records the breakers that opened or closed between two written
+// statuses: transitions users act on, at most one per breaker per write.
+func (w *StatusWriter) breakerEvents(cp *quotav1alpha1.CircuitPolicy, before []quotav1alpha1.BreakerStatus) {
+	if w.Events == nil {
+		return
+	}
+	was := map[[2]string]quotav1alpha1.BreakerState{}
+	for _, b := range before {
+		was[[2]string{b.ProviderQuota, b.Model}] = b.State
+	}
+	for _, b := range cp.Status.Breakers {
+		prev := was[[2]string{b.ProviderQuota, b.Model}]
+		switch {
+		case b.State == quotav1alpha1.BreakerOpen && prev != quotav1alpha1.BreakerOpen:
+			note := fmt.Sprintf("the circuit breaker for %s/%s is open in at least one sidecar", b.ProviderQuota, b.Model)
+			if b.LastFailure != "" {
+				note += " (last failure: " + b.LastFailure + ")"
+			}
+			note += "; its calls fail fast or fall back until it recovers; check the provider's status and the sidecars' logs"
+			w.Events.Eventf(cp, nil, corev1.EventTypeWarning, eventBreakerOpened, eventAction, "%s", note)
+		case b.State == quotav1alpha1.BreakerClosed && (prev == quotav1alpha1.BreakerOpen || prev == quotav1alpha1.BreakerHalfOpen):
+			w.Events.Eventf(cp, nil, corev1.EventTypeNormal, eventBreakerClosed, eventAction,
+				"the circuit breaker for %s/%s closed again in every sidecar: calls succeed", b.ProviderQuota, b.Model)
+		}
+	}
+}
+
+// chainEvents records failovers that happened since the previous write.
+func (w *StatusWriter) chainEvents(fc *quotav1alpha1.FallbackChain, before *quotav1alpha1.Failover) {
+	lf := fc.Status.LastFailover
+	if w.Events == nil || lf == nil || (before != nil && !lf.Time.After(before.Time.Time)) {
+		return
+	}
+	w.Events.Eventf(fc, nil, corev1.EventTypeWarning, eventFailedOver, eventAction,
+		"requests failed over from %s to %s (%s); %d failovers in the last hour. The first entries' providers are failing or out of quota",
+		lf.From, lf.To, lf.Reason, fc.Status.Failovers.LastHour)
+}
 
 // maxPodChecks bounds pod lookups per flush.
 const maxPodChecks = 50

@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,6 +79,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		return refuse(w, http.StatusUnauthorized, report.CodeUnauthenticated, "the bearer token is not valid for audience aiquota.dev/control (expired, forged, or for another audience)")
 	case errors.Is(err, ErrNotPodBound):
 		return refuse(w, http.StatusForbidden, report.CodeForbidden, err.Error())
+	case errors.Is(err, ErrBusy):
+		// Spread the retries of a fleet that arrived together.
+		w.Header().Set("Retry-After", strconv.Itoa(2+rand.IntN(9)))
+		return refuse(w, http.StatusServiceUnavailable, report.CodeBusy, "the manager is checking many tokens at once; retry after the Retry-After delay")
 	case err != nil:
 		h.Log.Error(err, "token check failed")
 		w.Header().Set("Retry-After", "5")
@@ -89,12 +96,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	if r.ContentLength > report.MaxReportBytes {
 		return refuse(w, http.StatusRequestEntityTooLarge, report.CodeTooLarge, fmt.Sprintf("the report is %d bytes; at most %d are accepted", r.ContentLength, report.MaxReportBytes))
 	}
-	rep, err := report.Read(http.MaxBytesReader(w, r.Body, report.MaxReportBytes+1))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, report.MaxReportBytes))
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.Is(err, report.ErrTooLarge) || errors.As(err, &mbe):
+	case errors.As(err, &mbe):
 		return refuse(w, http.StatusRequestEntityTooLarge, report.CodeTooLarge, fmt.Sprintf("the report is more than the %d bytes accepted", report.MaxReportBytes))
 	case err != nil:
+		// Usually a sidecar that gave up waiting; nobody reads this answer.
+		return refuse(w, http.StatusBadRequest, report.CodeReadFailed, "reading the report failed: "+err.Error())
+	}
+	rep, err := report.Parse(body)
+	if err != nil {
 		return refuse(w, http.StatusBadRequest, report.CodeMalformed, err.Error())
 	}
 	if code, msg := authorize(id, rep); code != "" {

@@ -27,6 +27,9 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
+// eventSource is the reportingController of the control channel's Events.
+const eventSource = "aiquota-control"
+
 // DefaultBindAddress is where the control channel listens.
 const DefaultBindAddress = ":9444"
 
@@ -66,8 +69,8 @@ func DefaultOptions() Options {
 		BindAddress:         DefaultBindAddress,
 		StatusWriteInterval: DefaultStatusWriteInterval,
 		ExpiryIntervals:     3,
-		StatusWriters:       4,
-		TokenCacheTTL:       time.Minute,
+		StatusWriters:       8,
+		TokenCacheTTL:       DefaultTokenCacheTTL,
 		TokenCacheSize:      20000,
 	}
 }
@@ -151,6 +154,7 @@ func SetupWithManager(mgr manager.Manager, o Options) (*Channel, error) {
 		Writer: &StatusWriter{
 			Client: mgr.GetClient(), Pods: mgr.GetAPIReader(), Aggregator: agg, Metrics: m, Log: log,
 			Interval: o.StatusWriteInterval, Workers: o.StatusWriters, Now: o.Now,
+			Events: mgr.GetEventRecorder(eventSource),
 		},
 	}
 	if err := mgr.Add(&Listener{Address: o.BindAddress, Handler: ch.Handler, TLS: tlsCfg, Log: log, Ready: o.Ready}); err != nil {

@@ -342,11 +342,13 @@ const (
 	CodePodMismatch      = "podMismatch"          // 403: the report claims another pod than the token's
 	CodeNamespace        = "namespaceMismatch"    // 403: the report is about another namespace
 	CodeMalformed        = "malformedReport"      // 400: not a valid report
+	CodeReadFailed       = "readFailed"           // 400: the body could not be read (the sender went away)
 	CodeTooLarge         = "reportTooLarge"       // 413
 	CodeUnsupportedMedia = "unsupportedMediaType" // 415
 	CodeStale            = "staleReport"          // 409: a sequence number already folded in
 	CodeNotLeader        = "notLeader"            // 503: this replica does not aggregate; retry
 	CodeUnavailable      = "unavailable"          // 503: the API server could not check the token; retry
+	CodeBusy             = "busy"                 // 503: too many tokens being checked; retry after Retry-After
 	CodeMethod           = "methodNotAllowed"     // 405
 	CodeNotFound         = "notFound"             // 404
 )

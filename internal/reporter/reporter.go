@@ -44,7 +44,7 @@ const (
 	// section while it has none.
 	DefaultIdlePoll = 10 * time.Second
 	// maxBackoff caps the delay between failed reports.
-	maxBackoff = 5 * time.Minute
+	maxBackoff = 2 * time.Minute
 	// logEvery bounds failure logs to one per period (plus the first of a streak).
 	logEvery = time.Minute
 	// maxTokenBytes and maxCABytes bound the files read for each report.
@@ -168,13 +168,14 @@ func intervalOf(ctl *limiterconfig.Control) time.Duration {
 	return max(ctl.ReportInterval.D(), report.MinReportInterval)
 }
 
-// backoff is the delay after a failure: exponential from the report interval (or
-// from a second, while the manager says this replica does not lead), never less
-// than the manager's Retry-After, capped, with jitter so a fleet spreads out.
+// backoff is the delay after a failure: exponential from the report interval, or
+// from a second when the manager asked for a retry (a follower, or a leader busy
+// checking a reconnecting fleet's tokens); never less than the manager's
+// Retry-After; capped; with jitter so a fleet spreads out.
 func (r *Reporter) backoff(interval time.Duration, err error) time.Duration {
 	base := interval
 	var se *statusError
-	if errors.As(err, &se) && se.code == report.CodeNotLeader {
+	if errors.As(err, &se) && (se.code == report.CodeNotLeader || se.code == report.CodeBusy || se.code == report.CodeUnavailable) {
 		base = time.Second
 	}
 	d := base
@@ -314,7 +315,8 @@ func (r *Reporter) clientLocked(ctl *limiterconfig.Control) (*http.Client, error
 	if r.client != nil && r.caFile == ctl.CAFile && bytes.Equal(pem, r.caPEM) {
 		return r.client, nil
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	// Resumed sessions make the handshake of each report cheap for the manager.
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 	if ctl.CAFile != "" {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
@@ -325,14 +327,15 @@ func (r *Reporter) clientLocked(ctl *limiterconfig.Control) (*http.Client, error
 	if r.client != nil {
 		r.client.CloseIdleConnections()
 	}
+	// No connection is kept between reports: a few seconds apart, an idle TLS
+	// connection per sidecar would cost the manager far more memory (thousands of
+	// them) than a resumed handshake per report costs it CPU.
 	r.client = &http.Client{Transport: &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		TLSClientConfig:     tlsCfg,
 		TLSHandshakeTimeout: 5 * time.Second,
-		MaxIdleConns:        1,
-		IdleConnTimeout:     5 * time.Minute,
-		ForceAttemptHTTP2:   true,
+		DisableKeepAlives:   true,
 	}}
 	r.caPEM, r.caFile = pem, ctl.CAFile
 	return r.client, nil

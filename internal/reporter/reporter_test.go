@@ -21,6 +21,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,8 @@ type manager struct {
 	mu      sync.Mutex
 	reports []*report.Report
 	tokens  []string
+	remotes []string
+	resumed []bool
 }
 
 func newManager(t *testing.T, p *pki) *manager {
@@ -82,9 +85,12 @@ func newManager(t *testing.T, p *pki) *manager {
 	m.cert.Store(&p.cert)
 	m.srv = httptest.NewUnstartedServer(http.HandlerFunc(m.serve))
 	// GetConfigForClient, not GetCertificate: a client dialling an IP sends no SNI,
-	// and httptest's own certificate would be served instead.
+	// and httptest's own certificate would be served instead. Each certificate gets
+	// its own session-ticket key, as a restarted manager would: sessions resumed
+	// from before a certificate change would otherwise skip verifying the new one.
 	m.srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		return &tls.Config{Certificates: []tls.Certificate{*m.cert.Load()}}, nil
+		cert := m.cert.Load()
+		return &tls.Config{Certificates: []tls.Certificate{*cert}, SessionTicketKey: sha256.Sum256(cert.Certificate[0])}, nil
 	}}
 	m.srv.StartTLS()
 	t.Cleanup(m.srv.Close)
@@ -109,6 +115,8 @@ func (m *manager) serve(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	m.reports = append(m.reports, rep)
 	m.tokens = append(m.tokens, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+	m.remotes = append(m.remotes, r.RemoteAddr)
+	m.resumed = append(m.resumed, r.TLS != nil && r.TLS.DidResume)
 	m.mu.Unlock()
 	_ = json.NewEncoder(w).Encode(report.Response{SchemaVersion: report.SchemaVersion, Seq: rep.Seq})
 }
@@ -266,6 +274,17 @@ func TestReportsFromTheEngine(t *testing.T) {
 	reps, toks := m.received()
 	if toks[0] != "token-1" {
 		t.Errorf("first token %q", toks[0])
+	}
+	// Every report on a connection of its own (nothing idles at the manager),
+	// after the first with a resumed TLS session.
+	m.mu.Lock()
+	remotes, resumed := slices.Compact(slices.Sorted(slices.Values(m.remotes))), m.resumed
+	m.mu.Unlock()
+	if len(remotes) != len(reps) {
+		t.Errorf("%d reports over %d connections, want one each", len(reps), len(remotes))
+	}
+	if slices.Contains(resumed[1:], false) {
+		t.Errorf("TLS sessions resumed: %v, want all but the first", resumed)
 	}
 	for i, rep := range reps {
 		if rep.Seq != uint64(i+1) || rep.Boot.ID != r.BootID() {

@@ -22,7 +22,7 @@ import (
 
 // statusCerts writes a CA (ca.crt) and a serving certificate for 127.0.0.1
 // (tls.crt, tls.key) into a new directory, as the control channel's cert dir.
-func statusCerts(t *testing.T) string {
+func statusCerts(t testing.TB) string {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -73,7 +73,7 @@ func statusCerts(t *testing.T) string {
 }
 
 // statusFreePort is a port free at the time of asking.
-func statusFreePort(t *testing.T) int {
+func statusFreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,7 +84,7 @@ func statusFreePort(t *testing.T) int {
 }
 
 // statusEventually polls cond until it returns nil or the deadline passes.
-func statusEventually(t *testing.T, what string, timeout time.Duration, cond func() error) time.Duration {
+func statusEventually(t testing.TB, what string, timeout time.Duration, cond func() error) time.Duration {
 	t.Helper()
 	start := time.Now()
 	var err error

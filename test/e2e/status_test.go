@@ -342,7 +342,7 @@ func mustCreateStatus(t *testing.T, c client.Client, objs ...client.Object) {
 	}
 }
 
-func getStatus(t *testing.T, c client.Client, ns, name string, obj client.Object) {
+func getStatus(t testing.TB, c client.Client, ns, name string, obj client.Object) {
 	t.Helper()
 	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
 		t.Fatal(err)
