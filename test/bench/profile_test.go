@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/provider"
 	"github.com/aiquota/aiquota/internal/sidecar"
 	"github.com/aiquota/aiquota/internal/simulator"
 )
@@ -77,5 +78,36 @@ func BenchmarkInProcess(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// BenchmarkPromptTokens is the limiter's per-request token count for this
+// workload's requests, as the sidecar does it (parse, then count through a memo that
+// knows the system prompt): next to the plain proxy's CPU per request it says how
+// much of the limiter's extra cost is the tokenizer.
+func BenchmarkPromptTokens(b *testing.B) {
+	tmpl, err := newBodyTemplate(Workload{Model: "gpt-4o", BodyBytes: 1024, MaxTokens: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tok := range []string{limiterconfig.TokenizerO200kBase, limiterconfig.TokenizerEstimate} {
+		b.Run(tok, func(b *testing.B) {
+			counter := provider.Counter(provider.NewMemoCounter(provider.CounterFor(tok, "gpt-4o"), 4096))
+			if tok == limiterconfig.TokenizerEstimate {
+				counter = provider.Estimate
+			}
+			var seq uint64
+			b.ReportAllocs()
+			for b.Loop() {
+				seq++
+				req, err := provider.ParseRequest(provider.DialectOpenAI, provider.OpChatCompletions, "", tmpl.body(seq))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if provider.PromptTokens(counter, &req) <= 0 {
+					b.Fatal("no tokens counted")
+				}
+			}
+		})
 	}
 }

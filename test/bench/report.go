@@ -183,7 +183,11 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 		other = append(other, w.OtherVCPU())
 		discarded += w.Discarded
 	}
-	f("- Other processes on the machine used %.2f vCPU (median; max %.2f) during the measured windows", Median(other), slices.Max(append(other, 0)))
+	for _, t := range rep.Tput {
+		other = append(other, t.OtherVCPU())
+		discarded += t.Discarded
+	}
+	f("- Other processes on the machine used %.2f vCPU (median; max %.2f) during the measured windows and closed-loop points", Median(other), slices.Max(append(other, 0)))
 	if p.MaxOtherVCPU > 0 {
 		f("; windows where they used more than %.2f vCPU were measured again (up to %d times): %d discarded", p.MaxOtherVCPU, p.Retries, discarded)
 	}
@@ -304,10 +308,10 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 			w.VCPUPer1k(procOf(w.Path)), procOf(w.Path), w.VCPUPer1k(ProcLoadgen), w.OtherVCPU(), w.Load[0], w.Discarded)
 	}
 	if len(rep.Tput) > 0 {
-		f("\n| rep | clients | path | req/s | p50 | p99 | max | failed | its process vCPU | loadgen vCPU |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		f("\n| rep | clients | path | req/s | p50 | p99 | max | failed | its process vCPU | loadgen vCPU | other processes vCPU | discarded |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, t := range rep.Tput {
-			f("| %d | %d | %s | %.0f | %s | %s | %s | %d | %.2f | %.2f |\n", t.Rep, t.Concurrency, t.Path, t.Rate(),
-				ms(t.Summary.P50), ms(t.Summary.P99), ms(t.Summary.Max), t.Failed, tputVCPU(t, procOf(t.Path)), tputVCPU(t, ProcLoadgen))
+			f("| %d | %d | %s | %.0f | %s | %s | %s | %d | %.2f | %.2f | %.2f | %d |\n", t.Rep, t.Concurrency, t.Path, t.Rate(),
+				ms(t.Summary.P50), ms(t.Summary.P99), ms(t.Summary.Max), t.Failed, tputVCPU(t, procOf(t.Path)), tputVCPU(t, ProcLoadgen), t.OtherVCPU(), t.Discarded)
 		}
 	}
 	f("\n</details>\n")

@@ -110,9 +110,19 @@ type TputPoint struct {
 	Path        string
 	Concurrency int
 	Result
-	Summary Summary
-	Wall    time.Duration
-	CPU     map[string]time.Duration
+	Summary   Summary
+	Wall      time.Duration
+	CPU       map[string]time.Duration
+	OtherCPU  time.Duration
+	Discarded int
+}
+
+// OtherVCPU is the cores other processes used during the point.
+func (p TputPoint) OtherVCPU() float64 {
+	if p.Wall <= 0 {
+		return 0
+	}
+	return p.OtherCPU.Seconds() / p.Wall.Seconds()
 }
 
 // Report is everything Run measured.
@@ -232,23 +242,16 @@ func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) 
 						return rep, fmt.Errorf("closed-loop warm-up %s c=%d: %w", path, conc, err)
 					}
 				}
-				before, _, err := sample(pids)
-				if err != nil {
-					return rep, err
-				}
-				res, err := c.ClosedLoop(ctx, t, w, conc, plan.TputWindow)
-				if err != nil {
-					return rep, fmt.Errorf("closed loop %s c=%d: %w", path, conc, err)
-				}
-				after, _, err := sample(pids)
-				if err != nil {
-					return rep, err
-				}
-				p := TputPoint{Rep: r + 1, Path: path, Concurrency: conc, Result: res, Summary: Summarize(res.Latencies),
-					Wall: after[ProcLoadgen].At.Sub(before[ProcLoadgen].At), CPU: map[string]time.Duration{}}
-				p.Latencies = nil
-				for name := range pids {
-					p.CPU[name] = after[name].CPU - before[name].CPU
+				var p TputPoint
+				for attempt := 0; ; attempt++ {
+					if p, err = measurePoint(ctx, c, t, w, conc, plan.TputWindow, pids); err != nil {
+						return rep, fmt.Errorf("closed loop %s c=%d: %w", path, conc, err)
+					}
+					p.Rep, p.Discarded = r+1, attempt
+					if plan.MaxOtherVCPU <= 0 || p.OtherVCPU() <= plan.MaxOtherVCPU || attempt >= plan.Retries {
+						break
+					}
+					progress(plan.Progress, "rep %d closed c=%-4d %-7s discarded: other processes used %.2f vCPU", r+1, conc, path, p.OtherVCPU())
 				}
 				rep.Tput = append(rep.Tput, p)
 				progress(plan.Progress, "rep %d closed c=%-4d %-7s %7.0f req/s  p50 %-9s p99 %-9s failed %d",
@@ -290,6 +293,33 @@ func measureWindow(ctx context.Context, c *Client, t Target, w Workload, plan Pl
 	}
 	win.OtherCPU = max(0, mAfter-mBefore-ours)
 	return win, nil
+}
+
+// measurePoint runs one closed-loop window and samples every process around it.
+func measurePoint(ctx context.Context, c *Client, t Target, w Workload, conc int, d time.Duration, pids map[string]int) (TputPoint, error) {
+	p := TputPoint{Path: t.Name, Concurrency: conc, CPU: map[string]time.Duration{}}
+	before, mBefore, err := sample(pids)
+	if err != nil {
+		return p, err
+	}
+	res, err := c.ClosedLoop(ctx, t, w, conc, d)
+	if err != nil {
+		return p, err
+	}
+	after, mAfter, err := sample(pids)
+	if err != nil {
+		return p, err
+	}
+	p.Result, p.Summary = res, Summarize(res.Latencies)
+	p.Latencies = nil
+	p.Wall = after[ProcLoadgen].At.Sub(before[ProcLoadgen].At)
+	var ours time.Duration
+	for name := range pids {
+		p.CPU[name] = after[name].CPU - before[name].CPU
+		ours += p.CPU[name]
+	}
+	p.OtherCPU = max(0, mAfter-mBefore-ours)
+	return p, nil
 }
 
 // procOf is the process whose cost a path measures: the proxy, or for the direct
