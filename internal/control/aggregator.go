@@ -228,30 +228,29 @@ func (a *Aggregator) Ingest(r *report.Report) error {
 		cur := countersOf(p.Counters)
 		ps := s.pools[k]
 		var delta counters
-		switch {
-		case ps == nil:
+		if ps == nil {
 			ps = &poolSeries{}
 			s.pools[k] = ps
 			switch {
 			case known:
 				// A pool created since the previous report started at zero then.
-				ps.hist.add(sample{at: prevSeen}, Window)
+				ps.hist.add(sample{at: prevSeen})
 			case now.Sub(bootAt) <= Window:
-				ps.hist.add(sample{at: bootAt}, Window)
+				ps.hist.add(sample{at: bootAt})
 			}
 			if fromZero {
 				delta = cur
 			}
-		default:
+		} else {
 			last, _ := ps.hist.latest()
 			if cur.wentDown(last.c) {
-				ps.hist.add(sample{at: last.at}, Window)
+				ps.hist.add(sample{at: last.at})
 				delta = cur
 			} else {
 				delta = cur.sub(last.c)
 			}
 		}
-		ps.hist.add(sample{at: now, c: cur}, Window)
+		ps.hist.add(sample{at: now, c: cur})
 		ps.latest = p
 		if delta[cRequests] > 0 || delta.tokens() > 0 {
 			a.quotaLedgerLocked(resourceKey{kindQuota, ns, p.Provider}).add(day, p.Pool, delta[cRequests], delta.tokens())

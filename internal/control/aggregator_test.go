@@ -17,7 +17,6 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time                  { return c.t }
 func (c *fakeClock) advance(d time.Duration)         { c.t = c.t.Add(d) }
 func newFakeClock(t time.Time) *fakeClock            { return &fakeClock{t: t} }
-func quotaKey(ns, name string) resourceKey           { return resourceKey{kindQuota, ns, name} }
 func chainKey(ns, name string) resourceKey           { return resourceKey{kindChain, ns, name} }
 func policyKey(ns, name string) resourceKey          { return resourceKey{kindPolicy, ns, name} }
 func ptr[T any](v T) *T                              { return &v }
@@ -103,6 +102,9 @@ func modelNamed(st quotaOwned, name string) *quotav1alpha1.ModelUtilization {
 
 var t0 = time.Date(2030, 5, 6, 12, 0, 0, 0, time.UTC)
 
+// openaiQuota is the ProviderQuota the simulated sidecars use.
+var openaiQuota = resourceKey{kindQuota, "ns", "openai"}
+
 func TestLastMinuteWindow(t *testing.T) {
 	clk := newFakeClock(t0)
 	a := NewAggregator(clk.now, 3)
@@ -114,7 +116,7 @@ func TestLastMinuteWindow(t *testing.T) {
 		s.use("openai", "gpt-4o", 10, 300, 100)
 		mustIngest(t, a, s.report(clk.t))
 	}
-	v := a.quotaView(quotaKey("ns", "openai"), emptyQuota())
+	v := a.quotaView(openaiQuota, emptyQuota())
 	m := modelNamed(v.status, "gpt-4o")
 	if m == nil {
 		t.Fatalf("no gpt-4o in %+v", v.status.Models)
@@ -136,7 +138,7 @@ func TestLastMinuteWindow(t *testing.T) {
 	}
 	// Silence: a minute later the window is empty, and the pool drops out of models.
 	clk.advance(2 * time.Minute)
-	v = a.quotaView(quotaKey("ns", "openai"), emptyQuota())
+	v = a.quotaView(openaiQuota, emptyQuota())
 	if len(v.status.Models) != 0 {
 		t.Errorf("models after a silent minute: %+v", v.status.Models)
 	}
@@ -145,7 +147,7 @@ func TestLastMinuteWindow(t *testing.T) {
 func TestCountingAcrossBootsLostReportsAndResets(t *testing.T) {
 	clk := newFakeClock(t0)
 	a := NewAggregator(clk.now, 3)
-	k := quotaKey("ns", "openai")
+	k := openaiQuota
 	ledger := func() (int64, int64) {
 		v := a.quotaView(k, emptyQuota())
 		return v.status.RequestsToday, v.status.TokensToday
@@ -220,7 +222,7 @@ func TestCountingAcrossBootsLostReportsAndResets(t *testing.T) {
 func TestLedgerSeedsFromStatusAndRollsAtMidnight(t *testing.T) {
 	clk := newFakeClock(time.Date(2030, 5, 6, 23, 59, 30, 0, time.UTC))
 	a := NewAggregator(clk.now, 3)
-	k := quotaKey("ns", "openai")
+	k := openaiQuota
 	s := newSim("a", clk.t)
 	s.use("openai", "gpt-4o", 2, 200, 0)
 	mustIngest(t, a, s.report(clk.t))
@@ -277,7 +279,7 @@ func TestLimitsAcrossKeysLearnedAndDaily(t *testing.T) {
 	s.pool("openai", "gpt-4o", "k/2").Learned = report.Limits{RequestsPerMinute: 60}
 	clk.advance(time.Second)
 	mustIngest(t, a, s.report(clk.t))
-	v := a.quotaView(quotaKey("ns", "openai"), emptyQuota())
+	v := a.quotaView(openaiQuota, emptyQuota())
 	m := modelNamed(v.status, "gpt-4o")
 	if m == nil {
 		t.Fatal("no model")
@@ -361,7 +363,7 @@ func TestBreakersWorstStateAndOpens(t *testing.T) {
 		t.Errorf("an hour later: %d opens in the last hour", b.OpensLastHour)
 	}
 	// Breakers feed the quota's metrics view too.
-	qv := a.quotaView(quotaKey("ns", "openai"), emptyQuota())
+	qv := a.quotaView(openaiQuota, emptyQuota())
 	if d := cmp.Diff([]modelBreaker{{"gpt-4o", report.BreakerHalfOpen}}, onlyModel(qv.breakers, "gpt-4o"), cmp.AllowUnexported(modelBreaker{})); d != "" {
 		t.Errorf("quota breakers (-want +got):\n%s", d)
 	}
@@ -454,7 +456,7 @@ func TestExpiryFinalAndForget(t *testing.T) {
 	if n := a.Expire(); n != 1 {
 		t.Fatalf("expired %d, want 1", n)
 	}
-	if v := a.quotaView(quotaKey("ns", "openai"), emptyQuota()); v.status.ActiveSidecars != 1 {
+	if v := a.quotaView(openaiQuota, emptyQuota()); v.status.ActiveSidecars != 1 {
 		t.Fatalf("active sidecars %d, want 1", v.status.ActiveSidecars)
 	}
 	// x misses a report: it is offered for a pod check once per interval.
@@ -469,10 +471,10 @@ func TestExpiryFinalAndForget(t *testing.T) {
 		t.Fatalf("Forget did not drop x")
 	}
 	// The quota is due once more, to write activeSidecars 0, then no longer.
-	if due := a.Due(); !containsKey(due, quotaKey("ns", "openai")) {
+	if due := a.Due(); !containsKey(due, openaiQuota) {
 		t.Fatalf("not due after the last sidecar left: %v", due)
 	}
-	if due := a.Due(); containsKey(due, quotaKey("ns", "openai")) {
+	if due := a.Due(); containsKey(due, openaiQuota) {
 		t.Fatalf("still due with no sidecars and nothing changed: %v", due)
 	}
 }
@@ -504,7 +506,7 @@ func TestExpiredSidecarThatReturnsIsNotCountedTwice(t *testing.T) {
 	}
 	s.use("openai", "gpt-4o", 1, 100, 0)
 	mustIngest(t, a, s.report(clk.t))
-	v := a.quotaView(quotaKey("ns", "openai"), emptyQuota())
+	v := a.quotaView(openaiQuota, emptyQuota())
 	if v.status.TokensToday != 1100 || v.status.RequestsToday != 11 || v.status.ActiveSidecars != 1 {
 		t.Errorf("after the sidecar came back: %d tokens, %d requests, %d active; want 1100, 11, 1", v.status.TokensToday, v.status.RequestsToday, v.status.ActiveSidecars)
 	}

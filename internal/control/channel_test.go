@@ -30,7 +30,7 @@ func TestReportUpdatesStatus(t *testing.T) {
 	ns := newNamespace(t)
 	pod := newPod(t, ns, "app")
 	token := podToken(t, pod)
-	createQuota(t, ns, "openai")
+	createQuota(t, ns)
 	createChain(t, ns, "chat",
 		quotav1alpha1.ChainEntry{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai"}, Model: "gpt-4o"},
 		quotav1alpha1.ChainEntry{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai"}, Model: "gpt-4o-mini"})
@@ -57,7 +57,7 @@ func TestReportUpdatesStatus(t *testing.T) {
 	}
 
 	eventually(t, "the ProviderQuota status", func() (bool, string) {
-		pq := getQuota(t, ns, "openai")
+		pq := getQuota(t, ns)
 		st := pq.Status
 		m := modelNamed(ownedQuota(&st), "gpt-4o")
 		ok := st.ActiveSidecars == 1 && st.TokensToday == 6000 && st.RequestsToday == 60 && st.Day == utcDay(time.Now()) &&
@@ -138,8 +138,8 @@ func TestRefusals(t *testing.T) {
 	ch := startChannel(t, certs, nil)
 	ns, other := newNamespace(t), newNamespace(t)
 	pod, pod2 := newPod(t, ns, "app"), newPod(t, ns, "app2")
-	createQuota(t, ns, "openai")
-	createQuota(t, other, "openai")
+	createQuota(t, ns)
+	createQuota(t, other)
 	src := report.Config{Kind: report.KindProviderQuota, Namespace: ns, Name: "openai"}
 	good := func() *report.Report { return podReport(pod, src, 1, "boot", time.Now(), 10, 100) }
 	encode := func(r *report.Report) []byte {
@@ -203,7 +203,7 @@ func TestRefusals(t *testing.T) {
 	}
 	ch.Writer.Flush(context.Background())
 	for _, n := range []string{ns, other} {
-		if st := getQuota(t, n, "openai").Status; st.LastUpdated != nil || st.ActiveSidecars != 0 || st.TokensToday != 0 {
+		if st := getQuota(t, n).Status; st.LastUpdated != nil || st.ActiveSidecars != 0 || st.TokensToday != 0 {
 			t.Errorf("status of %s/openai changed: %+v", n, st)
 		}
 	}
@@ -216,7 +216,7 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("good report: %d %+v", code, eb)
 	}
 	eventually(t, "the good report in status", func() (bool, string) {
-		st := getQuota(t, ns, "openai").Status
+		st := getQuota(t, ns).Status
 		return st.ActiveSidecars == 1 && st.TokensToday == 100, fmt.Sprintf("%+v", st)
 	})
 	for _, tok := range []string{token, otherAudience, pod2Token, unbound} {
@@ -235,7 +235,7 @@ func TestStatusWriteRateLimit(t *testing.T) {
 	ns := newNamespace(t)
 	pod := newPod(t, ns, "app")
 	token := podToken(t, pod)
-	createQuota(t, ns, "openai")
+	createQuota(t, ns)
 
 	watcher, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Client.Scheme()})
 	if err != nil {
@@ -266,7 +266,7 @@ func TestStatusWriteRateLimit(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	eventually(t, "the last report in status", func() (bool, string) {
-		st := getQuota(t, ns, "openai").Status
+		st := getQuota(t, ns).Status
 		return st.TokensToday == 5000, fmt.Sprintf("%+v", st)
 	})
 	wc.Stop()
@@ -291,7 +291,7 @@ func TestSidecarsLeave(t *testing.T) {
 	// deleted leaves through the pod check.
 	ch := startChannel(t, certs, func(o *Options) { o.ExpiryIntervals = 1000 })
 	ns := newNamespace(t)
-	createQuota(t, ns, "openai")
+	createQuota(t, ns)
 	src := report.Config{Kind: report.KindProviderQuota, Namespace: ns, Name: "openai"}
 	var pods []*corev1.Pod
 	var tokens []string
@@ -305,7 +305,7 @@ func TestSidecarsLeave(t *testing.T) {
 	}
 	active := func(n int32) func() (bool, string) {
 		return func() (bool, string) {
-			st := getQuota(t, ns, "openai").Status
+			st := getQuota(t, ns).Status
 			return st.ActiveSidecars == n, fmt.Sprintf("activeSidecars %d", st.ActiveSidecars)
 		}
 	}
@@ -326,18 +326,18 @@ func TestSidecarsLeave(t *testing.T) {
 	// The last one expires when silent beyond its expiry.
 	ch2 := startChannel(t, certs, func(o *Options) { o.ExpiryIntervals = 3 })
 	ns2 := newNamespace(t)
-	createQuota(t, ns2, "openai")
+	createQuota(t, ns2)
 	p := newPod(t, ns2, "app")
 	tok := podToken(t, p)
 	if code, eb := ch2.sendReport(t, tok, podReport(p, report.Config{Kind: report.KindProviderQuota, Namespace: ns2, Name: "openai"}, 1, "boot", time.Now(), 1, 1)); code != 200 {
 		t.Fatalf("report: %d %+v", code, eb)
 	}
 	eventually(t, "the sidecar counted", func() (bool, string) {
-		st := getQuota(t, ns2, "openai").Status
+		st := getQuota(t, ns2).Status
 		return st.ActiveSidecars == 1, fmt.Sprintf("%+v", st)
 	})
 	eventually(t, "the silent sidecar expired", func() (bool, string) {
-		st := getQuota(t, ns2, "openai").Status
+		st := getQuota(t, ns2).Status
 		return st.ActiveSidecars == 0 && st.LastUpdated != nil, fmt.Sprintf("%+v", st)
 	})
 	if n := ch.Aggregator.ActiveSidecars(); n != 1 {
@@ -350,7 +350,7 @@ func TestSidecarsLeave(t *testing.T) {
 func TestTokensTodaySurviveRestart(t *testing.T) {
 	certs := newTestCerts(t)
 	ns := newNamespace(t)
-	createQuota(t, ns, "openai")
+	createQuota(t, ns)
 	pod := newPod(t, ns, "app")
 	token := podToken(t, pod)
 	src := report.Config{Kind: report.KindProviderQuota, Namespace: ns, Name: "openai"}
@@ -361,7 +361,7 @@ func TestTokensTodaySurviveRestart(t *testing.T) {
 		t.Fatalf("report: %d %+v", code, eb)
 	}
 	eventually(t, "1000 tokens today", func() (bool, string) {
-		st := getQuota(t, ns, "openai").Status
+		st := getQuota(t, ns).Status
 		return st.TokensToday == 1000, fmt.Sprintf("%+v", st)
 	})
 	first.stop()
@@ -376,7 +376,7 @@ func TestTokensTodaySurviveRestart(t *testing.T) {
 		t.Fatalf("report: %d %+v", code, eb)
 	}
 	eventually(t, "1250 tokens today after the restart", func() (bool, string) {
-		st := getQuota(t, ns, "openai").Status
+		st := getQuota(t, ns).Status
 		return st.TokensToday == 1250 && st.RequestsToday == 12, fmt.Sprintf("%+v", st)
 	})
 }
@@ -385,7 +385,7 @@ func TestTokensTodaySurviveRestart(t *testing.T) {
 // without new reports, and the status says which day it counts.
 func TestDailyRoll(t *testing.T) {
 	ns := newNamespace(t)
-	createQuota(t, ns, "openai")
+	createQuota(t, ns)
 	pod := newPod(t, ns, "app")
 	clk := newFakeClock(time.Date(2031, 3, 4, 23, 59, 40, 0, time.UTC))
 	agg := NewAggregator(clk.now, 3)
@@ -398,8 +398,8 @@ func TestDailyRoll(t *testing.T) {
 		r.SentAt = clk.t
 		mustIngest(t, agg, r)
 	}
-	status := func() quotav1alpha1.ProviderQuotaStatus { return getQuota(t, ns, "openai").Status }
-	flushed := func(want func(quotav1alpha1.ProviderQuotaStatus) bool) quotav1alpha1.ProviderQuotaStatus {
+	status := func() quotav1alpha1.ProviderQuotaStatus { return getQuota(t, ns).Status }
+	flushed := func(want func(quotav1alpha1.ProviderQuotaStatus) bool) {
 		t.Helper()
 		// The writer reads through the client the test writes with, so one flush
 		// sees the previous one's result; a few let the day's seed and write settle.
@@ -410,11 +410,10 @@ func TestDailyRoll(t *testing.T) {
 				t.Fatalf("flush failed: %+v", res)
 			}
 			if st = status(); want(st) {
-				return st
+				return
 			}
 		}
 		t.Fatalf("status after flushes: %+v", st)
-		return st
 	}
 
 	ingest(1, 700)

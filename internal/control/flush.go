@@ -58,7 +58,7 @@ type FlushResult struct {
 	Evaluated, Written, Failed, Expired int
 }
 
-// NeedLeaderElection: one authoritative writer (and, later, allocator).
+// NeedLeaderElection is true: one authoritative writer (and, later, allocator).
 func (w *StatusWriter) NeedLeaderElection() bool { return true }
 
 // tick is how often due resources are looked at: often enough that a write is late

@@ -205,7 +205,10 @@ func startChannel(t *testing.T, certs *testCerts, mutate func(*Options)) *channe
 		once.Do(func() {
 			cancel()
 			select {
-			case <-done:
+			case err := <-done:
+				if err != nil {
+					t.Errorf("manager: %v", err)
+				}
 			case <-time.After(60 * time.Second):
 				t.Error("manager did not stop")
 			}
@@ -341,10 +344,10 @@ func podToken(t *testing.T, pod *corev1.Pod) string {
 	return tokenFor(t, pod, naming.TokenAudience, pod)
 }
 
-func createQuota(t *testing.T, ns, name string) {
+func createQuota(t *testing.T, ns string) {
 	t.Helper()
 	pq := &quotav1alpha1.ProviderQuota{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "openai"},
 		Spec: quotav1alpha1.ProviderQuotaSpec{
 			Provider:    quotav1alpha1.ProviderOpenAI,
 			Credentials: []quotav1alpha1.SecretKeyRef{{Name: "openai", Key: "api-key"}},
@@ -372,10 +375,10 @@ func createPolicy(t *testing.T, ns, name string) {
 	}
 }
 
-func getQuota(t *testing.T, ns, name string) quotav1alpha1.ProviderQuota {
+func getQuota(t *testing.T, ns string) quotav1alpha1.ProviderQuota {
 	t.Helper()
 	var pq quotav1alpha1.ProviderQuota
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &pq); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "openai"}, &pq); err != nil {
 		t.Fatal(err)
 	}
 	return pq

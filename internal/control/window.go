@@ -65,9 +65,9 @@ type history struct {
 	samples []sample // oldest first
 }
 
-func (h *history) add(s sample, window time.Duration) {
+func (h *history) add(s sample) {
 	h.samples = append(h.samples, s)
-	h.prune(s.at, window)
+	h.prune(s.at)
 }
 
 func (h *history) latest() (sample, bool) {
@@ -77,9 +77,9 @@ func (h *history) latest() (sample, bool) {
 	return h.samples[len(h.samples)-1], true
 }
 
-// prune drops readings older than the baseline of the window ending at now.
-func (h *history) prune(now time.Time, window time.Duration) {
-	start := now.Add(-window)
+// prune drops readings older than the baseline of the Window ending at now.
+func (h *history) prune(now time.Time) {
+	start := now.Add(-Window)
 	keep := 0
 	for i := range h.samples {
 		if !h.samples[i].at.After(start) {

@@ -149,11 +149,9 @@ func (v *validator) float(field string, f, lo, hi float64) {
 	}
 }
 
-func (v *validator) time(field string, t time.Time, required bool) {
+func (v *validator) time(field string, t time.Time) {
 	if t.IsZero() {
-		if required {
-			v.addf(field, "must be set")
-		}
+		v.addf(field, "must be set")
 		return
 	}
 	if y := t.Year(); y < 2000 || y > 9999 {
@@ -172,11 +170,11 @@ func (r *Report) Validate() error {
 	v.name("pod.name", r.Pod.Name, maxNameLen)
 	v.name("pod.uid", r.Pod.UID, maxIDLen)
 	v.name("boot.id", r.Boot.ID, maxIDLen)
-	v.time("boot.startedAt", r.Boot.StartedAt, true)
+	v.time("boot.startedAt", r.Boot.StartedAt)
 	if r.Seq == 0 {
 		v.addf("seq", "must be at least 1")
 	}
-	v.time("sentAt", r.SentAt, true)
+	v.time("sentAt", r.SentAt)
 	if d := r.ReportInterval.D(); d < MinReportInterval || d > maxReportInterval {
 		v.addf("reportInterval", "must be between %s and %s, got %s", MinReportInterval, maxReportInterval, d)
 	}
@@ -259,7 +257,7 @@ func (r *Report) validatePools(v *validator) {
 			}
 		}
 		if h := p.Headers; h != nil {
-			v.time(f+".headers.at", h.At, true)
+			v.time(f+".headers.at", h.At)
 			if len(h.Windows) > MaxHeaderWindows {
 				v.addf(f+".headers.windows", "has %d entries, more than %d", len(h.Windows), MaxHeaderWindows)
 			}
@@ -326,7 +324,7 @@ func (r *Report) validateBreakers(v *validator) {
 			v.addf(f+".state", "must be one of %s, got %q", strings.Join(breakerStates, ", "), truncate(b.State))
 		}
 		if b.Since != nil {
-			v.time(f+".since", *b.Since, true)
+			v.time(f+".since", *b.Since)
 		}
 		v.count(f+".consecutiveFailures", b.ConsecutiveFailures)
 		v.count(f+".opens", b.Opens)
@@ -335,14 +333,14 @@ func (r *Report) validateBreakers(v *validator) {
 		} else {
 			for j, t := range b.Transitions {
 				tf := fmt.Sprintf("%s.transitions[%d]", f, j)
-				v.time(tf+".at", t.At, true)
+				v.time(tf+".at", t.At)
 				if !slices.Contains(breakerStates, t.From) || !slices.Contains(breakerStates, t.To) {
 					v.addf(tf, "states must be one of %s", strings.Join(breakerStates, ", "))
 				}
 			}
 		}
 		if lf := b.LastFailure; lf != nil {
-			v.time(f+".lastFailure.at", lf.At, true)
+			v.time(f+".lastFailure.at", lf.At)
 			v.name(f+".lastFailure.kind", lf.Kind, 64)
 			if lf.Status < 0 || lf.Status > 999 {
 				v.addf(f+".lastFailure.status", "must be an HTTP status or 0, got %d", lf.Status)
@@ -375,7 +373,7 @@ func (r *Report) validateFailovers(v *validator) {
 		seen[k] = true
 	}
 	if lf := r.LastFailover; lf != nil {
-		v.time("lastFailover.at", lf.At, true)
+		v.time("lastFailover.at", lf.At)
 		entry("lastFailover.from", lf.From)
 		entry("lastFailover.to", lf.To)
 		v.name("lastFailover.reason", lf.Reason, 64)

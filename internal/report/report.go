@@ -45,7 +45,6 @@ const (
 	maxNameLen         = 253
 	maxNamespaceLen    = 63
 	maxIDLen           = 128
-	maxTextLen         = 256
 	maxReportInterval  = time.Hour
 	maxCounterValue    = 1 << 62 // far beyond any real total; catches garbage
 	maxBucketMagnitude = 1e15

@@ -84,13 +84,15 @@ func newManager(t *testing.T, p *pki) *manager {
 	m := &manager{}
 	m.cert.Store(&p.cert)
 	m.srv = httptest.NewUnstartedServer(http.HandlerFunc(m.serve))
-	// GetConfigForClient, not GetCertificate: a client dialling an IP sends no SNI,
+	// GetConfigForClient, not GetCertificate: a client dialing an IP sends no SNI,
 	// and httptest's own certificate would be served instead. Each certificate gets
 	// its own session-ticket key, as a restarted manager would: sessions resumed
 	// from before a certificate change would otherwise skip verifying the new one.
 	m.srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		cert := m.cert.Load()
-		return &tls.Config{Certificates: []tls.Certificate{*cert}, SessionTicketKey: sha256.Sum256(cert.Certificate[0])}, nil
+		cfg := &tls.Config{Certificates: []tls.Certificate{*cert}}
+		cfg.SetSessionTicketKeys([][32]byte{sha256.Sum256(cert.Certificate[0])})
+		return cfg, nil
 	}}
 	m.srv.StartTLS()
 	t.Cleanup(m.srv.Close)
@@ -109,7 +111,7 @@ func (m *manager) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	rep, err := report.Read(r.Body)
 	if err != nil || r.URL.Path != report.Path || r.Header.Get("Content-Type") != report.ContentType {
-		http.Error(w, "bad report", 400)
+		http.Error(w, "bad report", http.StatusBadRequest)
 		return
 	}
 	m.mu.Lock()

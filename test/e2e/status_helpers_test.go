@@ -128,7 +128,8 @@ func parseTables(out string) [][]map[string]string {
 				continue
 			}
 			j := i
-			for j < len(header) && !(header[j] == ' ' && (j+1 >= len(header) || header[j+1] == ' ')) {
+			// A column name ends at two spaces (or the end); names hold single spaces.
+			for j < len(header) && (header[j] != ' ' || (j+1 < len(header) && header[j+1] != ' ')) {
 				j++
 			}
 			starts = append(starts, i)

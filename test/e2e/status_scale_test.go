@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -323,8 +324,7 @@ func scaleConfig(src limiterconfig.Source, controlURL, caFile string) *limiterco
 		Control: &limiterconfig.Control{URL: controlURL, TokenFile: "/unused", CAFile: caFile, ReportInterval: limiterconfig.Duration(scaleReportInterval)},
 	}
 	if src.Kind == report.KindFallbackChain {
-		var f int
-		fmt.Sscanf(src.Name, "fc-%d", &f)
+		f, _ := strconv.Atoi(strings.TrimPrefix(src.Name, "fc-")) // names are made above
 		a, b := fmt.Sprintf("pq-%02d", 2*f), fmt.Sprintf("pq-%02d", 2*f+1)
 		cfg.Providers = []limiterconfig.Provider{provider(a), provider(b)}
 		cfg.Chain = &limiterconfig.Chain{Entries: []limiterconfig.ChainEntry{{Provider: a, Model: "gpt-4o", Policy: "cbp"}, {Provider: b, Model: "gpt-4o-mini", Policy: "cbp"}}}

@@ -267,7 +267,7 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 	statusEventually(t, "the manager's metrics", time.Minute, func() error {
 		v, err := statusScrape(metricsURL, `aiquota_manager_breaker_state{model="gpt-4o",namespace="`+ns+`",quota="openai-sim"}`)
 		if err != nil || v != "1" {
-			return fmt.Errorf("breaker_state %q %v", v, err)
+			return fmt.Errorf("breaker_state %q: %w", v, err)
 		}
 		return nil
 	})
