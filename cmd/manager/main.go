@@ -112,6 +112,7 @@ func run() error {
 		return fmt.Errorf("set up the injection webhook: %w", err)
 	}
 	// The control channel serves the manager's certificate unless given a directory.
+	controlOpts.PodNamespace, controlOpts.PodName = os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
 	controlOpts.TLSOpts = slices.Clone(tlsOpts)
 	if controlOpts.CertDir == "" {
 		controlOpts.TLSOpts = append(controlOpts.TLSOpts, certMgr.TLSOpt())

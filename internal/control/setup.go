@@ -53,6 +53,11 @@ type Options struct {
 	TokenCacheTTL  time.Duration
 	TokenCacheSize int
 
+	// PodNamespace and PodName are the manager's own pod. When both are set, the
+	// elected leader labels its pod with LeaderLabel, which the control channel's
+	// Service selects on, so reports reach the leader directly.
+	PodNamespace, PodName string
+
 	// Now replaces the clock (tests).
 	Now func() time.Time
 	// Authenticator replaces the TokenReview authenticator (load tests).
@@ -159,6 +164,11 @@ func SetupWithManager(mgr manager.Manager, o Options) (*Channel, error) {
 	}
 	if err := mgr.Add(&Listener{Address: o.BindAddress, Handler: ch.Handler, TLS: tlsCfg, Log: log, Ready: o.Ready}); err != nil {
 		return nil, fmt.Errorf("control channel: add the listener: %w", err)
+	}
+	if o.PodNamespace != "" && o.PodName != "" {
+		if err := mgr.Add(&LeaderLabeler{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Namespace: o.PodNamespace, Pod: o.PodName, Log: log}); err != nil {
+			return nil, fmt.Errorf("control channel: add the leader labeler: %w", err)
+		}
 	}
 	if err := mgr.Add(ch.Writer); err != nil {
 		return nil, fmt.Errorf("control channel: add the status writer: %w", err)
