@@ -52,6 +52,14 @@ type Transition struct {
 	To   BreakerState `json:"to"`
 }
 
+// Failure is the most recent counted failure of a breaker, for reports: what kind and
+// which upstream status (0 without a response). Never request content.
+type Failure struct {
+	At     time.Time `json:"at"`
+	Kind   string    `json:"kind"`
+	Status int       `json:"status,omitempty"`
+}
+
 // maxTransitions bounds the history kept per breaker for reports.
 const maxTransitions = 32
 
@@ -77,6 +85,7 @@ type Breaker struct {
 	probes      int
 	opens       int64
 	transitions []Transition
+	lastFailure *Failure
 }
 
 func newBreaker(provider, model string, policy limiterconfig.Policy, clock Clock) *Breaker {
@@ -134,8 +143,9 @@ func (p Permit) Cancel() {
 }
 
 // Record reports the permitted call's outcome: kind "" is a success, otherwise a
-// limiterconfig.Failure* kind (or any other string, which is neutral).
-func (p Permit) Record(kind string) {
+// limiterconfig.Failure* kind (or any other string, which is neutral). status is the
+// upstream HTTP status, 0 when there was no response.
+func (p Permit) Record(kind string, status int) {
 	b := p.b
 	if b == nil {
 		return
@@ -155,6 +165,7 @@ func (p Permit) Record(kind string) {
 		}
 	case counted:
 		b.failures++
+		b.lastFailure = &Failure{At: b.clock.Wall(now), Kind: kind, Status: status}
 		if (b.state == BreakerHalfOpen && p.probe) || (b.state == BreakerClosed && b.failures >= b.threshold) {
 			b.openedAt = now
 			b.opens++
@@ -189,6 +200,7 @@ type BreakerSnapshot struct {
 	OpenFor             time.Duration `json:"openForNanos,omitempty"`
 	Opens               int64         `json:"opens"`
 	Transitions         []Transition  `json:"transitions,omitempty"`
+	LastFailure         *Failure      `json:"lastFailure,omitempty"`
 }
 
 // Snapshot reports the breaker; an open breaker past its timeout shows as half-open.
@@ -200,6 +212,10 @@ func (b *Breaker) Snapshot() BreakerSnapshot {
 		Provider: b.Provider, Model: b.Model, State: b.state,
 		ConsecutiveFailures: b.failures, Opens: b.opens,
 		Transitions: slices.Clone(b.transitions),
+	}
+	if b.lastFailure != nil {
+		f := *b.lastFailure
+		s.LastFailure = &f
 	}
 	if b.state == BreakerOpen {
 		if left := b.openedAt + int64(b.recovery) - now; left > 0 {

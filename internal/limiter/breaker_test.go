@@ -23,7 +23,7 @@ func record(t *testing.T, b *Breaker, kind string) {
 	if err != nil {
 		t.Fatalf("Allow refused: %v", err)
 	}
-	p.Record(kind)
+	p.Record(kind, 500)
 }
 
 func TestBreakerLifecycle(t *testing.T) {
@@ -60,8 +60,8 @@ func TestBreakerLifecycle(t *testing.T) {
 	if err1 != nil || err2 != nil || err3 == nil {
 		t.Fatalf("half-open probes: %v %v %v, want two allowed then refused", err1, err2, err3)
 	}
-	p1.Record(limiterconfig.FailureConnection) // a failed probe re-opens
-	p2.Record("")                              // a late success of the other probe does not close it
+	p1.Record(limiterconfig.FailureConnection, 0) // a failed probe re-opens
+	p2.Record("", 200)                            // a late success of the other probe does not close it
 	if s := b.Snapshot(); s.State != BreakerOpen {
 		t.Fatalf("after a failed probe: %v, want open", s.State)
 	}
@@ -147,4 +147,27 @@ func FuzzParsePriority(f *testing.F) {
 			t.Fatalf("ParsePriority(%q) = %d, %v", s, p, ok)
 		}
 	})
+}
+
+// TestBreakerRemembersLastCountedFailure: only failures the policy counts are
+// reported as the breaker's last failure, with their status.
+func TestBreakerRemembersLastCountedFailure(t *testing.T) {
+	b := newBreaker("openai", "gpt-x", testPolicy(), newFakeClock(day0))
+	recordStatus := func(kind string, status int) {
+		p, err := b.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Record(kind, status)
+	}
+	if b.Snapshot().LastFailure != nil {
+		t.Fatal("a fresh breaker reports a last failure")
+	}
+	recordStatus(limiterconfig.FailureServerError, 502)
+	recordStatus(limiterconfig.FailureRateLimited, 429) // not in the default failureOn
+	recordStatus("", 200)
+	got := b.Snapshot().LastFailure
+	if got == nil || got.Kind != limiterconfig.FailureServerError || got.Status != 502 || !got.At.Equal(day0) {
+		t.Errorf("last failure %+v, want the counted 502 serverError at %v", got, day0)
+	}
 }

@@ -190,5 +190,8 @@ func breakerOf(b limiter.BreakerSnapshot, policy string) report.Breaker {
 		since := ts[n-1].At.UTC()
 		out.Since = &since
 	}
+	if f := b.LastFailure; f != nil {
+		out.LastFailure = &report.FailureSample{At: f.At.UTC(), Kind: f.Kind, Status: f.Status}
+	}
 	return out
 }

@@ -257,7 +257,7 @@ func TestReportsFromTheEngine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		permit.Record(limiterconfig.FailureServerError)
+		permit.Record(limiterconfig.FailureServerError, 502)
 	}
 
 	r := New(Options{ConfigPath: f.config, Snapshot: engine.Snapshot, Pod: testPod, Logger: (&logSink{}).logger()})
@@ -320,12 +320,15 @@ func TestReportsFromTheEngine(t *testing.T) {
 	opts := cmp.Options{
 		cmpopts.IgnoreFields(report.Report{}, "Boot", "SentAt"),
 		cmpopts.IgnoreFields(report.Pool{}, "Buckets"),
-		cmpopts.IgnoreFields(report.Breaker{}, "Since", "Transitions"),
+		cmpopts.IgnoreFields(report.Breaker{}, "Since", "Transitions", "LastFailure"),
 	}
 	if d := cmp.Diff(want, got, opts); d != "" {
 		t.Errorf("report (-want +got):\n%s", d)
 	}
 	b := got.Breakers[0]
+	if lf := b.LastFailure; lf == nil || lf.Kind != limiterconfig.FailureServerError || lf.Status != 502 || lf.At.IsZero() {
+		t.Errorf("breaker lastFailure %+v, want the counted 502 serverError with its time", lf)
+	}
 	if len(b.Transitions) != 1 || b.Transitions[0].To != report.BreakerOpen || b.Since == nil || !b.Since.Equal(b.Transitions[0].At) {
 		t.Errorf("breaker history: since %v, transitions %+v", b.Since, b.Transitions)
 	}

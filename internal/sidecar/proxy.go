@@ -297,7 +297,7 @@ func (x *exchange) attempts(target *limiter.Target, breaker *limiter.Breaker, de
 		key := up.keys[res.Pool().Key]
 		r := x.send(ctx, res, key)
 		if r.done {
-			permit.Record(r.kind)
+			permit.Record(r.kind, r.status)
 			return
 		}
 		// Not sent to the app: a failure, to retry or to return.
@@ -311,7 +311,7 @@ func (x *exchange) attempts(target *limiter.Target, breaker *limiter.Breaker, de
 			x.finish()
 			return
 		}
-		permit.Record(r.kind)
+		permit.Record(r.kind, r.status)
 		if r.retryable {
 			delay, ok := limiter.NextRetry(x.policy.Retry, limiter.RetryInput{
 				Attempt: attempt, Kind: r.kind, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter,
