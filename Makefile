@@ -80,6 +80,16 @@ test: tools vet lint verify-generated ## Vet, lint, check generated files, run a
 test-short: ## Unit tests only (no API server).
 	go test -short ./...
 
+##@ Benchmarks
+
+.PHONY: bench
+bench: ## Go micro-benchmarks: limit decision, parsing, tokenizing, simulator, webhook.
+	go test -run '^$$' -bench . -benchmem ./internal/limiter ./internal/provider ./internal/simulator ./internal/webhook
+
+.PHONY: bench-scale
+bench-scale: ## Control channel at scale: 1,000 ProviderQuotas, 200 chains, 5,000 reporting sidecars on a real API server (5-12 min).
+	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test ./test/e2e -run '^$$' -bench BenchmarkStatusScale -benchtime 1x -timeout 60m -v
+
 ##@ Run
 
 .PHONY: run-local
