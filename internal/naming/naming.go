@@ -46,6 +46,13 @@ const (
 	InjectionDisabled = "disabled"
 )
 
+// LabelLimiter marks a pod the webhook injected, with the value LimiterInjected, so
+// monitoring and kubectl can select injected pods.
+const (
+	LabelLimiter    = "aiquota.dev/limiter"
+	LimiterInjected = "injected"
+)
+
 // Labels and annotations on rendered ConfigMaps.
 const (
 	// LabelConfigFor marks a ConfigMap as rendered limiter config; its value is the

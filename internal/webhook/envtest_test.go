@@ -257,6 +257,9 @@ func TestAPIServerInjects(t *testing.T) {
 	if err := json.Unmarshal([]byte(got.Annotations[naming.AnnotationInjected]), &sum); err != nil {
 		t.Fatalf("injected annotation: %v", err)
 	}
+	if got.Labels[naming.LabelLimiter] != naming.LimiterInjected {
+		t.Errorf("injected pod labels = %v, want %s=%s for monitoring to select it", got.Labels, naming.LabelLimiter, naming.LimiterInjected)
+	}
 	if sum.ConfigMap != naming.ChainConfigMap("chat-default") || sum.Mode != ModeNativeSidecar {
 		t.Errorf("summary = %+v", sum)
 	}

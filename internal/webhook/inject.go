@@ -193,6 +193,13 @@ func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonp
 	} else {
 		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+escapePointer(naming.AnnotationInjected), string(sum)))
 	}
+	// A label, unlike the annotation, can select: monitoring (a PodMonitor scraping
+	// the limiters) and `kubectl get pods -l aiquota.dev/limiter`.
+	if len(pod.Labels) == 0 {
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/labels", map[string]string{naming.LabelLimiter: naming.LimiterInjected}))
+	} else {
+		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/labels/"+escapePointer(naming.LabelLimiter), naming.LimiterInjected))
+	}
 	return ops, s, nil
 }
 
