@@ -61,6 +61,9 @@ type Summaries struct {
 	Reps    map[string]map[string][]Window // mode -> path -> windows
 	// Saturated counts windows per mode and path that could not keep up (Saturated).
 	Saturated map[string]map[string]int
+	// WindowRSS is each process's median VmRSS at the end of its own windows (the
+	// load generator's: of all windows).
+	WindowRSS map[string]int64
 	TputAll   map[string]map[int][]TputPoint // path -> concurrency -> points
 }
 
@@ -71,13 +74,21 @@ func Summarise(rep *Report) Summaries {
 		Failed: map[string]map[string]int{}, Added: map[string]map[string]Added{},
 		CPU1k: map[string]map[string]float64{}, Tput: map[string]map[int]TputPoint{},
 		Best: map[string]TputPoint{}, Reps: map[string]map[string][]Window{}, TputAll: map[string]map[int][]TputPoint{},
-		Saturated: map[string]map[string]int{},
+		Saturated: map[string]map[string]int{}, WindowRSS: map[string]int64{},
 	}
-	for _, w := range rep.Windows {
+	rss := map[string][]int64{}
+	// Windows that other processes disturbed stand in only where no undisturbed
+	// repetition of the same (mode, path) exists.
+	for _, w := range undisturbed(rep.Windows, rep.Plan.MaxOtherVCPU, func(w Window) string { return w.Mode + "/" + w.Path }, Window.OtherVCPU) {
 		if s.Reps[w.Mode] == nil {
 			s.Reps[w.Mode] = map[string][]Window{}
 		}
 		s.Reps[w.Mode][w.Path] = append(s.Reps[w.Mode][w.Path], w)
+		rss[procOf(w.Path)] = append(rss[procOf(w.Path)], w.Mem[procOf(w.Path)].RSS)
+		rss[ProcLoadgen] = append(rss[ProcLoadgen], w.Mem[ProcLoadgen].RSS)
+	}
+	for proc, xs := range rss {
+		s.WindowRSS[proc] = Median(xs)
 	}
 	for mode, byPath := range s.Reps {
 		s.Latency[mode], s.Rate[mode], s.Failed[mode] = map[string]Summary{}, map[string]float64{}, map[string]int{}
@@ -121,7 +132,7 @@ func Summarise(rep *Report) Summaries {
 			}
 		}
 	}
-	for _, p := range rep.Tput {
+	for _, p := range undisturbed(rep.Tput, rep.Plan.MaxOtherVCPU, func(p TputPoint) string { return fmt.Sprint(p.Path, "/", p.Concurrency) }, TputPoint.OtherVCPU) {
 		if s.TputAll[p.Path] == nil {
 			s.TputAll[p.Path] = map[int][]TputPoint{}
 		}
@@ -140,6 +151,27 @@ func Summarise(rep *Report) Summaries {
 		}
 	}
 	return s
+}
+
+// undisturbed drops the items during which other processes used more than limit
+// cores, except in groups (by key) where every item was disturbed.
+func undisturbed[T any](items []T, limit float64, key func(T) string, other func(T) float64) []T {
+	if limit <= 0 {
+		return items
+	}
+	clean := map[string]bool{}
+	for _, it := range items {
+		if other(it) <= limit {
+			clean[key(it)] = true
+		}
+	}
+	var out []T
+	for _, it := range items {
+		if other(it) <= limit || !clean[key(it)] {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // saturationRate is the fraction of the arrival rate below which a window did not keep up.
@@ -189,7 +221,13 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 	}
 	f("- Other processes on the machine used %.2f vCPU (median; max %.2f) during the measured windows and closed-loop points", Median(other), slices.Max(append(other, 0)))
 	if p.MaxOtherVCPU > 0 {
-		f("; windows where they used more than %.2f vCPU were measured again (up to %d times): %d discarded", p.MaxOtherVCPU, p.Retries, discarded)
+		disturbed := 0
+		for _, o := range other {
+			if o > p.MaxOtherVCPU {
+				disturbed++
+			}
+		}
+		f("; windows where they used more than %.2f vCPU were measured again (up to %d times): %d discarded, %d kept still disturbed, which the summaries use only where no undisturbed repetition exists", p.MaxOtherVCPU, p.Retries, discarded, disturbed)
 	}
 	f(".\n")
 	f("- Limiter /metrics scraped every %s during the run (%d scrapes, %d failed).\n\n", p.ScrapeEvery, rep.Scrapes, rep.ScrapeErrs)
@@ -228,46 +266,43 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 	}
 
 	f("### CPU and memory\n\n")
-	f("CPU is utime+stime from /proc/<pid>/stat over each measured window, per 1,000 req/s achieved; memory from /proc/<pid>/status after the fixed-rate phase (VmHWM also after the closed-loop phase).\n\n")
+	f("CPU is utime+stime from /proc/<pid>/stat over each measured window, per 1,000 req/s achieved. Memory is VmRSS and VmHWM from /proc/<pid>/status: idle before any traffic, at the end of the process's own fixed-rate windows (median: the steady state under the load), after the fixed-rate phase, and the peak (VmHWM, which includes any backlog a disturbed attempt built up).\n\n")
 	f("| process | vCPU per 1k req/s")
 	for _, mode := range p.Modes {
 		f(", %s", mode)
 	}
-	f(" | VmRSS idle at start | VmRSS | VmHWM | VmHWM after closed loop |\n|---|---:|---:|---:|---:|---:|\n")
-	for _, proc := range []string{ProcPlain, ProcLimiter} {
-		f("| %s |", proc)
+	f(" | VmRSS idle | VmRSS under load | VmRSS after the phase | VmHWM after the phase | VmHWM after closed loop |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	row := func(label, proc string) {
 		var parts []string
 		for _, mode := range p.Modes {
 			parts = append(parts, fmt.Sprintf("%.3f", s.CPU1k[mode][proc]))
 		}
-		f(" %s | %s | %s | %s | %s |\n", strings.Join(parts, " / "), mb(rep.MemAtStart[proc].RSS), mb(rep.MemAfterRun[proc].RSS), mb(rep.MemAfterRun[proc].HWM), mb(rep.MemAfterAll[proc].HWM))
+		f("| %s | %s | %s | %s | %s | %s | %s |\n", label, strings.Join(parts, " / "), mb(rep.MemAtStart[proc].RSS), mb(s.WindowRSS[proc]),
+			mb(rep.MemAfterRun[proc].RSS), mb(rep.MemAfterRun[proc].HWM), mb(rep.MemAfterAll[proc].HWM))
 	}
-	f("| **limiter / plain** |")
+	row(ProcPlain, ProcPlain)
+	row(ProcLimiter, ProcLimiter)
 	var parts []string
-	for _, mode := range p.Modes {
-		r := s.CPU1k[mode][ProcLimiter] / s.CPU1k[mode][ProcPlain]
-		parts = append(parts, fmt.Sprintf("**%.2fx**", r))
-	}
 	okCPU := true
 	for _, mode := range p.Modes {
+		parts = append(parts, fmt.Sprintf("**%.2fx**", s.CPU1k[mode][ProcLimiter]/s.CPU1k[mode][ProcPlain]))
 		okCPU = okCPU && s.CPU1k[mode][ProcLimiter] <= TargetCPURatio*s.CPU1k[mode][ProcPlain]
 	}
-	f(" %s (target ≤ %.2fx: %s) | | %.2fx | %.2fx (limiter < 30 MB: %s) | |\n", strings.Join(parts, " / "), TargetCPURatio, metStr(okCPU),
+	f("| **limiter / plain** | %s (target ≤ %.2fx: %s) | %.2fx | **%.2fx** (limiter < 30 MB: %s) | %.2fx | %.2fx | %.2fx |\n", strings.Join(parts, " / "), TargetCPURatio, metStr(okCPU),
+		float64(rep.MemAtStart[ProcLimiter].RSS)/float64(rep.MemAtStart[ProcPlain].RSS),
+		float64(s.WindowRSS[ProcLimiter])/float64(s.WindowRSS[ProcPlain]), metStr(s.WindowRSS[ProcLimiter] < TargetRSSBytes),
 		float64(rep.MemAfterRun[ProcLimiter].RSS)/float64(rep.MemAfterRun[ProcPlain].RSS),
 		float64(rep.MemAfterRun[ProcLimiter].HWM)/float64(rep.MemAfterRun[ProcPlain].HWM),
-		metStr(rep.MemAfterAll[ProcLimiter].HWM < TargetRSSBytes))
-	f("| simulator (direct windows) |")
-	parts = parts[:0]
-	for _, mode := range p.Modes {
-		parts = append(parts, fmt.Sprintf("%.3f", s.CPU1k[mode][ProcSimulator]))
+		float64(rep.MemAfterAll[ProcLimiter].HWM)/float64(rep.MemAfterAll[ProcPlain].HWM))
+	row("simulator (direct windows)", ProcSimulator)
+	row("load generator (all windows)", ProcLoadgen)
+	f("\n")
+
+	if rt := rep.LimiterRuntime; len(rt) > 0 {
+		f("The limiter's Go runtime after the fixed-rate phase (its /metrics): heap in use %s, heap idle %s of which %s returned to the OS, stacks %s, %s obtained from the OS in all, %.0f goroutines.\n\n",
+			mb(int64(rt["go_memstats_heap_inuse_bytes"])), mb(int64(rt["go_memstats_heap_idle_bytes"])), mb(int64(rt["go_memstats_heap_released_bytes"])),
+			mb(int64(rt["go_memstats_stack_inuse_bytes"])), mb(int64(rt["go_memstats_sys_bytes"])), rt["go_goroutines"])
 	}
-	f(" %s | %s | %s | %s | %s |\n", strings.Join(parts, " / "), mb(rep.MemAtStart[ProcSimulator].RSS), mb(rep.MemAfterRun[ProcSimulator].RSS), mb(rep.MemAfterRun[ProcSimulator].HWM), mb(rep.MemAfterAll[ProcSimulator].HWM))
-	f("| load generator (all windows) |")
-	parts = parts[:0]
-	for _, mode := range p.Modes {
-		parts = append(parts, fmt.Sprintf("%.3f", s.CPU1k[mode][ProcLoadgen]))
-	}
-	f(" %s | %s | %s | %s | %s |\n\n", strings.Join(parts, " / "), mb(rep.MemAtStart[ProcLoadgen].RSS), mb(rep.MemAfterRun[ProcLoadgen].RSS), mb(rep.MemAfterRun[ProcLoadgen].HWM), mb(rep.MemAfterAll[ProcLoadgen].HWM))
 
 	if len(rep.Tput) > 0 {
 		f("### Closed-loop throughput, non-streaming\n\n")

@@ -56,7 +56,7 @@ type Plan struct {
 	// 0 disables it.
 	ScrapeEvery time.Duration
 	// Progress receives one line per window; nil for none.
-	Progress io.Writer
+	Progress io.Writer `json:"-"`
 }
 
 // Window is one measured fixed-rate window.
@@ -137,8 +137,11 @@ type Report struct {
 	MemAtStart  map[string]ProcSample // before any traffic
 	MemAfterRun map[string]ProcSample // after the fixed-rate phase
 	MemAfterAll map[string]ProcSample // after the closed-loop phase too
-	Scrapes     int
-	ScrapeErrs  int
+	// LimiterRuntime is the limiter's Go runtime memory after the fixed-rate phase,
+	// from its /metrics: what its RSS is made of.
+	LimiterRuntime map[string]float64
+	Scrapes        int
+	ScrapeErrs     int
 }
 
 // Run measures plan against st with c as the load generator.
@@ -223,6 +226,9 @@ func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) 
 		}
 	}
 	rep.MemAfterRun, _, _ = sample(pids)
+	if m, err := st.ScrapeLimiter(ctx); err == nil {
+		rep.LimiterRuntime = GoRuntimeStats(m)
+	}
 
 	w := plan.Workload
 	w.Stream = false

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -249,6 +250,27 @@ func LimiterRequests(metrics []byte, outcome string) float64 {
 		}
 	}
 	return sum
+}
+
+// goRuntimeMetrics are the Go collector's gauges that explain a process's RSS.
+var goRuntimeMetrics = []string{
+	"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes",
+	"go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_goroutines",
+}
+
+// GoRuntimeStats picks the unlabelled Go runtime gauges out of a /metrics exposition.
+func GoRuntimeStats(metrics []byte) map[string]float64 {
+	out := map[string]float64{}
+	for line := range strings.Lines(string(metrics)) {
+		name, val, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || !slices.Contains(goRuntimeMetrics, name) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(val, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 func get(ctx context.Context, url string) ([]byte, error) {

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,6 +55,8 @@ func run() error {
 	maxLoadWait := flag.Duration("max-load-wait", 15*time.Minute, "longest wait for -max-load")
 	maxOther := flag.Float64("max-other-vcpu", 0.3, "measure a fixed-rate window again when other processes used more than this many cores during it; 0 disables")
 	retries := flag.Int("retries", 2, "most re-measurements of one window for -max-other-vcpu")
+	jsonOut := flag.String("json", "", "also write the raw results as JSON to this file (re-render with -render)")
+	render := flag.String("render", "", "print the report of a -json file instead of running")
 	out := flag.String("out", "", "also write the Markdown report to this file")
 	verbose := flag.Bool("v", false, "copy the processes' logs to stderr")
 	flag.Parse()
@@ -67,6 +70,10 @@ func run() error {
 		if m != bench.ModeNonStreaming && m != bench.ModeStreaming {
 			return fmt.Errorf("-modes: %q is not %s or %s", m, bench.ModeNonStreaming, bench.ModeStreaming)
 		}
+	}
+
+	if *render != "" {
+		return renderJSON(*render)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -132,6 +139,11 @@ func run() error {
 	if err := bench.WriteMarkdown(os.Stdout, rep, meta); err != nil {
 		return err
 	}
+	if *jsonOut != "" {
+		if err := writeJSON(*jsonOut, saved{Report: rep, Meta: meta}); err != nil {
+			return err
+		}
+	}
 	if *out != "" {
 		f, err := os.Create(*out)
 		if err != nil {
@@ -194,4 +206,36 @@ func commit(ctx context.Context, root string) string {
 		c += " (with uncommitted changes in the tree)"
 	}
 	return c
+}
+
+// saved is what -json writes and -render reads.
+type saved struct {
+	Report *bench.Report
+	Meta   bench.Meta
+}
+
+func writeJSON(path string, v saved) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func renderJSON(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var v saved
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	if v.Report == nil {
+		return fmt.Errorf("%s holds no report", path)
+	}
+	return bench.WriteMarkdown(os.Stdout, v.Report, v.Meta)
 }
