@@ -34,6 +34,7 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs, RBAC and webhook configuration from markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	go run ./hack/chartsync
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -85,6 +86,11 @@ test-short: ## Unit tests only (no API server).
 .PHONY: bench
 bench: ## Go micro-benchmarks: limit decision, parsing, tokenizing, simulator, webhook.
 	go test -run '^$$' -bench . -benchmem ./internal/limiter ./internal/provider ./internal/simulator ./internal/webhook
+
+.PHONY: bench-proxy
+bench-proxy: ## Limiter vs a plain Go reverse proxy vs direct, end to end on real processes (about 15 min; waits for load < 1). ARGS adds proxybench flags.
+	@mkdir -p $(BIN)
+	go run ./test/bench/cmd/proxybench -rate 1000 -max-load 1.0 -json $(BIN)/bench-proxy.json -out $(BIN)/bench-proxy.md $(ARGS)
 
 .PHONY: bench-scale
 bench-scale: ## Control channel at scale: 1,000 ProviderQuotas, 200 chains, 5,000 reporting sidecars on a real API server (5-12 min).

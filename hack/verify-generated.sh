@@ -20,6 +20,10 @@ if [ -d "$tmp/webhook" ]; then
 	diff "$tmp/webhook/manifests.yaml" config/webhook/manifests.yaml || stale=1
 fi
 
+go run ./hack/chartsync -out "$tmp/chart"
+diff -r "$tmp/chart/crds" charts/aiquota/crds || stale=1
+diff -r "$tmp/chart/files" charts/aiquota/files || stale=1
+
 go run ./hack/apidocs >"$tmp/reference.md"
 diff "$tmp/reference.md" docs/reference.md || stale=1
 

@@ -61,13 +61,24 @@ import (
 //  5. the readiness probe of the spec turns ready, and the app's OPENAI_BASE_URL,
 //     used by the official OpenAI SDK, reaches the provider simulator through it.
 func TestInjectedPodRunsTheLimiter(t *testing.T) {
+	injectAndRun(t, kustomize(t, testenv.Root()))
+}
+
+// TestHelmChartInjectedPodRunsTheLimiter: the same, installed by the Helm chart.
+func TestHelmChartInjectedPodRunsTheLimiter(t *testing.T) {
+	injectAndRun(t, helmTemplate(t, testenv.Root()))
+}
+
+// injectAndRun runs the manager as an installation (config/default or the chart)
+// deploys it, with its arguments and as its ServiceAccount, injects a pod, starts the
+// limiter from the injected spec and sends an official SDK request through it.
+func injectAndRun(t *testing.T, install installation) {
 	root := testenv.Root()
 	ctx := t.Context()
 	bins, err := harness.Build(ctx, root, t.TempDir(), "./cmd/manager", "./cmd/limiter")
 	if err != nil {
 		t.Fatal(err)
 	}
-	install := kustomize(t, root)
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
 	fromUnstructured(t, install.one(t, "MutatingWebhookConfiguration"), &mwc)
 	env, err := testenv.Start(func(e *envtest.Environment) {
@@ -89,7 +100,14 @@ func TestInjectedPodRunsTheLimiter(t *testing.T) {
 	c := env.Client
 	cs := kubernetes.NewForConfigOrDie(env.Config)
 
-	// Install what config/default installs around the manager.
+	// Install what the installation installs around the manager; a Helm release goes
+	// into a namespace that exists already.
+	if !slices.ContainsFunc(install.objects, func(u *unstructured.Unstructured) bool { return u.GetKind() == "Namespace" }) {
+		ns := install.one(t, "Deployment").GetNamespace()
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatalf("create the release namespace %s: %v", ns, err)
+		}
+	}
 	for _, u := range install.objects {
 		switch u.GetKind() {
 		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Secret":
@@ -101,7 +119,7 @@ func TestInjectedPodRunsTheLimiter(t *testing.T) {
 	var dep appsv1.Deployment
 	fromUnstructured(t, install.one(t, "Deployment"), &dep)
 	managerNS := dep.Namespace
-	cert := install.oneNamed(t, "Secret", "webhook-server-cert")
+	cert := install.one(t, "Secret")
 
 	// The manager runs as its ServiceAccount, so config/'s RBAC is what it gets.
 	kubeconfig := serviceAccountKubeconfig(t, env, cs, managerNS, dep.Spec.Template.Spec.ServiceAccountName)

@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/aiquota/aiquota/internal/testenv"
+)
+
+// helmBin is the pinned helm the Makefile installs (HELM overrides).
+func helmBin(t *testing.T, root string) string {
+	t.Helper()
+	bin := os.Getenv("HELM")
+	if bin == "" {
+		bin = filepath.Join(root, "bin", "helm")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("helm is needed for the chart tests: run `make helm` or set HELM (%v)", err)
+	}
+	return bin
+}
+
+// helmRun runs the real helm and returns its standard output.
+func helmRun(t *testing.T, root string, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), helmBin(t, root), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, errors.New(strings.TrimSpace(err.Error() + ": " + stderr.String()))
+	}
+	return out, nil
+}
+
+// helmTemplate renders the chart as `helm install aiquota -n aiquota-system` would.
+func helmTemplate(t *testing.T, root string, set ...string) installation {
+	t.Helper()
+	args := []string{"template", "aiquota", filepath.Join(root, "charts", "aiquota"), "--namespace", "aiquota-system", "--kube-version", "1.37.0"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	out, err := helmRun(t, root, args...)
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	return decodeObjects(t, out)
+}
+
+func decodeObjects(t *testing.T, out []byte) installation {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	var inst installation
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			inst.objects = append(inst.objects, u)
+		}
+	}
+	return inst
+}
+
+func TestHelmChartLintsAndRendersEveryVariant(t *testing.T) {
+	root := testenv.Root()
+	chart := filepath.Join(root, "charts", "aiquota")
+	if out, err := helmRun(t, root, "lint", "--strict", chart, "--kube-version", "1.37.0"); err != nil {
+		t.Fatalf("helm lint --strict: %v\n%s", err, out)
+	}
+	kinds := func(in installation) map[string]int {
+		m := map[string]int{}
+		for _, u := range in.objects {
+			m[u.GetKind()]++
+		}
+		return m
+	}
+	def := kinds(helmTemplate(t, root))
+	for kind, n := range map[string]int{"Deployment": 1, "MutatingWebhookConfiguration": 1, "Service": 3, "Secret": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1} {
+		if def[kind] != n {
+			t.Errorf("default render has %d %s, want %d", def[kind], kind, n)
+		}
+	}
+	all := kinds(helmTemplate(t, root, "certificates.mode=cert-manager", "metrics.serviceMonitor.enabled=true",
+		"metrics.podMonitor.enabled=true", "metrics.prometheusRule.enabled=true", "controlChannel.enabled=false"))
+	for kind, n := range map[string]int{"Issuer": 1, "Certificate": 1, "Secret": 0, "ServiceMonitor": 1, "PodMonitor": 1, "PrometheusRule": 1, "Service": 2} {
+		if all[kind] != n {
+			t.Errorf("cert-manager + monitoring, control off: %d %s, want %d", all[kind], kind, n)
+		}
+	}
+	if _, err := helmRun(t, root, "template", "x", chart, "--kube-version", "1.37.0", "--set", "certificates.mode=vault"); err == nil ||
+		!strings.Contains(err.Error(), `certificates.mode must be self-signed or cert-manager, not "vault"`) {
+		t.Errorf("an unknown certificate mode: want a clear error, got %v", err)
+	}
+	if _, err := helmRun(t, root, "template", "x", chart, "--kube-version", "1.28.0"); err == nil || !strings.Contains(err.Error(), "kubeVersion") {
+		t.Errorf("a cluster older than the chart supports: want a kubeVersion error, got %v", err)
+	}
+}
+
+// TestHelmInstallOnARealAPIServer installs and uninstalls the chart with the real
+// helm against the real API server, so every rendered object passes the server's
+// validation and the release lifecycle works.
+func TestHelmInstallOnARealAPIServer(t *testing.T) {
+	root := testenv.Root()
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop envtest: %v", err)
+		}
+	})
+	kc, err := env.WriteKubeconfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart := filepath.Join(root, "charts", "aiquota")
+	out, err := helmRun(t, root, "install", "aiquota", chart, "--kubeconfig", kc, "--namespace", "aiquota-system",
+		"--create-namespace", "--set", "metrics.prometheusRule.enabled=false")
+	if err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "STATUS: deployed") || !strings.Contains(string(out), "aiquota.dev/inject") {
+		t.Errorf("helm install output lacks the deployed status or the notes:\n%s", out)
+	}
+	got, err := exec.CommandContext(t.Context(), testenv.Kubectl(), "--kubeconfig", kc, "get",
+		"deployment,service,mutatingwebhookconfiguration,secret,poddisruptionbudget", "-n", "aiquota-system", "-o", "name").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl get: %v\n%s", err, got)
+	}
+	for _, want := range []string{"deployment.apps/aiquota-manager", "service/aiquota-webhook", "service/aiquota-control",
+		"mutatingwebhookconfiguration.admissionregistration.k8s.io/aiquota-pod-injector", "secret/aiquota-serving-cert",
+		"poddisruptionbudget.policy/aiquota-manager"} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("after helm install, %s is missing:\n%s", want, got)
+		}
+	}
+	if out, err := helmRun(t, root, "upgrade", "aiquota", chart, "--kubeconfig", kc, "--namespace", "aiquota-system", "--set", "replicaCount=3"); err != nil {
+		t.Fatalf("helm upgrade: %v\n%s", err, out)
+	}
+	if out, err := helmRun(t, root, "uninstall", "aiquota", "--kubeconfig", kc, "--namespace", "aiquota-system"); err != nil {
+		t.Fatalf("helm uninstall: %v\n%s", err, out)
+	}
+	got, _ = exec.CommandContext(t.Context(), testenv.Kubectl(), "--kubeconfig", kc, "get", "deployment,mutatingwebhookconfiguration", "-A", "-o", "name").CombinedOutput()
+	if strings.Contains(string(got), "aiquota") {
+		t.Errorf("helm uninstall left objects behind:\n%s", got)
+	}
+}
