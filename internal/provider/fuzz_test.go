@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"math"
 	"net/http"
 	"slices"
@@ -287,13 +288,18 @@ func FuzzParseUsage(f *testing.F) {
 }
 
 func FuzzMemoCounter(f *testing.F) {
-	for _, s := range []string{"a\nb\n  c\n\nd\n/e\n \n f\n\u00a0g\nh", "x.\n/y\n", "line\r\nnext\rthird\n\tfourth", "  \n\n  x", "<|endoftext|>\n1234567", "+"} {
+	for _, s := range []string{"a\nb\n  c\n\nd\n/e\n \n f\n\u00a0g\nh", "x.\n/y\n", "line\r\nnext\rthird\n\tfourth", "  \n\n  x", "<|endoftext|>\n1234567", "+",
+		"Hello world, it's 2026. Don't STOP now: e.g. x.y A Word  two  spaces 123 abc's 'quoted' text", "a  b\t c\u00a0d e!f ?g (h) [i] {j} k#l", "I'M HERE. You're there; they'll see 3rd 4th"} {
 		f.Add(s)
 	}
 	m := NewMemoCounter(o200k(), 256)
+	mcl := NewMemoCounter(CounterFor(limiterconfig.TokenizerCl100kBase, ""), 256)
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := m.Count(s), o200k().Count(s); got != want {
-			t.Fatalf("memo %d, direct %d for %q", got, want, s)
+			t.Fatalf("o200k_base: memo %d, direct %d for %q", got, want, s)
+		}
+		if got, want := mcl.Count(s), CounterFor(limiterconfig.TokenizerCl100kBase, "").Count(s); got != want {
+			t.Fatalf("cl100k_base: memo %d, direct %d for %q", got, want, s)
 		}
 		if n := Estimate.Count(s); n < 0 || (len(s) > 0 && n == 0) || n > int64(2*len(s)+1) {
 			t.Fatalf("estimate %d for %d bytes", n, len(s))

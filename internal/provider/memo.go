@@ -5,12 +5,12 @@ import (
 	"sync"
 )
 
-// MemoCounter remembers the token counts of lines it has seen, so that text sent
-// again — a system prompt, the history a chat app resends with every turn — costs
-// a hash lookup instead of a BPE pass. It is exact for the BPE counters: it splits
-// text only where o200k_base and cl100k_base pre-tokenization must split anyway, so
-// the sum of the parts' counts is the count of the whole (FuzzMemoCounter checks
-// this against the uncached counter). It is safe for concurrent use and bounded:
+// MemoCounter remembers the token counts of the words and lines it has seen, so
+// that text sent again — a system prompt, the history a chat app resends with every
+// turn, and the common words of a new message — costs hash lookups instead of a BPE
+// pass. It is exact for the BPE counters: it splits text only where o200k_base and
+// cl100k_base pre-tokenization must split anyway, so the sum of the parts' counts is
+// the count of the whole (FuzzMemoCounter checks this against the uncached counter). It is safe for concurrent use and bounded:
 // it holds at most about 2 x maxEntries counts, forgetting the least recently
 // used half when full.
 type MemoCounter struct {
@@ -80,15 +80,28 @@ func (s *memoShard) put(h uint64, v uint32, perGen int) {
 	s.cur[h] = v
 }
 
-// nextSplit returns the end of text's first segment: just after a newline whose
-// following line starts, after optional spaces and tabs, with a character that
-// cannot continue the newline's pre-token. In the o200k_base and cl100k_base split
-// patterns a pre-token can only cross a newline as part of a whitespace run that
-// reaches another newline (`\s*[\r\n]+`) or as punctuation followed by newlines and
-// slashes (`[\r\n/]*`); the patterns have no look-behind, so whatever follows such a
-// point is split the same with or without the text before it.
+// nextSplit returns the end of text's first segment, at one of two kinds of point
+// where the o200k_base and cl100k_base split patterns must end a pre-token. The
+// patterns have no look-behind, so whatever follows such a point is split the same
+// with or without the text before it.
+//
+// A word: before a single ASCII space that follows a printable non-space ASCII
+// character and precedes an ASCII letter ("…end. Next"). No pre-token crosses it:
+// runs of letters, digits (`\p{N}{1,3}`), contractions and punctuation
+// (` ?[^\s\p{L}\p{N}]+[\r\n/]*`) all stop at a space, the whitespace patterns need
+// a whitespace character before the space, and the letter patterns
+// (`[^\r\n\p{L}\p{N}]?…\p{L}+…`) start a new pre-token at the space itself.
+//
+// A line: just after a newline whose following line starts, after optional spaces
+// and tabs, with a character that cannot continue the newline's pre-token: a
+// pre-token only crosses a newline as part of a whitespace run that reaches another
+// newline (`\s*[\r\n]+`) or as punctuation followed by newlines and slashes
+// (`[\r\n/]*`).
 func nextSplit(text string) int {
 	for i := 0; i < len(text); i++ {
+		if text[i] == ' ' && i > 0 && i+1 < len(text) && text[i-1] > ' ' && text[i-1] < 0x7f && isASCIILetter(text[i+1]) {
+			return i
+		}
 		if text[i] != '\n' {
 			continue
 		}
@@ -105,3 +118,5 @@ func nextSplit(text string) int {
 	}
 	return len(text)
 }
+
+func isASCIILetter(c byte) bool { return (c|0x20) >= 'a' && (c|0x20) <= 'z' }

@@ -223,25 +223,33 @@ func (rt *runtime) policyFor(up *upstream, model string) limiterconfig.Policy {
 	return up.policy
 }
 
-// counterCache keeps one memoising token counter per (tokenizer, model), so that
-// text an app resends (system prompts, chat history) is not tokenized again.
+// counterCache resolves a pool's (tokenizer, model) to a token counter: one
+// memoising counter per BPE encoding, shared by every model that uses it (counts
+// depend on the vocabulary alone), so words and lines an app resends are not
+// tokenized again.
 type counterCache struct {
-	mu sync.RWMutex
-	m  map[[2]string]provider.Counter
+	mu    sync.RWMutex
+	byKey map[[2]string]provider.Counter
+	memos map[provider.Counter]provider.Counter
 }
 
-// maxCachedCounters bounds the cache; beyond it counters are used uncached.
+// maxCachedCounters bounds the (tokenizer, model) lookups remembered; beyond it the
+// encoding is resolved on each request (still through its shared memo).
 const maxCachedCounters = 512
 
-// memoEntries is each memo's size in lines.
-const memoEntries = 4096
+// memoEntries bounds each encoding's memo, in words and lines: about 2x this many
+// counts at 16-40 bytes each, so a few MB per encoding at most. Prompts in one
+// language reuse far fewer distinct words than this.
+const memoEntries = 1 << 16
 
-func newCounterCache() *counterCache { return &counterCache{m: map[[2]string]provider.Counter{}} }
+func newCounterCache() *counterCache {
+	return &counterCache{byKey: map[[2]string]provider.Counter{}, memos: map[provider.Counter]provider.Counter{}}
+}
 
 func (c *counterCache) get(tokenizer, model string) provider.Counter {
 	k := [2]string{tokenizer, model}
 	c.mu.RLock()
-	ctr := c.m[k]
+	ctr := c.byKey[k]
 	c.mu.RUnlock()
 	if ctr != nil {
 		return ctr
@@ -252,13 +260,13 @@ func (c *counterCache) get(tokenizer, model string) provider.Counter {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ctr = c.m[k]; ctr != nil {
-		return ctr
+	ctr = c.memos[base]
+	if ctr == nil {
+		ctr = provider.NewMemoCounter(base, memoEntries)
+		c.memos[base] = ctr
 	}
-	if len(c.m) >= maxCachedCounters {
-		return base
+	if len(c.byKey) < maxCachedCounters {
+		c.byKey[k] = ctr
 	}
-	ctr = provider.NewMemoCounter(base, memoEntries)
-	c.m[k] = ctr
 	return ctr
 }
