@@ -1,39 +1,62 @@
-// Command localenv runs aiquota on an embedded default, with no cluster and no API
-// key: a real kube-apiserver and etcd (envtest), the provider simulator, the manager,
-// and the sample quotas pointed at the simulator. It prints `kubectl get` of the
-// samples and keeps everything running until interrupted (or exits after one round
-// with --once).
+// Command localenv runs aiquota end to end on an embedded default, with no cluster and
+// no API key: a real kube-apiserver and etcd (envtest), the provider simulator, the
+// manager (reconcilers, injection webhook, control channel), the sample quotas
+// pointed at the simulator, and a demo app pod that the webhook injects and whose
+// limiter sidecar runs as a process (this program plays the kubelet's part). The app
+// sends chat traffic through its sidecar; halfway, the simulator's Anthropic account
+// starts failing, and the CircuitPolicy's breaker opens. `kubectl get` of the
+// resources shows it all.
 //
-//	make run-local            # or: KUBEBUILDER_ASSETS=... go run ./hack/localenv
+//	make run-local                        # until Ctrl-C
+//	make run-local ARGS=--once            # until utilisation and an open breaker show, then exit
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	sigsyaml "sigs.k8s.io/yaml"
 
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/testenv"
 	"github.com/aiquota/aiquota/test/harness"
 )
 
-const namespace = "demo"
+const (
+	namespace        = "demo"
+	managerNamespace = "aiquota-system"
+	// anthropicAccount is the simulator's Anthropic account (its default config's
+	// second account), the one the demo makes fail.
+	anthropicAccount = 1
+)
 
 // simulatorKeys are the simulator's built-in accounts, stored in the Secrets the
-// samples name, so the sidecars authenticate to the simulator as to the real thing.
+// samples name, so the sidecar authenticates to the simulator as to the real thing.
 var simulatorKeys = map[string]string{
 	"openai-api-key":    "sk-sim-openai",
 	"anthropic-api-key": "sk-sim-anthropic",
@@ -42,20 +65,24 @@ var simulatorKeys = map[string]string{
 }
 
 func main() {
-	once := flag.Bool("once", false, "print the status once everything is up, then shut down")
-	wait := flag.Duration("wait", 2*time.Minute, "how long to wait for the samples to become Ready")
+	once := flag.Bool("once", false, "exit once utilisation and an open breaker show in the resources' status")
+	timeout := flag.Duration("timeout", 5*time.Minute, "with --once: how long to wait for them")
+	rate := flag.Int("rate", 40, "the demo app's requests per second through its sidecar")
+	stateDir := flag.String("state-dir", filepath.Join(testenv.Root(), "bin", "local"), "where the kubeconfig, the pod's files and the process logs go (emptied first)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *once, *wait); err != nil {
+	if err := run(ctx, *stateDir, *once, *timeout, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "localenv:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, once bool, wait time.Duration) error {
+func run(ctx context.Context, stateDir string, once bool, timeout time.Duration, rate int) error {
 	root := testenv.Root()
-	stateDir := filepath.Join(root, "bin", "local")
+	if err := os.RemoveAll(stateDir); err != nil {
+		return fmt.Errorf("clean %s: %w", stateDir, err)
+	}
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", stateDir, err)
 	}
@@ -64,15 +91,39 @@ func run(ctx context.Context, once bool, wait time.Duration) error {
 		return fmt.Errorf("create process log: %w", err)
 	}
 	defer logFile.Close()
+	var procs []*harness.Process
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			_ = procs[i].Stop(15 * time.Second)
+		}
+	}()
+	start := func(name, bin string, args, env []string) (*harness.Process, error) {
+		p, err := harness.Start(name, bin, args, env, logFile)
+		if err == nil {
+			procs = append(procs, p)
+		}
+		return p, err
+	}
 
-	step("building manager, limiter and simulator")
+	step("building the manager, the limiter and the provider simulator")
 	bins, err := harness.Build(ctx, root, filepath.Join(root, "bin"), "./cmd/manager", "./cmd/limiter", "./cmd/providersim")
 	if err != nil {
 		return err
 	}
 
-	step("starting kube-apiserver and etcd, installing the CRDs")
-	env, err := testenv.Start()
+	step("starting kube-apiserver and etcd, installing the CRDs and the injection webhook")
+	webhook, err := injectorConfig(root)
+	if err != nil {
+		return err
+	}
+	env, err := testenv.Start(func(e *envtest.Environment) {
+		// envtest points the webhook at a local port instead of the Service; the
+		// manager's certificate covers localhost as an extra name.
+		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			MutatingWebhooks:             []*admissionregistrationv1.MutatingWebhookConfiguration{webhook},
+			LocalServingHostExternalName: "localhost",
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -84,60 +135,130 @@ func run(ctx context.Context, once bool, wait time.Duration) error {
 	if err != nil {
 		return err
 	}
+	c := env.Client
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		return fmt.Errorf("clientset: %w", err)
+	}
 
 	step("starting the provider simulator")
-	sim, err := harness.Start("providersim", bins["providersim"], []string{"--addr", "127.0.0.1:0"}, nil, logFile)
+	sim, err := start("providersim", bins["providersim"], []string{"--addr", "127.0.0.1:0"}, nil)
 	if err != nil {
 		return err
 	}
-	defer sim.Stop(10 * time.Second) //nolint:errcheck // best effort on the way out
 	m, err := sim.WaitFor(regexp.MustCompile(`providersim listening.* addr=(\S+)`), 30*time.Second)
 	if err != nil {
 		return err
 	}
 	simURL := "http://" + m[1]
 
-	step("starting the manager")
-	mgr, err := harness.Start("manager", bins["manager"], []string{
+	step("starting the manager: reconcilers, injection webhook, control channel")
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
+		return fmt.Errorf("create namespace %s: %w", managerNamespace, err)
+	}
+	probePort, controlPort := freePort(), freePort()
+	certDir := filepath.Join(stateDir, "serving-certs")
+	mgr, err := start("manager", bins["manager"], []string{
 		"--kubeconfig", kubeconfig,
-		"--metrics-bind-address", "0",
-		"--health-probe-bind-address", "127.0.0.1:0",
-	}, nil, logFile)
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
+		"--webhook-port=" + strconv.Itoa(env.Environment().WebhookInstallOptions.LocalServingPort),
+		"--cert-namespace=" + managerNamespace,
+		"--cert-secret-name=aiquota-serving-cert",
+		"--cert-webhook-config=" + webhook.Name,
+		"--cert-dir=" + certDir,
+		"--cert-extra-dns-names=localhost",
+		"--limiter-image=aiquota/limiter:local",
+		"--control-bind-address=127.0.0.1:" + strconv.Itoa(controlPort),
+		"--control-url=https://localhost:" + strconv.Itoa(controlPort) + "/v1/report",
+		"--control-ca-file=" + filepath.Join(certDir, "ca.crt"),
+		"--control-report-interval=5s",
+		"--status-write-interval=5s",
+	}, nil)
 	if err != nil {
 		return err
 	}
-	defer mgr.Stop(10 * time.Second) //nolint:errcheck // best effort on the way out
-	if _, err := mgr.WaitFor(regexp.MustCompile(`[Ss]tarting workers|starting manager`), time.Minute); err != nil {
+	if err := poll(ctx, 3*time.Minute, "the manager's /readyz", func() error {
+		if mgr.Exited() {
+			return fmt.Errorf("the manager exited:\n%s", mgr.Logs())
+		}
+		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
+	}); err != nil {
 		return err
 	}
 
 	step(fmt.Sprintf("applying the samples in namespace %q, pointed at the simulator (%s)", namespace, simURL))
-	if err := applySamples(ctx, env.Client, root, simURL); err != nil {
+	if err := applySamples(ctx, c, root, simURL); err != nil {
+		return err
+	}
+	if err := kubectl(ctx, kubeconfig, "wait", "-n", namespace, "--for=condition=Ready",
+		"providerquotas,fallbackchains,circuitpolicies", "--all", "--timeout=2m"); err != nil {
 		return err
 	}
 
-	step("waiting for the samples to become Ready")
-	if err := waitReady(ctx, kubeconfig, wait); err != nil {
-		fmt.Fprintln(os.Stderr, "localenv:", err)
+	step("creating the demo app's pod; the webhook injects the limiter, this program plays the kubelet")
+	limiterProxy, err := runDemoPod(ctx, c, cs, stateDir, bins["limiter"], start)
+	if err != nil {
+		return err
 	}
-	show(kubeconfig)
 
-	fmt.Printf("\nThe local API server keeps running. In another shell:\n  export KUBECONFIG=%s\n  %s get aiquota -n %s\n", kubeconfig, testenv.Kubectl(), namespace)
-	fmt.Printf("Process logs: %s\n", logFile.Name())
-	if once {
-		return nil
+	step(fmt.Sprintf("the app sends %d chat requests a second through its sidecar (OpenAI and Anthropic dialects)", rate))
+	app := &demoApp{proxy: limiterProxy}
+	go app.run(ctx, rate)
+
+	failAt := time.Now().Add(30 * time.Second)
+	failing := false
+	show := func() {
+		fmt.Printf("\n%s   app: %s\n", time.Now().Format(time.TimeOnly), app.summary())
+		_ = kubectl(ctx, kubeconfig, "get", "providerquotas,fallbackchains,circuitpolicies", "-n", namespace)
 	}
-	fmt.Println("Press Ctrl-C to stop.")
-	tick := time.NewTicker(15 * time.Second)
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			fmt.Printf("\nState and logs: %s\n", stateDir)
 			return nil
 		case <-tick.C:
-			show(kubeconfig)
+		}
+		if !failing && time.Now().After(failAt) {
+			step("the simulator's Anthropic account now answers 500 to every request: watch the breaker open")
+			if err := simFaults(simURL, anthropicAccount, `{"errorRates":{"500":1}}`); err != nil {
+				return err
+			}
+			failing = true
+		}
+		show()
+		if !once {
+			continue
+		}
+		done, err := demoShown(ctx, c)
+		if err != nil {
+			return err
+		}
+		if done {
+			fmt.Printf("\nThe demo showed utilisation, active sidecars and an open breaker in status.\n")
+			fmt.Printf("Against this API server while it runs: export KUBECONFIG=%s\n", kubeconfig)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("within %s the status did not show utilisation and an open breaker; logs in %s", timeout, logFile.Name())
 		}
 	}
+}
+
+// injectorConfig reads the webhook configuration config/webhook installs.
+func injectorConfig(root string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	data, err := os.ReadFile(filepath.Join(root, "config", "webhook", "pod_injector.yaml"))
+	if err != nil {
+		return nil, fmt.Errorf("read the webhook configuration: %w", err)
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := sigsyaml.UnmarshalStrict(data, &mwc); err != nil {
+		return nil, fmt.Errorf("parse config/webhook/pod_injector.yaml: %w", err)
+	}
+	return &mwc, nil
 }
 
 func applySamples(ctx context.Context, c client.Client, root, simURL string) error {
@@ -172,6 +293,15 @@ func applySamples(ctx context.Context, c client.Client, root, simURL string) err
 				return fmt.Errorf("point %s at the simulator: %w", u.GetName(), err)
 			}
 		}
+		if u.GetKind() == "CircuitPolicy" {
+			// Open after 3 failures and probe again after 20 s, so the demo shows a
+			// breaker's whole cycle in a minute.
+			_ = unstructured.SetNestedField(u.Object, int64(3), "spec", "failureThreshold")
+			_ = unstructured.SetNestedField(u.Object, "20s", "spec", "recoveryTimeout")
+			_ = unstructured.SetNestedField(u.Object, int64(1), "spec", "retry", "maxRetries")
+			_ = unstructured.SetNestedField(u.Object, "200ms", "spec", "retry", "baseDelay")
+			_ = unstructured.SetNestedField(u.Object, "1s", "spec", "retry", "maxDelay")
+		}
 		if err := c.Create(ctx, u); err != nil {
 			return fmt.Errorf("create %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
@@ -179,25 +309,228 @@ func applySamples(ctx context.Context, c client.Client, root, simURL string) err
 	return nil
 }
 
-// waitReady waits until every sample reports Ready=True, using the real kubectl.
-func waitReady(ctx context.Context, kubeconfig string, timeout time.Duration) error {
-	cmd := exec.CommandContext(ctx, testenv.Kubectl(), "--kubeconfig", kubeconfig, "wait", "-n", namespace,
-		"--for=condition=Ready", "providerquotas,fallbackchains,circuitpolicies", "--all", "--timeout", timeout.String())
-	out, err := cmd.CombinedOutput()
+// runDemoPod creates an annotated pod, lets the webhook inject it, materialises its
+// sidecar's volumes and starts the limiter as the pod's spec says. It returns the
+// sidecar's proxy URL.
+func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, stateDir, limiterBin string,
+	start func(name, bin string, args, env []string) (*harness.Process, error)) (string, error) {
+	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "chat-app"}}); err != nil {
+		return "", fmt.Errorf("create the app's service account: %w", err)
+	}
+	proxyPort, adminPort := freePort(), freePort()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "chat-app", Annotations: map[string]string{
+			naming.AnnotationInject:           "true",
+			naming.AnnotationFallbackChain:    "chat-default",
+			naming.AnnotationPriority:         "3",
+			naming.AnnotationLimiterPort:      strconv.Itoa(proxyPort),
+			naming.AnnotationLimiterAdminPort: strconv.Itoa(adminPort),
+		}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: "chat-app",
+			Containers:         []corev1.Container{{Name: "app", Image: "registry.example/chat-app:1"}},
+		},
+	}
+	// The API server may hold envtest's caBundle for a moment after the manager
+	// installs its own; retry only a failed call to the webhook.
+	if err := poll(ctx, time.Minute, "the pod to be admitted", func() error {
+		err := c.Create(ctx, pod)
+		if err != nil && !strings.Contains(err.Error(), "failed calling webhook") {
+			return backoffStop{err}
+		}
+		return err
+	}); err != nil {
+		return "", err
+	}
+	var got corev1.Pod
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pod), &got); err != nil {
+		return "", fmt.Errorf("get the injected pod: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(stateDir, "chat-app.pod.yaml"), mustYAML(&got), 0o644); err != nil {
+		return "", fmt.Errorf("save the injected pod: %w", err)
+	}
+	fmt.Printf("    injected: %s (the whole pod is in %s)\n", got.Annotations[naming.AnnotationInjected], filepath.Join(stateDir, "chat-app.pod.yaml"))
+
+	k := &harness.Kubelet{Client: c, Clientset: cs, Pod: &got, Root: filepath.Join(stateDir, "pod-root")}
+	sidecar, err := k.Sidecar()
 	if err != nil {
-		return fmt.Errorf("samples not Ready within %s: %w\n%s", timeout, err, out)
+		return "", err
+	}
+	args, env, err := k.Prepare(ctx, sidecar)
+	if err != nil {
+		return "", err
+	}
+	k.KeepTokensFresh(ctx)
+	lim, err := start("limiter", limiterBin, args, env)
+	if err != nil {
+		return "", err
+	}
+	if err := poll(ctx, time.Minute, "the limiter's /readyz", func() error {
+		if lim.Exited() {
+			return backoffStop{fmt.Errorf("the limiter exited:\n%s", lim.Logs())}
+		}
+		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
+	}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", proxyPort), nil
+}
+
+// demoApp is the application in the pod: it calls the providers' APIs through its
+// sidecar exactly as it would call them directly, with no key of its own.
+type demoApp struct {
+	proxy               string
+	ok, limited, failed atomic.Int64
+}
+
+func (a *demoApp) run(ctx context.Context, rate int) {
+	client := &http.Client{Timeout: 30 * time.Second}
+	tick := time.NewTicker(time.Second / time.Duration(max(1, rate)))
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		go a.call(ctx, client, i)
+	}
+}
+
+func (a *demoApp) call(ctx context.Context, c *http.Client, i int) {
+	var req *http.Request
+	var err error
+	if i%4 == 3 {
+		// One in four goes to Claude, in Anthropic's own dialect.
+		body := fmt.Sprintf(`{"model":"claude-sonnet-4","max_tokens":64,"messages":[{"role":"user","content":"Summarise order %d in one line."}]}`, i)
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, a.proxy+"/v1/messages", strings.NewReader(body))
+	} else {
+		// The chain's alias: the sidecar sends it to the chain's first entry.
+		body := fmt.Sprintf(`{"model":"chat-default","max_tokens":64,"messages":[{"role":"system","content":"You are a helpful shop assistant."},{"role":"user","content":"Where is order %d?"}]}`, i)
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, a.proxy+"/v1/chat/completions", strings.NewReader(body))
+	}
+	if err != nil {
+		a.failed.Add(1)
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.failed.Add(1)
+		}
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		a.ok.Add(1)
+	case http.StatusTooManyRequests:
+		a.limited.Add(1)
+	default:
+		a.failed.Add(1)
+	}
+}
+
+func (a *demoApp) summary() string {
+	return fmt.Sprintf("%d ok, %d rate-limited, %d failed", a.ok.Load(), a.limited.Load(), a.failed.Load())
+}
+
+// demoShown reports whether status shows what the demo is about: a quota with an
+// active sidecar and utilisation, and a policy with an open breaker.
+func demoShown(ctx context.Context, c client.Client) (bool, error) {
+	var pq quotav1alpha1.ProviderQuota
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "openai-tier3"}, &pq); err != nil {
+		return false, fmt.Errorf("get openai-tier3: %w", err)
+	}
+	var cbp quotav1alpha1.CircuitPolicy
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "standard"}, &cbp); err != nil {
+		return false, fmt.Errorf("get standard: %w", err)
+	}
+	used := pq.Status.Utilization != nil && pq.Status.Utilization.RequestsPercent > 0
+	return used && pq.Status.ActiveSidecars > 0 && pq.Status.TokensToday > 0 && cbp.Status.OpenBreakers > 0, nil
+}
+
+func simFaults(simURL string, account int, faults string) error {
+	req, err := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/sim/faults?account=%d", simURL, account), strings.NewReader(faults))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("set simulator faults: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("set simulator faults: %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
 	return nil
 }
 
-func show(kubeconfig string) {
-	fmt.Printf("\n$ kubectl get providerquotas,fallbackchains,circuitpolicies -n %s   (%s)\n", namespace, time.Now().Format(time.TimeOnly))
-	cmd := exec.Command(testenv.Kubectl(), "--kubeconfig", kubeconfig, "get", "providerquotas,fallbackchains,circuitpolicies", "-n", namespace)
-	out, err := cmd.CombinedOutput()
-	fmt.Print(string(out))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kubectl get:", err)
+func kubectl(ctx context.Context, kubeconfig string, args ...string) error {
+	fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, testenv.Kubectl(), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kubectl %s: %w", args[0], err)
 	}
+	return nil
+}
+
+// backoffStop ends poll early with its error.
+type backoffStop struct{ error }
+
+func poll(ctx context.Context, timeout time.Duration, what string, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		var stop backoffStop
+		if errors.As(err, &stop) {
+			return stop.error
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func httpOK(url string) error {
+	resp, err := http.Get(url) //nolint:gosec // a local probe URL built here
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err) // no loopback port at all: nothing here could work
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func mustYAML(v any) []byte {
+	b, err := sigsyaml.Marshal(v)
+	if err != nil {
+		return []byte(err.Error())
+	}
+	return b
 }
 
 func step(s string) { fmt.Println("==> " + strings.TrimSpace(s)) }

@@ -39,7 +39,6 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/certs"
-	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/simulator"
 	"github.com/aiquota/aiquota/internal/testenv"
@@ -252,9 +251,16 @@ func injectAndRun(t *testing.T, install installation) {
 		t.Fatal(err)
 	}
 
-	k := &kubelet{t: t, c: c, cs: cs, pod: &got, root: t.TempDir()}
-	limiter := k.sidecar()
-	limiterArgs, limiterEnv := k.prepare(limiter)
+	k := &harness.Kubelet{Client: c, Clientset: cs, Pod: &got, Root: t.TempDir()}
+	limiter, err := k.Sidecar()
+	if err != nil {
+		t.Fatal(err)
+	}
+	limiterArgs, limiterEnv, err := k.Prepare(ctx, limiter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkProjectedToken(t, cs, k, &got)
 	proc, err := harness.Start("limiter", bins["limiter"], limiterArgs, limiterEnv, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -311,211 +317,26 @@ func injectAndRun(t *testing.T, install installation) {
 	}
 }
 
-// kubelet plays the kubelet's part for one pod: it materialises the volumes a
-// container mounts under root and starts nothing itself.
-type kubelet struct {
-	t    *testing.T
-	c    client.Client
-	cs   *kubernetes.Clientset
-	pod  *corev1.Pod
-	root string
-	// mounts are the container's mount paths, longest first.
-	mounts []string
-}
-
-func (k *kubelet) sidecar() corev1.Container {
-	for _, c := range k.pod.Spec.InitContainers {
-		if c.Name == naming.LimiterName {
-			if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
-				k.t.Fatal("the limiter is not a native sidecar")
-			}
-			return c
-		}
-	}
-	k.t.Fatalf("no limiter in the pod: %+v", k.pod.Spec)
-	return corev1.Container{}
-}
-
-// hostPath maps a path inside the container to the materialised file; a path no
-// mount covers could not be read in a real pod either.
-func (k *kubelet) hostPath(p string) string {
-	for _, m := range k.mounts {
-		if p == m || strings.HasPrefix(p, m+"/") {
-			return filepath.Join(k.root, p)
-		}
-	}
-	k.t.Fatalf("%s is outside every volume the limiter mounts (%v): the sidecar could not read it", p, k.mounts)
-	return ""
-}
-
-// prepare materialises the container's volumes and returns its args and env with
-// container paths mapped to the materialised ones.
-func (k *kubelet) prepare(c corev1.Container) (args, env []string) {
-	t := k.t
-	volumes := map[string]corev1.Volume{}
-	for _, v := range k.pod.Spec.Volumes {
-		volumes[v.Name] = v
-	}
-	for _, m := range c.VolumeMounts {
-		if m.SubPath != "" || !m.ReadOnly {
-			t.Errorf("mount %s: subPath %q readOnly %v", m.Name, m.SubPath, m.ReadOnly)
-		}
-		v, ok := volumes[m.Name]
-		if !ok {
-			t.Fatalf("mount %s names no volume", m.Name)
-		}
-		k.materialise(v, filepath.Join(k.root, m.MountPath))
-		k.mounts = append(k.mounts, m.MountPath)
-	}
-	slices.SortFunc(k.mounts, func(a, b string) int { return len(b) - len(a) })
-
-	// The config names key, token and CA files by their container paths.
-	cfgPath := ""
-	for i := 0; i+1 < len(c.Args); i++ {
-		if c.Args[i] == "--config" {
-			cfgPath = c.Args[i+1]
-		}
-	}
-	if cfgPath != naming.ConfigPath() {
-		t.Fatalf("--config is %q, want %q", cfgPath, naming.ConfigPath())
-	}
-	data, err := os.ReadFile(k.hostPath(cfgPath))
-	if err != nil {
-		t.Fatalf("the rendered config is not where --config says: %v", err)
-	}
-	cfg, err := limiterconfig.Parse(data)
-	if err != nil {
-		t.Fatalf("the rendered config does not parse: %v", err)
-	}
-	for i := range cfg.Providers {
-		for j := range cfg.Providers[i].Keys {
-			cfg.Providers[i].Keys[j].File = k.hostPath(cfg.Providers[i].Keys[j].File)
-		}
-	}
-	if cfg.Control != nil {
-		cfg.Control.TokenFile = k.hostPath(cfg.Control.TokenFile)
-		if cfg.Control.CAFile != "" {
-			cfg.Control.CAFile = k.hostPath(cfg.Control.CAFile)
-		}
-	}
-	out, err := limiterconfig.Marshal(cfg)
+// checkProjectedToken reviews the pod's projected token as the control channel will:
+// for the control audience, naming this pod.
+func checkProjectedToken(t *testing.T, cs *kubernetes.Clientset, k *harness.Kubelet, pod *corev1.Pod) {
+	t.Helper()
+	path, err := k.HostPath(naming.TokenPath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(k.hostPath(cfgPath), out, 0o644); err != nil {
+	token, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-
-	for i := 0; i < len(c.Args); i++ {
-		args = append(args, c.Args[i])
-		if c.Args[i] == "--config" && i+1 < len(c.Args) {
-			args = append(args, k.hostPath(c.Args[i+1]))
-			i++
-		}
-	}
-	for _, e := range c.Env {
-		switch {
-		case e.ValueFrom == nil:
-			env = append(env, e.Name+"="+e.Value)
-		case e.ValueFrom.FieldRef != nil:
-			env = append(env, e.Name+"="+k.field(e.ValueFrom.FieldRef.FieldPath))
-		default:
-			t.Fatalf("env %s: this kubelet resolves fieldRef only", e.Name)
-		}
-	}
-	return args, env
-}
-
-func (k *kubelet) field(fieldPath string) string {
-	switch fieldPath {
-	case "metadata.name":
-		return k.pod.Name
-	case "metadata.namespace":
-		return k.pod.Namespace
-	case "metadata.uid":
-		return string(k.pod.UID)
-	}
-	k.t.Fatalf("fieldRef %s is not resolved by this kubelet", fieldPath)
-	return ""
-}
-
-func (k *kubelet) materialise(v corev1.Volume, dir string) {
-	t := k.t
-	ctx := t.Context()
-	write := func(rel string, content []byte) {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, content, 0o444); err != nil {
-			t.Fatal(err)
-		}
-	}
-	switch {
-	case v.ConfigMap != nil:
-		var cm corev1.ConfigMap
-		if err := k.c.Get(ctx, types.NamespacedName{Namespace: k.pod.Namespace, Name: v.ConfigMap.Name}, &cm); err != nil {
-			t.Fatalf("volume %s: %v", v.Name, err)
-		}
-		if len(v.ConfigMap.Items) > 0 {
-			t.Errorf("volume %s projects items; the whole ConfigMap keeps updates visible", v.Name)
-		}
-		for key, val := range cm.Data {
-			write(key, []byte(val))
-		}
-	case v.Secret != nil:
-		var s corev1.Secret
-		if err := k.c.Get(ctx, types.NamespacedName{Namespace: k.pod.Namespace, Name: v.Secret.SecretName}, &s); err != nil {
-			t.Fatalf("volume %s: %v", v.Name, err)
-		}
-		if len(v.Secret.Items) == 0 {
-			t.Errorf("volume %s mounts every key of Secret %s", v.Name, s.Name)
-		}
-		for _, it := range v.Secret.Items {
-			val, ok := s.Data[it.Key]
-			if !ok {
-				t.Fatalf("volume %s: Secret %s has no key %s", v.Name, s.Name, it.Key)
-			}
-			write(it.Path, val)
-		}
-	case v.Projected != nil:
-		for _, src := range v.Projected.Sources {
-			sat := src.ServiceAccountToken
-			if sat == nil {
-				t.Fatalf("volume %s: this kubelet projects service-account tokens only", v.Name)
-			}
-			tr, err := k.cs.CoreV1().ServiceAccounts(k.pod.Namespace).CreateToken(ctx, k.pod.Spec.ServiceAccountName, &authenticationv1.TokenRequest{
-				Spec: authenticationv1.TokenRequestSpec{
-					Audiences:         []string{sat.Audience},
-					ExpirationSeconds: sat.ExpirationSeconds,
-					BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: k.pod.Name, UID: k.pod.UID},
-				},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatalf("volume %s: TokenRequest: %v", v.Name, err)
-			}
-			k.checkToken(tr.Status.Token, sat.Audience)
-			write(sat.Path, []byte(tr.Status.Token))
-		}
-	default:
-		t.Fatalf("volume %s: unsupported source", v.Name)
-	}
-}
-
-// checkToken reviews the projected token as the control channel will: for the
-// control audience, naming this pod.
-func (k *kubelet) checkToken(token, audience string) {
-	if audience != naming.TokenAudience {
-		k.t.Errorf("token audience %q, want %q", audience, naming.TokenAudience)
-	}
-	tr, err := k.cs.AuthenticationV1().TokenReviews().Create(k.t.Context(), &authenticationv1.TokenReview{
-		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{naming.TokenAudience}},
+	tr, err := cs.AuthenticationV1().TokenReviews().Create(t.Context(), &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: string(token), Audiences: []string{naming.TokenAudience}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		k.t.Fatal(err)
+		t.Fatal(err)
 	}
-	if !tr.Status.Authenticated || !slices.Contains(tr.Status.User.Extra["authentication.kubernetes.io/pod-name"], k.pod.Name) {
-		k.t.Errorf("the projected token does not authenticate as the pod: %+v", tr.Status)
+	if !tr.Status.Authenticated || !slices.Contains(tr.Status.User.Extra["authentication.kubernetes.io/pod-name"], pod.Name) {
+		t.Errorf("the projected token does not authenticate as the pod for %s: %+v", naming.TokenAudience, tr.Status)
 	}
 }
 

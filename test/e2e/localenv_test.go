@@ -1,0 +1,61 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/testenv"
+	"github.com/aiquota/aiquota/test/harness"
+)
+
+// TestLocalDemo runs the README's main command (make run-local ARGS=--once) as a user
+// would: the whole demo on its embedded default, which exits 0 only once the
+// resources' status shows the sidecar's utilisation and the breaker it opened.
+func TestLocalDemo(t *testing.T) {
+	root := testenv.Root()
+	bins, err := harness.Build(t.Context(), root, t.TempDir(), "./hack/localenv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), bins["localenv"], "--once", "--timeout=4m", "--state-dir", state)
+	cmd.Dir = root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err = cmd.Run()
+	t.Logf("the demo took %s", time.Since(start).Round(time.Second))
+	if err != nil {
+		processLog, _ := os.ReadFile(filepath.Join(state, "processes.log"))
+		t.Fatalf("the demo failed: %v\n%s\nprocess logs:\n%s", err, out.String(), processLog)
+	}
+	got := out.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`providerquota\.quota\.aiquota\.dev/openai-tier3 condition met`),
+		regexp.MustCompile(`fallbackchain\.quota\.aiquota\.dev/chat-default condition met`),
+		regexp.MustCompile(`injected: \{"version":1,"mode":"native-sidecar"`),
+		// A printer-column row with a sidecar reporting: RPM%, TPM%, SIDECARS 1, Ready.
+		regexp.MustCompile(`providerquota\.quota\.aiquota\.dev/openai-tier3\s+openai\s+tier-3\s+\d+\s+\d+\s+1\s+True`),
+		// The CircuitPolicy row with at least one open breaker.
+		regexp.MustCompile(`circuitpolicy\.quota\.aiquota\.dev/standard\s+3\s+20s\s+[1-9]\d*\s+True`),
+		regexp.MustCompile(`The demo showed utilisation, active sidecars and an open breaker in status`),
+	} {
+		if !want.MatchString(got) {
+			t.Errorf("the demo's output lacks %q:\n%s", want, got)
+		}
+	}
+	// The saved pod is the one the webhook injected, and the limiter ran from it.
+	pod, err := os.ReadFile(filepath.Join(state, "chat-app.pod.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(pod), "restartPolicy: Always") {
+		t.Errorf("the saved pod has no native sidecar:\n%s", pod)
+	}
+}
