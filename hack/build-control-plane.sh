@@ -7,7 +7,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mod="$root/hack/envtest"
-stamp=$(sha256sum "$mod/go.mod" "$mod/go.sum" "$0" | sha256sum | cut -c1-12)
+# Content only: sha256sum would also hash the file names, and so the path the script
+# was called by.
+stamp=$(cat "$mod/go.mod" "$mod/go.sum" "$root/hack/build-control-plane.sh" | sha256sum | cut -c1-12)
 # Stamp the Kubernetes version into the binaries as a release build does: a plain
 # `go build` reports v0.0.0-master, which clients that check the server version
 # (helm's kubeVersion, kubectl's skew warning) reject.
