@@ -248,7 +248,7 @@ func TestDefaults(t *testing.T) {
 		FailureThreshold: 5,
 		RecoveryTimeout:  dur("60s"),
 		HalfOpenMaxCalls: 3,
-		FailureOn: []quotav1alpha1.BreakerFailureKind{"serverError", "unavailable", "timeout", "connectionError"},
+		FailureOn:        []quotav1alpha1.BreakerFailureKind{"serverError", "unavailable", "timeout", "connectionError"},
 		Retry: quotav1alpha1.RetryPolicy{
 			MaxRetries:           ptr[int32](5),
 			BaseDelay:            dur("1s"),

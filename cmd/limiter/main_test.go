@@ -289,7 +289,9 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 		t.Errorf("no reload logged:\n%s", lim.log())
 	}
 	_ = sim.cmd.Process.Signal(syscall.SIGTERM)
-	<-sim.done
+	if err := <-sim.done; err != nil {
+		t.Errorf("providersim exit: %v\n%s", err, sim.log())
+	}
 }
 
 func TestFlagsAreValidated(t *testing.T) {

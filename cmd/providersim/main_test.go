@@ -58,7 +58,7 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 	}()
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 		}
 	})
 
@@ -74,7 +74,7 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 		t.Errorf("the --seed flag did not reach the config: %s", logs.String())
 	}
 
-	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/chat/completions",
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/chat/completions",
 		strings.NewReader(`{"model":"gpt-5.5","messages":[{"role":"user","content":"hello"}],"max_tokens":4}`))
 	req.Header.Set("Authorization", "Bearer sk-sim-openai")
 	resp, err := http.DefaultClient.Do(req)
@@ -88,8 +88,10 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 			CompletionTokens int64 `json:"completion_tokens"`
 		} `json:"usage"`
 	}
-	json.Unmarshal(body, &got)
-	if resp.StatusCode != 200 || resp.Header.Get("x-ratelimit-limit-requests") != "10000" || got.Usage.CompletionTokens != 4 {
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("decode the response: %v\n%s", err, body)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("x-ratelimit-limit-requests") != "10000" || got.Usage.CompletionTokens != 4 {
 		t.Fatalf("status %d, RPM limit header %q, completion tokens %d; want 200, 10000 (OpenAI Tier 3), 4\n%s",
 			resp.StatusCode, resp.Header.Get("x-ratelimit-limit-requests"), got.Usage.CompletionTokens, body)
 	}
@@ -136,7 +138,9 @@ func TestPrintConfigRoundTrips(t *testing.T) {
 func TestBadInvocations(t *testing.T) {
 	dir := t.TempDir()
 	invalid := filepath.Join(dir, "invalid.json")
-	os.WriteFile(invalid, []byte(`{"accounts":[{"key":"k","provider":"nope"}]}`), 0o600)
+	if err := os.WriteFile(invalid, []byte(`{"accounts":[{"key":"k","provider":"nope"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -8,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -30,8 +31,11 @@ func main() {
 
 func run(out string) error {
 	crds, err := filepath.Glob("config/crd/bases/*.yaml")
-	if err != nil || len(crds) == 0 {
-		return fmt.Errorf("no CRDs in config/crd/bases (%v)", err)
+	if err != nil {
+		return fmt.Errorf("list CRDs: %w", err)
+	}
+	if len(crds) == 0 {
+		return errors.New("no CRDs in config/crd/bases")
 	}
 	if err := os.MkdirAll(filepath.Join(out, "crds"), 0o755); err != nil {
 		return fmt.Errorf("create crds dir: %w", err)

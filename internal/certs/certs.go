@@ -260,18 +260,18 @@ func (m *Manager) OnCAChange(fn func(caPEM []byte)) {
 func (m *Manager) load(data map[string][]byte) (changed bool, err error) {
 	certPEM, keyPEM, caPEM := data[CertFile], data[KeyFile], data[CAFile]
 	if len(certPEM) == 0 || len(keyPEM) == 0 {
-		return false, fmt.Errorf("Secret %s/%s has no %s and %s yet", m.opts.Namespace, m.opts.SecretName, CertFile, KeyFile)
+		return false, fmt.Errorf("secret %s/%s has no %s and %s yet", m.opts.Namespace, m.opts.SecretName, CertFile, KeyFile)
 	}
 	if len(caPEM) == 0 {
-		return false, fmt.Errorf("Secret %s/%s has no %s: the control channel's clients need the CA", m.opts.Namespace, m.opts.SecretName, CAFile)
+		return false, fmt.Errorf("secret %s/%s has no %s: the control channel's clients need the CA", m.opts.Namespace, m.opts.SecretName, CAFile)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return false, fmt.Errorf("Secret %s/%s: parse the key pair: %w", m.opts.Namespace, m.opts.SecretName, err)
+		return false, fmt.Errorf("secret %s/%s: parse the key pair: %w", m.opts.Namespace, m.opts.SecretName, err)
 	}
 	leaf, err := x509.ParseCertificate(cert.Certificate[0])
 	if err != nil {
-		return false, fmt.Errorf("Secret %s/%s: parse %s: %w", m.opts.Namespace, m.opts.SecretName, CertFile, err)
+		return false, fmt.Errorf("secret %s/%s: parse %s: %w", m.opts.Namespace, m.opts.SecretName, CertFile, err)
 	}
 	cert.Leaf = leaf
 	old := m.current.Load()

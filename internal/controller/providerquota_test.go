@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"k8s.io/utils/ptr"
 	"strings"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
@@ -209,7 +209,7 @@ func TestProviderQuotaPolicyReference(t *testing.T) {
 	p := policy(ns, "strict", 2)
 	create(t, p)
 	waitReady(t, q)
-	cm, _ := waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+	waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
 		if len(c.Policies) != 1 || c.Policies[0].FailureThreshold != 2 {
 			return fmt.Errorf("policies %+v", c.Policies)
 		}
@@ -218,7 +218,7 @@ func TestProviderQuotaPolicyReference(t *testing.T) {
 
 	// A threshold change re-renders.
 	update(t, p, func(p *quotav1alpha1.CircuitPolicy) { p.Spec.FailureThreshold = 7 })
-	cm, _ = waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+	cm, _ := waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
 		if c.Policies[0].FailureThreshold != 7 {
 			return fmt.Errorf("threshold %d", c.Policies[0].FailureThreshold)
 		}

@@ -103,11 +103,11 @@ func announceRendered(rec eventRecorder, owner client.Object, pub published, bef
 		return
 	}
 	old := configHash(before)
-	switch {
-	case old == "":
+	switch old {
+	case "":
 		rec.Eventf(owner, nil, corev1.EventTypeNormal, eventConfigRendered, actionRender,
 			"rendered the limiter config into ConfigMap %s (sha256 %s)", pub.configMapName, shortHash(pub.hash))
-	case old == pub.hash:
+	case pub.hash:
 		rec.Eventf(owner, nil, corev1.EventTypeNormal, eventConfigRendered, actionRender,
 			"restored ConfigMap %s (sha256 %s): its contents or the control channel's CA bundle had changed", pub.configMapName, shortHash(pub.hash))
 	default:

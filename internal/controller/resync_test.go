@@ -94,7 +94,7 @@ func TestNoWritesOnResync(t *testing.T) {
 		update(t, u, func(*unstructured.Unstructured) {})
 	}
 	// A reconcile forced through the manager: an unrelated edit of the ConfigMap.
-	before := reconciles("fallbackchain")
+	before := fallbackChainReconciles()
 	update(t, chainCM, func(cm *corev1.ConfigMap) {
 		if cm.Annotations == nil {
 			cm.Annotations = map[string]string{}
@@ -102,7 +102,7 @@ func TestNoWritesOnResync(t *testing.T) {
 		cm.Annotations["example.com/touched"] = "yes"
 	})
 	eventually(t, "a reconcile of the chain after the ConfigMap edit", func() error {
-		if n := reconciles("fallbackchain"); n <= before {
+		if n := fallbackChainReconciles(); n <= before {
 			return fmt.Errorf("%v reconciles, %v before", n, before)
 		}
 		return nil
@@ -135,16 +135,16 @@ func TestNoReconcileLoop(t *testing.T) {
 	fourEntryChain(t, ns, "chat")
 	// The reconcile that the ConfigMap's creation triggers may still be on its way.
 	eventually(t, "chain reconciles settle", func() error {
-		before := reconciles("fallbackchain")
+		before := fallbackChainReconciles()
 		time.Sleep(time.Second)
-		if n := reconciles("fallbackchain"); n != before {
+		if n := fallbackChainReconciles(); n != before {
 			return fmt.Errorf("%v reconciles in a second", n-before)
 		}
 		return nil
 	})
-	before := reconciles("fallbackchain")
+	before := fallbackChainReconciles()
 	time.Sleep(2 * time.Second)
-	if n := reconciles("fallbackchain") - before; n != 0 {
+	if n := fallbackChainReconciles() - before; n != 0 {
 		t.Errorf("%v reconciles of a settled chain in 2s", n)
 	}
 }
@@ -180,8 +180,9 @@ func resourceVersions(t *testing.T, objs []client.Object) map[string]string {
 	return out
 }
 
-// reconciles is controller-runtime's count of finished reconciles of a controller.
-func reconciles(controller string) float64 {
+// fallbackChainReconciles is controller-runtime's count of finished reconciles of
+// the FallbackChain controller.
+func fallbackChainReconciles() float64 {
 	families, err := metrics.Registry.Gather()
 	if err != nil {
 		return -1
@@ -193,7 +194,7 @@ func reconciles(controller string) float64 {
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == controller {
+				if l.GetName() == "controller" && l.GetValue() == "fallbackchain" {
 					n += m.GetCounter().GetValue()
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -213,7 +214,10 @@ func remove(t testing.TB, obj client.Object) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there (%v)", err)
+		if err != nil {
+			return fmt.Errorf("still there? %w", err)
+		}
+		return errors.New("still there")
 	})
 }
 
@@ -339,9 +343,8 @@ func waitConfig(t testing.TB, ns, name string, check func(*limiterconfig.Config)
 func anyConfig(*limiterconfig.Config) error { return nil }
 
 // waitEvent waits for an Event about obj with reason whose note contains text.
-func waitEvent(t testing.TB, obj client.Object, eventType, reason, text string) eventsv1.Event {
+func waitEvent(t testing.TB, obj client.Object, eventType, reason, text string) {
 	t.Helper()
-	var found eventsv1.Event
 	eventually(t, fmt.Sprintf("event %s about %s", reason, obj.GetName()), func() error {
 		evs, err := eventsAbout(obj)
 		if err != nil {
@@ -350,14 +353,12 @@ func waitEvent(t testing.TB, obj client.Object, eventType, reason, text string) 
 		var seen []string
 		for _, e := range evs {
 			if e.Reason == reason && e.Type == eventType && strings.Contains(e.Note, text) {
-				found = e
 				return nil
 			}
 			seen = append(seen, e.Type+"/"+e.Reason+": "+e.Note)
 		}
 		return fmt.Errorf("events so far: %q", seen)
 	})
-	return found
 }
 
 func eventsAbout(obj client.Object) ([]eventsv1.Event, error) {

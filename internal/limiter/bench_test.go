@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"golang.org/x/time/rate"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
 )
 
 // benchEngine has one pool with RPM, TPM and concurrency limits high enough that every

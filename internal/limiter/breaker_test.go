@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
 )
 
 func testPolicy() limiterconfig.Policy {

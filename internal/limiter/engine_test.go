@@ -7,16 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
 )
 
 func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 	cfg := testConfig([]string{"k1", "k2"}, limitsRT(600, 0), limiterconfig.Queue{})
 	cfg.Providers[0].Models = []limiterconfig.Model{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 60}}}
 	e, _ := testEngine(t, cfg)
-	fam := mustTarget(t, e, "openai", "fam-mini")
-	other := mustTarget(t, e, "openai", "gpt-x")
+	fam := mustTarget(t, e, "fam-mini")
+	other := mustTarget(t, e, "gpt-x")
 	if fam.Name != "fam" || other.Name != "gpt-x" {
 		t.Fatalf("pools %q %q, want fam and gpt-x", fam.Name, other.Name)
 	}
@@ -35,7 +36,7 @@ func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 	next.Providers[0].Models = []limiterconfig.Model{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 120}}}
 	e.Apply(next)
 
-	if got := mustTarget(t, e, "openai", "fam"); got != fam {
+	if got := mustTarget(t, e, "fam"); got != fam {
 		t.Error("reload replaced the target of an unchanged pool")
 	}
 	if p, _ := e.Pool("openai", "k1", "fam"); p != famK1 {
@@ -62,7 +63,7 @@ func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 func TestReloadRejectsWaitersOfRemovedPools(t *testing.T) {
 	cfg := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 5})
 	e, _ := testEngine(t, cfg)
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	tg.TryAdmit(Demand{})
 	out := make(chan admitted, 1)
 	admitAsync(t, tg, "w", Demand{}, 5, time.Hour, out)
@@ -83,7 +84,7 @@ func TestReloadRejectsWaitersOfRemovedPools(t *testing.T) {
 func TestReloadRaisingALimitWakesWaiters(t *testing.T) {
 	cfg := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 5})
 	e, _ := testEngine(t, cfg)
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	tg.TryAdmit(Demand{})
 	out := make(chan admitted, 1)
 	admitAsync(t, tg, "w", Demand{}, 5, time.Hour, out)
@@ -130,7 +131,7 @@ func TestBreakerPolicyFollowsChainEntry(t *testing.T) {
 func TestSnapshotReportsEverything(t *testing.T) {
 	cfg := testConfig([]string{"k"}, limiterconfig.Limits{RequestsPerMinute: 60, MaxConcurrency: 4, RequestsPerDay: 100}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 5})
 	e, clock := testEngine(t, cfg)
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	r, err := tg.Admit(context.Background(), Demand{InputTokens: 10, OutputTokens: 5}, 5, time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +176,7 @@ func ptr[T any](v T) *T { return &v }
 // out a burst.
 func TestSetLimitReschedulesWaiters(t *testing.T) {
 	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(600, 0), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	pool, ok := e.Pool("openai", "k", "gpt-x")
 	if !ok {
 		t.Fatal("pool not found")

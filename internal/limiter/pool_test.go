@@ -4,9 +4,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
 )
 
 func limitsRT(rpm, tpm int64) limiterconfig.Limits {

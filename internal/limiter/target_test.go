@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
 )
 
 func testConfig(keys []string, l limiterconfig.Limits, q limiterconfig.Queue) *limiterconfig.Config {
@@ -30,9 +31,10 @@ func testEngine(t *testing.T, cfg *limiterconfig.Config) (*Engine, *fakeClock) {
 	return e, clock
 }
 
-func mustTarget(t *testing.T, e *Engine, provider, model string) *Target {
+// mustTarget returns the target of model at testConfig's provider.
+func mustTarget(t *testing.T, e *Engine, model string) *Target {
 	t.Helper()
-	tg, err := e.Target(provider, model)
+	tg, err := e.Target("openai", model)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func admitAsync(t *testing.T, tg *Target, name string, d Demand, prio int, maxWa
 
 func TestWaitersAreWokenByRefillTimerNotPolling(t *testing.T) {
 	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(60, 0), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	for range 60 {
 		if _, ok := tg.TryAdmit(Demand{}); !ok {
 			t.Fatal("burst refused")
@@ -85,7 +87,7 @@ func TestWaitersAreWokenByRefillTimerNotPolling(t *testing.T) {
 
 func TestQueueServesByPriorityWithAging(t *testing.T) {
 	e, clock := testEngine(t, testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 10}))
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	holder, ok := tg.TryAdmit(Demand{})
 	if !ok {
 		t.Fatal("first request refused")
@@ -118,7 +120,7 @@ func TestQueueServesByPriorityWithAging(t *testing.T) {
 
 func TestQueueTimeoutNamesTheLimitAndWait(t *testing.T) {
 	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(0, 6000), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Second), MaxDepth: 10}))
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	if _, ok := tg.TryAdmit(Demand{InputTokens: 6000}); !ok {
 		t.Fatal("burst refused")
 	}
@@ -142,7 +144,7 @@ func TestQueueTimeoutNamesTheLimitAndWait(t *testing.T) {
 
 func TestQueueFullAndTooLargeAreRefusedAtOnce(t *testing.T) {
 	e, _ := testEngine(t, testConfig([]string{"k"}, limiterconfig.Limits{TokensPerMinute: 1000, MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 1}))
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	_, err := tg.Admit(context.Background(), Demand{InputTokens: 1001}, 5, time.Hour)
 	var rej *RejectError
 	if !errors.As(err, &rej) || rej.Reason != ReasonTooLarge || rej.Limit != "tokensPerMinute" {
@@ -161,7 +163,7 @@ func TestQueueFullAndTooLargeAreRefusedAtOnce(t *testing.T) {
 
 func TestCanceledWaiterLeavesTheQueue(t *testing.T) {
 	e, _ := testEngine(t, testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 10}))
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	holder, _ := tg.TryAdmit(Demand{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -185,7 +187,7 @@ func TestCanceledWaiterLeavesTheQueue(t *testing.T) {
 
 func TestKeysSpreadLoadByHeadroom(t *testing.T) {
 	e, _ := testEngine(t, testConfig([]string{"a", "b", "c"}, limitsRT(10, 0), limiterconfig.Queue{}))
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	counts := map[string]int{}
 	for range 30 {
 		r, ok := tg.TryAdmit(Demand{})
@@ -206,7 +208,7 @@ func TestConcurrentAdmitReleaseKeepsInvariants(t *testing.T) {
 	// Real clock: many goroutines contend on one pool with a concurrency limit.
 	e := New(Options{})
 	e.Apply(testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 3}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 1000}))
-	tg := mustTarget(t, e, "openai", "gpt-x")
+	tg := mustTarget(t, e, "gpt-x")
 	var mu sync.Mutex
 	inside, peak := 0, 0
 	var wg sync.WaitGroup

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"math"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
 )
 
 var requestSeeds = map[Dialect][]string{

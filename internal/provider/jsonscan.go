@@ -146,36 +146,30 @@ func eachMember(b []byte, fn func(key []byte, escaped bool, val []byte) bool) bo
 	}
 }
 
-// eachElement calls fn for every element of the array in b with its index.
-func eachElement(b []byte, fn func(i int, val []byte) bool) bool {
+// eachElement calls fn for every element of the array in b with its index, until fn
+// returns false; it stops quietly where b is not a well-formed array.
+func eachElement(b []byte, fn func(i int, val []byte) bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
-		return false
+		return
 	}
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == ']' {
-		return true
+		return
 	}
 	for n := 0; ; n++ {
 		vEnd, ok := skipValue(b, i)
-		if !ok {
-			return false
-		}
-		if !fn(n, b[i:vEnd]) {
-			return true
+		if !ok || !fn(n, b[i:vEnd]) {
+			return
 		}
 		i = skipSpace(b, vEnd)
 		if i >= len(b) {
-			return false
+			return
 		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case ']':
-			return true
-		default:
-			return false
+		if b[i] != ',' { // ']' ends the array; anything else is malformed
+			return
 		}
+		i = skipSpace(b, i+1)
 	}
 }
 

@@ -286,7 +286,10 @@ func TestStreamThroughProxyWithOpenAISDK(t *testing.T) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		fl := w.(http.Flusher)
 		for i := 0; i < len(stream); i += 37 { // cuts events anywhere
-			w.Write([]byte(stream[i:min(i+37, len(stream))]))
+			if _, err := w.Write([]byte(stream[i:min(i+37, len(stream))])); err != nil {
+				t.Error(err)
+				return
+			}
 			fl.Flush()
 		}
 	}))
@@ -305,14 +308,20 @@ func TestStreamThroughProxyWithOpenAISDK(t *testing.T) {
 			for {
 				n, err := resp.Body.Read(buf)
 				if n > 0 {
-					w.Write(tr.Write(buf[:n]))
+					if _, err := w.Write(tr.Write(buf[:n])); err != nil {
+						t.Error(err)
+						return
+					}
 					w.(http.Flusher).Flush()
 				}
 				if err != nil {
 					break
 				}
 			}
-			w.Write(tr.Flush())
+			if _, err := w.Write(tr.Flush()); err != nil {
+				t.Error(err)
+				return
+			}
 			if u, ok := tr.Usage(); !ok || u.InputTokens != 11 || u.OutputTokens != 7 {
 				t.Errorf("strip=%v: proxy saw usage %+v, %v", strip, u, ok)
 			}

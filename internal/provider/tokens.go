@@ -263,7 +263,7 @@ func nonASCII(text string, i int) (hundredths int64, end int) {
 		var n int64
 		for i < len(text) {
 			r, size := utf8.DecodeRuneInString(text[i:])
-			if !(unicode.IsLetter(r) || unicode.IsMark(r)) || isCJK(r) {
+			if !unicode.IsLetter(r) && !unicode.IsMark(r) || isCJK(r) {
 				break
 			}
 			n++

@@ -293,7 +293,6 @@ func tightest(qs []limiterconfig.Queue) *limiterconfig.Queue {
 
 func ptrTo[T any](v T) *T { return &v }
 
-
 func fallbackOn(kinds []quotav1alpha1.FailureKind) []string {
 	// nil is "not set" (the API default applies); an explicit empty list, which the
 	// API server keeps as [], means "never fall back".

@@ -43,7 +43,7 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 		req.Header.Set("Authorization", "Bearer sk-bench")
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)
-		if err != nil || resp.StatusCode != 200 {
+		if err != nil || resp.StatusCode != http.StatusOK {
 			b.Fatalf("%v %v", err, resp)
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,11 +15,13 @@ import (
 	"github.com/aiquota/aiquota/internal/simulator"
 )
 
-func reloadEnv(t *testing.T, rpm int64, opts ...func(*Options)) *env {
+// reloadEnv's limiter allows 100 requests per minute, the figure the tests'
+// expectations and config edits start from.
+func reloadEnv(t *testing.T, opts ...func(*Options)) *env {
 	acct := simAccount(simOpenAIKey, "openai", simulator.Limits{RequestsPerMinute: 10000})
 	acct.Latency.TimeToFirstToken = simulator.Duration(50 * time.Millisecond)
 	return newEnv(t, simulator.Config{Seed: 9, Accounts: []simulator.Account{acct}}, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
-		return openAIConfig(simURL, keyFile(simOpenAIKey), limiterconfig.Limits{RequestsPerMinute: rpm})
+		return openAIConfig(simURL, keyFile(simOpenAIKey), limiterconfig.Limits{RequestsPerMinute: 100})
 	}, opts...)
 }
 
@@ -46,12 +49,12 @@ func requestLimit(s State) (rate, level float64) {
 }
 
 func TestReloadOnFileRewriteKeepsStateAndInFlightRequests(t *testing.T) {
-	e := reloadEnv(t, 100, func(o *Options) { o.PollInterval = time.Hour }) // file events only
+	e := reloadEnv(t, func(o *Options) { o.PollInterval = time.Hour }) // file events only
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.srv.Watch(ctx)
 	for range 10 {
-		if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != 200 {
+		if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusOK {
 			t.Fatal(resp.Status)
 		}
 	}
@@ -85,7 +88,7 @@ func TestReloadOnFileRewriteKeepsStateAndInFlightRequests(t *testing.T) {
 }
 
 func TestBadConfigKeepsTheOldOne(t *testing.T) {
-	e := reloadEnv(t, 100)
+	e := reloadEnv(t)
 	good := e.state().Config.Hash
 	cases := []struct{ name, doc, wantErr string }{
 		{"invalid JSON", `{"schemaVersion":`, "decode limiter config"},
@@ -105,7 +108,7 @@ func TestBadConfigKeepsTheOldOne(t *testing.T) {
 		if s.Config.Hash != good || !s.Ready || !strings.Contains(s.Config.LastReloadError, c.wantErr) {
 			t.Errorf("%s: state hash %q ready %v error %q: want the old config in force and the error shown", c.name, s.Config.Hash, s.Ready, s.Config.LastReloadError)
 		}
-		if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != 200 {
+		if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: requests fail under the kept config: %s", c.name, resp.Status)
 		}
 		_, metrics := e.get(e.admin.URL + "/metrics")
@@ -136,7 +139,7 @@ func mustMarshal(t *testing.T, c *limiterconfig.Config) string {
 // TestReloadOnConfigMapSymlinkSwap mimics the kubelet's ConfigMap volume: the file is
 // a symlink through ..data to a timestamped directory, and an update swaps ..data.
 func TestReloadOnConfigMapSymlinkSwap(t *testing.T) {
-	e := reloadEnv(t, 100)
+	e := reloadEnv(t)
 	vol := t.TempDir()
 	writeVersion := func(name string, c *limiterconfig.Config) {
 		dir := filepath.Join(vol, name)
@@ -185,7 +188,7 @@ func TestPollingBackstopSeesKeyRotation(t *testing.T) {
 	if err := writeFile(keyPath, "sk-not-the-right-one"); err != nil {
 		t.Fatal(err)
 	}
-	e := reloadEnv(t, 100, func(o *Options) { o.PollInterval = 50 * time.Millisecond })
+	e := reloadEnv(t, func(o *Options) { o.PollInterval = 50 * time.Millisecond })
 	c := e.currentConfig()
 	c.Providers[0].Keys[0].File = keyPath
 	e.writeConfig(c)
@@ -195,7 +198,7 @@ func TestPollingBackstopSeesKeyRotation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.srv.Watch(ctx)
-	if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != 401 {
+	if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("with the wrong key: %s, want 401", resp.Status)
 	}
 	if err := writeFile(keyPath, simOpenAIKey+"\n"); err != nil {
@@ -203,7 +206,7 @@ func TestPollingBackstopSeesKeyRotation(t *testing.T) {
 	}
 	eventually(t, "the rotated key in use", func() bool {
 		resp, _ := e.post("/v1/chat/completions", nil, chatBody)
-		return resp.StatusCode == 200
+		return resp.StatusCode == http.StatusOK
 	})
 }
 
@@ -217,7 +220,7 @@ func TestReadinessAndAdminRoutes(t *testing.T) {
 		t.Errorf("state error %q, want the missing file named", st.Config.LastReloadError)
 	}
 
-	e := reloadEnv(t, 100)
+	e := reloadEnv(t)
 	cases := []struct {
 		base, path string
 		want       int
@@ -241,8 +244,8 @@ func TestReadinessAndAdminRoutes(t *testing.T) {
 }
 
 func TestMetricsNamesAndLabels(t *testing.T) {
-	e := reloadEnv(t, 100)
-	if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != 200 {
+	e := reloadEnv(t)
+	if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusOK {
 		t.Fatal(resp.Status)
 	}
 	_, m := e.get(e.admin.URL + "/metrics")

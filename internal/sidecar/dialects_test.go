@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
-	"github.com/google/go-cmp/cmp"
 )
 
 // multiEnv has one provider of every type at the simulator.
-func multiEnv(t *testing.T, mutate func(*simulator.Config), opts ...func(*Options)) *env {
+func multiEnv(t *testing.T, opts ...func(*Options)) *env {
 	t.Helper()
 	simCfg := simulator.Config{Seed: 2, Accounts: []simulator.Account{
 		simAccount(simOpenAIKey, "openai", simulator.Limits{RequestsPerMinute: 1000}),
@@ -22,9 +23,6 @@ func multiEnv(t *testing.T, mutate func(*simulator.Config), opts ...func(*Option
 		simAccount(simGeminiKey, "gemini", simulator.Limits{RequestsPerMinute: 1000}),
 		simAccount(simDeepSeekKey, "deepseek", simulator.Limits{RequestsPerMinute: 1000}),
 	}}
-	if mutate != nil {
-		mutate(&simCfg)
-	}
 	return newEnv(t, simCfg, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
 		prov := func(name, typ, key string, l limiterconfig.Limits, models ...limiterconfig.Model) limiterconfig.Provider {
 			return limiterconfig.Provider{Name: name, Type: typ, Endpoint: simURL, Policy: "fast", LearnFromHeaders: true,
@@ -45,10 +43,10 @@ func multiEnv(t *testing.T, mutate func(*simulator.Config), opts ...func(*Option
 }
 
 func TestAnthropicMessagesSettleInputAndOutputBuckets(t *testing.T) {
-	e := multiEnv(t, nil)
+	e := multiEnv(t)
 	h := http.Header{"X-Api-Key": {"sk-ant-app-placeholder"}, "Anthropic-Version": {"2023-06-01"}}
 	resp, body := e.post("/v1/messages", h, `{"model":"claude-sonnet-4-5","max_tokens":200,"messages":[{"role":"user","content":"Hello there"}]}`)
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 	var msg struct {
@@ -84,7 +82,7 @@ func TestAnthropicMessagesSettleInputAndOutputBuckets(t *testing.T) {
 }
 
 func TestAnthropicStreamPassesEventsThrough(t *testing.T) {
-	e := multiEnv(t, nil)
+	e := multiEnv(t)
 	req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+"/v1/messages",
 		strings.NewReader(`{"model":"claude-sonnet-4","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"Hi"}]}`))
 	req.Header.Set("Authorization", "Bearer sk-ant-app-placeholder") // the 1.x SDKs send Bearer
@@ -100,7 +98,7 @@ func TestAnthropicStreamPassesEventsThrough(t *testing.T) {
 			events = append(events, ev)
 		}
 	}
-	if resp.StatusCode != 200 || len(events) < 4 || events[0] != "message_start" || events[len(events)-1] != "message_stop" {
+	if resp.StatusCode != http.StatusOK || len(events) < 4 || events[0] != "message_start" || events[len(events)-1] != "message_stop" {
 		t.Fatalf("status %d events %v", resp.StatusCode, events)
 	}
 	st := e.sim.Stats()
@@ -123,11 +121,11 @@ func TestAnthropicStreamPassesEventsThrough(t *testing.T) {
 }
 
 func TestGeminiRoutesAndQueryKeyIsReplaced(t *testing.T) {
-	e := multiEnv(t, nil)
+	e := multiEnv(t)
 	// The app's key= parameter is removed; the sidecar authenticates by header.
 	resp, body := e.post("/v1beta/models/gemini-2.5-flash:generateContent?key=app-bogus-key", nil,
 		`{"contents":[{"role":"user","parts":[{"text":"Hello"}]}],"generationConfig":{"maxOutputTokens":64}}`)
-	if resp.StatusCode != 200 || !strings.Contains(body, "usageMetadata") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "usageMetadata") {
 		t.Fatalf("generateContent: %d %s", resp.StatusCode, body)
 	}
 	if got := resp.Header.Get(ServedByHeader); got != "gemini/gemini-2.5-flash" {
@@ -135,7 +133,7 @@ func TestGeminiRoutesAndQueryKeyIsReplaced(t *testing.T) {
 	}
 	resp, body = e.post("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", nil,
 		`{"contents":[{"role":"user","parts":[{"text":"Hello"}]}]}`)
-	if resp.StatusCode != 200 || !strings.HasPrefix(body, "data: ") || !strings.Contains(body, "usageMetadata") {
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(body, "data: ") || !strings.Contains(body, "usageMetadata") {
 		t.Fatalf("streamGenerateContent: %d %s", resp.StatusCode, body)
 	}
 }
@@ -158,7 +156,7 @@ func TestDeepSeekKeepAliveDoesNotTripTimeouts(t *testing.T) {
 	for _, stream := range []bool{false, true} {
 		body := `{"model":"deepseek-chat","messages":[{"role":"user","content":"hi"}],"stream":` + map[bool]string{false: "false", true: "true"}[stream] + `}`
 		resp, out := e.post("/chat/completions", nil, body)
-		if resp.StatusCode != 200 {
+		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("stream=%v: status %d %s", stream, resp.StatusCode, out)
 		}
 		if stream && (!strings.Contains(out, ": keep-alive") || !strings.Contains(out, "[DONE]")) {
@@ -197,7 +195,7 @@ func TestTimeoutOnSilentUpstream(t *testing.T) {
 }
 
 func TestLocalErrorsUseTheCallersDialect(t *testing.T) {
-	e := multiEnv(t, nil, func(o *Options) { o.MaxBodyBytes = 4096 })
+	e := multiEnv(t, func(o *Options) { o.MaxBodyBytes = 4096 })
 	big := `{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("a", 5000) + `"}]}`
 	cases := []struct {
 		name, path, body string
@@ -270,7 +268,7 @@ func TestSeveralKeysSpreadLoad(t *testing.T) {
 		return c
 	})
 	for i := range 20 {
-		if resp, body := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != 200 {
+		if resp, body := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusOK {
 			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
 		}
 	}
@@ -293,7 +291,7 @@ func TestGeminiChainAliasRewritesThePathAndModelListsRoute(t *testing.T) {
 		}
 	})
 	resp, body := e.post("/v1beta/models/chat:generateContent", nil, `{"contents":[{"role":"user","parts":[{"text":"Hello"}]}]}`)
-	if resp.StatusCode != 200 || resp.Header.Get(ServedByHeader) != "gemini/gemini-2.5-pro" {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(ServedByHeader) != "gemini/gemini-2.5-pro" {
 		t.Fatalf("alias: %d %q %s", resp.StatusCode, resp.Header.Get(ServedByHeader), body)
 	}
 	if n := e.simPool(0, "gemini-2.5-pro").Requests; n != 1 {
@@ -306,13 +304,13 @@ func TestGeminiChainAliasRewritesThePathAndModelListsRoute(t *testing.T) {
 }
 
 func TestOpenAIResponsesAPI(t *testing.T) {
-	e := multiEnv(t, nil)
+	e := multiEnv(t)
 	resp, body := e.post("/v1/responses", nil, `{"model":"gpt-4o","input":"Say hi","max_output_tokens":40}`)
-	if resp.StatusCode != 200 || !strings.Contains(body, `"usage"`) {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"usage"`) {
 		t.Fatalf("responses: %d %s", resp.StatusCode, body)
 	}
 	resp, body = e.post("/v1/responses", nil, `{"model":"gpt-4o","input":"Say hi","stream":true}`)
-	if resp.StatusCode != 200 || !strings.Contains(body, "response.completed") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "response.completed") {
 		t.Fatalf("streamed responses: %d %s", resp.StatusCode, body)
 	}
 	eventually(t, "both responses settled with usage", func() bool {

@@ -82,7 +82,7 @@ func fuzzServer(f *testing.F) *Server {
 		SchemaVersion: limiterconfig.SchemaVersion,
 		Providers:     []limiterconfig.Provider{prov("o", "openai"), prov("a", "anthropic"), prov("g", "gemini")},
 		Policies:      []limiterconfig.Policy{fastPolicy("fast")},
-		Queue: &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Millisecond), MaxDepth: 4},
+		Queue:         &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Millisecond), MaxDepth: 4},
 	}
 	b, _ := limiterconfig.Marshal(cfg)
 	path := filepath.Join(dir, "limiter.json")

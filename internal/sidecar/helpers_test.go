@@ -141,8 +141,16 @@ func (e *env) get(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// reply is what post keeps of a response. post reads and closes the body itself,
+// so callers get no *http.Response whose body they would be left to close.
+type reply struct {
+	Status     string
+	StatusCode int
+	Header     http.Header
+}
+
 // post sends body to the sidecar and returns the response with its body read.
-func (e *env) post(path string, header http.Header, body string) (*http.Response, string) {
+func (e *env) post(path string, header http.Header, body string) (reply, string) {
 	e.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, e.proxy.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -161,7 +169,7 @@ func (e *env) post(path string, header http.Header, body string) (*http.Response
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return resp, string(b)
+	return reply{Status: resp.Status, StatusCode: resp.StatusCode, Header: resp.Header}, string(b)
 }
 
 func (e *env) state() State {
@@ -223,7 +231,7 @@ func openAIConfig(simURL, keyFile string, l limiterconfig.Limits) *limiterconfig
 			Limits: l, LearnFromHeaders: true, Policy: "fast",
 		}},
 		Policies: []limiterconfig.Policy{fastPolicy("fast")},
-		Queue: &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Second), MaxDepth: 1000},
+		Queue:    &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Second), MaxDepth: 1000},
 	}
 }
 

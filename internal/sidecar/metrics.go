@@ -3,9 +3,10 @@ package sidecar
 import (
 	"strconv"
 
-	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/aiquota/aiquota/internal/limiter"
 )
 
 const namespace = "aiquota_limiter"

@@ -253,14 +253,13 @@ func (rt *runtime) failureDecision(up *upstream, model, kind string) decision {
 	return decideReturn
 }
 
-// noteFailure decides about a final failure and logs fallback decisions.
-func (x *exchange) noteFailure(kind string) decision {
-	d := x.rt.failureDecision(x.route.up, x.route.model, kind)
-	if d == decideFallback {
+// noteFailure logs a final failure where the chain would fall back: the failure is
+// returned all the same, as the chain cannot be walked yet.
+func (x *exchange) noteFailure(kind string) {
+	if x.rt.failureDecision(x.route.up, x.route.model, kind) == decideFallback {
 		x.s.log.Info("request failed where the chain would fall back; returning the failure (chain walk not available yet)",
 			"provider", x.route.up.cfg.Name, "model", x.route.model, "kind", kind)
 	}
-	return d
 }
 
 // attempts sends the request until it succeeds, fails for good, or runs out of
@@ -569,7 +568,7 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (kind string, u limi
 	switch {
 	case writeErr != nil:
 		x.outcome = outcomeCanceled
-	case readErr != nil && readErr != io.EOF:
+	case readErr != nil && !errors.Is(readErr, io.EOF):
 		x.outcome = outcomeStreamFailed
 		kind = limiterconfig.FailureConnection
 		if wd.fired.Load() {
@@ -738,7 +737,7 @@ func (x *exchange) recoverPanic() {
 	if v == nil {
 		return
 	}
-	if v == http.ErrAbortHandler {
+	if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 		panic(v)
 	}
 	x.s.metrics.panics.Inc()

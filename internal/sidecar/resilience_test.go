@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
-	"github.com/google/go-cmp/cmp"
 )
 
 // faultEnv is one OpenAI-persona account with faults, behind one provider whose
@@ -30,7 +31,7 @@ func faultEnv(t *testing.T, persona, typ, key string, faults simulator.Faults, p
 			Providers: []limiterconfig.Provider{{Name: "up", Type: typ, Endpoint: simURL, Policy: "p", LearnFromHeaders: true,
 				Keys: []limiterconfig.Key{{ID: "up/key", File: keyFile(key)}}, Limits: limiterconfig.Limits{RequestsPerMinute: 1000}}},
 			Policies: []limiterconfig.Policy{p},
-			Queue: &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Second), MaxDepth: 100},
+			Queue:    &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Second), MaxDepth: 100},
 		}
 	})
 }
@@ -91,7 +92,7 @@ func TestClientErrorsAreNotRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp, body := e.post("/v1/chat/completions", nil, chatBody)
-	if resp.StatusCode != 401 || !strings.Contains(body, "invalid_api_key") && !strings.Contains(body, "Incorrect API key") {
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "invalid_api_key") && !strings.Contains(body, "Incorrect API key") {
 		t.Errorf("status %d body %s, want the provider's 401", resp.StatusCode, body)
 	}
 	if strings.Contains(body, "sk-wrong-key") {
@@ -113,7 +114,7 @@ func TestRetryable429LowersLocalRateAndHonoursRetryAfter(t *testing.T) {
 	start := time.Now()
 	resp, _ := e.post("/v1/chat/completions", nil, chatBody)
 	elapsed := time.Since(start)
-	if resp.StatusCode != 429 {
+	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("status %d, want 429 after the retry", resp.StatusCode)
 	}
 	ra, ok := (&http.Response{Header: resp.Header}).Header["Retry-After"]
@@ -147,7 +148,7 @@ func TestNoRetryOnceStreamBytesReachedTheApp(t *testing.T) {
 			lines = append(lines, sc.Text())
 		}
 	}
-	if resp.StatusCode != 200 || len(lines) < 2 || !strings.Contains(strings.Join(lines, "\n"), `"error"`) {
+	if resp.StatusCode != http.StatusOK || len(lines) < 2 || !strings.Contains(strings.Join(lines, "\n"), `"error"`) {
 		t.Fatalf("status %d lines %v: want chunks then the error event", resp.StatusCode, lines)
 	}
 	if n := e.sim.Stats().Accounts[0].Requests; n != 1 {
@@ -165,12 +166,12 @@ func TestCircuitBreakerOpensRejectsAndRecovers(t *testing.T) {
 			p.HalfOpenMaxCalls = 1
 		})
 	for i := range 3 {
-		if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != 503 {
+		if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("request %d: status %d, want the outage's 503", i, resp.StatusCode)
 		}
 	}
 	resp, body := e.post("/v1/chat/completions", nil, chatBody)
-	if resp.StatusCode != 503 || !strings.Contains(body, `"code":"circuit_open"`) || resp.Header.Get("Retry-After") != "1" {
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"code":"circuit_open"`) || resp.Header.Get("Retry-After") != "1" {
 		t.Fatalf("open breaker: status %d Retry-After %q body %s, want 503 circuit_open with the remaining open time", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	if n := e.sim.Stats().Accounts[0].Requests; n != 3 {
@@ -184,7 +185,7 @@ func TestCircuitBreakerOpensRejectsAndRecovers(t *testing.T) {
 		bs := e.state().Engine.Breakers
 		return len(bs) == 1 && bs[0].State == limiter.BreakerHalfOpen
 	})
-	if resp, body := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != 200 {
+	if resp, body := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusOK {
 		t.Fatalf("probe: %d %s", resp.StatusCode, body)
 	}
 	b := e.state().Engine.Breakers[0]
@@ -210,12 +211,12 @@ func TestHeaderLearningLowersToTheRealTier(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, e.simURL+"/v1/chat/completions", strings.NewReader(chatBody))
 			req.Header.Set("Authorization", "Bearer "+simOpenAIKey)
 			resp, err := http.DefaultClient.Do(req)
-			if err != nil || resp.StatusCode != 200 {
+			if err != nil || resp.StatusCode != http.StatusOK {
 				t.Fatalf("direct request: %v %v", err, resp)
 			}
 			resp.Body.Close()
 		}
-		if resp, body := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != 200 {
+		if resp, body := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusOK {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 		p := e.state().Engine.Pools[0]

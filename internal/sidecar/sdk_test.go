@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aiquota/aiquota/internal/limiterconfig"
-	"github.com/aiquota/aiquota/internal/simulator"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/simulator"
 )
 
 func sdkEnv(t *testing.T, l limiterconfig.Limits, lat simulator.Latency) *env {
@@ -150,7 +151,7 @@ func TestOfficialSDKSeesLocal429AsRateLimitError(t *testing.T) {
 	if !errors.As(err, &apiErr) {
 		t.Fatalf("err = %v, want *openai.Error", err)
 	}
-	if apiErr.StatusCode != 429 || apiErr.Code != "queue_timeout" || !strings.Contains(apiErr.Message, "requestsPerMinute") {
+	if apiErr.StatusCode != http.StatusTooManyRequests || apiErr.Code != "queue_timeout" || !strings.Contains(apiErr.Message, "requestsPerMinute") {
 		t.Errorf("status %d code %q message %q, want 429 queue_timeout naming requestsPerMinute", apiErr.StatusCode, apiErr.Code, apiErr.Message)
 	}
 	if ra := raw.Header.Get("Retry-After"); ra == "" || ra == "0" {

@@ -18,10 +18,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aiquota/aiquota/internal/limiter"
-	"github.com/aiquota/aiquota/internal/provider"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/aiquota/aiquota/internal/limiter"
+	"github.com/aiquota/aiquota/internal/provider"
 )
 
 // Defaults for Options fields left zero.

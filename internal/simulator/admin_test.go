@@ -46,7 +46,7 @@ func TestAdminRoutes(t *testing.T) {
 	} {
 		r := h.do(t, "PUT", "/sim/faults?"+bad.query, nil, bad.body)
 		var e struct{ Error string }
-		if json.Unmarshal(r.body, &e); r.status != 400 || !strings.Contains(e.Error, bad.want) {
+		if err := json.Unmarshal(r.body, &e); err != nil || r.status != 400 || !strings.Contains(e.Error, bad.want) {
 			t.Errorf("PUT /sim/faults?%s %s: %v, want 400 mentioning %q", bad.query, bad.body, r, bad.want)
 		}
 	}

@@ -80,9 +80,13 @@ func BenchmarkChatCompletionHTTP(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			io.Copy(io.Discard, resp.Body)
+			_, err = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != 200 {
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if resp.StatusCode != http.StatusOK {
 				b.Errorf("status %d", resp.StatusCode)
 				return
 			}

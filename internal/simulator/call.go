@@ -46,14 +46,13 @@ type responder interface {
 
 // generation is the response being produced.
 type generation struct {
-	id      string
 	created time.Time
 	model   string
 	input   int64
 	pieces  []string // the planned output, one token each
 	// truncated: the output stopped at the request's max tokens or the window.
 	truncated bool
-	// idr draws further ids (items, messages) deterministically.
+	// idr draws the response's ids (its own, its items' and messages') deterministically.
 	idr func(prefix string) string
 }
 
@@ -180,7 +179,9 @@ func (c *reqCtx) serve(pl *pool, mc *modelCall) {
 		if c.w.Header().Get("Content-Type") == "" {
 			c.w.Header().Set("Content-Type", "application/json")
 		}
-		c.w.Write(b)
+		// A failed write means the client has gone; the output was generated and
+		// is settled all the same.
+		_, _ = c.w.Write(b)
 		return
 	}
 
@@ -326,7 +327,7 @@ func resetConnection(w http.ResponseWriter) {
 		panic(http.ErrAbortHandler)
 	}
 	if tcp, ok := conn.(*net.TCPConn); ok {
-		tcp.SetLinger(0)
+		_ = tcp.SetLinger(0)
 	}
 	conn.Close()
 }

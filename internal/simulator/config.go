@@ -133,7 +133,8 @@ type Outage struct {
 	End   Duration `json:"end"`
 }
 
-// Fault keys of Faults.ErrorRates.
+// FaultQuota is the Faults.ErrorRates key of the persona's billing-exhausted error;
+// the other keys are status codes.
 const FaultQuota = "quota"
 
 var faultKeys = []string{"429", "500", "502", "503", "504", "529", FaultQuota}

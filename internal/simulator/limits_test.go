@@ -187,7 +187,7 @@ func TestConcurrencyLimit(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, "POST", h.http.URL+chatPath, strings.NewReader(chatBody("gpt-4o", 0)))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.http.URL+chatPath, strings.NewReader(chatBody("gpt-4o", 0)))
 			req.Header = authHeaders(ProviderOpenAI, "sk-test-openai")
 			if resp, err := h.http.Client().Do(req); err == nil {
 				resp.Body.Close()

@@ -438,7 +438,7 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Stats())
 	case "GET /sim/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
+		_, _ = io.WriteString(w, "ok\n")
 	case "POST /sim/reset":
 		s.Reset()
 		w.WriteHeader(http.StatusNoContent)

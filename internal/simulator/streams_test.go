@@ -263,7 +263,7 @@ func TestStreamIsFlushedAndPaced(t *testing.T) {
 	h := newHarness(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "POST", h.http.URL+chatPath, strings.NewReader(
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.http.URL+chatPath, strings.NewReader(
 		`{"model":"gpt-4o","messages":[{"role":"user","content":"hello there"}],"max_tokens":100,"stream":true}`))
 	req.Header = authHeaders(ProviderOpenAI, "sk-test-openai")
 	resp, err := h.http.Client().Do(req)
@@ -391,7 +391,7 @@ func TestConnectionResets(t *testing.T) {
 	cfg := oneAccount(ProviderAnthropic, Limits{OutputTokensPerMinute: 1000})
 	cfg.Accounts[0].Faults.ResetRate = 1
 	h := newHarness(t, cfg)
-	req, _ := http.NewRequest("POST", h.http.URL+"/v1/messages", strings.NewReader(messagesBody("claude-sonnet-4", 500)))
+	req, _ := http.NewRequest(http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(messagesBody("claude-sonnet-4", 500)))
 	req.Header = authHeaders(ProviderAnthropic, "sk-test-anthropic")
 	resp, err := h.http.Client().Do(req)
 	if err == nil {

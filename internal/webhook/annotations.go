@@ -30,14 +30,6 @@ type podRequest struct {
 	resources   corev1.ResourceRequirements
 }
 
-// reference is the annotation and object a podRequest names, for messages.
-func (r podRequest) reference() (kind, name, annotation string) {
-	if r.chain != "" {
-		return "FallbackChain", r.chain, naming.AnnotationFallbackChain
-	}
-	return "ProviderQuota", r.quota, naming.AnnotationProviderQuota
-}
-
 // annotationError lists every bad annotation of a pod, so one round of fixes is enough.
 type annotationError struct{ problems []string }
 

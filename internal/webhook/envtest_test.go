@@ -160,8 +160,13 @@ func startSuite() (*apiSuite, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	cancel()
-	<-s.done
-	return fail(fmt.Errorf("the webhook never became reachable from the API server: %w", last))
+	err = fmt.Errorf("the webhook never became reachable from the API server: %w", last)
+	if merr := <-s.done; merr != nil {
+		// A manager that stopped on its own (its webhook server could not listen, say)
+		// explains an unreachable webhook better than the last dry run does.
+		err = errors.Join(err, fmt.Errorf("manager: %w", merr))
+	}
+	return fail(err)
 }
 
 // webhookCalls is the webhook server's own count of requests on the injector's path.

@@ -72,7 +72,10 @@ func (p *Process) WaitFor(re *regexp.Regexp, timeout time.Duration) ([]string, e
 		}
 		select {
 		case <-p.done:
-			return nil, fmt.Errorf("%s exited (%v) before logging %q; output:\n%s", p.Name, p.err, re, p.logs.String())
+			if p.err == nil {
+				return nil, fmt.Errorf("%s exited before logging %q; output:\n%s", p.Name, re, p.logs.String())
+			}
+			return nil, fmt.Errorf("%s exited (%w) before logging %q; output:\n%s", p.Name, p.err, re, p.logs.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -119,7 +122,7 @@ func (p *Process) Stop(grace time.Duration) error {
 func (p *Process) exitErr() error {
 	var ee *exec.ExitError
 	if errors.As(p.err, &ee) {
-		return fmt.Errorf("%s exited with %v", p.Name, ee)
+		return fmt.Errorf("%s exited with %w", p.Name, ee)
 	}
 	return p.err
 }

@@ -28,7 +28,7 @@ func DataKeys(fields []metav1.ManagedFieldsEntry) (keys map[string]bool, conclus
 			return nil, false
 		}
 		var top map[string]json.RawMessage
-		if err := json.Unmarshal(f.FieldsV1.Raw, &top); err != nil {
+		if err := json.Unmarshal(f.FieldsV1.GetRawBytes(), &top); err != nil {
 			return nil, false
 		}
 		if _, ok := top["f:stringData"]; ok {
