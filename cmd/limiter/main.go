@@ -65,6 +65,9 @@ func run(args []string, stderr io.Writer) int {
 	if id.PodName != "" {
 		log = log.With("podName", id.PodName, "podNamespace", id.PodNamespace)
 	}
+	if gc := osMemory(); len(gc) > 0 {
+		log.Info("garbage collector tuned for a sidecar", gc...)
+	}
 
 	srv := sidecar.New(sidecar.Options{
 		ConfigPath: *configPath, DefaultPriority: *defaultPriority, MaxBodyBytes: *maxBody,

@@ -207,6 +207,9 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 		p.Workload.BodyBytes, p.Workload.MaxTokens, p.Workload.Model)
 	f("- Simulator: one OpenAI account, limits far above the load, time to first token %s, %d output tokens (%d stream chunks), no faults. Limiter: one OpenAI provider, RPM/TPM/concurrency limits that do not bind, %s tokenizer, 5%% safety margin, header learning, default policy.\n",
 		p.TTFT, p.OutputTokens, p.OutputTokens, p.Tokenizer)
+	if len(p.LimiterEnv) > 0 {
+		f("- Limiter environment: `%s`.\n", strings.Join(p.LimiterEnv, " "))
+	}
 	f("- Fixed rate: %.0f req/s open loop, latency from each request's scheduled send to the end of its body; per path and mode %s warm-up, then %s (%d requests); %d repetitions, path order shuffled in each; medians over repetitions.\n",
 		p.Rate, p.Warmup, p.Window, int(p.Rate*p.Window.Seconds()), p.Reps)
 	var other []float64

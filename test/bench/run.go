@@ -29,6 +29,7 @@ type Plan struct {
 	Workload Workload // Stream is set per mode
 	// Tokenizer, TTFT and OutputTokens repeat the stack's settings for the report.
 	Tokenizer    string
+	LimiterEnv   []string
 	TTFT         time.Duration
 	OutputTokens int64
 	// Fixed-rate phase: each (repetition, mode, path) is a warm-up at Rate for

@@ -46,6 +46,9 @@ type StackOptions struct {
 	// Tokenizer is the limiter's tokenizer for Model (a limiterconfig.Tokenizer*
 	// name); "" means o200k_base, the real BPE the model uses.
 	Tokenizer string
+	// LimiterEnv is extra environment for the limiter ("GOGC=100"), for paired runs
+	// of its runtime settings.
+	LimiterEnv []string
 	// Logs receives the processes' output, line-prefixed; nil keeps it in memory only.
 	Logs io.Writer
 }
@@ -114,7 +117,7 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	}
 	if st.Limiter, err = harness.Start("limiter", bins["limiter"], []string{
 		"--config", cfgPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "info",
-	}, nil, o.Logs); err != nil {
+	}, o.LimiterEnv, o.Logs); err != nil {
 		return nil, err
 	}
 	if m, err = st.Limiter.WaitFor(regexp.MustCompile(`"msg":"listening","proxy":"([^"]+)","admin":"([^"]+)"`), startTimeout); err != nil {

@@ -44,6 +44,7 @@ func run() error {
 	outputTokens := flag.Int64("output-tokens", 8, "tokens per answer: the number of stream chunks")
 	ttft := flag.Duration("ttft", 0, "simulator's fixed time to first token")
 	tokenizer := flag.String("tokenizer", "o200k_base", "the limiter's tokenizer for the model: o200k_base, cl100k_base or estimate")
+	limiterEnv := flag.String("limiter-env", "", "space-separated NAME=value pairs added to the limiter's environment (e.g. GOGC=100)")
 	maxInFlight := flag.Int("max-in-flight", 4096, "open loop: most requests outstanding at once")
 	conc := flag.String("concurrency", "4,16,64", "closed-loop client counts; empty skips the throughput phase")
 	tputWarmup := flag.Duration("tput-warmup", 2*time.Second, "closed-loop warm-up per point")
@@ -95,7 +96,8 @@ func run() error {
 
 	const apiKey = "sk-bench-openai"
 	const model = "gpt-4o"
-	opts := bench.StackOptions{Root: root, Dir: dir, TimeToFirstToken: *ttft, OutputTokens: *outputTokens, Model: model, APIKey: apiKey, Tokenizer: *tokenizer}
+	opts := bench.StackOptions{Root: root, Dir: dir, TimeToFirstToken: *ttft, OutputTokens: *outputTokens, Model: model, APIKey: apiKey, Tokenizer: *tokenizer,
+		LimiterEnv: strings.Fields(*limiterEnv)}
 	if *verbose {
 		opts.Logs = os.Stderr
 	}
@@ -109,6 +111,7 @@ func run() error {
 	plan := bench.Plan{
 		Workload:     bench.Workload{Model: model, APIKey: apiKey, BodyBytes: *bodyBytes, MaxTokens: *maxTokens},
 		Tokenizer:    *tokenizer,
+		LimiterEnv:   opts.LimiterEnv,
 		TTFT:         *ttft,
 		OutputTokens: *outputTokens,
 		Rate:         *rate,
