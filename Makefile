@@ -66,6 +66,15 @@ build: ## Build the manager, limiter and simulator binaries into bin/.
 	go build -o $(BIN)/limiter ./cmd/limiter
 	go build -o $(BIN)/providersim ./cmd/providersim
 
+IMG_MANAGER ?= aiquota/manager:dev
+IMG_LIMITER ?= aiquota/limiter:dev
+CONTAINER_TOOL ?= docker
+
+.PHONY: docker-build
+docker-build: ## Build the manager and limiter images (IMG_MANAGER, IMG_LIMITER; CONTAINER_TOOL=podman works too).
+	$(CONTAINER_TOOL) build --target manager -t $(IMG_MANAGER) .
+	$(CONTAINER_TOOL) build --target limiter -t $(IMG_LIMITER) .
+
 ##@ Test
 
 .PHONY: envtest
@@ -99,7 +108,7 @@ bench-scale: ## Control channel at scale: 1,000 ProviderQuotas, 200 chains, 5,00
 ##@ Run
 
 .PHONY: run-local
-run-local: ## Start a local API server with the CRDs and samples, run the manager, show status.
+run-local: ## The whole product on an embedded default: API server, simulator, manager, an injected pod's sidecar under traffic (ARGS=--once exits when status shows it).
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go run ./hack/localenv $(ARGS)
 
 ##@ Tools
