@@ -4,10 +4,14 @@
 //	limiter --config /etc/aiquota/limiter.json [--listen 127.0.0.1:8787] [--admin-listen :8788]
 //	        [--default-priority N] [--drain-timeout 30s] [--log-level info]
 //
+//	limiter wait-ready [--url http://127.0.0.1:8788/readyz] [--timeout 2m]
+//
 // The proxy listener must be a loopback address; the admin listener (health,
 // readiness, metrics only) listens on the pod IP for the kubelet and Prometheus.
 // SIGTERM or SIGINT: readiness turns false, in-flight requests finish (bounded by
-// --drain-timeout), then the process exits 0.
+// --drain-timeout), then the process exits 0. `wait-ready` exits 0 once the limiter
+// is ready: the injector runs it as a plain container's postStart hook, so the app
+// containers after it start only once the limiter serves.
 package main
 
 import (
@@ -34,6 +38,9 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "wait-ready" {
+		return waitReady(args[1:], stderr)
+	}
 	fs := flag.NewFlagSet("limiter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "/etc/aiquota/limiter.json", "path of the rendered limiter config (JSON)")

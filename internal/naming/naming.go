@@ -88,6 +88,9 @@ const (
 	keyVolumePrefix = "aiquota-key-"
 )
 
+// LimiterBinary is the limiter's path in its image (the Dockerfile's limiter target).
+const LimiterBinary = "/limiter"
+
 // AdminPortName names the sidecar's admin containerPort, for probes and scraping.
 const AdminPortName = "aiquota-admin"
 

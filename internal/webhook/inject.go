@@ -340,6 +340,15 @@ func (inj *Injector) container(req podRequest, t *target) corev1.Container {
 	if inj.opts.NativeSidecar {
 		always := corev1.ContainerRestartPolicyAlways
 		c.RestartPolicy = &always
+	} else {
+		// A plain container has no startup probe gating the ones after it, but the
+		// kubelet starts the next container only once this one's postStart hook has
+		// returned: the hook waits for the limiter to be ready.
+		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{
+			naming.LimiterBinary, "wait-ready",
+			"--url", "http://127.0.0.1:" + strconv.Itoa(int(req.adminPort)) + "/readyz",
+			"--timeout", "2m",
+		}}}}
 	}
 	return c
 }

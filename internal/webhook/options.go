@@ -28,8 +28,8 @@ type Options struct {
 	Image           string
 	ImagePullPolicy corev1.PullPolicy
 	// NativeSidecar injects the limiter as an init container with restartPolicy
-	// Always (Kubernetes 1.29 and later); false adds a plain container, for older
-	// clusters, where the app may start before the limiter is ready.
+	// Always (Kubernetes 1.29 and later); false adds the first plain container, for
+	// older clusters, with a postStart hook that holds the app until it is ready.
 	NativeSidecar bool
 	// Resources are the limiter's default requests and limits; pod annotations
 	// override them one by one.
@@ -82,7 +82,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		return fmt.Errorf("want Always, IfNotPresent or Never")
 	})
 	fs.BoolVar(&o.NativeSidecar, "limiter-native-sidecar", o.NativeSidecar,
-		"Inject the limiter as a native sidecar (init container with restartPolicy Always, Kubernetes >= 1.29). Set false on older clusters: the limiter becomes a plain container and the app may start before it is ready.")
+		"Inject the limiter as a native sidecar (init container with restartPolicy Always, Kubernetes >= 1.29). Set false on older clusters: the limiter becomes the first plain container, whose postStart hook (limiter wait-ready) holds the app's start until it is ready.")
 	for _, q := range []struct {
 		flag, help string
 		list       *corev1.ResourceList

@@ -60,18 +60,25 @@ import (
 //  5. the readiness probe of the spec turns ready, and the app's OPENAI_BASE_URL,
 //     used by the official OpenAI SDK, reaches the provider simulator through it.
 func TestInjectedPodRunsTheLimiter(t *testing.T) {
-	injectAndRun(t, kustomize(t, testenv.Root()))
+	injectAndRun(t, kustomize(t, testenv.Root()), true)
 }
 
 // TestHelmChartInjectedPodRunsTheLimiter: the same, installed by the Helm chart.
 func TestHelmChartInjectedPodRunsTheLimiter(t *testing.T) {
-	injectAndRun(t, helmTemplate(t, testenv.Root()))
+	injectAndRun(t, helmTemplate(t, testenv.Root()), true)
+}
+
+// TestPlainContainerLimiterHoldsTheApp: on clusters before native sidecars
+// (--limiter-native-sidecar=false) the limiter is the first plain container, and its
+// postStart hook, run as the kubelet runs it, returns only once the limiter is ready.
+func TestPlainContainerLimiterHoldsTheApp(t *testing.T) {
+	injectAndRun(t, kustomize(t, testenv.Root()), false)
 }
 
 // injectAndRun runs the manager as an installation (config/default or the chart)
 // deploys it, with its arguments and as its ServiceAccount, injects a pod, starts the
 // limiter from the injected spec and sends an official SDK request through it.
-func injectAndRun(t *testing.T, install installation) {
+func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 	root := testenv.Root()
 	ctx := t.Context()
 	bins, err := harness.Build(ctx, root, t.TempDir(), "./cmd/manager", "./cmd/limiter")
@@ -136,6 +143,7 @@ func injectAndRun(t *testing.T, install installation) {
 		"--limiter-image=registry.example/aiquota/limiter:e2e",
 		// config/default points the renderer at the certificate's CA in the cert dir.
 		"--control-ca-file="+filepath.Join(certDir, "ca.crt"),
+		"--limiter-native-sidecar="+strconv.FormatBool(nativeSidecar),
 	)
 	mgr, err := harness.Start("manager", bins["manager"], args, []string{"KUBECONFIG=" + kubeconfig, "POD_NAMESPACE=" + managerNS}, nil)
 	if err != nil {
@@ -252,7 +260,12 @@ func injectAndRun(t *testing.T, install installation) {
 	}
 
 	k := &harness.Kubelet{Client: c, Clientset: cs, Pod: &got, Root: t.TempDir()}
-	limiter, err := k.Sidecar()
+	var limiter corev1.Container
+	if nativeSidecar {
+		limiter, err = k.Sidecar()
+	} else {
+		limiter, err = k.PlainLimiter()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +283,9 @@ func injectAndRun(t *testing.T, install installation) {
 			t.Errorf("limiter: %v\n%s", err, proc.Logs())
 		}
 	})
+	if !nativeSidecar {
+		runPostStart(t, bins["limiter"], limiter)
+	}
 	for _, probe := range []*corev1.Probe{limiter.StartupProbe, limiter.ReadinessProbe, limiter.LivenessProbe} {
 		url := fmt.Sprintf("http://127.0.0.1:%d%s", probe.HTTPGet.Port.IntValue(), probe.HTTPGet.Path)
 		eventually(t, "the limiter's probe "+url, time.Minute, func() error {
@@ -281,7 +297,8 @@ func injectAndRun(t *testing.T, install installation) {
 	}
 
 	// The app: the official SDK, configured only by the env the webhook set.
-	baseURL := envOf(got.Spec.Containers[0], "OPENAI_BASE_URL")
+	app := got.Spec.Containers[slices.IndexFunc(got.Spec.Containers, func(c corev1.Container) bool { return c.Name != naming.LimiterName })]
+	baseURL := envOf(app, "OPENAI_BASE_URL")
 	if baseURL != fmt.Sprintf("http://127.0.0.1:%d/v1", proxyPort) {
 		t.Fatalf("OPENAI_BASE_URL = %q", baseURL)
 	}
@@ -627,5 +644,27 @@ func TestCertManagerComponent(t *testing.T) {
 	}
 	if mwc.GetName() != flags["cert-webhook-config"] {
 		t.Errorf("--cert-webhook-config %q, webhook configuration %q", flags["cert-webhook-config"], mwc.GetName())
+	}
+}
+
+// runPostStart runs a plain-container limiter's postStart hook as the kubelet does,
+// right after the container starts, with the image's binary mapped to the built one:
+// it must return 0, and only once the limiter answers its readiness probe.
+func runPostStart(t *testing.T, limiterBin string, c corev1.Container) {
+	t.Helper()
+	if c.Lifecycle == nil || c.Lifecycle.PostStart == nil || c.Lifecycle.PostStart.Exec == nil {
+		t.Fatalf("the plain limiter container has no postStart exec hook: %+v", c.Lifecycle)
+	}
+	cmd := c.Lifecycle.PostStart.Exec.Command
+	if len(cmd) < 2 || cmd[0] != naming.LimiterBinary || cmd[1] != "wait-ready" {
+		t.Fatalf("postStart runs %q, want %s wait-ready ...", cmd, naming.LimiterBinary)
+	}
+	out, err := exec.CommandContext(t.Context(), limiterBin, cmd[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("postStart hook %q: %v\n%s", cmd, err, out)
+	}
+	probe := c.ReadinessProbe.HTTPGet
+	if err := httpOK(fmt.Sprintf("http://127.0.0.1:%d%s", probe.Port.IntValue(), probe.Path)); err != nil {
+		t.Fatalf("the postStart hook returned before the limiter was ready: %v", err)
 	}
 }

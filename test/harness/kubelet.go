@@ -55,6 +55,21 @@ func (k *Kubelet) Sidecar() (corev1.Container, error) {
 	return corev1.Container{}, fmt.Errorf("pod %s/%s has no %s init container", k.Pod.Namespace, k.Pod.Name, naming.LimiterName)
 }
 
+// PlainLimiter returns the pod's limiter when it is injected as a plain container,
+// which must come first so that the kubelet starts it (and runs its postStart hook)
+// before the app.
+func (k *Kubelet) PlainLimiter() (corev1.Container, error) {
+	for i, c := range k.Pod.Spec.Containers {
+		if c.Name == naming.LimiterName {
+			if i != 0 {
+				return c, fmt.Errorf("the limiter is container %d; it must be the first", i)
+			}
+			return c, nil
+		}
+	}
+	return corev1.Container{}, fmt.Errorf("pod %s/%s has no %s container", k.Pod.Namespace, k.Pod.Name, naming.LimiterName)
+}
+
 // HostPath maps a path inside the container to the materialised file; a path no
 // mount covers could not be read in a real pod either.
 func (k *Kubelet) HostPath(p string) (string, error) {
