@@ -260,7 +260,8 @@ func TestTinyRun(t *testing.T) {
 		t.Error("the limiter's /metrics was never scraped during the run")
 	}
 	for _, proc := range []string{ProcSimulator, ProcPlain, ProcLimiter, ProcLoadgen} {
-		if m := rep.MemAfterRun[proc]; m.RSS <= 0 || m.HWM < m.RSS {
+		// VmRSS is RssAnon + RssFile + RssShmem, all read from one status file.
+		if m := rep.MemAfterRun[proc]; m.RSS <= 0 || m.HWM < m.RSS || m.RSSAnon <= 0 || m.RSSAnon+m.RSSFile > m.RSS {
 			t.Errorf("%s memory sample %+v", proc, m)
 		}
 	}

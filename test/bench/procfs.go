@@ -17,6 +17,9 @@ type ProcSample struct {
 	CPU time.Duration // utime + stime since the process started
 	RSS int64         // VmRSS, bytes
 	HWM int64         // VmHWM (peak RSS), bytes
+	// RSSAnon and RSSFile split VmRSS: anonymous memory (heap, stacks) and mapped
+	// file pages (mostly the binary's own, reclaimable under memory pressure).
+	RSSAnon, RSSFile int64
 }
 
 // ReadProc reads /proc/<pid>/stat and /proc/<pid>/status.
@@ -34,6 +37,7 @@ func ReadProc(pid int) (ProcSample, error) {
 		return s, fmt.Errorf("read memory of pid %d: %w", pid, err)
 	}
 	s.RSS, s.HWM = parseStatusKB(string(status), "VmRSS:")*1024, parseStatusKB(string(status), "VmHWM:")*1024
+	s.RSSAnon, s.RSSFile = parseStatusKB(string(status), "RssAnon:")*1024, parseStatusKB(string(status), "RssFile:")*1024
 	return s, nil
 }
 

@@ -306,6 +306,11 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 			mb(int64(rt["go_memstats_heap_inuse_bytes"])), mb(int64(rt["go_memstats_heap_idle_bytes"])), mb(int64(rt["go_memstats_heap_released_bytes"])),
 			mb(int64(rt["go_memstats_stack_inuse_bytes"])), mb(int64(rt["go_memstats_sys_bytes"])), rt["go_goroutines"])
 	}
+	if m := rep.MemAfterRun[ProcLimiter]; m.RSSAnon+m.RSSFile > 0 {
+		pm := rep.MemAfterRun[ProcPlain]
+		f("VmRSS after the phase split into anonymous memory (heap, stacks) and mapped file pages (the binary's, reclaimable): limiter %s + %s, plain proxy %s + %s.\n\n",
+			mb(m.RSSAnon), mb(m.RSSFile), mb(pm.RSSAnon), mb(pm.RSSFile))
+	}
 
 	if len(rep.Tput) > 0 {
 		f("### Closed-loop throughput, non-streaming\n\n")
