@@ -72,7 +72,11 @@ func run(args []string, stderr io.Writer) int {
 	if id.PodName != "" {
 		log = log.With("podName", id.PodName, "podNamespace", id.PodNamespace)
 	}
-	if gc := osMemory(); len(gc) > 0 {
+	gc, err := osMemory()
+	if err != nil {
+		log.Warn("container memory limit not used as the Go soft limit; set GOMEMLIMIT", "error", err)
+	}
+	if len(gc) > 0 {
 		log.Info("garbage collector tuned for a sidecar", gc...)
 	}
 

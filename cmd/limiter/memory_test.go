@@ -3,6 +3,7 @@ package main
 import (
 	"io/fs"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -47,6 +48,7 @@ func TestTuneMemory(t *testing.T) {
 		files     map[string]string
 		want      []any
 		wantLimit int64
+		wantErr   string
 	}{
 		{
 			name:      "cgroup v2 limit",
@@ -61,7 +63,12 @@ func TestTuneMemory(t *testing.T) {
 			wantLimit: 90000000,
 		},
 		{name: "no limit", files: map[string]string{"/sys/fs/cgroup/memory.max": "max\n"}, want: []any{"gcPercent", sidecarGCPercent}},
-		{name: "garbage limit is ignored", files: map[string]string{"/sys/fs/cgroup/memory.max": "lots"}, want: []any{"gcPercent", sidecarGCPercent}},
+		{
+			name:    "garbage limit is reported, not used",
+			files:   map[string]string{"/sys/fs/cgroup/memory.max": "lots"},
+			want:    []any{"gcPercent", sidecarGCPercent},
+			wantErr: `/sys/fs/cgroup/memory.max: cgroup memory limit "lots"`,
+		},
 		{name: "no cgroup files", want: []any{"gcPercent", sidecarGCPercent}},
 		{
 			name:  "the environment wins",
@@ -73,7 +80,10 @@ func TestTuneMemory(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetGCPercent(100)
 			debug.SetMemoryLimit(1 << 40)
-			got := tuneMemory(env(tc.env), files(tc.files))
+			got, err := tuneMemory(env(tc.env), files(tc.files))
+			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("tuneMemory error %v, want one containing %q", err, tc.wantErr)
+			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("tuneMemory attributes (-want +got):\n%s", diff)
 			}

@@ -1,18 +1,19 @@
 package main
 
 import (
-	"context"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"time"
 )
 
 // waitReady is `limiter wait-ready`: it returns once the limiter's /readyz answers
 // 200. As a plain container's postStart hook it holds back the pod's later
 // containers (the kubelet starts them only after the hook returns), which is what a
-// native sidecar's startup probe does on clusters from 1.29.
+// native sidecar's startup probe does where the cluster has native sidecars.
 func waitReady(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("limiter wait-ready", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -30,31 +31,30 @@ func waitReady(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "limiter wait-ready: --timeout and --interval must be positive")
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
+	if u, err := neturl.Parse(*url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		fmt.Fprintf(stderr, "limiter wait-ready: --url %q is not an http(s) URL\n", *url)
+		return 2
+	}
+	deadline := time.Now().Add(*timeout)
 	client := &http.Client{Timeout: time.Second}
-	var last string
 	for {
-		last = probeOnce(ctx, client, *url)
-		if last == "" {
+		// Each probe has its own timeout, so that the reason reported at the deadline
+		// is the limiter's last answer, not the deadline cutting a probe short.
+		why := probeOnce(client, *url)
+		if why == "" {
 			return 0
 		}
-		select {
-		case <-ctx.Done():
-			fmt.Fprintf(stderr, "limiter wait-ready: %s not ready after %s: %s\n", *url, *timeout, last)
+		if time.Until(deadline) < *interval {
+			fmt.Fprintf(stderr, "limiter wait-ready: %s not ready after %s: %s\n", *url, *timeout, why)
 			return 1
-		case <-time.After(*interval):
 		}
+		time.Sleep(*interval)
 	}
 }
 
 // probeOnce returns "" when url answers 200, else why not.
-func probeOnce(ctx context.Context, client *http.Client, url string) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err.Error()
-	}
-	resp, err := client.Do(req)
+func probeOnce(client *http.Client, url string) string {
+	resp, err := client.Get(url)
 	if err != nil {
 		return err.Error()
 	}
@@ -63,5 +63,5 @@ func probeOnce(ctx context.Context, client *http.Client, url string) string {
 	if resp.StatusCode == http.StatusOK {
 		return ""
 	}
-	return fmt.Sprintf("%s: %s", resp.Status, body)
+	return fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
 }

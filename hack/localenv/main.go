@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -72,6 +73,9 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, a second one ends the process at once instead of
+	// waiting for a slow teardown.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, *stateDir, *once, *timeout, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "localenv:", err)
 		os.Exit(1)
@@ -80,23 +84,22 @@ func main() {
 
 func run(ctx context.Context, stateDir string, once bool, timeout time.Duration, rate int) error {
 	root := testenv.Root()
-	if err := os.RemoveAll(stateDir); err != nil {
-		return fmt.Errorf("clean %s: %w", stateDir, err)
+	if err := cleanStateDir(stateDir); err != nil {
+		return err
 	}
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", stateDir, err)
-	}
-	logFile, err := os.Create(filepath.Join(stateDir, "processes.log"))
+	logFile, err := os.Create(filepath.Join(stateDir, stateMarker))
 	if err != nil {
 		return fmt.Errorf("create process log: %w", err)
 	}
 	defer logFile.Close()
 	var procs []*harness.Process
-	defer func() {
+	stopProcs := func() {
 		for i := len(procs) - 1; i >= 0; i-- {
 			_ = procs[i].Stop(15 * time.Second)
 		}
-	}()
+		procs = nil
+	}
+	defer stopProcs()
 	start := func(name, bin string, args, env []string) (*harness.Process, error) {
 		p, err := harness.Start(name, bin, args, env, logFile)
 		if err == nil {
@@ -128,13 +131,17 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 		return err
 	}
 	defer func() {
-		step("stopping the API server")
+		// The processes first: the manager shuts down cleanly only while the API
+		// server still answers.
+		step("stopping the processes and the API server")
+		stopProcs()
 		_ = env.Stop()
 	}()
 	kubeconfig, err := env.WriteKubeconfig(stateDir)
 	if err != nil {
 		return err
 	}
+	fmt.Printf("    kubectl against it, while this runs: export KUBECONFIG=%s\n", kubeconfig)
 	c := env.Client
 	cs, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {
@@ -239,13 +246,38 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 		}
 		if done {
 			fmt.Printf("\nThe demo showed utilisation, active sidecars and an open breaker in status.\n")
-			fmt.Printf("Against this API server while it runs: export KUBECONFIG=%s\n", kubeconfig)
+			fmt.Printf("The injected pod and the process logs stay in %s.\n", stateDir)
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("within %s the status did not show utilisation and an open breaker; logs in %s", timeout, logFile.Name())
 		}
 	}
+}
+
+// stateMarker is a file every run writes into its state directory; a non-empty
+// directory without it is not ours to empty.
+const stateMarker = "processes.log"
+
+// cleanStateDir empties the state directory of a previous run and creates it.
+func cleanStateDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("read the state directory %s: %w", dir, err)
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, stateMarker)); err != nil {
+			return fmt.Errorf("the state directory %s is not empty and holds no %s from an earlier run; refusing to empty it", dir, stateMarker)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("clean %s: %w", dir, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return nil
 }
 
 // injectorConfig reads the webhook configuration config/webhook installs.

@@ -318,8 +318,12 @@ func (inj *Injector) container(req podRequest, t *target) corev1.Container {
 		Name:            naming.LimiterName,
 		Image:           inj.opts.Image,
 		ImagePullPolicy: inj.opts.ImagePullPolicy,
-		Args:            args,
-		Ports:           []corev1.ContainerPort{{Name: naming.AdminPortName, ContainerPort: req.adminPort, Protocol: corev1.ProtocolTCP}},
+		// Named, not left to the image's entrypoint: the plain-container postStart
+		// hook runs the same binary, so an image with it elsewhere fails to start
+		// with a clear error instead of failing every hook.
+		Command: []string{naming.LimiterBinary},
+		Args:    args,
+		Ports:   []corev1.ContainerPort{{Name: naming.AdminPortName, ContainerPort: req.adminPort, Protocol: corev1.ProtocolTCP}},
 		Env: []corev1.EnvVar{
 			fieldEnv("POD_NAME", "metadata.name"),
 			fieldEnv("POD_NAMESPACE", "metadata.namespace"),
@@ -343,7 +347,9 @@ func (inj *Injector) container(req podRequest, t *target) corev1.Container {
 	} else {
 		// A plain container has no startup probe gating the ones after it, but the
 		// kubelet starts the next container only once this one's postStart hook has
-		// returned: the hook waits for the limiter to be ready.
+		// returned: the hook waits up to two minutes for the limiter to be ready. If
+		// it gives up, the kubelet kills the limiter and starts the app anyway (a
+		// native sidecar's startup probe would keep it waiting).
 		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{
 			naming.LimiterBinary, "wait-ready",
 			"--url", "http://127.0.0.1:" + strconv.Itoa(int(req.adminPort)) + "/readyz",

@@ -28,8 +28,9 @@ type Options struct {
 	Image           string
 	ImagePullPolicy corev1.PullPolicy
 	// NativeSidecar injects the limiter as an init container with restartPolicy
-	// Always (Kubernetes 1.29 and later); false adds the first plain container, for
-	// older clusters, with a postStart hook that holds the app until it is ready.
+	// Always; false adds the first plain container, for clusters with the
+	// SidecarContainers feature gate off, with a postStart hook that holds the app
+	// for up to two minutes until the limiter is ready.
 	NativeSidecar bool
 	// Resources are the limiter's default requests and limits; pod annotations
 	// override them one by one.
@@ -82,7 +83,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		return fmt.Errorf("want Always, IfNotPresent or Never")
 	})
 	fs.BoolVar(&o.NativeSidecar, "limiter-native-sidecar", o.NativeSidecar,
-		"Inject the limiter as a native sidecar (init container with restartPolicy Always, Kubernetes >= 1.29). Set false on older clusters: the limiter becomes the first plain container, whose postStart hook (limiter wait-ready) holds the app's start until it is ready.")
+		"Inject the limiter as a native sidecar (init container with restartPolicy Always). Set false where the SidecarContainers feature gate is off: the limiter becomes the first plain container, whose postStart hook (limiter wait-ready) holds the app's start for up to two minutes until it is ready.")
 	for _, q := range []struct {
 		flag, help string
 		list       *corev1.ResourceList

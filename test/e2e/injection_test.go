@@ -274,6 +274,10 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 		t.Fatal(err)
 	}
 	checkProjectedToken(t, cs, k, &got)
+	var hookDone func()
+	if !nativeSidecar {
+		hookDone = startPostStart(t, bins["limiter"], limiter)
+	}
 	proc, err := harness.Start("limiter", bins["limiter"], limiterArgs, limiterEnv, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -283,8 +287,8 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 			t.Errorf("limiter: %v\n%s", err, proc.Logs())
 		}
 	})
-	if !nativeSidecar {
-		runPostStart(t, bins["limiter"], limiter)
+	if hookDone != nil {
+		hookDone()
 	}
 	for _, probe := range []*corev1.Probe{limiter.StartupProbe, limiter.ReadinessProbe, limiter.LivenessProbe} {
 		url := fmt.Sprintf("http://127.0.0.1:%d%s", probe.HTTPGet.Port.IntValue(), probe.HTTPGet.Path)
@@ -647,10 +651,11 @@ func TestCertManagerComponent(t *testing.T) {
 	}
 }
 
-// runPostStart runs a plain-container limiter's postStart hook as the kubelet does,
-// right after the container starts, with the image's binary mapped to the built one:
-// it must return 0, and only once the limiter answers its readiness probe.
-func runPostStart(t *testing.T, limiterBin string, c corev1.Container) {
+// startPostStart starts a plain-container limiter's postStart hook with the image's
+// binary mapped to the built one, before the limiter runs, and checks that it waits
+// for it. The returned func waits for the hook: it must exit 0, and only once the
+// limiter answers its readiness probe.
+func startPostStart(t *testing.T, limiterBin string, c corev1.Container) (done func()) {
 	t.Helper()
 	if c.Lifecycle == nil || c.Lifecycle.PostStart == nil || c.Lifecycle.PostStart.Exec == nil {
 		t.Fatalf("the plain limiter container has no postStart exec hook: %+v", c.Lifecycle)
@@ -659,12 +664,27 @@ func runPostStart(t *testing.T, limiterBin string, c corev1.Container) {
 	if len(cmd) < 2 || cmd[0] != naming.LimiterBinary || cmd[1] != "wait-ready" {
 		t.Fatalf("postStart runs %q, want %s wait-ready ...", cmd, naming.LimiterBinary)
 	}
-	out, err := exec.CommandContext(t.Context(), limiterBin, cmd[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("postStart hook %q: %v\n%s", cmd, err, out)
+	hook := exec.CommandContext(t.Context(), limiterBin, cmd[1:]...)
+	var out bytes.Buffer
+	hook.Stdout, hook.Stderr = &out, &out
+	if err := hook.Start(); err != nil {
+		t.Fatal(err)
 	}
-	probe := c.ReadinessProbe.HTTPGet
-	if err := httpOK(fmt.Sprintf("http://127.0.0.1:%d%s", probe.Port.IntValue(), probe.Path)); err != nil {
-		t.Fatalf("the postStart hook returned before the limiter was ready: %v", err)
+	exited := make(chan error, 1)
+	go func() { exited <- hook.Wait() }()
+	// The limiter is not running yet: the hook can only be waiting.
+	select {
+	case err := <-exited:
+		t.Fatalf("the postStart hook returned before the limiter started: %v\n%s", err, out.String())
+	case <-time.After(time.Second):
+	}
+	return func() {
+		if err := <-exited; err != nil {
+			t.Fatalf("postStart hook %q: %v\n%s", cmd, err, out.String())
+		}
+		probe := c.ReadinessProbe.HTTPGet
+		if err := httpOK(fmt.Sprintf("http://127.0.0.1:%d%s", probe.Port.IntValue(), probe.Path)); err != nil {
+			t.Fatalf("the postStart hook returned before the limiter was ready: %v", err)
+		}
 	}
 }

@@ -26,6 +26,10 @@ func TestLocalDemo(t *testing.T) {
 	state := t.TempDir()
 	cmd := exec.CommandContext(t.Context(), bins["localenv"], "--once", "--timeout=4m", "--state-dir", state)
 	cmd.Dir = root
+	// On a test timeout, interrupt it as Ctrl-C would, so that it stops its API
+	// server and processes instead of orphaning them.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = time.Minute
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()

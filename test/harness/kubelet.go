@@ -106,6 +106,9 @@ func (k *Kubelet) Prepare(ctx context.Context, c corev1.Container) (args, env []
 	}
 	slices.SortFunc(k.mounts, func(a, b string) int { return len(b) - len(a) })
 
+	if !slices.Equal(c.Command, []string{naming.LimiterBinary}) {
+		return nil, nil, fmt.Errorf("command is %q, want the limiter binary %s (the caller runs its build of it)", c.Command, naming.LimiterBinary)
+	}
 	cfgPath := ""
 	for i := 0; i+1 < len(c.Args); i++ {
 		if c.Args[i] == "--config" {
