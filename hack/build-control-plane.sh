@@ -3,7 +3,8 @@
 # kubectl the tests drive (same version as the API server, so no version skew), from
 # source through the Go module proxy (their release downloads are not reachable here).
 # Versions are pinned in hack/envtest/go.mod; binaries land in bin/k8s/<stamp>/ and are
-# rebuilt only when that pin changes. Prints the directory for KUBEBUILDER_ASSETS.
+# rebuilt only when that pin or this script changes (with a warm Go build cache that
+# is a relink of a minute or so). Prints the directory for KUBEBUILDER_ASSETS.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mod="$root/hack/envtest"

@@ -138,7 +138,7 @@ func run() error {
 	if err := st.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench: stopping processes:", err)
 	}
-	meta := bench.Meta{Command: "go run ./test/bench/cmd/proxybench " + strings.Join(os.Args[1:], " "), Commit: commit(ctx, root)}
+	meta := bench.Meta{Command: "go run ./test/bench/cmd/proxybench " + shellJoin(os.Args[1:]), Commit: commit(ctx, root)}
 	if err := bench.WriteMarkdown(os.Stdout, rep, meta); err != nil {
 		return err
 	}
@@ -241,4 +241,17 @@ func renderJSON(path string) error {
 		return fmt.Errorf("%s holds no report", path)
 	}
 	return bench.WriteMarkdown(os.Stdout, v.Report, v.Meta)
+}
+
+// shellJoin quotes the arguments that need it, so that the recorded command can be
+// pasted back into a shell (-concurrency "" stays an empty argument).
+func shellJoin(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`*?[]{}()<>|&;#~!") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		quoted[i] = a
+	}
+	return strings.Join(quoted, " ")
 }
