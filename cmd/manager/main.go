@@ -52,6 +52,8 @@ func run() error {
 	flag.StringVar(&controllerOpts.ControlURL, "control-url", "", "URL of the control channel as limiter sidecars reach it, written into every rendered limiter config; empty renders none.")
 	flag.StringVar(&controllerOpts.CABundleFile, "control-ca-file", "", "PEM CA bundle that verifies the control channel, copied into every rendered config as ca.crt (e.g. <cert-dir>/ca.crt); empty: sidecars use system roots.")
 	flag.DurationVar(&controllerOpts.ReportInterval, "control-report-interval", 0, "How often limiter sidecars report over the control channel (0: 10s).")
+	flag.DurationVar(&controllerOpts.SecretRecheckInterval, "secret-recheck-interval", controller.DefaultSecretRecheckInterval,
+		"How often the credential Secrets that ProviderQuotas name are checked again by name (the manager may only get Secrets, not watch them).")
 	webhookOpts := webhook.DefaultOptions()
 	webhookOpts.BindFlags(flag.CommandLine)
 	certOpts := certs.DefaultOptions()

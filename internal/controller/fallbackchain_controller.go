@@ -8,12 +8,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -38,17 +40,18 @@ type FallbackChainReconciler struct {
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas,verbs=get;list;watch
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 
 func (r *FallbackChainReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {
 	generation := builder.WithPredicates(predicate.GenerationChangedPredicate{})
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(controllerNameFallbackChain).
 		For(&quotav1alpha1.FallbackChain{}, generation).
-		Watches(&quotav1alpha1.ProviderQuota{}, handler.EnqueueRequestsFromMapFunc(r.chainsForQuota), generation).
+		// A quota's spec, and its verdict on its credential Secrets (the quota
+		// rechecks those; the chain takes its word), but not the control channel's
+		// frequent utilisation writes.
+		Watches(&quotav1alpha1.ProviderQuota{}, handler.EnqueueRequestsFromMapFunc(r.chainsForQuota),
+			builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, credentialVerdictChanged))).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.chainsForPolicy), generation).
-		WatchesRawSource(source.Kind(r.owned, secretMetadata(),
-			handler.TypedEnqueueRequestsFromMapFunc(r.chainsForSecret), secretChanged)).
 		WatchesRawSource(source.Kind[client.Object](r.owned, &corev1.ConfigMap{},
 			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &quotav1alpha1.FallbackChain{}, handler.OnlyControllerOwner()))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
@@ -250,12 +253,8 @@ func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alp
 			continue
 		}
 		res.quotas = append(res.quotas, *q)
-		creds, err := r.credentialProblems(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range creds {
-			res.notReady = append(res.notReady, problem{quotav1alpha1.ReasonProviderQuotaNotReady, fmt.Sprintf("ProviderQuota %q: %s", q.Name, p.message)})
+		if msg := credentialVerdict(q); msg != "" {
+			res.notReady = append(res.notReady, problem{quotav1alpha1.ReasonProviderQuotaNotReady, fmt.Sprintf("ProviderQuota %q: %s", q.Name, msg)})
 		}
 	}
 	for _, name := range sortedKeys(policies) {
@@ -316,24 +315,6 @@ func (r *FallbackChainReconciler) chainsForPolicy(ctx context.Context, obj clien
 	return requests(ns, all...)
 }
 
-func (r *FallbackChainReconciler) chainsForSecret(ctx context.Context, obj *metav1.PartialObjectMetadata) []reconcile.Request {
-	ns := obj.GetNamespace()
-	log := ctrl.LoggerFrom(ctx).WithValues("secret", obj.GetName())
-	quotas, err := dependents(ctx, r.client, &quotav1alpha1.ProviderQuotaList{}, ns, indexQuotaSecret, obj.GetName())
-	if err != nil {
-		log.Error(err, "cannot map a Secret to its ProviderQuotas")
-	}
-	var all [][]string
-	for _, q := range quotas {
-		chains, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, ns, indexChainQuota, q)
-		if err != nil {
-			log.Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", q)
-		}
-		all = append(all, chains)
-	}
-	return requests(ns, all...)
-}
-
 func (r *FallbackChainReconciler) allChains(ctx context.Context, _ client.Object) []reconcile.Request {
 	list := &quotav1alpha1.FallbackChainList{}
 	if err := r.client.List(ctx, list); err != nil {
@@ -345,4 +326,29 @@ func (r *FallbackChainReconciler) allChains(ctx context.Context, _ client.Object
 		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
 	}
 	return out
+}
+
+// credentialVerdict is what a quota's own reconcile found wrong with its credential
+// Secrets ("" for nothing): chains do not read Secrets themselves.
+func credentialVerdict(q *quotav1alpha1.ProviderQuota) string {
+	c := meta.FindStatusCondition(q.Status.Conditions, quotav1alpha1.ConditionReferencesResolved)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return ""
+	}
+	if c.Reason != quotav1alpha1.ReasonSecretNotFound && c.Reason != quotav1alpha1.ReasonSecretKeyNotFound {
+		return "" // a missing policy: the chain resolves policies itself
+	}
+	return c.Message
+}
+
+// credentialVerdictChanged passes quota updates that change credentialVerdict.
+var credentialVerdictChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		before, okBefore := e.ObjectOld.(*quotav1alpha1.ProviderQuota)
+		after, okAfter := e.ObjectNew.(*quotav1alpha1.ProviderQuota)
+		return okBefore && okAfter && credentialVerdict(before) != credentialVerdict(after)
+	},
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
 }

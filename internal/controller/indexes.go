@@ -23,8 +23,6 @@ const (
 	indexChainPolicy = "spec.entries.circuitPolicyRef.name"
 	// indexQuotaPolicy: ProviderQuota -> spec.circuitPolicyRef.name.
 	indexQuotaPolicy = "spec.circuitPolicyRef.name"
-	// indexQuotaSecret: ProviderQuota -> spec.credentials[].name.
-	indexQuotaSecret = "spec.credentials.name"
 )
 
 func addIndexes(ctx context.Context, idx client.FieldIndexer) error {
@@ -54,13 +52,6 @@ func addIndexes(ctx context.Context, idx client.FieldIndexer) error {
 				return []string{ref.Name}
 			}
 			return nil
-		}},
-		{&quotav1alpha1.ProviderQuota{}, indexQuotaSecret, func(o client.Object) []string {
-			var names []string
-			for _, c := range o.(*quotav1alpha1.ProviderQuota).Spec.Credentials {
-				names = append(names, c.Name)
-			}
-			return uniqueSorted(names)
 		}},
 	} {
 		if err := idx.IndexField(ctx, i.obj, i.field, i.extract); err != nil {

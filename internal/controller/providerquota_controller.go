@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -42,7 +41,7 @@ type ProviderQuotaReconciler struct {
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas/finalizers,verbs=update
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {
 	b := ctrl.NewControllerManagedBy(mgr).
@@ -52,8 +51,6 @@ func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 		For(&quotav1alpha1.ProviderQuota{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.quotasForPolicy),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Kind(r.owned, secretMetadata(),
-			handler.TypedEnqueueRequestsFromMapFunc(r.quotasForSecret), secretChanged)).
 		WatchesRawSource(source.Kind[client.Object](r.owned, &corev1.ConfigMap{},
 			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &quotav1alpha1.ProviderQuota{}, handler.OnlyControllerOwner()))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
@@ -138,7 +135,7 @@ func (r *ProviderQuotaReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 	announceReady(r.recorder, q, before.Status.Conditions, q.Status.Conditions,
 		fmt.Sprintf("ready: pods annotated %s=%s use ConfigMap %s", naming.AnnotationProviderQuota, q.Name, cmName))
-	return ctrl.Result{RequeueAfter: pub.retryAfter}, pub.err
+	return ctrl.Result{RequeueAfter: r.recheckSecrets(len(q.Spec.Credentials) > 0, pub.retryAfter)}, pub.err
 }
 
 // patchStatus sends one JSON merge patch holding exactly the status fields that
@@ -160,14 +157,6 @@ func (r *ProviderQuotaReconciler) quotasForPolicy(ctx context.Context, obj clien
 	names, err := dependents(ctx, r.client, &quotav1alpha1.ProviderQuotaList{}, obj.GetNamespace(), indexQuotaPolicy, obj.GetName())
 	if err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "cannot map a CircuitPolicy to its ProviderQuotas", "circuitPolicy", obj.GetName())
-	}
-	return requests(obj.GetNamespace(), names)
-}
-
-func (r *ProviderQuotaReconciler) quotasForSecret(ctx context.Context, obj *metav1.PartialObjectMetadata) []reconcile.Request {
-	names, err := dependents(ctx, r.client, &quotav1alpha1.ProviderQuotaList{}, obj.GetNamespace(), indexQuotaSecret, obj.GetName())
-	if err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "cannot map a Secret to its ProviderQuotas", "secret", obj.GetName())
 	}
 	return requests(obj.GetNamespace(), names)
 }

@@ -166,25 +166,29 @@ func TestSecretAppliedWithStringData(t *testing.T) {
 	waitReady(t, q)
 }
 
-// TestSecretMetadataHoldsNoKeyMaterial: the cache behind every Secret lookup drops
-// annotations, where kubectl apply keeps the whole manifest with its data.
+// TestSecretMetadataHoldsNoKeyMaterial: the Secret lookup behind every credential
+// check keeps no annotations, where kubectl apply keeps the whole manifest with its
+// data, and still has the managed fields that the key check needs.
 func TestSecretMetadataHoldsNoKeyMaterial(t *testing.T) {
 	ns := newNamespace(t)
 	s := secret(ns, "applied-by-kubectl", "api-key")
 	s.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"data":{"api-key":"c2stc2VjcmV0"}}`}
 	create(t, s)
-	q := providerQuota(ns, "q", s.Name, 10, "")
-	create(t, q)
-	waitReady(t, q)
-	m := secretMetadata()
-	if err := mgrDeps.owned.Get(context.Background(), client.ObjectKeyFromObject(s), m); err != nil {
+	m, err := mgrDeps.secretMetadata(context.Background(), client.ObjectKeyFromObject(s))
+	if err != nil {
 		t.Fatal(err)
 	}
+	if m == nil {
+		t.Fatal("the Secret was not found")
+	}
 	if len(m.Annotations) != 0 {
-		t.Errorf("cached Secret metadata keeps annotations: %v", m.Annotations)
+		t.Errorf("Secret metadata keeps annotations: %v", m.Annotations)
 	}
 	if len(m.ManagedFields) == 0 {
-		t.Error("cached Secret metadata lost its managed fields, which the key check needs")
+		t.Error("Secret metadata lost its managed fields, which the key check needs")
+	}
+	if missing, err := mgrDeps.secretMetadata(context.Background(), client.ObjectKey{Namespace: ns, Name: "absent"}); err != nil || missing != nil {
+		t.Errorf("a missing Secret: %v, %v; want nil, nil", missing, err)
 	}
 }
 

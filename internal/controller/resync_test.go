@@ -129,23 +129,28 @@ func TestNoWritesOnResync(t *testing.T) {
 	}
 }
 
-// TestNoReconcileLoop: a settled object is not reconciled again and again.
+// TestNoReconcileLoop: a settled chain is not reconciled again, although its quotas
+// recheck their Secrets every SecretRecheckInterval (unchanged verdicts reach no
+// chain), and a quota's rechecks write nothing.
 func TestNoReconcileLoop(t *testing.T) {
 	ns := newNamespace(t)
-	fourEntryChain(t, ns, "chat")
+	chain, _ := fourEntryChain(t, ns, "chat")
 	// The reconcile that the ConfigMap's creation triggers may still be on its way.
 	eventually(t, "chain reconciles settle", func() error {
-		before := fallbackChainReconciles()
+		before := len(timed.ofChain(chain))
 		time.Sleep(time.Second)
-		if n := fallbackChainReconciles(); n != before {
+		if n := len(timed.ofChain(chain)); n != before {
 			return fmt.Errorf("%v reconciles in a second", n-before)
 		}
 		return nil
 	})
-	before := fallbackChainReconciles()
-	time.Sleep(2 * time.Second)
-	if n := fallbackChainReconciles() - before; n != 0 {
-		t.Errorf("%v reconciles of a settled chain in 2s", n)
+	before, writesBefore := len(timed.ofChain(chain)), writes.total()
+	time.Sleep(3 * mgrDeps.opts.SecretRecheckInterval)
+	if n := len(timed.ofChain(chain)) - before; n != 0 {
+		t.Errorf("%v reconciles of a settled chain in %s", n, 3*mgrDeps.opts.SecretRecheckInterval)
+	}
+	if n := writes.total() - writesBefore; n != 0 {
+		t.Errorf("%d writes while quotas rechecked unchanged Secrets", n)
 	}
 }
 
@@ -162,8 +167,14 @@ func reconcileDirectly(t *testing.T, chain client.Object, others ...client.Objec
 		case *quotav1alpha1.CircuitPolicy:
 			r = &CircuitPolicyReconciler{deps: mgrDeps}
 		}
-		if res, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)}); err != nil || !res.IsZero() {
-			t.Fatalf("reconcile %T %s: %+v, %v", o, o.GetName(), res, err)
+		// Quotas with credentials come back only to check their Secrets again;
+		// nothing else asks for another reconcile.
+		want := reconcile.Result{}
+		if q, ok := o.(*quotav1alpha1.ProviderQuota); ok && len(q.Spec.Credentials) > 0 {
+			want.RequeueAfter = mgrDeps.opts.SecretRecheckInterval
+		}
+		if res, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)}); err != nil || res != want {
+			t.Fatalf("reconcile %T %s: %+v, %v; want %+v", o, o.GetName(), res, err, want)
 		}
 	}
 }

@@ -3,25 +3,28 @@ package controller
 import (
 	"context"
 	"fmt"
-	"maps"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/controller/managedfields"
 	"github.com/aiquota/aiquota/internal/render"
 )
 
-// Secrets: the manager never reads key material. It watches Secret metadata only
-// (name, labels, managed fields) through the owned cache, which drops annotations
-// before storing anything: kubectl apply keeps the whole manifest, data included, in
-// the last-applied-configuration annotation.
+// Secrets: the manager never reads key material, and its role may only `get`
+// Secrets: no list, no watch, so it holds no Secret in a cache and cannot enumerate
+// the cluster's. A reconcile reads the metadata of each Secret its quota names (a
+// metadata-only GET; annotations are dropped at once, as kubectl apply keeps the whole
+// manifest, data included, in the last-applied-configuration annotation). With no
+// watch to say that a Secret appeared, lost a key or went away, a quota with
+// credentials is checked again every Options.SecretRecheckInterval. Chains read no
+// Secrets: they take their quotas' verdict from the quotas' status, and a change of
+// that verdict triggers them.
 //
 // A missing Secret is certain (SecretNotFound). A missing key is inferred from the
 // Secret's managed fields, which record every data key some writer set, by name and
@@ -31,25 +34,35 @@ import (
 
 var secretGVK = corev1.SchemeGroupVersion.WithKind("Secret")
 
-func secretMetadata() *metav1.PartialObjectMetadata {
+// DefaultSecretRecheckInterval is Options.SecretRecheckInterval's default.
+const DefaultSecretRecheckInterval = time.Minute
+
+// secretMetadata gets a Secret's metadata without its annotations; nil when the
+// Secret does not exist.
+func (d *deps) secretMetadata(ctx context.Context, key types.NamespacedName) (*metav1.PartialObjectMetadata, error) {
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(secretGVK)
-	return m
+	err := d.apiReader.Get(ctx, key, m)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("get Secret %s metadata: %w", key, err)
+	}
+	m.Annotations = nil
+	return m, nil
 }
 
-// stripSecretMetadata is the owned cache's transform: it runs before an object is
-// stored or handed to an event handler.
-func stripSecretMetadata(obj any) (any, error) {
-	switch o := obj.(type) {
-	case *metav1.PartialObjectMetadata:
-		// Secrets are the only kind this cache holds as metadata.
-		o.Annotations = nil
-	case *corev1.Secret:
-		// Never requested; if someone ever asks the cache for a typed Secret, it
-		// still holds no key material.
-		o.Annotations, o.Data, o.StringData = nil, nil, nil
+// recheckSecrets is when a quota's reconcile should run again to recheck its
+// credentials, merged with the requeue it already asks for.
+func (d *deps) recheckSecrets(hasCredentials bool, requeue time.Duration) time.Duration {
+	if !hasCredentials {
+		return requeue
 	}
-	return obj, nil
+	if requeue > 0 && requeue < d.opts.SecretRecheckInterval {
+		return requeue
+	}
+	return d.opts.SecretRecheckInterval
 }
 
 // problem is one unresolved reference, with the condition reason it maps to.
@@ -66,13 +79,9 @@ func (d *deps) credentialProblems(ctx context.Context, q *quotav1alpha1.Provider
 	for _, c := range q.Spec.Credentials {
 		s, seen := secrets[c.Name]
 		if !seen {
-			s = secretMetadata()
-			err := d.owned.Get(ctx, types.NamespacedName{Namespace: q.Namespace, Name: c.Name}, s)
-			switch {
-			case apierrors.IsNotFound(err):
-				s = nil
-			case err != nil:
-				return nil, fmt.Errorf("get Secret %s/%s metadata: %w", q.Namespace, c.Name, err)
+			var err error
+			if s, err = d.secretMetadata(ctx, types.NamespacedName{Namespace: q.Namespace, Name: c.Name}); err != nil {
+				return nil, err
 			}
 			secrets[c.Name] = s
 		}
@@ -94,25 +103,6 @@ func (d *deps) credentialProblems(ctx context.Context, q *quotav1alpha1.Provider
 		}
 	}
 	return out, nil
-}
-
-type secretKeys struct {
-	keys       map[string]bool
-	conclusive bool
-}
-
-func keysOf(m *metav1.PartialObjectMetadata) secretKeys {
-	k, c := managedfields.DataKeys(m.ManagedFields)
-	return secretKeys{k, c}
-}
-
-// secretChanged passes what can change a credential check: a Secret appearing,
-// disappearing, or its recorded keys changing. Rotating a key's value does not.
-var secretChanged = predicate.TypedFuncs[*metav1.PartialObjectMetadata]{
-	UpdateFunc: func(e event.TypedUpdateEvent[*metav1.PartialObjectMetadata]) bool {
-		before, after := keysOf(e.ObjectOld), keysOf(e.ObjectNew)
-		return before.conclusive != after.conclusive || !maps.Equal(before.keys, after.keys)
-	},
 }
 
 func sortedNames(set map[string]bool) []string {

@@ -50,6 +50,10 @@ type Options struct {
 	// API server, so a little concurrency shortens fan-outs such as a policy change
 	// re-rendering many chains).
 	MaxConcurrentReconciles int
+	// SecretRecheckInterval is how often a quota's credential Secrets are checked
+	// again (no watch on Secrets: the role may only get them); default
+	// DefaultSecretRecheckInterval.
+	SecretRecheckInterval time.Duration
 }
 
 // Controller names, as in controller-runtime's metrics and logs.
@@ -90,8 +94,7 @@ func setup(mgr ctrl.Manager, opts Options, wrap func(controllerName string, r re
 type deps struct {
 	client    client.Client // manager client: our kinds come from the manager's cache
 	apiReader client.Reader // uncached reads, for the rare cases a cache cannot answer
-	// owned caches only the ConfigMaps we render (by label) and the metadata of
-	// Secrets, stripped of annotations: see newOwnedCache.
+	// owned caches only the ConfigMaps we render (by label): see newOwnedCache.
 	owned    cache.Cache
 	recorder eventRecorder
 	opts     Options
@@ -104,12 +107,15 @@ func newDeps(mgr ctrl.Manager, opts Options) (*deps, error) {
 	if opts.MaxConcurrentReconciles <= 0 {
 		opts.MaxConcurrentReconciles = 2
 	}
+	if opts.SecretRecheckInterval <= 0 {
+		opts.SecretRecheckInterval = DefaultSecretRecheckInterval
+	}
 	owned, err := newOwnedCache(mgr)
 	if err != nil {
 		return nil, err
 	}
 	if err := mgr.Add(owned); err != nil {
-		return nil, fmt.Errorf("add the ConfigMap and Secret metadata cache to the manager: %w", err)
+		return nil, fmt.Errorf("add the rendered-ConfigMap cache to the manager: %w", err)
 	}
 	if err := addIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
@@ -137,12 +143,10 @@ func newDeps(mgr ctrl.Manager, opts Options) (*deps, error) {
 	return d, nil
 }
 
-// newOwnedCache builds the cache for the two built-in kinds we read. The manager's
-// default cache would hold every ConfigMap in the cluster (Helm releases, kube-system
-// data) and, for Secrets, the last-applied-configuration annotation that kubectl
-// apply leaves on them, which carries the key material. This one holds only
-// ConfigMaps labelled as rendered by us, and Secret metadata with annotations
-// removed before anything is stored.
+// newOwnedCache builds the cache for the ConfigMaps we render. The manager's default
+// cache would hold every ConfigMap in the cluster (Helm releases, kube-system data);
+// this one holds only those labelled as rendered by us. Secrets are never cached
+// (see secrets.go).
 func newOwnedCache(mgr ctrl.Manager) (cache.Cache, error) {
 	rendered, err := labels.NewRequirement(naming.LabelConfigFor, selection.Exists, nil)
 	if err != nil {
@@ -155,10 +159,9 @@ func newOwnedCache(mgr ctrl.Manager) (cache.Cache, error) {
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Label: labels.NewSelector().Add(*rendered)},
 		},
-		DefaultTransform: stripSecretMetadata,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create the ConfigMap and Secret metadata cache: %w", err)
+		return nil, fmt.Errorf("create the rendered-ConfigMap cache: %w", err)
 	}
 	return c, nil
 }

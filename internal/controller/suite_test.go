@@ -100,6 +100,9 @@ func run(m *testing.M) int {
 		ControlURL:           controlTo,
 		CABundleFile:         caFile,
 		CABundlePollInterval: 100 * time.Millisecond,
+		// Secret changes reach status only by recheck: quick here, so that the tests
+		// of appearing and vanishing Secrets finish in seconds.
+		SecretRecheckInterval: time.Second,
 	}, timed.wrap)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "set up controllers:", err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -158,5 +159,38 @@ func TestHelmInstallOnARealAPIServer(t *testing.T) {
 	got, _ = exec.CommandContext(t.Context(), testenv.Kubectl(), "--kubeconfig", kc, "get", "deployment,mutatingwebhookconfiguration", "-A", "-o", "name").CombinedOutput()
 	if strings.Contains(string(got), "aiquota") {
 		t.Errorf("helm uninstall left objects behind:\n%s", got)
+	}
+}
+
+// TestManagerMayOnlyGetSecrets: in both installations, no ClusterRole or Role lets
+// the manager list or watch Secrets, which would let it enumerate (and read) every
+// key in its reach; the credential check needs `get` by name only. (The certificate
+// rotator's Role keeps its own Secret's watch; it is named by resourceNames or the
+// manager's namespace, so only cluster-wide rules are checked here.)
+func TestManagerMayOnlyGetSecrets(t *testing.T) {
+	root := testenv.Root()
+	for name, inst := range map[string]installation{"config/default": kustomize(t, root), "helm": helmTemplate(t, root)} {
+		found := false
+		for _, u := range inst.objects {
+			if u.GetKind() != "ClusterRole" {
+				continue
+			}
+			rules, _, _ := unstructured.NestedSlice(u.Object, "rules")
+			for _, r := range rules {
+				rule, _ := r.(map[string]any)
+				resources, _, _ := unstructured.NestedStringSlice(rule, "resources")
+				if !slices.Contains(resources, "secrets") {
+					continue
+				}
+				found = true
+				verbs, _, _ := unstructured.NestedStringSlice(rule, "verbs")
+				if !slices.Equal(verbs, []string{"get"}) {
+					t.Errorf("%s: ClusterRole %s grants %v on Secrets; want get only", name, u.GetName(), verbs)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no ClusterRole grants get on Secrets, which the credential check needs", name)
+		}
 	}
 }

@@ -26,6 +26,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -227,6 +228,19 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 		}
 		if cm.Data[naming.ConfigKey] == "" || cm.Data[naming.CAKey] == "" {
 			return fmt.Errorf("ConfigMap keys: %v", slices.Sorted(maps.Keys(cm.Data)))
+		}
+		return nil
+	})
+
+	// Ready means the manager checked the quotas' Secrets, with only the `get` on
+	// Secrets that its role grants.
+	eventually(t, "the FallbackChain to be Ready", time.Minute, func() error {
+		var fc quotav1alpha1.FallbackChain
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: "chat"}, &fc); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(fc.Status.Conditions, quotav1alpha1.ConditionReady) {
+			return fmt.Errorf("conditions %+v", fc.Status.Conditions)
 		}
 		return nil
 	})
