@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -289,5 +290,35 @@ func TestDeletingTheOwnedConfigMapRestoresIt(t *testing.T) {
 	recreated, _ := waitConfig(t, ns, cmName, anyConfig)
 	if recreated.UID == old.UID || recreated.Data[naming.ConfigKey] != want {
 		t.Errorf("ConfigMap not recreated with the config")
+	}
+}
+
+func TestRecheckSecrets(t *testing.T) {
+	d := &deps{opts: Options{SecretRecheckInterval: time.Minute}}
+	for _, tc := range []struct {
+		name           string
+		hasCredentials bool
+		requeue        time.Duration
+		lo, hi         time.Duration // want lo <= got < hi, or got == lo when hi is 0
+	}{
+		{"no credentials, nothing to retry", false, 0, 0, 0},
+		{"no credentials keep their retry", false, 10 * time.Second, 10 * time.Second, 0},
+		{"a sooner retry wins", true, 10 * time.Second, 10 * time.Second, 0},
+		{"a recheck, spread", true, 0, 45 * time.Second, 75 * time.Second},
+		{"a later retry waits for the recheck", true, 5 * time.Minute, 45 * time.Second, 75 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seen := map[time.Duration]bool{}
+			for range 50 {
+				got := d.recheckSecrets(tc.hasCredentials, tc.requeue)
+				seen[got] = true
+				if tc.hi == 0 && got != tc.lo || tc.hi != 0 && (got < tc.lo || got >= tc.hi) {
+					t.Fatalf("recheckSecrets(%v, %s) = %s", tc.hasCredentials, tc.requeue, got)
+				}
+			}
+			if tc.hi != 0 && len(seen) < 2 {
+				t.Errorf("50 rechecks all at %v: not spread", seen)
+			}
+		})
 	}
 }

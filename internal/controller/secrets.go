@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -54,15 +55,21 @@ func (d *deps) secretMetadata(ctx context.Context, key types.NamespacedName) (*m
 }
 
 // recheckSecrets is when a quota's reconcile should run again to recheck its
-// credentials, merged with the requeue it already asks for.
+// credentials, merged with the requeue it already asks for. The recheck is spread
+// over 0.75-1.25 intervals, so that quotas created together (a GitOps sync applies
+// hundreds at once) do not recheck in bursts.
 func (d *deps) recheckSecrets(hasCredentials bool, requeue time.Duration) time.Duration {
 	if !hasCredentials {
 		return requeue
 	}
-	if requeue > 0 && requeue < d.opts.SecretRecheckInterval {
+	interval := d.opts.SecretRecheckInterval
+	if requeue > 0 && requeue < interval*3/4 {
 		return requeue
 	}
-	return d.opts.SecretRecheckInterval
+	if interval < 2 {
+		return interval
+	}
+	return interval*3/4 + rand.N(interval/2)
 }
 
 // problem is one unresolved reference, with the condition reason it maps to.
