@@ -209,11 +209,18 @@ func TestFollowerAnswersNotLeader(t *testing.T) {
 // TestTokenCheckOutageIsRetryable: when the API server cannot check a token the
 // sidecar is told to retry, not that its token is bad.
 func TestTokenCheckOutageIsRetryable(t *testing.T) {
+	expectRetryable(t, errors.New("connection refused"), report.CodeUnavailable)
+}
+
+// expectRetryable checks that a report whose token check fails with authErr gets a
+// 503 with the given code and a Retry-After.
+func expectRetryable(t *testing.T, authErr error, code string) {
+	t.Helper()
 	leading := make(chan struct{})
 	close(leading)
 	h := &Handler{
 		Aggregator:    NewAggregator(nil, 3),
-		Authenticator: authFunc(func(context.Context, string) (Identity, error) { return Identity{}, errors.New("connection refused") }),
+		Authenticator: authFunc(func(context.Context, string) (Identity, error) { return Identity{}, authErr }),
 		Leading:       leading,
 		Log:           (&logBuffer{}).logger(),
 	}
@@ -226,8 +233,9 @@ func TestTokenCheckOutageIsRetryable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if eb := readError(t, resp); resp.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != report.CodeUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("got %d %+v", resp.StatusCode, eb)
+	if eb := readError(t, resp); resp.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != code || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("token check failing with %v: got %d %+v, Retry-After %q; want 503 %s with Retry-After",
+			authErr, resp.StatusCode, eb, resp.Header.Get("Retry-After"), code)
 	}
 }
 
@@ -283,26 +291,7 @@ func TestBusyReviewerSheds(t *testing.T) {
 		t.Fatalf("second token once the slot is free: %v", err)
 	}
 
-	leading := make(chan struct{})
-	close(leading)
-	h := &Handler{
-		Aggregator:    NewAggregator(nil, 3),
-		Authenticator: authFunc(func(context.Context, string) (Identity, error) { return Identity{}, ErrBusy }),
-		Leading:       leading,
-		Log:           (&logBuffer{}).logger(),
-	}
-	srv := httptest.NewTLSServer(h)
-	defer srv.Close()
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+report.Path, nil)
-	req.Header.Set("Authorization", "Bearer x")
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if eb := readError(t, resp); resp.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != report.CodeBusy || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("got %d %+v, Retry-After %q", resp.StatusCode, eb, resp.Header.Get("Retry-After"))
-	}
+	expectRetryable(t, ErrBusy, report.CodeBusy)
 }
 
 // TestTruncatedBodyIsAReadFailure: a sender that goes away mid-body is counted as

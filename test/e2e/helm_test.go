@@ -13,6 +13,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/aiquota/aiquota/internal/testenv"
 )
@@ -55,6 +56,22 @@ func helmTemplate(t *testing.T, root string, set ...string) installation {
 		t.Fatalf("helm template: %v", err)
 	}
 	return decodeObjects(t, out)
+}
+
+// startAPIServer starts envtest's kube-apiserver and etcd for one test and stops
+// them when it ends.
+func startAPIServer(tb testing.TB, opts ...func(*envtest.Environment)) *testenv.Env {
+	tb.Helper()
+	env, err := testenv.Start(opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			tb.Errorf("stop envtest: %v", err)
+		}
+	})
+	return env
 }
 
 func decodeObjects(t *testing.T, out []byte) installation {
@@ -116,15 +133,7 @@ func TestHelmChartLintsAndRendersEveryVariant(t *testing.T) {
 // validation and the release lifecycle works.
 func TestHelmInstallOnARealAPIServer(t *testing.T) {
 	root := testenv.Root()
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop envtest: %v", err)
-		}
-	})
+	env := startAPIServer(t)
 	kc, err := env.WriteKubeconfig(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -88,20 +87,12 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 	}
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
 	fromUnstructured(t, install.one(t, "MutatingWebhookConfiguration"), &mwc)
-	env, err := testenv.Start(func(e *envtest.Environment) {
+	env := startAPIServer(t, func(e *envtest.Environment) {
 		// envtest points the webhook at a local port instead of the Service; the
 		// manager's certificate covers localhost as an extra name.
 		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
 			MutatingWebhooks:             []*admissionregistrationv1.MutatingWebhookConfiguration{&mwc},
 			LocalServingHostExternalName: "localhost",
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop envtest: %v", err)
 		}
 	})
 	c := env.Client
@@ -401,21 +392,7 @@ func kustomizeDir(t *testing.T, root, dir string) installation {
 		}
 		t.Fatal(err)
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	var inst installation
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			inst.objects = append(inst.objects, u)
-		}
-	}
-	return inst
+	return decodeObjects(t, out)
 }
 
 func (in installation) one(t *testing.T, kind string) *unstructured.Unstructured {

@@ -76,11 +76,7 @@ func runStatusScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	env, err := testenv.Start()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	env := startAPIServer(b)
 	kubeconfig, err := env.WriteKubeconfig(work)
 	if err != nil {
 		b.Fatal(err)

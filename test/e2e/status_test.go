@@ -42,15 +42,7 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop envtest: %v", err)
-		}
-	})
+	env := startAPIServer(t)
 	kubeconfig, err := env.WriteKubeconfig(work)
 	if err != nil {
 		t.Fatal(err)
