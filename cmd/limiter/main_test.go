@@ -124,7 +124,7 @@ type state struct {
 		Hash string `json:"hash"`
 	} `json:"config"`
 	Engine struct {
-		Pools []struct {
+		Accounts []struct {
 			InFlight int64 `json:"inFlight"`
 			Limits   []struct {
 				Kind          string  `json:"kind"`
@@ -228,10 +228,10 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 	}
 	rate := func() float64 {
 		s := readState(t, proxy)
-		if len(s.Engine.Pools) == 0 {
+		if len(s.Engine.Accounts) == 0 {
 			return 0
 		}
-		return s.Engine.Pools[0].Limits[0].RatePerMinute
+		return s.Engine.Accounts[0].Limits[0].RatePerMinute
 	}
 	if r := rate(); r != 100 {
 		t.Fatalf("rate %v, want 100", r)
@@ -262,7 +262,7 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 	}()
 	eventually(t, "request in flight", func() bool {
 		s := readState(t, proxy)
-		return len(s.Engine.Pools) > 0 && s.Engine.Pools[0].InFlight == 1
+		return len(s.Engine.Accounts) > 0 && s.Engine.Accounts[0].InFlight == 1
 	})
 	if err := lim.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func BenchmarkLocalDecision(b *testing.B) {
 	d := Demand{InputTokens: 600, OutputTokens: 400}
 	b.ReportAllocs()
 	for b.Loop() {
-		t, err := e.Target("openai", "gpt-x")
+		t, err := e.Pool("openai", "gpt-x")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func BenchmarkLocalDecisionParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			t, _ := e.Target("openai", "gpt-x")
+			t, _ := e.Pool("openai", "gpt-x")
 			r, ok := t.Admit(context.Background(), d, 5, time.Second)
 			if ok != nil {
 				b.Error(ok)
@@ -65,7 +65,7 @@ func BenchmarkAdmitSettleRelease(b *testing.B) {
 	a := Attempt{Status: 200, Usage: Usage{InputTokens: 600, OutputTokens: 150}, UsageKnown: true}
 	b.ReportAllocs()
 	for b.Loop() {
-		t, _ := e.Target("openai", "gpt-x")
+		t, _ := e.Pool("openai", "gpt-x")
 		r, _ := t.Admit(context.Background(), d, 5, time.Second)
 		r.Settle(a)
 		r.Release()

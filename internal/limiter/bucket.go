@@ -2,12 +2,12 @@ package limiter
 
 import "math"
 
-// fastTakeRefresh bounds how many admissions a pool grants from its stale level
+// fastTakeRefresh bounds how many admissions an account grants from its stale level
 // before it reads the clock again (see Bucket).
 const fastTakeRefresh = 8
 
 // Bucket is a token bucket with continuous refill: it holds at most Burst units and
-// gains Rate units per second. It is not safe for concurrent use; a Pool guards its
+// gains Rate units per second. It is not safe for concurrent use; an Account guards its
 // buckets with one mutex so that admission is all-or-nothing across them.
 //
 // Reading the clock costs about 40 ns on the machines we run on, which alone would
@@ -16,7 +16,7 @@ const fastTakeRefresh = 8
 // and, when the clock is next read, are charged as if taken at that moment. That is
 // never optimistic: refill can only have raised the level meanwhile, and moving takes
 // later can only lose refill that the cap would otherwise have wasted, never create
-// it. What it can lose is bounded by the pending units, and a pool reads the clock at
+// it. What it can lose is bounded by the pending units, and an account reads the clock at
 // least every fastTakeRefresh admissions, so a bucket that sits near full reads at
 // most that many requests' worth lower than exact; a busy bucket runs near empty,
 // where it takes the slow path anyway and is exact.

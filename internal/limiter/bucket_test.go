@@ -122,15 +122,15 @@ func (b *Bucket) peek(now int64) float64 {
 // exactBucket is the textbook bucket the fast path is checked against.
 type exactBucket struct{ rate, burst, level float64 }
 
-// TestFastPathNeverAdmitsMoreThanAnExactBucket drives a pool and an exact bucket with
-// the same random arrivals: the pool must never admit what the exact bucket refuses
+// TestFastPathNeverAdmitsMoreThanAnExactBucket drives an account and an exact bucket with
+// the same random arrivals: the account must never admit what the exact bucket refuses
 // (the stale-level fast path is conservative), and its level may trail the exact
 // level by no more than fastTakeRefresh requests' worth.
 func TestFastPathNeverAdmitsMoreThanAnExactBucket(t *testing.T) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		clock := newFakeClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-		p := newPool("p", "k", "m", nil, clock)
+		p := newAccount("p", "k", "m", nil, clock)
 		const rpm, tpm = 120, 12000
 		p.configure(limitsRT(rpm, tpm), 0)
 		ex := [2]exactBucket{{rpm / 60.0, rpm, rpm}, {tpm / 60.0, tpm, tpm}}
@@ -150,7 +150,7 @@ func TestFastPathNeverAdmitsMoreThanAnExactBucket(t *testing.T) {
 			exactFits := ex[0].level >= 1 && ex[1].level >= float64(d.InputTokens+d.OutputTokens)
 			r, ok := p.tryAdmit(&d)
 			if ok && !exactFits {
-				t.Fatalf("seed %d step %d: pool admitted %+v that an exact bucket refuses (exact levels %.3f, %.3f)", seed, i, d, ex[0].level, ex[1].level)
+				t.Fatalf("seed %d step %d: account admitted %+v that an exact bucket refuses (exact levels %.3f, %.3f)", seed, i, d, ex[0].level, ex[1].level)
 			}
 			if ok {
 				ex[0].level--
@@ -162,10 +162,10 @@ func TestFastPathNeverAdmitsMoreThanAnExactBucket(t *testing.T) {
 			gotTok := p.buckets[KindTokens].peek(now)
 			p.mu.Unlock()
 			if gotReq > ex[0].level+1e-6 || gotTok > ex[1].level+1e-6 {
-				t.Fatalf("seed %d step %d: pool level (%.3f, %.3f) above exact (%.3f, %.3f)", seed, i, gotReq, gotTok, ex[0].level, ex[1].level)
+				t.Fatalf("seed %d step %d: account level (%.3f, %.3f) above exact (%.3f, %.3f)", seed, i, gotReq, gotTok, ex[0].level, ex[1].level)
 			}
 			if ex[0].level-gotReq > fastTakeRefresh+1e-6 || ex[1].level-gotTok > fastTakeRefresh*200+1e-6 {
-				t.Fatalf("seed %d step %d: pool level (%.3f, %.3f) trails exact (%.3f, %.3f) by more than %d requests", seed, i, gotReq, gotTok, ex[0].level, ex[1].level, fastTakeRefresh)
+				t.Fatalf("seed %d step %d: account level (%.3f, %.3f) trails exact (%.3f, %.3f) by more than %d requests", seed, i, gotReq, gotTok, ex[0].level, ex[1].level, fastTakeRefresh)
 			}
 		}
 	}

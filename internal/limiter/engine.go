@@ -1,11 +1,11 @@
 // Package limiter is the sidecar's quota engine, with no HTTP in it: token buckets,
-// daily caps and concurrency per (provider, key, model pool), a priority queue with
-// aging per (provider, model pool), circuit breakers per (provider, model), retry
+// daily caps and concurrency per account (provider, key ID, pool), a priority queue
+// with aging per pool (provider, pool), circuit breakers per (provider, model), retry
 // backoff, header learning, and a snapshot of all of it for /state and reports.
 //
 // The engine is configured from a limiterconfig.Config with Apply, which may be
-// called again at any time: state of unchanged pools is kept, changed limits are
-// applied with SetLimit semantics, and removed pools reject their waiters.
+// called again at any time: state of unchanged pools and accounts is kept, changed
+// limits are applied with SetLimit semantics, and removed pools reject their waiters.
 package limiter
 
 import (
@@ -32,7 +32,7 @@ type Options struct {
 	MaxModelsPerProvider int
 }
 
-// Engine holds every pool, queue and breaker. Lookups read an immutable view
+// Engine holds every pool, account and breaker. Lookups read an immutable view
 // through an atomic pointer; only Apply and first use of an unlisted model lock.
 type Engine struct {
 	clock     Clock
@@ -41,13 +41,14 @@ type Engine struct {
 	depth     atomic.Int64
 
 	mu       sync.Mutex
-	targets  map[poolID]*Target
 	pools    map[poolID]*Pool
+	accounts map[accountID]*Account
 	breakers map[modelID]*Breaker
 	view     atomic.Pointer[view]
 }
 
-type poolID struct{ provider, key, pool string }
+type poolID struct{ provider, pool string }
+type accountID struct{ provider, key, pool string }
 type modelID struct{ provider, model string }
 
 type view struct {
@@ -58,32 +59,32 @@ type view struct {
 	queue limiterconfig.Queue
 }
 
-// modelIndex maps model names to targets. A sidecar serves a handful of models,
+// modelIndex maps model names to pools. A sidecar serves a handful of models,
 // and comparing a few short names beats hashing one, so small indexes scan.
 type modelIndex struct {
-	names   []string
-	targets []*Target
-	byName  map[string]*Target
+	names  []string
+	pools  []*Pool
+	byName map[string]*Pool
 }
 
 const scanLimit = 8
 
-func newModelIndex(m map[string]*Target) *modelIndex {
+func newModelIndex(m map[string]*Pool) *modelIndex {
 	ix := &modelIndex{byName: m}
 	if len(m) <= scanLimit {
 		for name, t := range m {
 			ix.names = append(ix.names, name)
-			ix.targets = append(ix.targets, t)
+			ix.pools = append(ix.pools, t)
 		}
 	}
 	return ix
 }
 
-func (ix *modelIndex) get(model string) *Target {
+func (ix *modelIndex) get(model string) *Pool {
 	if len(ix.byName) <= scanLimit {
 		for i, n := range ix.names {
 			if n == model {
-				return ix.targets[i]
+				return ix.pools[i]
 			}
 		}
 		return nil
@@ -105,7 +106,7 @@ func (v *view) provider(name string) *providerView {
 
 type providerView struct {
 	cfg    limiterconfig.Provider
-	listed map[string]*Target // every listed model name -> its pool's target
+	listed map[string]*Pool // every listed model name -> its pool
 	// models is listed plus the unlisted models met so far; replaced, never mutated,
 	// so lookups take no lock.
 	models atomic.Pointer[modelIndex]
@@ -129,8 +130,8 @@ func New(o Options) *Engine {
 		clock:     o.Clock,
 		agingStep: o.AgingStep,
 		maxModels: o.MaxModelsPerProvider,
-		targets:   map[poolID]*Target{},
 		pools:     map[poolID]*Pool{},
+		accounts:  map[accountID]*Account{},
 		breakers:  map[modelID]*Breaker{},
 	}
 	if e.clock == nil {
@@ -159,11 +160,11 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 	defer e.mu.Unlock()
 	old := e.view.Load()
 	nv := &view{providers: map[string]*providerView{}, queue: cfg.QueueOrDefault()}
-	liveTargets := map[poolID]bool{}
+	livePools := map[poolID]bool{}
 	liveBreakers := map[modelID]bool{}
 	for i := range cfg.Providers {
 		p := cfg.Providers[i]
-		pv := &providerView{cfg: p, listed: map[string]*Target{}, policies: map[string]limiterconfig.Policy{}, fallback: cfg.PolicyNamed(p.Policy)}
+		pv := &providerView{cfg: p, listed: map[string]*Pool{}, policies: map[string]limiterconfig.Policy{}, fallback: cfg.PolicyNamed(p.Policy)}
 		if cfg.Chain != nil {
 			for _, en := range cfg.Chain.Entries {
 				if en.Provider == p.Name && en.Policy != "" {
@@ -175,13 +176,13 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 			if len(m.Names) == 0 {
 				continue
 			}
-			t := e.configureTargetLocked(&pv.cfg, pv.cfg.PoolFor(m.Names[0]))
-			liveTargets[poolID{provider: p.Name, pool: t.Name}] = true
+			t := e.configurePoolLocked(&pv.cfg, pv.cfg.PoolFor(m.Names[0]))
+			livePools[poolID{provider: p.Name, pool: t.Name}] = true
 			for _, name := range m.Names {
 				pv.listed[name] = t
 			}
 		}
-		models := map[string]*Target{}
+		models := map[string]*Pool{}
 		for name, t := range pv.listed {
 			models[name] = t
 		}
@@ -194,8 +195,8 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 				if _, ok := opv.listed[model]; ok {
 					continue // listed before, unlisted now: made on demand again if used
 				}
-				t := e.configureTargetLocked(&pv.cfg, pv.cfg.PoolFor(model))
-				liveTargets[poolID{provider: p.Name, pool: t.Name}] = true
+				t := e.configurePoolLocked(&pv.cfg, pv.cfg.PoolFor(model))
+				livePools[poolID{provider: p.Name, pool: t.Name}] = true
 				models[model] = t
 				pv.created++
 			}
@@ -213,16 +214,16 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 		nv.providers[p.Name] = pv
 		nv.list = append(nv.list, pv)
 	}
-	for id, t := range e.targets {
-		if !liveTargets[id] {
+	for id, t := range e.pools {
+		if !livePools[id] {
 			t.close()
-			delete(e.targets, id)
+			delete(e.pools, id)
 		}
 	}
-	for id := range e.pools {
+	for id := range e.accounts {
 		pv := nv.providers[id.provider]
-		if !liveTargets[poolID{provider: id.provider, pool: id.pool}] || pv == nil || !hasKey(&pv.cfg, id.key) {
-			delete(e.pools, id)
+		if !livePools[poolID{provider: id.provider, pool: id.pool}] || pv == nil || !hasKey(&pv.cfg, id.key) {
+			delete(e.accounts, id)
 		}
 	}
 	for id := range e.breakers {
@@ -250,36 +251,36 @@ func (pv *providerView) policyFor(model string) limiterconfig.Policy {
 	return pv.fallback
 }
 
-// configureTargetLocked gets or creates the target of pool and (re)configures its
-// per-key pools.
-func (e *Engine) configureTargetLocked(p *limiterconfig.Provider, pool limiterconfig.Pool) *Target {
+// configurePoolLocked gets or creates the Pool of pool and (re)configures its
+// accounts, one per key.
+func (e *Engine) configurePoolLocked(p *limiterconfig.Provider, pool limiterconfig.Pool) *Pool {
 	id := poolID{provider: p.Name, pool: pool.Name}
-	t := e.targets[id]
+	t := e.pools[id]
 	if t == nil {
-		t = &Target{Provider: p.Name, Name: pool.Name, engine: e}
-		empty := []*Pool{}
-		t.pools.Store(&empty)
-		e.targets[id] = t
+		t = &Pool{Provider: p.Name, Name: pool.Name, engine: e}
+		empty := []*Account{}
+		t.accounts.Store(&empty)
+		e.pools[id] = t
 	}
-	pools := make([]*Pool, 0, len(p.Keys))
+	accounts := make([]*Account, 0, len(p.Keys))
 	for _, k := range p.Keys {
-		kid := poolID{provider: p.Name, key: k.ID, pool: pool.Name}
-		pl := e.pools[kid]
+		kid := accountID{provider: p.Name, key: k.ID, pool: pool.Name}
+		pl := e.accounts[kid]
 		if pl == nil {
-			pl = newPool(p.Name, k.ID, pool.Name, t, e.clock)
-			e.pools[kid] = pl
+			pl = newAccount(p.Name, k.ID, pool.Name, t, e.clock)
+			e.accounts[kid] = pl
 		}
 		pl.configure(pool.Limits, p.SafetyMarginPercent)
-		pools = append(pools, pl)
+		accounts = append(accounts, pl)
 	}
-	t.pools.Store(&pools)
+	t.accounts.Store(&accounts)
 	t.wake()
 	return t
 }
 
-// Target returns the queue and pools serving model at provider, creating a pool for
+// Pool returns the queue and pools serving model at provider, creating a pool for
 // a model the configuration does not list (with the provider's limits).
-func (e *Engine) Target(provider, model string) (*Target, error) {
+func (e *Engine) Pool(provider, model string) (*Pool, error) {
 	pv := e.view.Load().provider(provider)
 	if pv == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownProvider, provider)
@@ -300,8 +301,8 @@ func (e *Engine) Target(provider, model string) (*Target, error) {
 	if pv.created >= e.maxModels {
 		return nil, fmt.Errorf("%w (%d), refusing model %q at %s", ErrTooManyModels, e.maxModels, model, provider)
 	}
-	t := e.configureTargetLocked(&pv.cfg, pv.cfg.PoolFor(model))
-	next := make(map[string]*Target, len(cur)+1)
+	t := e.configurePoolLocked(&pv.cfg, pv.cfg.PoolFor(model))
+	next := make(map[string]*Pool, len(cur)+1)
 	for k, v := range cur {
 		next[k] = v
 	}
@@ -352,10 +353,10 @@ func (e *Engine) Breaker(provider, model string) (*Breaker, error) {
 	return b, nil
 }
 
-// Pool returns the pool of one key on one model pool, for SetLimit (leases).
-func (e *Engine) Pool(provider, keyID, pool string) (*Pool, bool) {
+// Account returns the account of one key on one pool, for SetLimit (leases).
+func (e *Engine) Account(provider, keyID, pool string) (*Account, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p, ok := e.pools[poolID{provider: provider, key: keyID, pool: pool}]
+	p, ok := e.accounts[accountID{provider: provider, key: keyID, pool: pool}]
 	return p, ok
 }

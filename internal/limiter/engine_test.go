@@ -16,8 +16,8 @@ func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 	cfg := testConfig([]string{"k1", "k2"}, limitsRT(600, 0), limiterconfig.Queue{})
 	cfg.Providers[0].Models = []limiterconfig.Model{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 60}}}
 	e, _ := testEngine(t, cfg)
-	fam := mustTarget(t, e, "fam-mini")
-	other := mustTarget(t, e, "gpt-x")
+	fam := mustPool(t, e, "fam-mini")
+	other := mustPool(t, e, "gpt-x")
 	if fam.Name != "fam" || other.Name != "gpt-x" {
 		t.Fatalf("pools %q %q, want fam and gpt-x", fam.Name, other.Name)
 	}
@@ -29,44 +29,44 @@ func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 	for range 100 {
 		other.TryAdmit(Demand{})
 	}
-	famK1, _ := e.Pool("openai", "k1", "fam")
+	famK1, _ := e.Account("openai", "k1", "fam")
 
 	// Reload: the family's RPM doubles, the other pool is unchanged, key k2 goes away.
 	next := testConfig([]string{"k1"}, limitsRT(600, 0), limiterconfig.Queue{})
 	next.Providers[0].Models = []limiterconfig.Model{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 120}}}
 	e.Apply(next)
 
-	if got := mustTarget(t, e, "fam"); got != fam {
-		t.Error("reload replaced the target of an unchanged pool")
+	if got := mustPool(t, e, "fam"); got != fam {
+		t.Error("reload replaced an unchanged pool")
 	}
-	if p, _ := e.Pool("openai", "k1", "fam"); p != famK1 {
-		t.Error("reload replaced a kept pool")
+	if p, _ := e.Account("openai", "k1", "fam"); p != famK1 {
+		t.Error("reload replaced a kept account")
 	}
-	if _, ok := e.Pool("openai", "k2", "fam"); ok {
-		t.Error("pool of a removed key still present")
+	if _, ok := e.Account("openai", "k2", "fam"); ok {
+		t.Error("account of a removed key still present")
 	}
 	type lim struct {
 		Key         string
 		Rate, Level float64
 	}
 	var got []lim
-	for _, p := range e.Snapshot().Pools {
+	for _, p := range e.Snapshot().Accounts {
 		got = append(got, lim{p.Pool + "/" + p.Key, p.Limits[0].RatePerMinute, p.Limits[0].Level})
 	}
 	// k1 took 25 of 60 on fam (load spread over two keys), 50 of 600 on gpt-x.
 	want := []lim{{"fam/k1", 120, 35}, {"gpt-x/k1", 600, 550}}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("pools after reload (-want +got):\n%s", diff)
+		t.Errorf("accounts after reload (-want +got):\n%s", diff)
 	}
 }
 
 func TestReloadRejectsWaitersOfRemovedPools(t *testing.T) {
 	cfg := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 5})
 	e, _ := testEngine(t, cfg)
-	tg := mustTarget(t, e, "gpt-x")
-	tg.TryAdmit(Demand{})
+	pool := mustPool(t, e, "gpt-x")
+	pool.TryAdmit(Demand{})
 	out := make(chan admitted, 1)
-	admitAsync(t, tg, "w", Demand{}, 5, time.Hour, out)
+	admitAsync(t, pool, "w", Demand{}, 5, time.Hour, out)
 
 	next := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{})
 	next.Providers[0].Name = "renamed"
@@ -76,7 +76,7 @@ func TestReloadRejectsWaitersOfRemovedPools(t *testing.T) {
 	if !errors.As(a.err, &rej) || rej.Reason != ReasonPoolRemoved {
 		t.Fatalf("waiter err = %v, want pool_removed", a.err)
 	}
-	if _, err := e.Target("openai", "gpt-x"); !errors.Is(err, ErrUnknownProvider) {
+	if _, err := e.Pool("openai", "gpt-x"); !errors.Is(err, ErrUnknownProvider) {
 		t.Errorf("old provider lookup err = %v, want ErrUnknownProvider", err)
 	}
 }
@@ -84,10 +84,10 @@ func TestReloadRejectsWaitersOfRemovedPools(t *testing.T) {
 func TestReloadRaisingALimitWakesWaiters(t *testing.T) {
 	cfg := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 5})
 	e, _ := testEngine(t, cfg)
-	tg := mustTarget(t, e, "gpt-x")
-	tg.TryAdmit(Demand{})
+	pool := mustPool(t, e, "gpt-x")
+	pool.TryAdmit(Demand{})
 	out := make(chan admitted, 1)
-	admitAsync(t, tg, "w", Demand{}, 5, time.Hour, out)
+	admitAsync(t, pool, "w", Demand{}, 5, time.Hour, out)
 	e.Apply(testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 2}, limiterconfig.Queue{}))
 	if a := <-out; a.err != nil {
 		t.Fatalf("waiter err = %v, want admitted after the raise", a.err)
@@ -99,14 +99,14 @@ func TestUnlistedModelsAreBounded(t *testing.T) {
 	e := New(Options{Clock: clock, MaxModelsPerProvider: 2})
 	e.Apply(testConfig([]string{"k"}, limitsRT(10, 0), limiterconfig.Queue{}))
 	for _, m := range []string{"a", "b"} {
-		if _, err := e.Target("openai", m); err != nil {
+		if _, err := e.Pool("openai", m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.Target("openai", "a"); err != nil {
+	if _, err := e.Pool("openai", "a"); err != nil {
 		t.Errorf("existing unlisted model refused: %v", err)
 	}
-	if _, err := e.Target("openai", "c"); !errors.Is(err, ErrTooManyModels) {
+	if _, err := e.Pool("openai", "c"); !errors.Is(err, ErrTooManyModels) {
 		t.Errorf("third unlisted model: err = %v, want ErrTooManyModels", err)
 	}
 }
@@ -131,12 +131,12 @@ func TestBreakerPolicyFollowsChainEntry(t *testing.T) {
 func TestSnapshotReportsEverything(t *testing.T) {
 	cfg := testConfig([]string{"k"}, limiterconfig.Limits{RequestsPerMinute: 60, MaxConcurrency: 4, RequestsPerDay: 100}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 5})
 	e, clock := testEngine(t, cfg)
-	tg := mustTarget(t, e, "gpt-x")
-	r, err := tg.Admit(context.Background(), Demand{InputTokens: 10, OutputTokens: 5}, 5, time.Minute)
+	pool := mustPool(t, e, "gpt-x")
+	r, err := pool.Admit(context.Background(), Demand{InputTokens: 10, OutputTokens: 5}, 5, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Pool().Observe(Observation{Windows: [numKinds]Window{KindRequests: {Limit: 60, Remaining: 40, HasLimit: true, HasRemaining: true}}})
+	r.Account().Observe(Observation{Windows: [numKinds]Window{KindRequests: {Limit: 60, Remaining: 40, HasLimit: true, HasRemaining: true}}})
 	r.Settle(Attempt{Status: 429, Retried: true})
 	b, _ := e.Breaker("openai", "gpt-x")
 	record(t, b, "")
@@ -150,13 +150,13 @@ func TestSnapshotReportsEverything(t *testing.T) {
 	}
 	want := Snapshot{
 		At: day0.Add(time.Second),
-		Pools: []PoolSnapshot{{
+		Accounts: []AccountSnapshot{{
 			Provider: "openai", Key: "k", Pool: "gpt-x",
 			Limits:         []LimitSnapshot{{Kind: "requestsPerMinute", Configured: 60, Learned: 60, RatePerMinute: 60, Burst: 60, Level: 41, Utilisation: 19.0 / 60}},
 			InFlight:       1,
 			MaxConcurrency: 4, RequestsToday: 1, RequestsPerDay: 100,
 			Throttle: 1,
-			Counters: PoolCounters{Attempts: 1, Retries: 1, Upstream429: 1, ReservedTokens: 15, RefundedTokens: 15},
+			Counters: AccountCounters{Attempts: 1, Retries: 1, Upstream429: 1, ReservedTokens: 15, RefundedTokens: 15},
 			LastHeaders: &HeaderSample{At: day0, Windows: map[string]WindowSample{
 				"requestsPerMinute": {Limit: ptr(int64(60)), Remaining: ptr(int64(40))},
 			}},
@@ -176,25 +176,25 @@ func ptr[T any](v T) *T { return &v }
 // out a burst.
 func TestSetLimitReschedulesWaiters(t *testing.T) {
 	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(600, 0), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
-	tg := mustTarget(t, e, "gpt-x")
-	pool, ok := e.Pool("openai", "k", "gpt-x")
+	pool := mustPool(t, e, "gpt-x")
+	account, ok := e.Account("openai", "k", "gpt-x")
 	if !ok {
-		t.Fatal("pool not found")
+		t.Fatal("account not found")
 	}
-	pool.SetLimit(KindRequests, 1, 60) // a lease of 60 per minute
+	account.SetLimit(KindRequests, 1, 60) // a lease of 60 per minute
 	for range 60 {
-		if _, ok := tg.TryAdmit(Demand{}); !ok {
+		if _, ok := pool.TryAdmit(Demand{}); !ok {
 			t.Fatal("refused within the lease")
 		}
 	}
-	if _, ok := tg.TryAdmit(Demand{}); ok {
+	if _, ok := pool.TryAdmit(Demand{}); ok {
 		t.Fatal("admitted beyond the lease")
 	}
 	out := make(chan admitted, 2)
-	admitAsync(t, tg, "a", Demand{}, 5, time.Minute, out)
-	admitAsync(t, tg, "b", Demand{}, 5, time.Minute, out)
+	admitAsync(t, pool, "a", Demand{}, 5, time.Minute, out)
+	admitAsync(t, pool, "b", Demand{}, 5, time.Minute, out)
 	// The lease grows to 10/s: the two waiters needed 1s and 2s; now 100ms and 200ms.
-	pool.SetLimit(KindRequests, 10, 60)
+	account.SetLimit(KindRequests, 10, 60)
 	clock.Advance(99 * time.Millisecond)
 	select {
 	case a := <-out:

@@ -1,578 +1,428 @@
 package limiter
 
 import (
+	"container/heap"
+	"context"
 	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/aiquota/aiquota/internal/limiterconfig"
 )
 
-// Kind names one per-minute limit of a pool.
-type Kind uint8
-
-// The per-minute limits, in the order they are checked and reported.
+// Priorities: 1 is interactive, 9 is batch.
 const (
-	KindRequests Kind = iota
-	KindTokens
-	KindInputTokens
-	KindOutputTokens
-	numKinds
+	MinPriority = 1
+	MaxPriority = 9
 )
 
-// Kinds lists every Kind, for iteration by callers.
-var Kinds = [numKinds]Kind{KindRequests, KindTokens, KindInputTokens, KindOutputTokens}
+// Reason says why a request was refused locally.
+type Reason uint8
 
-// String is the config field name, which is also what error messages and state show.
-func (k Kind) String() string {
-	switch k {
-	case KindRequests:
-		return "requestsPerMinute"
-	case KindTokens:
-		return "tokensPerMinute"
-	case KindInputTokens:
-		return "inputTokensPerMinute"
-	case KindOutputTokens:
-		return "outputTokensPerMinute"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
-
-// Limit names used in rejections for limits that are not buckets.
+// Reasons for a RejectError.
 const (
-	LimitConcurrency    = "maxConcurrency"
-	LimitRequestsPerDay = "requestsPerDay"
-	LimitTokensPerDay   = "tokensPerDay"
-	LimitUpstreamHold   = "upstreamRetryAfter"
+	ReasonQueueTimeout Reason = iota + 1 // waited queue.maxWait without capacity
+	ReasonQueueFull                      // queue.maxDepth requests already waiting
+	ReasonTooLarge                       // needs more than a limit's capacity: can never fit
+	ReasonCircuitOpen                    // the breaker refuses calls
+	ReasonPoolRemoved                    // a config reload removed the pool while waiting
 )
 
-// Demand is what one request reserves. Every request costs one request unit.
-type Demand struct {
-	// InputTokens is the prompt estimate; OutputTokens the most the response may use.
-	InputTokens, OutputTokens int64
-}
-
-func (d Demand) amount(k Kind) float64 {
-	switch k {
-	case KindRequests:
-		return 1
-	case KindTokens:
-		return float64(d.InputTokens + d.OutputTokens)
-	case KindInputTokens:
-		return float64(d.InputTokens)
-	case KindOutputTokens:
-		return float64(d.OutputTokens)
+func (r Reason) String() string {
+	switch r {
+	case ReasonQueueTimeout:
+		return "queue_timeout"
+	case ReasonQueueFull:
+		return "queue_full"
+	case ReasonTooLarge:
+		return "request_too_large"
+	case ReasonCircuitOpen:
+		return "circuit_open"
+	case ReasonPoolRemoved:
+		return "pool_removed"
 	}
-	return 0
+	return "unknown"
 }
 
-// Usage is what a response actually consumed.
-type Usage struct {
-	InputTokens, OutputTokens int64
+// RejectError is a local refusal. Its message names the limit and the wait, so it can
+// be shown to the app as is.
+type RejectError struct {
+	Reason   Reason
+	Provider string
+	Pool     string
+	// Limit is the binding limit (a Kind name or a Limit* constant), when known.
+	Limit string
+	// RetryAfter is when trying again may succeed; 0 when unknown or never.
+	RetryAfter time.Duration
+	// Waited is the time spent queued.
+	Waited time.Duration
 }
 
-// Window is one provider-reported limit, as read from rate-limit headers.
-type Window struct {
-	Limit, Remaining       int64
-	HasLimit, HasRemaining bool
-}
-
-// Observation is what one upstream response said about a pool's limits, indexed by
-// Kind. Callers map provider headers onto it.
-type Observation struct {
-	Windows [numKinds]Window
-}
-
-// throttle bounds how far upstream 429s lower a pool's rate, and how it recovers.
-const (
-	throttleStep    = 0.1
-	throttleFloor   = 0.5
-	throttleRecover = time.Minute
-)
-
-// daily is a fixed UTC-day counter.
-type daily struct {
-	limit int64 // 0 = none
-	used  int64
-	day   int64
-}
-
-func (c *daily) roll(day int64) {
-	if day != c.day {
-		c.day, c.used = day, 0
+func (e *RejectError) Error() string {
+	where := e.Provider + "/" + e.Pool
+	retry := ""
+	if e.RetryAfter > 0 {
+		retry = fmt.Sprintf("; retry in about %s", roundUp(e.RetryAfter))
 	}
+	limit := e.Limit
+	if limit == "" {
+		limit = "capacity"
+	}
+	switch e.Reason {
+	case ReasonQueueTimeout:
+		return fmt.Sprintf("aiquota limiter: %s limit of %s left no room within the %s queue wait%s", limit, where, roundUp(e.Waited), retry)
+	case ReasonQueueFull:
+		return fmt.Sprintf("aiquota limiter: %s limit of %s reached and the wait queue is full%s", limit, where, retry)
+	case ReasonTooLarge:
+		return fmt.Sprintf("aiquota limiter: request needs more than the whole %s capacity of %s, so it can never be admitted", limit, where)
+	case ReasonCircuitOpen:
+		return fmt.Sprintf("aiquota limiter: circuit breaker for %s is open after repeated upstream failures%s", where, retry)
+	case ReasonPoolRemoved:
+		return fmt.Sprintf("aiquota limiter: %s was removed by a configuration reload while the request waited", where)
+	}
+	return "aiquota limiter: request refused"
 }
 
-// Pool is one account (key) on one model pool of one provider: its buckets, daily
-// caps and concurrency semaphore. All its limits are checked and taken under one
-// mutex, so admission is all-or-nothing; nothing global is locked.
+func roundUp(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(100 * time.Millisecond)
+}
+
+// Pool is one pool of one provider: the accounts of all its keys and the priority
+// queue of requests waiting for any of them.
 type Pool struct {
-	Provider, Key, Name string
+	Provider, Name string
 
-	target *Target
-	clock  Clock
+	engine   *Engine
+	accounts atomic.Pointer[[]*Account]
+	// waiting counts queued requests plus those about to queue, so that a release
+	// racing an enqueue always sees it (see Admit).
+	waiting atomic.Int32
 
-	mu      sync.Mutex
-	buckets [numKinds]Bucket
-	// Per-minute limit layers; the effective limit is the least of those set.
-	configured [numKinds]int64
-	learned    [numKinds]int64
-	external   [numKinds]externalLimit
-	margin     float64 // fraction taken off configured and learned limits
-	throttle   float64 // 1, lowered by upstream 429s
-	throttleAt int64
-	fastTakes  int
-	holdUntil  int64 // no admission before this reading (upstream Retry-After)
-	dayReqs    daily
-	dayTokens  daily
-	maxConc    int64
-	lastSeen   headerSample
-
-	// In flight = admitted - released. Admission counts under mu with a plain add;
-	// release needs no lock, so the pair costs one atomic instead of two.
-	admitted int64
-	released atomic.Int64
-	counters poolCounters
+	mu       sync.Mutex
+	queue    waiterHeap
+	seq      uint64
+	removed  bool
+	timer    Timer
+	timerAt  int64
+	timerGen uint64
+	rejected atomic.Int64
+	admitted atomic.Int64
+	queued   atomic.Int64
 }
 
-type externalLimit struct {
-	set           bool
-	ratePerSecond float64
-	burst         float64
+type waiter struct {
+	demand   Demand
+	key      int64 // enqueue time + aging penalty of its priority: smaller goes first
+	seq      uint64
+	index    int
+	enqueued int64
+	done     bool
+	deadline Timer
+	ch       chan admitResult
 }
 
-type headerSample struct {
-	at  int64
-	obs Observation
-	ok  bool
+type admitResult struct {
+	res Reservation
+	err error
 }
 
-type poolCounters struct {
-	attempts, inputTokens, outputTokens, upstream429, upstream5xx, upstreamOther atomic.Int64
-	unanswered                                                                   atomic.Int64
-	retries, reservedTokens, refundedTokens, overrunTokens                       atomic.Int64
-}
+// Accounts are the pool's accounts, one per key.
+func (p *Pool) Accounts() []*Account { return *p.accounts.Load() }
 
-func newPool(provider, key, name string, target *Target, clock Clock) *Pool {
-	return &Pool{Provider: provider, Key: key, Name: name, target: target, clock: clock, throttle: 1}
-}
-
-// configure applies configured limits, keeping bucket state (SetLimit) for kinds
-// whose effective limit changes.
-func (p *Pool) configure(l limiterconfig.Limits, marginPercent int32) {
-	p.mu.Lock()
-	now := p.clock.Now()
-	p.configured = [numKinds]int64{l.RequestsPerMinute, l.TokensPerMinute, l.InputTokensPerMinute, l.OutputTokensPerMinute}
-	p.margin = float64(marginPercent) / 100
-	p.maxConc = l.MaxConcurrency
-	p.dayReqs.limit = l.RequestsPerDay
-	p.dayTokens.limit = l.TokensPerDay
-	p.rollDaysLocked(now)
-	p.applyLimitsLocked(now)
-	p.mu.Unlock()
-	p.target.wake()
-}
-
-// applyLimitsLocked recomputes every bucket's effective limit from its layers.
-func (p *Pool) applyLimitsLocked(now int64) {
-	for k := range numKinds {
-		perMinute := float64(p.configured[k])
-		if l := float64(p.learned[k]); l > 0 && (perMinute == 0 || l < perMinute) {
-			perMinute = l
-		}
-		perMinute *= (1 - p.margin) * p.throttle
-		rate, burst := perMinute/60, perMinute
-		if e := p.external[k]; e.set {
-			if perMinute == 0 || e.ratePerSecond < rate {
-				rate = e.ratePerSecond
-			}
-			if perMinute == 0 || e.burst < burst {
-				burst = e.burst
-			}
-		} else if perMinute == 0 {
-			if p.buckets[k].Limited() {
-				p.buckets[k].Unlimit()
-			}
-			continue
-		}
-		b := &p.buckets[k]
-		if !b.Limited() || b.RatePerSecond() != rate || b.Burst() != burst {
-			b.SetLimit(rate, burst, now)
-		}
-	}
-	p.fastTakes = 0
-}
-
-// SetLimit caps a per-minute limit of this pool at rate units per second with the
-// given burst capacity, on top of the configured and learned limits (the least
-// wins). It keeps the bucket's level and debt and never adds a burst; waiters are
-// woken if the change makes room. It is the seam for leases of a shared global quota.
-func (p *Pool) SetLimit(k Kind, ratePerSecond, burst float64) {
-	if k >= numKinds {
-		return
-	}
-	p.mu.Lock()
-	p.external[k] = externalLimit{set: true, ratePerSecond: max(ratePerSecond, 0), burst: max(burst, 0)}
-	p.applyLimitsLocked(p.clock.Now())
-	p.mu.Unlock()
-	p.target.wake()
-}
-
-// ClearLimit removes a SetLimit cap.
-func (p *Pool) ClearLimit(k Kind) {
-	if k >= numKinds {
-		return
-	}
-	p.mu.Lock()
-	p.external[k] = externalLimit{}
-	p.applyLimitsLocked(p.clock.Now())
-	p.mu.Unlock()
-	p.target.wake()
-}
-
-// tryAdmit takes d from every limit of the pool, or nothing.
-func (p *Pool) tryAdmit(d *Demand) (Reservation, bool) {
-	p.mu.Lock()
-	if p.maxConc > 0 && p.inFlightLocked() >= p.maxConc {
-		p.mu.Unlock()
+// TryAdmit admits d now if some key has room and nobody is queued ahead.
+func (p *Pool) TryAdmit(d Demand) (Reservation, bool) {
+	if p.waiting.Load() != 0 {
 		return Reservation{}, false
 	}
-	now := int64(-1) // not read: the fast path charges pending units instead
-	if p.fastTakes < fastTakeRefresh && p.holdUntil == 0 && p.fitsStaleLocked(d) {
-		p.fastTakes++
-	} else {
-		p.fastTakes = 0
-		now = p.clock.Now()
-		if !p.fitsLocked(d, now) {
+	return p.tryAccounts(&d)
+}
+
+// Admit reserves d on the key with the most headroom, waiting in the pool's queue
+// when none has room. Waiters are served by effective priority: priority (1..9) plus
+// aging, so each AgingStep waited counts as one priority level and a low priority
+// request is never starved. It fails with a *RejectError after maxWait, at once when
+// the queue is full or d can never fit, or with ctx's error when ctx ends first.
+func (p *Pool) Admit(ctx context.Context, d Demand, priority int, maxWait time.Duration) (Reservation, error) {
+	if p.waiting.Load() == 0 {
+		if r, ok := p.tryAccounts(&d); ok {
+			p.admitted.Add(1)
+			return r, nil
+		}
+	}
+	return p.admitSlow(ctx, d, priority, maxWait)
+}
+
+func (p *Pool) admitSlow(ctx context.Context, d Demand, priority int, maxWait time.Duration) (Reservation, error) {
+	clock := p.engine.clock
+	if limit, ok := p.neverFits(&d); ok {
+		p.rejected.Add(1)
+		return Reservation{}, &RejectError{Reason: ReasonTooLarge, Provider: p.Provider, Pool: p.Name, Limit: limit}
+	}
+	priority = min(max(priority, MinPriority), MaxPriority)
+	p.mu.Lock()
+	// Count ourselves before the last try: a release after this sees a waiter and
+	// dispatches; a release before it left room that the try sees.
+	p.waiting.Add(1)
+	if p.queue.Len() == 0 && !p.removed {
+		if r, ok := p.tryAccounts(&d); ok {
+			p.waiting.Add(-1)
 			p.mu.Unlock()
-			return Reservation{}, false
+			p.admitted.Add(1)
+			return r, nil
 		}
 	}
-	r := p.takeLocked(d, now)
-	p.admitted++
+	if p.removed || maxWait <= 0 || p.queue.Len() >= p.engine.maxDepth() {
+		reason := ReasonQueueFull
+		switch {
+		case p.removed:
+			reason = ReasonPoolRemoved
+		case maxWait <= 0:
+			reason = ReasonQueueTimeout
+		}
+		p.waiting.Add(-1)
+		p.mu.Unlock()
+		p.rejected.Add(1)
+		limit, wait := p.binding(&d)
+		return Reservation{}, &RejectError{Reason: reason, Provider: p.Provider, Pool: p.Name, Limit: limit, RetryAfter: wait}
+	}
+	now := clock.Now()
+	p.seq++
+	w := &waiter{
+		demand:   d,
+		key:      now + int64(priority-MinPriority)*int64(p.engine.agingStep),
+		seq:      p.seq,
+		enqueued: now,
+		ch:       make(chan admitResult, 1),
+	}
+	heap.Push(&p.queue, w)
+	p.queued.Add(1)
+	w.deadline = clock.AfterFunc(maxWait, func() { p.expire(w) })
+	p.scheduleLocked(now)
 	p.mu.Unlock()
-	return r, true
-}
 
-func (p *Pool) fitsStaleLocked(d *Demand) bool {
-	tokens := d.InputTokens + d.OutputTokens
-	return p.buckets[KindRequests].hasStale(1) &&
-		p.buckets[KindTokens].hasStale(float64(tokens)) &&
-		p.buckets[KindInputTokens].hasStale(float64(d.InputTokens)) &&
-		p.buckets[KindOutputTokens].hasStale(float64(d.OutputTokens)) &&
-		(p.dayReqs.limit == 0 || p.dayReqs.used+1 <= p.dayReqs.limit) &&
-		(p.dayTokens.limit == 0 || p.dayTokens.used+tokens <= p.dayTokens.limit)
-}
-
-func (p *Pool) fitsLocked(d *Demand, now int64) bool {
-	if p.holdUntil != 0 {
-		if now < p.holdUntil {
-			return false
+	select {
+	case r := <-w.ch:
+		return r.res, r.err
+	case <-ctx.Done():
+		p.mu.Lock()
+		if !w.done {
+			p.removeLocked(w)
+			p.mu.Unlock()
+			p.dispatch() // the head may have changed
+			return Reservation{}, fmt.Errorf("waiting for capacity on %s/%s: %w", p.Provider, p.Name, ctx.Err())
 		}
-		p.holdUntil = 0
-	}
-	if p.dayReqs.limit != 0 || p.dayTokens.limit != 0 {
-		p.rollDaysLocked(now)
-	}
-	for k := range numKinds {
-		if !p.buckets[k].has(d.amount(k), now) {
-			return false
+		p.mu.Unlock()
+		r := <-w.ch // settled just now: a grant must not leak
+		if r.err == nil {
+			r.res.Cancel()
 		}
+		return Reservation{}, fmt.Errorf("waiting for capacity on %s/%s: %w", p.Provider, p.Name, ctx.Err())
 	}
-	tokens := d.InputTokens + d.OutputTokens
-	return (p.dayReqs.limit == 0 || p.dayReqs.used+1 <= p.dayReqs.limit) &&
-		(p.dayTokens.limit == 0 || p.dayTokens.used+tokens <= p.dayTokens.limit)
 }
 
-func (p *Pool) rollDaysLocked(now int64) {
-	day := utcDay(p.clock.Wall(now))
-	p.dayReqs.roll(day)
-	p.dayTokens.roll(day)
-}
-
-// takeLocked charges d; now < 0 means the clock was not read.
-func (p *Pool) takeLocked(d *Demand, now int64) Reservation {
-	b := &p.buckets
-	in, out := float64(d.InputTokens), float64(d.OutputTokens)
-	if now < 0 {
-		b[KindRequests].take(1)
-		b[KindTokens].take(in + out)
-		b[KindInputTokens].take(in)
-		b[KindOutputTokens].take(out)
-	} else {
-		b[KindRequests].takeNow(1, now)
-		b[KindTokens].takeNow(in+out, now)
-		b[KindInputTokens].takeNow(in, now)
-		b[KindOutputTokens].takeNow(out, now)
-	}
-	tokens := d.InputTokens + d.OutputTokens
-	p.dayReqs.used++
-	p.dayTokens.used += tokens
-	return Reservation{pool: p, input: d.InputTokens, output: d.OutputTokens, day: p.dayTokens.day}
-}
-
-// blockers explains why d does not fit now: the limit that binds longest and how long
-// until it may fit (+Inf when only a release or a config change can make room, or
-// when d can never fit; never reports 0).
-func (p *Pool) blockers(d *Demand) (limit string, wait float64, never bool) {
+// expire rejects w if it is still queued when its wait runs out.
+func (p *Pool) expire(w *waiter) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.clock.Now()
-	p.rollDaysLocked(now)
-	wait = 0
-	for k := range numKinds {
-		n := d.amount(k)
-		b := &p.buckets[k]
-		if b.Limited() && n > b.Burst() {
-			return k.String(), math.Inf(1), true
-		}
-		if w := b.waitFor(n, now); w > wait {
-			limit, wait = k.String(), w
-		}
-	}
-	if p.holdUntil > now {
-		if w := float64(p.holdUntil - now); w > wait {
-			limit, wait = LimitUpstreamHold, w
-		}
-	}
-	tokens := d.InputTokens + d.OutputTokens
-	if (p.dayReqs.limit > 0 && p.dayReqs.used+1 > p.dayReqs.limit) ||
-		(p.dayTokens.limit > 0 && p.dayTokens.used+tokens > p.dayTokens.limit) {
-		name := LimitRequestsPerDay
-		if p.dayTokens.limit > 0 && tokens > p.dayTokens.limit {
-			return LimitTokensPerDay, math.Inf(1), true
-		}
-		if p.dayTokens.limit > 0 && p.dayTokens.used+tokens > p.dayTokens.limit {
-			name = LimitTokensPerDay
-		}
-		if w := float64(untilNextUTCDay(p.clock.Wall(now))); w > wait {
-			limit, wait = name, w
-		}
-	}
-	if p.maxConc > 0 && p.inFlightLocked() >= p.maxConc && wait == 0 {
-		return LimitConcurrency, math.Inf(1), false
-	}
-	if wait == 0 {
-		// Fits now: a racing admission will take it; retry promptly.
-		return "", 1, false
-	}
-	return limit, wait, false
-}
-
-// headroom is the smallest fraction of capacity left across the pool's limits,
-// used to spread load over keys.
-func (p *Pool) headroom() float64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.clock.Now()
-	h := 1.0
-	for k := range numKinds {
-		b := &p.buckets[k]
-		if b.Limited() && b.Burst() > 0 {
-			h = min(h, b.Level(now)/b.Burst())
-		}
-	}
-	if p.maxConc > 0 {
-		h = min(h, 1-float64(p.inFlightLocked())/float64(p.maxConc))
-	}
-	return h
-}
-
-// Reservation is what an admission took from a pool. The zero value does nothing.
-type Reservation struct {
-	pool          *Pool
-	input, output int64
-	day           int64
-}
-
-// Pool is the pool the reservation was taken from (nil for the zero value).
-func (r Reservation) Pool() *Pool { return r.pool }
-
-// Reserved is the reserved demand.
-func (r Reservation) Reserved() Demand {
-	return Demand{InputTokens: r.input, OutputTokens: r.output}
-}
-
-// Release gives the concurrency slot back. Call it exactly once per admission.
-func (r Reservation) Release() {
-	if r.pool == nil {
+	if w.done {
+		p.mu.Unlock()
 		return
 	}
-	r.pool.released.Add(1)
-	r.pool.target.wake()
-}
-
-// Cancel undoes an admission whose request never reached the provider: every unit,
-// the request included, goes back, and the concurrency slot is released. Use it
-// instead of Settle and Release, never with them.
-func (r Reservation) Cancel() {
-	p := r.pool
-	if p == nil {
-		return
-	}
-	p.mu.Lock()
-	now := p.clock.Now()
-	p.fastTakes = 0
-	d := r.Reserved()
-	for k := range numKinds {
-		p.buckets[k].give(d.amount(k), now)
-	}
-	p.rollDaysLocked(now)
-	if p.dayReqs.day == r.day {
-		p.dayReqs.used = max(0, p.dayReqs.used-1)
-		p.dayTokens.used = max(0, p.dayTokens.used-r.input-r.output)
-	}
+	p.removeLocked(w)
+	waited := time.Duration(p.engine.clock.Now() - w.enqueued)
 	p.mu.Unlock()
-	r.Release()
+	limit, wait := p.binding(&w.demand)
+	p.rejected.Add(1)
+	w.ch <- admitResult{err: &RejectError{Reason: ReasonQueueTimeout, Provider: p.Provider, Pool: p.Name, Limit: limit, RetryAfter: wait, Waited: waited}}
+	p.dispatch()
 }
 
-// Attempt is what happened to one upstream call made under a reservation.
-type Attempt struct {
-	// Status is the upstream HTTP status; 0 when there was no response.
-	Status int
-	// Usage is what the response reported, when UsageKnown.
-	Usage      Usage
-	UsageKnown bool
-	// Retried means another attempt follows this one.
-	Retried bool
-}
-
-// Settle reconciles the reserved tokens with what the attempt used: the difference is
-// refunded, or owed as debt when usage exceeded the reservation. Without reported
-// usage a successful call keeps the whole reservation (the estimate stands) and a
-// failed one is refunded in full, since the provider served nothing. The request unit
-// is never refunded: an attempt costs a request. Call at most once per reservation.
-func (r Reservation) Settle(a Attempt) {
-	p := r.pool
-	if p == nil {
-		return
-	}
-	c := &p.counters
-	c.attempts.Add(1)
-	switch {
-	case a.Status == 0:
-		c.unanswered.Add(1)
-	case a.Status == 429:
-		c.upstream429.Add(1)
-	case a.Status >= 500:
-		c.upstream5xx.Add(1)
-	case a.Status < 200 || a.Status > 299:
-		c.upstreamOther.Add(1)
-	}
-	if a.Retried {
-		c.retries.Add(1)
-	}
-	reserved := Usage{InputTokens: r.input, OutputTokens: r.output}
-	used := reserved
-	switch {
-	case a.UsageKnown:
-		used = a.Usage
-	case a.Status < 200 || a.Status > 299:
-		used = Usage{}
-	}
-	c.reservedTokens.Add(r.input + r.output)
-	c.inputTokens.Add(used.InputTokens)
-	c.outputTokens.Add(used.OutputTokens)
-
-	p.mu.Lock()
-	now := p.clock.Now()
-	p.fastTakes = 0
-	refunded := p.reconcileLocked(KindTokens, reserved.InputTokens+reserved.OutputTokens, used.InputTokens+used.OutputTokens, now)
-	p.reconcileLocked(KindInputTokens, reserved.InputTokens, used.InputTokens, now)
-	p.reconcileLocked(KindOutputTokens, reserved.OutputTokens, used.OutputTokens, now)
-	p.rollDaysLocked(now)
-	if p.dayTokens.day == r.day {
-		p.dayTokens.used = max(0, p.dayTokens.used+used.InputTokens+used.OutputTokens-reserved.InputTokens-reserved.OutputTokens)
-	}
-	if a.Status >= 200 && a.Status <= 299 && p.throttle < 1 && now-p.throttleAt >= int64(throttleRecover) {
-		p.throttle = min(1, p.throttle+throttleStep)
-		p.throttleAt = now
-		p.applyLimitsLocked(now)
-	}
-	p.mu.Unlock()
-	diff := used.InputTokens + used.OutputTokens - reserved.InputTokens - reserved.OutputTokens
-	if diff > 0 {
-		c.overrunTokens.Add(diff)
-	} else {
-		c.refundedTokens.Add(-diff)
-	}
-	if refunded {
-		p.target.wake()
+func (p *Pool) removeLocked(w *waiter) {
+	heap.Remove(&p.queue, w.index)
+	w.done = true
+	p.waiting.Add(-1)
+	if w.deadline != nil {
+		w.deadline.Stop()
 	}
 }
 
-// reconcileLocked settles one bucket; it reports whether units were given back.
-func (p *Pool) reconcileLocked(k Kind, reserved, used int64, now int64) bool {
-	b := &p.buckets[k]
-	switch {
-	case used < reserved:
-		b.give(float64(reserved-used), now)
-		return b.Limited()
-	case used > reserved:
-		b.takeNow(float64(used-reserved), now)
-	}
-	return false
-}
-
-// Observe applies a provider's rate-limit report: a reported limit is recorded as
-// learned (the effective limit is the least of configured and learned), and a
-// reported remaining below the local level lowers the local level.
-func (p *Pool) Observe(o Observation) {
-	p.mu.Lock()
-	now := p.clock.Now()
-	p.lastSeen = headerSample{at: now, obs: o, ok: true}
-	changed := false
-	for k := range numKinds {
-		w := o.Windows[k]
-		if w.HasLimit && w.Limit > 0 && w.Limit != p.learned[k] {
-			p.learned[k] = w.Limit
-			changed = true
-		}
-	}
-	if changed {
-		p.applyLimitsLocked(now)
-	}
-	for k := range numKinds {
-		if w := o.Windows[k]; w.HasRemaining && w.Remaining >= 0 {
-			p.buckets[k].lowerTo(float64(w.Remaining), now)
-		}
-	}
-	p.fastTakes = 0
-	p.mu.Unlock()
-	if changed {
-		p.target.wake()
+// wake runs the dispatcher when someone waits; cheap otherwise.
+func (p *Pool) wake() {
+	if p != nil && p.waiting.Load() != 0 {
+		p.dispatch()
 	}
 }
 
-// Throttle reacts to a retryable 429 from the provider: no admission from this pool
-// until retryAfter has passed (when the provider said), and the pool's rates drop by
-// a step (to at most half), recovering a step per minute of successes.
-func (p *Pool) Throttle(retryAfter time.Duration) {
-	p.mu.Lock()
-	now := p.clock.Now()
-	if retryAfter > 0 {
-		p.holdUntil = max(p.holdUntil, now+int64(retryAfter))
-	}
-	if p.throttle > throttleFloor {
-		p.throttle = max(throttleFloor, p.throttle-throttleStep)
-		p.applyLimitsLocked(now)
-	}
-	p.throttleAt = now
-	p.fastTakes = 0
-	p.mu.Unlock()
-	if retryAfter > 0 {
-		// Waiters must learn the new wake-up time.
-		p.target.wake()
-	}
-}
-
-// InFlight is the number of admitted, unreleased requests.
-func (p *Pool) InFlight() int64 {
+// dispatch admits waiters in order while the head fits, then arms the timer for
+// when the head may fit (from the bucket deficits), so nothing polls.
+func (p *Pool) dispatch() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.inFlightLocked()
+	for p.queue.Len() > 0 {
+		w := p.queue[0]
+		r, ok := p.tryAccounts(&w.demand)
+		if !ok {
+			p.scheduleLocked(p.engine.clock.Now())
+			return
+		}
+		p.removeLocked(w)
+		p.admitted.Add(1)
+		w.ch <- admitResult{res: r}
+	}
 }
 
-func (p *Pool) inFlightLocked() int64 { return p.admitted - p.released.Load() }
+// scheduleLocked arms the wake-up timer for the head of the queue. A head blocked only
+// by concurrency needs no timer: the release wakes it.
+func (p *Pool) scheduleLocked(now int64) {
+	if p.queue.Len() == 0 {
+		return
+	}
+	_, wait := p.earliest(&p.queue[0].demand)
+	if math.IsInf(wait, 1) {
+		return
+	}
+	at := now + int64(wait) + 1
+	if p.timer != nil && p.timerAt <= at && p.timerAt > now {
+		return
+	}
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.timerAt = at
+	p.timerGen++
+	gen := p.timerGen
+	p.timer = p.engine.clock.AfterFunc(time.Duration(at-now), func() {
+		p.mu.Lock()
+		if p.timerGen == gen {
+			p.timer = nil
+		}
+		p.mu.Unlock()
+		p.dispatch()
+	})
+}
+
+// earliest is the soonest any key may fit d, and that key's binding limit.
+func (p *Pool) earliest(d *Demand) (string, float64) {
+	best, limit := math.Inf(1), ""
+	for _, a := range p.Accounts() {
+		l, w, _ := a.blockers(d)
+		if w < best || limit == "" {
+			best, limit = w, l
+		}
+	}
+	return limit, best
+}
+
+// binding names the limit keeping d out and a Retry-After hint (0 when unknown).
+func (p *Pool) binding(d *Demand) (string, time.Duration) {
+	limit, wait := p.earliest(d)
+	if math.IsInf(wait, 1) {
+		return limit, 0
+	}
+	return limit, time.Duration(wait)
+}
+
+// neverFits reports a limit that d exceeds on every key.
+func (p *Pool) neverFits(d *Demand) (string, bool) {
+	accounts := p.Accounts()
+	limit := ""
+	for _, a := range accounts {
+		l, _, never := a.blockers(d)
+		if !never {
+			return "", false
+		}
+		limit = l
+	}
+	return limit, len(accounts) > 0
+}
+
+// tryAccounts admits on one key: the only one, or the one with the most headroom
+// among those that fit, which spreads load over accounts.
+func (p *Pool) tryAccounts(d *Demand) (Reservation, bool) {
+	accounts := p.Accounts()
+	switch len(accounts) {
+	case 0:
+		return Reservation{}, false
+	case 1:
+		return accounts[0].tryAdmit(d)
+	}
+	tried := uint64(0) // bit set of tried keys; more than 64 keys fall back to order
+	for range accounts {
+		best, bestRoom := -1, math.Inf(-1)
+		for i, a := range accounts {
+			if i < 64 && tried&(1<<i) != 0 {
+				continue
+			}
+			if room := a.headroom(); room > bestRoom {
+				best, bestRoom = i, room
+			}
+		}
+		if best < 0 {
+			break
+		}
+		if r, ok := accounts[best].tryAdmit(d); ok {
+			return r, true
+		}
+		if best >= 64 {
+			break
+		}
+		tried |= 1 << best
+	}
+	return Reservation{}, false
+}
+
+// close rejects every waiter: the pool left the configuration.
+func (p *Pool) close() {
+	p.mu.Lock()
+	p.removed = true
+	var ws []*waiter
+	for p.queue.Len() > 0 {
+		w := p.queue[0]
+		p.removeLocked(w)
+		ws = append(ws, w)
+	}
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+	p.mu.Unlock()
+	for _, w := range ws {
+		p.rejected.Add(1)
+		w.ch <- admitResult{err: &RejectError{Reason: ReasonPoolRemoved, Provider: p.Provider, Pool: p.Name}}
+	}
+}
+
+// QueueDepth is the number of requests waiting.
+func (p *Pool) QueueDepth() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.queue.Len()
+}
+
+type waiterHeap []*waiter
+
+func (h waiterHeap) Len() int { return len(h) }
+func (h waiterHeap) Less(i, j int) bool {
+	if h[i].key != h[j].key {
+		return h[i].key < h[j].key
+	}
+	return h[i].seq < h[j].seq
+}
+func (h waiterHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *waiterHeap) Push(x any) {
+	w := x.(*waiter)
+	w.index = len(*h)
+	*h = append(*h, w)
+}
+func (h *waiterHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return w
+}

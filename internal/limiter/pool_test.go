@@ -1,275 +1,241 @@
 package limiter
 
 import (
+	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 )
 
-func limitsRT(rpm, tpm int64) limiterconfig.Limits {
-	return limiterconfig.Limits{RequestsPerMinute: rpm, TokensPerMinute: tpm}
+func testConfig(keys []string, l limiterconfig.Limits, q limiterconfig.Queue) *limiterconfig.Config {
+	p := limiterconfig.Provider{Name: "openai", Type: "openai", Endpoint: "http://127.0.0.1:1", Limits: l}
+	for _, k := range keys {
+		p.Keys = append(p.Keys, limiterconfig.Key{ID: k, File: "/dev/null"})
+	}
+	return &limiterconfig.Config{SchemaVersion: limiterconfig.SchemaVersion, Providers: []limiterconfig.Provider{p}, Queue: &q}
 }
 
-var day0 = time.Date(2030, 3, 4, 23, 0, 0, 0, time.UTC)
-
-func testPool(t *testing.T, l limiterconfig.Limits, margin int32) (*Pool, *fakeClock) {
+func testEngine(t *testing.T, cfg *limiterconfig.Config) (*Engine, *fakeClock) {
 	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	clock := newFakeClock(day0)
-	p := newPool("openai", "key-a", "gpt-x", nil, clock)
-	p.configure(l, margin)
-	return p, clock
+	e := New(Options{Clock: clock, AgingStep: time.Second})
+	e.Apply(cfg)
+	return e, clock
 }
 
-// levels reads every limited bucket's level at the clock's now.
-func levels(p *Pool) map[string]float64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.clock.Now()
-	out := map[string]float64{}
-	for _, k := range Kinds {
-		if p.buckets[k].Limited() {
-			out[k.String()] = p.buckets[k].Level(now)
+// mustPool returns the pool of model at testConfig's provider.
+func mustPool(t *testing.T, e *Engine, model string) *Pool {
+	t.Helper()
+	pool, err := e.Pool("openai", model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+type admitted struct {
+	name string
+	res  Reservation
+	err  error
+}
+
+// admitAsync starts an Admit and waits until it is queued.
+func admitAsync(t *testing.T, pool *Pool, name string, d Demand, prio int, maxWait time.Duration, out chan<- admitted) {
+	t.Helper()
+	before := pool.QueueDepth()
+	go func() {
+		r, err := pool.Admit(context.Background(), d, prio, maxWait)
+		out <- admitted{name, r, err}
+	}()
+	eventually(t, name+" to queue", func() bool { return pool.QueueDepth() == before+1 })
+}
+
+func TestWaitersAreWokenByRefillTimerNotPolling(t *testing.T) {
+	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(60, 0), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
+	pool := mustPool(t, e, "gpt-x")
+	for range 60 {
+		if _, ok := pool.TryAdmit(Demand{}); !ok {
+			t.Fatal("burst refused")
 		}
 	}
-	return out
+	out := make(chan admitted, 1)
+	admitAsync(t, pool, "w", Demand{}, 5, time.Minute, out)
+	// One timer for the waiter's deadline, one for the refill of one request (1s).
+	if got := clock.pending(); got != 2 {
+		t.Fatalf("armed timers = %d, want 2 (deadline + refill wake-up)", got)
+	}
+	clock.Advance(999 * time.Millisecond)
+	select {
+	case a := <-out:
+		t.Fatalf("admitted before the bucket refilled: %+v", a)
+	default:
+	}
+	clock.Advance(2 * time.Millisecond)
+	a := <-out
+	if a.err != nil {
+		t.Fatalf("waiter failed: %v", a.err)
+	}
 }
 
-var approx = cmpopts.EquateApprox(0, 1e-6)
-
-func TestAdmissionIsAllOrNothing(t *testing.T) {
-	p, _ := testPool(t, limiterconfig.Limits{RequestsPerMinute: 10, TokensPerMinute: 1000, MaxConcurrency: 5}, 0)
-	if _, ok := p.tryAdmit(&Demand{InputTokens: 900}); !ok {
+func TestQueueServesByPriorityWithAging(t *testing.T) {
+	e, clock := testEngine(t, testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 10}))
+	pool := mustPool(t, e, "gpt-x")
+	holder, ok := pool.TryAdmit(Demand{})
+	if !ok {
 		t.Fatal("first request refused")
 	}
-	// RPM and concurrency have room, TPM does not: nothing may be taken.
-	if _, ok := p.tryAdmit(&Demand{InputTokens: 200}); ok {
-		t.Fatal("admitted past the TPM limit")
-	}
-	want := map[string]float64{"requestsPerMinute": 9, "tokensPerMinute": 100}
-	if diff := cmp.Diff(want, levels(p), approx); diff != "" {
-		t.Errorf("levels after a refused request (-want +got):\n%s", diff)
-	}
-	if got := p.InFlight(); got != 1 {
-		t.Errorf("in flight = %d, want 1", got)
-	}
-}
+	out := make(chan admitted, 4)
+	admitAsync(t, pool, "batch-old", Demand{}, 9, time.Hour, out)
+	clock.Advance(5 * time.Second)
+	admitAsync(t, pool, "normal", Demand{}, 5, time.Hour, out)
+	admitAsync(t, pool, "interactive", Demand{}, 1, time.Hour, out)
+	clock.Advance(5 * time.Second)
+	// batch-old has waited 10s (9-10 = -1), interactive 5s (1-5 = -4), normal 5s (5-5 = 0):
+	// with a 1s aging step the order is interactive, batch-old, normal.
+	admitAsync(t, pool, "batch-new", Demand{}, 9, time.Hour, out)
 
-func TestConcurrencySemaphore(t *testing.T) {
-	p, _ := testPool(t, limiterconfig.Limits{MaxConcurrency: 2}, 0)
-	r1, ok1 := p.tryAdmit(&Demand{})
-	_, ok2 := p.tryAdmit(&Demand{})
-	_, ok3 := p.tryAdmit(&Demand{})
-	if !ok1 || !ok2 || ok3 {
-		t.Fatalf("admissions = %v %v %v, want true true false", ok1, ok2, ok3)
-	}
-	r1.Release()
-	if _, ok := p.tryAdmit(&Demand{}); !ok {
-		t.Fatal("a released slot was not reusable")
-	}
-}
-
-func TestSafetyMarginLowersRateAndCapacity(t *testing.T) {
-	p, _ := testPool(t, limitsRT(600, 100000), 10)
-	s := p.Snapshot()
-	got := map[string][2]float64{}
-	for _, l := range s.Limits {
-		got[l.Kind] = [2]float64{l.RatePerMinute, l.Burst}
-	}
-	want := map[string][2]float64{"requestsPerMinute": {540, 540}, "tokensPerMinute": {90000, 90000}}
-	if diff := cmp.Diff(want, got, approx); diff != "" {
-		t.Errorf("effective limits (-want +got):\n%s", diff)
-	}
-}
-
-func TestDailyCapsResetAtUTCMidnight(t *testing.T) {
-	p, clock := testPool(t, limiterconfig.Limits{RequestsPerDay: 3, TokensPerDay: 100}, 0)
-	for i := range 3 {
-		if _, ok := p.tryAdmit(&Demand{InputTokens: 10}); !ok {
-			t.Fatalf("request %d refused under the daily cap", i)
+	var order []string
+	r := holder
+	for range 4 {
+		r.Release()
+		a := <-out
+		if a.err != nil {
+			t.Fatalf("%s failed: %v", a.name, a.err)
 		}
+		order = append(order, a.name)
+		r = a.res
 	}
-	if _, ok := p.tryAdmit(&Demand{InputTokens: 10}); ok {
-		t.Fatal("admitted past requestsPerDay")
-	}
-	limit, wait, never := p.blockers(&Demand{InputTokens: 10})
-	if limit != LimitRequestsPerDay || never || time.Duration(wait) != time.Hour {
-		t.Errorf("blockers = %q %v %v, want requestsPerDay, 1h (day0 is 23:00 UTC), false", limit, time.Duration(wait), never)
-	}
-	clock.Advance(time.Hour)
-	if _, ok := p.tryAdmit(&Demand{InputTokens: 10}); !ok {
-		t.Fatal("refused after UTC midnight")
-	}
-	if _, ok := p.tryAdmit(&Demand{InputTokens: 95}); ok {
-		t.Fatal("admitted past tokensPerDay")
-	}
-	if l, _, never := p.blockers(&Demand{InputTokens: 101}); l != LimitTokensPerDay || !never {
-		t.Errorf("a request above the whole daily token cap: blockers = %q never=%v, want tokensPerDay never", l, never)
+	if diff := cmp.Diff([]string{"interactive", "batch-old", "normal", "batch-new"}, order); diff != "" {
+		t.Errorf("service order (-want +got):\n%s", diff)
 	}
 }
 
-func TestSettleRefundsOrGoesIntoDebt(t *testing.T) {
-	cases := []struct {
-		name    string
-		attempt Attempt
-		want    map[string]float64
-		counted PoolCounters
-	}{
-		{
-			name:    "usage below the reservation is refunded",
-			attempt: Attempt{Status: 200, Usage: Usage{InputTokens: 100, OutputTokens: 50}, UsageKnown: true},
-			want:    map[string]float64{"requestsPerMinute": 59, "tokensPerMinute": 9850, "inputTokensPerMinute": 4900, "outputTokensPerMinute": 4950},
-			counted: PoolCounters{Attempts: 1, InputTokens: 100, OutputTokens: 50, ReservedTokens: 1100, RefundedTokens: 950},
-		},
-		{
-			name:    "usage above the reservation is debt",
-			attempt: Attempt{Status: 200, Usage: Usage{InputTokens: 150, OutputTokens: 1200}, UsageKnown: true},
-			want:    map[string]float64{"requestsPerMinute": 59, "tokensPerMinute": 8650, "inputTokensPerMinute": 4850, "outputTokensPerMinute": 3800},
-			counted: PoolCounters{Attempts: 1, InputTokens: 150, OutputTokens: 1200, ReservedTokens: 1100, OverrunTokens: 250},
-		},
-		{
-			name:    "a success without usage keeps the estimate",
-			attempt: Attempt{Status: 200},
-			want:    map[string]float64{"requestsPerMinute": 59, "tokensPerMinute": 8900, "inputTokensPerMinute": 4900, "outputTokensPerMinute": 4000},
-			counted: PoolCounters{Attempts: 1, InputTokens: 100, OutputTokens: 1000, ReservedTokens: 1100},
-		},
-		{
-			name:    "a failed attempt refunds tokens but costs its request",
-			attempt: Attempt{Status: 503, Retried: true},
-			want:    map[string]float64{"requestsPerMinute": 59, "tokensPerMinute": 10000, "inputTokensPerMinute": 5000, "outputTokensPerMinute": 5000},
-			counted: PoolCounters{Attempts: 1, Retries: 1, Upstream5xx: 1, ReservedTokens: 1100, RefundedTokens: 1100},
-		},
+func TestQueueTimeoutNamesTheLimitAndWait(t *testing.T) {
+	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(0, 6000), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Second), MaxDepth: 10}))
+	pool := mustPool(t, e, "gpt-x")
+	if _, ok := pool.TryAdmit(Demand{InputTokens: 6000}); !ok {
+		t.Fatal("burst refused")
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			p, _ := testPool(t, limiterconfig.Limits{RequestsPerMinute: 60, TokensPerMinute: 10000, InputTokensPerMinute: 5000, OutputTokensPerMinute: 5000}, 0)
-			r, ok := p.tryAdmit(&Demand{InputTokens: 100, OutputTokens: 1000})
-			if !ok {
-				t.Fatal("refused")
-			}
-			r.Settle(c.attempt)
-			r.Release()
-			if diff := cmp.Diff(c.want, levels(p), approx); diff != "" {
-				t.Errorf("levels (-want +got):\n%s", diff)
-			}
-			if diff := cmp.Diff(c.counted, p.Snapshot().Counters); diff != "" {
-				t.Errorf("counters (-want +got):\n%s", diff)
+	out := make(chan admitted, 1)
+	admitAsync(t, pool, "w", Demand{InputTokens: 1000}, 5, 2*time.Second, out)
+	clock.Advance(2 * time.Second)
+	a := <-out
+	var rej *RejectError
+	if !errors.As(a.err, &rej) {
+		t.Fatalf("error = %v, want a *RejectError", a.err)
+	}
+	// 1000 tokens at 100/s, 200 refilled: 8s to go.
+	want := RejectError{Reason: ReasonQueueTimeout, Provider: "openai", Pool: "gpt-x", Limit: "tokensPerMinute", RetryAfter: 8 * time.Second, Waited: 2 * time.Second}
+	if diff := cmp.Diff(want, *rej); diff != "" {
+		t.Errorf("rejection (-want +got):\n%s", diff)
+	}
+	if msg := rej.Error(); msg != "aiquota limiter: tokensPerMinute limit of openai/gpt-x left no room within the 2s queue wait; retry in about 8s" {
+		t.Errorf("message = %q", msg)
+	}
+}
+
+func TestQueueFullAndTooLargeAreRefusedAtOnce(t *testing.T) {
+	e, _ := testEngine(t, testConfig([]string{"k"}, limiterconfig.Limits{TokensPerMinute: 1000, MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 1}))
+	pool := mustPool(t, e, "gpt-x")
+	_, err := pool.Admit(context.Background(), Demand{InputTokens: 1001}, 5, time.Hour)
+	var rej *RejectError
+	if !errors.As(err, &rej) || rej.Reason != ReasonTooLarge || rej.Limit != "tokensPerMinute" {
+		t.Fatalf("too large: err = %v, want request_too_large on tokensPerMinute", err)
+	}
+	if _, ok := pool.TryAdmit(Demand{}); !ok {
+		t.Fatal("refused")
+	}
+	out := make(chan admitted, 1)
+	admitAsync(t, pool, "w", Demand{}, 5, time.Hour, out)
+	_, err = pool.Admit(context.Background(), Demand{}, 1, time.Hour)
+	if !errors.As(err, &rej) || rej.Reason != ReasonQueueFull || rej.Limit != LimitConcurrency {
+		t.Fatalf("queue full: err = %v, want queue_full on maxConcurrency", err)
+	}
+}
+
+func TestCanceledWaiterLeavesTheQueue(t *testing.T) {
+	e, _ := testEngine(t, testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 10}))
+	pool := mustPool(t, e, "gpt-x")
+	holder, _ := pool.TryAdmit(Demand{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := pool.Admit(ctx, Demand{}, 5, time.Hour)
+		done <- err
+	}()
+	eventually(t, "queued", func() bool { return pool.QueueDepth() == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if d := pool.QueueDepth(); d != 0 {
+		t.Errorf("queue depth = %d after cancel, want 0", d)
+	}
+	holder.Release()
+	if _, ok := pool.TryAdmit(Demand{}); !ok {
+		t.Error("slot not free after the canceled waiter left")
+	}
+}
+
+func TestKeysSpreadLoadByHeadroom(t *testing.T) {
+	e, _ := testEngine(t, testConfig([]string{"a", "b", "c"}, limitsRT(10, 0), limiterconfig.Queue{}))
+	pool := mustPool(t, e, "gpt-x")
+	counts := map[string]int{}
+	for range 30 {
+		r, ok := pool.TryAdmit(Demand{})
+		if !ok {
+			t.Fatal("refused while some key had room")
+		}
+		counts[r.Account().Key]++
+	}
+	if diff := cmp.Diff(map[string]int{"a": 10, "b": 10, "c": 10}, counts); diff != "" {
+		t.Errorf("admissions per key (-want +got):\n%s", diff)
+	}
+	if _, ok := pool.TryAdmit(Demand{}); ok {
+		t.Error("admitted with every key exhausted")
+	}
+}
+
+func TestConcurrentAdmitReleaseKeepsInvariants(t *testing.T) {
+	// Real clock: many goroutines contend on one pool with a concurrency limit.
+	e := New(Options{})
+	e.Apply(testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 3}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 1000}))
+	pool := mustPool(t, e, "gpt-x")
+	var mu sync.Mutex
+	inside, peak := 0, 0
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() {
+			for range 50 {
+				r, err := pool.Admit(context.Background(), Demand{}, 5, time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				inside++
+				peak = max(peak, inside)
+				mu.Unlock()
+				mu.Lock()
+				inside--
+				mu.Unlock()
+				r.Release()
 			}
 		})
 	}
-}
-
-func TestCancelGivesEverythingBack(t *testing.T) {
-	p, _ := testPool(t, limiterconfig.Limits{RequestsPerMinute: 60, TokensPerMinute: 1000, MaxConcurrency: 1, RequestsPerDay: 10}, 0)
-	r, _ := p.tryAdmit(&Demand{InputTokens: 300})
-	r.Cancel()
-	if diff := cmp.Diff(map[string]float64{"requestsPerMinute": 60, "tokensPerMinute": 1000}, levels(p), approx); diff != "" {
-		t.Errorf("levels (-want +got):\n%s", diff)
+	wg.Wait()
+	if peak > 3 {
+		t.Errorf("peak concurrency %d above the limit 3", peak)
 	}
-	s := p.Snapshot()
-	if s.InFlight != 0 || s.RequestsToday != 0 {
-		t.Errorf("in flight %d, requests today %d; want 0, 0", s.InFlight, s.RequestsToday)
-	}
-}
-
-func TestObserveLearnsLimitsAndLowersLevels(t *testing.T) {
-	type row struct {
-		Kind                        string
-		Configured, Learned         int64
-		RatePerMinute, Burst, Level float64
-	}
-	rows := func(p *Pool) []row {
-		var out []row
-		for _, l := range p.Snapshot().Limits {
-			out = append(out, row{l.Kind, l.Configured, l.Learned, l.RatePerMinute, l.Burst, l.Level})
-		}
-		return out
-	}
-	p, _ := testPool(t, limitsRT(1000, 100000), 0)
-
-	// The provider says the real tier is lower for requests, higher for tokens, and
-	// that fewer tokens remain than we think.
-	p.Observe(Observation{Windows: [numKinds]Window{
-		KindRequests: {Limit: 500, HasLimit: true},
-		KindTokens:   {Limit: 200000, HasLimit: true, Remaining: 40000, HasRemaining: true},
-	}})
-	want := []row{
-		{"requestsPerMinute", 1000, 500, 500, 500, 500},
-		{"tokensPerMinute", 100000, 200000, 100000, 100000, 40000},
-	}
-	if diff := cmp.Diff(want, rows(p), approx); diff != "" {
-		t.Errorf("after learning (-want +got):\n%s", diff)
-	}
-
-	// Remaining above the local level, and absent values, change nothing.
-	p.Observe(Observation{Windows: [numKinds]Window{
-		KindTokens:      {Remaining: 90000, HasRemaining: true},
-		KindInputTokens: {Limit: -5, HasLimit: false},
-	}})
-	if diff := cmp.Diff(want, rows(p), approx); diff != "" {
-		t.Errorf("after a higher remaining (-want +got):\n%s", diff)
-	}
-
-	// A learned limit for an unconfigured kind limits it from then on.
-	p.Observe(Observation{Windows: [numKinds]Window{KindOutputTokens: {Limit: 6000, HasLimit: true}}})
-	want = append(want, row{"outputTokensPerMinute", 0, 6000, 6000, 6000, 6000})
-	if diff := cmp.Diff(want, rows(p), approx); diff != "" {
-		t.Errorf("after learning a new kind (-want +got):\n%s", diff)
-	}
-}
-
-func TestPoolSetLimitLayersOverConfigAndClears(t *testing.T) {
-	p, clock := testPool(t, limitsRT(600, 0), 0)
-	for range 100 {
-		r, _ := p.tryAdmit(&Demand{})
-		r.Release()
-	}
-	p.SetLimit(KindRequests, 1, 30) // a lease: 60 RPM, burst 30
-	got := p.Snapshot().Limits[0]
-	if got.RatePerMinute != 60 || got.Burst != 30 || got.Level != 30 {
-		t.Errorf("after SetLimit: rate %v burst %v level %v, want 60 30 30", got.RatePerMinute, got.Burst, got.Level)
-	}
-	p.SetLimit(KindRequests, 100, 6000) // a lease above config: config binds
-	got = p.Snapshot().Limits[0]
-	if got.RatePerMinute != 600 || got.Burst != 600 || got.Level != 30 {
-		t.Errorf("lease above config: rate %v burst %v level %v, want 600 600 30 (no burst added)", got.RatePerMinute, got.Burst, got.Level)
-	}
-	clock.Advance(time.Second)
-	p.ClearLimit(KindRequests)
-	got = p.Snapshot().Limits[0]
-	if got.Lease != nil || got.Level != 40 {
-		t.Errorf("after ClearLimit: lease %v level %v, want none and 40", got.Lease, got.Level)
-	}
-	p.SetLimit(KindTokens, 1000, 5000) // a lease on an unconfigured kind limits it
-	if _, ok := p.tryAdmit(&Demand{InputTokens: 5001}); ok {
-		t.Error("admitted above a leased burst")
-	}
-}
-
-func TestThrottleHoldsAndLowersRateThenRecovers(t *testing.T) {
-	p, clock := testPool(t, limitsRT(600, 0), 0)
-	p.Throttle(2 * time.Second)
-	if _, ok := p.tryAdmit(&Demand{}); ok {
-		t.Fatal("admitted during the upstream Retry-After hold")
-	}
-	if l, w, _ := p.blockers(&Demand{}); l != LimitUpstreamHold || time.Duration(w) != 2*time.Second {
-		t.Errorf("blockers = %q %v, want upstreamRetryAfter 2s", l, time.Duration(w))
-	}
-	clock.Advance(2 * time.Second)
-	r, ok := p.tryAdmit(&Demand{})
-	if !ok {
-		t.Fatal("refused after the hold")
-	}
-	if got := p.Snapshot().Limits[0].RatePerMinute; got != 540 {
-		t.Errorf("throttled rate = %v, want 540", got)
-	}
-	clock.Advance(throttleRecover)
-	r.Settle(Attempt{Status: 200})
-	r.Release()
-	if got := p.Snapshot().Limits[0].RatePerMinute; got != 600 {
-		t.Errorf("recovered rate = %v, want 600", got)
+	if got := pool.Accounts()[0].InFlight(); got != 0 {
+		t.Errorf("in flight after all released = %d", got)
 	}
 }

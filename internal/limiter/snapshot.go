@@ -11,13 +11,13 @@ import (
 // control-channel reporter sends to the manager. Slices are sorted for stable output.
 type Snapshot struct {
 	At       time.Time         `json:"at"`
-	Pools    []PoolSnapshot    `json:"pools"`
+	Accounts []AccountSnapshot `json:"pools"`
 	Queues   []QueueSnapshot   `json:"queues"`
 	Breakers []BreakerSnapshot `json:"breakers"`
 }
 
-// PoolSnapshot is one (provider, key, model pool).
-type PoolSnapshot struct {
+// AccountSnapshot is one account: (provider, key ID, pool).
+type AccountSnapshot struct {
 	Provider string          `json:"provider"`
 	Key      string          `json:"key"`
 	Pool     string          `json:"pool"`
@@ -32,8 +32,8 @@ type PoolSnapshot struct {
 	// Throttle is the factor upstream 429s put on the rates (1 = none).
 	Throttle float64 `json:"throttle"`
 	// HeldFor is how long admission stays paused for an upstream Retry-After.
-	HeldFor  time.Duration `json:"heldForNanos,omitempty"`
-	Counters PoolCounters  `json:"counters"`
+	HeldFor  time.Duration   `json:"heldForNanos,omitempty"`
+	Counters AccountCounters `json:"counters"`
 	// LastHeaders is the latest provider rate-limit report, when learning is on.
 	LastHeaders *HeaderSample `json:"lastHeaders,omitempty"`
 }
@@ -61,8 +61,8 @@ type LeaseSnap struct {
 	Burst         float64 `json:"burst"`
 }
 
-// PoolCounters count since the process started.
-type PoolCounters struct {
+// AccountCounters count since the process started.
+type AccountCounters struct {
 	// Attempts are upstream calls made; Retries the ones followed by another attempt.
 	Attempts      int64 `json:"attempts"`
 	Retries       int64 `json:"retries"`
@@ -90,7 +90,7 @@ type WindowSample struct {
 	Remaining *int64 `json:"remaining,omitempty"`
 }
 
-// QueueSnapshot is one (provider, model pool) queue.
+// QueueSnapshot is the queue of one pool (provider, pool).
 type QueueSnapshot struct {
 	Provider string `json:"provider"`
 	Pool     string `json:"pool"`
@@ -100,12 +100,12 @@ type QueueSnapshot struct {
 	Rejected int64  `json:"rejected"`
 }
 
-// Snapshot captures the state of every pool, queue and breaker.
+// Snapshot captures the state of every pool, account and breaker.
 func (e *Engine) Snapshot() Snapshot {
 	e.mu.Lock()
-	targets := make([]*Target, 0, len(e.targets))
-	for _, t := range e.targets {
-		targets = append(targets, t)
+	pools := make([]*Pool, 0, len(e.pools))
+	for _, p := range e.pools {
+		pools = append(pools, p)
 	}
 	breakers := make([]*Breaker, 0, len(e.breakers))
 	for _, b := range e.breakers {
@@ -113,14 +113,14 @@ func (e *Engine) Snapshot() Snapshot {
 	}
 	e.mu.Unlock()
 
-	s := Snapshot{At: e.clock.Wall(e.clock.Now()), Pools: []PoolSnapshot{}, Queues: []QueueSnapshot{}, Breakers: []BreakerSnapshot{}}
-	for _, t := range targets {
+	s := Snapshot{At: e.clock.Wall(e.clock.Now()), Accounts: []AccountSnapshot{}, Queues: []QueueSnapshot{}, Breakers: []BreakerSnapshot{}}
+	for _, p := range pools {
 		s.Queues = append(s.Queues, QueueSnapshot{
-			Provider: t.Provider, Pool: t.Name, Depth: t.QueueDepth(),
-			Admitted: t.admitted.Load(), Queued: t.queued.Load(), Rejected: t.rejected.Load(),
+			Provider: p.Provider, Pool: p.Name, Depth: p.QueueDepth(),
+			Admitted: p.admitted.Load(), Queued: p.queued.Load(), Rejected: p.rejected.Load(),
 		})
-		for _, p := range t.Pools() {
-			s.Pools = append(s.Pools, p.Snapshot())
+		for _, a := range p.Accounts() {
+			s.Accounts = append(s.Accounts, a.Snapshot())
 		}
 	}
 	for _, b := range breakers {
@@ -129,7 +129,7 @@ func (e *Engine) Snapshot() Snapshot {
 	slices.SortFunc(s.Queues, func(a, b QueueSnapshot) int {
 		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Pool, b.Pool))
 	})
-	slices.SortFunc(s.Pools, func(a, b PoolSnapshot) int {
+	slices.SortFunc(s.Accounts, func(a, b AccountSnapshot) int {
 		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Pool, b.Pool), cmp.Compare(a.Key, b.Key))
 	})
 	slices.SortFunc(s.Breakers, func(a, b BreakerSnapshot) int {
@@ -138,13 +138,13 @@ func (e *Engine) Snapshot() Snapshot {
 	return s
 }
 
-// Snapshot captures this pool.
-func (p *Pool) Snapshot() PoolSnapshot {
+// Snapshot captures this account.
+func (p *Account) Snapshot() AccountSnapshot {
 	c := &p.counters
-	s := PoolSnapshot{
-		Provider: p.Provider, Key: p.Key, Pool: p.Name,
+	s := AccountSnapshot{
+		Provider: p.Provider, Key: p.Key, Pool: p.Pool,
 		Limits: []LimitSnapshot{},
-		Counters: PoolCounters{
+		Counters: AccountCounters{
 			Attempts: c.attempts.Load(), Retries: c.retries.Load(),
 			InputTokens: c.inputTokens.Load(), OutputTokens: c.outputTokens.Load(),
 			Upstream429: c.upstream429.Load(), Upstream5xx: c.upstream5xx.Load(), UpstreamOther: c.upstreamOther.Load(), Unanswered: c.unanswered.Load(),

@@ -49,12 +49,12 @@ func build(in buildInput) *report.Report {
 			r.Chain = append(r.Chain, report.ChainEntry{Provider: e.Provider, Model: e.Model, Pool: pool})
 		}
 	}
-	pools := in.snap.Pools
+	pools := in.snap.Accounts
 	if len(pools) > report.MaxPools {
 		// Keep the busiest: the report stays within bounds, and what is left out is
 		// what matters least to utilisation.
 		pools = slices.Clone(pools)
-		slices.SortStableFunc(pools, func(a, b limiter.PoolSnapshot) int { return cmp.Compare(b.Counters.Attempts, a.Counters.Attempts) })
+		slices.SortStableFunc(pools, func(a, b limiter.AccountSnapshot) int { return cmp.Compare(b.Counters.Attempts, a.Counters.Attempts) })
 		pools = pools[:report.MaxPools]
 	}
 	for _, p := range pools {
@@ -94,7 +94,7 @@ func policyOf(cfg *limiterconfig.Config, provider, model string) string {
 	return ""
 }
 
-func poolOf(p limiter.PoolSnapshot) report.Pool {
+func poolOf(p limiter.AccountSnapshot) report.Pool {
 	c := p.Counters
 	out := report.Pool{
 		Provider: p.Provider, Pool: p.Pool, Key: p.Key,

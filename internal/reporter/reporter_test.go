@@ -236,12 +236,12 @@ func TestReportsFromTheEngine(t *testing.T) {
 
 	engine := limiter.New(limiter.Options{})
 	engine.Apply(cfg)
-	target, err := engine.Target("openai-tier3", "gpt-5.5-2030")
+	pool, err := engine.Pool("openai-tier3", "gpt-5.5-2030")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
-		res, err := target.Admit(context.Background(), limiter.Demand{InputTokens: 100, OutputTokens: 50}, 5, time.Second)
+		res, err := pool.Admit(context.Background(), limiter.Demand{InputTokens: 100, OutputTokens: 50}, 5, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

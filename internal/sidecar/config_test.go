@@ -38,7 +38,7 @@ func (e *env) currentConfig() *limiterconfig.Config {
 }
 
 func requestLimit(s State) (rate, level float64) {
-	for _, p := range s.Engine.Pools {
+	for _, p := range s.Engine.Accounts {
 		for _, l := range p.Limits {
 			if l.Kind == "requestsPerMinute" {
 				return l.RatePerMinute, l.Level
@@ -65,7 +65,7 @@ func TestReloadOnFileRewriteKeepsStateAndInFlightRequests(t *testing.T) {
 		resp, _ := e.post("/v1/chat/completions", nil, chatBody)
 		inflight <- resp.StatusCode
 	}()
-	eventually(t, "request in flight", func() bool { return e.state().Engine.Pools[0].InFlight == 1 })
+	eventually(t, "request in flight", func() bool { return e.state().Engine.Accounts[0].InFlight == 1 })
 
 	c := e.currentConfig()
 	c.Providers[0].Limits.RequestsPerMinute = 200
@@ -173,11 +173,11 @@ func TestReloadOnConfigMapSymlinkSwap(t *testing.T) {
 	c.Providers[0].Limits.RequestsPerMinute = 321
 	writeVersion("..2030_01_01_00_01_00.000000001", c)
 	eventually(t, "reload after the ..data swap", func() bool { return srv.State().Config.Hash != st.Config.Hash })
-	tg, err := srv.Engine().Target("openai-main", "gpt-4o")
+	pool, err := srv.Engine().Pool("openai-main", "gpt-4o")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tg.Pools()[0].Snapshot().Limits[0].RatePerMinute; got != 321 {
+	if got := pool.Accounts()[0].Snapshot().Limits[0].RatePerMinute; got != 321 {
 		t.Errorf("rate after the swap %v, want 321", got)
 	}
 }

@@ -60,7 +60,7 @@ func TestAnthropicMessagesSettleInputAndOutputBuckets(t *testing.T) {
 		t.Fatalf("body %s: %v", body, err)
 	}
 	var p *struct{ in, out, reserved int64 }
-	for _, ps := range e.state().Engine.Pools {
+	for _, ps := range e.state().Engine.Accounts {
 		if ps.Provider == "claude" {
 			p = &struct{ in, out, reserved int64 }{ps.Counters.InputTokens, ps.Counters.OutputTokens, ps.Counters.ReservedTokens}
 			if ps.Pool != "claude-sonnet-4" {
@@ -111,7 +111,7 @@ func TestAnthropicStreamPassesEventsThrough(t *testing.T) {
 	}
 	// Settlement follows the last byte to the app; wait for it.
 	eventually(t, "stream usage settled", func() bool {
-		for _, ps := range e.state().Engine.Pools {
+		for _, ps := range e.state().Engine.Accounts {
 			if ps.Provider == "claude" && ps.Counters.OutputTokens == simOut && simOut > 0 {
 				return true
 			}
@@ -166,7 +166,7 @@ func TestDeepSeekKeepAliveDoesNotTripTimeouts(t *testing.T) {
 			t.Errorf("non-stream body %q", out)
 		}
 	}
-	if p := e.state().Engine.Pools[0]; p.Counters.OutputTokens == 0 || p.Counters.Upstream5xx != 0 {
+	if p := e.state().Engine.Accounts[0]; p.Counters.OutputTokens == 0 || p.Counters.Upstream5xx != 0 {
 		t.Errorf("counters %+v: usage should be read past the keep-alive lines", p.Counters)
 	}
 }
@@ -189,7 +189,7 @@ func TestTimeoutOnSilentUpstream(t *testing.T) {
 	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "upstream_timeout") {
 		t.Fatalf("status %d body %s, want 504 upstream_timeout", resp.StatusCode, body)
 	}
-	if p := e.state().Engine.Pools[0]; p.Counters.Attempts != 2 || p.Counters.Retries != 1 {
+	if p := e.state().Engine.Accounts[0]; p.Counters.Attempts != 2 || p.Counters.Retries != 1 {
 		t.Errorf("counters %+v, want 2 attempts (one retry)", p.Counters)
 	}
 }
@@ -314,7 +314,7 @@ func TestOpenAIResponsesAPI(t *testing.T) {
 		t.Fatalf("streamed responses: %d %s", resp.StatusCode, body)
 	}
 	eventually(t, "both responses settled with usage", func() bool {
-		for _, p := range e.state().Engine.Pools {
+		for _, p := range e.state().Engine.Accounts {
 			if p.Provider == "openai" && p.Counters.Attempts == 2 && p.Counters.OutputTokens > 0 && p.Counters.RefundedTokens > 0 {
 				return true
 			}

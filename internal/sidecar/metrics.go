@@ -139,7 +139,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, q := range s.Queues {
 		ch <- prometheus.MustNewConstMetric(descQueueDepth, prometheus.GaugeValue, float64(q.Depth), q.Provider, q.Pool)
 	}
-	for _, p := range s.Pools {
+	for _, p := range s.Accounts {
 		for _, l := range p.Limits {
 			if l.Burst > 0 || l.RatePerMinute > 0 {
 				ch <- prometheus.MustNewConstMetric(descUtil, prometheus.GaugeValue, l.Utilisation, p.Provider, p.Pool, p.Key, l.Kind)

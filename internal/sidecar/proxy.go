@@ -189,11 +189,11 @@ func (x *exchange) limited() {
 			x.body, x.strip = b, true
 		}
 	}
-	target, err := x.s.engine.Target(up.cfg.Name, x.route.model)
+	pool, err := x.s.engine.Pool(up.cfg.Name, x.route.model)
 	if err == nil {
 		var breaker *limiter.Breaker
 		if breaker, err = x.s.engine.Breaker(up.cfg.Name, x.route.model); err == nil {
-			x.attempts(target, breaker, demand)
+			x.attempts(pool, breaker, demand)
 			return
 		}
 	}
@@ -264,7 +264,7 @@ func (x *exchange) noteFailure(kind string) {
 
 // attempts sends the request until it succeeds, fails for good, or runs out of
 // retries; every attempt is admitted through the buckets afresh.
-func (x *exchange) attempts(target *limiter.Target, breaker *limiter.Breaker, demand limiter.Demand) {
+func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand) {
 	ctx := x.r.Context()
 	up := x.route.up
 	priority := x.rt.defaultPriority
@@ -284,16 +284,16 @@ func (x *exchange) attempts(target *limiter.Target, breaker *limiter.Breaker, de
 			maxWait = min(maxWait, limiter.MaxTotal(x.policy.Retry)-time.Since(first))
 		}
 		qStart := time.Now()
-		res, err := target.Admit(ctx, demand, priority, maxWait)
+		res, err := pool.Admit(ctx, demand, priority, maxWait)
 		waited := time.Since(qStart)
 		x.queued += waited
-		x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, target.Name).Observe(waited.Seconds())
+		x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, pool.Name).Observe(waited.Seconds())
 		if err != nil {
 			permit.Cancel()
 			x.reject(err)
 			return
 		}
-		key := up.keys[res.Pool().Key]
+		key := up.keys[res.Account().Key]
 		r := x.send(ctx, res, key)
 		if r.done {
 			permit.Record(r.kind, r.status)
@@ -320,8 +320,8 @@ func (x *exchange) attempts(target *limiter.Target, breaker *limiter.Breaker, de
 				r.close()
 				res.Settle(limiter.Attempt{Status: r.status, Retried: true})
 				res.Release()
-				x.s.metrics.retries.WithLabelValues(up.cfg.Name, target.Name, r.kind).Inc()
-				x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, target.Name).Observe(delay.Seconds())
+				x.s.metrics.retries.WithLabelValues(up.cfg.Name, pool.Name, r.kind).Inc()
+				x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, pool.Name).Observe(delay.Seconds())
 				if !x.sleep(ctx, delay) {
 					x.outcome = outcomeCanceled
 					x.finish()
@@ -422,23 +422,23 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 		if wd.fired.Load() {
 			kind = limiterconfig.FailureTimeout
 		}
-		x.s.metrics.upstreamStatus.WithLabelValues(up.cfg.Name, x.pool.Name, res.Pool().Key, "0").Inc()
+		x.s.metrics.upstreamStatus.WithLabelValues(up.cfg.Name, x.pool.Name, res.Account().Key, "0").Inc()
 		return attemptResult{kind: kind, retryable: true, err: err}
 	}
 	wd.feed()
 	now := time.Now()
 	if up.cfg.LearnFromHeaders {
 		if obs, ok := observation(up.cfg.Type, provider.ParseRateLimits(up.cfg.Type, resp.Header, now)); ok {
-			res.Pool().Observe(obs)
+			res.Account().Observe(obs)
 		}
 	}
-	x.s.metrics.upstreamStatus.WithLabelValues(up.cfg.Name, x.pool.Name, res.Pool().Key, statusLabel(resp.StatusCode)).Inc()
+	x.s.metrics.upstreamStatus.WithLabelValues(up.cfg.Name, x.pool.Name, res.Account().Key, statusLabel(resp.StatusCode)).Inc()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		prefix, _ := io.ReadAll(io.LimitReader(&fedReader{r: resp.Body, wd: wd}, maxErrorBody))
 		x.upstreamTime += time.Since(sent)
 		o := provider.Classify(up.cfg.Type, resp.StatusCode, resp.Header, prefix, time.Now())
 		if o.Kind == limiterconfig.FailureRateLimited && o.Retryable {
-			res.Pool().Throttle(o.RetryAfter)
+			res.Account().Throttle(o.RetryAfter)
 		}
 		return attemptResult{status: resp.StatusCode, kind: o.Kind, retryable: o.Retryable,
 			retryAfter: o.RetryAfter, hasRetryAfter: o.HasRetryAfter, resp: resp, prefix: prefix, watch: wd}

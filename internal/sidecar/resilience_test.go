@@ -101,7 +101,7 @@ func TestClientErrorsAreNotRetried(t *testing.T) {
 	if n := e.sim.Stats().Accounts[0].Requests; n > 1 {
 		t.Errorf("simulator saw %d authenticated requests, want at most 1", n)
 	}
-	if c := e.state().Engine.Pools[0].Counters; c.Attempts != 1 || c.Retries != 0 {
+	if c := e.state().Engine.Accounts[0].Counters; c.Attempts != 1 || c.Retries != 0 {
 		t.Errorf("counters %+v, want one attempt and no retry", c)
 	}
 }
@@ -126,7 +126,7 @@ func TestRetryable429LowersLocalRateAndHonoursRetryAfter(t *testing.T) {
 	if elapsed < time.Second {
 		t.Errorf("retried after %v; the provider asked for at least a second", elapsed)
 	}
-	p := e.state().Engine.Pools[0]
+	p := e.state().Engine.Accounts[0]
 	if p.Throttle >= 1 || p.Counters.Upstream429 != 2 {
 		t.Errorf("throttle %v, 429s %d: want the rate lowered after two upstream 429s", p.Throttle, p.Counters.Upstream429)
 	}
@@ -219,7 +219,7 @@ func TestHeaderLearningLowersToTheRealTier(t *testing.T) {
 		if resp, body := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusOK {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
-		p := e.state().Engine.Pools[0]
+		p := e.state().Engine.Accounts[0]
 		type lim struct{ Learned, Rate float64 }
 		got := map[string]lim{}
 		for _, l := range p.Limits {
@@ -258,7 +258,7 @@ func TestPriorityHeaderOrdersTheQueue(t *testing.T) {
 		}()
 	}
 	send("first", "5")
-	eventually(t, "first in flight", func() bool { p := e.state().Engine.Pools; return len(p) == 1 && p[0].InFlight == 1 })
+	eventually(t, "first in flight", func() bool { p := e.state().Engine.Accounts; return len(p) == 1 && p[0].InFlight == 1 })
 	send("batch", "9")
 	eventually(t, "batch queued", func() bool { return e.state().Engine.Queues[0].Depth == 1 })
 	send("interactive", "1")

@@ -48,7 +48,7 @@ func TestOfficialSDKChatCompletion(t *testing.T) {
 	if h := raw.Header.Get("X-Aiquota-Served-By"); h != "openai-main/gpt-4o" {
 		t.Errorf("served-by = %q, want openai-main/gpt-4o", h)
 	}
-	p := e.state().Engine.Pools[0]
+	p := e.state().Engine.Accounts[0]
 	if p.Counters.Attempts != 1 || p.Counters.OutputTokens != 12 || p.Counters.InputTokens != got.Usage.PromptTokens {
 		t.Errorf("settled counters %+v, want one attempt with the response's usage (%d in, 12 out)", p.Counters, got.Usage.PromptTokens)
 	}
@@ -87,7 +87,7 @@ func TestOfficialSDKStreamingIsIncrementalAndSettled(t *testing.T) {
 	// Usage settled from the stream the sidecar asked include_usage for.
 	// Settlement follows the last byte to the app; wait for it.
 	eventually(t, "20 output tokens settled and the unused reservation refunded", func() bool {
-		c := e.state().Engine.Pools[0].Counters
+		c := e.state().Engine.Accounts[0].Counters
 		return c.OutputTokens == 20 && c.RefundedTokens > 0
 	})
 }
@@ -108,7 +108,7 @@ func TestOfficialSDKStreamWithUsageRequestedKeepsIt(t *testing.T) {
 	if err := stream.Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "usage settled", func() bool { return e.state().Engine.Pools[0].Counters.OutputTokens == 5 })
+	eventually(t, "usage settled", func() bool { return e.state().Engine.Accounts[0].Counters.OutputTokens == 5 })
 	if usage != 5 {
 		t.Errorf("usage chunk completion tokens = %d, want 5 (the app asked for it)", usage)
 	}
@@ -126,7 +126,7 @@ func TestOfficialSDKEmbedding(t *testing.T) {
 	if len(got.Data) != 2 || len(got.Data[0].Embedding) == 0 {
 		t.Errorf("unexpected embeddings: %d vectors", len(got.Data))
 	}
-	p := e.state().Engine.Pools[0]
+	p := e.state().Engine.Accounts[0]
 	if p.Pool != "text-embedding-3-small" || p.Counters.InputTokens != got.Usage.PromptTokens || p.Counters.OutputTokens != 0 {
 		t.Errorf("pool %q counters %+v, want embeddings settled to %d input tokens", p.Pool, p.Counters, got.Usage.PromptTokens)
 	}

@@ -128,7 +128,7 @@ func NewTransport() *http.Transport {
 }
 
 // Engine is the limiter engine, for the control-channel reporter (Snapshot) and the
-// lease allocator (Engine.Pool(...).SetLimit).
+// lease allocator (Engine.Account(...).SetLimit).
 func (s *Server) Engine() *limiter.Engine { return s.engine }
 
 // Ready reports whether a valid configuration with readable keys is in force and

@@ -336,7 +336,7 @@ func scaleConfig(src limiterconfig.Source, controlURL, caFile string) *limiterco
 type syntheticEngine struct {
 	mu       sync.Mutex
 	rng      *rand.Rand
-	pools    []limiter.PoolSnapshot
+	pools    []limiter.AccountSnapshot
 	breakers []limiter.BreakerSnapshot
 }
 
@@ -344,7 +344,7 @@ func newSyntheticEngine(cfg *limiterconfig.Config, seed int64) *syntheticEngine 
 	e := &syntheticEngine{rng: rand.New(rand.NewPCG(uint64(seed), 7))}
 	models := []string{"gpt-4o", "gpt-4o-mini"}
 	for i, p := range cfg.Providers {
-		e.pools = append(e.pools, limiter.PoolSnapshot{
+		e.pools = append(e.pools, limiter.AccountSnapshot{
 			Provider: p.Name, Key: "keys/api-key", Pool: models[i%2], MaxConcurrency: 100,
 			Limits: []limiter.LimitSnapshot{
 				{Kind: "requestsPerMinute", Configured: 1000, RatePerMinute: 980, Burst: 980, Level: 500},
@@ -379,7 +379,7 @@ func (e *syntheticEngine) snapshot() limiter.Snapshot {
 			p.Counters.Upstream429++
 		}
 		p.InFlight = int64(e.rng.IntN(4))
-		s.Pools = append(s.Pools, *p)
+		s.Accounts = append(s.Accounts, *p)
 		s.Queues = append(s.Queues, limiter.QueueSnapshot{Provider: p.Provider, Pool: p.Pool, Admitted: p.Counters.Attempts})
 	}
 	for i := range e.breakers {
