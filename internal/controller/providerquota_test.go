@@ -46,7 +46,7 @@ func TestProviderQuotaLifecycle(t *testing.T) {
 			Name: "openai", Type: "openai", Endpoint: "https://api.openai.com",
 			Keys:                []limiterconfig.Key{{ID: "openai-key/api-key", File: "/var/run/aiquota/keys/openai-key/api-key"}},
 			Limits:              limiterconfig.Limits{RequestsPerMinute: 100, TokensPerMinute: 100000},
-			Models:              []limiterconfig.Model{{Names: []string{"gpt-5.5"}}, {Names: []string{"gpt-4.1-mini"}}},
+			Models:              []limiterconfig.ModelPool{{Names: []string{"gpt-5.5"}}, {Names: []string{"gpt-4.1-mini"}}},
 			SafetyMarginPercent: 2, LearnFromHeaders: true, Policy: "standard",
 		}},
 		Policies: []limiterconfig.Policy{namedDefaultPolicy("standard")},

@@ -14,7 +14,7 @@ import (
 
 func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 	cfg := testConfig([]string{"k1", "k2"}, limitsRT(600, 0), limiterconfig.Queue{})
-	cfg.Providers[0].Models = []limiterconfig.Model{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 60}}}
+	cfg.Providers[0].Models = []limiterconfig.ModelPool{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 60}}}
 	e, _ := testEngine(t, cfg)
 	fam := mustPool(t, e, "fam-mini")
 	other := mustPool(t, e, "gpt-x")
@@ -33,7 +33,7 @@ func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 
 	// Reload: the family's RPM doubles, the other pool is unchanged, key k2 goes away.
 	next := testConfig([]string{"k1"}, limitsRT(600, 0), limiterconfig.Queue{})
-	next.Providers[0].Models = []limiterconfig.Model{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 120}}}
+	next.Providers[0].Models = []limiterconfig.ModelPool{{Names: []string{"fam", "fam-mini"}, Limits: &limiterconfig.Limits{RequestsPerMinute: 120}}}
 	e.Apply(next)
 
 	if got := mustPool(t, e, "fam"); got != fam {

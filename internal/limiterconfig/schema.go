@@ -98,7 +98,7 @@ type Provider struct {
 	Limits Limits `json:"limits"`
 	// Models lists pools with their own limits or metadata; a model not listed gets
 	// a pool of its own with Limits and the default context window.
-	Models []Model `json:"models,omitempty"`
+	Models []ModelPool `json:"models,omitempty"`
 	// SafetyMarginPercent is taken off every rate limit, 0..50.
 	SafetyMarginPercent int32 `json:"safetyMarginPercent"`
 	// LearnFromHeaders lets provider rate-limit headers correct local state.
@@ -126,8 +126,9 @@ type Limits struct {
 	TokensPerDay          int64 `json:"tokensPerDay,omitempty"`
 }
 
-// Model is a pool: one model, or a family of models sharing one set of limits.
-type Model struct {
+// ModelPool is a pool as declared: one model, or a family of models sharing one set
+// of limits (the API's ModelPool).
+type ModelPool struct {
 	// Names are the model names in the pool; the first is the pool's name.
 	Names []string `json:"names"`
 	// Limits, when set, replace the provider's Limits field by field (a zero field

@@ -18,7 +18,7 @@ func validConfig() *Config {
 			Name: "openai-tier3", Type: ProviderOpenAI, Endpoint: "https://api.openai.com",
 			Keys:   []Key{{ID: "k/api-key", File: "/var/run/aiquota/keys/k/api-key"}},
 			Limits: Limits{RequestsPerMinute: 10_000, TokensPerMinute: 10_000_000},
-			Models: []Model{
+			Models: []ModelPool{
 				{Names: []string{"gpt-5.5"}, ContextWindow: 256_000, Tokenizer: TokenizerO200kBase},
 				{Names: []string{"gpt-4.1-mini", "gpt-4.1-mini-2025"}, Limits: &Limits{RequestsPerMinute: 30_000}, MaxOutputTokens: 32_768},
 			},

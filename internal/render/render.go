@@ -238,7 +238,7 @@ func provider(q *quotav1alpha1.ProviderQuota) (limiterconfig.Provider, error) {
 		p.Keys = append(p.Keys, limiterconfig.Key{ID: naming.KeyID(c.Name, key), File: naming.KeyFile(c.Name, key)})
 	}
 	for _, m := range spec.Models {
-		model := limiterconfig.Model{
+		model := limiterconfig.ModelPool{
 			Names:           append([]string{m.Name}, sortedSet(slices.DeleteFunc(slices.Clone(m.AdditionalNames), func(n string) bool { return n == m.Name }))...),
 			ContextWindow:   m.ContextWindow,
 			MaxOutputTokens: m.MaxOutputTokens,

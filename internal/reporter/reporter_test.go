@@ -158,7 +158,7 @@ func testConfig(url string, f *sidecarFiles, interval time.Duration) *limitercon
 			Name: "openai-tier3", Type: limiterconfig.ProviderOpenAI, Endpoint: "https://api.openai.com",
 			Keys:   []limiterconfig.Key{{ID: "openai/api-key", File: "/keys/openai"}},
 			Limits: limiterconfig.Limits{RequestsPerMinute: 600, TokensPerMinute: 100000, MaxConcurrency: 8, TokensPerDay: 1_000_000},
-			Models: []limiterconfig.Model{{Names: []string{"gpt-5.5", "gpt-5.5-2030"}}},
+			Models: []limiterconfig.ModelPool{{Names: []string{"gpt-5.5", "gpt-5.5-2030"}}},
 			Policy: "standard", LearnFromHeaders: true,
 		}},
 		Chain: &limiterconfig.Chain{Entries: []limiterconfig.ChainEntry{

@@ -24,7 +24,7 @@ func multiEnv(t *testing.T, opts ...func(*Options)) *env {
 		simAccount(simDeepSeekKey, "deepseek", simulator.Limits{RequestsPerMinute: 1000}),
 	}}
 	return newEnv(t, simCfg, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
-		prov := func(name, typ, key string, l limiterconfig.Limits, models ...limiterconfig.Model) limiterconfig.Provider {
+		prov := func(name, typ, key string, l limiterconfig.Limits, models ...limiterconfig.ModelPool) limiterconfig.Provider {
 			return limiterconfig.Provider{Name: name, Type: typ, Endpoint: simURL, Policy: "fast", LearnFromHeaders: true,
 				Keys: []limiterconfig.Key{{ID: name + "/key", File: keyFile(key)}}, Limits: l, Models: models}
 		}
@@ -32,9 +32,9 @@ func multiEnv(t *testing.T, opts ...func(*Options)) *env {
 			SchemaVersion: limiterconfig.SchemaVersion,
 			Providers: []limiterconfig.Provider{
 				prov("openai", limiterconfig.ProviderOpenAI, simOpenAIKey, limiterconfig.Limits{RequestsPerMinute: 500},
-					limiterconfig.Model{Names: []string{"gpt-4o"}, ContextWindow: 1000}),
+					limiterconfig.ModelPool{Names: []string{"gpt-4o"}, ContextWindow: 1000}),
 				prov("claude", limiterconfig.ProviderAnthropic, simAnthropicKey, limiterconfig.Limits{RequestsPerMinute: 500, InputTokensPerMinute: 50000, OutputTokensPerMinute: 10000},
-					limiterconfig.Model{Names: []string{"claude-sonnet-4", "claude-sonnet-4-5"}}),
+					limiterconfig.ModelPool{Names: []string{"claude-sonnet-4", "claude-sonnet-4-5"}}),
 				prov("gemini", limiterconfig.ProviderGemini, simGeminiKey, limiterconfig.Limits{RequestsPerMinute: 500}),
 			},
 			Policies: []limiterconfig.Policy{fastPolicy("fast")},

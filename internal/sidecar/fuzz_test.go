@@ -76,7 +76,7 @@ func fuzzServer(f *testing.F) *Server {
 		return limiterconfig.Provider{Name: name, Type: typ, Endpoint: stub.URL, LearnFromHeaders: true, Policy: "fast",
 			Keys:   []limiterconfig.Key{{ID: name, File: keyPath}},
 			Limits: limiterconfig.Limits{RequestsPerMinute: 1 << 40, TokensPerMinute: 1 << 50, MaxConcurrency: 64},
-			Models: []limiterconfig.Model{{Names: []string{"small"}, ContextWindow: 100}}}
+			Models: []limiterconfig.ModelPool{{Names: []string{"small"}, ContextWindow: 100}}}
 	}
 	cfg := &limiterconfig.Config{
 		SchemaVersion: limiterconfig.SchemaVersion,

@@ -198,7 +198,7 @@ func LimiterConfig(endpoint, keyPath, model, tokenizer string) *limiterconfig.Co
 				TokensPerMinute:   10_000_000_000,
 				MaxConcurrency:    10_000,
 			},
-			Models:              []limiterconfig.Model{{Names: []string{model}, Tokenizer: tokenizer}},
+			Models:              []limiterconfig.ModelPool{{Names: []string{model}, Tokenizer: tokenizer}},
 			SafetyMarginPercent: 5,
 			LearnFromHeaders:    true,
 		}},
