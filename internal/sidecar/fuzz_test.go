@@ -17,7 +17,7 @@ import (
 )
 
 // FuzzLoadConfig feeds arbitrary documents through the loader: it must refuse bad
-// ones with an error and build a runtime that routes for good ones, never panic.
+// ones with an error and build a liveConfig that routes for good ones, never panic.
 func FuzzLoadConfig(f *testing.F) {
 	dir := f.TempDir()
 	keyPath := filepath.Join(dir, "key")
@@ -41,18 +41,18 @@ func FuzzLoadConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		rt, err := buildRuntime(src, cfg, 0)
+		live, err := buildLiveConfig(src, cfg, 0)
 		if err != nil {
 			return
 		}
-		for _, up := range rt.providers {
-			r, err := rt.resolve(up.dialect, "gpt-4o")
+		for _, up := range live.providers {
+			r, err := live.resolve(up.dialect, "gpt-4o")
 			if err == nil && (r.up == nil || r.model == "") {
 				t.Fatalf("resolve gave an empty route: %+v", r)
 			}
 		}
-		if rt.defaultPriority < 1 || rt.defaultPriority > 9 {
-			t.Fatalf("default priority %d", rt.defaultPriority)
+		if live.defaultPriority < 1 || live.defaultPriority > 9 {
+			t.Fatalf("default priority %d", live.defaultPriority)
 		}
 	})
 }

@@ -57,7 +57,7 @@ var hopHeaders = []string{
 // exchange is one app request on its way through the sidecar.
 type exchange struct {
 	s       *Server
-	rt      *runtime
+	live    *liveConfig
 	w       http.ResponseWriter
 	r       *http.Request
 	dialect provider.Dialect
@@ -79,7 +79,7 @@ type exchange struct {
 }
 
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
-	x := &exchange{s: s, w: w, r: r, start: time.Now(), rt: s.rt.Load()}
+	x := &exchange{s: s, w: w, r: r, start: time.Now(), live: s.live.Load()}
 	d, op, pathModel, ok := provider.Route(r.Method, r.URL.Path)
 	x.dialect, x.op = d, op
 	defer x.recoverPanic()
@@ -88,7 +88,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("the aiquota limiter does not proxy %s %s", r.Method, r.URL.Path)})
 		return
 	}
-	if x.rt == nil {
+	if x.live == nil {
 		x.outcome = outcomeUnavailable
 		writeNotReady(w, d)
 		x.finish()
@@ -114,7 +114,7 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x.req = req
-	x.route, err = x.rt.resolve(d, req.Model)
+	x.route, err = x.live.resolve(d, req.Model)
 	if err != nil {
 		x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
 		return
@@ -165,7 +165,7 @@ func (x *exchange) readBody(buf *bytes.Buffer) bool {
 func (x *exchange) limited() {
 	up := x.route.up
 	x.pool = up.cfg.PoolFor(x.route.model)
-	x.policy = x.rt.policyFor(up, x.route.model)
+	x.policy = x.live.policyFor(up, x.route.model)
 	counter := x.s.counters.get(x.pool.Tokenizer, x.route.model)
 	prompt := provider.PromptTokens(counter, &x.req)
 	if exceedsContext(prompt, x.req.MaxOutputTokens, x.pool.ContextWindow) {
@@ -237,8 +237,8 @@ func mulSaturating(a, b int64) int64 {
 }
 
 // failureDecision says whether a failure that will not be retried falls back.
-func (rt *runtime) failureDecision(up *upstream, model, kind string) decision {
-	c := rt.cfg.Chain
+func (live *liveConfig) failureDecision(up *upstream, model, kind string) decision {
+	c := live.cfg.Chain
 	if c == nil || !slices.Contains(c.FallbackOn, kind) {
 		return decideReturn
 	}
@@ -256,7 +256,7 @@ func (rt *runtime) failureDecision(up *upstream, model, kind string) decision {
 // noteFailure logs a final failure where the chain would fall back: the failure is
 // returned all the same, as the chain cannot be walked yet.
 func (x *exchange) noteFailure(kind string) {
-	if x.rt.failureDecision(x.route.up, x.route.model, kind) == decideFallback {
+	if x.live.failureDecision(x.route.up, x.route.model, kind) == decideFallback {
 		x.s.log.Info("request failed where the chain would fall back; returning the failure (chain walk not available yet)",
 			"provider", x.route.up.cfg.Name, "model", x.route.model, "kind", kind)
 	}
@@ -267,7 +267,7 @@ func (x *exchange) noteFailure(kind string) {
 func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand) {
 	ctx := x.r.Context()
 	up := x.route.up
-	priority := x.rt.defaultPriority
+	priority := x.live.defaultPriority
 	if p, ok := limiter.ParsePriority(x.r.Header.Get(PriorityHeader)); ok {
 		priority = p
 	}
@@ -650,7 +650,7 @@ func (x *exchange) returnFailure(r attemptResult) {
 func (x *exchange) forwardOnce() {
 	up := x.route.up
 	x.pool = up.cfg.PoolFor(x.route.model)
-	x.policy = x.rt.policyFor(up, x.route.model)
+	x.policy = x.live.policyFor(up, x.route.model)
 	key := up.keys[up.cfg.Keys[0].ID] // validation guarantees a key
 	ctx, cancel := context.WithCancel(x.r.Context())
 	wd := newWatchdog(x.policy.RequestTimeout.D(), cancel)

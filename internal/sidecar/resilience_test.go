@@ -85,7 +85,7 @@ func TestRetriesFollowTheErrorTable(t *testing.T) {
 func TestClientErrorsAreNotRetried(t *testing.T) {
 	e := faultEnv(t, "openai", limiterconfig.ProviderOpenAI, simOpenAIKey, simulator.Faults{}, nil)
 	// A key the simulator does not know: 401, returned as is, once.
-	if err := writeFile(e.srv.rt.Load().cfg.Providers[0].Keys[0].File, "sk-wrong-key"); err != nil {
+	if err := writeFile(e.srv.live.Load().cfg.Providers[0].Keys[0].File, "sk-wrong-key"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.srv.Reload(); err != nil {

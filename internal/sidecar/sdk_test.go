@@ -134,7 +134,7 @@ func TestOfficialSDKEmbedding(t *testing.T) {
 
 func TestOfficialSDKSeesLocal429AsRateLimitError(t *testing.T) {
 	e := sdkEnv(t, limiterconfig.Limits{RequestsPerMinute: 1}, simulator.Latency{})
-	cfg := openAIConfig(e.simURL, e.srv.rt.Load().cfg.Providers[0].Keys[0].File, limiterconfig.Limits{RequestsPerMinute: 1})
+	cfg := openAIConfig(e.simURL, e.srv.live.Load().cfg.Providers[0].Keys[0].File, limiterconfig.Limits{RequestsPerMinute: 1})
 	cfg.Queue = &limiterconfig.Queue{MaxWait: limiterconfig.Duration(200 * time.Millisecond), MaxDepth: 10}
 	e.writeConfig(cfg)
 	if err := e.srv.Reload(); err != nil {

@@ -71,7 +71,7 @@ type Server struct {
 	metrics   *metrics
 	counters  *counterCache
 
-	rt       atomic.Pointer[runtime]
+	live     atomic.Pointer[liveConfig]
 	draining atomic.Bool
 	panics   atomic.Int64 // also a metric; read by tests
 
@@ -133,7 +133,7 @@ func (s *Server) Engine() *limiter.Engine { return s.engine }
 
 // Ready reports whether a valid configuration with readable keys is in force and
 // the server is not draining.
-func (s *Server) Ready() bool { return s.rt.Load() != nil && !s.draining.Load() }
+func (s *Server) Ready() bool { return s.live.Load() != nil && !s.draining.Load() }
 
 // Drain marks the server not ready: the first step of a graceful shutdown.
 func (s *Server) Drain() {
@@ -148,15 +148,15 @@ func (s *Server) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	src, cfg, err := readSource(s.opts.ConfigPath)
-	var rt *runtime
+	var live *liveConfig
 	if err == nil {
-		if cur := s.rt.Load(); cur != nil && cur.sourceHash == src.hash {
+		if cur := s.live.Load(); cur != nil && cur.sourceHash == src.hash {
 			s.statusMu.Lock()
 			s.lastErr, s.lastErrAt = "", time.Time{}
 			s.statusMu.Unlock()
 			return nil
 		}
-		rt, err = buildRuntime(src, cfg, s.opts.DefaultPriority)
+		live, err = buildLiveConfig(src, cfg, s.opts.DefaultPriority)
 	}
 	if err != nil {
 		s.metrics.configErrors.Inc()
@@ -165,12 +165,12 @@ func (s *Server) Reload() error {
 		s.statusMu.Unlock()
 		return err
 	}
-	// The engine first: a request that sees the new runtime must find its pools.
-	s.engine.Apply(rt.cfg)
-	old := s.rt.Swap(rt)
+	// The engine first: a request that sees the new liveConfig must find its pools.
+	s.engine.Apply(live.cfg)
+	old := s.live.Swap(live)
 	s.metrics.configReloads.Inc()
 	s.metrics.configInfo.Reset()
-	s.metrics.configInfo.WithLabelValues(rt.hash, sourceName(rt)).Set(1)
+	s.metrics.configInfo.WithLabelValues(live.hash, sourceName(live)).Set(1)
 	if !s.draining.Load() {
 		s.metrics.ready.Set(1)
 	}
@@ -179,15 +179,15 @@ func (s *Server) Reload() error {
 	s.lastErr, s.lastErrAt = "", time.Time{}
 	s.statusMu.Unlock()
 	if old == nil {
-		s.log.Info("limiter config loaded", "path", s.opts.ConfigPath, "hash", rt.hash, "source", sourceName(rt), "providers", len(rt.providers))
+		s.log.Info("limiter config loaded", "path", s.opts.ConfigPath, "hash", live.hash, "source", sourceName(live), "providers", len(live.providers))
 	} else {
-		s.log.Info("limiter config reloaded", "path", s.opts.ConfigPath, "hash", rt.hash, "previousHash", old.hash, "source", sourceName(rt))
+		s.log.Info("limiter config reloaded", "path", s.opts.ConfigPath, "hash", live.hash, "previousHash", old.hash, "source", sourceName(live))
 	}
 	return nil
 }
 
-func sourceName(rt *runtime) string {
-	src := rt.cfg.Source
+func sourceName(live *liveConfig) string {
+	src := live.cfg.Source
 	if src.Kind == "" && src.Name == "" {
 		return ""
 	}
@@ -266,7 +266,7 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	case s.draining.Load():
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("draining\n"))
-	case s.rt.Load() == nil:
+	case s.live.Load() == nil:
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("no valid limiter configuration loaded\n"))
 	default:
@@ -320,10 +320,10 @@ type ConfigState struct {
 func (s *Server) State() State {
 	st := State{Identity: s.opts.Identity, Ready: s.Ready(), Draining: s.draining.Load(), Engine: s.engine.Snapshot()}
 	st.Config.Path = s.opts.ConfigPath
-	if rt := s.rt.Load(); rt != nil {
-		st.Config.Hash = rt.hash
-		st.Config.Source = sourceName(rt)
-		st.Config.Generation = rt.cfg.Source.Generation
+	if live := s.live.Load(); live != nil {
+		st.Config.Hash = live.hash
+		st.Config.Source = sourceName(live)
+		st.Config.Generation = live.cfg.Source.Generation
 	}
 	s.statusMu.Lock()
 	st.Config.LoadedAt, st.Config.LastReloadError, st.Config.LastErrorAt = s.loadedAt, s.lastErr, s.lastErrAt

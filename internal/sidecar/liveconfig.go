@@ -18,10 +18,10 @@ import (
 // maxKeyFileBytes bounds a key file: API keys are a few hundred bytes at most.
 const maxKeyFileBytes = 16 << 10
 
-// runtime is one loaded configuration, immutable once built: requests load it once
+// liveConfig is one loaded configuration, immutable once built: requests load it once
 // through an atomic pointer and use it throughout, so a reload never changes the
 // rules under a request in flight.
-type runtime struct {
+type liveConfig struct {
 	cfg        *limiterconfig.Config
 	hash       string // of the config document, shown in /state and metrics
 	sourceHash [sha256.Size]byte
@@ -41,7 +41,7 @@ type upstream struct {
 	policy   limiterconfig.Policy
 }
 
-// source is the bytes a runtime is built from: the document and its key files.
+// source is the bytes a liveConfig is built from: the document and its key files.
 type source struct {
 	doc  []byte
 	keys map[string][]byte // file path -> contents
@@ -99,11 +99,11 @@ func readBounded(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// buildRuntime checks what Parse cannot (dialects, endpoints, key contents) and
+// buildLiveConfig checks what Parse cannot (dialects, endpoints, key contents) and
 // builds the routing tables.
-func buildRuntime(src *source, cfg *limiterconfig.Config, flagPriority int) (*runtime, error) {
+func buildLiveConfig(src *source, cfg *limiterconfig.Config, flagPriority int) (*liveConfig, error) {
 	sum := sha256.Sum256(src.doc)
-	rt := &runtime{
+	live := &liveConfig{
 		cfg:        cfg,
 		hash:       hex.EncodeToString(sum[:8]),
 		sourceHash: src.hash,
@@ -133,17 +133,17 @@ func buildRuntime(src *source, cfg *limiterconfig.Config, flagPriority int) (*ru
 				u.models[n] = true
 			}
 		}
-		rt.providers = append(rt.providers, u)
-		rt.byName[p.Name] = u
+		live.providers = append(live.providers, u)
+		live.byName[p.Name] = u
 	}
-	rt.defaultPriority = 5
+	live.defaultPriority = 5
 	if cfg.Chain != nil && cfg.Chain.DefaultPriority != 0 {
-		rt.defaultPriority = int(cfg.Chain.DefaultPriority)
+		live.defaultPriority = int(cfg.Chain.DefaultPriority)
 	}
 	if flagPriority != 0 {
-		rt.defaultPriority = flagPriority
+		live.defaultPriority = flagPriority
 	}
-	return rt, nil
+	return live, nil
 }
 
 // route is where a request goes.
@@ -163,11 +163,11 @@ func (e *errNoRoute) Error() string { return e.msg }
 // first entry that speaks the request's dialect, with the model rewritten; a model
 // equal to an entry's model goes to that entry. Without a chain: the provider of the
 // dialect that lists the model, else the only provider of that dialect.
-func (rt *runtime) resolve(d provider.Dialect, model string) (route, error) {
-	if c := rt.cfg.Chain; c != nil {
+func (live *liveConfig) resolve(d provider.Dialect, model string) (route, error) {
+	if c := live.cfg.Chain; c != nil {
 		alias := model == "" || slices.Contains(c.ModelAliases, model)
 		for _, e := range c.Entries {
-			up := rt.byName[e.Provider]
+			up := live.byName[e.Provider]
 			if up == nil || up.dialect != d {
 				continue
 			}
@@ -180,7 +180,7 @@ func (rt *runtime) resolve(d provider.Dialect, model string) (route, error) {
 		}
 		var served []string
 		for _, e := range c.Entries {
-			if up := rt.byName[e.Provider]; up != nil && up.dialect == d {
+			if up := live.byName[e.Provider]; up != nil && up.dialect == d {
 				served = append(served, e.Model)
 			}
 		}
@@ -192,7 +192,7 @@ func (rt *runtime) resolve(d provider.Dialect, model string) (route, error) {
 	}
 	var only *upstream
 	n := 0
-	for _, up := range rt.providers {
+	for _, up := range live.providers {
 		if up.dialect != d {
 			continue
 		}
@@ -212,11 +212,11 @@ func (rt *runtime) resolve(d provider.Dialect, model string) (route, error) {
 }
 
 // policyFor is the policy of a chain entry naming one, else the provider's.
-func (rt *runtime) policyFor(up *upstream, model string) limiterconfig.Policy {
-	if c := rt.cfg.Chain; c != nil {
+func (live *liveConfig) policyFor(up *upstream, model string) limiterconfig.Policy {
+	if c := live.cfg.Chain; c != nil {
 		for _, e := range c.Entries {
 			if e.Policy != "" && e.Provider == up.cfg.Name && e.Model == model {
-				return rt.cfg.PolicyNamed(e.Policy)
+				return live.cfg.PolicyNamed(e.Policy)
 			}
 		}
 	}
