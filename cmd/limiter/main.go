@@ -28,8 +28,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aiquota/aiquota/internal/report"
-	"github.com/aiquota/aiquota/internal/reporter"
+	"github.com/aiquota/aiquota/internal/hubapi"
+	"github.com/aiquota/aiquota/internal/hubclient"
 	"github.com/aiquota/aiquota/internal/sidecar"
 )
 
@@ -107,14 +107,14 @@ func run(args []string, stderr io.Writer) int {
 	defer stopWatch()
 	srv.Watch(watchCtx)
 	// Reports to the manager, while the config has a control section.
-	reports := reporter.New(reporter.Options{
+	hub := hubclient.New(hubclient.Options{
 		ConfigPath: *configPath, Snapshot: srv.Engine().Snapshot, Logger: log,
-		Pod: report.Pod{Namespace: id.PodNamespace, Name: id.PodName, UID: id.PodUID},
+		Pod: hubapi.Pod{Namespace: id.PodNamespace, Name: id.PodName, UID: id.PodUID},
 	})
 	reportCtx, stopReports := context.WithCancel(context.Background())
 	defer stopReports()
 	reportsDone := make(chan struct{})
-	go func() { reports.Run(reportCtx); close(reportsDone) }()
+	go func() { hub.Run(reportCtx); close(reportsDone) }()
 
 	select {
 	case <-ctx.Done():
@@ -134,7 +134,7 @@ func run(args []string, stderr io.Writer) int {
 	stopReports()
 	<-reportsDone
 	finalCtx, cancelFinal := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := reports.SendFinal(finalCtx); err != nil {
+	if err := hub.SendFinal(finalCtx); err != nil {
 		log.Warn("final control-channel report not sent", "error", err)
 	}
 	cancelFinal()

@@ -20,8 +20,8 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/aiquota/aiquota/internal/certs"
-	"github.com/aiquota/aiquota/internal/control"
 	"github.com/aiquota/aiquota/internal/controller"
+	"github.com/aiquota/aiquota/internal/hub"
 	"github.com/aiquota/aiquota/internal/scheme"
 	"github.com/aiquota/aiquota/internal/webhook"
 )
@@ -58,8 +58,8 @@ func run() error {
 	webhookOpts.BindFlags(flag.CommandLine)
 	certOpts := certs.DefaultOptions()
 	certOpts.BindFlags(flag.CommandLine)
-	controlOpts := control.DefaultOptions()
-	controlOpts.BindFlags(flag.CommandLine)
+	hubOpts := hub.DefaultOptions()
+	hubOpts.BindFlags(flag.CommandLine)
 	opts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -114,12 +114,12 @@ func run() error {
 		return fmt.Errorf("set up the injection webhook: %w", err)
 	}
 	// The control channel serves the manager's certificate unless given a directory.
-	controlOpts.PodNamespace, controlOpts.PodName = os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
-	controlOpts.TLSOpts = slices.Clone(tlsOpts)
-	if controlOpts.CertDir == "" {
-		controlOpts.TLSOpts = append(controlOpts.TLSOpts, certMgr.TLSOpt())
+	hubOpts.PodNamespace, hubOpts.PodName = os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
+	hubOpts.TLSOpts = slices.Clone(tlsOpts)
+	if hubOpts.CertDir == "" {
+		hubOpts.TLSOpts = append(hubOpts.TLSOpts, certMgr.TLSOpt())
 	}
-	if _, err := control.SetupWithManager(mgr, controlOpts); err != nil {
+	if _, err := hub.SetupWithManager(mgr, hubOpts); err != nil {
 		return fmt.Errorf("set up the control channel: %w", err)
 	}
 	// Ready only when the certificate is in place and trusted, the webhook serves,

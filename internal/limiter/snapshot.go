@@ -8,7 +8,7 @@ import (
 )
 
 // Snapshot is the engine's state at one moment: what /state serves and what the
-// control-channel reporter sends to the manager. Slices are sorted for stable output.
+// hub client (internal/hubclient) sends to the manager. Slices are sorted for stable output.
 type Snapshot struct {
 	At       time.Time         `json:"at"`
 	Accounts []AccountSnapshot `json:"pools"`

@@ -127,7 +127,7 @@ func NewTransport() *http.Transport {
 	}
 }
 
-// Engine is the limiter engine, for the control-channel reporter (Snapshot) and the
+// Engine is the limiter engine, for the hub client (Snapshot) and the
 // lease allocator (Engine.Account(...).SetLimit).
 func (s *Server) Engine() *limiter.Engine { return s.engine }
 

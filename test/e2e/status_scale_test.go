@@ -30,11 +30,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/hubapi"
+	"github.com/aiquota/aiquota/internal/hubclient"
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
-	"github.com/aiquota/aiquota/internal/report"
-	"github.com/aiquota/aiquota/internal/reporter"
 	"github.com/aiquota/aiquota/internal/testenv"
 	"github.com/aiquota/aiquota/test/bench"
 	"github.com/aiquota/aiquota/test/harness"
@@ -54,8 +54,8 @@ const (
 
 // BenchmarkStatusScale runs the manager binary against a real API server holding
 // 1,000 ProviderQuotas, 200 FallbackChains and 50 CircuitPolicies, with 5,000
-// simulated sidecars reporting every 10 s. Each sidecar is the real reporter
-// (internal/reporter: real TLS, a real TokenRequest token bound to a real Pod, so
+// simulated sidecars reporting every 10 s. Each sidecar is the real hub client
+// (internal/hubclient: real TLS, a real TokenRequest token bound to a real Pod, so
 // the manager runs 5,000 real TokenReviews), fed a synthetic engine snapshot whose
 // counters grow like a busy limiter's. It reports the manager's memory and CPU,
 // the status flush and write latency p99, the report handling p99, reconcile p99
@@ -123,7 +123,7 @@ func runStatusScale(b *testing.B) {
 
 	// Pods and their tokens.
 	type sidecarSpec struct {
-		pod    report.Pod
+		pod    hubapi.Pod
 		token  string
 		source limiterconfig.Source
 	}
@@ -146,11 +146,11 @@ func runStatusScale(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		src := limiterconfig.Source{Kind: report.KindFallbackChain, Namespace: ns, Name: fmt.Sprintf("fc-%d", k%scaleChainsPerNS), Generation: 1}
+		src := limiterconfig.Source{Kind: hubapi.KindFallbackChain, Namespace: ns, Name: fmt.Sprintf("fc-%d", k%scaleChainsPerNS), Generation: 1}
 		if k >= scaleChainPodsPerNS {
-			src = limiterconfig.Source{Kind: report.KindProviderQuota, Namespace: ns, Name: fmt.Sprintf("pq-%02d", k-scaleChainPodsPerNS), Generation: 1}
+			src = limiterconfig.Source{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: fmt.Sprintf("pq-%02d", k-scaleChainPodsPerNS), Generation: 1}
 		}
-		specs[i] = sidecarSpec{pod: report.Pod{Namespace: ns, Name: pod.Name, UID: string(pod.UID)}, token: tr.Status.Token, source: src}
+		specs[i] = sidecarSpec{pod: hubapi.Pod{Namespace: ns, Name: pod.Name, UID: string(pod.UID)}, token: tr.Status.Token, source: src}
 		return nil
 	})
 	b.Logf("created %d pods and tokens in %s", len(specs), time.Since(podsStart).Round(time.Second))
@@ -174,12 +174,12 @@ func runStatusScale(b *testing.B) {
 	if _, err := mgr.WaitFor(regexp.MustCompile(`control channel listening`), 2*time.Minute); err != nil {
 		b.Fatal(err)
 	}
-	controlURL := fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, report.Path)
+	controlURL := fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, hubapi.Path)
 
-	// The fleet: each a real reporter, started at a random point of its interval.
+	// The fleet: each a real hub client, started at a random point of its interval.
 	var failures atomic.Int64
 	logger := slog.New(&countingHandler{n: &failures})
-	reportersStart := time.Now()
+	clientsStart := time.Now()
 	for i, s := range specs {
 		tokenDir := filepath.Join(work, "tokens", strconv.Itoa(i))
 		if err := os.MkdirAll(tokenDir, 0o700); err != nil {
@@ -200,7 +200,7 @@ func runStatusScale(b *testing.B) {
 			b.Fatal(err)
 		}
 		snap := newSyntheticEngine(cfg, int64(i))
-		r := reporter.New(reporter.Options{ConfigPath: cfgPath, Snapshot: snap.snapshot, Pod: s.pod, Logger: logger})
+		r := hubclient.New(hubclient.Options{ConfigPath: cfgPath, Snapshot: snap.snapshot, Pod: s.pod, Logger: logger})
 		go func() {
 			select {
 			case <-time.After(rand.N(scaleReportInterval)):
@@ -220,10 +220,10 @@ func runStatusScale(b *testing.B) {
 		if n := gaugeValue(mf, "aiquota_manager_control_active_sidecars"); n != float64(len(specs)) {
 			return fmt.Errorf("%v active sidecars", n)
 		}
-		fullAfter = time.Since(reportersStart)
+		fullAfter = time.Since(clientsStart)
 		return nil
 	})
-	b.Logf("all %d sidecars active %s after the first reporter started", len(specs), fullAfter.Round(time.Second))
+	b.Logf("all %d sidecars active %s after the first hub client started", len(specs), fullAfter.Round(time.Second))
 
 	// Let the first writes of every resource (and their reconciles) pass, then
 	// measure a steady window.
@@ -282,7 +282,7 @@ func runStatusScale(b *testing.B) {
 		{"reconcile p99 (providerquota)", "ms", 1000 * histogramQuantile(before, after, "controller_runtime_reconcile_time_seconds", "controller", "providerquota", 0.99)},
 		{"reconcile p99 (fallbackchain)", "ms", 1000 * histogramQuantile(before, after, "controller_runtime_reconcile_time_seconds", "controller", "fallbackchain", 0.99)},
 		{"token reviews (whole run)", "", counterSum(after, "aiquota_manager_control_token_reviews_total", "", "")},
-		{"reporter failures (whole run)", "", float64(failures.Load())},
+		{"hub client failures (whole run)", "", float64(failures.Load())},
 		{"time to all sidecars active", "s", fullAfter.Seconds()},
 		{"machine load average (1 min, 2 cores)", "", load[0]},
 	}
@@ -319,7 +319,7 @@ func scaleConfig(src limiterconfig.Source, controlURL, caFile string) *limiterco
 		SchemaVersion: limiterconfig.SchemaVersion, Source: src,
 		Control: &limiterconfig.Control{URL: controlURL, TokenFile: "/unused", CAFile: caFile, ReportInterval: limiterconfig.Duration(scaleReportInterval)},
 	}
-	if src.Kind == report.KindFallbackChain {
+	if src.Kind == hubapi.KindFallbackChain {
 		f, _ := strconv.Atoi(strings.TrimPrefix(src.Name, "fc-")) // names are made above
 		a, b := fmt.Sprintf("pq-%02d", 2*f), fmt.Sprintf("pq-%02d", 2*f+1)
 		cfg.Providers = []limiterconfig.Provider{provider(a), provider(b)}
@@ -402,7 +402,7 @@ func (e *syntheticEngine) snapshot() limiter.Snapshot {
 	return s
 }
 
-// countingHandler counts reporter warnings (failed reports) and drops records.
+// countingHandler counts hub client warnings (failed reports) and drops records.
 type countingHandler struct{ n *atomic.Int64 }
 
 func (h *countingHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }

@@ -19,10 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/render"
-	"github.com/aiquota/aiquota/internal/report"
 	"github.com/aiquota/aiquota/internal/testenv"
 	"github.com/aiquota/aiquota/test/harness"
 )
@@ -111,7 +111,7 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 	// The manager, with the control channel on a free port and test certificates.
 	certDir := statusCerts(t)
 	controlPort, metricsPort := statusFreePort(t), statusFreePort(t)
-	controlURL := fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, report.Path)
+	controlURL := fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, hubapi.Path)
 	managerArgs := []string{
 		"--kubeconfig", kubeconfig,
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--metrics-secure=false",

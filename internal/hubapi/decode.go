@@ -1,4 +1,4 @@
-package report
+package hubapi
 
 import (
 	"bytes"
@@ -188,7 +188,7 @@ func (r *Report) Validate() error {
 		v.addf("config.generation", "must not be negative")
 	}
 	r.validateChain(v)
-	r.validatePools(v)
+	r.validateAccounts(v)
 	r.validateQueues(v)
 	r.validateBreakers(v)
 	r.validateFailovers(v)
@@ -211,13 +211,13 @@ func (r *Report) validateChain(v *validator) {
 	}
 }
 
-func (r *Report) validatePools(v *validator) {
-	if len(r.Pools) > MaxPools {
-		v.addf("pools", "has %d entries, more than %d", len(r.Pools), MaxPools)
+func (r *Report) validateAccounts(v *validator) {
+	if len(r.Accounts) > MaxAccounts {
+		v.addf("pools", "has %d entries, more than %d", len(r.Accounts), MaxAccounts)
 		return
 	}
-	seen := make(map[[3]string]bool, len(r.Pools))
-	for i, p := range r.Pools {
+	seen := make(map[[3]string]bool, len(r.Accounts))
+	for i, p := range r.Accounts {
 		f := fmt.Sprintf("pools[%d]", i)
 		v.name(f+".provider", p.Provider, maxNameLen)
 		v.name(f+".pool", p.Pool, maxNameLen)

@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"bytes"
@@ -35,8 +35,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/naming"
-	"github.com/aiquota/aiquota/internal/report"
 	"github.com/aiquota/aiquota/internal/testenv"
 )
 
@@ -197,7 +197,7 @@ func startChannel(t *testing.T, certs *testCerts, mutate func(*Options)) *channe
 		t.Fatal("the control channel did not start listening")
 	}
 	c := &channel{
-		Channel: ch, url: "https://" + addr.String() + report.Path, registry: reg, logs: logs,
+		Channel: ch, url: "https://" + addr.String() + hubapi.Path, registry: reg, logs: logs,
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.pool}}},
 	}
 	var once sync.Once
@@ -220,7 +220,7 @@ func startChannel(t *testing.T, certs *testCerts, mutate func(*Options)) *channe
 
 // post sends body with token (none when empty) and returns the status and the
 // decoded error body (zero when accepted).
-func (c *channel) post(t *testing.T, token string, body []byte, contentType string) (int, report.ErrorBody) {
+func (c *channel) post(t *testing.T, token string, body []byte, contentType string) (int, hubapi.ErrorBody) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
@@ -238,27 +238,27 @@ func (c *channel) post(t *testing.T, token string, body []byte, contentType stri
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var eb report.ErrorBody
+	var eb hubapi.ErrorBody
 	if resp.StatusCode != http.StatusOK {
 		if err := json.Unmarshal(b, &eb); err != nil {
 			t.Fatalf("status %d with a body that is not an error JSON: %q", resp.StatusCode, b)
 		}
 		return resp.StatusCode, eb
 	}
-	var ack report.Response
-	if err := json.Unmarshal(b, &ack); err != nil || ack.SchemaVersion != report.SchemaVersion {
+	var ack hubapi.Response
+	if err := json.Unmarshal(b, &ack); err != nil || ack.SchemaVersion != hubapi.SchemaVersion {
 		t.Fatalf("accepted with a body that is not a response: %q", b)
 	}
 	return resp.StatusCode, eb
 }
 
-func (c *channel) sendReport(t *testing.T, token string, r *report.Report) (int, report.ErrorBody) {
+func (c *channel) sendReport(t *testing.T, token string, r *hubapi.Report) (int, hubapi.ErrorBody) {
 	t.Helper()
-	b, err := report.Marshal(r)
+	b, err := hubapi.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c.post(t, token, b, report.ContentType)
+	return c.post(t, token, b, hubapi.ContentType)
 }
 
 // counterValue reads a counter or gauge with the given labels from the registry.
@@ -403,20 +403,20 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 
 // podReport is a valid report from pod about the resource src, with one pool of
 // usage; boot is fresh unless bootAt says otherwise.
-func podReport(pod *corev1.Pod, src report.Config, seq uint64, bootID string, bootAt time.Time, requests, tokens int64) *report.Report {
+func podReport(pod *corev1.Pod, src hubapi.Config, seq uint64, bootID string, bootAt time.Time, requests, tokens int64) *hubapi.Report {
 	now := time.Now().UTC()
-	return &report.Report{
-		SchemaVersion:  report.SchemaVersion,
-		Pod:            report.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)},
-		Boot:           report.Boot{ID: bootID, StartedAt: bootAt},
+	return &hubapi.Report{
+		SchemaVersion:  hubapi.SchemaVersion,
+		Pod:            hubapi.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)},
+		Boot:           hubapi.Boot{ID: bootID, StartedAt: bootAt},
 		Seq:            seq,
 		SentAt:         now,
-		ReportInterval: report.Duration(time.Second),
+		ReportInterval: hubapi.Duration(time.Second),
 		Config:         src,
-		Pools: []report.Pool{{
+		Accounts: []hubapi.Account{{
 			Provider: "openai", Pool: "gpt-4o", Key: "openai/api-key", Throttle: 1,
-			Counters: report.Counters{Requests: requests, InputTokens: tokens},
-			Limits:   report.Limits{RequestsPerMinute: 100, TokensPerMinute: 10000},
+			Counters: hubapi.Counters{Requests: requests, InputTokens: tokens},
+			Limits:   hubapi.Limits{RequestsPerMinute: 100, TokensPerMinute: 10000},
 		}},
 	}
 }

@@ -1,4 +1,4 @@
-package reporter
+package hubclient
 
 import (
 	"bytes"
@@ -31,9 +31,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
-	"github.com/aiquota/aiquota/internal/report"
 )
 
 // pki is a CA that issues a serving certificate for 127.0.0.1.
@@ -74,7 +74,7 @@ type manager struct {
 	refuse atomic.Pointer[[2]string]
 
 	mu      sync.Mutex
-	reports []*report.Report
+	reports []*hubapi.Report
 	tokens  []string
 	remotes []string
 	resumed []bool
@@ -101,16 +101,16 @@ func newManager(t *testing.T, p *pki) *manager {
 
 func (m *manager) serve(w http.ResponseWriter, r *http.Request) {
 	if rf := m.refuse.Load(); rf != nil {
-		status := map[string]int{report.CodeNotLeader: 503, "serverError": 500, report.CodeUnauthenticated: 401}[rf[1]]
+		status := map[string]int{hubapi.CodeNotLeader: 503, "serverError": 500, hubapi.CodeUnauthenticated: 401}[rf[1]]
 		if rf[0] != "" {
 			w.Header().Set("Retry-After", rf[0])
 		}
 		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(report.ErrorBody{Error: report.ErrorDetail{Code: rf[1], Message: "refused by the test"}})
+		_ = json.NewEncoder(w).Encode(hubapi.ErrorBody{Error: hubapi.ErrorDetail{Code: rf[1], Message: "refused by the test"}})
 		return
 	}
-	rep, err := report.Read(r.Body)
-	if err != nil || r.URL.Path != report.Path || r.Header.Get("Content-Type") != report.ContentType {
+	rep, err := hubapi.Read(r.Body)
+	if err != nil || r.URL.Path != hubapi.Path || r.Header.Get("Content-Type") != hubapi.ContentType {
 		http.Error(w, "bad report", http.StatusBadRequest)
 		return
 	}
@@ -120,13 +120,13 @@ func (m *manager) serve(w http.ResponseWriter, r *http.Request) {
 	m.remotes = append(m.remotes, r.RemoteAddr)
 	m.resumed = append(m.resumed, r.TLS != nil && r.TLS.DidResume)
 	m.mu.Unlock()
-	_ = json.NewEncoder(w).Encode(report.Response{SchemaVersion: report.SchemaVersion, Seq: rep.Seq})
+	_ = json.NewEncoder(w).Encode(hubapi.Response{SchemaVersion: hubapi.SchemaVersion, Seq: rep.Seq})
 }
 
-func (m *manager) received() ([]*report.Report, []string) {
+func (m *manager) received() ([]*hubapi.Report, []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]*report.Report(nil), m.reports...), append([]string(nil), m.tokens...)
+	return append([]*hubapi.Report(nil), m.reports...), append([]string(nil), m.tokens...)
 }
 
 // sidecarFiles are the files a pod's sidecar reads: config, token, CA.
@@ -174,7 +174,7 @@ func testConfig(url string, f *sidecarFiles, interval time.Duration) *limitercon
 				return p
 			}(),
 		},
-		Control: &limiterconfig.Control{URL: url + report.Path, TokenFile: f.token, CAFile: f.ca, ReportInterval: limiterconfig.Duration(interval)},
+		Control: &limiterconfig.Control{URL: url + hubapi.Path, TokenFile: f.token, CAFile: f.ca, ReportInterval: limiterconfig.Duration(interval)},
 	}
 }
 
@@ -188,7 +188,7 @@ func writeConfig(t *testing.T, f *sidecarFiles, cfg *limiterconfig.Config) []byt
 	return b
 }
 
-var testPod = report.Pod{Namespace: "team-a", Name: "app-1", UID: "uid-1"}
+var testPod = hubapi.Pod{Namespace: "team-a", Name: "app-1", UID: "uid-1"}
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -221,7 +221,7 @@ func (l *logSink) String() string {
 
 func (l *logSink) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
 
-// TestReportsFromTheEngine: the reporter turns a real engine's state into reports
+// TestReportsFromTheEngine: the hub client turns a real engine's state into reports
 // the manager can read: usage, limits, chain entries resolved to pools, breakers
 // with their policies, config source and hash; sequence numbers grow, the boot
 // stays, and the token is read afresh for every report.
@@ -297,30 +297,30 @@ func TestReportsFromTheEngine(t *testing.T) {
 	if got.Config.Hash != hashOf(doc) {
 		t.Errorf("config hash %q, want the sidecar's %q", got.Config.Hash, hashOf(doc))
 	}
-	want := &report.Report{
-		SchemaVersion: report.SchemaVersion, Pod: testPod, Seq: 1,
-		ReportInterval: report.Duration(100 * time.Millisecond),
-		Config:         report.Config{Hash: got.Config.Hash, Kind: "FallbackChain", Namespace: "team-a", Name: "chat", Generation: 4},
-		Chain: []report.ChainEntry{
+	want := &hubapi.Report{
+		SchemaVersion: hubapi.SchemaVersion, Pod: testPod, Seq: 1,
+		ReportInterval: hubapi.Duration(100 * time.Millisecond),
+		Config:         hubapi.Config{Hash: got.Config.Hash, Kind: "FallbackChain", Namespace: "team-a", Name: "chat", Generation: 4},
+		Chain: []hubapi.ChainEntry{
 			{Provider: "openai-tier3", Model: "gpt-5.5-2030", Pool: "gpt-5.5"},
 			{Provider: "openai-tier3", Model: "gpt-4o", Pool: "gpt-4o"},
 		},
-		Pools: []report.Pool{{
+		Accounts: []hubapi.Account{{
 			Provider: "openai-tier3", Pool: "gpt-5.5", Key: "openai/api-key",
-			Counters: report.Counters{Requests: 3, InputTokens: 270, OutputTokens: 30},
-			Limits:   report.Limits{RequestsPerMinute: 600, TokensPerMinute: 100000, MaxConcurrency: 8, TokensPerDay: 1_000_000},
+			Counters: hubapi.Counters{Requests: 3, InputTokens: 270, OutputTokens: 30},
+			Limits:   hubapi.Limits{RequestsPerMinute: 600, TokensPerMinute: 100000, MaxConcurrency: 8, TokensPerDay: 1_000_000},
 			Throttle: 1, RequestsToday: 3, TokensToday: 300,
 		}},
-		Queues: []report.Queue{{Provider: "openai-tier3", Pool: "gpt-5.5", Admitted: 3}},
-		Breakers: []report.Breaker{{
-			Provider: "openai-tier3", Model: "gpt-5.5-2030", Policy: "strict", State: report.BreakerOpen,
+		Queues: []hubapi.Queue{{Provider: "openai-tier3", Pool: "gpt-5.5", Admitted: 3}},
+		Breakers: []hubapi.Breaker{{
+			Provider: "openai-tier3", Model: "gpt-5.5-2030", Policy: "strict", State: hubapi.BreakerOpen,
 			ConsecutiveFailures: 2, Opens: 1,
 		}},
 	}
 	opts := cmp.Options{
-		cmpopts.IgnoreFields(report.Report{}, "Boot", "SentAt"),
-		cmpopts.IgnoreFields(report.Pool{}, "Buckets"),
-		cmpopts.IgnoreFields(report.Breaker{}, "Since", "Transitions", "LastFailure"),
+		cmpopts.IgnoreFields(hubapi.Report{}, "Boot", "SentAt"),
+		cmpopts.IgnoreFields(hubapi.Account{}, "Buckets"),
+		cmpopts.IgnoreFields(hubapi.Breaker{}, "Since", "Transitions", "LastFailure"),
 	}
 	if d := cmp.Diff(want, got, opts); d != "" {
 		t.Errorf("report (-want +got):\n%s", d)
@@ -329,11 +329,11 @@ func TestReportsFromTheEngine(t *testing.T) {
 	if lf := b.LastFailure; lf == nil || lf.Kind != limiterconfig.FailureServerError || lf.Status != 502 || lf.At.IsZero() {
 		t.Errorf("breaker lastFailure %+v, want the counted 502 serverError with its time", lf)
 	}
-	if len(b.Transitions) != 1 || b.Transitions[0].To != report.BreakerOpen || b.Since == nil || !b.Since.Equal(b.Transitions[0].At) {
+	if len(b.Transitions) != 1 || b.Transitions[0].To != hubapi.BreakerOpen || b.Since == nil || !b.Since.Equal(b.Transitions[0].At) {
 		t.Errorf("breaker history: since %v, transitions %+v", b.Since, b.Transitions)
 	}
-	if len(got.Pools[0].Buckets) != 2 {
-		t.Errorf("buckets %+v, want RPM and TPM", got.Pools[0].Buckets)
+	if len(got.Accounts[0].Buckets) != 2 {
+		t.Errorf("buckets %+v, want RPM and TPM", got.Accounts[0].Buckets)
 	}
 }
 
@@ -424,11 +424,11 @@ func TestFailuresBackOffAndAreLoggedAtABoundedRate(t *testing.T) {
 
 	// A follower: retried soon, from one second, and never sooner than Retry-After.
 	r.failures = 0
-	m.refuse.Store(&[2]string{"3", report.CodeNotLeader})
+	m.refuse.Store(&[2]string{"3", hubapi.CodeNotLeader})
 	if d := r.cycle(ctx); d < 3*time.Second*8/10 || d > 3*time.Second*12/10 {
 		t.Errorf("delay after notLeader with Retry-After 3: %s", d)
 	}
-	m.refuse.Store(&[2]string{"", report.CodeNotLeader})
+	m.refuse.Store(&[2]string{"", hubapi.CodeNotLeader})
 	r.failures = 0
 	if d := r.cycle(ctx); d > 1200*time.Millisecond {
 		t.Errorf("delay after notLeader: %s, want about a second", d)
@@ -471,10 +471,10 @@ func TestSendFinal(t *testing.T) {
 		t.Errorf("reports: %+v", reps)
 	}
 	// A manager that refuses: the final report's error says why.
-	m.refuse.Store(&[2]string{"", report.CodeUnauthenticated})
+	m.refuse.Store(&[2]string{"", hubapi.CodeUnauthenticated})
 	err := r.SendFinal(ctx)
 	var se *statusError
-	if !errors.As(err, &se) || se.status != 401 || se.code != report.CodeUnauthenticated || !strings.Contains(err.Error(), "refused by the test") {
+	if !errors.As(err, &se) || se.status != 401 || se.code != hubapi.CodeUnauthenticated || !strings.Contains(err.Error(), "refused by the test") {
 		t.Errorf("refused final report: %v", err)
 	}
 }

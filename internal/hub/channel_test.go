@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 // TestReportUpdatesStatus: a sidecar's report, authenticated with its pod-bound
@@ -36,20 +36,20 @@ func TestReportUpdatesStatus(t *testing.T) {
 		quotav1alpha1.ChainEntry{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai"}, Model: "gpt-4o-mini"})
 	createPolicy(t, ns, "standard")
 
-	src := report.Config{Kind: report.KindFallbackChain, Namespace: ns, Name: "chat", Hash: "0123456789abcdef"}
+	src := hubapi.Config{Kind: hubapi.KindFallbackChain, Namespace: ns, Name: "chat", Hash: "0123456789abcdef"}
 	opened := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
 	bootAt := time.Now().UTC()
 	for seq := uint64(1); seq <= 3; seq++ {
 		r := podReport(pod, src, seq, "boot-1", bootAt, 20*int64(seq), 2000*int64(seq))
-		r.Chain = []report.ChainEntry{{Provider: "openai", Model: "gpt-4o", Pool: "gpt-4o"}, {Provider: "openai", Model: "gpt-4o-mini", Pool: "gpt-4o-mini"}}
-		r.Failovers = []report.FailoverCount{{From: 0, To: 1, Reason: "serverError", Count: int64(seq)}}
-		r.LastFailover = &report.Failover{At: opened.Add(time.Duration(seq) * time.Second), From: 0, To: 1, Reason: "serverError"}
-		r.Pools[0].InFlight = 5
-		r.Pools[0].Limits.MaxConcurrency = 10
-		r.Breakers = []report.Breaker{{
-			Provider: "openai", Model: "gpt-4o", Policy: "standard", State: report.BreakerOpen, Since: &opened, Opens: 1,
-			Transitions: []report.Transition{{At: opened, From: report.BreakerClosed, To: report.BreakerOpen}},
-			LastFailure: &report.FailureSample{At: opened, Kind: "serverError", Status: 503},
+		r.Chain = []hubapi.ChainEntry{{Provider: "openai", Model: "gpt-4o", Pool: "gpt-4o"}, {Provider: "openai", Model: "gpt-4o-mini", Pool: "gpt-4o-mini"}}
+		r.Failovers = []hubapi.FailoverCount{{From: 0, To: 1, Reason: "serverError", Count: int64(seq)}}
+		r.LastFailover = &hubapi.Failover{At: opened.Add(time.Duration(seq) * time.Second), From: 0, To: 1, Reason: "serverError"}
+		r.Accounts[0].InFlight = 5
+		r.Accounts[0].Limits.MaxConcurrency = 10
+		r.Breakers = []hubapi.Breaker{{
+			Provider: "openai", Model: "gpt-4o", Policy: "standard", State: hubapi.BreakerOpen, Since: &opened, Opens: 1,
+			Transitions: []hubapi.Transition{{At: opened, From: hubapi.BreakerClosed, To: hubapi.BreakerOpen}},
+			LastFailure: &hubapi.FailureSample{At: opened, Kind: "serverError", Status: 503},
 		}}
 		if code, eb := ch.sendReport(t, token, r); code != http.StatusOK {
 			t.Fatalf("report %d: %d %+v", seq, code, eb)
@@ -140,10 +140,10 @@ func TestRefusals(t *testing.T) {
 	pod, pod2 := newPod(t, ns, "app"), newPod(t, ns, "app2")
 	createQuota(t, ns)
 	createQuota(t, other)
-	src := report.Config{Kind: report.KindProviderQuota, Namespace: ns, Name: "openai"}
-	good := func() *report.Report { return podReport(pod, src, 1, "boot", time.Now(), 10, 100) }
-	encode := func(r *report.Report) []byte {
-		b, err := report.Marshal(r)
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
+	good := func() *hubapi.Report { return podReport(pod, src, 1, "boot", time.Now(), 10, 100) }
+	encode := func(r *hubapi.Report) []byte {
+		b, err := hubapi.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,7 +157,7 @@ func TestRefusals(t *testing.T) {
 	otherNS.Config.Namespace = other
 	invalid := good()
 	invalid.SchemaVersion = "aiquota.dev/report/v0"
-	huge := bytes.Repeat([]byte(" "), report.MaxReportBytes+10)
+	huge := bytes.Repeat([]byte(" "), hubapi.MaxReportBytes+10)
 
 	cases := []struct {
 		name        string
@@ -168,17 +168,17 @@ func TestRefusals(t *testing.T) {
 		code        string
 		message     string
 	}{
-		{"no token", "", encode(good()), report.ContentType, 401, report.CodeUnauthenticated, "no bearer token"},
-		{"garbage token", "not-a-token", encode(good()), report.ContentType, 401, report.CodeUnauthenticated, "not valid for audience aiquota.dev/control"},
-		{"forged token", token[:len(token)-6] + "AAAAAA", encode(good()), report.ContentType, 401, report.CodeUnauthenticated, "not valid"},
-		{"other audience", otherAudience, encode(good()), report.ContentType, 401, report.CodeUnauthenticated, "not valid for audience"},
-		{"not bound to a pod", unbound, encode(good()), report.ContentType, 403, report.CodeForbidden, "not a service-account token bound to a pod"},
-		{"another pod's token", pod2Token, encode(good()), report.ContentType, 403, report.CodePodMismatch, "the token is bound to pod " + ns + "/app2"},
-		{"another namespace", token, encode(otherNS), report.ContentType, 403, report.CodeNamespace, "may only report about resources in its own namespace " + ns},
-		{"malformed", token, []byte(`{"schemaVersion":`), report.ContentType, 400, report.CodeMalformed, "decode report"},
-		{"invalid", token, mustJSON(t, invalid), report.ContentType, 400, report.CodeMalformed, `schemaVersion: is "aiquota.dev/report/v0"`},
-		{"oversized", token, huge, report.ContentType, 413, report.CodeTooLarge, "bytes"},
-		{"not json", token, encode(good()), "text/plain", 415, report.CodeUnsupportedMedia, "reports are application/json"},
+		{"no token", "", encode(good()), hubapi.ContentType, 401, hubapi.CodeUnauthenticated, "no bearer token"},
+		{"garbage token", "not-a-token", encode(good()), hubapi.ContentType, 401, hubapi.CodeUnauthenticated, "not valid for audience aiquota.dev/control"},
+		{"forged token", token[:len(token)-6] + "AAAAAA", encode(good()), hubapi.ContentType, 401, hubapi.CodeUnauthenticated, "not valid"},
+		{"other audience", otherAudience, encode(good()), hubapi.ContentType, 401, hubapi.CodeUnauthenticated, "not valid for audience"},
+		{"not bound to a pod", unbound, encode(good()), hubapi.ContentType, 403, hubapi.CodeForbidden, "not a service-account token bound to a pod"},
+		{"another pod's token", pod2Token, encode(good()), hubapi.ContentType, 403, hubapi.CodePodMismatch, "the token is bound to pod " + ns + "/app2"},
+		{"another namespace", token, encode(otherNS), hubapi.ContentType, 403, hubapi.CodeNamespace, "may only report about resources in its own namespace " + ns},
+		{"malformed", token, []byte(`{"schemaVersion":`), hubapi.ContentType, 400, hubapi.CodeMalformed, "decode report"},
+		{"invalid", token, mustJSON(t, invalid), hubapi.ContentType, 400, hubapi.CodeMalformed, `schemaVersion: is "aiquota.dev/report/v0"`},
+		{"oversized", token, huge, hubapi.ContentType, 413, hubapi.CodeTooLarge, "bytes"},
+		{"not json", token, encode(good()), "text/plain", 415, hubapi.CodeUnsupportedMedia, "reports are application/json"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -207,7 +207,7 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("status of %s/openai changed: %+v", n, st)
 		}
 	}
-	if n := ch.metric(t, "aiquota_manager_control_reports_refused_total", map[string]string{"reason": report.CodeUnauthenticated}); n != 4 {
+	if n := ch.metric(t, "aiquota_manager_control_reports_refused_total", map[string]string{"reason": hubapi.CodeUnauthenticated}); n != 4 {
 		t.Errorf("refused as unauthenticated: %v, want 4", n)
 	}
 	// The same report with the right token is accepted (the refusals were about
@@ -257,7 +257,7 @@ func TestStatusWriteRateLimit(t *testing.T) {
 		}
 	}()
 
-	src := report.Config{Kind: report.KindProviderQuota, Namespace: ns, Name: "openai"}
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
 	bootAt := time.Now()
 	for seq := uint64(1); seq <= 50; seq++ {
 		if code, eb := ch.sendReport(t, token, podReport(pod, src, seq, "boot", bootAt, int64(seq), 100*int64(seq))); code != 200 {
@@ -292,7 +292,7 @@ func TestSidecarsLeave(t *testing.T) {
 	ch := startChannel(t, certs, func(o *Options) { o.ExpiryIntervals = 1000 })
 	ns := newNamespace(t)
 	createQuota(t, ns)
-	src := report.Config{Kind: report.KindProviderQuota, Namespace: ns, Name: "openai"}
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
 	var pods []*corev1.Pod
 	var tokens []string
 	for i := range 3 {
@@ -329,7 +329,7 @@ func TestSidecarsLeave(t *testing.T) {
 	createQuota(t, ns2)
 	p := newPod(t, ns2, "app")
 	tok := podToken(t, p)
-	if code, eb := ch2.sendReport(t, tok, podReport(p, report.Config{Kind: report.KindProviderQuota, Namespace: ns2, Name: "openai"}, 1, "boot", time.Now(), 1, 1)); code != 200 {
+	if code, eb := ch2.sendReport(t, tok, podReport(p, hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns2, Name: "openai"}, 1, "boot", time.Now(), 1, 1)); code != 200 {
 		t.Fatalf("report: %d %+v", code, eb)
 	}
 	eventually(t, "the sidecar counted", func() (bool, string) {
@@ -353,7 +353,7 @@ func TestTokensTodaySurviveRestart(t *testing.T) {
 	createQuota(t, ns)
 	pod := newPod(t, ns, "app")
 	token := podToken(t, pod)
-	src := report.Config{Kind: report.KindProviderQuota, Namespace: ns, Name: "openai"}
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
 	bootAt := time.Now()
 
 	first := startChannel(t, certs, nil)
@@ -390,7 +390,7 @@ func TestDailyRoll(t *testing.T) {
 	clk := newFakeClock(time.Date(2031, 3, 4, 23, 59, 40, 0, time.UTC))
 	agg := NewAggregator(clk.now, 3)
 	w := &StatusWriter{Client: env.Client, Aggregator: agg, Interval: time.Second, Workers: 2, Now: clk.now, Log: (&logBuffer{}).logger()}
-	src := report.Config{Kind: report.KindProviderQuota, Namespace: ns, Name: "openai"}
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
 	ctx := context.Background()
 	bootAt := clk.t
 	ingest := func(seq uint64, tokens int64) {

@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas;fallbackchains;circuitpolicies,verbs=get;list;watch
@@ -391,7 +391,7 @@ func (w *StatusWriter) forgetGonePods(ctx context.Context) {
 		case string(pod.UID) == p.UID && pod.DeletionTimestamp == nil:
 			continue
 		}
-		if w.Aggregator.Forget(report.Pod{Namespace: p.Namespace, Name: p.Name, UID: p.UID}) {
+		if w.Aggregator.Forget(hubapi.Pod{Namespace: p.Namespace, Name: p.Name, UID: p.UID}) {
 			w.Log.V(1).Info("forgot the sidecar of a pod that is gone", "namespace", p.Namespace, "pod", p.Name)
 		}
 	}

@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 func TestTokenReviewerCache(t *testing.T) {
@@ -193,13 +193,13 @@ func TestFollowerAnswersNotLeader(t *testing.T) {
 	}
 	srv := httptest.NewTLSServer(h)
 	defer srv.Close()
-	resp, err := srv.Client().Post(srv.URL+report.Path, report.ContentType, nil)
+	resp, err := srv.Client().Post(srv.URL+hubapi.Path, hubapi.ContentType, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	eb := readError(t, resp)
-	if resp.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != report.CodeNotLeader ||
+	if resp.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != hubapi.CodeNotLeader ||
 		resp.Header.Get("Retry-After") != "1" || !resp.Close || reviews.Load() != 0 {
 		t.Errorf("follower answered %d %+v, Retry-After %q, close %v, %d reviews",
 			resp.StatusCode, eb, resp.Header.Get("Retry-After"), resp.Close, reviews.Load())
@@ -209,7 +209,7 @@ func TestFollowerAnswersNotLeader(t *testing.T) {
 // TestTokenCheckOutageIsRetryable: when the API server cannot check a token the
 // sidecar is told to retry, not that its token is bad.
 func TestTokenCheckOutageIsRetryable(t *testing.T) {
-	expectRetryable(t, errors.New("connection refused"), report.CodeUnavailable)
+	expectRetryable(t, errors.New("connection refused"), hubapi.CodeUnavailable)
 }
 
 // expectRetryable checks that a report whose token check fails with authErr gets a
@@ -226,7 +226,7 @@ func expectRetryable(t *testing.T, authErr error, code string) {
 	}
 	srv := httptest.NewTLSServer(h)
 	defer srv.Close()
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+report.Path, nil)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+hubapi.Path, nil)
 	req.Header.Set("Authorization", "Bearer x")
 	resp, err := srv.Client().Do(req)
 	if err != nil {
@@ -245,9 +245,9 @@ func (f authFunc) Authenticate(ctx context.Context, token string) (Identity, err
 	return f(ctx, token)
 }
 
-func readError(t *testing.T, resp *http.Response) report.ErrorBody {
+func readError(t *testing.T, resp *http.Response) hubapi.ErrorBody {
 	t.Helper()
-	var eb report.ErrorBody
+	var eb hubapi.ErrorBody
 	b, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(b, &eb); err != nil {
 		t.Fatalf("error body %q: %v", b, err)
@@ -291,7 +291,7 @@ func TestBusyReviewerSheds(t *testing.T) {
 		t.Fatalf("second token once the slot is free: %v", err)
 	}
 
-	expectRetryable(t, ErrBusy, report.CodeBusy)
+	expectRetryable(t, ErrBusy, hubapi.CodeBusy)
 }
 
 // TestTruncatedBodyIsAReadFailure: a sender that goes away mid-body is counted as
@@ -318,14 +318,14 @@ func TestTruncatedBodyIsAReadFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"schemaVersion\":", report.Path)
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"schemaVersion\":", hubapi.Path)
 	conn.Close()
 	eventuallyCount := func() float64 {
 		mfs, _ := reg.Gather()
 		for _, mf := range mfs {
 			if mf.GetName() == "aiquota_manager_control_reports_refused_total" {
 				for _, mm := range mf.GetMetric() {
-					if mm.GetLabel()[0].GetValue() == report.CodeReadFailed {
+					if mm.GetLabel()[0].GetValue() == hubapi.CodeReadFailed {
 						return mm.GetCounter().GetValue()
 					}
 				}

@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"cmp"
@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 // Bounds on what one status carries, so that a sidecar fleet with many on-demand
@@ -53,8 +53,8 @@ type poolAgg struct {
 }
 
 type keyLimits struct {
-	configured report.Limits
-	learned    report.Limits
+	configured hubapi.Limits
+	learned    hubapi.Limits
 	learnedAt  time.Time
 }
 
@@ -106,7 +106,7 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 	worst := map[string]string{}
 	for _, s := range a.feeds[k] {
 		v.status.ActiveSidecars++
-		for pk, ps := range s.pools {
+		for pk, ps := range s.accounts {
 			if pk.provider != k.Name {
 				continue
 			}
@@ -128,7 +128,7 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 				pa.keys[pk.key] = kl
 			}
 			kl.configured = maxLimits(kl.configured, ps.latest.Limits)
-			if ps.latest.Learned != (report.Limits{}) && !s.lastSeen.Before(kl.learnedAt) {
+			if ps.latest.Learned != (hubapi.Limits{}) && !s.lastSeen.Before(kl.learnedAt) {
 				kl.learned, kl.learnedAt = ps.latest.Learned, s.lastSeen
 			}
 		}
@@ -155,12 +155,12 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 	for name, pa := range pools {
 		mu := quotav1alpha1.ModelUtilization{Name: name, RateLimited: pa.win[cRateLimited], ServerErrors: pa.win[cServerErrors]}
 		limitOf := func(kind string) int64 { return pa.sumKeys(func(k *keyLimits) int64 { return k.effective(kind) }) }
-		mu.RequestsPerMinute = usage(pa.win[cRequests], limitOf(report.LimitRequestsPerMinute))
-		mu.TokensPerMinute = usage(pa.win.tokens(), limitOf(report.LimitTokensPerMinute))
-		if lim := limitOf(report.LimitInputTokensPerMinute); lim > 0 {
+		mu.RequestsPerMinute = usage(pa.win[cRequests], limitOf(hubapi.LimitRequestsPerMinute))
+		mu.TokensPerMinute = usage(pa.win.tokens(), limitOf(hubapi.LimitTokensPerMinute))
+		if lim := limitOf(hubapi.LimitInputTokensPerMinute); lim > 0 {
 			mu.InputTokensPerMinute = usage(pa.win[cInputTokens], lim)
 		}
-		if lim := limitOf(report.LimitOutputTokensPerMinute); lim > 0 {
+		if lim := limitOf(hubapi.LimitOutputTokensPerMinute); lim > 0 {
 			mu.OutputTokensPerMinute = usage(pa.win[cOutputTokens], lim)
 		}
 		if lim := pa.sumKeys(func(k *keyLimits) int64 { return k.configured.MaxConcurrency }); lim > 0 || pa.inFlight > 0 {
@@ -188,10 +188,10 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 			sum.DailyPercent = max(sum.DailyPercent, percent(dayUsed.tokens, lim))
 		}
 		for _, kl := range pa.keys {
-			lowerLearned(&learned.RequestsPerMinute, kl, report.LimitRequestsPerMinute)
-			lowerLearned(&learned.TokensPerMinute, kl, report.LimitTokensPerMinute)
-			lowerLearned(&learned.InputTokensPerMinute, kl, report.LimitInputTokensPerMinute)
-			lowerLearned(&learned.OutputTokensPerMinute, kl, report.LimitOutputTokensPerMinute)
+			lowerLearned(&learned.RequestsPerMinute, kl, hubapi.LimitRequestsPerMinute)
+			lowerLearned(&learned.TokensPerMinute, kl, hubapi.LimitTokensPerMinute)
+			lowerLearned(&learned.InputTokensPerMinute, kl, hubapi.LimitInputTokensPerMinute)
+			lowerLearned(&learned.OutputTokensPerMinute, kl, hubapi.LimitOutputTokensPerMinute)
 		}
 		if pa.win != (counters{}) || pa.inFlight > 0 {
 			v.status.Models = append(v.status.Models, mu)
@@ -222,8 +222,8 @@ func lowerLearned(dst *int64, kl *keyLimits, kind string) {
 	}
 }
 
-func maxLimits(a, b report.Limits) report.Limits {
-	return report.Limits{
+func maxLimits(a, b hubapi.Limits) hubapi.Limits {
+	return hubapi.Limits{
 		RequestsPerMinute:     max(a.RequestsPerMinute, b.RequestsPerMinute),
 		TokensPerMinute:       max(a.TokensPerMinute, b.TokensPerMinute),
 		InputTokensPerMinute:  max(a.InputTokensPerMinute, b.InputTokensPerMinute),
@@ -253,11 +253,11 @@ func percent(used, limit int64) int32 {
 
 func stateRank(s string) int {
 	switch s {
-	case report.BreakerOpen:
+	case hubapi.BreakerOpen:
 		return 3
-	case report.BreakerHalfOpen:
+	case hubapi.BreakerHalfOpen:
 		return 2
-	case report.BreakerClosed:
+	case hubapi.BreakerClosed:
 		return 1
 	}
 	return 0
@@ -302,7 +302,7 @@ func (a *Aggregator) chainView(k resourceKey, cur *quotav1alpha1.FallbackChainSt
 		v.activeSidecars++
 		for i, e := range s.chain {
 			var n int64
-			for pk, ps := range s.pools {
+			for pk, ps := range s.accounts {
 				if pk.provider == e.Provider && pk.pool == e.Pool {
 					n += ps.hist.inWindow(now, Window)[cRequests]
 				}
@@ -389,7 +389,7 @@ func (a *Aggregator) policyView(k resourceKey) policyOwned {
 				b.LastFailure = fmt.Sprintf("%s (HTTP %d)", lf.kind, lf.status)
 			}
 		}
-		if g.state != report.BreakerClosed {
+		if g.state != hubapi.BreakerClosed {
 			out.OpenBreakers++
 		}
 		out.Breakers = append(out.Breakers, b)

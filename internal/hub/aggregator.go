@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"errors"
@@ -6,13 +6,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 // Resource kinds the aggregator writes status to.
 const (
-	kindQuota  = report.KindProviderQuota
-	kindChain  = report.KindFallbackChain
+	kindQuota  = hubapi.KindProviderQuota
+	kindChain  = hubapi.KindFallbackChain
 	kindPolicy = "CircuitPolicy"
 )
 
@@ -83,33 +83,33 @@ func (a *Aggregator) Begin() {
 
 // sidecar is one reporting limiter process.
 type sidecar struct {
-	pod      report.Pod
+	pod      hubapi.Pod
 	bootID   string
 	seq      uint64
 	lastSeen time.Time
 	interval time.Duration
-	config   report.Config
-	chain    []report.ChainEntry
-	pools    map[poolKey]*poolSeries
-	queues   []report.Queue
+	config   hubapi.Config
+	chain    []hubapi.ChainEntry
+	accounts map[accountKey]*accountSeries
+	queues   []hubapi.Queue
 	breakers map[breakerKey]*breakerSeries
 	// failovers are the latest cumulative counts; lastFailover the latest one.
-	failovers    map[report.FailoverCount]int64
+	failovers    map[hubapi.FailoverCount]int64
 	lastFailover *failover
 	resources    []resourceKey
 	podChecked   time.Time
 }
 
-type poolKey struct{ provider, pool, key string }
+type accountKey struct{ provider, pool, key string }
 type breakerKey struct{ provider, model string }
 
-type poolSeries struct {
+type accountSeries struct {
 	hist   history
-	latest report.Pool
+	latest hubapi.Account
 }
 
 type breakerSeries struct {
-	latest report.Breaker
+	latest hubapi.Breaker
 	// since is latest.Since on the manager's clock, mapped once so that it does not
 	// wobble with each report's transit time.
 	since       time.Time
@@ -178,7 +178,7 @@ func (l *quotaLedger) add(day, pool string, requests, tokens int64) {
 }
 
 // Ingest folds in a report that has passed authentication and authorisation.
-func (a *Aggregator) Ingest(r *report.Report) error {
+func (a *Aggregator) Ingest(r *hubapi.Report) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
@@ -204,8 +204,8 @@ func (a *Aggregator) Ingest(r *report.Report) error {
 		}
 		s = &sidecar{
 			pod: r.Pod, bootID: r.Boot.ID,
-			pools: map[poolKey]*poolSeries{}, breakers: map[breakerKey]*breakerSeries{},
-			failovers: map[report.FailoverCount]int64{},
+			accounts: map[accountKey]*accountSeries{}, breakers: map[breakerKey]*breakerSeries{},
+			failovers: map[hubapi.FailoverCount]int64{},
 		}
 		a.sidecars[r.Pod.UID] = s
 	} else {
@@ -221,19 +221,19 @@ func (a *Aggregator) Ingest(r *report.Report) error {
 	ns := r.Config.Namespace
 	day := utcDay(now)
 
-	livePools := make(map[poolKey]bool, len(r.Pools))
-	for _, p := range r.Pools {
-		k := poolKey{p.Provider, p.Pool, p.Key}
-		livePools[k] = true
+	liveAccounts := make(map[accountKey]bool, len(r.Accounts))
+	for _, p := range r.Accounts {
+		k := accountKey{p.Provider, p.Pool, p.Key}
+		liveAccounts[k] = true
 		cur := countersOf(p.Counters)
-		ps := s.pools[k]
+		ps := s.accounts[k]
 		var delta counters
 		if ps == nil {
-			ps = &poolSeries{}
-			s.pools[k] = ps
+			ps = &accountSeries{}
+			s.accounts[k] = ps
 			switch {
 			case known:
-				// A pool created since the previous report started at zero then.
+				// An account created since the previous report started at zero then.
 				ps.hist.add(sample{at: prevSeen})
 			case now.Sub(bootAt) <= Window:
 				ps.hist.add(sample{at: bootAt})
@@ -256,9 +256,9 @@ func (a *Aggregator) Ingest(r *report.Report) error {
 			a.quotaLedgerLocked(resourceKey{kindQuota, ns, p.Provider}).add(day, p.Pool, delta[cRequests], delta.tokens())
 		}
 	}
-	for k := range s.pools {
-		if !livePools[k] {
-			delete(s.pools, k)
+	for k := range s.accounts {
+		if !liveAccounts[k] {
+			delete(s.accounts, k)
 		}
 	}
 
@@ -303,7 +303,7 @@ func (a *Aggregator) Ingest(r *report.Report) error {
 
 // countOpensLocked records a breaker's new transitions to Open in its policy's
 // hourly ring, at the times the transitions happened.
-func (a *Aggregator) countOpensLocked(pk resourceKey, k breakerKey, bs *breakerSeries, b report.Breaker, toManager func(time.Time) time.Time, now time.Time) {
+func (a *Aggregator) countOpensLocked(pk resourceKey, k breakerKey, bs *breakerSeries, b hubapi.Breaker, toManager func(time.Time) time.Time, now time.Time) {
 	pl := a.policies[pk]
 	if pl == nil {
 		pl = &policyLedger{opens: map[breakerKey]*minuteRing{}}
@@ -317,7 +317,7 @@ func (a *Aggregator) countOpensLocked(pk resourceKey, k breakerKey, bs *breakerS
 	var seen int64
 	newest := bs.lastOpenAt
 	for _, t := range b.Transitions {
-		if t.To != report.BreakerOpen || !t.At.After(bs.lastOpenAt) {
+		if t.To != hubapi.BreakerOpen || !t.At.After(bs.lastOpenAt) {
 			continue
 		}
 		ring.add(toManager(t.At), 1)
@@ -336,7 +336,7 @@ func (a *Aggregator) countOpensLocked(pk resourceKey, k breakerKey, bs *breakerS
 	bs.counted = true
 }
 
-func (a *Aggregator) foldFailoversLocked(ck resourceKey, s *sidecar, r *report.Report, fromZero bool, toManager func(time.Time) time.Time, now time.Time) {
+func (a *Aggregator) foldFailoversLocked(ck resourceKey, s *sidecar, r *hubapi.Report, fromZero bool, toManager func(time.Time) time.Time, now time.Time) {
 	cl := a.chainLedgerLocked(ck)
 	entry := func(i int) string {
 		if i < 0 || i >= len(r.Chain) {
@@ -344,9 +344,9 @@ func (a *Aggregator) foldFailoversLocked(ck resourceKey, s *sidecar, r *report.R
 		}
 		return r.Chain[i].Provider + "/" + r.Chain[i].Model
 	}
-	live := make(map[report.FailoverCount]bool, len(r.Failovers))
+	live := make(map[hubapi.FailoverCount]bool, len(r.Failovers))
 	for _, fc := range r.Failovers {
-		k := report.FailoverCount{From: fc.From, To: fc.To, Reason: fc.Reason}
+		k := hubapi.FailoverCount{From: fc.From, To: fc.To, Reason: fc.Reason}
 		live[k] = true
 		prev, seen := s.failovers[k]
 		var delta int64
@@ -397,7 +397,7 @@ func (a *Aggregator) chainLedgerLocked(k resourceKey) *chainLedger {
 // resourcesOf lists the resources a report's numbers belong to: its config source,
 // every ProviderQuota it names (providers are ProviderQuota names in the source's
 // namespace) and every CircuitPolicy its breakers run under.
-func resourcesOf(r *report.Report) []resourceKey {
+func resourcesOf(r *hubapi.Report) []resourceKey {
 	ns := r.Config.Namespace
 	out := []resourceKey{{r.Config.Kind, ns, r.Config.Name}}
 	add := func(k resourceKey) {
@@ -408,7 +408,7 @@ func resourcesOf(r *report.Report) []resourceKey {
 	for _, e := range r.Chain {
 		add(resourceKey{kindQuota, ns, e.Provider})
 	}
-	for _, p := range r.Pools {
+	for _, p := range r.Accounts {
 		add(resourceKey{kindQuota, ns, p.Provider})
 	}
 	for _, b := range r.Breakers {
@@ -502,11 +502,11 @@ func (a *Aggregator) Expire() int {
 // Silent returns up to limit sidecars that missed a report and whose pod has not
 // been looked up within an interval, and marks them looked up: the caller checks
 // whether their pods still exist and calls Forget for those that do not.
-func (a *Aggregator) Silent(limit int) []report.Pod {
+func (a *Aggregator) Silent(limit int) []hubapi.Pod {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	var out []report.Pod
+	var out []hubapi.Pod
 	for _, s := range a.sidecars {
 		if len(out) >= limit {
 			break
@@ -520,7 +520,7 @@ func (a *Aggregator) Silent(limit int) []report.Pod {
 }
 
 // Forget drops the sidecar of the pod with uid, if it still reports as that pod.
-func (a *Aggregator) Forget(pod report.Pod) bool {
+func (a *Aggregator) Forget(pod hubapi.Pod) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.sidecars[pod.UID]

@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 const metricsNamespace = "aiquota_manager"
@@ -116,9 +116,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 func breakerValue(state string) float64 {
 	switch state {
-	case report.BreakerOpen:
+	case hubapi.BreakerOpen:
 		return 1
-	case report.BreakerHalfOpen:
+	case hubapi.BreakerHalfOpen:
 		return 2
 	}
 	return 0
@@ -150,10 +150,10 @@ func (m *Metrics) observeQuota(k resourceKey, v *quotaView) {
 	m.quotaToday.WithLabelValues(k.Namespace, k.Name, "requests").Set(float64(st.RequestsToday))
 	for _, mu := range st.Models {
 		for limit, u := range map[string]*usageRef{
-			report.LimitRequestsPerMinute:     ref(mu.RequestsPerMinute),
-			report.LimitTokensPerMinute:       ref(mu.TokensPerMinute),
-			report.LimitInputTokensPerMinute:  ref(mu.InputTokensPerMinute),
-			report.LimitOutputTokensPerMinute: ref(mu.OutputTokensPerMinute),
+			hubapi.LimitRequestsPerMinute:     ref(mu.RequestsPerMinute),
+			hubapi.LimitTokensPerMinute:       ref(mu.TokensPerMinute),
+			hubapi.LimitInputTokensPerMinute:  ref(mu.InputTokensPerMinute),
+			hubapi.LimitOutputTokensPerMinute: ref(mu.OutputTokensPerMinute),
 			"maxConcurrency":                  ref(mu.Concurrency),
 		} {
 			if u != nil && u.limit > 0 {

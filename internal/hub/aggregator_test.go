@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 // fakeClock is a settable clock.
@@ -24,56 +24,56 @@ func emptyQuota() *quotav1alpha1.ProviderQuotaStatus { return &quotav1alpha1.Pro
 
 // sim is one simulated sidecar producing reports with cumulative counters.
 type sim struct {
-	pod      report.Pod
-	boot     report.Boot
+	pod      hubapi.Pod
+	boot     hubapi.Boot
 	seq      uint64
 	interval time.Duration
-	config   report.Config
-	chain    []report.ChainEntry
-	pools    map[poolKey]*report.Pool
-	breakers map[breakerKey]*report.Breaker
-	fails    []report.FailoverCount
-	lastFail *report.Failover
+	config   hubapi.Config
+	chain    []hubapi.ChainEntry
+	accounts map[accountKey]*hubapi.Account
+	breakers map[breakerKey]*hubapi.Breaker
+	fails    []hubapi.FailoverCount
+	lastFail *hubapi.Failover
 }
 
 func newSim(name string, bootAt time.Time) *sim {
 	return &sim{
-		pod:      report.Pod{Namespace: "ns", Name: name, UID: "uid-" + name},
-		boot:     report.Boot{ID: "boot-" + name, StartedAt: bootAt},
+		pod:      hubapi.Pod{Namespace: "ns", Name: name, UID: "uid-" + name},
+		boot:     hubapi.Boot{ID: "boot-" + name, StartedAt: bootAt},
 		interval: 10 * time.Second,
-		config:   report.Config{Kind: report.KindProviderQuota, Namespace: "ns", Name: "openai"},
-		pools:    map[poolKey]*report.Pool{},
-		breakers: map[breakerKey]*report.Breaker{},
+		config:   hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: "ns", Name: "openai"},
+		accounts: map[accountKey]*hubapi.Account{},
+		breakers: map[breakerKey]*hubapi.Breaker{},
 	}
 }
 
-func (s *sim) pool(provider, pool, key string) *report.Pool {
-	k := poolKey{provider, pool, key}
-	p := s.pools[k]
+func (s *sim) account(provider, pool, key string) *hubapi.Account {
+	k := accountKey{provider, pool, key}
+	p := s.accounts[k]
 	if p == nil {
-		p = &report.Pool{Provider: provider, Pool: pool, Key: key, Throttle: 1}
-		s.pools[k] = p
+		p = &hubapi.Account{Provider: provider, Pool: pool, Key: key, Throttle: 1}
+		s.accounts[k] = p
 	}
 	return p
 }
 
-// use adds requests and tokens to a pool's counters.
+// use adds requests and tokens to the counters of the pool's account k/1.
 func (s *sim) use(provider, pool string, requests, in, out int64) {
-	p := s.pool(provider, pool, "k/1")
+	p := s.account(provider, pool, "k/1")
 	p.Counters.Requests += requests
 	p.Counters.InputTokens += in
 	p.Counters.OutputTokens += out
 }
 
-func (s *sim) report(at time.Time) *report.Report {
+func (s *sim) report(at time.Time) *hubapi.Report {
 	s.seq++
-	r := &report.Report{
-		SchemaVersion: report.SchemaVersion, Pod: s.pod, Boot: s.boot, Seq: s.seq, SentAt: at,
-		ReportInterval: report.Duration(s.interval), Config: s.config, Chain: s.chain,
+	r := &hubapi.Report{
+		SchemaVersion: hubapi.SchemaVersion, Pod: s.pod, Boot: s.boot, Seq: s.seq, SentAt: at,
+		ReportInterval: hubapi.Duration(s.interval), Config: s.config, Chain: s.chain,
 		Failovers: s.fails, LastFailover: s.lastFail,
 	}
-	for _, p := range s.pools {
-		r.Pools = append(r.Pools, *p)
+	for _, p := range s.accounts {
+		r.Accounts = append(r.Accounts, *p)
 	}
 	for _, b := range s.breakers {
 		r.Breakers = append(r.Breakers, *b)
@@ -84,7 +84,7 @@ func (s *sim) report(at time.Time) *report.Report {
 	return r
 }
 
-func mustIngest(t *testing.T, a *Aggregator, r *report.Report) {
+func mustIngest(t *testing.T, a *Aggregator, r *hubapi.Report) {
 	t.Helper()
 	if err := a.Ingest(r); err != nil {
 		t.Fatalf("Ingest: %v", err)
@@ -109,7 +109,7 @@ func TestLastMinuteWindow(t *testing.T) {
 	clk := newFakeClock(t0)
 	a := NewAggregator(clk.now, 3)
 	s := newSim("a", t0)
-	s.pool("openai", "gpt-4o", "k/1").Limits = report.Limits{RequestsPerMinute: 100, TokensPerMinute: 10000}
+	s.account("openai", "gpt-4o", "k/1").Limits = hubapi.Limits{RequestsPerMinute: 100, TokensPerMinute: 10000}
 	// 10 requests every 10 s for two minutes.
 	for range 12 {
 		clk.advance(10 * time.Second)
@@ -182,9 +182,9 @@ func TestCountingAcrossBootsLostReportsAndResets(t *testing.T) {
 
 	// A restart (new boot ID) counts from zero: everything the new process counted.
 	clk.advance(10 * time.Second)
-	old.boot = report.Boot{ID: "boot-2", StartedAt: clk.t.Add(-5 * time.Second)}
+	old.boot = hubapi.Boot{ID: "boot-2", StartedAt: clk.t.Add(-5 * time.Second)}
 	old.seq = 0
-	old.pools = map[poolKey]*report.Pool{}
+	old.accounts = map[accountKey]*hubapi.Account{}
 	old.use("openai", "gpt-4o", 3, 30, 0)
 	mustIngest(t, a, old.report(clk.t))
 	if r, tk := ledger(); r != 16 || tk != 160 {
@@ -193,8 +193,8 @@ func TestCountingAcrossBootsLostReportsAndResets(t *testing.T) {
 
 	// A pool recreated within a boot (counters went down) counts from zero.
 	clk.advance(10 * time.Second)
-	p := old.pool("openai", "gpt-4o", "k/1")
-	p.Counters = report.Counters{Requests: 2, InputTokens: 20}
+	p := old.account("openai", "gpt-4o", "k/1")
+	p.Counters = hubapi.Counters{Requests: 2, InputTokens: 20}
 	mustIngest(t, a, old.report(clk.t))
 	if r, tk := ledger(); r != 18 || tk != 180 {
 		t.Fatalf("after a pool reset: %d requests, %d tokens; want 18, 180", r, tk)
@@ -269,14 +269,14 @@ func TestLimitsAcrossKeysLearnedAndDaily(t *testing.T) {
 	a := NewAggregator(clk.now, 3)
 	s := newSim("a", t0)
 	for _, key := range []string{"k/1", "k/2"} {
-		p := s.pool("openai", "gpt-4o", key)
-		p.Limits = report.Limits{RequestsPerMinute: 100, TokensPerMinute: 1000, MaxConcurrency: 10, RequestsPerDay: 1000}
+		p := s.account("openai", "gpt-4o", key)
+		p.Limits = hubapi.Limits{RequestsPerMinute: 100, TokensPerMinute: 1000, MaxConcurrency: 10, RequestsPerDay: 1000}
 		p.InFlight = 5
 		p.Counters.Requests = 50
 		p.RequestsToday = 50
 	}
 	// The provider says key 2's RPM is really 60.
-	s.pool("openai", "gpt-4o", "k/2").Learned = report.Limits{RequestsPerMinute: 60}
+	s.account("openai", "gpt-4o", "k/2").Learned = hubapi.Limits{RequestsPerMinute: 60}
 	clk.advance(time.Second)
 	mustIngest(t, a, s.report(clk.t))
 	v := a.quotaView(openaiQuota, emptyQuota())
@@ -308,21 +308,21 @@ func TestBreakersWorstStateAndOpens(t *testing.T) {
 	x, y := newSim("x", t0), newSim("y", t0)
 	openedX := t0.Add(-10 * time.Minute)
 	openedY := t0.Add(-5 * time.Minute)
-	x.breakers[breakerKey{"openai", "gpt-4o"}] = &report.Breaker{
-		Provider: "openai", Model: "gpt-4o", Policy: "standard", State: report.BreakerOpen, Since: &openedX, Opens: 2,
-		Transitions: []report.Transition{
-			{At: t0.Add(-2 * time.Hour), From: report.BreakerClosed, To: report.BreakerOpen}, // outside the hour
-			{At: t0.Add(-2*time.Hour + time.Minute), From: report.BreakerOpen, To: report.BreakerClosed},
-			{At: openedX, From: report.BreakerClosed, To: report.BreakerOpen},
+	x.breakers[breakerKey{"openai", "gpt-4o"}] = &hubapi.Breaker{
+		Provider: "openai", Model: "gpt-4o", Policy: "standard", State: hubapi.BreakerOpen, Since: &openedX, Opens: 2,
+		Transitions: []hubapi.Transition{
+			{At: t0.Add(-2 * time.Hour), From: hubapi.BreakerClosed, To: hubapi.BreakerOpen}, // outside the hour
+			{At: t0.Add(-2*time.Hour + time.Minute), From: hubapi.BreakerOpen, To: hubapi.BreakerClosed},
+			{At: openedX, From: hubapi.BreakerClosed, To: hubapi.BreakerOpen},
 		},
-		LastFailure: &report.FailureSample{At: openedX, Kind: "serverError", Status: 502},
+		LastFailure: &hubapi.FailureSample{At: openedX, Kind: "serverError", Status: 502},
 	}
-	y.breakers[breakerKey{"openai", "gpt-4o"}] = &report.Breaker{
-		Provider: "openai", Model: "gpt-4o", Policy: "standard", State: report.BreakerOpen, Since: &openedY, Opens: 1,
-		Transitions: []report.Transition{{At: openedY, From: report.BreakerClosed, To: report.BreakerOpen}},
-		LastFailure: &report.FailureSample{At: openedY, Kind: "timeout"},
+	y.breakers[breakerKey{"openai", "gpt-4o"}] = &hubapi.Breaker{
+		Provider: "openai", Model: "gpt-4o", Policy: "standard", State: hubapi.BreakerOpen, Since: &openedY, Opens: 1,
+		Transitions: []hubapi.Transition{{At: openedY, From: hubapi.BreakerClosed, To: hubapi.BreakerOpen}},
+		LastFailure: &hubapi.FailureSample{At: openedY, Kind: "timeout"},
 	}
-	y.breakers[breakerKey{"openai", "gpt-4o-mini"}] = &report.Breaker{Provider: "openai", Model: "gpt-4o-mini", Policy: "standard", State: report.BreakerClosed}
+	y.breakers[breakerKey{"openai", "gpt-4o-mini"}] = &hubapi.Breaker{Provider: "openai", Model: "gpt-4o-mini", Policy: "standard", State: hubapi.BreakerClosed}
 	mustIngest(t, a, x.report(clk.t))
 	mustIngest(t, a, y.report(clk.t))
 	got := a.policyView(policyKey("ns", "standard"))
@@ -343,12 +343,12 @@ func TestBreakersWorstStateAndOpens(t *testing.T) {
 	clk.advance(10 * time.Second)
 	closedX := clk.t.Add(-time.Second)
 	bx := x.breakers[breakerKey{"openai", "gpt-4o"}]
-	bx.State, bx.Since = report.BreakerClosed, &closedX
-	bx.Transitions = append(bx.Transitions, report.Transition{At: closedX, From: report.BreakerOpen, To: report.BreakerClosed})
+	bx.State, bx.Since = hubapi.BreakerClosed, &closedX
+	bx.Transitions = append(bx.Transitions, hubapi.Transition{At: closedX, From: hubapi.BreakerOpen, To: hubapi.BreakerClosed})
 	by := y.breakers[breakerKey{"openai", "gpt-4o"}]
 	halfY := clk.t.Add(-2 * time.Second)
-	by.State, by.Since = report.BreakerHalfOpen, &halfY
-	by.Transitions = append(by.Transitions, report.Transition{At: halfY, From: report.BreakerOpen, To: report.BreakerHalfOpen})
+	by.State, by.Since = hubapi.BreakerHalfOpen, &halfY
+	by.Transitions = append(by.Transitions, hubapi.Transition{At: halfY, From: hubapi.BreakerOpen, To: hubapi.BreakerHalfOpen})
 	mustIngest(t, a, x.report(clk.t))
 	mustIngest(t, a, y.report(clk.t))
 	got = a.policyView(policyKey("ns", "standard"))
@@ -364,7 +364,7 @@ func TestBreakersWorstStateAndOpens(t *testing.T) {
 	}
 	// Breakers feed the quota's metrics view too.
 	qv := a.quotaView(openaiQuota, emptyQuota())
-	if d := cmp.Diff([]modelBreaker{{"gpt-4o", report.BreakerHalfOpen}}, onlyModel(qv.breakers, "gpt-4o"), cmp.AllowUnexported(modelBreaker{})); d != "" {
+	if d := cmp.Diff([]modelBreaker{{"gpt-4o", hubapi.BreakerHalfOpen}}, onlyModel(qv.breakers, "gpt-4o"), cmp.AllowUnexported(modelBreaker{})); d != "" {
 		t.Errorf("quota breakers (-want +got):\n%s", d)
 	}
 }
@@ -383,8 +383,8 @@ func TestChainActiveEntryAndFailovers(t *testing.T) {
 	clk := newFakeClock(t0)
 	a := NewAggregator(clk.now, 3)
 	s := newSim("a", t0)
-	s.config = report.Config{Kind: report.KindFallbackChain, Namespace: "ns", Name: "chat"}
-	s.chain = []report.ChainEntry{
+	s.config = hubapi.Config{Kind: hubapi.KindFallbackChain, Namespace: "ns", Name: "chat"}
+	s.chain = []hubapi.ChainEntry{
 		{Provider: "openai", Model: "gpt-4o", Pool: "gpt-4o"},
 		{Provider: "anthropic", Model: "claude", Pool: "claude"},
 	}
@@ -405,8 +405,8 @@ func TestChainActiveEntryAndFailovers(t *testing.T) {
 	clk.advance(10 * time.Second)
 	s.use("anthropic", "claude", 40, 0, 0)
 	at := clk.t.Add(-time.Second)
-	s.fails = []report.FailoverCount{{From: 0, To: 1, Reason: "serverError", Count: 40}}
-	s.lastFail = &report.Failover{At: at, From: 0, To: 1, Reason: "serverError"}
+	s.fails = []hubapi.FailoverCount{{From: 0, To: 1, Reason: "serverError", Count: 40}}
+	s.lastFail = &hubapi.Failover{At: at, From: 0, To: 1, Reason: "serverError"}
 	mustIngest(t, a, s.report(clk.t))
 	v = a.chainView(chainKey("ns", "chat"), persisted)
 	want := chainOwned{
@@ -420,9 +420,9 @@ func TestChainActiveEntryAndFailovers(t *testing.T) {
 	// Repeated totals add nothing; a restarted sidecar's counts add in full.
 	clk.advance(10 * time.Second)
 	mustIngest(t, a, s.report(clk.t))
-	s.boot = report.Boot{ID: "boot-2", StartedAt: clk.t}
+	s.boot = hubapi.Boot{ID: "boot-2", StartedAt: clk.t}
 	s.seq = 0
-	s.fails = []report.FailoverCount{{From: 0, To: 1, Reason: "timeout", Count: 2}}
+	s.fails = []hubapi.FailoverCount{{From: 0, To: 1, Reason: "timeout", Count: 2}}
 	clk.advance(time.Second)
 	mustIngest(t, a, s.report(clk.t))
 	if v = a.chainView(chainKey("ns", "chat"), persisted); v.status.Failovers.Total != 142 || v.status.Failovers.LastHour != 42 {

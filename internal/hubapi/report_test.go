@@ -1,4 +1,4 @@
-package report
+package hubapi
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ func validReport() *Report {
 			{Provider: "openai-tier3", Model: "gpt-5.5", Pool: "gpt-5.5"},
 			{Provider: "anthropic", Model: "claude-sonnet-4", Pool: "claude-sonnet-4"},
 		},
-		Pools: []Pool{{
+		Accounts: []Account{{
 			Provider: "openai-tier3", Pool: "gpt-5.5", Key: "openai/api-key",
 			Counters: Counters{Requests: 100, Retries: 2, InputTokens: 5000, OutputTokens: 700, RateLimited: 1, ServerErrors: 3},
 			InFlight: 4, Limits: Limits{RequestsPerMinute: 10000, TokensPerMinute: 1_000_000, MaxConcurrency: 50},
@@ -100,16 +100,16 @@ func TestValidation(t *testing.T) {
 		{"kind", func(r *Report) { r.Config.Kind = "Pod" }, []string{`config.kind: must be FallbackChain or ProviderQuota, got "Pod"`}},
 		{"long name", func(r *Report) { r.Config.Name = strings.Repeat("a", 300) }, []string{"config.name: is 300 bytes"}},
 		{"control char", func(r *Report) { r.Pod.Name = "a\nb" }, []string{"pod.name: must be printable UTF-8"}},
-		{"negative counter", func(r *Report) { r.Pools[0].Counters.InputTokens = -1 }, []string{"pools[0].counters.inputTokens: must be between 0"}},
-		{"duplicate pool", func(r *Report) { r.Pools = append(r.Pools, r.Pools[0]) }, []string{"pools[1]: repeats provider"}},
-		{"bucket kind", func(r *Report) { r.Pools[0].Buckets[0].Kind = "perHour" }, []string{`pools[0].buckets[0].kind: unknown limit kind "perHour"`}},
-		{"throttle", func(r *Report) { r.Pools[0].Throttle = 2 }, []string{"pools[0].throttle: must be between 0 and 1"}},
-		{"header kind", func(r *Report) { r.Pools[0].Headers.Windows["x"] = Window{} }, []string{`unknown limit kind "x"`}},
+		{"negative counter", func(r *Report) { r.Accounts[0].Counters.InputTokens = -1 }, []string{"pools[0].counters.inputTokens: must be between 0"}},
+		{"duplicate pool", func(r *Report) { r.Accounts = append(r.Accounts, r.Accounts[0]) }, []string{"pools[1]: repeats provider"}},
+		{"bucket kind", func(r *Report) { r.Accounts[0].Buckets[0].Kind = "perHour" }, []string{`pools[0].buckets[0].kind: unknown limit kind "perHour"`}},
+		{"throttle", func(r *Report) { r.Accounts[0].Throttle = 2 }, []string{"pools[0].throttle: must be between 0 and 1"}},
+		{"header kind", func(r *Report) { r.Accounts[0].Headers.Windows["x"] = Window{} }, []string{`unknown limit kind "x"`}},
 		{"state", func(r *Report) { r.Breakers[0].State = "open" }, []string{`breakers[0].state: must be one of Closed, Open, HalfOpen, got "open"`}},
 		{"transition state", func(r *Report) { r.Breakers[0].Transitions[0].To = "x" }, []string{"breakers[0].transitions[0]: states must be one of"}},
 		{"failover index", func(r *Report) { r.Failovers[0].To = 5 }, []string{"failovers[0].to: is 5, not an index into chain (2 entries)"}},
 		{"last failover index", func(r *Report) { r.LastFailover.From = -1 }, []string{"lastFailover.from: is -1"}},
-		{"too many pools", func(r *Report) { r.Pools = make([]Pool, MaxPools+1) }, []string{"pools: has 1025 entries, more than 1024"}},
+		{"too many pools", func(r *Report) { r.Accounts = make([]Account, MaxAccounts+1) }, []string{"pools: has 1025 entries, more than 1024"}},
 		{"status", func(r *Report) { r.Breakers[0].LastFailure.Status = 1000 }, []string{"lastFailure.status: must be an HTTP status"}},
 		{"year", func(r *Report) { r.SentAt = time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC) }, []string{"sentAt: year 1 is out of range"}},
 	}
@@ -171,7 +171,7 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestValidationErrorIsBounded(t *testing.T) {
 	r := validReport()
-	r.Pools = make([]Pool, 200) // every one of them invalid several times over
+	r.Accounts = make([]Account, 200) // every one of them invalid several times over
 	err := r.Validate()
 	var ve *ValidationError
 	if !errors.As(err, &ve) {

@@ -1,5 +1,5 @@
-// Package reporter is the sidecar's side of the control channel: every report
-// interval it builds a report (internal/report) from the limiter engine's snapshot
+// Package hubclient is the sidecar's side of the control channel: every report
+// interval it builds a report (internal/hubapi) from the limiter engine's snapshot
 // and the configuration in force, and POSTs it to the manager over TLS with the
 // pod's projected service-account token.
 //
@@ -9,7 +9,7 @@
 // bundle is re-read when its content changes. Failures back off exponentially and
 // are logged at a bounded rate. Counters in reports are cumulative, so a lost
 // report loses nothing.
-package reporter
+package hubclient
 
 import (
 	"bytes"
@@ -33,9 +33,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
-	"github.com/aiquota/aiquota/internal/report"
 )
 
 // Defaults.
@@ -52,7 +52,7 @@ const (
 	maxCABytes    = 1 << 20
 )
 
-// Options configure a Reporter.
+// Options configure a Client.
 type Options struct {
 	// ConfigPath is the limiter config file; its control section says where and how
 	// often to report, its source what the report is about.
@@ -60,7 +60,7 @@ type Options struct {
 	// Snapshot captures the engine's state (limiter.Engine.Snapshot).
 	Snapshot func() limiter.Snapshot
 	// Pod is this pod, from the downward API.
-	Pod report.Pod
+	Pod hubapi.Pod
 	// Logger receives failures (rate-limited) and recoveries.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -69,11 +69,11 @@ type Options struct {
 	IdlePoll time.Duration
 }
 
-// Reporter sends reports until stopped.
-type Reporter struct {
+// Client sends reports until stopped.
+type Client struct {
 	opts Options
 	log  *slog.Logger
-	boot report.Boot
+	boot hubapi.Boot
 
 	mu       sync.Mutex // one report at a time
 	seq      uint64
@@ -88,8 +88,8 @@ type Reporter struct {
 	quiet    int // failures not logged since lastLog
 }
 
-// New returns a reporter for one process run: its boot ID is fresh.
-func New(opts Options) *Reporter {
+// New returns a client for one process run: its boot ID is fresh.
+func New(opts Options) *Client {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -101,18 +101,18 @@ func New(opts Options) *Reporter {
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
-	return &Reporter{
+	return &Client{
 		opts: opts,
-		log:  opts.Logger.With("component", "reporter"),
-		boot: report.Boot{ID: hex.EncodeToString(id[:]), StartedAt: opts.Now().UTC()},
+		log:  opts.Logger.With("component", "hubclient"),
+		boot: hubapi.Boot{ID: hex.EncodeToString(id[:]), StartedAt: opts.Now().UTC()},
 	}
 }
 
 // BootID is this process's boot ID.
-func (r *Reporter) BootID() string { return r.boot.ID }
+func (r *Client) BootID() string { return r.boot.ID }
 
 // Run reports until ctx ends.
-func (r *Reporter) Run(ctx context.Context) {
+func (r *Client) Run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -127,7 +127,7 @@ func (r *Reporter) Run(ctx context.Context) {
 
 // cycle sends one report when the config has a control section and returns the
 // delay until the next.
-func (r *Reporter) cycle(ctx context.Context) time.Duration {
+func (r *Client) cycle(ctx context.Context) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ctl := r.loadConfigLocked()
@@ -153,7 +153,7 @@ func (r *Reporter) cycle(ctx context.Context) time.Duration {
 
 // SendFinal sends one last report, marked final, so the manager forgets this
 // sidecar at once. It gives up when ctx ends; call it with a short deadline.
-func (r *Reporter) SendFinal(ctx context.Context) error {
+func (r *Client) SendFinal(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ctl := r.loadConfigLocked()
@@ -163,19 +163,19 @@ func (r *Reporter) SendFinal(ctx context.Context) error {
 	return r.sendLocked(ctx, ctl, true)
 }
 
-// intervalOf is the configured report interval, at least report.MinReportInterval.
+// intervalOf is the configured report interval, at least hubapi.MinReportInterval.
 func intervalOf(ctl *limiterconfig.Control) time.Duration {
-	return max(ctl.ReportInterval.D(), report.MinReportInterval)
+	return max(ctl.ReportInterval.D(), hubapi.MinReportInterval)
 }
 
 // backoff is the delay after a failure: exponential from the report interval, or
 // from a second when the manager asked for a retry (a follower, or a leader busy
 // checking a reconnecting fleet's tokens); never less than the manager's
 // Retry-After; capped; with jitter so a fleet spreads out.
-func (r *Reporter) backoff(interval time.Duration, err error) time.Duration {
+func (r *Client) backoff(interval time.Duration, err error) time.Duration {
 	base := interval
 	var se *statusError
-	if errors.As(err, &se) && (se.code == report.CodeNotLeader || se.code == report.CodeBusy || se.code == report.CodeUnavailable) {
+	if errors.As(err, &se) && (se.code == hubapi.CodeNotLeader || se.code == hubapi.CodeBusy || se.code == hubapi.CodeUnavailable) {
 		base = time.Second
 	}
 	d := base
@@ -189,7 +189,7 @@ func (r *Reporter) backoff(interval time.Duration, err error) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*mrand.Float64()))
 }
 
-func (r *Reporter) logFailureLocked(url string, err error) {
+func (r *Client) logFailureLocked(url string, err error) {
 	now := r.opts.Now()
 	if r.failures > 1 && now.Sub(r.lastLog) < logEvery {
 		r.quiet++
@@ -203,7 +203,7 @@ func (r *Reporter) logFailureLocked(url string, err error) {
 // loadConfigLocked re-reads the config file when its content changed and returns
 // its control section (nil without one). A file that does not parse leaves the
 // previous configuration in use, as the proxy does.
-func (r *Reporter) loadConfigLocked() *limiterconfig.Control {
+func (r *Client) loadConfigLocked() *limiterconfig.Control {
 	doc, err := readBounded(r.opts.ConfigPath, limiterconfig.MaxDocumentBytes)
 	if err == nil {
 		if sum := sha256.Sum256(doc); sum != r.cfgSum || r.cfg == nil {
@@ -234,7 +234,7 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("manager answered %d %s: %s", e.status, e.code, e.message)
 }
 
-func (r *Reporter) sendLocked(ctx context.Context, ctl *limiterconfig.Control, final bool) error {
+func (r *Client) sendLocked(ctx context.Context, ctl *limiterconfig.Control, final bool) error {
 	token, err := readBounded(ctl.TokenFile, maxTokenBytes)
 	if err != nil {
 		return fmt.Errorf("read the service-account token: %w", err)
@@ -252,7 +252,7 @@ func (r *Reporter) sendLocked(ctx context.Context, ctl *limiterconfig.Control, f
 		cfg: r.cfg, hash: r.cfgHash, snap: r.opts.Snapshot(), pod: r.opts.Pod, boot: r.boot,
 		seq: r.seq, sentAt: r.opts.Now(), interval: intervalOf(ctl), final: final,
 	})
-	body, err := report.Marshal(rep)
+	body, err := hubapi.Marshal(rep)
 	if err != nil {
 		return fmt.Errorf("build the report: %w", err)
 	}
@@ -263,7 +263,7 @@ func (r *Reporter) sendLocked(ctx context.Context, ctl *limiterconfig.Control, f
 	if err != nil {
 		return fmt.Errorf("build the report request: %w", err)
 	}
-	req.Header.Set("Content-Type", report.ContentType)
+	req.Header.Set("Content-Type", hubapi.ContentType)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := client.Do(req)
 	if err != nil {
@@ -277,7 +277,7 @@ func (r *Reporter) sendLocked(ctx context.Context, ctl *limiterconfig.Control, f
 	if resp.StatusCode != http.StatusOK {
 		return refusal(resp)
 	}
-	ack, err := report.ReadResponse(resp.Body)
+	ack, err := hubapi.ReadResponse(resp.Body)
 	if err != nil {
 		return err
 	}
@@ -295,7 +295,7 @@ func refusal(resp *http.Response) error {
 		}
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var eb report.ErrorBody
+	var eb hubapi.ErrorBody
 	if json.Unmarshal(b, &eb) == nil {
 		se.code, se.message = eb.Error.Code, eb.Error.Message
 	}
@@ -304,7 +304,7 @@ func refusal(resp *http.Response) error {
 
 // clientLocked returns an HTTP client that trusts the control section's CA file,
 // rebuilt when the file's content or name changed.
-func (r *Reporter) clientLocked(ctl *limiterconfig.Control) (*http.Client, error) {
+func (r *Client) clientLocked(ctl *limiterconfig.Control) (*http.Client, error) {
 	var pem []byte
 	if ctl.CAFile != "" {
 		var err error

@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"context"

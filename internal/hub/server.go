@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 // Handler serves the report endpoint: it authenticates the caller's pod-bound
@@ -53,83 +53,83 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve handles one request and returns the refusal code, "" when accepted.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
-	if r.URL.Path != report.Path {
-		return refuse(w, http.StatusNotFound, report.CodeNotFound, fmt.Sprintf("the control channel serves POST %s only", report.Path))
+	if r.URL.Path != hubapi.Path {
+		return refuse(w, http.StatusNotFound, hubapi.CodeNotFound, fmt.Sprintf("the control channel serves POST %s only", hubapi.Path))
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return refuse(w, http.StatusMethodNotAllowed, report.CodeMethod, fmt.Sprintf("%s %s: reports are POSTed", r.Method, report.Path))
+		return refuse(w, http.StatusMethodNotAllowed, hubapi.CodeMethod, fmt.Sprintf("%s %s: reports are POSTed", r.Method, hubapi.Path))
 	}
 	select {
 	case <-h.Leading:
 	default:
 		w.Header().Set("Retry-After", "1")
 		w.Header().Set("Connection", "close")
-		return refuse(w, http.StatusServiceUnavailable, report.CodeNotLeader, "this manager replica does not lead; retry, the next connection may reach the leader")
+		return refuse(w, http.StatusServiceUnavailable, hubapi.CodeNotLeader, "this manager replica does not lead; retry, the next connection may reach the leader")
 	}
 	token, ok := bearer(r.Header.Get("Authorization"))
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="aiquota-control"`)
-		return refuse(w, http.StatusUnauthorized, report.CodeUnauthenticated, "no bearer token: send the pod's projected service-account token for audience aiquota.dev/control")
+		return refuse(w, http.StatusUnauthorized, hubapi.CodeUnauthenticated, "no bearer token: send the pod's projected service-account token for audience aiquota.dev/control")
 	}
 	id, err := h.Authenticator.Authenticate(r.Context(), token)
 	switch {
 	case errors.Is(err, ErrUnauthenticated):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="aiquota-control", error="invalid_token"`)
-		return refuse(w, http.StatusUnauthorized, report.CodeUnauthenticated, "the bearer token is not valid for audience aiquota.dev/control (expired, forged, or for another audience)")
+		return refuse(w, http.StatusUnauthorized, hubapi.CodeUnauthenticated, "the bearer token is not valid for audience aiquota.dev/control (expired, forged, or for another audience)")
 	case errors.Is(err, ErrNotPodBound):
-		return refuse(w, http.StatusForbidden, report.CodeForbidden, err.Error())
+		return refuse(w, http.StatusForbidden, hubapi.CodeForbidden, err.Error())
 	case errors.Is(err, ErrBusy):
 		// Spread the retries of a fleet that arrived together.
 		w.Header().Set("Retry-After", strconv.Itoa(2+rand.IntN(9)))
-		return refuse(w, http.StatusServiceUnavailable, report.CodeBusy, "the manager is checking many tokens at once; retry after the Retry-After delay")
+		return refuse(w, http.StatusServiceUnavailable, hubapi.CodeBusy, "the manager is checking many tokens at once; retry after the Retry-After delay")
 	case err != nil:
 		h.Log.Error(err, "token check failed")
 		w.Header().Set("Retry-After", "5")
-		return refuse(w, http.StatusServiceUnavailable, report.CodeUnavailable, "the API server could not check the token; retry later")
+		return refuse(w, http.StatusServiceUnavailable, hubapi.CodeUnavailable, "the API server could not check the token; retry later")
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != report.ContentType {
-			return refuse(w, http.StatusUnsupportedMediaType, report.CodeUnsupportedMedia, fmt.Sprintf("Content-Type is %q; reports are %s", truncateText(ct), report.ContentType))
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != hubapi.ContentType {
+			return refuse(w, http.StatusUnsupportedMediaType, hubapi.CodeUnsupportedMedia, fmt.Sprintf("Content-Type is %q; reports are %s", truncateText(ct), hubapi.ContentType))
 		}
 	}
-	if r.ContentLength > report.MaxReportBytes {
-		return refuse(w, http.StatusRequestEntityTooLarge, report.CodeTooLarge, fmt.Sprintf("the report is %d bytes; at most %d are accepted", r.ContentLength, report.MaxReportBytes))
+	if r.ContentLength > hubapi.MaxReportBytes {
+		return refuse(w, http.StatusRequestEntityTooLarge, hubapi.CodeTooLarge, fmt.Sprintf("the report is %d bytes; at most %d are accepted", r.ContentLength, hubapi.MaxReportBytes))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, report.MaxReportBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, hubapi.MaxReportBytes))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return refuse(w, http.StatusRequestEntityTooLarge, report.CodeTooLarge, fmt.Sprintf("the report is more than the %d bytes accepted", report.MaxReportBytes))
+		return refuse(w, http.StatusRequestEntityTooLarge, hubapi.CodeTooLarge, fmt.Sprintf("the report is more than the %d bytes accepted", hubapi.MaxReportBytes))
 	case err != nil:
 		// Usually a sidecar that gave up waiting; nobody reads this answer.
-		return refuse(w, http.StatusBadRequest, report.CodeReadFailed, "reading the report failed: "+err.Error())
+		return refuse(w, http.StatusBadRequest, hubapi.CodeReadFailed, "reading the report failed: "+err.Error())
 	}
-	rep, err := report.Parse(body)
+	rep, err := hubapi.Parse(body)
 	if err != nil {
-		return refuse(w, http.StatusBadRequest, report.CodeMalformed, err.Error())
+		return refuse(w, http.StatusBadRequest, hubapi.CodeMalformed, err.Error())
 	}
 	if code, msg := authorize(id, rep); code != "" {
 		return refuse(w, http.StatusForbidden, code, msg)
 	}
 	if err := h.Aggregator.Ingest(rep); err != nil {
 		if errors.Is(err, ErrStale) {
-			return refuse(w, http.StatusConflict, report.CodeStale, fmt.Sprintf("report %d of boot %s was already received", rep.Seq, rep.Boot.ID))
+			return refuse(w, http.StatusConflict, hubapi.CodeStale, fmt.Sprintf("report %d of boot %s was already received", rep.Seq, rep.Boot.ID))
 		}
-		return refuse(w, http.StatusBadRequest, report.CodeMalformed, err.Error())
+		return refuse(w, http.StatusBadRequest, hubapi.CodeMalformed, err.Error())
 	}
-	writeJSON(w, http.StatusOK, report.Response{SchemaVersion: report.SchemaVersion, Seq: rep.Seq})
+	writeJSON(w, http.StatusOK, hubapi.Response{SchemaVersion: hubapi.SchemaVersion, Seq: rep.Seq})
 	return ""
 }
 
 // authorize checks that a report is about the token's own pod and namespace.
-func authorize(id Identity, r *report.Report) (code, msg string) {
+func authorize(id Identity, r *hubapi.Report) (code, msg string) {
 	if r.Pod.Namespace != id.Namespace || r.Pod.Name != id.PodName || r.Pod.UID != id.PodUID {
-		return report.CodePodMismatch, fmt.Sprintf("the report claims pod %s/%s (uid %s) but the token is bound to pod %s/%s (uid %s)",
+		return hubapi.CodePodMismatch, fmt.Sprintf("the report claims pod %s/%s (uid %s) but the token is bound to pod %s/%s (uid %s)",
 			truncateText(r.Pod.Namespace), truncateText(r.Pod.Name), truncateText(r.Pod.UID), id.Namespace, id.PodName, id.PodUID)
 	}
 	if r.Config.Namespace != id.Namespace {
-		return report.CodeNamespace, fmt.Sprintf("the report is about %s %s/%s; a pod may only report about resources in its own namespace %s",
+		return hubapi.CodeNamespace, fmt.Sprintf("the report is about %s %s/%s; a pod may only report about resources in its own namespace %s",
 			r.Config.Kind, truncateText(r.Config.Namespace), truncateText(r.Config.Name), id.Namespace)
 	}
 	return "", ""
@@ -145,12 +145,12 @@ func bearer(h string) (string, bool) {
 }
 
 func refuse(w http.ResponseWriter, status int, code, msg string) string {
-	writeJSON(w, status, report.ErrorBody{Error: report.ErrorDetail{Code: code, Message: msg}})
+	writeJSON(w, status, hubapi.ErrorBody{Error: hubapi.ErrorDetail{Code: code, Message: msg}})
 	return code
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", report.ContentType)
+	w.Header().Set("Content-Type", hubapi.ContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
@@ -199,7 +199,7 @@ func (l *Listener) Start(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	l.Log.Info("control channel listening", "address", ln.Addr().String(), "path", report.Path)
+	l.Log.Info("control channel listening", "address", ln.Addr().String(), "path", hubapi.Path)
 	if l.Ready != nil {
 		l.Ready <- ln.Addr()
 	}

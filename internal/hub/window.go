@@ -1,12 +1,12 @@
-package control
+package hub
 
 import (
 	"time"
 
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
-// counters is report.Counters as an array, for arithmetic.
+// counters is hubapi.Counters as an array, for arithmetic.
 type counters [numCounters]int64
 
 const (
@@ -21,7 +21,7 @@ const (
 	numCounters
 )
 
-func countersOf(c report.Counters) counters {
+func countersOf(c hubapi.Counters) counters {
 	return counters{c.Requests, c.Retries, c.InputTokens, c.OutputTokens, c.RateLimited, c.ServerErrors, c.OtherErrors, c.Unanswered}
 }
 

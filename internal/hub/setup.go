@@ -1,5 +1,5 @@
-// Package control is the manager's side of the control channel: an HTTPS endpoint
-// where limiter sidecars report what they experience (internal/report), the
+// Package hub is the manager's side of the control channel: an HTTPS endpoint
+// where limiter sidecars report what they experience (internal/hubapi), the
 // authentication of those reports with the pods' projected service-account tokens
 // (TokenReview, audience aiquota.dev/control), an aggregator that folds them into
 // per-resource state, a status writer that puts that state into the ProviderQuota,
@@ -10,7 +10,7 @@
 // and writes status; followers answer 503 notLeader (see Handler). A new leader
 // starts empty and rebuilds its state from the next reports, continuing the daily
 // ledgers and failover totals from the status the previous leader wrote.
-package control
+package hub
 
 import (
 	"crypto/tls"
@@ -122,7 +122,7 @@ func SetupWithManager(mgr manager.Manager, o Options) (*Channel, error) {
 	if o.Registerer == nil {
 		o.Registerer = crmetrics.Registry
 	}
-	log := mgr.GetLogger().WithName("control")
+	log := mgr.GetLogger().WithName("hub")
 	m, err := NewMetrics(o.Registerer)
 	if err != nil {
 		return nil, err

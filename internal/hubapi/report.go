@@ -1,8 +1,8 @@
-// Package report is the wire schema of the control channel: what a limiter sidecar
+// Package hubapi is the wire schema of the control channel: what a limiter sidecar
 // reports to the manager every few seconds, and what the manager answers.
 //
-// Like limiterconfig it is shared by the data plane (internal/reporter builds and
-// sends reports) and the control plane (internal/control decodes and aggregates
+// Like limiterconfig it is shared by the data plane (internal/hubclient builds and
+// sends reports) and the control plane (internal/hub decodes and aggregates
 // them), so it holds plain data, bounded decoding and validation, and nothing else:
 // no Kubernetes types and no I/O beyond the reader handed to it.
 //
@@ -14,7 +14,7 @@
 // ignore fields they do not know, so a manager and its sidecars can be upgraded in
 // either order. A change of meaning bumps the version; each side refuses versions
 // it does not speak, with an error that says so.
-package report
+package hubapi
 
 import (
 	"time"
@@ -35,7 +35,7 @@ const ContentType = "application/json"
 const (
 	MaxReportBytes     = 1 << 20
 	MaxResponseBytes   = 1 << 20
-	MaxPools           = 1024
+	MaxAccounts        = 1024
 	MaxQueues          = 512
 	MaxBreakers        = 512
 	MaxTransitions     = 32
@@ -102,8 +102,8 @@ type Report struct {
 	// Chain is the configuration's fallback chain, each entry resolved to its pool,
 	// in order; empty for a configuration without a chain.
 	Chain []ChainEntry `json:"chain,omitempty"`
-	// Pools are the (provider, key, model pool) buckets and their counters.
-	Pools []Pool `json:"pools,omitempty"`
+	// Accounts are the (provider, key, model pool) buckets and their counters.
+	Accounts []Account `json:"pools,omitempty"`
 	// Queues are the (provider, model pool) admission queues.
 	Queues []Queue `json:"queues,omitempty"`
 	// Breakers are the (provider, model) circuit breakers in use.
@@ -150,8 +150,8 @@ type ChainEntry struct {
 	Pool     string `json:"pool"`
 }
 
-// Pool is one account (key) on one model pool of one provider.
-type Pool struct {
+// Account is one account (key) on one model pool of one provider.
+type Account struct {
 	// Provider is the ProviderQuota name; Pool the model pool's name; Key the
 	// credential's non-secret ID.
 	Provider string `json:"provider"`

@@ -1,4 +1,4 @@
-package reporter
+package hubclient
 
 import (
 	"cmp"
@@ -6,9 +6,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
-	"github.com/aiquota/aiquota/internal/report"
 )
 
 // buildInput is what one report is made of.
@@ -16,8 +16,8 @@ type buildInput struct {
 	cfg      *limiterconfig.Config
 	hash     string
 	snap     limiter.Snapshot
-	pod      report.Pod
-	boot     report.Boot
+	pod      hubapi.Pod
+	boot     hubapi.Boot
 	seq      uint64
 	sentAt   time.Time
 	interval time.Duration
@@ -25,45 +25,45 @@ type buildInput struct {
 }
 
 // build turns an engine snapshot and the configuration in force into a report.
-func build(in buildInput) *report.Report {
+func build(in buildInput) *hubapi.Report {
 	cfg := in.cfg
-	r := &report.Report{
-		SchemaVersion:  report.SchemaVersion,
+	r := &hubapi.Report{
+		SchemaVersion:  hubapi.SchemaVersion,
 		Pod:            in.pod,
 		Boot:           in.boot,
 		Seq:            in.seq,
 		SentAt:         in.sentAt.UTC(),
-		ReportInterval: report.Duration(in.interval),
+		ReportInterval: hubapi.Duration(in.interval),
 		Final:          in.final,
-		Config: report.Config{
+		Config: hubapi.Config{
 			Hash: in.hash, Kind: cfg.Source.Kind, Namespace: cfg.Source.Namespace, Name: cfg.Source.Name,
 			Generation: max(0, cfg.Source.Generation),
 		},
 	}
 	if cfg.Chain != nil {
-		for _, e := range cfg.Chain.Entries[:min(len(cfg.Chain.Entries), report.MaxChainEntries)] {
+		for _, e := range cfg.Chain.Entries[:min(len(cfg.Chain.Entries), hubapi.MaxChainEntries)] {
 			pool := e.Model
 			if p := providerNamed(cfg, e.Provider); p != nil {
 				pool = p.PoolFor(e.Model).Name
 			}
-			r.Chain = append(r.Chain, report.ChainEntry{Provider: e.Provider, Model: e.Model, Pool: pool})
+			r.Chain = append(r.Chain, hubapi.ChainEntry{Provider: e.Provider, Model: e.Model, Pool: pool})
 		}
 	}
-	pools := in.snap.Accounts
-	if len(pools) > report.MaxPools {
+	accounts := in.snap.Accounts
+	if len(accounts) > hubapi.MaxAccounts {
 		// Keep the busiest: the report stays within bounds, and what is left out is
 		// what matters least to utilisation.
-		pools = slices.Clone(pools)
-		slices.SortStableFunc(pools, func(a, b limiter.AccountSnapshot) int { return cmp.Compare(b.Counters.Attempts, a.Counters.Attempts) })
-		pools = pools[:report.MaxPools]
+		accounts = slices.Clone(accounts)
+		slices.SortStableFunc(accounts, func(a, b limiter.AccountSnapshot) int { return cmp.Compare(b.Counters.Attempts, a.Counters.Attempts) })
+		accounts = accounts[:hubapi.MaxAccounts]
 	}
-	for _, p := range pools {
-		r.Pools = append(r.Pools, poolOf(p))
+	for _, p := range accounts {
+		r.Accounts = append(r.Accounts, accountOf(p))
 	}
-	for _, q := range in.snap.Queues[:min(len(in.snap.Queues), report.MaxQueues)] {
-		r.Queues = append(r.Queues, report.Queue{Provider: q.Provider, Pool: q.Pool, Depth: int64(q.Depth), Admitted: q.Admitted, Queued: q.Queued, Rejected: q.Rejected})
+	for _, q := range in.snap.Queues[:min(len(in.snap.Queues), hubapi.MaxQueues)] {
+		r.Queues = append(r.Queues, hubapi.Queue{Provider: q.Provider, Pool: q.Pool, Depth: int64(q.Depth), Admitted: q.Admitted, Queued: q.Queued, Rejected: q.Rejected})
 	}
-	for _, b := range in.snap.Breakers[:min(len(in.snap.Breakers), report.MaxBreakers)] {
+	for _, b := range in.snap.Breakers[:min(len(in.snap.Breakers), hubapi.MaxBreakers)] {
 		r.Breakers = append(r.Breakers, breakerOf(b, policyOf(cfg, b.Provider, b.Model)))
 	}
 	return r
@@ -94,11 +94,11 @@ func policyOf(cfg *limiterconfig.Config, provider, model string) string {
 	return ""
 }
 
-func poolOf(p limiter.AccountSnapshot) report.Pool {
+func accountOf(p limiter.AccountSnapshot) hubapi.Account {
 	c := p.Counters
-	out := report.Pool{
+	out := hubapi.Account{
 		Provider: p.Provider, Pool: p.Pool, Key: p.Key,
-		Counters: report.Counters{
+		Counters: hubapi.Counters{
 			Requests: c.Attempts, Retries: c.Retries, InputTokens: c.InputTokens, OutputTokens: c.OutputTokens,
 			RateLimited: c.Upstream429, ServerErrors: c.Upstream5xx, OtherErrors: c.UpstreamOther, Unanswered: c.Unanswered,
 		},
@@ -106,13 +106,13 @@ func poolOf(p limiter.AccountSnapshot) report.Pool {
 		RequestsToday: p.RequestsToday,
 		TokensToday:   p.TokensToday,
 		Throttle:      clamp(p.Throttle, 0, 1),
-		Limits:        report.Limits{MaxConcurrency: p.MaxConcurrency, RequestsPerDay: p.RequestsPerDay, TokensPerDay: p.TokensPerDay},
+		Limits:        hubapi.Limits{MaxConcurrency: p.MaxConcurrency, RequestsPerDay: p.RequestsPerDay, TokensPerDay: p.TokensPerDay},
 	}
 	for _, l := range p.Limits {
 		setPerMinute(&out.Limits, l.Kind, l.Configured)
 		setPerMinute(&out.Learned, l.Kind, l.Learned)
 		if l.RatePerMinute > 0 || l.Burst > 0 {
-			out.Buckets = append(out.Buckets, report.Bucket{
+			out.Buckets = append(out.Buckets, hubapi.Bucket{
 				Kind:          l.Kind,
 				RatePerMinute: clamp(l.RatePerMinute, 0, bucketBound),
 				Burst:         clamp(l.Burst, 0, bucketBound),
@@ -121,10 +121,10 @@ func poolOf(p limiter.AccountSnapshot) report.Pool {
 		}
 	}
 	if h := p.LastHeaders; h != nil {
-		hs := &report.HeaderSample{At: h.At.UTC(), Windows: map[string]report.Window{}}
+		hs := &hubapi.HeaderSample{At: h.At.UTC(), Windows: map[string]hubapi.Window{}}
 		for kind, w := range h.Windows {
-			if slices.Contains(report.LimitKinds, kind) && len(hs.Windows) < report.MaxHeaderWindows {
-				hs.Windows[kind] = report.Window{Limit: nonNegative(w.Limit), Remaining: nonNegative(w.Remaining)}
+			if slices.Contains(hubapi.LimitKinds, kind) && len(hs.Windows) < hubapi.MaxHeaderWindows {
+				hs.Windows[kind] = hubapi.Window{Limit: nonNegative(w.Limit), Remaining: nonNegative(w.Remaining)}
 			}
 		}
 		out.Headers = hs
@@ -135,16 +135,16 @@ func poolOf(p limiter.AccountSnapshot) report.Pool {
 // bucketBound is report's bound on bucket magnitudes.
 const bucketBound = 1e15
 
-func setPerMinute(l *report.Limits, kind string, v int64) {
+func setPerMinute(l *hubapi.Limits, kind string, v int64) {
 	v = max(0, v)
 	switch kind {
-	case report.LimitRequestsPerMinute:
+	case hubapi.LimitRequestsPerMinute:
 		l.RequestsPerMinute = v
-	case report.LimitTokensPerMinute:
+	case hubapi.LimitTokensPerMinute:
 		l.TokensPerMinute = v
-	case report.LimitInputTokensPerMinute:
+	case hubapi.LimitInputTokensPerMinute:
 		l.InputTokensPerMinute = v
-	case report.LimitOutputTokensPerMinute:
+	case hubapi.LimitOutputTokensPerMinute:
 		l.OutputTokensPerMinute = v
 	}
 }
@@ -167,31 +167,31 @@ func clamp(f, lo, hi float64) float64 {
 func stateOf(s limiter.BreakerState) string {
 	switch s {
 	case limiter.BreakerOpen:
-		return report.BreakerOpen
+		return hubapi.BreakerOpen
 	case limiter.BreakerHalfOpen:
-		return report.BreakerHalfOpen
+		return hubapi.BreakerHalfOpen
 	}
-	return report.BreakerClosed
+	return hubapi.BreakerClosed
 }
 
-func breakerOf(b limiter.BreakerSnapshot, policy string) report.Breaker {
-	out := report.Breaker{
+func breakerOf(b limiter.BreakerSnapshot, policy string) hubapi.Breaker {
+	out := hubapi.Breaker{
 		Provider: b.Provider, Model: b.Model, Policy: policy, State: stateOf(b.State),
 		ConsecutiveFailures: int64(max(0, b.ConsecutiveFailures)), Opens: max(0, b.Opens),
 	}
 	ts := b.Transitions
-	if len(ts) > report.MaxTransitions {
-		ts = ts[len(ts)-report.MaxTransitions:]
+	if len(ts) > hubapi.MaxTransitions {
+		ts = ts[len(ts)-hubapi.MaxTransitions:]
 	}
 	for _, t := range ts {
-		out.Transitions = append(out.Transitions, report.Transition{At: t.At.UTC(), From: stateOf(t.From), To: stateOf(t.To)})
+		out.Transitions = append(out.Transitions, hubapi.Transition{At: t.At.UTC(), From: stateOf(t.From), To: stateOf(t.To)})
 	}
 	if n := len(ts); n > 0 {
 		since := ts[n-1].At.UTC()
 		out.Since = &since
 	}
 	if f := b.LastFailure; f != nil {
-		out.LastFailure = &report.FailureSample{At: f.At.UTC(), Kind: f.Kind, Status: f.Status}
+		out.LastFailure = &hubapi.FailureSample{At: f.At.UTC(), Kind: f.Kind, Status: f.Status}
 	}
 	return out
 }

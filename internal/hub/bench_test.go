@@ -1,4 +1,4 @@
-package control
+package hub
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"time"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
-	"github.com/aiquota/aiquota/internal/report"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 // BenchmarkIngest folds in reports of a 5,000-sidecar fleet (two pools and two
@@ -20,15 +20,15 @@ func BenchmarkIngest(b *testing.B) {
 	sims := make([]*sim, fleet)
 	for i := range sims {
 		s := newSim(fmt.Sprintf("p%04d", i), t0)
-		s.config = report.Config{Kind: report.KindFallbackChain, Namespace: fmt.Sprintf("ns%02d", i%50), Name: fmt.Sprintf("fc-%d", i%4)}
-		s.chain = []report.ChainEntry{{Provider: "pq-a", Model: "gpt-4o", Pool: "gpt-4o"}, {Provider: "pq-b", Model: "gpt-4o-mini", Pool: "gpt-4o-mini"}}
+		s.config = hubapi.Config{Kind: hubapi.KindFallbackChain, Namespace: fmt.Sprintf("ns%02d", i%50), Name: fmt.Sprintf("fc-%d", i%4)}
+		s.chain = []hubapi.ChainEntry{{Provider: "pq-a", Model: "gpt-4o", Pool: "gpt-4o"}, {Provider: "pq-b", Model: "gpt-4o-mini", Pool: "gpt-4o-mini"}}
 		for _, p := range []string{"pq-a", "pq-b"} {
-			pl := s.pool(p, map[string]string{"pq-a": "gpt-4o", "pq-b": "gpt-4o-mini"}[p], "keys/api-key")
-			pl.Limits = report.Limits{RequestsPerMinute: 1000, TokensPerMinute: 1_000_000, MaxConcurrency: 100}
-			pl.Buckets = []report.Bucket{{Kind: report.LimitRequestsPerMinute, RatePerMinute: 980, Burst: 980, Level: 500}}
+			pl := s.account(p, map[string]string{"pq-a": "gpt-4o", "pq-b": "gpt-4o-mini"}[p], "keys/api-key")
+			pl.Limits = hubapi.Limits{RequestsPerMinute: 1000, TokensPerMinute: 1_000_000, MaxConcurrency: 100}
+			pl.Buckets = []hubapi.Bucket{{Kind: hubapi.LimitRequestsPerMinute, RatePerMinute: 980, Burst: 980, Level: 500}}
 			since := t0
-			s.breakers[breakerKey{p, pl.Pool}] = &report.Breaker{Provider: p, Model: pl.Pool, Policy: "cbp", State: report.BreakerClosed, Since: &since,
-				Transitions: []report.Transition{{At: t0, From: report.BreakerClosed, To: report.BreakerOpen}, {At: t0, From: report.BreakerOpen, To: report.BreakerClosed}}}
+			s.breakers[breakerKey{p, pl.Pool}] = &hubapi.Breaker{Provider: p, Model: pl.Pool, Policy: "cbp", State: hubapi.BreakerClosed, Since: &since,
+				Transitions: []hubapi.Transition{{At: t0, From: hubapi.BreakerClosed, To: hubapi.BreakerOpen}, {At: t0, From: hubapi.BreakerOpen, To: hubapi.BreakerClosed}}}
 		}
 		sims[i] = s
 	}
@@ -51,7 +51,7 @@ func BenchmarkIngest(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	retained := float64(after.HeapAlloc-before.HeapAlloc) / fleet
 
-	reports := make([]*report.Report, fleet)
+	reports := make([]*hubapi.Report, fleet)
 	b.ResetTimer()
 	for i := range b.N {
 		if i%fleet == 0 {
@@ -81,9 +81,9 @@ func BenchmarkViews(b *testing.B) {
 		ns, chain := fmt.Sprintf("ns%02d", i%50), (i/50)%4
 		pa, pb := fmt.Sprintf("pq-%02d", 2*chain), fmt.Sprintf("pq-%02d", 2*chain+1)
 		s := newSim(fmt.Sprintf("p%04d", i), t0)
-		s.config = report.Config{Kind: report.KindFallbackChain, Namespace: ns, Name: fmt.Sprintf("fc-%d", chain)}
+		s.config = hubapi.Config{Kind: hubapi.KindFallbackChain, Namespace: ns, Name: fmt.Sprintf("fc-%d", chain)}
 		s.pod.Namespace = ns
-		s.chain = []report.ChainEntry{{Provider: pa, Model: "gpt-4o", Pool: "gpt-4o"}, {Provider: pb, Model: "gpt-4o-mini", Pool: "gpt-4o-mini"}}
+		s.chain = []hubapi.ChainEntry{{Provider: pa, Model: "gpt-4o", Pool: "gpt-4o"}, {Provider: pb, Model: "gpt-4o-mini", Pool: "gpt-4o-mini"}}
 		for j := range 7 {
 			clk.t = t0.Add(time.Duration(j*10) * time.Second)
 			s.use(pa, "gpt-4o", 10, 1200, 300)
