@@ -110,11 +110,12 @@ type providerView struct {
 	// models is listed plus the unlisted models met so far; replaced, never mutated,
 	// so lookups take no lock.
 	models atomic.Pointer[modelIndex]
-	// policies are the chain entries' policy names by model; others use cfg.Policy.
-	policies map[string]limiterconfig.Policy
-	fallback limiterconfig.Policy
-	breakers atomic.Pointer[map[string]*Breaker]
-	created  int // unlisted pools + breakers made on demand, under Engine.mu
+	// policies are the chain entries' policies by model; others use defaultPolicy,
+	// the provider's own (cfg.Policy).
+	policies      map[string]limiterconfig.Policy
+	defaultPolicy limiterconfig.Policy
+	breakers      atomic.Pointer[map[string]*Breaker]
+	created       int // unlisted pools + breakers made on demand, under Engine.mu
 }
 
 // ErrUnknownProvider is returned for a provider the configuration does not define.
@@ -164,7 +165,7 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 	liveBreakers := map[modelID]bool{}
 	for i := range cfg.Providers {
 		p := cfg.Providers[i]
-		pv := &providerView{cfg: p, listed: map[string]*Pool{}, policies: map[string]limiterconfig.Policy{}, fallback: cfg.PolicyNamed(p.Policy)}
+		pv := &providerView{cfg: p, listed: map[string]*Pool{}, policies: map[string]limiterconfig.Policy{}, defaultPolicy: cfg.PolicyNamed(p.Policy)}
 		if cfg.Chain != nil {
 			for _, en := range cfg.Chain.Entries {
 				if en.Provider == p.Name && en.Policy != "" {
@@ -248,7 +249,7 @@ func (pv *providerView) policyFor(model string) limiterconfig.Policy {
 	if p, ok := pv.policies[model]; ok {
 		return p
 	}
-	return pv.fallback
+	return pv.defaultPolicy
 }
 
 // configurePoolLocked gets or creates the Pool of pool and (re)configures its
