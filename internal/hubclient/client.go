@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -54,9 +53,12 @@ const (
 
 // Options configure a Client.
 type Options struct {
-	// ConfigPath is the limiter config file; its control section says where and how
-	// often to report, its source what the report is about.
-	ConfigPath string
+	// Config returns the limiter configuration in force and the hash of its
+	// document (sidecar.Server.Config), or nil before one has loaded: the client
+	// reports on what the proxy enforces and never reads the file itself. Its
+	// control section says where and how often to report, its source what the
+	// report is about. The client only reads it.
+	Config func() (*limiterconfig.Config, string)
 	// Snapshot captures the engine's state (limiter.Engine.Snapshot).
 	Snapshot func() limiter.Snapshot
 	// Pod is this pod, from the downward API.
@@ -77,9 +79,6 @@ type Client struct {
 
 	mu       sync.Mutex // one report at a time
 	seq      uint64
-	cfg      *limiterconfig.Config
-	cfgHash  string
-	cfgSum   [sha256.Size]byte
 	caPEM    []byte
 	caFile   string
 	client   *http.Client
@@ -98,6 +97,9 @@ func New(opts Options) *Client {
 	}
 	if opts.IdlePoll <= 0 {
 		opts.IdlePoll = DefaultIdlePoll
+	}
+	if opts.Config == nil {
+		opts.Config = func() (*limiterconfig.Config, string) { return nil, "" }
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
@@ -130,12 +132,13 @@ func (r *Client) Run(ctx context.Context) {
 func (r *Client) cycle(ctx context.Context) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ctl := r.loadConfigLocked()
-	if ctl == nil {
+	cfg, hash := r.opts.Config()
+	if cfg == nil || cfg.Control == nil {
 		return r.opts.IdlePoll
 	}
+	ctl := cfg.Control
 	interval := intervalOf(ctl)
-	err := r.sendLocked(ctx, ctl, false)
+	err := r.sendLocked(ctx, cfg, hash, false)
 	if err == nil {
 		if r.failures > 0 {
 			r.log.Info("control channel reports resumed", "url", ctl.URL, "failedReports", r.failures)
@@ -156,11 +159,11 @@ func (r *Client) cycle(ctx context.Context) time.Duration {
 func (r *Client) SendFinal(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ctl := r.loadConfigLocked()
-	if ctl == nil {
+	cfg, hash := r.opts.Config()
+	if cfg == nil || cfg.Control == nil {
 		return nil
 	}
-	return r.sendLocked(ctx, ctl, true)
+	return r.sendLocked(ctx, cfg, hash, true)
 }
 
 // intervalOf is the configured report interval, at least hubapi.MinReportInterval.
@@ -200,25 +203,6 @@ func (r *Client) logFailureLocked(url string, err error) {
 	r.lastLog, r.quiet = now, 0
 }
 
-// loadConfigLocked re-reads the config file when its content changed and returns
-// its control section (nil without one). A file that does not parse leaves the
-// previous configuration in use, as the proxy does.
-func (r *Client) loadConfigLocked() *limiterconfig.Control {
-	doc, err := readBounded(r.opts.ConfigPath, limiterconfig.MaxDocumentBytes)
-	if err == nil {
-		if sum := sha256.Sum256(doc); sum != r.cfgSum || r.cfg == nil {
-			cfg, perr := limiterconfig.Parse(doc)
-			if perr == nil {
-				r.cfg, r.cfgSum, r.cfgHash = cfg, sum, hex.EncodeToString(sum[:8])
-			}
-		}
-	}
-	if r.cfg == nil {
-		return nil
-	}
-	return r.cfg.Control
-}
-
 // statusError is a refusal by the manager.
 type statusError struct {
 	status     int
@@ -234,7 +218,8 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("manager answered %d %s: %s", e.status, e.code, e.message)
 }
 
-func (r *Client) sendLocked(ctx context.Context, ctl *limiterconfig.Control, final bool) error {
+func (r *Client) sendLocked(ctx context.Context, cfg *limiterconfig.Config, hash string, final bool) error {
+	ctl := cfg.Control
 	token, err := readBounded(ctl.TokenFile, maxTokenBytes)
 	if err != nil {
 		return fmt.Errorf("read the service-account token: %w", err)
@@ -249,7 +234,7 @@ func (r *Client) sendLocked(ctx context.Context, ctl *limiterconfig.Control, fin
 	}
 	r.seq++
 	rep := build(buildInput{
-		cfg: r.cfg, hash: r.cfgHash, snap: r.opts.Snapshot(), pod: r.opts.Pod, boot: r.boot,
+		cfg: cfg, hash: hash, snap: r.opts.Snapshot(), pod: r.opts.Pod, boot: r.boot,
 		seq: r.seq, sentAt: r.opts.Now(), interval: intervalOf(ctl), final: final,
 	})
 	body, err := hubapi.Marshal(rep)

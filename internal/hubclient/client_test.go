@@ -129,14 +129,14 @@ func (m *manager) received() ([]*hubapi.Report, []string) {
 	return append([]*hubapi.Report(nil), m.reports...), append([]string(nil), m.tokens...)
 }
 
-// sidecarFiles are the files a pod's sidecar reads: config, token, CA.
+// sidecarFiles are the files the hub client reads: token and CA.
 type sidecarFiles struct {
-	dir, config, token, ca string
+	token, ca string
 }
 
 func newFiles(t *testing.T) *sidecarFiles {
 	d := t.TempDir()
-	return &sidecarFiles{dir: d, config: filepath.Join(d, "limiter.json"), token: filepath.Join(d, "token"), ca: filepath.Join(d, "ca.crt")}
+	return &sidecarFiles{token: filepath.Join(d, "token"), ca: filepath.Join(d, "ca.crt")}
 }
 
 func write(t *testing.T, path string, b []byte) {
@@ -178,14 +178,36 @@ func testConfig(url string, f *sidecarFiles, interval time.Duration) *limitercon
 	}
 }
 
-func writeConfig(t *testing.T, f *sidecarFiles, cfg *limiterconfig.Config) []byte {
+// inForce stands in for the sidecar's configuration in force (sidecar.Server.Config).
+type inForce struct {
+	p atomic.Pointer[loaded]
+}
+
+type loaded struct {
+	cfg  *limiterconfig.Config
+	hash string
+}
+
+// set puts a copy of cfg in force, as a reload would, and returns its document's
+// hash.
+func (c *inForce) set(t *testing.T, cfg *limiterconfig.Config) string {
 	t.Helper()
-	b, err := limiterconfig.Marshal(cfg)
+	doc, err := limiterconfig.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, f.config, b)
-	return b
+	cp := *cfg
+	l := &loaded{cfg: &cp, hash: hashOf(doc)}
+	c.p.Store(l)
+	return l.hash
+}
+
+func (c *inForce) get() (*limiterconfig.Config, string) {
+	l := c.p.Load()
+	if l == nil {
+		return nil, ""
+	}
+	return l.cfg, l.hash
 }
 
 var testPod = hubapi.Pod{Namespace: "team-a", Name: "app-1", UID: "uid-1"}
@@ -232,7 +254,8 @@ func TestReportsFromTheEngine(t *testing.T) {
 	write(t, f.ca, p.caPEM)
 	write(t, f.token, []byte("token-1\n"))
 	cfg := testConfig(m.srv.URL, f, 100*time.Millisecond)
-	doc := writeConfig(t, f, cfg)
+	var live inForce
+	hash := live.set(t, cfg)
 
 	engine := limiter.New(limiter.Options{})
 	engine.Apply(cfg)
@@ -260,7 +283,7 @@ func TestReportsFromTheEngine(t *testing.T) {
 		permit.Record(limiterconfig.FailureServerError, 502)
 	}
 
-	r := New(Options{ConfigPath: f.config, Snapshot: engine.Snapshot, Pod: testPod, Logger: (&logSink{}).logger()})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: (&logSink{}).logger()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
@@ -294,8 +317,8 @@ func TestReportsFromTheEngine(t *testing.T) {
 		}
 	}
 	got := reps[0]
-	if got.Config.Hash != hashOf(doc) {
-		t.Errorf("config hash %q, want the sidecar's %q", got.Config.Hash, hashOf(doc))
+	if got.Config.Hash != hash {
+		t.Errorf("config hash %q, want the sidecar's %q", got.Config.Hash, hash)
 	}
 	want := &hubapi.Report{
 		SchemaVersion: hubapi.SchemaVersion, Pod: testPod, Seq: 1,
@@ -344,8 +367,8 @@ func hashOf(doc []byte) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// TestCAChangeAndNoControlSection: without a control section nothing is sent;
-// when one appears, reports start; when the manager's certificate moves to a new
+// TestCAChangeAndNoControlSection: before a configuration is in force and without a
+// control section nothing is sent; when one appears, reports start; when the manager's certificate moves to a new
 // CA and the CA file follows, reports go on.
 func TestCAChangeAndNoControlSection(t *testing.T) {
 	p1, p2 := newPKI(t), newPKI(t)
@@ -356,21 +379,23 @@ func TestCAChangeAndNoControlSection(t *testing.T) {
 	cfg := testConfig(m.srv.URL, f, 100*time.Millisecond)
 	ctl := cfg.Control
 	cfg.Control = nil
-	writeConfig(t, f, cfg)
 	engine := limiter.New(limiter.Options{})
 	engine.Apply(cfg)
 	logs := &logSink{}
-	r := New(Options{ConfigPath: f.config, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), IdlePoll: 20 * time.Millisecond})
+	var live inForce
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), IdlePoll: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
 
-	time.Sleep(200 * time.Millisecond) // ten idle polls
+	time.Sleep(100 * time.Millisecond) // five idle polls
+	live.set(t, cfg)
+	time.Sleep(100 * time.Millisecond)
 	if reps, _ := m.received(); len(reps) != 0 {
-		t.Fatalf("%d reports without a control section", len(reps))
+		t.Fatalf("%d reports without a configuration or without a control section", len(reps))
 	}
 	cfg.Control = ctl
-	writeConfig(t, f, cfg)
+	live.set(t, cfg)
 	eventually(t, "reports once the control section appears", func() bool { reps, _ := m.received(); return len(reps) > 0 })
 
 	// The manager's certificate now comes from another CA: reports fail until the
@@ -393,12 +418,13 @@ func TestFailuresBackOffAndAreLoggedAtABoundedRate(t *testing.T) {
 	write(t, f.ca, p.caPEM)
 	write(t, f.token, []byte("secret-token-value"))
 	cfg := testConfig(m.srv.URL, f, 10*time.Second)
-	writeConfig(t, f, cfg)
+	var live inForce
+	live.set(t, cfg)
 	engine := limiter.New(limiter.Options{})
 	engine.Apply(cfg)
 	logs := &logSink{}
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := New(Options{ConfigPath: f.config, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), Now: func() time.Time { return now }})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), Now: func() time.Time { return now }})
 	ctx := context.Background()
 
 	m.refuse.Store(&[2]string{"", "serverError"})
@@ -454,10 +480,11 @@ func TestSendFinal(t *testing.T) {
 	write(t, f.ca, p.caPEM)
 	write(t, f.token, []byte("token"))
 	cfg := testConfig(m.srv.URL, f, time.Hour)
-	writeConfig(t, f, cfg)
+	var live inForce
+	live.set(t, cfg)
 	engine := limiter.New(limiter.Options{})
 	engine.Apply(cfg)
-	r := New(Options{ConfigPath: f.config, Snapshot: engine.Snapshot, Pod: testPod})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod})
 	if d := r.cycle(context.Background()); d != time.Hour {
 		t.Fatalf("first report: next in %s", d)
 	}

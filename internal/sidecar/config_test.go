@@ -87,9 +87,14 @@ func TestReloadOnFileRewriteKeepsStateAndInFlightRequests(t *testing.T) {
 	}
 }
 
+// TestBadConfigKeepsTheOldOne: a document that does not load leaves the old one in
+// force, for the proxy and for the hub client (Server.Config) alike.
 func TestBadConfigKeepsTheOldOne(t *testing.T) {
 	e := reloadEnv(t)
 	good := e.state().Config.Hash
+	if cfg, hash := e.srv.Config(); cfg == nil || hash != good {
+		t.Fatalf("Server.Config hash %q, want /state's %q", hash, good)
+	}
 	cases := []struct{ name, doc, wantErr string }{
 		{"invalid JSON", `{"schemaVersion":`, "decode limiter config"},
 		{"invalid limits", strings.Replace(mustMarshal(t, e.currentConfig()), `"requestsPerMinute": 100`, `"requestsPerMinute": -1`, 1), "requestsPerMinute"},
@@ -110,6 +115,9 @@ func TestBadConfigKeepsTheOldOne(t *testing.T) {
 		}
 		if resp, _ := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: requests fail under the kept config: %s", c.name, resp.Status)
+		}
+		if cfg, hash := e.srv.Config(); hash != good || cfg.Providers[0].Limits.RequestsPerMinute != 100 {
+			t.Errorf("%s: the hub client is handed config %q, want the kept %q", c.name, hash, good)
 		}
 		_, metrics := e.get(e.admin.URL + "/metrics")
 		if !strings.Contains(metrics, fmt.Sprintf("aiquota_limiter_config_reload_errors_total %d", i+1)) ||
@@ -215,6 +223,9 @@ func TestReadinessAndAdminRoutes(t *testing.T) {
 	srv := New(Options{ConfigPath: filepath.Join(dir, "missing.json"), Logger: slog.New(slog.DiscardHandler)})
 	if srv.Ready() {
 		t.Error("ready without a config")
+	}
+	if cfg, hash := srv.Config(); cfg != nil || hash != "" {
+		t.Errorf("config in force without a config file: %q", hash)
 	}
 	if st := srv.State(); !strings.Contains(st.Config.LastReloadError, "missing.json") {
 		t.Errorf("state error %q, want the missing file named", st.Config.LastReloadError)

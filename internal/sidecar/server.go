@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/aiquota/aiquota/internal/limiter"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/provider"
 )
 
@@ -130,6 +131,18 @@ func NewTransport() *http.Transport {
 // Engine is the limiter engine, for the hub client (Snapshot) and the
 // lease allocator (Engine.Account(...).SetLimit).
 func (s *Server) Engine() *limiter.Engine { return s.engine }
+
+// Config is the configuration in force and the hash of its document (as /state
+// and the config_info metric show it), or nil before a valid one has loaded. It is
+// how the hub client learns what to report on, so the file has one reader. The
+// configuration is immutable: callers only read it.
+func (s *Server) Config() (*limiterconfig.Config, string) {
+	live := s.live.Load()
+	if live == nil {
+		return nil, ""
+	}
+	return live.cfg, live.hash
+}
 
 // Ready reports whether a valid configuration with readable keys is in force and
 // the server is not draining.

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -186,21 +188,20 @@ func runStatusScale(b *testing.B) {
 			b.Fatal(err)
 		}
 		// The config names the token file, so each pod has a config of its own.
-		cfgPath := filepath.Join(tokenDir, "limiter.json")
 		cfg := scaleConfig(s.source, controlURL, filepath.Join(certDir, "ca.crt"))
 		cfg.Control.TokenFile = filepath.Join(tokenDir, "token")
 		doc, err := limiterconfig.Marshal(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := os.WriteFile(cfgPath, doc, 0o600); err != nil {
-			b.Fatal(err)
-		}
+		sum := sha256.Sum256(doc)
+		hash := hex.EncodeToString(sum[:8])
 		if err := os.WriteFile(cfg.Control.TokenFile, []byte(s.token), 0o600); err != nil {
 			b.Fatal(err)
 		}
 		snap := newSyntheticEngine(cfg, int64(i))
-		r := hubclient.New(hubclient.Options{ConfigPath: cfgPath, Snapshot: snap.snapshot, Pod: s.pod, Logger: logger})
+		inForce := func() (*limiterconfig.Config, string) { return cfg, hash }
+		r := hubclient.New(hubclient.Options{Config: inForce, Snapshot: snap.snapshot, Pod: s.pod, Logger: logger})
 		go func() {
 			select {
 			case <-time.After(rand.N(scaleReportInterval)):
