@@ -16,7 +16,8 @@ type Outcome struct {
 	// Kind is "" for success (2xx); else a limiterconfig.Failure* kind, or
 	// KindClientError for a 4xx that is the request's own fault.
 	Kind string
-	// Retryable follows the error table in DESIGN.md.
+	// Retryable follows the table "Errors the sidecar tells apart" in
+	// docs/ARCHITECTURE.md.
 	Retryable bool
 	// RetryAfter is the provider's advice on when to try again, from (first
 	// found) retry-after-ms, retry-after, Gemini's google.rpc.RetryInfo, the
@@ -46,7 +47,8 @@ const (
 )
 
 // Classify classifies an upstream response by status, headers and (a prefix of)
-// its body, following DESIGN.md's error table and PROVIDERS.md:
+// its body, following docs/ARCHITECTURE.md's error table and the error shapes in
+// docs/providers.md:
 //
 //	429 rate limit                          -> rateLimited, retryable
 //	429 insufficient_quota, 402, Anthropic

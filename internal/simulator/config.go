@@ -390,8 +390,8 @@ func overlay(base Limits, over *Limits) Limits {
 }
 
 // DefaultConfig is what providersim serves without --config: one account per persona
-// with limits from the published tier tables (PROVIDERS.md), no added latency and no
-// faults.
+// with limits from the published tier tables (docs/providers.md), no added latency
+// and no faults.
 //
 //   - sk-sim-openai: OpenAI Tier 3, 10,000 RPM and 10M TPM per model; gpt-5.5 has a
 //     256K window.

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Targets from docs/DESIGN's "Anchors we intend to beat".
+// Targets from docs/ARCHITECTURE.md, "Performance targets".
 const (
 	TargetP50Ratio = 1.5
 	TargetP99Ratio = 2.0
