@@ -79,10 +79,30 @@ const ErrorDomain = "aiquota.dev"
 //
 // An unknown dialect gets the OpenAI shape, the one most clients parse.
 func WriteError(w http.ResponseWriter, d Dialect, e *Error) {
+	status, body := ErrorBody(d, e)
+	body = append(body, '\n')
+	h := w.Header()
+	h.Del("Content-Encoding")
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	if e != nil && e.RetryAfter > 0 {
+		secs := (e.RetryAfter + time.Second - 1) / time.Second
+		ms := (e.RetryAfter + time.Millisecond - 1) / time.Millisecond
+		h.Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+		h.Set("Retry-After-Ms", strconv.FormatInt(int64(ms), 10))
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body) // the app hung up; nothing left to tell it
+}
+
+// ErrorBody is the status and JSON body WriteError sends for e, for callers that
+// put the error somewhere else (a translated stream carries it as an event).
+func ErrorBody(d Dialect, e *Error) (status int, body []byte) {
 	if e == nil {
 		e = &Error{}
 	}
-	status := e.Status
+	status = e.Status
 	if status < 400 || status > 599 {
 		status = http.StatusInternalServerError
 	}
@@ -128,20 +148,7 @@ func WriteError(w http.ResponseWriter, d Dialect, e *Error) {
 		// Only strings and ints go in; Marshal cannot fail on them.
 		body = []byte(`{"error":{"message":"internal error","type":"server_error","param":null,"code":null}}`)
 	}
-	body = append(body, '\n')
-	h := w.Header()
-	h.Del("Content-Encoding")
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("X-Content-Type-Options", "nosniff")
-	if e.RetryAfter > 0 {
-		secs := (e.RetryAfter + time.Second - 1) / time.Second
-		ms := (e.RetryAfter + time.Millisecond - 1) / time.Millisecond
-		h.Set("Retry-After", strconv.FormatInt(int64(secs), 10))
-		h.Set("Retry-After-Ms", strconv.FormatInt(int64(ms), 10))
-	}
-	w.WriteHeader(status)
-	_, _ = w.Write(body) // the app hung up; nothing left to tell it
+	return status, body
 }
 
 // openAIErrorType follows the types OpenAI's own errors carry.

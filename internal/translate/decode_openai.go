@@ -149,7 +149,7 @@ func (d *decoder) chatMessage(m []byte) error {
 	case jstr(ro).is("system"), jstr(ro).is("developer"):
 		// Every target takes instructions apart from the conversation: they are
 		// gathered at the top, in order, wherever they appear.
-		parts, err := d.chatContent("messages[].content", content, false)
+		parts, err := d.chatContent(content, false)
 		if err != nil {
 			return err
 		}
@@ -157,13 +157,13 @@ func (d *decoder) chatMessage(m []byte) error {
 			d.r.system = append(d.r.system, p.text)
 		}
 	case jstr(ro).is("user"):
-		parts, err := d.chatContent("messages[].content", content, true)
+		parts, err := d.chatContent(content, true)
 		if err != nil {
 			return err
 		}
 		d.addMessage(roleUser, parts)
 	case jstr(ro).is("assistant"):
-		parts, err := d.chatContent("messages[].content", content, false)
+		parts, err := d.chatContent(content, false)
 		if err != nil {
 			return err
 		}
@@ -184,7 +184,7 @@ func (d *decoder) chatMessage(m []byte) error {
 		if err != nil {
 			return err
 		}
-		parts, err := d.chatContent("messages[].content", content, false)
+		parts, err := d.chatContent(content, false)
 		if err != nil {
 			return err
 		}
@@ -199,7 +199,8 @@ func (d *decoder) chatMessage(m []byte) error {
 
 // chatContent reads message content: a string, null, or an array of parts; images
 // only where images is true (user messages).
-func (d *decoder) chatContent(name string, v []byte, images bool) ([]part, error) {
+func (d *decoder) chatContent(v []byte, images bool) ([]part, error) {
+	const name = "messages[].content"
 	switch kindOf(v) {
 	case kindMissing, kindNull:
 		return nil, nil

@@ -3,7 +3,6 @@ package translate
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
 	"strings"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
@@ -60,20 +59,22 @@ func texts(parts []part) (ts []jstr, other bool) {
 }
 
 // argsObject returns a tool call's arguments as a JSON object: Anthropic and Gemini
-// take objects, OpenAI sends a string of JSON text, "" meaning no arguments.
-func argsObject(p part) ([]byte, error) {
+// take objects, OpenAI sends a string of JSON text, "" meaning no arguments. ok is
+// false when the text is not a JSON object (models do produce broken arguments).
+func argsObject(p part) (obj []byte, ok bool) {
 	if p.argsValue != nil {
-		return p.argsValue, nil
+		return p.argsValue, true
 	}
 	s := p.argsText.String()
 	if strings.TrimSpace(s) == "" {
-		return []byte("{}"), nil
+		return []byte("{}"), true
 	}
-	b := []byte(s)
-	if !json.Valid(b) || kindOf(bytes.TrimSpace(b)) != kindObject {
-		return nil, unsupported("tool call arguments", "the arguments of call %s are not a JSON object, which the target requires", p.id.String())
-	}
-	return bytes.TrimSpace(b), nil
+	b := bytes.TrimSpace([]byte(s))
+	return b, json.Valid(b) && kindOf(b) == kindObject
+}
+
+func argsError(p part) error {
+	return unsupported("tool call arguments", "the arguments of call %s are not a JSON object, which the target requires", p.id.String())
 }
 
 // appendArgsText appends a tool call's arguments as a string token of JSON text.
@@ -87,9 +88,10 @@ func appendArgsText(dst []byte, p part) []byte {
 
 // resultText reduces a tool result to text for targets whose results are text:
 // text parts are joined; a Gemini response object is unwrapped when it holds only
-// an "output" or "error" string (Gemini's documented convention), else sent as its
-// JSON. isError reports the "error" form.
-func resultText(p part) (tok jstr, isError bool, err error) {
+// an "output" string, or an "error" string where the target can flag a failed
+// call (errorFlag; Gemini's documented convention), else sent as its JSON.
+// isError reports the unwrapped "error" form.
+func resultText(p part, errorFlag bool) (tok jstr, isError bool, err error) {
 	if p.object == nil {
 		ts, other := texts(p.content)
 		if other {
@@ -108,7 +110,7 @@ func resultText(p part) (tok jstr, isError bool, err error) {
 		only, onlyKey = v, string(k)
 		return nil
 	})
-	if n == 1 && kindOf(only) == kindString && (onlyKey == "output" || onlyKey == "error") {
+	if n == 1 && kindOf(only) == kindString && (onlyKey == "output" || onlyKey == "error" && errorFlag) {
 		return jstr(only), onlyKey == "error", nil
 	}
 	var buf [256]byte
@@ -142,12 +144,6 @@ func resultObject(p part) ([]byte, error) {
 		k = `{"error":`
 	}
 	return append(append([]byte(k), tok...), '}'), nil
-}
-
-// numberAbove reports a raw JSON number greater than limit.
-func numberAbove(v []byte, limit float64) bool {
-	f, err := strconv.ParseFloat(string(v), 64)
-	return err == nil && f > limit
 }
 
 // stringContentOnly is a provider of the OpenAI dialect that takes only string content
@@ -345,7 +341,7 @@ func (e *encoder) chatMessages() error {
 				rest = append(rest, p)
 				continue
 			}
-			tok, isError, err := resultText(p)
+			tok, isError, err := resultText(p, false)
 			if err != nil {
 				return err
 			}
@@ -481,27 +477,12 @@ func (e *encoder) anthropic() error {
 		e.key(&first, "stop_sequences")
 		e.out = appendTokens(e.out, r.stopSeqs)
 	}
-	if r.temperature.set() {
-		e.key(&first, "temperature")
-		if numberAbove(r.temperature.v, 1) {
-			// Anthropic's range is 0..1; OpenAI's and Gemini's go to 2.
-			e.out = append(e.out, '1')
-			e.r.dropped = append(e.r.dropped, r.temperature.name)
-		} else {
-			e.out = append(e.out, r.temperature.v...)
-		}
-	}
-	if r.topP.set() {
-		if r.temperature.set() {
-			// Current Claude models take temperature or top_p, not both.
-			e.dropParam(r.topP)
-		} else {
-			e.raw(&first, "top_p", r.topP.v)
-		}
-	}
-	if r.topK.set() {
-		e.raw(&first, "top_k", r.topK.v)
-	}
+	// Current Claude models refuse sampling parameters (temperature, top_p,
+	// top_k) other than their defaults, and the official SDKs no longer send
+	// them; the model samples as Anthropic sets it.
+	e.dropParam(r.temperature)
+	e.dropParam(r.topP)
+	e.dropParam(r.topK)
 	e.dropParam(r.presencePenalty)
 	e.dropParam(r.frequencyPenalty)
 	e.dropParam(r.seed)
@@ -618,9 +599,9 @@ func (e *encoder) anthropicBlock(p part) error {
 	case partImage:
 		return e.anthropicImage(p)
 	case partToolCall:
-		args, err := argsObject(p)
-		if err != nil {
-			return err
+		args, ok := argsObject(p)
+		if !ok {
+			return argsError(p)
 		}
 		e.out = append(e.out, `{"type":"tool_use","id":`...)
 		e.out = appendToolID(e.out, p.id)
@@ -630,7 +611,7 @@ func (e *encoder) anthropicBlock(p part) error {
 		e.out = append(e.out, `{"type":"tool_result","tool_use_id":`...)
 		e.out = appendToolID(e.out, p.id)
 		if p.object != nil {
-			tok, isError, _ := resultText(p)
+			tok, isError, _ := resultText(p, true)
 			e.out = append(append(e.out, `,"content":`...), tok...)
 			if isError {
 				e.out = append(e.out, `,"is_error":true`...)
@@ -869,9 +850,9 @@ func (e *encoder) geminiContents() error {
 						return err
 					}
 				case partToolCall:
-					args, err := argsObject(p)
-					if err != nil {
-						return err
+					args, ok := argsObject(p)
+					if !ok {
+						return argsError(p)
 					}
 					e.out = append(append(e.out, `{"functionCall":{"name":`...), p.name...)
 					e.out = append(append(append(e.out, `,"args":`...), args...), '}')

@@ -15,6 +15,7 @@
 package translate
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -213,7 +214,8 @@ func Request(src Source, body []byte, target Target) (*Translation, error) {
 }
 
 func targetNamed(err error, target Target) error {
-	if ue, ok := err.(*UnsupportedError); ok {
+	var ue *UnsupportedError
+	if errors.As(err, &ue) {
 		ue.Target = target.ProviderType
 	}
 	return err

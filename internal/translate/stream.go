@@ -1,0 +1,679 @@
+package translate
+
+import (
+	"bytes"
+	"net/http"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/provider"
+)
+
+// maxEventBytes bounds one upstream event (and one tool call's arguments held for
+// a Gemini app); provider's StreamTracker has the same bound.
+const maxEventBytes = 1 << 20
+
+// maxBlocks bounds the content blocks or tool calls of one answer that a stream
+// keeps track of; a stream with more is failed rather than followed.
+const maxBlocks = 4096
+
+// Stream translates a streamed answer incrementally: Write takes the upstream's
+// bytes as they arrive, in any chunking, and returns the app-dialect bytes that
+// every complete upstream event produced, so each event goes out as soon as it is
+// whole. Keep-alive comments, blank lines and pings produce nothing. Only a
+// Gemini app's tool call is held until complete (Gemini sends calls whole), and the
+// Responses API's closing events repeat the text they carried.
+//
+// The app always gets a well-formed stream of its dialect: an upstream error
+// event becomes the app dialect's error event, and a stream that ends early (see
+// Flush) ends with one. Usage, Done and Failed report what the upstream said,
+// read by a provider.StreamTracker for the target's dialect, the same as for an
+// untranslated stream, so settlement and the breaker do not depend on
+// translation.
+//
+// A Stream is for one answer and one goroutine.
+type Stream struct {
+	t        *Translation
+	created  int64
+	tracker  *provider.StreamTracker
+	upstream sseReader
+	em       emitter
+
+	scratch []byte // one upstream event, rebuilt for the tracker
+	out     []byte // reused output
+
+	id, model jstr // the answer's, copied from the upstream
+	began     bool
+	ended     bool   // the app's stream is complete: ended or failed
+	failMsg   string // why the translation itself failed the stream
+
+	// Anthropic upstream: what each content block index is, for its deltas:
+	// a tool call's index, or blockText / blockOther.
+	blocks []int
+	tools  int
+	// Gemini upstream: calls so far per candidate, and whether it finished.
+	geminiCalls    []int
+	geminiFinished int
+}
+
+const (
+	blockText  = -1
+	blockOther = -2
+)
+
+// NewStream starts translating a streamed answer; created stamps the chunks of
+// dialects that carry a creation time.
+func (t *Translation) NewStream(created time.Time) *Stream {
+	s := &Stream{t: t, created: created.Unix(), tracker: provider.NewStreamTracker(t.target, false)}
+	switch t.appOp {
+	case provider.OpChatCompletions:
+		s.em = &chatEmitter{}
+	case provider.OpResponses:
+		s.em = &responsesEmitter{}
+	case provider.OpMessages:
+		s.em = &anthropicEmitter{}
+	default:
+		s.em = &geminiEmitter{sse: t.appSSE}
+	}
+	return s
+}
+
+// Usage is the usage the upstream reported so far (provider.StreamTracker.Usage).
+func (s *Stream) Usage() (provider.Usage, bool) { return s.tracker.Usage() }
+
+// Done reports that the upstream reached its normal end.
+func (s *Stream) Done() bool { return s.tracker.Done() }
+
+// Failed reports an error event from the upstream, as StreamTracker.Failed, or a
+// stream that could not be translated (an oversized or garbled event), as a
+// serverError.
+func (s *Stream) Failed() (kind, message string, ok bool) {
+	if kind, msg, ok := s.tracker.Failed(); ok {
+		return kind, msg, true
+	}
+	if s.ended && !s.tracker.Done() && s.failMsg != "" {
+		return limiterconfig.FailureServerError, s.failMsg, true
+	}
+	return "", "", false
+}
+
+// Write consumes upstream bytes and returns what to send the app now. The slice is
+// reused: it is valid until the next Write or Flush.
+func (s *Stream) Write(p []byte) []byte {
+	s.out = s.out[:0]
+	if s.ended {
+		return s.out
+	}
+	s.upstream.feed(p, s.event)
+	return s.out
+}
+
+// Flush ends the stream when the upstream body ended (normally or not) and returns
+// the last bytes for the app. An upstream that did not reach its end gets an error
+// event in the app's dialect, so the app does not take a cut answer for a whole
+// one. Gemini streams have no closing event: theirs ends at the body's end once
+// every candidate has finished.
+func (s *Stream) Flush() []byte {
+	s.out = s.out[:0]
+	if s.ended {
+		return s.out
+	}
+	s.upstream.flush(s.event)
+	if s.ended {
+		return s.out
+	}
+	if s.t.target == provider.DialectGemini && s.began && s.geminiFinished > 0 && s.geminiFinished >= len(s.geminiCalls) {
+		s.end()
+		return s.out
+	}
+	s.failLocal("the provider's stream ended before the answer was complete")
+	return s.out
+}
+
+// event handles one complete upstream event.
+func (s *Stream) event(name, data []byte, oversize bool) {
+	if s.ended {
+		return
+	}
+	if oversize {
+		s.failLocal("the provider sent an event larger than the limiter translates")
+		return
+	}
+	s.track(name, data)
+	if kind, msg, failed := s.tracker.Failed(); failed {
+		s.fail(streamError(s.t.app, kind, s.tracker.FailedCode(), msg))
+		return
+	}
+	switch s.t.target {
+	case provider.DialectOpenAI:
+		s.readOpenAI(data)
+	case provider.DialectAnthropic:
+		s.readAnthropic(name, data)
+	default:
+		s.readGemini(data)
+	}
+}
+
+// track feeds the event to the tracker as one SSE event, so that what it has seen
+// is exactly the events translated so far, whatever the chunking.
+func (s *Stream) track(name, data []byte) {
+	b := s.scratch[:0]
+	if len(name) > 0 {
+		b = append(append(append(b, "event: "...), name...), '\n')
+	}
+	for {
+		line, rest, more := bytes.Cut(data, []byte{'\n'})
+		b = append(append(append(b, "data: "...), line...), '\n')
+		if !more {
+			break
+		}
+		data = rest
+	}
+	b = append(b, '\n')
+	s.scratch = b
+	s.tracker.Write(b)
+}
+
+// begin sends the app's opening events once the answer's id and model are known.
+func (s *Stream) begin(id, model []byte) {
+	if s.began {
+		return
+	}
+	s.began = true
+	if kindOf(id) == kindString && !jstr(id).empty() {
+		s.id = append(jstr(nil), id...)
+	} else {
+		s.id = fallbackID(time.Unix(s.created, 0))
+	}
+	if kindOf(model) == kindString {
+		s.model = append(jstr(nil), model...)
+	}
+	s.em.begin(s)
+}
+
+func (s *Stream) end() {
+	if !s.began {
+		s.begin(nil, nil)
+	}
+	u, ok := s.tracker.Usage()
+	s.em.end(s, u, ok)
+	s.ended = true
+}
+
+func (s *Stream) fail(e *provider.Error) {
+	if !s.began {
+		s.begin(nil, nil)
+	}
+	s.em.fail(s, e)
+	s.ended = true
+}
+
+// failLocal fails the stream for a reason of the translation's own.
+func (s *Stream) failLocal(msg string) {
+	s.failMsg = msg
+	s.fail(&provider.Error{Status: http.StatusBadGateway, Code: "upstream_stream_error", Message: "aiquota limiter: " + msg})
+}
+
+// sse wraps data as one SSE event for the app, with an event name if given.
+func (s *Stream) sse(name string, data func([]byte) []byte) {
+	if name != "" {
+		s.out = append(append(append(s.out, "event: "...), name...), '\n')
+	}
+	s.out = append(s.out, "data: "...)
+	s.out = data(s.out)
+	s.out = append(s.out, '\n', '\n')
+}
+
+// ---- reading the upstream ----
+
+func (s *Stream) readOpenAI(data []byte) {
+	if string(data) == "[DONE]" {
+		s.end()
+		return
+	}
+	var id, model, choices []byte
+	if !provider.EachMember(data, func(k []byte, esc bool, v []byte) bool {
+		switch {
+		case provider.KeyIs(k, esc, "id"):
+			id = v
+		case provider.KeyIs(k, esc, "model"):
+			model = v
+		case provider.KeyIs(k, esc, "choices"):
+			choices = v
+		}
+		return true
+	}) {
+		s.failLocal("the provider sent a stream event that is not a JSON object")
+		return
+	}
+	s.begin(id, model)
+	provider.EachElement(choices, func(i int, c []byte) bool {
+		ci := i
+		var delta, finish []byte
+		_ = eachMember(c, func(k, v []byte) error {
+			switch string(k) {
+			case "index":
+				if n, ok := provider.JSONInt(v, 127); ok {
+					ci = int(n)
+				}
+			case "delta":
+				delta = v
+			case "finish_reason":
+				finish = v
+			}
+			return nil
+		})
+		_ = eachMember(delta, func(k, v []byte) error {
+			switch string(k) {
+			case "content", "refusal":
+				if kindOf(v) == kindString && !jstr(v).empty() {
+					s.em.text(s, ci, jstr(v))
+				}
+			case "tool_calls":
+				provider.EachElement(v, func(j int, tc []byte) bool {
+					s.openAIToolDelta(ci, j, tc)
+					return !s.ended
+				})
+			}
+			return nil
+		})
+		if !absent(finish) && !s.ended {
+			s.em.finish(s, ci, openAIFinish(finish), nil)
+		}
+		return !s.ended
+	})
+}
+
+func (s *Stream) openAIToolDelta(ci, j int, tc []byte) {
+	idx := j
+	var id, fn []byte
+	_ = eachMember(tc, func(k, v []byte) error {
+		switch string(k) {
+		case "index":
+			if n, ok := provider.JSONInt(v, maxBlocks); ok {
+				idx = int(n)
+			}
+		case "id":
+			id = v
+		case "function":
+			fn = v
+		}
+		return nil
+	})
+	var name, args []byte
+	_ = eachMember(fn, func(k, v []byte) error {
+		switch string(k) {
+		case "name":
+			name = v
+		case "arguments":
+			args = v
+		}
+		return nil
+	})
+	if kindOf(id) == kindString && kindOf(name) == kindString {
+		s.em.toolStart(s, ci, idx, jstr(id), jstr(name))
+	}
+	if kindOf(args) == kindString && !jstr(args).empty() && !s.ended {
+		s.em.toolArgs(s, ci, idx, jstr(args))
+	}
+}
+
+func (s *Stream) readAnthropic(name, data []byte) {
+	var typ, message, index, block, delta []byte
+	_ = eachMember(data, func(k, v []byte) error {
+		switch string(k) {
+		case "type":
+			typ = v
+		case "message":
+			message = v
+		case "index":
+			index = v
+		case "content_block":
+			block = v
+		case "delta":
+			delta = v
+		}
+		return nil
+	})
+	ev := string(name)
+	if ev == "" {
+		ev = jstr(typ).String()
+	}
+	switch ev {
+	case "message_start":
+		var id, model []byte
+		_ = eachMember(message, func(k, v []byte) error {
+			switch string(k) {
+			case "id":
+				id = v
+			case "model":
+				model = v
+			}
+			return nil
+		})
+		s.begin(id, model)
+	case "content_block_start":
+		s.begin(nil, nil)
+		bi, ok := provider.JSONInt(index, maxBlocks)
+		if !ok || int(bi) != len(s.blocks) {
+			s.failLocal("the provider's content blocks are out of order")
+			return
+		}
+		var btyp, id, tname, text []byte
+		_ = eachMember(block, func(k, v []byte) error {
+			switch string(k) {
+			case "type":
+				btyp = v
+			case "id":
+				id = v
+			case "name":
+				tname = v
+			case "text":
+				text = v
+			}
+			return nil
+		})
+		switch t := jstr(btyp); {
+		case t.is("text"):
+			s.blocks = append(s.blocks, blockText)
+			if kindOf(text) == kindString && !jstr(text).empty() {
+				s.em.text(s, 0, jstr(text))
+			}
+		case t.is("tool_use") && kindOf(id) == kindString && kindOf(tname) == kindString:
+			s.blocks = append(s.blocks, s.tools)
+			s.em.toolStart(s, 0, s.tools, jstr(id), jstr(tname))
+			s.tools++
+		default:
+			s.blocks = append(s.blocks, blockOther) // thinking stays with Anthropic
+		}
+	case "content_block_delta":
+		bi, ok := provider.JSONInt(index, maxBlocks)
+		if !ok || int(bi) >= len(s.blocks) {
+			s.failLocal("the provider sent a delta for a content block it did not start")
+			return
+		}
+		var dtyp, text, partial []byte
+		_ = eachMember(delta, func(k, v []byte) error {
+			switch string(k) {
+			case "type":
+				dtyp = v
+			case "text":
+				text = v
+			case "partial_json":
+				partial = v
+			}
+			return nil
+		})
+		switch b := s.blocks[bi]; {
+		case b == blockText && jstr(dtyp).is("text_delta") && kindOf(text) == kindString && !jstr(text).empty():
+			s.em.text(s, 0, jstr(text))
+		case b >= 0 && jstr(dtyp).is("input_json_delta") && kindOf(partial) == kindString && !jstr(partial).empty():
+			s.em.toolArgs(s, 0, b, jstr(partial))
+		}
+	case "message_delta":
+		s.begin(nil, nil)
+		var reason, seq []byte
+		_ = eachMember(delta, func(k, v []byte) error {
+			switch string(k) {
+			case "stop_reason":
+				reason = v
+			case "stop_sequence":
+				seq = v
+			}
+			return nil
+		})
+		if !absent(reason) {
+			if kindOf(seq) != kindString {
+				seq = nil
+			}
+			s.em.finish(s, 0, anthropicFinish(reason), jstr(seq))
+		}
+	case "message_stop":
+		s.end()
+	}
+}
+
+func (s *Stream) readGemini(data []byte) {
+	var id, model, candidates, feedback []byte
+	if !provider.EachMember(data, func(k []byte, esc bool, v []byte) bool {
+		switch {
+		case provider.KeyIs(k, esc, "responseId"):
+			id = v
+		case provider.KeyIs(k, esc, "modelVersion"):
+			model = v
+		case provider.KeyIs(k, esc, "candidates"):
+			candidates = v
+		case provider.KeyIs(k, esc, "promptFeedback"):
+			feedback = v
+		}
+		return true
+	}) {
+		s.failLocal("the provider sent a stream event that is not a JSON object")
+		return
+	}
+	s.begin(id, model)
+	n := 0
+	provider.EachElement(candidates, func(i int, c []byte) bool {
+		n++
+		s.geminiCandidateDelta(i, c)
+		return !s.ended
+	})
+	if n == 0 && len(s.geminiCalls) == 0 {
+		blocked := false
+		_ = eachMember(feedback, func(k, v []byte) error {
+			blocked = blocked || string(k) == "blockReason" && !absent(v)
+			return nil
+		})
+		if blocked {
+			s.geminiCalls = append(s.geminiCalls, 0)
+			s.geminiFinished++
+			s.em.finish(s, 0, finishContentFilter, nil)
+		}
+	}
+}
+
+func (s *Stream) geminiCandidateDelta(i int, c []byte) {
+	ci := i
+	var content, finish []byte
+	_ = eachMember(c, func(k, v []byte) error {
+		switch string(k) {
+		case "index":
+			if n, ok := provider.JSONInt(v, 127); ok {
+				ci = int(n)
+			}
+		case "content":
+			content = v
+		case "finishReason":
+			finish = v
+		}
+		return nil
+	})
+	for len(s.geminiCalls) <= ci {
+		s.geminiCalls = append(s.geminiCalls, 0)
+	}
+	var partsRaw []byte
+	_ = eachMember(content, func(k, v []byte) error {
+		if string(k) == "parts" {
+			partsRaw = v
+		}
+		return nil
+	})
+	provider.EachElement(partsRaw, func(_ int, p []byte) bool {
+		var text, thought, call []byte
+		_ = eachMember(p, func(k, v []byte) error {
+			switch string(k) {
+			case "text":
+				text = v
+			case "thought":
+				thought = v
+			case "functionCall":
+				call = v
+			}
+			return nil
+		})
+		switch {
+		case kindOf(text) == kindString && !isTrue(thought) && !jstr(text).empty():
+			s.em.text(s, ci, jstr(text))
+		case kindOf(call) == kindObject:
+			s.geminiCall(ci, call)
+		}
+		return !s.ended
+	})
+	if !absent(finish) && !s.ended {
+		s.geminiFinished++
+		s.em.finish(s, ci, geminiFinish(finish, s.geminiCalls[ci] > 0), nil)
+	}
+}
+
+// geminiCall passes on a whole function call: its start, then all its arguments
+// as one delta.
+func (s *Stream) geminiCall(ci int, call []byte) {
+	var name, args, id []byte
+	_ = eachMember(call, func(k, v []byte) error {
+		switch string(k) {
+		case "name":
+			name = v
+		case "args":
+			args = v
+		case "id":
+			id = v
+		}
+		return nil
+	})
+	if kindOf(name) != kindString {
+		s.failLocal("the provider sent a function call without a name")
+		return
+	}
+	if kindOf(args) != kindObject {
+		args = []byte("{}")
+	}
+	idx := s.geminiCalls[ci]
+	if idx >= maxBlocks {
+		s.failLocal("the provider sent too many function calls")
+		return
+	}
+	s.geminiCalls[ci]++
+	if kindOf(id) != kindString || jstr(id).empty() {
+		id = geminiCallID(s.id, time.Unix(s.created, 0), idx)
+	}
+	s.em.toolStart(s, ci, idx, jstr(id), jstr(name))
+	var buf [256]byte
+	s.em.toolArgs(s, ci, idx, appendRawString(nil, compactInto(buf[:0], args)))
+}
+
+// ---- the SSE reader ----
+
+// sseReader splits a byte stream into Server-Sent Events (html.spec.whatwg.org,
+// "Server-sent events": LF, CRLF or CR line ends, comment lines, events ended by a
+// blank line), whatever the chunking.
+type sseReader struct {
+	line      []byte // a line begun in an earlier feed
+	lineOver  bool
+	pendingCR bool
+	name      []byte
+	data      []byte
+	hasData   bool
+	over      bool // the current event outgrew maxEventBytes
+}
+
+// feed reads p and calls dispatch for every event it completes.
+func (r *sseReader) feed(p []byte, dispatch func(name, data []byte, oversize bool)) {
+	if r.pendingCR {
+		r.pendingCR = false
+		if len(p) > 0 && p[0] == '\n' {
+			p = p[1:]
+		}
+	}
+	for len(p) > 0 {
+		i := bytes.IndexAny(p, "\r\n")
+		if i < 0 {
+			r.appendLine(p)
+			return
+		}
+		seg := p[:i]
+		switch {
+		case p[i] == '\n':
+			p = p[i+1:]
+		case i+1 < len(p) && p[i+1] == '\n':
+			p = p[i+2:]
+		case i+1 == len(p):
+			r.pendingCR = true
+			p = p[i+1:]
+		default:
+			p = p[i+1:]
+		}
+		line := seg
+		if len(r.line) > 0 || r.lineOver {
+			r.appendLine(seg)
+			line = r.line
+		}
+		r.processLine(line, r.lineOver, dispatch)
+		r.line, r.lineOver = r.line[:0], false
+	}
+}
+
+// flush handles an event left without its closing blank line at the end of the
+// body; the providers end every event properly, but a proxy may not.
+func (r *sseReader) flush(dispatch func(name, data []byte, oversize bool)) {
+	if len(r.line) > 0 || r.lineOver {
+		r.processLine(r.line, r.lineOver, dispatch)
+		r.line, r.lineOver = r.line[:0], false
+	}
+	r.processLine(nil, false, dispatch)
+}
+
+func (r *sseReader) appendLine(b []byte) {
+	if r.lineOver {
+		return
+	}
+	if len(r.line)+len(b) > maxEventBytes {
+		r.line, r.lineOver = r.line[:0], true
+		return
+	}
+	r.line = append(r.line, b...)
+}
+
+func (r *sseReader) processLine(line []byte, over bool, dispatch func(name, data []byte, oversize bool)) {
+	if over {
+		r.over = true
+		return
+	}
+	if len(line) == 0 {
+		if r.hasData || r.over {
+			dispatch(r.name, r.data, r.over)
+		}
+		r.name, r.data = r.name[:0], r.data[:0]
+		r.hasData, r.over = false, false
+		return
+	}
+	if line[0] == ':' {
+		return // a comment, such as DeepSeek's ": keep-alive"
+	}
+	field, value := line, []byte(nil)
+	if c := bytes.IndexByte(line, ':'); c >= 0 {
+		field, value = line[:c], line[c+1:]
+		if len(value) > 0 && value[0] == ' ' {
+			value = value[1:]
+		}
+	}
+	switch string(field) {
+	case "data":
+		if r.over {
+			return
+		}
+		if r.hasData {
+			r.data = append(r.data, '\n')
+		}
+		if len(r.data)+len(value) > maxEventBytes {
+			r.over = true
+			r.data = r.data[:0]
+			return
+		}
+		r.data = append(r.data, value...)
+		r.hasData = true
+	case "event":
+		if len(value) <= 64 {
+			r.name = append(r.name[:0], value...)
+		}
+	}
+}
