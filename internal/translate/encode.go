@@ -440,7 +440,7 @@ func (e *encoder) anthropic() error {
 	if r.n > 1 {
 		return unsupported(r.nName, "Anthropic generates one answer per request")
 	}
-	if r.format.kind == formatJSONObject {
+	if r.format.kind == formatJSONObject || r.format.kind == formatJSONSchema && r.format.schema == nil {
 		// Anthropic's structured outputs need a schema, and a bare object schema
 		// there must forbid every property.
 		return unsupported("JSON output without a schema", "Anthropic can hold output to a JSON schema, not to JSON in general")

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -142,6 +143,12 @@ func (s *Stream) event(name, data []byte, oversize bool) {
 	s.track(name, data)
 	if kind, msg, failed := s.tracker.Failed(); failed {
 		s.fail(streamError(s.t.app, kind, s.tracker.FailedCode(), msg))
+		return
+	}
+	// Tokens are copied into the app's events as they are; the walker that finds
+	// them does not check what it skips.
+	if !json.Valid(data) && (s.t.target != provider.DialectOpenAI || string(data) != "[DONE]") {
+		s.failLocal("the provider sent a stream event that is not valid JSON")
 		return
 	}
 	switch s.t.target {
