@@ -38,3 +38,7 @@ func JSONInt(v []byte, limit int64) (n int64, ok bool) {
 func ErrorMessage(d Dialect, body []byte) string {
 	return parseProviderError(d, body).message
 }
+
+// ValidPathModel accepts a model name that can be one segment of a URL path, as
+// Route does for Gemini paths.
+func ValidPathModel(m string) bool { return validPathModel(m) }

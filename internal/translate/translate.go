@@ -193,7 +193,7 @@ func Request(src Source, body []byte, target Target) (*Translation, error) {
 		t.Path = "/v1/messages"
 		err = e.anthropic()
 	case provider.DialectGemini:
-		if !validPathModel(target.Model) {
+		if !provider.ValidPathModel(target.Model) {
 			return nil, fmt.Errorf("translate: model %q cannot be named in a Gemini path", target.Model)
 		}
 		t.Path = "/v1beta/models/" + target.Model + ":generateContent"
@@ -219,20 +219,6 @@ func targetNamed(err error, target Target) error {
 		ue.Target = target.ProviderType
 	}
 	return err
-}
-
-// validPathModel accepts a model name that can be one path segment.
-func validPathModel(m string) bool {
-	if m == "" || len(m) > 256 {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		c := m[i]
-		if c <= ' ' || c >= 0x7f || c == '/' || c == ':' || c == '?' || c == '#' || c == '%' {
-			return false
-		}
-	}
-	return true
 }
 
 // UpstreamHeader adjusts the headers the proxy forwards from the app for the
