@@ -296,13 +296,13 @@ func FuzzMemoCounter(f *testing.F) {
 	m := NewMemoCounter(o200k(), 256)
 	mcl := NewMemoCounter(CounterFor(limiterconfig.TokenizerCl100kBase, ""), 256)
 	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := m.Count(s), o200k().Count(s); got != want {
+		if got, want := countOf(m, s), countOf(o200k(), s); got != want {
 			t.Fatalf("o200k_base: memo %d, direct %d for %q", got, want, s)
 		}
-		if got, want := mcl.Count(s), CounterFor(limiterconfig.TokenizerCl100kBase, "").Count(s); got != want {
+		if got, want := countOf(mcl, s), countOf(CounterFor(limiterconfig.TokenizerCl100kBase, ""), s); got != want {
 			t.Fatalf("cl100k_base: memo %d, direct %d for %q", got, want, s)
 		}
-		if n := Estimate.Count(s); n < 0 || (len(s) > 0 && n == 0) || n > int64(2*len(s)+1) {
+		if n := countOf(Estimate, s); n < 0 || (len(s) > 0 && n == 0) || n > int64(2*len(s)+1) {
 			t.Fatalf("estimate %d for %d bytes", n, len(s))
 		}
 	})

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"hash/maphash"
 	"sync"
 )
@@ -37,18 +38,33 @@ func NewMemoCounter(c Counter, maxEntries int) *MemoCounter {
 	return m
 }
 
+// memoCheckEvery is how many bytes of text the memo reads between looks at the
+// context (the counter behind it looks too, within long segments).
+const memoCheckEvery = 16 << 10
+
 // Count returns the token count of text, from the cache where it can.
-func (m *MemoCounter) Count(text string) int64 {
+func (m *MemoCounter) Count(ctx context.Context, text string) (int64, error) {
 	var n int64
+	read, check := 0, memoCheckEvery
 	for len(text) > 0 {
 		end := nextSplit(text)
-		n += m.countSegment(text[:end])
+		k, err := m.countSegment(ctx, text[:end])
+		if err != nil {
+			return 0, err
+		}
+		n += k
 		text = text[end:]
+		if read += end; read >= check {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			check = read + memoCheckEvery
+		}
 	}
-	return n
+	return n, nil
 }
 
-func (m *MemoCounter) countSegment(seg string) int64 {
+func (m *MemoCounter) countSegment(ctx context.Context, seg string) (int64, error) {
 	h := maphash.String(m.seed, seg)
 	s := &m.shards[h%memoShards]
 	s.mu.Lock()
@@ -60,15 +76,18 @@ func (m *MemoCounter) countSegment(seg string) int64 {
 	}
 	s.mu.Unlock()
 	if ok {
-		return int64(v)
+		return int64(v), nil
 	}
-	n := m.counter.Count(seg)
+	n, err := m.counter.Count(ctx, seg)
+	if err != nil {
+		return 0, err // a count cut short is not remembered
+	}
 	if n >= 0 && n <= 1<<32-1 {
 		s.mu.Lock()
 		s.put(h, uint32(n), m.perGen)
 		s.mu.Unlock()
 	}
-	return n
+	return n, nil
 }
 
 // put stores a count, retiring the current generation to old when it is full;

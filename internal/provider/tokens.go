@@ -1,49 +1,58 @@
 package provider
 
 import (
+	"context"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/tiktoken-go/tokenizer"
-
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/tokenizer"
 )
 
-// Counter counts the tokens of a text. Implementations are safe for concurrent use.
+// Counter counts the tokens of a text. Implementations are safe for concurrent
+// use. Count stops early with ctx's error once ctx is done (it looks every few
+// kilobytes), so a request that goes away stops costing CPU.
 type Counter interface {
-	Count(text string) int64
+	Count(ctx context.Context, text string) (int64, error)
 }
 
 // CounterFor returns the counter for a pool's tokenizer setting (one of the
 // limiterconfig.Tokenizer* constants). "" picks by model name: GPT-4o, GPT-4.1,
 // GPT-4.5, GPT-5, o1/o3/o4 and gpt-oss use o200k_base; GPT-4 and GPT-3.5 and the
 // OpenAI embedding models use cl100k_base; everything else (Claude, Gemini,
-// DeepSeek, unknown) gets the estimate. BPE counters are built once per encoding
-// and shared; they are exact but slow (see the package benchmarks), so wrap them in
-// a MemoCounter on hot paths.
+// DeepSeek, unknown) gets the estimate. A BPE vocabulary is loaded the first
+// time a counter for it is asked for, and counters of one vocabulary are
+// equal (==), so callers can share a memo per vocabulary.
 func CounterFor(tokenizerName, model string) Counter {
+	name := ""
 	switch tokenizerName {
 	case limiterconfig.TokenizerO200kBase:
-		return o200k()
+		name = tokenizer.O200kBase
 	case limiterconfig.TokenizerCl100kBase:
-		return cl100k()
+		name = tokenizer.Cl100kBase
 	case limiterconfig.TokenizerEstimate:
 		return Estimate
+	default:
+		name = encodingForModel(model)
 	}
-	switch encodingForModel(model) {
-	case tokenizer.O200kBase:
-		return o200k()
-	case tokenizer.Cl100kBase:
-		return cl100k()
+	if name == "" {
+		return Estimate
 	}
-	return Estimate
+	enc, err := tokenizer.Get(name)
+	if err != nil {
+		// Only a broken build gets here (the vocabularies are embedded and
+		// checked by the tokenizer's tests); an estimate is better than
+		// nothing.
+		return Estimate
+	}
+	return bpeCounter{enc}
 }
 
 // encodingForModel follows OpenAI's model-to-encoding table (tiktoken's
 // model.py); fine-tuned ("ft:") and dated or suffixed names use their base's.
-func encodingForModel(model string) tokenizer.Encoding {
+// It returns "" for models without a public vocabulary.
+func encodingForModel(model string) string {
 	m := strings.ToLower(model)
 	m = strings.TrimPrefix(m, "ft:")
 	if i := strings.LastIndexByte(m, '/'); i >= 0 { // "openai/gpt-4o" from routers
@@ -68,33 +77,13 @@ func encodingForModel(model string) tokenizer.Encoding {
 	return ""
 }
 
-// bpeCounter counts with a real BPE vocabulary. The codec is read-only after
-// construction, so one instance serves every goroutine.
-type bpeCounter struct{ codec tokenizer.Codec }
+// bpeCounter counts with a BPE vocabulary (internal/tokenizer: exact, linear in
+// the text, allocation-free).
+type bpeCounter struct{ enc *tokenizer.Encoding }
 
-func (c bpeCounter) Count(text string) int64 {
-	n, err := c.codec.Count(text)
-	if err != nil {
-		// The codec only fails when its split pattern does (a regexp timeout,
-		// which is unset); an estimate is better than charging nothing.
-		return Estimate.Count(text)
-	}
-	return int64(n)
-}
-
-var (
-	o200k  = sync.OnceValue(func() Counter { return newBPE(tokenizer.O200kBase) })
-	cl100k = sync.OnceValue(func() Counter { return newBPE(tokenizer.Cl100kBase) })
-)
-
-func newBPE(enc tokenizer.Encoding) Counter {
-	c, err := tokenizer.Get(enc)
-	if err != nil {
-		// Get only fails for encodings the module does not embed; both of ours
-		// are embedded, so this is unreachable short of a broken dependency.
-		return Estimate
-	}
-	return bpeCounter{c}
+func (c bpeCounter) Count(ctx context.Context, text string) (int64, error) {
+	n, err := c.enc.Count(ctx, text)
+	return int64(n), err
 }
 
 // Estimate is the counter for models without a public tokenizer (Claude, Gemini,
@@ -165,10 +154,21 @@ var asciiClasses = func() (t [128]charClass) {
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
-func (estimator) Count(text string) int64 {
+// estimateCheckEvery is how many bytes the estimate reads between looks at
+// the context.
+const estimateCheckEvery = 64 << 10
+
+func (estimator) Count(ctx context.Context, text string) (int64, error) {
 	var h int64 // hundredths of a token
 	n := len(text)
+	check := estimateCheckEvery
 	for i := 0; i < n; {
+		if i >= check {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			check = i + estimateCheckEvery
+		}
 		c := text[i]
 		if c >= utf8.RuneSelf {
 			var cost int64
@@ -208,7 +208,7 @@ func (estimator) Count(text string) int64 {
 			h += cost
 		}
 	}
-	return ceilDiv(h*110, 100*100)
+	return ceilDiv(h*110, 100*100), nil
 }
 
 // word charges the word of letters, digits and base64 symbols starting at i, run
@@ -302,20 +302,26 @@ func joinsSpace(text string, j int) bool {
 // tokens, the fixed cost of its non-text parts, and the chat format's framing,
 // which OpenAI documents as 3 tokens per message plus 3 to prime the reply
 // (cookbook.openai.com "How to count tokens with tiktoken"). Other providers'
-// framing is not published; the same allowance is used for them.
-func PromptTokens(c Counter, r *Request) int64 {
+// framing is not published; the same allowance is used for them. It returns
+// ctx's error, and no count, when ctx ends first: the request has gone and
+// will not be admitted.
+func PromptTokens(ctx context.Context, c Counter, r *Request) (int64, error) {
 	if r == nil {
-		return 0
+		return 0, nil
 	}
 	if c == nil {
 		c = Estimate
 	}
 	n := r.FixedPromptTokens
 	if r.PromptText != "" {
-		n += c.Count(r.PromptText)
+		k, err := c.Count(ctx, r.PromptText)
+		if err != nil {
+			return 0, err
+		}
+		n += k
 	}
 	if r.PromptParts > 0 {
 		n += 3*int64(r.PromptParts) + 3
 	}
-	return n
+	return n, nil
 }

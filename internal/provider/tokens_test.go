@@ -1,8 +1,10 @@
 package provider
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -11,6 +13,18 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 )
+
+func o200k() Counter  { return CounterFor("o200k_base", "") }
+func cl100k() Counter { return CounterFor("cl100k_base", "") }
+
+// countOf counts text with c, which must not fail.
+func countOf(c Counter, text string) int64 {
+	n, err := c.Count(context.Background(), text)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
 
 func TestCounterFor(t *testing.T) {
 	tests := []struct {
@@ -71,13 +85,13 @@ func TestBPECounts(t *testing.T) {
 		{cl100k(), "tiktoken is great!", 6},
 	}
 	for _, tt := range tests {
-		if got := tt.counter.Count(tt.text); got != tt.want {
+		if got := countOf(tt.counter, tt.text); got != tt.want {
 			t.Errorf("Count(%q) = %d, want %d", tt.text, got, tt.want)
 		}
 	}
 	// Special tokens in user text are counted as the text they are, never as
 	// one control token.
-	if n := o200k().Count("<|endoftext|>"); n < 3 {
+	if n := countOf(o200k(), "<|endoftext|>"); n < 3 {
 		t.Errorf("Count(<|endoftext|>) = %d, want it tokenized as plain text", n)
 	}
 }
@@ -113,8 +127,8 @@ func estimateSamples(t *testing.T) map[string]string {
 // o200k_base count for every kind of text, and not wildly above.
 func TestEstimateTracksBPE(t *testing.T) {
 	for name, text := range estimateSamples(t) {
-		real := o200k().Count(text)
-		est := Estimate.Count(text)
+		real := countOf(o200k(), text)
+		est := countOf(Estimate, text)
 		ratio := float64(est) / float64(real)
 		if ratio < 1.0 || ratio > 1.7 {
 			t.Errorf("%s: estimate %d vs o200k_base %d (x%.2f), want x1.0..1.7", name, est, real, ratio)
@@ -140,25 +154,33 @@ func TestEstimateEdgeCases(t *testing.T) {
 		{"a-b_c", 6},     // five runs of one character, +10%
 	}
 	for _, tt := range tests {
-		if got := Estimate.Count(tt.text); got != tt.want {
+		if got := countOf(Estimate, tt.text); got != tt.want {
 			t.Errorf("Estimate.Count(%q) = %d, want %d", tt.text, got, tt.want)
 		}
 	}
 }
 
 func TestPromptTokens(t *testing.T) {
+	prompt := func(c Counter, r *Request) int64 {
+		t.Helper()
+		n, err := PromptTokens(context.Background(), c, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	r := &Request{PromptText: "hello world", PromptParts: 2, FixedPromptTokens: 85}
-	if got, want := PromptTokens(o200k(), r), int64(2+3*2+3+85); got != want {
+	if got, want := prompt(o200k(), r), int64(2+3*2+3+85); got != want {
 		t.Errorf("PromptTokens = %d, want %d", got, want)
 	}
 	embed := &Request{PromptText: "hello world"}
-	if got := PromptTokens(o200k(), embed); got != 2 {
+	if got := prompt(o200k(), embed); got != 2 {
 		t.Errorf("PromptTokens without parts = %d, want 2 (no chat framing)", got)
 	}
-	if got := PromptTokens(nil, embed); got != Estimate.Count("hello world") {
+	if got := prompt(nil, embed); got != countOf(Estimate, "hello world") {
 		t.Errorf("PromptTokens with a nil counter = %d, want the estimate", got)
 	}
-	if got := PromptTokens(o200k(), nil); got != 0 {
+	if got := prompt(o200k(), nil); got != 0 {
 		t.Errorf("PromptTokens(nil request) = %d", got)
 	}
 	// The example conversation of the OpenAI cookbook's "How to count tokens
@@ -176,7 +198,7 @@ func TestPromptTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := PromptTokens(CounterFor("", "gpt-4o"), &req)
+	got := prompt(CounterFor("", "gpt-4o"), &req)
 	if got < 124 || got > 137 {
 		t.Errorf("PromptTokens of the cookbook example = %d, want 124..137", got)
 	}
@@ -189,7 +211,7 @@ func TestMemoCounterExact(t *testing.T) {
 		m := NewMemoCounter(base, 64)
 		for round := range 3 { // cold, warm, and after evictions
 			for name, text := range samples {
-				if got, want := m.Count(text), base.Count(text); got != want {
+				if got, want := countOf(m, text), countOf(base, text); got != want {
 					t.Errorf("round %d, %s: memo %d, direct %d", round, name, got, want)
 				}
 			}
@@ -206,7 +228,7 @@ func TestMemoCounterBoundedAndConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				text := strings.Repeat("line ", i%7) + "\nnumber " + string(rune('a'+g)) + strings.Repeat("x", i) + "\n"
-				if got, want := m.Count(text), o200k().Count(text); got != want {
+				if got, want := countOf(m, text), countOf(o200k(), text); got != want {
 					t.Errorf("memo %d, direct %d for %q", got, want, text)
 					return
 				}
@@ -234,5 +256,32 @@ func TestNextSplit(t *testing.T) {
 	want := []string{"a\n", "b\n", "  c\n\n", "d\n/e\n \n", " f\n\u00a0g\n", "h"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("segments (-want +got):\n%s", diff)
+	}
+}
+
+// TestCountingStopsWhenTheRequestGoes checks every counter, and PromptTokens,
+// give up with the context's error once it is done, and that a memo does not
+// remember a count cut short.
+func TestCountingStopsWhenTheRequestGoes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	long := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 10000) // 450 KB
+	for name, c := range map[string]Counter{"o200k_base": o200k(), "cl100k_base": cl100k(), "estimate": Estimate, "memo": NewMemoCounter(o200k(), 64)} {
+		if n, err := c.Count(ctx, long); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: Count with a cancelled context = %d, %v; want context.Canceled", name, n, err)
+		}
+		if n, err := PromptTokens(ctx, c, &Request{PromptText: long, PromptParts: 1}); !errors.Is(err, context.Canceled) || n != 0 {
+			t.Errorf("%s: PromptTokens with a cancelled context = %d, %v; want 0, context.Canceled", name, n, err)
+		}
+	}
+	// One segment (no space or newline to split at), cut short inside the
+	// counter.
+	line := strings.Repeat("ab1", 20000)
+	m := NewMemoCounter(o200k(), 64)
+	if _, err := m.Count(ctx, line); !errors.Is(err, context.Canceled) {
+		t.Fatalf("memo: %v, want context.Canceled", err)
+	}
+	if got, want := countOf(m, line), countOf(o200k(), line); got != want {
+		t.Errorf("memo after a cancelled count: %d, want %d", got, want)
 	}
 }

@@ -167,7 +167,12 @@ func (x *exchange) limited() {
 	x.pool = up.cfg.PoolFor(x.route.model)
 	x.policy = x.live.policyFor(up, x.route.model)
 	counter := x.s.counters.get(x.pool.Tokenizer, x.route.model)
-	prompt := provider.PromptTokens(counter, &x.req)
+	prompt, err := provider.PromptTokens(x.r.Context(), counter, &x.req)
+	if err != nil { // the app went away while its prompt was counted
+		x.outcome = outcomeCanceled
+		x.finish()
+		return
+	}
 	if exceedsContext(prompt, x.req.MaxOutputTokens, x.pool.ContextWindow) {
 		x.outcome = outcomeContextLength
 		x.noteFailure(limiterconfig.FailureContextLengthExceeded)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -104,8 +105,8 @@ func BenchmarkPromptTokens(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if provider.PromptTokens(counter, &req) <= 0 {
-					b.Fatal("no tokens counted")
+				if n, err := provider.PromptTokens(context.Background(), counter, &req); err != nil || n <= 0 {
+					b.Fatalf("no tokens counted: %d, %v", n, err)
 				}
 			}
 		})
