@@ -187,6 +187,7 @@ func TestTinyRun(t *testing.T) {
 		SaneP99:      time.Hour,
 		Seed:         7,
 		ScrapeEvery:  500 * time.Millisecond,
+		StartupRuns:  2,
 	}
 	rep, err := Run(ctx, st, NewClient(64), plan)
 	if err != nil {
@@ -266,11 +267,22 @@ func TestTinyRun(t *testing.T) {
 		}
 	}
 
+	for _, proc := range []string{ProcLimiter, ProcPlain} {
+		if n := len(rep.Startup[proc]); n != 2 {
+			t.Errorf("%s started %d times, want 2", proc, n)
+		}
+		for _, s := range rep.Startup[proc] {
+			if m := s.Idle; s.Ready <= 0 || s.Ready > startTimeout || m.RSS <= 0 || m.RSSAnon <= 0 || m.RSSAnon+m.RSSFile > m.RSS {
+				t.Errorf("%s start-up sample %+v", proc, s)
+			}
+		}
+	}
+
 	var md strings.Builder
 	if err := WriteMarkdown(&md, rep, Meta{Command: "go test ./test/bench"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"### Fixed rate, non-streaming", "### Fixed rate, streaming", "**limiter / plain**", "### CPU and memory", "### Closed-loop throughput"} {
+	for _, s := range []string{"### Fixed rate, non-streaming", "### Fixed rate, streaming", "**limiter / plain**", "### CPU and memory", "### Start-up", "**limiter targets**", "### Closed-loop throughput"} {
 		if !strings.Contains(md.String(), s) {
 			t.Errorf("report lacks %q:\n%s", s, md.String())
 		}

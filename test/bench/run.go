@@ -56,6 +56,9 @@ type Plan struct {
 	// ScrapeEvery scrapes the limiter's /metrics throughout, as Prometheus would;
 	// 0 disables it.
 	ScrapeEvery time.Duration
+	// StartupRuns, when > 0, starts the limiter and the plain proxy this many
+	// times each before the load, measuring exec to ready and idle memory.
+	StartupRuns int
 	// Progress receives one line per window; nil for none.
 	Progress io.Writer `json:"-"`
 }
@@ -138,6 +141,9 @@ type Report struct {
 	MemAtStart  map[string]ProcSample // before any traffic
 	MemAfterRun map[string]ProcSample // after the fixed-rate phase
 	MemAfterAll map[string]ProcSample // after the closed-loop phase too
+	// Startup has Plan.StartupRuns cold starts of the limiter and the plain
+	// proxy, by process name.
+	Startup map[string][]StartupSample
 	// LimiterRuntime is the limiter's Go runtime memory after the fixed-rate phase,
 	// from its /metrics: what its RSS is made of.
 	LimiterRuntime map[string]float64
@@ -156,6 +162,17 @@ func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) 
 	var err error
 	if rep.MemAtStart, _, err = sample(pids); err != nil {
 		return rep, err
+	}
+	if plan.StartupRuns > 0 {
+		if rep.Startup, err = measureStartups(ctx, st, plan.StartupRuns); err != nil {
+			return rep, err
+		}
+		for _, proc := range []string{ProcLimiter, ProcPlain} {
+			for i, s := range rep.Startup[proc] {
+				progress(plan.Progress, "start-up %d %-10s ready after %-9s idle VmRSS %s (%s anonymous + %s file)",
+					i+1, proc, round(s.Ready), mb(s.Idle.RSS), mb(s.Idle.RSSAnon), mb(s.Idle.RSSFile))
+			}
+		}
 	}
 
 	stopScrape := make(chan struct{})

@@ -59,6 +59,10 @@ type Stack struct {
 	SimURL, PlainURL    string
 	LimiterURL          string
 	LimiterAdminURL     string
+	// What the start-up measurement starts again.
+	bins          map[string]string
+	limiterConfig string
+	limiterEnv    []string
 }
 
 // startTimeout bounds each process's start, generous for a loaded 2-core machine.
@@ -71,7 +75,7 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Stack{}
+	st := &Stack{bins: bins, limiterEnv: o.LimiterEnv}
 	defer func() {
 		if err != nil {
 			_ = st.Close() // the start error is the one worth reporting
@@ -115,6 +119,7 @@ func StartStack(ctx context.Context, o StackOptions) (_ *Stack, err error) {
 	if err := os.WriteFile(cfgPath, lcfg, 0o600); err != nil {
 		return nil, fmt.Errorf("write limiter config: %w", err)
 	}
+	st.limiterConfig = cfgPath
 	if st.Limiter, err = harness.Start("limiter", bins["limiter"], []string{
 		"--config", cfgPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "info",
 	}, o.LimiterEnv, o.Logs); err != nil {

@@ -51,6 +51,7 @@ func run() error {
 	tputWindow := flag.Duration("tput-window", 5*time.Second, "closed-loop measured window per point")
 	saneP99 := flag.Duration("sane-p99", 25*time.Millisecond, "closed loop: highest p99 at which a rate counts as throughput")
 	scrape := flag.Duration("scrape-every", 15*time.Second, "scrape the limiter's /metrics this often; 0 disables")
+	startupRuns := flag.Int("startup-runs", 5, "cold starts of the limiter and of the plain proxy before the load (exec to ready, idle memory); 0 skips them")
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the path-order shuffles")
 	maxLoad := flag.Float64("max-load", 0, "if > 0, wait (up to -max-load-wait) until the 1-minute load average is below this before starting")
 	maxLoadWait := flag.Duration("max-load-wait", 15*time.Minute, "longest wait for -max-load")
@@ -128,6 +129,7 @@ func run() error {
 		MaxOtherVCPU: *maxOther,
 		Retries:      *retries,
 		ScrapeEvery:  *scrape,
+		StartupRuns:  *startupRuns,
 		Progress:     os.Stderr,
 	}
 	client := bench.NewClient(*maxInFlight)
