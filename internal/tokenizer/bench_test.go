@@ -65,6 +65,9 @@ var adversarial = []struct{ name, unit string }{
 	{"cjk", "人工智能"},
 	{"emoji-zwj", "👨‍👩‍👧‍👦"},
 	{"invalid-utf8", "\xff"},
+	// Pieces just under maxPiece, merged exactly (the cases above are one
+	// piece each, above it).
+	{"long-words", strings.Repeat("x", maxPiece-1) + " "},
 }
 
 // BenchmarkAdversarial counts each adversarial text at 48 KiB and 195 KiB

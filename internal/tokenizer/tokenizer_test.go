@@ -191,3 +191,22 @@ func checkOverlong(t *testing.T, e *Encoding, text string) {
 		}
 	}
 }
+
+// TestAdversarialTextIsLinear counts issue 8's attack sizes, 48 KiB and 195
+// KiB, of each adversarial text: the work (characters examined, lookups, merge
+// steps) grows with the text, not faster, and stays within the budget.
+func TestAdversarialTextIsLinear(t *testing.T) {
+	for _, name := range []string{O200kBase, Cl100kBase} {
+		e := mustGet(t, name)
+		for _, a := range adversarial {
+			small, large := repeatTo(a.unit, 48<<10), repeatTo(a.unit, 195<<10)
+			ws, wl := work(e, small), work(e, large)
+			ratio := float64(wl) / float64(ws)
+			sizes := float64(len(large)) / float64(len(small))
+			t.Logf("%s %-18s %7d units at 48 KiB, %8d at 195 KiB: x%.2f for x%.2f the text", name, a.name, ws, wl, ratio, sizes)
+			if ratio > 1.1*sizes || wl > workPerByte*len(large) {
+				t.Errorf("%s %s: work %d at %d bytes, %d at %d bytes: not linear", name, a.name, ws, len(small), wl, len(large))
+			}
+		}
+	}
+}
