@@ -165,7 +165,7 @@ func (e *Encoding) mergeHeap(p string, sc *scratch) int {
 	for i := int32(0); i+2 <= n; i++ {
 		if r := rankOf(i); r != noRank {
 			nodes[i].rank = r
-			h = append(h, mergeCandidate{r, i})
+			h = append(h, candidate(r, i))
 		}
 	}
 	h.init()
@@ -173,8 +173,8 @@ func (e *Encoding) mergeHeap(p string, sc *scratch) int {
 	for len(h) > 0 {
 		top := h.pop()
 		sc.work++
-		i := top.at
-		if nodes[i].rank != top.rank {
+		i := top.at()
+		if nodes[i].rank != top.rank() {
 			continue // stale: the pair at i changed since
 		}
 		j := nodes[i].next
@@ -190,7 +190,7 @@ func (e *Encoding) mergeHeap(p string, sc *scratch) int {
 				continue
 			}
 			if nodes[b].rank = rankOf(b); nodes[b].rank != noRank {
-				h.push(mergeCandidate{nodes[b].rank, b})
+				h.push(candidate(nodes[b].rank, b))
 			}
 		}
 	}
@@ -198,21 +198,21 @@ func (e *Encoding) mergeHeap(p string, sc *scratch) int {
 	return parts
 }
 
-type mergeCandidate struct {
-	rank uint32
-	at   int32
+// mergeCandidate is a pair of parts waiting to merge: its rank in the high 32
+// bits, the position of its first part in the low, so that candidates order
+// by rank, then position, as one number.
+type mergeCandidate uint64
+
+func candidate(rank uint32, at int32) mergeCandidate {
+	return mergeCandidate(uint64(rank)<<32 | uint64(uint32(at)))
 }
 
-// mergeHeap is a binary min-heap of candidates by rank, then position, so the
-// leftmost of equal ranks merges first.
+func (c mergeCandidate) rank() uint32 { return uint32(c >> 32) }
+func (c mergeCandidate) at() int32    { return int32(uint32(c)) }
+
+// mergeHeap is a binary min-heap of candidates, so the lowest rank, and the
+// leftmost of equal ranks, merges first.
 type mergeHeap []mergeCandidate
-
-func (h mergeHeap) less(a, b int) bool {
-	if h[a].rank != h[b].rank {
-		return h[a].rank < h[b].rank
-	}
-	return h[a].at < h[b].at
-}
 
 func (h mergeHeap) init() {
 	for i := len(h)/2 - 1; i >= 0; i-- {
@@ -238,7 +238,7 @@ func (h *mergeHeap) pop() mergeCandidate {
 func (h mergeHeap) up(i int) {
 	for i > 0 {
 		parent := (i - 1) / 2
-		if !h.less(i, parent) {
+		if h[i] >= h[parent] {
 			return
 		}
 		h[i], h[parent] = h[parent], h[i]
@@ -252,10 +252,10 @@ func (h mergeHeap) down(i int) {
 		if child >= len(h) {
 			return
 		}
-		if right := child + 1; right < len(h) && h.less(right, child) {
+		if right := child + 1; right < len(h) && h[right] < h[child] {
 			child = right
 		}
-		if !h.less(child, i) {
+		if h[child] >= h[i] {
 			return
 		}
 		h[i], h[child] = h[child], h[i]
