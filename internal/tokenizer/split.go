@@ -32,11 +32,16 @@ import (
 // Invalid UTF-8 bytes are read as U+FFFD, one per byte, as the reference's
 // engine reads them (it converts the text to runes first).
 //
-// One deliberate difference: the reference's compiled pattern leaves DEL
-// (U+007F) out of [^\r\n\p{L}\p{N}] and [^\s\p{L}\p{N}] (a bug in the code
-// its regular expression compiler generates for ASCII sets), so it drops DEL
-// from the text and counts nothing for it. These scanners follow the pattern
-// as written, as OpenAI's tiktoken does: DEL is a symbol like any other.
+// Where the reference's compiled patterns depart from the patterns as written,
+// these scanners follow the patterns, as OpenAI's tiktoken does:
+//
+//   - its generated code leaves DEL (U+007F) out of [^\r\n\p{L}\p{N}] and
+//     [^\s\p{L}\p{N}] (a bug in the ASCII sets its regular expression compiler
+//     writes), so it drops DEL from the text and counts nothing for it; here DEL
+//     is a symbol like any other;
+//   - in \s*[\r\n]+ its \s* gives back to the first newline of the run instead
+//     of the last, so "\n \n" is two pieces there and one here (and each of its
+//     pieces rescans the rest of the run: its quadratic time on whitespace).
 
 // scanner reads the text being split, counting characters examined as work.
 type scanner struct {

@@ -1,7 +1,9 @@
 // Package tokenizer counts the tokens of text with OpenAI's o200k_base and
-// cl100k_base BPE vocabularies, giving the counts of the reference tokenizer
-// (github.com/tiktoken-go/tokenizer; see split.go for the one deliberate
-// difference) in time linear in the text.
+// cl100k_base BPE vocabularies, as OpenAI's tiktoken counts them, in time
+// linear in the text. Its oracle is github.com/tiktoken-go/tokenizer, whose
+// counts it gives except where that library's generated regex code departs
+// from its own split patterns (split.go says where, reference_test.go checks
+// that nothing else differs).
 //
 // The vocabularies are embedded in the binary in a compact form built by `go
 // generate` (internal/gen) and read in place: nothing is decoded into the
