@@ -163,7 +163,8 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
 		return fmt.Errorf("create namespace %s: %w", managerNamespace, err)
 	}
-	probePort, controlPort := freePort(), freePort()
+	ports := freePorts(2)
+	probePort, controlPort := ports[0], ports[1]
 	certDir := filepath.Join(stateDir, "serving-certs")
 	mgr, err := start("manager", bins["manager"], []string{
 		"--kubeconfig", kubeconfig,
@@ -349,7 +350,8 @@ func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, s
 	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "chat-app"}}); err != nil {
 		return "", fmt.Errorf("create the app's service account: %w", err)
 	}
-	proxyPort, adminPort := freePort(), freePort()
+	ports := freePorts(2)
+	proxyPort, adminPort := ports[0], ports[1]
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "chat-app", Annotations: map[string]string{
 			naming.AnnotationInject:           "true",
@@ -548,13 +550,20 @@ func httpOK(url string) error {
 	return nil
 }
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err) // no loopback port at all: nothing here could work
+// freePorts returns n distinct loopback ports that were free a moment ago: the
+// listeners stay open until all n are picked, so the kernel cannot hand out one
+// port twice (two processes binding the same port failed a CI run).
+func freePorts(n int) []int {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err) // no loopback port at all: nothing here could work
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 func mustYAML(v any) []byte {

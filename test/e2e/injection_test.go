@@ -121,14 +121,15 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 
 	// The manager runs as its ServiceAccount, so config/'s RBAC is what it gets.
 	kubeconfig := serviceAccountKubeconfig(t, env, cs, managerNS, dep.Spec.Template.Spec.ServiceAccountName)
-	probePort, webhookPort := freePort(t), env.Environment().WebhookInstallOptions.LocalServingPort
+	ports := freePorts(t, 2)
+	probePort, controlPort, webhookPort := ports[0], ports[1], env.Environment().WebhookInstallOptions.LocalServingPort
 	certDir := t.TempDir()
 	args := append(slices.Clone(dep.Spec.Template.Spec.Containers[0].Args),
 		// Later flags win: replace what only makes sense in a cluster.
 		"--leader-election-namespace="+managerNS,
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort),
 		"--metrics-bind-address=0",
-		"--control-bind-address=127.0.0.1:"+strconv.Itoa(freePort(t)),
+		"--control-bind-address=127.0.0.1:"+strconv.Itoa(controlPort),
 		"--webhook-port="+strconv.Itoa(webhookPort),
 		"--cert-dir="+certDir,
 		"--cert-extra-dns-names=localhost",
@@ -236,7 +237,8 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 		return nil
 	})
 
-	proxyPort, adminPort := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	proxyPort, adminPort := ports[0], ports[1]
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "chat-api", Annotations: map[string]string{
 			naming.AnnotationInject:           "true",
@@ -467,14 +469,20 @@ func newLocalServer(t *testing.T, h http.Handler) string {
 	return "http://" + ln.Addr().String()
 }
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct loopback ports that were free a moment ago: the
+// listeners stay open until all n are picked, so no port is handed out twice.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 func httpOK(url string) error {
