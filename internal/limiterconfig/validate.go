@@ -1,7 +1,6 @@
 package limiterconfig
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -149,6 +148,16 @@ func (v *validator) limits(path string, l *Limits) {
 	}
 }
 
+// ValidatePolicy reports what makes one policy unusable, each problem's path under
+// path (a field path such as "policies[2]" or "spec"), so a caller that holds a policy
+// outside a document, like the CircuitPolicy controller, checks it with the same rules
+// the sidecar applies and names its own fields.
+func ValidatePolicy(path string, p *Policy) Problems {
+	v := &validator{}
+	v.policy(path, p)
+	return v.problems
+}
+
 func (v *validator) policy(path string, p *Policy) {
 	if p.FailureThreshold < 1 {
 		v.addf(path+".failureThreshold", "is %d, want at least 1", p.FailureThreshold)
@@ -232,15 +241,44 @@ func (v *validator) url(path, raw string, schemes ...string) {
 	}
 }
 
-type validator struct{ problems []string }
+// Problem is one thing wrong with a limiter config or part of one.
+type Problem struct {
+	// Path is the field's path, as in "providers[0].keys[1].id".
+	Path   string
+	Detail string
+}
+
+func (p Problem) String() string { return p.Path + ": " + p.Detail }
+
+// Problems lists what a validation found, in field order.
+type Problems []Problem
+
+// Error joins every problem, so one message carries all the fixes needed.
+func (ps Problems) Error() string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Err is nil when there are no problems, so callers can return it as an error.
+func (ps Problems) Err() error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}
+
+type validator struct{ problems Problems }
 
 func (v *validator) addf(path, format string, args ...any) {
-	v.problems = append(v.problems, path+": "+fmt.Sprintf(format, args...))
+	v.problems = append(v.problems, Problem{Path: path, Detail: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) err() error {
 	if len(v.problems) == 0 {
 		return nil
 	}
-	return errors.New("invalid limiter config: " + strings.Join(v.problems, "; "))
+	return fmt.Errorf("invalid limiter config: %w", v.problems)
 }
