@@ -133,7 +133,7 @@ func BenchmarkChainReconcile(b *testing.B) {
 			update(b, chain, func(c *quotav1alpha1.FallbackChain) { c.Spec.DefaultPriority = ptr.To(p) })
 			eventually(b, "re-rendered config", func() error {
 				cm := &corev1.ConfigMap{}
-				if err := mgrDeps.owned.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: naming.ChainConfigMap("bench")}, cm); err != nil {
+				if err := mgrDeps.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: naming.ChainConfigMap("bench")}, cm); err != nil {
 					return err
 				}
 				if want := fmt.Sprintf("\"defaultPriority\": %d\n", p); !strings.Contains(cm.Data[naming.ConfigKey], want) {
@@ -175,7 +175,7 @@ func BenchmarkPolicyFanout(b *testing.B) {
 	}
 	versions := func() map[string]string {
 		list := &corev1.ConfigMapList{}
-		if err := mgrDeps.owned.List(context.Background(), list, client.InNamespace(ns), client.MatchingLabels{naming.LabelConfigFor: "fallbackchain"}); err != nil {
+		if err := mgrDeps.client.List(context.Background(), list, client.InNamespace(ns), client.MatchingLabels{naming.LabelConfigFor: "fallbackchain"}); err != nil {
 			b.Fatal(err)
 		}
 		out := map[string]string{}

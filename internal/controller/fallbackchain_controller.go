@@ -52,8 +52,7 @@ func (r *FallbackChainReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 		Watches(&quotav1alpha1.ProviderQuota{}, handler.EnqueueRequestsFromMapFunc(r.chainsForQuota),
 			builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, credentialVerdictChanged))).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.chainsForPolicy), generation).
-		WatchesRawSource(source.Kind[client.Object](r.owned, &corev1.ConfigMap{},
-			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &quotav1alpha1.FallbackChain{}, handler.OnlyControllerOwner()))).
+		Owns(&corev1.ConfigMap{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
 	if r.ca != nil {
 		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allChains)))
@@ -121,7 +120,12 @@ func (r *FallbackChainReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 	announceReady(r.recorder, chain, before.Status.Conditions, chain.Status.Conditions,
 		fmt.Sprintf("ready: pods annotated %s=%s use ConfigMap %s", naming.AnnotationFallbackChain, chain.Name, cmName))
-	return ctrl.Result{RequeueAfter: pub.retryAfter}, pub.err
+	if pub.err != nil {
+		// controller-runtime ignores a delay returned with an error; the error's
+		// backoff decides when to look again.
+		return ctrl.Result{}, pub.err
+	}
+	return ctrl.Result{RequeueAfter: pub.retryAfter}, nil
 }
 
 // chainResolution is what a chain's references resolved to.

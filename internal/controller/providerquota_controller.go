@@ -51,8 +51,7 @@ func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 		For(&quotav1alpha1.ProviderQuota{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.quotasForPolicy),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Kind[client.Object](r.owned, &corev1.ConfigMap{},
-			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &quotav1alpha1.ProviderQuota{}, handler.OnlyControllerOwner()))).
+		Owns(&corev1.ConfigMap{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
 	if r.ca != nil {
 		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allQuotas)))
@@ -135,7 +134,12 @@ func (r *ProviderQuotaReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 	announceReady(r.recorder, q, before.Status.Conditions, q.Status.Conditions,
 		fmt.Sprintf("ready: pods annotated %s=%s use ConfigMap %s", naming.AnnotationProviderQuota, q.Name, cmName))
-	return ctrl.Result{RequeueAfter: r.recheckSecrets(len(q.Spec.Credentials) > 0, pub.retryAfter)}, pub.err
+	if pub.err != nil {
+		// controller-runtime ignores a delay returned with an error; the error's
+		// backoff decides when to look again.
+		return ctrl.Result{}, pub.err
+	}
+	return ctrl.Result{RequeueAfter: r.recheckSecrets(len(q.Spec.Credentials) > 0, pub.retryAfter)}, nil
 }
 
 // patchStatus sends one JSON merge patch holding exactly the status fields that
