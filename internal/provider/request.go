@@ -445,3 +445,17 @@ func (p *parser) toolFields(t []byte, outer bool) {
 		return true
 	})
 }
+
+// eachNested reads the elements of the array v at field f with read, stopping at the
+// first error; depth counts the arrays of content this one is nested in.
+func eachNested(f field, v []byte, depth int, read func(f field, elem []byte, depth int) error) error {
+	if depth >= maxContentNesting {
+		return badField(f, "nests content more than %d levels deep", maxContentNesting)
+	}
+	var err error
+	eachElement(v, func(j int, elem []byte) bool {
+		err = read(f.at(j), elem, depth)
+		return err == nil
+	})
+	return err
+}

@@ -98,16 +98,7 @@ func (p *parser) anthropicMessage(f field, m []byte) error {
 // anthropicBlocks reads content blocks: text, image, document, tool_use,
 // tool_result (which holds blocks of its own), thinking, search results.
 func (p *parser) anthropicBlocks(f field, v []byte, depth int) error {
-	if depth >= maxContentNesting {
-		return badField(f, "nests content more than %d levels deep", maxContentNesting)
-	}
-	var err error
-	eachElement(v, func(j int, b []byte) bool {
-		bf := f.at(j)
-		err = p.anthropicBlock(bf, b, depth)
-		return err == nil
-	})
-	return err
+	return eachNested(f, v, depth, p.anthropicBlock)
 }
 
 func (p *parser) anthropicBlock(f field, b []byte, depth int) error {

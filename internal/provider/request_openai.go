@@ -142,16 +142,7 @@ func (p *parser) openAIContent(f field, v []byte, depth int) error {
 	default:
 		return badField(f, "must be a string, an array of content parts, or null; got %s", kindOf(v))
 	}
-	if depth >= maxContentNesting {
-		return badField(f, "nests content more than %d levels deep", maxContentNesting)
-	}
-	var err error
-	eachElement(v, func(j int, part []byte) bool {
-		pf := f.at(j)
-		err = p.openAIPart(pf, part, depth)
-		return err == nil
-	})
-	return err
+	return eachNested(f, v, depth, p.openAIPart)
 }
 
 // openAIPart reads one content part of either OpenAI API: chat (text, image_url,
