@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -310,7 +311,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func (r *FallbackChainReconciler) chainsForQuota(ctx context.Context, obj client.Object) []reconcile.Request {
 	names, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, obj.GetNamespace(), indexChainQuota, obj.GetName())
 	if err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", obj.GetName())
+		ctrl.LoggerFrom(ctx).Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", klog.KObj(obj))
 	}
 	return requests(obj.GetNamespace(), names)
 }
@@ -319,7 +320,7 @@ func (r *FallbackChainReconciler) chainsForQuota(ctx context.Context, obj client
 // quotas that name it.
 func (r *FallbackChainReconciler) chainsForPolicy(ctx context.Context, obj client.Object) []reconcile.Request {
 	ns, name := obj.GetNamespace(), obj.GetName()
-	log := ctrl.LoggerFrom(ctx).WithValues("circuitPolicy", name)
+	log := ctrl.LoggerFrom(ctx).WithValues("circuitPolicy", klog.KObj(obj))
 	direct, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, ns, indexChainPolicy, name)
 	if err != nil {
 		log.Error(err, "cannot map a CircuitPolicy to the FallbackChains naming it")
@@ -332,7 +333,7 @@ func (r *FallbackChainReconciler) chainsForPolicy(ctx context.Context, obj clien
 	for _, q := range quotas {
 		chains, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, ns, indexChainQuota, q)
 		if err != nil {
-			log.Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", q)
+			log.Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", klog.KRef(ns, q))
 		}
 		all = append(all, chains)
 	}

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -160,7 +161,7 @@ func (d *deps) patchStatus(ctx context.Context, kind string, obj, before client.
 func (r *ProviderQuotaReconciler) quotasForPolicy(ctx context.Context, obj client.Object) []reconcile.Request {
 	names, err := dependents(ctx, r.client, &quotav1alpha1.ProviderQuotaList{}, obj.GetNamespace(), indexQuotaPolicy, obj.GetName())
 	if err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "cannot map a CircuitPolicy to its ProviderQuotas", "circuitPolicy", obj.GetName())
+		ctrl.LoggerFrom(ctx).Error(err, "cannot map a CircuitPolicy to its ProviderQuotas", "circuitPolicy", klog.KObj(obj))
 	}
 	return requests(obj.GetNamespace(), names)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
@@ -108,7 +110,7 @@ func (w *StatusWriter) Flush(ctx context.Context) FlushResult {
 				case err != nil:
 					res.Failed++
 					w.Aggregator.MarkDirty(k)
-					w.Log.Error(err, "status write failed; retrying on the next flush", "kind", k.Kind, "namespace", k.Namespace, "name", k.Name)
+					w.Log.Error(err, "status write failed; retrying on the next flush", logKey(k.Kind), klog.KRef(k.Namespace, k.Name))
 				case written:
 					res.Written++
 				}
@@ -176,6 +178,15 @@ func (w *StatusWriter) flushOne(ctx context.Context, k resourceKey) (bool, error
 		v.written()
 	}
 	return written, err
+}
+
+// logKey is the log key of a kind's object reference: the kind in lowerCamel case, as
+// controller-runtime logs the objects it reconciles.
+func logKey(kind string) string {
+	if kind == "" {
+		return "object"
+	}
+	return strings.ToLower(kind[:1]) + kind[1:]
 }
 
 // statusKind is what the writer needs of one kind; every kind goes through the same
@@ -411,13 +422,13 @@ func (w *StatusWriter) forgetGonePods(ctx context.Context) {
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
-			w.Log.V(1).Info("pod lookup failed; the sidecar expires on its own", "namespace", p.Namespace, "pod", p.Name, "error", err.Error())
+			w.Log.V(1).Info("pod lookup failed; the sidecar expires on its own", "pod", klog.KRef(p.Namespace, p.Name), "error", err)
 			continue
 		case string(pod.UID) == p.UID && pod.DeletionTimestamp == nil:
 			continue
 		}
 		if w.Aggregator.Forget(hubapi.Pod{Namespace: p.Namespace, Name: p.Name, UID: p.UID}) {
-			w.Log.V(1).Info("forgot the sidecar of a pod that is gone", "namespace", p.Namespace, "pod", p.Name)
+			w.Log.V(1).Info("forgot the sidecar of a pod that is gone", "pod", klog.KRef(p.Namespace, p.Name))
 		}
 	}
 }
