@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -110,7 +109,7 @@ func (w *StatusWriter) Flush(ctx context.Context) FlushResult {
 				case err != nil:
 					res.Failed++
 					w.Aggregator.MarkDirty(k)
-					w.Log.Error(err, "status write failed; retrying on the next flush", logKey(k.Kind), klog.KRef(k.Namespace, k.Name))
+					w.logFor(k).Error(err, "status write failed; retrying on the next flush")
 				case written:
 					res.Written++
 				}
@@ -180,13 +179,19 @@ func (w *StatusWriter) flushOne(ctx context.Context, k resourceKey) (bool, error
 	return written, err
 }
 
-// logKey is the log key of a kind's object reference: the kind in lowerCamel case, as
+// logFor is the writer's logger with k under its kind's lowerCamel name, as
 // controller-runtime logs the objects it reconciles.
-func logKey(kind string) string {
-	if kind == "" {
-		return "object"
+func (w *StatusWriter) logFor(k resourceKey) logr.Logger {
+	ref := klog.KRef(k.Namespace, k.Name)
+	switch k.Kind {
+	case kindQuota:
+		return w.Log.WithValues("providerQuota", ref)
+	case kindChain:
+		return w.Log.WithValues("fallbackChain", ref)
+	case kindPolicy:
+		return w.Log.WithValues("circuitPolicy", ref)
 	}
-	return strings.ToLower(kind[:1]) + kind[1:]
+	return w.Log.WithValues("kind", k.Kind, "object", ref)
 }
 
 // statusKind is what the writer needs of one kind; every kind goes through the same
