@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -30,7 +30,6 @@ import (
 	"github.com/aiquota/aiquota/internal/certs"
 	"github.com/aiquota/aiquota/internal/scheme"
 	"github.com/aiquota/aiquota/internal/testenv"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -16,7 +16,6 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/naming"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -14,7 +14,6 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/naming"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

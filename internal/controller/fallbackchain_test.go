@@ -20,7 +20,6 @@ import (
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/testenv"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -18,7 +18,6 @@ import (
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/render"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -19,7 +19,6 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/hubapi"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -26,7 +26,6 @@ import (
 	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -12,7 +12,6 @@ import (
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -32,7 +32,6 @@ import (
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/scheme"
 	"github.com/aiquota/aiquota/internal/testenv"
-
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 

@@ -42,9 +42,8 @@ import (
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/simulator"
 	"github.com/aiquota/aiquota/internal/testenv"
-	"github.com/aiquota/aiquota/test/harness"
-
 	"github.com/aiquota/aiquota/internal/testkit"
+	"github.com/aiquota/aiquota/test/harness"
 )
 
 // TestInjectedPodRunsTheLimiter is the injection path end to end, on a real API

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"github.com/aiquota/aiquota/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // statusCerts writes a CA (ca.crt) and a serving certificate for 127.0.0.1
