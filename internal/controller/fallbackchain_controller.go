@@ -66,16 +66,9 @@ func (r *FallbackChainReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 
 // Reconcile brings one FallbackChain's ConfigMap and status up to date.
 func (r *FallbackChainReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
-	cached := &quotav1alpha1.FallbackChain{}
-	if err := r.client.Get(ctx, req.NamespacedName, cached); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.writes.forget(kindFallbackChain, req.NamespacedName)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	chain := freshest(r.writes, kindFallbackChain, cached)
-	if !chain.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+	chain, err := reconciled[quotav1alpha1.FallbackChain](ctx, r.deps, kindFallbackChain, req.NamespacedName)
+	if chain == nil || err != nil {
+		return ctrl.Result{}, err
 	}
 	before := chain.DeepCopy()
 

@@ -65,17 +65,9 @@ func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 
 // Reconcile brings one ProviderQuota's ConfigMap and status up to date.
 func (r *ProviderQuotaReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
-	cached := &quotav1alpha1.ProviderQuota{}
-	if err := r.client.Get(ctx, req.NamespacedName, cached); err != nil {
-		if apierrors.IsNotFound(err) {
-			// Gone: its ConfigMap goes with it (owner reference).
-			r.writes.forget(kindProviderQuota, req.NamespacedName)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	q := freshest(r.writes, kindProviderQuota, cached)
-	if !q.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+	q, err := reconciled[quotav1alpha1.ProviderQuota](ctx, r.deps, kindProviderQuota, req.NamespacedName)
+	if q == nil || err != nil {
+		return ctrl.Result{}, err
 	}
 	before := q.DeepCopy()
 

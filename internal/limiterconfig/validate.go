@@ -31,23 +31,13 @@ func (c *Config) Validate() error {
 	for i := range c.Policies {
 		p := &c.Policies[i]
 		path := fmt.Sprintf("policies[%d]", i)
-		if p.Name == "" {
-			v.addf(path+".name", "must not be empty")
-		} else if policies[p.Name] {
-			v.addf(path+".name", "%q is listed twice", p.Name)
-		}
-		policies[p.Name] = true
+		v.uniqueName(path+".name", p.Name, policies)
 		v.policy(path, p)
 	}
 	for i := range c.Providers {
 		p := &c.Providers[i]
 		path := fmt.Sprintf("providers[%d]", i)
-		if p.Name == "" {
-			v.addf(path+".name", "must not be empty")
-		} else if providers[p.Name] {
-			v.addf(path+".name", "%q is listed twice", p.Name)
-		}
-		providers[p.Name] = true
+		v.uniqueName(path+".name", p.Name, providers)
 		v.provider(path, p)
 		if p.Policy != "" && !policies[p.Policy] {
 			v.addf(path+".policy", "names policy %q, which the document does not define", p.Policy)
@@ -85,12 +75,7 @@ func (v *validator) provider(path string, p *Provider) {
 	ids := map[string]bool{}
 	for j, k := range p.Keys {
 		kp := fmt.Sprintf("%s.keys[%d]", path, j)
-		if k.ID == "" {
-			v.addf(kp+".id", "must not be empty")
-		} else if ids[k.ID] {
-			v.addf(kp+".id", "%q is listed twice", k.ID)
-		}
-		ids[k.ID] = true
+		v.uniqueName(kp+".id", k.ID, ids)
 		if k.File == "" {
 			v.addf(kp+".file", "must not be empty")
 		}
@@ -219,6 +204,16 @@ func (v *validator) chain(c *Chain, providers, policies map[string]bool) {
 	if c.DefaultPriority != 0 && (c.DefaultPriority < 1 || c.DefaultPriority > 9) {
 		v.addf("chain.defaultPriority", "is %d, want 1..9", c.DefaultPriority)
 	}
+}
+
+// uniqueName checks that name is set and not yet in seen, and adds it.
+func (v *validator) uniqueName(path, name string, seen map[string]bool) {
+	if name == "" {
+		v.addf(path, "must not be empty")
+	} else if seen[name] {
+		v.addf(path, "%q is listed twice", name)
+	}
+	seen[name] = true
 }
 
 func (v *validator) kinds(path string, kinds []string) {
