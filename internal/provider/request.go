@@ -459,3 +459,26 @@ func eachNested(f field, v []byte, depth int, read func(f field, elem []byte, de
 	})
 	return err
 }
+
+// eachMessage reads the required array v, the request's member name (messages,
+// contents), each element with read, counting each as a prompt part; it stops at the
+// first error and returns how many elements there were.
+func (p *parser) eachMessage(name string, v []byte, read func(f field, m []byte) error) (int, error) {
+	switch kindOf(v) {
+	case kindInvalid, kindNull:
+		return 0, badRequest(name, "%s is required", name)
+	case kindArray:
+	default:
+		return 0, badRequest(name, "%s must be an array, got %s", name, kindOf(v))
+	}
+	var err error
+	n := 0
+	list := root(name)
+	eachElement(v, func(i int, m []byte) bool {
+		n++
+		p.r.PromptParts++
+		err = read(list.at(i), m)
+		return err == nil
+	})
+	return n, err
+}

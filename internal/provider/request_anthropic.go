@@ -44,23 +44,7 @@ func (p *parser) anthropic(body []byte) error {
 }
 
 func (p *parser) anthropicMessages(v []byte) error {
-	switch kindOf(v) {
-	case kindInvalid, kindNull:
-		return badRequest("messages", "messages is required")
-	case kindArray:
-	default:
-		return badRequest("messages", "messages must be an array, got %s", kindOf(v))
-	}
-	var err error
-	n := 0
-	messages := root("messages")
-	eachElement(v, func(i int, m []byte) bool {
-		n++
-		p.r.PromptParts++
-		f := messages.at(i)
-		err = p.anthropicMessage(f, m)
-		return err == nil
-	})
+	n, err := p.eachMessage("messages", v, p.anthropicMessage)
 	if err != nil {
 		return err
 	}

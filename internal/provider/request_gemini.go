@@ -44,29 +44,14 @@ func either(camel, snake []byte) []byte {
 }
 
 func (p *parser) geminiContents(v []byte) error {
-	switch kindOf(v) {
-	case kindInvalid, kindNull:
-		if p.r.Op == OpGeminiCountTokens {
-			return nil
-		}
-		return badRequest("contents", "contents is required")
-	case kindArray:
-	default:
-		return badRequest("contents", "contents must be an array, got %s", kindOf(v))
+	if k := kindOf(v); (k == kindInvalid || k == kindNull) && p.r.Op == OpGeminiCountTokens {
+		return nil
 	}
-	var err error
-	n := 0
-	contents := root("contents")
-	eachElement(v, func(i int, c []byte) bool {
-		n++
-		p.r.PromptParts++
-		f := contents.at(i)
+	n, err := p.eachMessage("contents", v, func(f field, c []byte) error {
 		if kindOf(c) != kindObject {
-			err = badField(f, "must be an object, got %s", kindOf(c))
-			return false
+			return badField(f, "must be an object, got %s", kindOf(c))
 		}
-		err = p.geminiContent(f, c)
-		return err == nil
+		return p.geminiContent(f, c)
 	})
 	if err != nil {
 		return err

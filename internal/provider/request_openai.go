@@ -66,22 +66,7 @@ func (p *parser) openAIStream(stream, options []byte) error {
 }
 
 func (p *parser) openAIMessages(v []byte) error {
-	switch kindOf(v) {
-	case kindInvalid, kindNull:
-		return badRequest("messages", "messages is required")
-	case kindArray:
-	default:
-		return badRequest("messages", "messages must be an array, got %s", kindOf(v))
-	}
-	var err error
-	messages := root("messages")
-	eachElement(v, func(i int, m []byte) bool {
-		p.r.PromptParts++
-		f := messages.at(i)
-		err = p.openAIMessage(f, m)
-		return err == nil
-	})
-	if err != nil {
+	if _, err := p.eachMessage("messages", v, p.openAIMessage); err != nil {
 		return err
 	}
 	if p.r.PromptParts == 0 {
