@@ -12,11 +12,14 @@ CONTROLLER_GEN_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.7.1
 HELM_VERSION ?= v3.22.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+# kube-api-linter has no releases; a pseudo-version pins its commit.
+KUBE_API_LINTER_VERSION ?= v0.0.0-20260716143926-092fe0c72997
 
 CONTROLLER_GEN := $(BIN)/controller-gen
 KUSTOMIZE := $(BIN)/kustomize
 HELM := $(BIN)/helm
 GOLANGCI_LINT := $(BIN)/golangci-lint
+GOLANGCI_LINT_KAL := $(BIN)/golangci-lint-kal
 
 # The tests' kube-apiserver and etcd, built from source at the versions pinned in
 # hack/envtest/go.mod; the first build takes minutes, later ones are instant.
@@ -57,8 +60,9 @@ vet: ## go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: golangci-lint ## golangci-lint with .golangci.yml.
+lint: golangci-lint golangci-lint-kal ## golangci-lint with .golangci.yml; kube-api-linter on the API types with .golangci-kal.yml.
 	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT_KAL) run --config .golangci-kal.yml ./api/...
 
 .PHONY: build
 build: ## Build the manager, limiter and simulator binaries into bin/.
@@ -114,7 +118,7 @@ run-local: ## The whole product on an embedded default: API server, simulator, m
 ##@ Tools
 
 .PHONY: tools
-tools: controller-gen kustomize helm golangci-lint ## Install every pinned tool into bin/.
+tools: controller-gen kustomize helm golangci-lint golangci-lint-kal ## Install every pinned tool into bin/.
 
 .PHONY: controller-gen
 controller-gen:
@@ -131,3 +135,10 @@ helm:
 .PHONY: golangci-lint
 golangci-lint:
 	@hack/install-tool.sh golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint $(GOLANGCI_LINT_VERSION)
+
+# The linter's standalone form: golangci-lint with kube-api-linter built in as a
+# module, from the Go module proxy alone (`golangci-lint custom` would clone
+# golangci-lint's repository).
+.PHONY: golangci-lint-kal
+golangci-lint-kal:
+	@hack/install-tool.sh golangci-lint-kal sigs.k8s.io/kube-api-linter/cmd/golangci-lint-kube-api-linter $(KUBE_API_LINTER_VERSION)

@@ -128,17 +128,18 @@ const (
 
 // CircuitPolicyStatus is what the operator and the sidecars observe.
 type CircuitPolicyStatus struct {
-	// observedGeneration is the spec generation the status describes.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// conditions: Ready.
+	// conditions are Ready.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	// +patchStrategy=merge
 	// +patchMergeKey=type
+	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// breakers are the breakers under this policy, as the sidecars report them: the
 	// worst state any sidecar reports for a provider model.
@@ -160,9 +161,11 @@ type CircuitPolicyStatus struct {
 type BreakerStatus struct {
 	// providerQuota is the ProviderQuota the breaker guards.
 	// +required
+	// +kubebuilder:validation:MaxLength=253
 	ProviderQuota string `json:"providerQuota"`
 	// model is the model (pool) the breaker guards.
 	// +required
+	// +kubebuilder:validation:MaxLength=253
 	Model string `json:"model"`
 	// state is Closed, Open or HalfOpen.
 	// +required
@@ -176,6 +179,7 @@ type BreakerStatus struct {
 	// lastFailure describes the most recent counted failure (kind and status code;
 	// never request content).
 	// +optional
+	// +kubebuilder:validation:MaxLength=128
 	LastFailure string `json:"lastFailure,omitempty"`
 }
 

@@ -59,25 +59,28 @@ type ChainEntry struct {
 
 // FallbackChainStatus is what the operator and the sidecars observe.
 type FallbackChainStatus struct {
-	// observedGeneration is the spec generation the status describes.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// conditions: Ready, ReferencesResolved, ConfigRendered.
+	// conditions are Ready, ReferencesResolved, ConfigRendered.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	// +patchStrategy=merge
 	// +patchMergeKey=type
+	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// configMapName is the ConfigMap holding the rendered limiter configuration.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	ConfigMapName string `json:"configMapName,omitempty"`
 
 	// resolvedEntries are the entries with what their references resolved to.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
 	ResolvedEntries []ResolvedEntry `json:"resolvedEntries,omitempty"`
 
 	// activeEntry is the index of the entry most requests went to in the last
@@ -86,6 +89,7 @@ type FallbackChainStatus struct {
 	ActiveEntry *int32 `json:"activeEntry,omitempty"`
 	// activeModel is the model of activeEntry, for kubectl get.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	ActiveModel string `json:"activeModel,omitempty"`
 
 	// failovers counts requests that moved down the chain.
@@ -105,21 +109,25 @@ type FallbackChainStatus struct {
 type ResolvedEntry struct {
 	// providerQuota is the referenced ProviderQuota's name.
 	// +required
+	// +kubebuilder:validation:MaxLength=253
 	ProviderQuota string `json:"providerQuota"`
 	// provider is that quota's provider type.
 	// +optional
 	Provider ProviderType `json:"provider,omitempty"`
 	// model is the entry's model.
 	// +required
+	// +kubebuilder:validation:MaxLength=128
 	Model string `json:"model"`
 	// circuitPolicy is the policy in effect ("" = built-in defaults).
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	CircuitPolicy string `json:"circuitPolicy,omitempty"`
 	// resolved is true when every reference of the entry exists.
 	// +required
 	Resolved bool `json:"resolved"`
 	// message says what is missing when resolved is false.
 	// +optional
+	// +kubebuilder:validation:MaxLength=4096
 	Message string `json:"message,omitempty"`
 }
 
@@ -140,9 +148,11 @@ type Failover struct {
 	Time metav1.Time `json:"time"`
 	// from is "providerQuota/model" of the entry that failed.
 	// +required
+	// +kubebuilder:validation:MaxLength=512
 	From string `json:"from"`
 	// to is "providerQuota/model" of the entry that served.
 	// +required
+	// +kubebuilder:validation:MaxLength=512
 	To string `json:"to"`
 	// reason is the failure kind that caused it.
 	// +required

@@ -150,12 +150,12 @@ type QuotaLimits struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
 	MaxConcurrency int64 `json:"maxConcurrency,omitempty"`
-	// requestsPerDay, a fixed window per UTC day.
+	// requestsPerDay limits requests in a fixed window per UTC day.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000000000
 	RequestsPerDay int64 `json:"requestsPerDay,omitempty"`
-	// tokensPerDay, a fixed window per UTC day.
+	// tokensPerDay limits tokens in a fixed window per UTC day.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000000000000
@@ -223,26 +223,29 @@ type QueueSpec struct {
 
 // ProviderQuotaStatus is what the operator and the sidecars observe.
 type ProviderQuotaStatus struct {
-	// observedGeneration is the spec generation the status describes.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// conditions: Ready, ReferencesResolved (credential Secrets exist),
+	// conditions are Ready, ReferencesResolved (credential Secrets exist),
 	// ConfigRendered (the limiter config for direct use is up to date).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	// +patchStrategy=merge
 	// +patchMergeKey=type
+	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// endpoint is the base URL in use (spec.endpoint or the provider's default).
 	// +optional
+	// +kubebuilder:validation:MaxLength=2048
 	Endpoint string `json:"endpoint,omitempty"`
 
 	// configMapName is the ConfigMap holding the limiter configuration for pods that
 	// use this quota directly.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
 	ConfigMapName string `json:"configMapName,omitempty"`
 
 	// utilization summarises the busiest pool over the last minute, in percent of
@@ -254,6 +257,7 @@ type ProviderQuotaStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
 	Models []ModelUtilization `json:"models,omitempty"`
 
 	// tokensToday counts tokens used in the current UTC day across all sidecars; it
@@ -265,6 +269,7 @@ type ProviderQuotaStatus struct {
 	RequestsToday int64 `json:"requestsToday,omitempty"`
 	// day is the UTC date (YYYY-MM-DD) that tokensToday and requestsToday count.
 	// +optional
+	// +kubebuilder:validation:MaxLength=10
 	Day string `json:"day,omitempty"`
 
 	// activeSidecars is the number of limiter sidecars that reported recently.
@@ -301,6 +306,7 @@ type UtilizationSummary struct {
 type ModelUtilization struct {
 	// name of the pool.
 	// +required
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 	// requestsPerMinute used and allowed.
 	// +optional

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 const simKey = "sk-process-test-7e1f"
@@ -96,17 +97,6 @@ func (p *proc) log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return strings.Join(p.lines, "\n")
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func get(url string) (int, string) {
@@ -248,11 +238,11 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 	if err := os.WriteFile(target, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "reload after rewriting the file", func() bool { return rate() == 150 })
+	testkit.Eventually(t, 60*time.Second, "reload after rewriting the file", testkit.True(func() bool { return rate() == 150 }))
 
 	// Reload 2: the kubelet's ConfigMap update, a ..data swap.
 	swap(250)
-	eventually(t, "reload after the ..data swap", func() bool { return rate() == 250 })
+	testkit.Eventually(t, 60*time.Second, "reload after the ..data swap", testkit.True(func() bool { return rate() == 250 }))
 
 	// SIGTERM while a request is in flight (the simulator takes 1.5s to answer).
 	result := make(chan string, 1)
@@ -260,17 +250,17 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 		code, body := chat()
 		result <- fmt.Sprintf("%d %s", code, body)
 	}()
-	eventually(t, "request in flight", func() bool {
+	testkit.Eventually(t, 60*time.Second, "request in flight", testkit.True(func() bool {
 		s := readState(t, proxy)
 		return len(s.Engine.Accounts) > 0 && s.Engine.Accounts[0].InFlight == 1
-	})
+	}))
 	if err := lim.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "readiness false while draining", func() bool {
+	testkit.Eventually(t, 60*time.Second, "readiness false while draining", testkit.True(func() bool {
 		code, _ := get("http://" + admin + "/readyz")
 		return code == 503 || code == 0
-	})
+	}))
 	if got := <-result; !strings.HasPrefix(got, "200 ") {
 		t.Errorf("in-flight request across SIGTERM: %s", got)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/aiquota/aiquota/internal/certs"
 	"github.com/aiquota/aiquota/internal/scheme"
 	"github.com/aiquota/aiquota/internal/testenv"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 var env *testenv.Env
@@ -121,22 +122,6 @@ func start(t *testing.T, o certs.Options) *certs.Manager {
 	return m
 }
 
-// eventually polls cond for up to a minute (a loaded CI machine generates RSA keys slowly).
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func ready(m *certs.Manager) func() error { return func() error { return m.ReadyCheck()(nil) } }
 
 func getSecret(t *testing.T, ns, name string) *corev1.Secret {
@@ -219,7 +204,7 @@ func TestSelfSigned(t *testing.T) {
 	var mu sync.Mutex
 	var caChanges [][]byte
 	m.OnCAChange(func(ca []byte) { mu.Lock(); caChanges = append(caChanges, ca); mu.Unlock() })
-	eventually(t, "readiness", ready(m))
+	testkit.Eventually(t, time.Minute, "readiness", ready(m))
 
 	s := getSecret(t, f.ns, o.SecretName)
 	for _, k := range []string{"ca.crt", "ca.key", "tls.crt", "tls.key"} {
@@ -260,7 +245,7 @@ func TestSelfSigned(t *testing.T) {
 	if _, err := handshake(addr, "elsewhere.example", m.CABundle()); err == nil {
 		t.Error("the certificate is valid for a name it should not cover")
 	}
-	eventually(t, "the CA change notification", func() error {
+	testkit.Eventually(t, time.Minute, "the CA change notification", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(caChanges) == 0 {
@@ -285,7 +270,7 @@ func TestRenewal(t *testing.T) {
 	o.RenewBefore = time.Hour - 3*time.Second
 	o.CheckInterval = time.Second
 	m := start(t, o)
-	eventually(t, "readiness", ready(m))
+	testkit.Eventually(t, time.Minute, "readiness", ready(m))
 	ca := m.CABundle()
 	addr := serve(t, m)
 	name := "aiquota-control." + f.ns + ".svc"
@@ -293,7 +278,7 @@ func TestRenewal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a renewed certificate being served", func() error {
+	testkit.Eventually(t, time.Minute, "a renewed certificate being served", func() error {
 		c, err := handshake(addr, name, ca)
 		if err != nil {
 			return err
@@ -349,7 +334,7 @@ func TestAddedNameReissues(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := start(t, o)
-	eventually(t, "readiness", ready(m))
+	testkit.Eventually(t, time.Minute, "readiness", ready(m))
 	if !bytes.Equal(m.CABundle(), old["ca.crt"]) {
 		t.Error("the CA was replaced; only the serving certificate should be")
 	}
@@ -373,7 +358,7 @@ func TestCertManagerMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := start(t, o)
-	eventually(t, "the certificate to load", func() error {
+	testkit.Eventually(t, time.Minute, "the certificate to load", func() error {
 		if m.CABundle() == nil {
 			return errors.New("not loaded")
 		}
@@ -393,7 +378,7 @@ func TestCertManagerMode(t *testing.T) {
 	if err := env.Client.Update(t.Context(), &wc); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "readiness", ready(m))
+	testkit.Eventually(t, time.Minute, "readiness", ready(m))
 	if _, err := handshake(serve(t, m), names[0], data["ca.crt"]); err != nil {
 		t.Error(err)
 	}
@@ -434,7 +419,7 @@ func TestBadSecretIsNotServed(t *testing.T) {
 	if err := env.Client.Update(t.Context(), sec); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the fixed certificate to be served", func() error {
+	testkit.Eventually(t, time.Minute, "the fixed certificate to be served", func() error {
 		_, err := handshake(addr, o.DNSNames()[0], good["ca.crt"])
 		return err
 	})

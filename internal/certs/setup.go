@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -89,23 +90,23 @@ func (m *Manager) bootstrap(ctx context.Context, reader client.Reader, writer cl
 				Type:       corev1.SecretTypeOpaque,
 			}
 			if err := writer.Create(ctx, &s); err != nil && !apierrors.IsAlreadyExists(err) {
-				log.Info("creating the certificate Secret failed; retrying", "secret", key.String(), "error", err.Error())
+				log.Info("creating the certificate Secret failed; retrying", "secret", klog.KRef(key.Namespace, key.Name), "error", err)
 				return false, nil
 			}
-			log.Info("created the certificate Secret", "secret", key.String())
+			log.Info("created the certificate Secret", "secret", klog.KRef(key.Namespace, key.Name))
 			return true, nil
 		case err != nil:
-			log.Info("reading the certificate Secret failed; retrying", "secret", key.String(), "error", err.Error())
+			log.Info("reading the certificate Secret failed; retrying", "secret", klog.KRef(key.Namespace, key.Name), "error", err)
 			return false, nil
 		}
 		if crt := s.Data[CertFile]; len(crt) > 0 && !covers(crt, m.opts.DNSNames()) {
 			delete(s.Data, CertFile)
 			delete(s.Data, KeyFile)
 			if err := writer.Update(ctx, &s); err != nil {
-				log.Info("dropping the outdated serving certificate failed; retrying", "secret", key.String(), "error", err.Error())
+				log.Info("dropping the outdated serving certificate failed; retrying", "secret", klog.KRef(key.Namespace, key.Name), "error", err)
 				return false, nil
 			}
-			log.Info("dropped a serving certificate that does not cover every DNS name; a new one will be issued", "secret", key.String(), "dnsNames", m.opts.DNSNames())
+			log.Info("dropped a serving certificate that does not cover every DNS name; a new one will be issued", "secret", klog.KRef(key.Namespace, key.Name), "dnsNames", m.opts.DNSNames())
 		}
 		return true, nil
 	})
@@ -147,10 +148,10 @@ func (w *secretWatcher) Start(ctx context.Context) error {
 		changed, err := w.m.load(s.Data)
 		switch {
 		case err != nil:
-			w.log.Info("certificate not loaded", "reason", err.Error())
+			w.log.Info("certificate not loaded", "error", err)
 		case changed:
 			b := w.m.current.Load()
-			w.log.Info("serving certificate loaded", "secret", o.Namespace+"/"+o.SecretName, "dnsNames", b.leaf.DNSNames,
+			w.log.Info("serving certificate loaded", "secret", klog.KRef(o.Namespace, o.SecretName), "dnsNames", b.leaf.DNSNames,
 				"notAfter", b.leaf.NotAfter.UTC().Format(time.RFC3339), "dir", o.CertDir)
 		}
 	}

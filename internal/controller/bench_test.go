@@ -16,6 +16,7 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // timed observes every reconcile of the suite's manager: how long it took and whether
@@ -131,9 +132,9 @@ func BenchmarkChainReconcile(b *testing.B) {
 			p := priority
 			start := time.Now()
 			update(b, chain, func(c *quotav1alpha1.FallbackChain) { c.Spec.DefaultPriority = ptr.To(p) })
-			eventually(b, "re-rendered config", func() error {
+			testkit.Eventually(b, waitTimeout, "re-rendered config", func() error {
 				cm := &corev1.ConfigMap{}
-				if err := mgrDeps.owned.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: naming.ChainConfigMap("bench")}, cm); err != nil {
+				if err := mgrDeps.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: naming.ChainConfigMap("bench")}, cm); err != nil {
 					return err
 				}
 				if want := fmt.Sprintf("\"defaultPriority\": %d\n", p); !strings.Contains(cm.Data[naming.ConfigKey], want) {
@@ -175,7 +176,7 @@ func BenchmarkPolicyFanout(b *testing.B) {
 	}
 	versions := func() map[string]string {
 		list := &corev1.ConfigMapList{}
-		if err := mgrDeps.owned.List(context.Background(), list, client.InNamespace(ns), client.MatchingLabels{naming.LabelConfigFor: "fallbackchain"}); err != nil {
+		if err := mgrDeps.client.List(context.Background(), list, client.InNamespace(ns), client.MatchingLabels{naming.LabelConfigFor: "fallbackchain"}); err != nil {
 			b.Fatal(err)
 		}
 		out := map[string]string{}
@@ -184,7 +185,7 @@ func BenchmarkPolicyFanout(b *testing.B) {
 		}
 		return out
 	}
-	eventually(b, "all ConfigMaps in the cache", func() error {
+	testkit.Eventually(b, waitTimeout, "all ConfigMaps in the cache", func() error {
 		if n := len(versions()); n != chains {
 			return fmt.Errorf("%d ConfigMaps", n)
 		}
@@ -198,7 +199,7 @@ func BenchmarkPolicyFanout(b *testing.B) {
 		th := threshold
 		start := time.Now()
 		update(b, p, func(p *quotav1alpha1.CircuitPolicy) { p.Spec.FailureThreshold = th })
-		eventually(b, "every chain re-rendered", func() error {
+		testkit.Eventually(b, waitTimeout, "every chain re-rendered", func() error {
 			changed := 0
 			for name, rv := range versions() {
 				if before[name] != rv {

@@ -14,6 +14,7 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // writeAtomically replaces a file the way a Secret volume update does: readers see
@@ -68,7 +69,7 @@ func TestCABundleChangeReachesEveryConfig(t *testing.T) {
 	rotated := newCAPEM("aiquota-test-ca-2")
 	writeAtomically(t, caFile, rotated)
 	for _, name := range cms {
-		eventually(t, "rotated CA in "+name, func() error {
+		testkit.Eventually(t, waitTimeout, "rotated CA in "+name, func() error {
 			cm := getConfigMap(t, ns, name)
 			if cm.Data[naming.CAKey] != string(rotated) {
 				return fmt.Errorf("ca.crt not rotated")

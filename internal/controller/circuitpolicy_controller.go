@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -44,16 +42,9 @@ func (r *CircuitPolicyReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 
 // Reconcile validates one CircuitPolicy.
 func (r *CircuitPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
-	cached := &quotav1alpha1.CircuitPolicy{}
-	if err := r.client.Get(ctx, req.NamespacedName, cached); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.writes.forget(kindCircuitPolicy, req.NamespacedName)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	cp := freshest(r.writes, kindCircuitPolicy, cached)
-	if !cp.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+	cp, err := reconciled[quotav1alpha1.CircuitPolicy](ctx, r.deps, kindCircuitPolicy, req.NamespacedName)
+	if cp == nil || err != nil {
+		return ctrl.Result{}, err
 	}
 	before := cp.DeepCopy()
 

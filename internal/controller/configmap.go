@@ -33,16 +33,18 @@ var errNotOwned = errors.New("exists and is not controlled by this object")
 func (d *deps) currentConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, error) {
 	key := types.NamespacedName{Namespace: namespace, Name: name}
 	cm := &corev1.ConfigMap{}
-	err := d.owned.Get(ctx, key, cm)
+	err := d.client.Get(ctx, key, cm)
 	if err == nil {
 		return freshest(d.writes, kindConfigMap, cm), nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("get ConfigMap %s from cache: %w", key, err)
 	}
-	// The owned cache holds only labelled ConfigMaps: this one may not exist, may
-	// have lost its label, or may be our own create that the cache has not seen
-	// yet. Only the API server can tell; this is rare enough to ask it.
+	// The cache holds only labelled ConfigMaps (CacheOptions): this one may not
+	// exist, may be someone else's or have lost its label, or may be our own create
+	// that the cache has not seen yet. Only the API server can tell, and a create
+	// in the last two cases would fail with AlreadyExists on every retry
+	// (TestProviderQuotaConfigMapNameTaken); this is rare enough to ask it.
 	if err := d.apiReader.Get(ctx, key, cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			d.writes.forget(kindConfigMap, key)

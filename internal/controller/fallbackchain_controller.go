@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -52,8 +53,7 @@ func (r *FallbackChainReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 		Watches(&quotav1alpha1.ProviderQuota{}, handler.EnqueueRequestsFromMapFunc(r.chainsForQuota),
 			builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, credentialVerdictChanged))).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.chainsForPolicy), generation).
-		WatchesRawSource(source.Kind[client.Object](r.owned, &corev1.ConfigMap{},
-			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &quotav1alpha1.FallbackChain{}, handler.OnlyControllerOwner()))).
+		Owns(&corev1.ConfigMap{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
 	if r.ca != nil {
 		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allChains)))
@@ -66,16 +66,9 @@ func (r *FallbackChainReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 
 // Reconcile brings one FallbackChain's ConfigMap and status up to date.
 func (r *FallbackChainReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
-	cached := &quotav1alpha1.FallbackChain{}
-	if err := r.client.Get(ctx, req.NamespacedName, cached); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.writes.forget(kindFallbackChain, req.NamespacedName)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	chain := freshest(r.writes, kindFallbackChain, cached)
-	if !chain.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+	chain, err := reconciled[quotav1alpha1.FallbackChain](ctx, r.deps, kindFallbackChain, req.NamespacedName)
+	if chain == nil || err != nil {
+		return ctrl.Result{}, err
 	}
 	before := chain.DeepCopy()
 
@@ -121,7 +114,12 @@ func (r *FallbackChainReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 	announceReady(r.recorder, chain, before.Status.Conditions, chain.Status.Conditions,
 		fmt.Sprintf("ready: pods annotated %s=%s use ConfigMap %s", naming.AnnotationFallbackChain, chain.Name, cmName))
-	return ctrl.Result{RequeueAfter: pub.retryAfter}, pub.err
+	if pub.err != nil {
+		// controller-runtime ignores a delay returned with an error; the error's
+		// backoff decides when to look again.
+		return ctrl.Result{}, pub.err
+	}
+	return ctrl.Result{RequeueAfter: pub.retryAfter}, nil
 }
 
 // chainResolution is what a chain's references resolved to.
@@ -139,116 +137,22 @@ type chainResolution struct {
 // the entry's policy, and the quota's own policy (the rendered provider names it, and
 // entries without a policy of their own use it).
 func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alpha1.FallbackChain) (*chainResolution, error) {
-	quotas := map[string]*quotav1alpha1.ProviderQuota{}
-	policies := map[string]*quotav1alpha1.CircuitPolicy{}
-	quota := func(name string) (*quotav1alpha1.ProviderQuota, error) {
-		if q, seen := quotas[name]; seen {
-			return q, nil
-		}
-		q := &quotav1alpha1.ProviderQuota{}
-		if err := r.client.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: name}, q); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("get ProviderQuota %s/%s: %w", chain.Namespace, name, err)
-			}
-			q = nil
-		}
-		quotas[name] = q
-		return q, nil
+	rv := &resolver{
+		ctx: ctx, client: r.client, namespace: chain.Namespace,
+		quotas: map[string]*quotav1alpha1.ProviderQuota{}, policies: map[string]*quotav1alpha1.CircuitPolicy{},
+		missingAt: map[missingRef][]string{},
 	}
-	policy := func(name string) (*quotav1alpha1.CircuitPolicy, error) {
-		if p, seen := policies[name]; seen {
-			return p, nil
-		}
-		p := &quotav1alpha1.CircuitPolicy{}
-		if err := r.client.Get(ctx, types.NamespacedName{Namespace: chain.Namespace, Name: name}, p); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("get CircuitPolicy %s/%s: %w", chain.Namespace, name, err)
-			}
-			p = nil
-		}
-		policies[name] = p
-		return p, nil
-	}
-
 	res := &chainResolution{}
-	// missingAt collects, per missing object, the entries that need it, so that each
-	// missing object is one problem however many entries name it.
-	type ref struct{ kind, name, via string }
-	missingAt := map[ref][]string{}
-	var order []ref
-	miss := func(k ref, at string) {
-		if _, ok := missingAt[k]; !ok {
-			order = append(order, k)
-		}
-		missingAt[k] = append(missingAt[k], at)
-	}
 	for i, e := range chain.Spec.Entries {
-		at := fmt.Sprintf("spec.entries[%d]", i)
-		entry := quotav1alpha1.ResolvedEntry{ProviderQuota: e.ProviderQuotaRef.Name, Model: e.Model, Resolved: true}
-		var gaps []string
-		q, err := quota(e.ProviderQuotaRef.Name)
+		entry, err := rv.entry(fmt.Sprintf("spec.entries[%d]", i), e)
 		if err != nil {
 			return nil, err
 		}
-		var quotaPolicy string
-		if q == nil {
-			gaps = append(gaps, fmt.Sprintf("ProviderQuota %q not found", e.ProviderQuotaRef.Name))
-			miss(ref{kind: kindProviderQuota, name: e.ProviderQuotaRef.Name}, at)
-		} else {
-			entry.Provider = q.Spec.Provider
-			if q.Spec.CircuitPolicyRef != nil {
-				quotaPolicy = q.Spec.CircuitPolicyRef.Name
-			}
-		}
-		entry.CircuitPolicy = quotaPolicy
-		if e.CircuitPolicyRef != nil {
-			entry.CircuitPolicy = e.CircuitPolicyRef.Name
-			p, err := policy(e.CircuitPolicyRef.Name)
-			if err != nil {
-				return nil, err
-			}
-			if p == nil {
-				gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q not found", e.CircuitPolicyRef.Name))
-				miss(ref{kind: "CircuitPolicy", name: e.CircuitPolicyRef.Name}, at)
-			}
-		}
-		// The quota's policy is rendered even when the entry names its own: the
-		// rendered provider refers to it.
-		if quotaPolicy != "" && (e.CircuitPolicyRef == nil || e.CircuitPolicyRef.Name != quotaPolicy) {
-			p, err := policy(quotaPolicy)
-			if err != nil {
-				return nil, err
-			}
-			if p == nil {
-				gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q, named by ProviderQuota %q, not found", quotaPolicy, q.Name))
-				miss(ref{kind: "CircuitPolicy", name: quotaPolicy, via: q.Name}, at)
-			}
-		}
-		if len(gaps) > 0 {
-			entry.Resolved = false
-			entry.Message = strings.Join(gaps, "; ")
-		} else if !listsModel(q, e.Model) {
-			// Allowed, as for any request to a quota: the model gets a pool of its
-			// own with the quota's limits. Said here because it is easy to miss that
-			// a quota with only per-model limits then leaves the model unlimited.
-			entry.Message = fmt.Sprintf("model %q is not in ProviderQuota %q's model pools: it gets a pool of its own with the quota's spec.limits", e.Model, q.Name)
-		}
 		res.entries = append(res.entries, entry)
 	}
-	for _, k := range order {
-		reason := quotav1alpha1.ReasonCircuitPolicyNotFound
-		if k.kind == kindProviderQuota {
-			reason = quotav1alpha1.ReasonProviderQuotaNotFound
-		}
-		via := ""
-		if k.via != "" {
-			via = fmt.Sprintf(", named by ProviderQuota %q,", k.via)
-		}
-		res.missing = append(res.missing, problem{reason, fmt.Sprintf("%s %q%s not found (%s)", k.kind, k.name, via, strings.Join(missingAt[k], ", "))})
-	}
-
-	for _, name := range sortedKeys(quotas) {
-		q := quotas[name]
+	res.missing = rv.missing()
+	for _, name := range sortedKeys(rv.quotas) {
+		q := rv.quotas[name]
 		if q == nil {
 			continue
 		}
@@ -257,12 +161,126 @@ func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alp
 			res.notReady = append(res.notReady, problem{quotav1alpha1.ReasonProviderQuotaNotReady, fmt.Sprintf("ProviderQuota %q: %s", q.Name, msg)})
 		}
 	}
-	for _, name := range sortedKeys(policies) {
-		if p := policies[name]; p != nil {
+	for _, name := range sortedKeys(rv.policies) {
+		if p := rv.policies[name]; p != nil {
 			res.policies = append(res.policies, *p)
 		}
 	}
 	return res, nil
+}
+
+// resolver reads each referenced object once per resolve (nil for one that does not
+// exist) and collects, per missing object, the entries that need it, so that each
+// missing object is one problem however many entries name it.
+type resolver struct {
+	ctx       context.Context
+	client    client.Client
+	namespace string
+	quotas    map[string]*quotav1alpha1.ProviderQuota
+	policies  map[string]*quotav1alpha1.CircuitPolicy
+	missingAt map[missingRef][]string
+	order     []missingRef
+}
+
+// missingRef is an object a chain needs and does not find; via names the quota that
+// refers to it, when the chain does not name it itself.
+type missingRef struct{ kind, name, via string }
+
+func (rv *resolver) miss(k missingRef, at string) {
+	if _, ok := rv.missingAt[k]; !ok {
+		rv.order = append(rv.order, k)
+	}
+	rv.missingAt[k] = append(rv.missingAt[k], at)
+}
+
+// entry resolves one chain entry, at field path at.
+func (rv *resolver) entry(at string, e quotav1alpha1.ChainEntry) (quotav1alpha1.ResolvedEntry, error) {
+	entry := quotav1alpha1.ResolvedEntry{ProviderQuota: e.ProviderQuotaRef.Name, Model: e.Model, Resolved: true}
+	var gaps []string
+	q, err := lookup(rv.ctx, rv.client, rv.namespace, kindProviderQuota, e.ProviderQuotaRef.Name, rv.quotas)
+	if err != nil {
+		return entry, err
+	}
+	var quotaPolicy string
+	if q == nil {
+		gaps = append(gaps, fmt.Sprintf("ProviderQuota %q not found", e.ProviderQuotaRef.Name))
+		rv.miss(missingRef{kind: kindProviderQuota, name: e.ProviderQuotaRef.Name}, at)
+	} else {
+		entry.Provider = q.Spec.Provider
+		if q.Spec.CircuitPolicyRef != nil {
+			quotaPolicy = q.Spec.CircuitPolicyRef.Name
+		}
+	}
+	entry.CircuitPolicy = quotaPolicy
+	if e.CircuitPolicyRef != nil {
+		entry.CircuitPolicy = e.CircuitPolicyRef.Name
+		p, err := lookup(rv.ctx, rv.client, rv.namespace, kindCircuitPolicy, e.CircuitPolicyRef.Name, rv.policies)
+		if err != nil {
+			return entry, err
+		}
+		if p == nil {
+			gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q not found", e.CircuitPolicyRef.Name))
+			rv.miss(missingRef{kind: kindCircuitPolicy, name: e.CircuitPolicyRef.Name}, at)
+		}
+	}
+	// The quota's policy is rendered even when the entry names its own: the
+	// rendered provider refers to it.
+	if quotaPolicy != "" && (e.CircuitPolicyRef == nil || e.CircuitPolicyRef.Name != quotaPolicy) {
+		p, err := lookup(rv.ctx, rv.client, rv.namespace, kindCircuitPolicy, quotaPolicy, rv.policies)
+		if err != nil {
+			return entry, err
+		}
+		if p == nil {
+			gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q, named by ProviderQuota %q, not found", quotaPolicy, q.Name))
+			rv.miss(missingRef{kind: kindCircuitPolicy, name: quotaPolicy, via: q.Name}, at)
+		}
+	}
+	if len(gaps) > 0 {
+		entry.Resolved = false
+		entry.Message = strings.Join(gaps, "; ")
+	} else if !listsModel(q, e.Model) {
+		// Allowed, as for any request to a quota: the model gets a pool of its
+		// own with the quota's limits. Said here because it is easy to miss that
+		// a quota with only per-model limits then leaves the model unlimited.
+		entry.Message = fmt.Sprintf("model %q is not in ProviderQuota %q's model pools: it gets a pool of its own with the quota's spec.limits", e.Model, q.Name)
+	}
+	return entry, nil
+}
+
+// missing is one problem per missing object, in the order entries first named them.
+func (rv *resolver) missing() []problem {
+	var out []problem
+	for _, k := range rv.order {
+		reason := quotav1alpha1.ReasonCircuitPolicyNotFound
+		if k.kind == kindProviderQuota {
+			reason = quotav1alpha1.ReasonProviderQuotaNotFound
+		}
+		via := ""
+		if k.via != "" {
+			via = fmt.Sprintf(", named by ProviderQuota %q,", k.via)
+		}
+		out = append(out, problem{reason, fmt.Sprintf("%s %q%s not found (%s)", k.kind, k.name, via, strings.Join(rv.missingAt[k], ", "))})
+	}
+	return out
+}
+
+// lookup reads a namespaced object once; seen remembers it, nil if it does not exist.
+func lookup[T any, P interface {
+	*T
+	client.Object
+}](ctx context.Context, c client.Client, namespace, kind, name string, seen map[string]P) (P, error) {
+	if o, ok := seen[name]; ok {
+		return o, nil
+	}
+	o := P(new(T))
+	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, o); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("get %s %s/%s: %w", kind, namespace, name, err)
+		}
+		o = nil
+	}
+	seen[name] = o
+	return o, nil
 }
 
 func listsModel(q *quotav1alpha1.ProviderQuota, model string) bool {
@@ -286,7 +304,7 @@ func sortedKeys[V any](m map[string]V) []string {
 func (r *FallbackChainReconciler) chainsForQuota(ctx context.Context, obj client.Object) []reconcile.Request {
 	names, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, obj.GetNamespace(), indexChainQuota, obj.GetName())
 	if err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", obj.GetName())
+		ctrl.LoggerFrom(ctx).Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", klog.KObj(obj))
 	}
 	return requests(obj.GetNamespace(), names)
 }
@@ -295,7 +313,7 @@ func (r *FallbackChainReconciler) chainsForQuota(ctx context.Context, obj client
 // quotas that name it.
 func (r *FallbackChainReconciler) chainsForPolicy(ctx context.Context, obj client.Object) []reconcile.Request {
 	ns, name := obj.GetNamespace(), obj.GetName()
-	log := ctrl.LoggerFrom(ctx).WithValues("circuitPolicy", name)
+	log := ctrl.LoggerFrom(ctx).WithValues("circuitPolicy", klog.KObj(obj))
 	direct, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, ns, indexChainPolicy, name)
 	if err != nil {
 		log.Error(err, "cannot map a CircuitPolicy to the FallbackChains naming it")
@@ -308,7 +326,7 @@ func (r *FallbackChainReconciler) chainsForPolicy(ctx context.Context, obj clien
 	for _, q := range quotas {
 		chains, err := dependents(ctx, r.client, &quotav1alpha1.FallbackChainList{}, ns, indexChainQuota, q)
 		if err != nil {
-			log.Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", q)
+			log.Error(err, "cannot map a ProviderQuota to its FallbackChains", "providerQuota", klog.KRef(ns, q))
 		}
 		all = append(all, chains)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/testenv"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // chainFixture is two quotas, a policy and a chain over them, all Ready.
@@ -237,7 +238,7 @@ func TestCircuitPolicyStatus(t *testing.T) {
 	create(t, p)
 	waitReady(t, p)
 	update(t, p, func(p *quotav1alpha1.CircuitPolicy) { p.Spec.HalfOpenMaxCalls = 1 })
-	eventually(t, "observedGeneration 2", func() error {
+	testkit.Eventually(t, waitTimeout, "observedGeneration 2", func() error {
 		waitReady(t, p)
 		if p.Generation != 2 {
 			return fmt.Errorf("generation %d", p.Generation)

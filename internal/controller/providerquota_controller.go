@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,8 +52,7 @@ func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 		For(&quotav1alpha1.ProviderQuota{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.quotasForPolicy),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Kind[client.Object](r.owned, &corev1.ConfigMap{},
-			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &quotav1alpha1.ProviderQuota{}, handler.OnlyControllerOwner()))).
+		Owns(&corev1.ConfigMap{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
 	if r.ca != nil {
 		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allQuotas)))
@@ -65,17 +65,9 @@ func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 
 // Reconcile brings one ProviderQuota's ConfigMap and status up to date.
 func (r *ProviderQuotaReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
-	cached := &quotav1alpha1.ProviderQuota{}
-	if err := r.client.Get(ctx, req.NamespacedName, cached); err != nil {
-		if apierrors.IsNotFound(err) {
-			// Gone: its ConfigMap goes with it (owner reference).
-			r.writes.forget(kindProviderQuota, req.NamespacedName)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	q := freshest(r.writes, kindProviderQuota, cached)
-	if !q.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+	q, err := reconciled[quotav1alpha1.ProviderQuota](ctx, r.deps, kindProviderQuota, req.NamespacedName)
+	if q == nil || err != nil {
+		return ctrl.Result{}, err
 	}
 	before := q.DeepCopy()
 
@@ -135,7 +127,12 @@ func (r *ProviderQuotaReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 	announceReady(r.recorder, q, before.Status.Conditions, q.Status.Conditions,
 		fmt.Sprintf("ready: pods annotated %s=%s use ConfigMap %s", naming.AnnotationProviderQuota, q.Name, cmName))
-	return ctrl.Result{RequeueAfter: r.recheckSecrets(len(q.Spec.Credentials) > 0, pub.retryAfter)}, pub.err
+	if pub.err != nil {
+		// controller-runtime ignores a delay returned with an error; the error's
+		// backoff decides when to look again.
+		return ctrl.Result{}, pub.err
+	}
+	return ctrl.Result{RequeueAfter: r.recheckSecrets(len(q.Spec.Credentials) > 0, pub.retryAfter)}, nil
 }
 
 // patchStatus sends one JSON merge patch holding exactly the status fields that
@@ -156,7 +153,7 @@ func (d *deps) patchStatus(ctx context.Context, kind string, obj, before client.
 func (r *ProviderQuotaReconciler) quotasForPolicy(ctx context.Context, obj client.Object) []reconcile.Request {
 	names, err := dependents(ctx, r.client, &quotav1alpha1.ProviderQuotaList{}, obj.GetNamespace(), indexQuotaPolicy, obj.GetName())
 	if err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "cannot map a CircuitPolicy to its ProviderQuotas", "circuitPolicy", obj.GetName())
+		ctrl.LoggerFrom(ctx).Error(err, "cannot map a CircuitPolicy to its ProviderQuotas", "circuitPolicy", klog.KObj(obj))
 	}
 	return requests(obj.GetNamespace(), names)
 }

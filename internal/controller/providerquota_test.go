@@ -18,6 +18,7 @@ import (
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/render"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 func TestProviderQuotaLifecycle(t *testing.T) {
@@ -81,7 +82,7 @@ func TestProviderQuotaLifecycle(t *testing.T) {
 
 	// An endpoint change shows in status.
 	update(t, q, func(q *quotav1alpha1.ProviderQuota) { q.Spec.Endpoint = "https://openai.internal.example" })
-	eventually(t, "status.endpoint follows spec.endpoint", func() error {
+	testkit.Eventually(t, waitTimeout, "status.endpoint follows spec.endpoint", func() error {
 		waitReady(t, q)
 		if q.Status.Endpoint != "https://openai.internal.example" {
 			return fmt.Errorf("status.endpoint %q", q.Status.Endpoint)
@@ -279,7 +280,7 @@ func TestDeletingTheOwnedConfigMapRestoresIt(t *testing.T) {
 	want := cm.Data[naming.ConfigKey]
 
 	update(t, cm, func(cm *corev1.ConfigMap) { cm.Data[naming.ConfigKey] = "{}" })
-	eventually(t, "hand edit undone", func() error {
+	testkit.Eventually(t, waitTimeout, "hand edit undone", func() error {
 		if got := getConfigMap(t, ns, cmName).Data[naming.ConfigKey]; got != want {
 			return fmt.Errorf("limiter.json is %q", got)
 		}

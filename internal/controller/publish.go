@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -60,7 +61,7 @@ func (d *deps) publish(ctx context.Context, owner client.Object, kind, cmName st
 	}
 	wrote, err := d.applyConfigMap(ctx, owner, strings.ToLower(kind), cmName, r, current)
 	if wrote {
-		ctrl.LoggerFrom(ctx).V(1).Info("wrote the rendered limiter config", "configMap", cmName, "configHash", shortHash(hash), "previousHash", shortHash(configHash(current)))
+		ctrl.LoggerFrom(ctx).V(1).Info("wrote the rendered limiter config", "configMap", klog.KRef(owner.GetNamespace(), cmName), "configHash", shortHash(hash), "previousHash", shortHash(configHash(current)))
 	}
 	switch {
 	case errors.Is(err, errNotOwned):

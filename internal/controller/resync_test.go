@@ -16,6 +16,7 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // fourEntryChain builds the shape of the sample chain: three quotas, one policy and
@@ -101,7 +102,7 @@ func TestNoWritesOnResync(t *testing.T) {
 		}
 		cm.Annotations["example.com/touched"] = "yes"
 	})
-	eventually(t, "a reconcile of the chain after the ConfigMap edit", func() error {
+	testkit.Eventually(t, waitTimeout, "a reconcile of the chain after the ConfigMap edit", func() error {
 		if n := fallbackChainReconciles(); n <= before {
 			return fmt.Errorf("%v reconciles, %v before", n, before)
 		}
@@ -136,7 +137,7 @@ func TestNoReconcileLoop(t *testing.T) {
 	ns := newNamespace(t)
 	chain, _ := fourEntryChain(t, ns, "chat")
 	// The reconcile that the ConfigMap's creation triggers may still be on its way.
-	eventually(t, "chain reconciles settle", func() error {
+	testkit.Eventually(t, waitTimeout, "chain reconciles settle", func() error {
 		before := len(timed.ofChain(chain))
 		time.Sleep(time.Second)
 		if n := len(timed.ofChain(chain)); n != before {

@@ -92,15 +92,17 @@ func setup(mgr ctrl.Manager, opts Options, wrap func(controllerName string, r re
 
 // deps is what the reconcilers share.
 type deps struct {
-	client    client.Client // manager client: our kinds come from the manager's cache
-	apiReader client.Reader // uncached reads, for the rare cases a cache cannot answer
-	// owned caches only the ConfigMaps we render (by label): see newOwnedCache.
-	owned    cache.Cache
-	recorder eventRecorder
-	opts     Options
-	render   render.Options
-	ca       *caBundle // nil without a CA bundle file
-	writes   *lastWrites
+	// client is the manager's: our kinds and the ConfigMaps we render come from its
+	// cache (see CacheOptions).
+	client client.Client
+	// apiReader reads uncached, for the ConfigMaps the cache cannot see (see
+	// currentConfigMap).
+	apiReader client.Reader
+	recorder  eventRecorder
+	opts      Options
+	render    render.Options
+	ca        *caBundle // nil without a CA bundle file
+	writes    *lastWrites
 }
 
 func newDeps(mgr ctrl.Manager, opts Options) (*deps, error) {
@@ -110,20 +112,12 @@ func newDeps(mgr ctrl.Manager, opts Options) (*deps, error) {
 	if opts.SecretRecheckInterval <= 0 {
 		opts.SecretRecheckInterval = DefaultSecretRecheckInterval
 	}
-	owned, err := newOwnedCache(mgr)
-	if err != nil {
-		return nil, err
-	}
-	if err := mgr.Add(owned); err != nil {
-		return nil, fmt.Errorf("add the rendered-ConfigMap cache to the manager: %w", err)
-	}
 	if err := addIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
 	d := &deps{
 		client:    mgr.GetClient(),
 		apiReader: mgr.GetAPIReader(),
-		owned:     owned,
 		recorder:  mgr.GetEventRecorder(eventSource),
 		opts:      opts,
 		writes:    newLastWrites(),
@@ -143,25 +137,20 @@ func newDeps(mgr ctrl.Manager, opts Options) (*deps, error) {
 	return d, nil
 }
 
-// newOwnedCache builds the cache for the ConfigMaps we render. The manager's default
-// cache would hold every ConfigMap in the cluster (Helm releases, kube-system data);
-// this one holds only those labelled as rendered by us. Secrets are never cached
-// (see secrets.go).
-func newOwnedCache(mgr ctrl.Manager) (cache.Cache, error) {
+// CacheOptions are the manager's cache options the reconcilers rely on: ConfigMaps
+// are cached only when labelled as rendered by us. Without the selector the cache
+// would hold every ConfigMap in the cluster (Helm releases, kube-system data); with
+// it, a ConfigMap of one of our names that lacks the label is invisible to the
+// cache, which currentConfigMap accounts for. Secrets are never cached (see
+// secrets.go).
+func CacheOptions() (cache.Options, error) {
 	rendered, err := labels.NewRequirement(naming.LabelConfigFor, selection.Exists, nil)
 	if err != nil {
-		return nil, fmt.Errorf("label selector for rendered ConfigMaps: %w", err)
+		return cache.Options{}, fmt.Errorf("label selector for rendered ConfigMaps: %w", err)
 	}
-	c, err := cache.New(mgr.GetConfig(), cache.Options{
-		HTTPClient: mgr.GetHTTPClient(),
-		Scheme:     mgr.GetScheme(),
-		Mapper:     mgr.GetRESTMapper(),
+	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Label: labels.NewSelector().Add(*rendered)},
 		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create the rendered-ConfigMap cache: %w", err)
-	}
-	return c, nil
+	}, nil
 }

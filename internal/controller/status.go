@@ -1,11 +1,13 @@
 package controller
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -169,4 +171,25 @@ func freshest[T client.Object](l *lastWrites, kind string, cached T) T {
 		}
 	}
 	return cached
+}
+
+// reconciled reads the object a reconcile is for: the cached copy, or our own later
+// write of it. It is nil when the object is gone (its ConfigMap goes with it, by
+// owner reference) or being deleted.
+func reconciled[T any, P interface {
+	*T
+	client.Object
+}](ctx context.Context, d *deps, kind string, name types.NamespacedName) (P, error) {
+	cached := P(new(T))
+	if err := d.client.Get(ctx, name, cached); err != nil {
+		if apierrors.IsNotFound(err) {
+			d.writes.forget(kind, name)
+		}
+		return nil, client.IgnoreNotFound(err)
+	}
+	obj := freshest(d.writes, kind, cached)
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return nil, nil
+	}
+	return obj, nil
 }

@@ -2,15 +2,8 @@ package controller
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +29,7 @@ import (
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/scheme"
 	"github.com/aiquota/aiquota/internal/testenv"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // The suite runs the real reconcilers in a real controller-runtime manager against a
@@ -87,8 +81,14 @@ func run(m *testing.M) int {
 	}
 
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(logLevel())))
+	cacheOpts, err := CacheOptions()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 scheme.New(),
+		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
@@ -139,25 +139,13 @@ func logLevel() zapcore.Level {
 	return zapcore.ErrorLevel
 }
 
+// newCAPEM is a new CA certificate named cn, as a ca.crt holds it.
 func newCAPEM(cn string) []byte {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testkit.NewCA(cn)
 	if err != nil {
 		panic(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return ca.PEM
 }
 
 func newNamespace(t testing.TB) string {
@@ -167,23 +155,6 @@ func newNamespace(t testing.TB) string {
 		t.Fatalf("create namespace: %v", err)
 	}
 	return ns.Name
-}
-
-// eventually polls check until it returns nil, failing the test with its last error
-// after waitTimeout.
-func eventually(t testing.TB, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	var err error
-	for {
-		if err = check(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not true after %s: %v", what, waitTimeout, err)
-		}
-		time.Sleep(pollEvery)
-	}
 }
 
 func create(t testing.TB, objs ...client.Object) {
@@ -198,7 +169,7 @@ func create(t testing.TB, objs ...client.Object) {
 // update re-reads obj, applies change and updates, retrying on conflicts.
 func update[T client.Object](t testing.TB, obj T, change func(T)) {
 	t.Helper()
-	eventually(t, "update "+obj.GetName(), func() error {
+	testkit.Eventually(t, waitTimeout, "update "+obj.GetName(), func() error {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
@@ -212,7 +183,7 @@ func remove(t testing.TB, obj client.Object) {
 	if err := k8s.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatalf("delete %T %s: %v", obj, obj.GetName(), err)
 	}
-	eventually(t, "deletion of "+obj.GetName(), func() error {
+	testkit.Eventually(t, waitTimeout, "deletion of "+obj.GetName(), func() error {
 		err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -286,7 +257,7 @@ func conditionsOf(obj client.Object) (int64, []metav1.Condition) {
 func waitCondition(t testing.TB, obj client.Object, typ string, status metav1.ConditionStatus, reason string) metav1.Condition {
 	t.Helper()
 	var found metav1.Condition
-	eventually(t, fmt.Sprintf("%T %s %s=%s/%s", obj, obj.GetName(), typ, status, reason), func() error {
+	testkit.Eventually(t, waitTimeout, fmt.Sprintf("%T %s %s=%s/%s", obj, obj.GetName(), typ, status, reason), func() error {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
@@ -329,7 +300,7 @@ func waitConfig(t testing.TB, ns, name string, check func(*limiterconfig.Config)
 	t.Helper()
 	var cm *corev1.ConfigMap
 	var cfg *limiterconfig.Config
-	eventually(t, "config in ConfigMap "+name, func() error {
+	testkit.Eventually(t, waitTimeout, "config in ConfigMap "+name, func() error {
 		cm = &corev1.ConfigMap{}
 		if err := k8s.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, cm); err != nil {
 			return err
@@ -348,7 +319,7 @@ func anyConfig(*limiterconfig.Config) error { return nil }
 // waitEvent waits for an Event about obj with reason whose note contains text.
 func waitEvent(t testing.TB, obj client.Object, eventType, reason, text string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("event %s about %s", reason, obj.GetName()), func() error {
+	testkit.Eventually(t, waitTimeout, fmt.Sprintf("event %s about %s", reason, obj.GetName()), func() error {
 		evs, err := eventsAbout(obj)
 		if err != nil {
 			return err

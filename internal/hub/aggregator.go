@@ -181,6 +181,43 @@ func (l *quotaLedger) add(day, pool string, requests, tokens int64) {
 func (a *Aggregator) Ingest(r *hubapi.Report) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	in, err := a.admitLocked(r)
+	if err != nil {
+		return err
+	}
+	a.foldAccountsLocked(in)
+	a.foldBreakersLocked(in)
+	if r.Config.Kind == kindChain {
+		a.foldFailoversLocked(resourceKey{kindChain, r.Config.Namespace, r.Config.Name}, in.s, r, in.fromZero || in.known, in.toManager, in.now)
+	}
+	a.linkLocked(in.s, resourcesOf(r))
+	if r.Final {
+		a.removeLocked(in.s, false)
+	}
+	return nil
+}
+
+// arrival is one report on its way into the ledgers, with what the folding steps
+// share.
+type arrival struct {
+	r   *hubapi.Report
+	s   *sidecar
+	now time.Time
+	// known: the report continues the boot the sidecar already reported.
+	known bool
+	// fromZero: counts before this report are not in any ledger yet.
+	fromZero bool
+	// prevSeen is when the sidecar's previous report of this boot arrived.
+	prevSeen time.Time
+	bootAt   time.Time
+	// toManager maps a time on the sidecar's clock onto ours, by its distance from
+	// SentAt, so clock skew between the two does not matter.
+	toManager func(time.Time) time.Time
+}
+
+// admitLocked finds or starts the report's sidecar, refuses a stale report, and
+// takes over the report's own facts (sequence, interval, config, chain, queues).
+func (a *Aggregator) admitLocked(r *hubapi.Report) (*arrival, error) {
 	now := a.now()
 	s := a.sidecars[r.Pod.UID]
 	if g := a.gone[r.Pod.UID]; s == nil && g != nil && g.bootID == r.Boot.ID && g.pod == r.Pod {
@@ -189,16 +226,12 @@ func (a *Aggregator) Ingest(r *hubapi.Report) error {
 		a.sidecars[r.Pod.UID] = s
 	}
 	if s != nil && s.bootID == r.Boot.ID && r.Seq <= s.seq {
-		return ErrStale
+		return nil, ErrStale
 	}
-	// toManager maps a time on the sidecar's clock onto ours, by its distance from
-	// SentAt, so clock skew between the two does not matter.
-	toManager := func(t time.Time) time.Time { return now.Add(-r.SentAt.Sub(t)) }
-	known := s != nil && s.bootID == r.Boot.ID
-	// fromZero: counts before this report are not in any ledger yet.
-	fromZero := known || s != nil || !toManager(r.Boot.StartedAt).Before(a.startedAt)
-	var prevSeen time.Time
-	if !known {
+	in := &arrival{r: r, now: now, toManager: func(t time.Time) time.Time { return now.Add(-r.SentAt.Sub(t)) }}
+	in.known = s != nil && s.bootID == r.Boot.ID
+	in.fromZero = in.known || s != nil || !in.toManager(r.Boot.StartedAt).Before(a.startedAt)
+	if !in.known {
 		if s != nil {
 			a.unlinkLocked(s)
 		}
@@ -209,22 +242,30 @@ func (a *Aggregator) Ingest(r *hubapi.Report) error {
 		}
 		a.sidecars[r.Pod.UID] = s
 	} else {
-		prevSeen = s.lastSeen
+		in.prevSeen = s.lastSeen
 	}
-	bootAt := toManager(r.Boot.StartedAt)
+	in.s = s
+	in.bootAt = in.toManager(r.Boot.StartedAt)
 	s.seq = r.Seq
 	s.lastSeen = now
 	s.interval = r.ReportInterval.D()
 	s.config = r.Config
 	s.chain = slices.Clone(r.Chain)
 	s.queues = slices.Clone(r.Queues)
-	ns := r.Config.Namespace
-	day := utcDay(now)
+	return in, nil
+}
 
-	liveAccounts := make(map[accountKey]bool, len(r.Accounts))
-	for _, p := range r.Accounts {
+// foldAccountsLocked adds each account's growth since the previous report to its
+// quota's daily ledger and keeps the counters' history; accounts the report no
+// longer lists are dropped.
+func (a *Aggregator) foldAccountsLocked(in *arrival) {
+	s, now := in.s, in.now
+	ns := in.r.Config.Namespace
+	day := utcDay(now)
+	live := make(map[accountKey]bool, len(in.r.Accounts))
+	for _, p := range in.r.Accounts {
 		k := accountKey{p.Provider, p.Pool, p.Key}
-		liveAccounts[k] = true
+		live[k] = true
 		cur := countersOf(p.Counters)
 		ps := s.accounts[k]
 		var delta counters
@@ -232,13 +273,13 @@ func (a *Aggregator) Ingest(r *hubapi.Report) error {
 			ps = &accountSeries{}
 			s.accounts[k] = ps
 			switch {
-			case known:
+			case in.known:
 				// An account created since the previous report started at zero then.
-				ps.hist.add(sample{at: prevSeen})
-			case now.Sub(bootAt) <= Window:
-				ps.hist.add(sample{at: bootAt})
+				ps.hist.add(sample{at: in.prevSeen})
+			case now.Sub(in.bootAt) <= Window:
+				ps.hist.add(sample{at: in.bootAt})
 			}
-			if fromZero {
+			if in.fromZero {
 				delta = cur
 			}
 		} else {
@@ -257,15 +298,20 @@ func (a *Aggregator) Ingest(r *hubapi.Report) error {
 		}
 	}
 	for k := range s.accounts {
-		if !liveAccounts[k] {
+		if !live[k] {
 			delete(s.accounts, k)
 		}
 	}
+}
 
-	liveBreakers := make(map[breakerKey]bool, len(r.Breakers))
-	for _, b := range r.Breakers {
+// foldBreakersLocked keeps each breaker's state on the manager's clock and counts
+// its opens in its policy's ledger; breakers the report no longer lists are dropped.
+func (a *Aggregator) foldBreakersLocked(in *arrival) {
+	s := in.s
+	live := make(map[breakerKey]bool, len(in.r.Breakers))
+	for _, b := range in.r.Breakers {
 		k := breakerKey{b.Provider, b.Model}
-		liveBreakers[k] = true
+		live[k] = true
 		bs := s.breakers[k]
 		if bs == nil {
 			bs = &breakerSeries{}
@@ -274,31 +320,21 @@ func (a *Aggregator) Ingest(r *hubapi.Report) error {
 		if b.Since == nil {
 			bs.since = time.Time{}
 		} else if bs.latest.Since == nil || !bs.latest.Since.Equal(*b.Since) {
-			bs.since = toManager(*b.Since)
+			bs.since = in.toManager(*b.Since)
 		}
 		if lf := b.LastFailure; lf != nil && (bs.latest.LastFailure == nil || !bs.latest.LastFailure.At.Equal(lf.At)) {
-			bs.lastFailure = &failureSample{at: toManager(lf.At), kind: lf.Kind, status: lf.Status}
+			bs.lastFailure = &failureSample{at: in.toManager(lf.At), kind: lf.Kind, status: lf.Status}
 		}
 		if b.Policy != "" {
-			a.countOpensLocked(resourceKey{kindPolicy, ns, b.Policy}, k, bs, b, toManager, now)
+			a.countOpensLocked(resourceKey{kindPolicy, in.r.Config.Namespace, b.Policy}, k, bs, b, in.toManager, in.now)
 		}
 		bs.latest = b
 	}
 	for k := range s.breakers {
-		if !liveBreakers[k] {
+		if !live[k] {
 			delete(s.breakers, k)
 		}
 	}
-
-	if r.Config.Kind == kindChain {
-		a.foldFailoversLocked(resourceKey{kindChain, ns, r.Config.Name}, s, r, fromZero || known, toManager, now)
-	}
-
-	a.linkLocked(s, resourcesOf(r))
-	if r.Final {
-		a.removeLocked(s, false)
-	}
-	return nil
 }
 
 // countOpensLocked records a breaker's new transitions to Open in its policy's

@@ -19,6 +19,7 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/hubapi"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // TestReportUpdatesStatus: a sidecar's report, authenticated with its pod-bound
@@ -56,7 +57,7 @@ func TestReportUpdatesStatus(t *testing.T) {
 		}
 	}
 
-	eventually(t, "the ProviderQuota status", func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, "the ProviderQuota status", testkit.Stated(func() (bool, string) {
 		pq := getQuota(t, ns)
 		st := pq.Status
 		m := modelNamed(ownedQuota(&st), "gpt-4o")
@@ -66,8 +67,8 @@ func TestReportUpdatesStatus(t *testing.T) {
 			cmp.Equal(m.Concurrency, &quotav1alpha1.Usage{Used: 5, Limit: 10, Percent: 50}) &&
 			st.Utilization != nil && st.Utilization.RequestsPercent == 60 && st.Utilization.TokensPercent == 60
 		return ok, fmt.Sprintf("%+v", st)
-	})
-	eventually(t, "the FallbackChain status", func() (bool, string) {
+	}))
+	testkit.Eventually(t, 60*time.Second, "the FallbackChain status", testkit.Stated(func() (bool, string) {
 		var fc quotav1alpha1.FallbackChain
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "chat"}, &fc); err != nil {
 			t.Fatal(err)
@@ -77,9 +78,9 @@ func TestReportUpdatesStatus(t *testing.T) {
 		return st.ActiveEntry != nil && *st.ActiveEntry == 0 && st.ActiveModel == "gpt-4o" && st.LastUpdated != nil &&
 			st.Failovers == quotav1alpha1.FailoverCounts{Total: 3, LastHour: 3} &&
 			lf != nil && lf.From == "openai/gpt-4o" && lf.To == "openai/gpt-4o-mini" && lf.Reason == "serverError", fmt.Sprintf("%+v", st)
-	})
+	}))
 	// The breaker's opening and the failovers are Events on their resources.
-	eventually(t, "BreakerOpened and FailedOver events", func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, "BreakerOpened and FailedOver events", testkit.Stated(func() (bool, string) {
 		var list eventsv1.EventList
 		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
 			t.Fatal(err)
@@ -89,8 +90,8 @@ func TestReportUpdatesStatus(t *testing.T) {
 			seen = append(seen, e.Regarding.Kind+"/"+e.Regarding.Name+":"+e.Reason)
 		}
 		return slices.Contains(seen, "CircuitPolicy/standard:BreakerOpened") && slices.Contains(seen, "FallbackChain/chat:FailedOver"), fmt.Sprint(seen)
-	})
-	eventually(t, "the CircuitPolicy status", func() (bool, string) {
+	}))
+	testkit.Eventually(t, 60*time.Second, "the CircuitPolicy status", testkit.Stated(func() (bool, string) {
 		var cp quotav1alpha1.CircuitPolicy
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "standard"}, &cp); err != nil {
 			t.Fatal(err)
@@ -109,16 +110,16 @@ func TestReportUpdatesStatus(t *testing.T) {
 		got.Since = nil
 		return st.OpenBreakers == 1 && cmp.Equal(want[0], got) && !since.Before(opened) && since.Sub(opened) < 5*time.Second,
 			fmt.Sprintf("%+v", st)
-	})
+	}))
 
 	// Metrics mirror the status.
-	eventually(t, "metrics", func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, "metrics", testkit.Stated(func() (bool, string) {
 		util := ch.metric(t, "aiquota_manager_quota_utilisation_ratio", map[string]string{"namespace": ns, "quota": "openai", "model": "gpt-4o", "limit": "requestsPerMinute"})
 		breaker := ch.metric(t, "aiquota_manager_breaker_state", map[string]string{"namespace": ns, "quota": "openai", "model": "gpt-4o"})
 		active := ch.metric(t, "aiquota_manager_quota_active_sidecars", map[string]string{"namespace": ns, "quota": "openai"})
 		writes := ch.metric(t, "aiquota_manager_status_writes_total", map[string]string{"kind": "ProviderQuota", "result": "success"})
 		return util == 0.6 && breaker == 1 && active == 1 && writes >= 1, fmt.Sprintf("util %v breaker %v active %v writes %v", util, breaker, active, writes)
-	})
+	}))
 	if n := ch.metric(t, "aiquota_manager_control_reports_accepted_total", nil); n != 3 {
 		t.Errorf("accepted reports %v, want 3", n)
 	}
@@ -215,10 +216,10 @@ func TestRefusals(t *testing.T) {
 	if code, eb := ch.sendReport(t, token, good()); code != 200 {
 		t.Fatalf("good report: %d %+v", code, eb)
 	}
-	eventually(t, "the good report in status", func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, "the good report in status", testkit.Stated(func() (bool, string) {
 		st := getQuota(t, ns).Status
 		return st.ActiveSidecars == 1 && st.TokensToday == 100, fmt.Sprintf("%+v", st)
-	})
+	}))
 	for _, tok := range []string{token, otherAudience, pod2Token, unbound} {
 		if strings.Contains(ch.logs.String(), tok) {
 			t.Error("the manager logged a token")
@@ -265,10 +266,10 @@ func TestStatusWriteRateLimit(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	eventually(t, "the last report in status", func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, "the last report in status", testkit.Stated(func() (bool, string) {
 		st := getQuota(t, ns).Status
 		return st.TokensToday == 5000, fmt.Sprintf("%+v", st)
-	})
+	}))
 	wc.Stop()
 	<-collected
 	if len(stamps) < 3 {
@@ -309,19 +310,19 @@ func TestSidecarsLeave(t *testing.T) {
 			return st.ActiveSidecars == n, fmt.Sprintf("activeSidecars %d", st.ActiveSidecars)
 		}
 	}
-	eventually(t, "three active sidecars", active(3))
+	testkit.Eventually(t, 60*time.Second, "three active sidecars", testkit.Stated(active(3)))
 
 	final := podReport(pods[0], src, 2, "boot", time.Now(), 2, 2)
 	final.Final = true
 	if code, eb := ch.sendReport(t, tokens[0], final); code != 200 {
 		t.Fatalf("final report: %d %+v", code, eb)
 	}
-	eventually(t, "two active sidecars after a final report", active(2))
+	testkit.Eventually(t, 60*time.Second, "two active sidecars after a final report", testkit.Stated(active(2)))
 
 	if err := env.Client.Delete(context.Background(), pods[1]); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "one active sidecar after its pod was deleted", active(1))
+	testkit.Eventually(t, 60*time.Second, "one active sidecar after its pod was deleted", testkit.Stated(active(1)))
 
 	// The last one expires when silent beyond its expiry.
 	ch2 := startChannel(t, certs, func(o *Options) { o.ExpiryIntervals = 3 })
@@ -332,14 +333,14 @@ func TestSidecarsLeave(t *testing.T) {
 	if code, eb := ch2.sendReport(t, tok, podReport(p, hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns2, Name: "openai"}, 1, "boot", time.Now(), 1, 1)); code != 200 {
 		t.Fatalf("report: %d %+v", code, eb)
 	}
-	eventually(t, "the sidecar counted", func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, "the sidecar counted", testkit.Stated(func() (bool, string) {
 		st := getQuota(t, ns2).Status
 		return st.ActiveSidecars == 1, fmt.Sprintf("%+v", st)
-	})
-	eventually(t, "the silent sidecar expired", func() (bool, string) {
+	}))
+	testkit.Eventually(t, 60*time.Second, "the silent sidecar expired", testkit.Stated(func() (bool, string) {
 		st := getQuota(t, ns2).Status
 		return st.ActiveSidecars == 0 && st.LastUpdated != nil, fmt.Sprintf("%+v", st)
-	})
+	}))
 	if n := ch.Aggregator.ActiveSidecars(); n != 1 {
 		t.Errorf("the first channel knows %d sidecars, want the one still silent but present", n)
 	}
@@ -360,10 +361,10 @@ func TestTokensTodaySurviveRestart(t *testing.T) {
 	if code, eb := first.sendReport(t, token, podReport(pod, src, 1, "boot", bootAt, 10, 1000)); code != 200 {
 		t.Fatalf("report: %d %+v", code, eb)
 	}
-	eventually(t, "1000 tokens today", func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, "1000 tokens today", testkit.Stated(func() (bool, string) {
 		st := getQuota(t, ns).Status
 		return st.TokensToday == 1000, fmt.Sprintf("%+v", st)
-	})
+	}))
 	first.stop()
 
 	second := startChannel(t, certs, nil)
@@ -375,10 +376,10 @@ func TestTokensTodaySurviveRestart(t *testing.T) {
 	if code, eb := second.sendReport(t, token, podReport(pod, src, 3, "boot", bootAt, 12, 1250)); code != 200 {
 		t.Fatalf("report: %d %+v", code, eb)
 	}
-	eventually(t, "1250 tokens today after the restart", func() (bool, string) {
+	testkit.Eventually(t, 60*time.Second, "1250 tokens today after the restart", testkit.Stated(func() (bool, string) {
 		st := getQuota(t, ns).Status
 		return st.TokensToday == 1250 && st.RequestsToday == 12, fmt.Sprintf("%+v", st)
-	})
+	}))
 }
 
 // TestDailyRoll: at UTC midnight the day's ledger starts again at zero, with and

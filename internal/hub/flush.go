@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
@@ -108,7 +109,7 @@ func (w *StatusWriter) Flush(ctx context.Context) FlushResult {
 				case err != nil:
 					res.Failed++
 					w.Aggregator.MarkDirty(k)
-					w.Log.Error(err, "status write failed; retrying on the next flush", "kind", k.Kind, "namespace", k.Namespace, "name", k.Name)
+					w.logFor(k).Error(err, "status write failed; retrying on the next flush")
 				case written:
 					res.Written++
 				}
@@ -153,83 +154,132 @@ func (w *StatusWriter) forget(k resourceKey) {
 
 // flushOne evaluates one resource: metrics always, status when due and changed.
 func (w *StatusWriter) flushOne(ctx context.Context, k resourceKey) (bool, error) {
+	kind, ok := statusKinds[k.Kind]
+	if !ok {
+		return false, fmt.Errorf("unknown resource kind %q", k.Kind)
+	}
 	now := w.Now()
 	due := w.due(k, now)
-	key := types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+	obj := kind.object()
+	if err := w.Client.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, obj); err != nil {
+		return w.missing(k, err)
+	}
+	v := kind.view(w, k, obj)
+	if equality.Semantic.DeepEqual(v.current, v.wanted) {
+		return false, nil
+	}
+	if !due {
+		w.Aggregator.MarkDirty(k)
+		return false, nil
+	}
+	written, err := w.patch(ctx, k, obj, v.patch(metaTime(now)), now)
+	if written && v.written != nil {
+		v.written()
+	}
+	return written, err
+}
+
+// logFor is the writer's logger with k under its kind's lowerCamel name, as
+// controller-runtime logs the objects it reconciles.
+func (w *StatusWriter) logFor(k resourceKey) logr.Logger {
+	ref := klog.KRef(k.Namespace, k.Name)
 	switch k.Kind {
 	case kindQuota:
-		var obj quotav1alpha1.ProviderQuota
-		if err := w.Client.Get(ctx, key, &obj); err != nil {
-			return w.missing(k, err)
-		}
+		return w.Log.WithValues("providerQuota", ref)
+	case kindChain:
+		return w.Log.WithValues("fallbackChain", ref)
+	case kindPolicy:
+		return w.Log.WithValues("circuitPolicy", ref)
+	}
+	return w.Log.WithValues("kind", k.Kind, "object", ref)
+}
+
+// statusKind is what the writer needs of one kind; every kind goes through the same
+// read, compare, rate-limit and patch steps in flushOne.
+type statusKind struct {
+	object func() client.Object
+	// view computes the aggregator's fields for obj, observing the kind's metrics.
+	view func(w *StatusWriter, k resourceKey, obj client.Object) statusView
+	// gone removes the kind's metrics of a resource that no longer exists.
+	gone func(m *Metrics, k resourceKey)
+}
+
+// statusView is one resource's aggregator-owned status as the object has it and as
+// the reports have it, the patch that writes the latter, and what follows a write.
+type statusView struct {
+	current, wanted any
+	patch           func(now metav1.Time) any
+	// written runs after a write, when the object holds the status the API server
+	// returned; it records Events.
+	written func()
+}
+
+// kindOf types a kind's view function, so the descriptors below need no assertions.
+func kindOf[O any, P interface {
+	*O
+	client.Object
+}](view func(w *StatusWriter, k resourceKey, obj P) statusView, gone func(m *Metrics, k resourceKey)) statusKind {
+	return statusKind{
+		object: func() client.Object { return P(new(O)) },
+		view:   func(w *StatusWriter, k resourceKey, obj client.Object) statusView { return view(w, k, obj.(P)) },
+		gone:   gone,
+	}
+}
+
+var statusKinds = map[string]statusKind{
+	kindQuota: kindOf(func(w *StatusWriter, k resourceKey, obj *quotav1alpha1.ProviderQuota) statusView {
 		v := w.Aggregator.quotaView(k, &obj.Status)
 		if w.Metrics != nil {
 			w.Metrics.observeQuota(k, &v)
 		}
-		cur := ownedQuota(&obj.Status)
-		if equality.Semantic.DeepEqual(cur, v.status) {
-			return false, nil
+		return statusView{
+			current: ownedQuota(&obj.Status),
+			wanted:  v.status,
+			patch: func(now metav1.Time) any {
+				return quotaPatch{
+					Utilization: v.status.Utilization, Models: v.status.Models, TokensToday: v.status.TokensToday,
+					RequestsToday: v.status.RequestsToday, Day: nonEmpty(v.status.Day), ActiveSidecars: v.status.ActiveSidecars,
+					LearnedLimits: v.status.LearnedLimits, LastUpdated: &now,
+				}
+			},
 		}
-		if !due {
-			w.Aggregator.MarkDirty(k)
-			return false, nil
-		}
-		return w.patch(ctx, k, &obj, quotaPatch{
-			Utilization: v.status.Utilization, Models: v.status.Models, TokensToday: v.status.TokensToday,
-			RequestsToday: v.status.RequestsToday, Day: nonEmpty(v.status.Day), ActiveSidecars: v.status.ActiveSidecars,
-			LearnedLimits: v.status.LearnedLimits, LastUpdated: ptrTime(metaTime(now)),
-		}, now)
-	case kindChain:
-		var obj quotav1alpha1.FallbackChain
-		if err := w.Client.Get(ctx, key, &obj); err != nil {
-			return w.missing(k, err)
-		}
+	}, func(m *Metrics, k resourceKey) { m.observeQuota(k, nil) }),
+
+	kindChain: kindOf(func(w *StatusWriter, k resourceKey, obj *quotav1alpha1.FallbackChain) statusView {
 		v := w.Aggregator.chainView(k, &obj.Status)
 		if w.Metrics != nil {
 			w.Metrics.observeChain(k, &v)
 		}
-		cur := chainOwned{ActiveEntry: obj.Status.ActiveEntry, ActiveModel: obj.Status.ActiveModel, Failovers: obj.Status.Failovers, LastFailover: obj.Status.LastFailover}
-		if equality.Semantic.DeepEqual(cur, v.status) {
-			return false, nil
+		st := &obj.Status
+		before := st.LastFailover
+		return statusView{
+			current: chainOwned{ActiveEntry: st.ActiveEntry, ActiveModel: st.ActiveModel, Failovers: st.Failovers, LastFailover: st.LastFailover},
+			wanted:  v.status,
+			patch: func(now metav1.Time) any {
+				return chainPatch{
+					ActiveEntry: v.status.ActiveEntry, ActiveModel: nonEmpty(v.status.ActiveModel), Failovers: v.status.Failovers,
+					LastFailover: v.status.LastFailover, LastUpdated: &now,
+				}
+			},
+			written: func() { w.chainEvents(obj, before) },
 		}
-		if !due {
-			w.Aggregator.MarkDirty(k)
-			return false, nil
-		}
-		before := obj.Status.LastFailover
-		written, err := w.patch(ctx, k, &obj, chainPatch{
-			ActiveEntry: v.status.ActiveEntry, ActiveModel: nonEmpty(v.status.ActiveModel), Failovers: v.status.Failovers,
-			LastFailover: v.status.LastFailover, LastUpdated: ptrTime(metaTime(now)),
-		}, now)
-		if written { // obj now holds the status the API server returned
-			w.chainEvents(&obj, before)
-		}
-		return written, err
-	case kindPolicy:
-		var obj quotav1alpha1.CircuitPolicy
-		if err := w.Client.Get(ctx, key, &obj); err != nil {
-			return w.missing(k, err)
-		}
+	}, func(m *Metrics, k resourceKey) { m.observeChain(k, nil) }),
+
+	kindPolicy: kindOf(func(w *StatusWriter, k resourceKey, obj *quotav1alpha1.CircuitPolicy) statusView {
 		v := w.Aggregator.policyView(k)
 		if w.Metrics != nil {
 			w.Metrics.observePolicy(k, &v)
 		}
-		cur := policyOwned{Breakers: obj.Status.Breakers, OpenBreakers: obj.Status.OpenBreakers}
-		if equality.Semantic.DeepEqual(cur, v) {
-			return false, nil
-		}
-		if !due {
-			w.Aggregator.MarkDirty(k)
-			return false, nil
-		}
 		before := obj.Status.Breakers
-		written, err := w.patch(ctx, k, &obj, policyPatch{Breakers: v.Breakers, OpenBreakers: v.OpenBreakers, LastUpdated: ptrTime(metaTime(now))}, now)
-		if written { // obj now holds the status the API server returned
-			w.breakerEvents(&obj, before)
+		return statusView{
+			current: policyOwned{Breakers: obj.Status.Breakers, OpenBreakers: obj.Status.OpenBreakers},
+			wanted:  v,
+			patch: func(now metav1.Time) any {
+				return policyPatch{Breakers: v.Breakers, OpenBreakers: v.OpenBreakers, LastUpdated: &now}
+			},
+			written: func() { w.breakerEvents(obj, before) },
 		}
-		return written, err
-	}
-	return false, fmt.Errorf("unknown resource kind %q", k.Kind)
+	}, func(m *Metrics, k resourceKey) { m.observePolicy(k, nil) }),
 }
 
 func ownedQuota(st *quotav1alpha1.ProviderQuotaStatus) quotaOwned {
@@ -244,15 +294,8 @@ func ownedQuota(st *quotav1alpha1.ProviderQuotaStatus) quotaOwned {
 func (w *StatusWriter) missing(k resourceKey, err error) (bool, error) {
 	if apierrors.IsNotFound(err) {
 		w.forget(k)
-		if w.Metrics != nil {
-			switch k.Kind {
-			case kindQuota:
-				w.Metrics.observeQuota(k, nil)
-			case kindChain:
-				w.Metrics.observeChain(k, nil)
-			case kindPolicy:
-				w.Metrics.observePolicy(k, nil)
-			}
+		if kind, ok := statusKinds[k.Kind]; ok && w.Metrics != nil {
+			kind.gone(w.Metrics, k)
 		}
 		return false, nil
 	}
@@ -321,8 +364,6 @@ func (w *StatusWriter) patch(ctx context.Context, k resourceKey, obj client.Obje
 	return true, nil
 }
 
-func ptrTime(t metav1.Time) *metav1.Time { return &t }
-
 // Event reasons and the action of the aggregator's Events.
 const (
 	eventBreakerOpened = "BreakerOpened"
@@ -386,13 +427,13 @@ func (w *StatusWriter) forgetGonePods(ctx context.Context) {
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
-			w.Log.V(1).Info("pod lookup failed; the sidecar expires on its own", "namespace", p.Namespace, "pod", p.Name, "error", err.Error())
+			w.Log.V(1).Info("pod lookup failed; the sidecar expires on its own", "pod", klog.KRef(p.Namespace, p.Name), "error", err)
 			continue
 		case string(pod.UID) == p.UID && pod.DeletionTimestamp == nil:
 			continue
 		}
 		if w.Aggregator.Forget(hubapi.Pod{Namespace: p.Namespace, Name: p.Name, UID: p.UID}) {
-			w.Log.V(1).Info("forgot the sidecar of a pod that is gone", "namespace", p.Namespace, "pod", p.Name)
+			w.Log.V(1).Info("forgot the sidecar of a pod that is gone", "pod", klog.KRef(p.Namespace, p.Name))
 		}
 	}
 }

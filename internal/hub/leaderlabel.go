@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -49,13 +50,13 @@ func (l *LeaderLabeler) Start(ctx context.Context) error {
 		if err := l.patchLabel(ctx, p.Name, nil); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("remove %s from former leader %s: %w", LeaderLabel, p.Name, err)
 		}
-		l.Log.Info("removed the leader label from a former leader", "pod", p.Name)
+		l.Log.Info("removed the leader label from a former leader", "pod", klog.KObj(p))
 	}
 	value := "true"
 	if err := l.patchLabel(ctx, l.Pod, &value); err != nil {
 		return fmt.Errorf("label this pod %s as the control channel's leader: %w", l.Pod, err)
 	}
-	l.Log.Info("labelled this pod as the control channel's leader", "pod", l.Pod, "label", LeaderLabel)
+	l.Log.Info("labelled this pod as the control channel's leader", "pod", klog.KRef(l.Namespace, l.Pod), "label", LeaderLabel)
 	return nil
 }
 

@@ -89,9 +89,8 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	day := utcDay(now)
 	l := a.quotaLedgerLocked(k)
-	l.roll(day)
+	l.roll(utcDay(now))
 	if !l.seeded {
 		if cur.Day == l.day {
 			l.tokens += cur.TokensToday
@@ -101,51 +100,7 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 	}
 	v := quotaView{queues: map[string]int64{}}
 	v.status.Day, v.status.TokensToday, v.status.RequestsToday = l.day, l.tokens, l.requests
-
-	pools := map[string]*poolAgg{}
-	worst := map[string]string{}
-	for _, s := range a.feeds[k] {
-		v.status.ActiveSidecars++
-		for pk, ps := range s.accounts {
-			if pk.provider != k.Name {
-				continue
-			}
-			pa := pools[pk.pool]
-			if pa == nil {
-				pa = &poolAgg{keys: map[string]*keyLimits{}}
-				pools[pk.pool] = pa
-			}
-			w := ps.hist.inWindow(now, Window)
-			for i := range w {
-				pa.win[i] += w[i]
-			}
-			pa.inFlight += ps.latest.InFlight
-			pa.today.requests += ps.latest.RequestsToday
-			pa.today.tokens += ps.latest.TokensToday
-			kl := pa.keys[pk.key]
-			if kl == nil {
-				kl = &keyLimits{}
-				pa.keys[pk.key] = kl
-			}
-			kl.configured = maxLimits(kl.configured, ps.latest.Limits)
-			if ps.latest.Learned != (hubapi.Limits{}) && !s.lastSeen.Before(kl.learnedAt) {
-				kl.learned, kl.learnedAt = ps.latest.Learned, s.lastSeen
-			}
-		}
-		for bk, bs := range s.breakers {
-			if bk.provider == k.Name && stateRank(bs.latest.State) >= stateRank(worst[bk.model]) {
-				worst[bk.model] = bs.latest.State
-			}
-		}
-		for _, q := range s.queues {
-			if q.Provider == k.Name {
-				v.queues[q.Pool] += q.Depth
-			}
-		}
-	}
-	for m, st := range worst {
-		v.breakers = append(v.breakers, modelBreaker{model: m, state: st})
-	}
+	pools := a.gatherQuotaLocked(k, now, &v)
 	if v.status.ActiveSidecars == 0 {
 		return v
 	}
@@ -153,40 +108,9 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 	sum := &quotav1alpha1.UtilizationSummary{}
 	var learned quotav1alpha1.QuotaLimits
 	for name, pa := range pools {
-		mu := quotav1alpha1.ModelUtilization{Name: name, RateLimited: pa.win[cRateLimited], ServerErrors: pa.win[cServerErrors]}
-		limitOf := func(kind string) int64 { return pa.sumKeys(func(k *keyLimits) int64 { return k.effective(kind) }) }
-		mu.RequestsPerMinute = usage(pa.win[cRequests], limitOf(hubapi.LimitRequestsPerMinute))
-		mu.TokensPerMinute = usage(pa.win.tokens(), limitOf(hubapi.LimitTokensPerMinute))
-		if lim := limitOf(hubapi.LimitInputTokensPerMinute); lim > 0 {
-			mu.InputTokensPerMinute = usage(pa.win[cInputTokens], lim)
-		}
-		if lim := limitOf(hubapi.LimitOutputTokensPerMinute); lim > 0 {
-			mu.OutputTokensPerMinute = usage(pa.win[cOutputTokens], lim)
-		}
-		if lim := pa.sumKeys(func(k *keyLimits) int64 { return k.configured.MaxConcurrency }); lim > 0 || pa.inFlight > 0 {
-			mu.Concurrency = usage(pa.inFlight, lim)
-		}
-		sum.RequestsPercent = max(sum.RequestsPercent, mu.RequestsPerMinute.Percent)
-		for _, u := range []*quotav1alpha1.Usage{mu.TokensPerMinute, mu.InputTokensPerMinute, mu.OutputTokensPerMinute} {
-			if u != nil {
-				sum.TokensPercent = max(sum.TokensPercent, u.Percent)
-			}
-		}
-		if mu.Concurrency != nil {
-			sum.ConcurrencyPercent = max(sum.ConcurrencyPercent, mu.Concurrency.Percent)
-		}
-		dayUsed := dayCount{}
-		if dc := l.pools[name]; dc != nil {
-			dayUsed = *dc
-		}
-		dayUsed.requests = max(dayUsed.requests, pa.today.requests)
-		dayUsed.tokens = max(dayUsed.tokens, pa.today.tokens)
-		if lim := pa.sumKeys(func(k *keyLimits) int64 { return k.configured.RequestsPerDay }); lim > 0 {
-			sum.DailyPercent = max(sum.DailyPercent, percent(dayUsed.requests, lim))
-		}
-		if lim := pa.sumKeys(func(k *keyLimits) int64 { return k.configured.TokensPerDay }); lim > 0 {
-			sum.DailyPercent = max(sum.DailyPercent, percent(dayUsed.tokens, lim))
-		}
+		mu := pa.utilization(name)
+		summarize(sum, &mu)
+		sum.DailyPercent = max(sum.DailyPercent, pa.dailyPercent(l.pools[name]))
 		for _, kl := range pa.keys {
 			lowerLearned(&learned.RequestsPerMinute, kl, hubapi.LimitRequestsPerMinute)
 			lowerLearned(&learned.TokensPerMinute, kl, hubapi.LimitTokensPerMinute)
@@ -209,6 +133,114 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 	}
 	slices.SortFunc(v.status.Models, func(x, y quotav1alpha1.ModelUtilization) int { return cmp.Compare(x.Name, y.Name) })
 	return v
+}
+
+// gatherQuotaLocked sums, over the sidecars that report on quota k, its accounts per
+// pool (window, in-flight, day counters, each key's limits), the worst breaker state
+// per model and the queue depth per pool; it counts the sidecars into v.
+func (a *Aggregator) gatherQuotaLocked(k resourceKey, now time.Time, v *quotaView) map[string]*poolAgg {
+	pools := map[string]*poolAgg{}
+	worst := map[string]string{}
+	for _, s := range a.feeds[k] {
+		v.status.ActiveSidecars++
+		for pk, ps := range s.accounts {
+			if pk.provider != k.Name {
+				continue
+			}
+			pa := pools[pk.pool]
+			if pa == nil {
+				pa = &poolAgg{keys: map[string]*keyLimits{}}
+				pools[pk.pool] = pa
+			}
+			pa.add(ps, pk.key, s.lastSeen, now)
+		}
+		for bk, bs := range s.breakers {
+			if bk.provider == k.Name && stateRank(bs.latest.State) >= stateRank(worst[bk.model]) {
+				worst[bk.model] = bs.latest.State
+			}
+		}
+		for _, q := range s.queues {
+			if q.Provider == k.Name {
+				v.queues[q.Pool] += q.Depth
+			}
+		}
+	}
+	for m, st := range worst {
+		v.breakers = append(v.breakers, modelBreaker{model: m, state: st})
+	}
+	return pools
+}
+
+// add folds one sidecar's account of key into the pool; the latest learned limits
+// of a key win.
+func (p *poolAgg) add(ps *accountSeries, key string, seen, now time.Time) {
+	w := ps.hist.inWindow(now, Window)
+	for i := range w {
+		p.win[i] += w[i]
+	}
+	p.inFlight += ps.latest.InFlight
+	p.today.requests += ps.latest.RequestsToday
+	p.today.tokens += ps.latest.TokensToday
+	kl := p.keys[key]
+	if kl == nil {
+		kl = &keyLimits{}
+		p.keys[key] = kl
+	}
+	kl.configured = maxLimits(kl.configured, ps.latest.Limits)
+	if ps.latest.Learned != (hubapi.Limits{}) && !seen.Before(kl.learnedAt) {
+		kl.learned, kl.learnedAt = ps.latest.Learned, seen
+	}
+}
+
+// utilization is the pool's use of its per-minute limits and concurrency in the window.
+func (p *poolAgg) utilization(name string) quotav1alpha1.ModelUtilization {
+	mu := quotav1alpha1.ModelUtilization{Name: name, RateLimited: p.win[cRateLimited], ServerErrors: p.win[cServerErrors]}
+	limitOf := func(kind string) int64 { return p.sumKeys(func(k *keyLimits) int64 { return k.effective(kind) }) }
+	mu.RequestsPerMinute = usage(p.win[cRequests], limitOf(hubapi.LimitRequestsPerMinute))
+	mu.TokensPerMinute = usage(p.win.tokens(), limitOf(hubapi.LimitTokensPerMinute))
+	if lim := limitOf(hubapi.LimitInputTokensPerMinute); lim > 0 {
+		mu.InputTokensPerMinute = usage(p.win[cInputTokens], lim)
+	}
+	if lim := limitOf(hubapi.LimitOutputTokensPerMinute); lim > 0 {
+		mu.OutputTokensPerMinute = usage(p.win[cOutputTokens], lim)
+	}
+	if lim := p.sumKeys(func(k *keyLimits) int64 { return k.configured.MaxConcurrency }); lim > 0 || p.inFlight > 0 {
+		mu.Concurrency = usage(p.inFlight, lim)
+	}
+	return mu
+}
+
+// summarize raises the quota's summary to a pool's highest percentages.
+func summarize(sum *quotav1alpha1.UtilizationSummary, mu *quotav1alpha1.ModelUtilization) {
+	sum.RequestsPercent = max(sum.RequestsPercent, mu.RequestsPerMinute.Percent)
+	for _, u := range []*quotav1alpha1.Usage{mu.TokensPerMinute, mu.InputTokensPerMinute, mu.OutputTokensPerMinute} {
+		if u != nil {
+			sum.TokensPercent = max(sum.TokensPercent, u.Percent)
+		}
+	}
+	if mu.Concurrency != nil {
+		sum.ConcurrencyPercent = max(sum.ConcurrencyPercent, mu.Concurrency.Percent)
+	}
+}
+
+// dailyPercent is the pool's highest use of its daily limits: the manager's ledger
+// or the sidecars' own day counters, whichever is higher (a restarted manager's
+// ledger starts late).
+func (p *poolAgg) dailyPercent(ledger *dayCount) int32 {
+	used := dayCount{}
+	if ledger != nil {
+		used = *ledger
+	}
+	used.requests = max(used.requests, p.today.requests)
+	used.tokens = max(used.tokens, p.today.tokens)
+	var pct int32
+	if lim := p.sumKeys(func(k *keyLimits) int64 { return k.configured.RequestsPerDay }); lim > 0 {
+		pct = max(pct, percent(used.requests, lim))
+	}
+	if lim := p.sumKeys(func(k *keyLimits) int64 { return k.configured.TokensPerDay }); lim > 0 {
+		pct = max(pct, percent(used.tokens, lim))
+	}
+	return pct
 }
 
 // lowerLearned keeps the lowest learned limit that differs from the declared one.

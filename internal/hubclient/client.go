@@ -198,7 +198,7 @@ func (r *Client) logFailureLocked(url string, err error) {
 		r.quiet++
 		return
 	}
-	r.log.Warn("control channel report failed; retrying with backoff", "url", url, "error", err.Error(),
+	r.log.Warn("control channel report failed; retrying with backoff", "url", url, "error", err,
 		"consecutiveFailures", r.failures, "unloggedFailures", r.quiet)
 	r.lastLog, r.quiet = now, 0
 }

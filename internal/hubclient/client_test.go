@@ -3,20 +3,12 @@ package hubclient
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,6 +26,7 @@ import (
 	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // pki is a CA that issues a serving certificate for 127.0.0.1.
@@ -44,25 +37,12 @@ type pki struct {
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca := testkit.MustCA(t, "test CA")
+	cert, err := ca.Serving("aiquota-control")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pki{
-		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		cert:  tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
-	}
+	return &pki{caPEM: ca.PEM, cert: cert}
 }
 
 // manager is a stand-in for the manager's endpoint: it decodes every report with
@@ -212,17 +192,6 @@ func (c *inForce) get() (*limiterconfig.Config, string) {
 
 var testPod = hubapi.Pod{Namespace: "team-a", Name: "app-1", UID: "uid-1"}
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // logSink collects structured log records.
 type logSink struct {
 	mu  sync.Mutex
@@ -287,12 +256,12 @@ func TestReportsFromTheEngine(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
-	eventually(t, "two reports", func() bool { reps, _ := m.received(); return len(reps) >= 2 })
+	testkit.Eventually(t, 60*time.Second, "two reports", testkit.True(func() bool { reps, _ := m.received(); return len(reps) >= 2 }))
 	write(t, f.token, []byte("token-2\n"))
-	eventually(t, "a report with the rotated token", func() bool {
+	testkit.Eventually(t, 60*time.Second, "a report with the rotated token", testkit.True(func() bool {
 		_, toks := m.received()
 		return toks[len(toks)-1] == "token-2"
-	})
+	}))
 	cancel()
 	<-done
 
@@ -396,17 +365,17 @@ func TestCAChangeAndNoControlSection(t *testing.T) {
 	}
 	cfg.Control = ctl
 	live.set(t, cfg)
-	eventually(t, "reports once the control section appears", func() bool { reps, _ := m.received(); return len(reps) > 0 })
+	testkit.Eventually(t, 60*time.Second, "reports once the control section appears", testkit.True(func() bool { reps, _ := m.received(); return len(reps) > 0 }))
 
 	// The manager's certificate now comes from another CA: reports fail until the
 	// CA file (a ConfigMap's ca.crt) follows, then resume.
 	m.cert.Store(&p2.cert)
 	m.srv.CloseClientConnections()
-	eventually(t, "a failure logged", func() bool { return strings.Contains(logs.String(), "control channel report failed") })
+	testkit.Eventually(t, 60*time.Second, "a failure logged", testkit.True(func() bool { return strings.Contains(logs.String(), "control channel report failed") }))
 	n, _ := m.received()
 	write(t, f.ca, p2.caPEM)
-	eventually(t, "reports with the new CA", func() bool { reps, _ := m.received(); return len(reps) > len(n) })
-	eventually(t, "recovery logged", func() bool { return strings.Contains(logs.String(), "control channel reports resumed") })
+	testkit.Eventually(t, 60*time.Second, "reports with the new CA", testkit.True(func() bool { reps, _ := m.received(); return len(reps) > len(n) }))
+	testkit.Eventually(t, 60*time.Second, "recovery logged", testkit.True(func() bool { return strings.Contains(logs.String(), "control channel reports resumed") }))
 }
 
 // TestFailuresBackOffAndAreLoggedAtABoundedRate drives report cycles directly

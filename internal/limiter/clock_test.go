@@ -3,7 +3,6 @@ package limiter
 import (
 	"slices"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -79,16 +78,4 @@ func (c *fakeClock) pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.timers)
-}
-
-// eventually polls cond with a generous deadline; loaded CI machines are slow.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 func testConfig(keys []string, l limiterconfig.Limits, q limiterconfig.Queue) *limiterconfig.Config {
@@ -55,7 +56,7 @@ func admitAsync(t *testing.T, pool *Pool, name string, d Demand, prio int, maxWa
 		r, err := pool.Admit(context.Background(), d, prio, maxWait)
 		out <- admitted{name, r, err}
 	}()
-	eventually(t, name+" to queue", func() bool { return pool.QueueDepth() == before+1 })
+	testkit.Eventually(t, 20*time.Second, name+" to queue", testkit.True(func() bool { return pool.QueueDepth() == before+1 }))
 }
 
 func TestWaitersAreWokenByRefillTimerNotPolling(t *testing.T) {
@@ -171,7 +172,7 @@ func TestCanceledWaiterLeavesTheQueue(t *testing.T) {
 		_, err := pool.Admit(ctx, Demand{}, 5, time.Hour)
 		done <- err
 	}()
-	eventually(t, "queued", func() bool { return pool.QueueDepth() == 1 })
+	testkit.Eventually(t, 20*time.Second, "queued", testkit.True(func() bool { return pool.QueueDepth() == 1 }))
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)

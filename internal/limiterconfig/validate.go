@@ -1,7 +1,6 @@
 package limiterconfig
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -32,23 +31,13 @@ func (c *Config) Validate() error {
 	for i := range c.Policies {
 		p := &c.Policies[i]
 		path := fmt.Sprintf("policies[%d]", i)
-		if p.Name == "" {
-			v.addf(path+".name", "must not be empty")
-		} else if policies[p.Name] {
-			v.addf(path+".name", "%q is listed twice", p.Name)
-		}
-		policies[p.Name] = true
+		v.uniqueName(path+".name", p.Name, policies)
 		v.policy(path, p)
 	}
 	for i := range c.Providers {
 		p := &c.Providers[i]
 		path := fmt.Sprintf("providers[%d]", i)
-		if p.Name == "" {
-			v.addf(path+".name", "must not be empty")
-		} else if providers[p.Name] {
-			v.addf(path+".name", "%q is listed twice", p.Name)
-		}
-		providers[p.Name] = true
+		v.uniqueName(path+".name", p.Name, providers)
 		v.provider(path, p)
 		if p.Policy != "" && !policies[p.Policy] {
 			v.addf(path+".policy", "names policy %q, which the document does not define", p.Policy)
@@ -86,12 +75,7 @@ func (v *validator) provider(path string, p *Provider) {
 	ids := map[string]bool{}
 	for j, k := range p.Keys {
 		kp := fmt.Sprintf("%s.keys[%d]", path, j)
-		if k.ID == "" {
-			v.addf(kp+".id", "must not be empty")
-		} else if ids[k.ID] {
-			v.addf(kp+".id", "%q is listed twice", k.ID)
-		}
-		ids[k.ID] = true
+		v.uniqueName(kp+".id", k.ID, ids)
 		if k.File == "" {
 			v.addf(kp+".file", "must not be empty")
 		}
@@ -147,6 +131,16 @@ func (v *validator) limits(path string, l *Limits) {
 			v.addf(path+"."+f.name, "is %d; a limit must be positive, or omitted for none", f.val)
 		}
 	}
+}
+
+// ValidatePolicy reports what makes one policy unusable, each problem's path under
+// path (a field path such as "policies[2]" or "spec"), so a caller that holds a policy
+// outside a document, like the CircuitPolicy controller, checks it with the same rules
+// the sidecar applies and names its own fields.
+func ValidatePolicy(path string, p *Policy) Problems {
+	v := &validator{}
+	v.policy(path, p)
+	return v.problems
 }
 
 func (v *validator) policy(path string, p *Policy) {
@@ -212,6 +206,16 @@ func (v *validator) chain(c *Chain, providers, policies map[string]bool) {
 	}
 }
 
+// uniqueName checks that name is set and not yet in seen, and adds it.
+func (v *validator) uniqueName(path, name string, seen map[string]bool) {
+	if name == "" {
+		v.addf(path, "must not be empty")
+	} else if seen[name] {
+		v.addf(path, "%q is listed twice", name)
+	}
+	seen[name] = true
+}
+
 func (v *validator) kinds(path string, kinds []string) {
 	for i, k := range kinds {
 		if !slices.Contains(failureKinds, k) {
@@ -232,15 +236,44 @@ func (v *validator) url(path, raw string, schemes ...string) {
 	}
 }
 
-type validator struct{ problems []string }
+// Problem is one thing wrong with a limiter config or part of one.
+type Problem struct {
+	// Path is the field's path, as in "providers[0].keys[1].id".
+	Path   string
+	Detail string
+}
+
+func (p Problem) String() string { return p.Path + ": " + p.Detail }
+
+// Problems lists what a validation found, in field order.
+type Problems []Problem
+
+// Error joins every problem, so one message carries all the fixes needed.
+func (ps Problems) Error() string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Err is nil when there are no problems, so callers can return it as an error.
+func (ps Problems) Err() error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps
+}
+
+type validator struct{ problems Problems }
 
 func (v *validator) addf(path, format string, args ...any) {
-	v.problems = append(v.problems, path+": "+fmt.Sprintf(format, args...))
+	v.problems = append(v.problems, Problem{Path: path, Detail: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) err() error {
 	if len(v.problems) == 0 {
 		return nil
 	}
-	return errors.New("invalid limiter config: " + strings.Join(v.problems, "; "))
+	return fmt.Errorf("invalid limiter config: %w", v.problems)
 }

@@ -1,9 +1,6 @@
 package render
 
 import (
-	"errors"
-	"strings"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
@@ -48,26 +45,11 @@ func Policy(cp *quotav1alpha1.CircuitPolicy) limiterconfig.Policy {
 
 // CheckPolicy reports what makes a CircuitPolicy unusable by a sidecar, naming spec
 // fields. The schema's CEL rules catch most of it at admission; this catches the rest
-// (and objects that bypassed defaulting).
+// (and objects that bypassed defaulting). The rendered policy's fields carry the
+// spec's names, so the limiter's problems are rooted at "spec".
 func CheckPolicy(cp *quotav1alpha1.CircuitPolicy) error {
-	// The limiter's validator checks policies as part of a whole document, so the
-	// policy is wrapped in the smallest valid one; every problem reported is the
-	// policy's.
-	doc := limiterconfig.Config{
-		SchemaVersion: limiterconfig.SchemaVersion,
-		Providers: []limiterconfig.Provider{{
-			Name: "probe", Type: limiterconfig.ProviderOpenAI, Endpoint: "https://probe.invalid",
-			Keys: []limiterconfig.Key{{ID: "probe/key", File: "/probe"}},
-		}},
-		Policies: []limiterconfig.Policy{Policy(cp)},
-	}
-	if err := doc.Validate(); err != nil {
-		// The rendered policy's fields carry the spec's names, so the validator's
-		// paths translate one to one.
-		msg := strings.TrimPrefix(err.Error(), "invalid limiter config: ")
-		return errors.New(strings.ReplaceAll(msg, "policies[0].", "spec."))
-	}
-	return nil
+	p := Policy(cp)
+	return limiterconfig.ValidatePolicy("spec", &p).Err()
 }
 
 func duration(d *metav1.Duration, def limiterconfig.Duration) limiterconfig.Duration {

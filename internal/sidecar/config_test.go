@@ -13,6 +13,7 @@ import (
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // reloadEnv's limiter allows 100 requests per minute, the figure the tests'
@@ -65,12 +66,12 @@ func TestReloadOnFileRewriteKeepsStateAndInFlightRequests(t *testing.T) {
 		resp, _ := e.post("/v1/chat/completions", nil, chatBody)
 		inflight <- resp.StatusCode
 	}()
-	eventually(t, "request in flight", func() bool { return e.state().Engine.Accounts[0].InFlight == 1 })
+	testkit.Eventually(t, 30*time.Second, "request in flight", testkit.True(func() bool { return e.state().Engine.Accounts[0].InFlight == 1 }))
 
 	c := e.currentConfig()
 	c.Providers[0].Limits.RequestsPerMinute = 200
 	e.writeConfig(c)
-	eventually(t, "reload to 200 RPM", func() bool { r, _ := requestLimit(e.state()); return r == 200 })
+	testkit.Eventually(t, 30*time.Second, "reload to 200 RPM", testkit.True(func() bool { r, _ := requestLimit(e.state()); return r == 200 }))
 	if got := <-inflight; got != 200 {
 		t.Errorf("in-flight request finished with %d across the reload", got)
 	}
@@ -180,7 +181,7 @@ func TestReloadOnConfigMapSymlinkSwap(t *testing.T) {
 	}
 	c.Providers[0].Limits.RequestsPerMinute = 321
 	writeVersion("..2030_01_01_00_01_00.000000001", c)
-	eventually(t, "reload after the ..data swap", func() bool { return srv.State().Config.Hash != st.Config.Hash })
+	testkit.Eventually(t, 30*time.Second, "reload after the ..data swap", testkit.True(func() bool { return srv.State().Config.Hash != st.Config.Hash }))
 	pool, err := srv.Engine().Pool("openai-main", "gpt-4o")
 	if err != nil {
 		t.Fatal(err)
@@ -212,10 +213,10 @@ func TestPollingBackstopSeesKeyRotation(t *testing.T) {
 	if err := writeFile(keyPath, simOpenAIKey+"\n"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the rotated key in use", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the rotated key in use", testkit.True(func() bool {
 		resp, _ := e.post("/v1/chat/completions", nil, chatBody)
 		return resp.StatusCode == http.StatusOK
-	})
+	}))
 }
 
 func TestReadinessAndAdminRoutes(t *testing.T) {

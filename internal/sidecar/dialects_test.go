@@ -12,6 +12,7 @@ import (
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // multiEnv has one provider of every type at the simulator.
@@ -110,14 +111,14 @@ func TestAnthropicStreamPassesEventsThrough(t *testing.T) {
 		}
 	}
 	// Settlement follows the last byte to the app; wait for it.
-	eventually(t, "stream usage settled", func() bool {
+	testkit.Eventually(t, 30*time.Second, "stream usage settled", testkit.True(func() bool {
 		for _, ps := range e.state().Engine.Accounts {
 			if ps.Provider == "claude" && ps.Counters.OutputTokens == simOut && simOut > 0 {
 				return true
 			}
 		}
 		return false
-	})
+	}))
 }
 
 func TestGeminiRoutesAndQueryKeyIsReplaced(t *testing.T) {
@@ -313,12 +314,12 @@ func TestOpenAIResponsesAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "response.completed") {
 		t.Fatalf("streamed responses: %d %s", resp.StatusCode, body)
 	}
-	eventually(t, "both responses settled with usage", func() bool {
+	testkit.Eventually(t, 30*time.Second, "both responses settled with usage", testkit.True(func() bool {
 		for _, p := range e.state().Engine.Accounts {
 			if p.Provider == "openai" && p.Counters.Attempts == 2 && p.Counters.OutputTokens > 0 && p.Counters.RefundedTokens > 0 {
 				return true
 			}
 		}
 		return false
-	})
+	}))
 }

@@ -195,17 +195,6 @@ func (e *env) simPool(account int, pool string) simulator.PoolStats {
 	return simulator.PoolStats{}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // fastPolicy retries quickly so failure tests run in milliseconds.
 func fastPolicy(name string) limiterconfig.Policy {
 	p := limiterconfig.DefaultPolicy()

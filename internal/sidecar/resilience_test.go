@@ -12,6 +12,7 @@ import (
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // faultEnv is one OpenAI-persona account with faults, behind one provider whose
@@ -181,10 +182,10 @@ func TestCircuitBreakerOpensRejectsAndRecovers(t *testing.T) {
 	if err := e.sim.SetFaults(simOpenAIKey, simulator.Faults{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "breaker half-open", func() bool {
+	testkit.Eventually(t, 30*time.Second, "breaker half-open", testkit.True(func() bool {
 		bs := e.state().Engine.Breakers
 		return len(bs) == 1 && bs[0].State == limiter.BreakerHalfOpen
-	})
+	}))
 	if resp, body := e.post("/v1/chat/completions", nil, chatBody); resp.StatusCode != http.StatusOK {
 		t.Fatalf("probe: %d %s", resp.StatusCode, body)
 	}
@@ -258,11 +259,11 @@ func TestPriorityHeaderOrdersTheQueue(t *testing.T) {
 		}()
 	}
 	send("first", "5")
-	eventually(t, "first in flight", func() bool { p := e.state().Engine.Accounts; return len(p) == 1 && p[0].InFlight == 1 })
+	testkit.Eventually(t, 30*time.Second, "first in flight", testkit.True(func() bool { p := e.state().Engine.Accounts; return len(p) == 1 && p[0].InFlight == 1 }))
 	send("batch", "9")
-	eventually(t, "batch queued", func() bool { return e.state().Engine.Queues[0].Depth == 1 })
+	testkit.Eventually(t, 30*time.Second, "batch queued", testkit.True(func() bool { return e.state().Engine.Queues[0].Depth == 1 }))
 	send("interactive", "1")
-	eventually(t, "interactive queued", func() bool { return e.state().Engine.Queues[0].Depth == 2 })
+	testkit.Eventually(t, 30*time.Second, "interactive queued", testkit.True(func() bool { return e.state().Engine.Queues[0].Depth == 2 }))
 	var order []string
 	for range 3 {
 		order = append(order, <-done)

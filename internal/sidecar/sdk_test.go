@@ -13,6 +13,7 @@ import (
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 func sdkEnv(t *testing.T, l limiterconfig.Limits, lat simulator.Latency) *env {
@@ -86,10 +87,10 @@ func TestOfficialSDKStreamingIsIncrementalAndSettled(t *testing.T) {
 	}
 	// Usage settled from the stream the sidecar asked include_usage for.
 	// Settlement follows the last byte to the app; wait for it.
-	eventually(t, "20 output tokens settled and the unused reservation refunded", func() bool {
+	testkit.Eventually(t, 30*time.Second, "20 output tokens settled and the unused reservation refunded", testkit.True(func() bool {
 		c := e.state().Engine.Accounts[0].Counters
 		return c.OutputTokens == 20 && c.RefundedTokens > 0
-	})
+	}))
 }
 
 func TestOfficialSDKStreamWithUsageRequestedKeepsIt(t *testing.T) {
@@ -108,7 +109,7 @@ func TestOfficialSDKStreamWithUsageRequestedKeepsIt(t *testing.T) {
 	if err := stream.Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "usage settled", func() bool { return e.state().Engine.Accounts[0].Counters.OutputTokens == 5 })
+	testkit.Eventually(t, 30*time.Second, "usage settled", testkit.True(func() bool { return e.state().Engine.Accounts[0].Counters.OutputTokens == 5 }))
 	if usage != 5 {
 		t.Errorf("usage chunk completion tokens = %d, want 5 (the app asked for it)", usage)
 	}

@@ -135,19 +135,6 @@ func (h *harness) pool(t *testing.T, name string) PoolStats {
 	return p
 }
 
-// waitFor polls cond until it holds, failing after a deadline generous enough for a
-// loaded CI machine.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // sseEvent is one dispatched server-sent event, or a comment line.
 type sseEvent struct {
 	Event   string

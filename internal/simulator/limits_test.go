@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 const chatPath = "/v1/chat/completions"
@@ -196,7 +198,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	}
 	hold()
 	hold()
-	waitFor(t, "two requests in flight", func() bool { return h.pool(t, "gpt-4o").InFlight == 2 })
+	testkit.Eventually(t, 20*time.Second, "two requests in flight", testkit.True(func() bool { return h.pool(t, "gpt-4o").InFlight == 2 }))
 
 	r := h.call(t, chatPath, chatBody("gpt-4o", 0))
 	if r.status != http.StatusTooManyRequests || r.header.Get("retry-after") != "1" {
@@ -204,7 +206,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	waitFor(t, "the cancelled requests to end", func() bool { return h.pool(t, "gpt-4o").InFlight == 0 })
+	testkit.Eventually(t, 20*time.Second, "the cancelled requests to end", testkit.True(func() bool { return h.pool(t, "gpt-4o").InFlight == 0 }))
 	p := h.pool(t, "gpt-4o")
 	if p.MaxConcurrent != 2 || p.Rejected[ReasonConcurrency] != 1 || p.Completed != 2 || p.OutputTokens != 0 {
 		t.Errorf("stats %+v, want max concurrent 2, 1 concurrency refusal, 2 completed with no output", p)
@@ -214,7 +216,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	hold()
-	waitFor(t, "a request admitted after the slots freed", func() bool { return h.pool(t, "gpt-4o").Admitted == 3 })
+	testkit.Eventually(t, 20*time.Second, "a request admitted after the slots freed", testkit.True(func() bool { return h.pool(t, "gpt-4o").Admitted == 3 }))
 	cancel()
 	wg.Wait()
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // signature is a stream's events by type (the SSE event name, else the data's
@@ -286,7 +288,7 @@ func TestStreamIsFlushedAndPaced(t *testing.T) {
 		t.Fatalf("after the first token the request is not in flight (%+v): the stream was not flushed chunk by chunk", p)
 	}
 	cancel()
-	waitFor(t, "the abandoned stream to settle", func() bool { return h.pool(t, "gpt-4o").Completed == 1 })
+	testkit.Eventually(t, 20*time.Second, "the abandoned stream to settle", testkit.True(func() bool { return h.pool(t, "gpt-4o").Completed == 1 }))
 	p := h.pool(t, "gpt-4o")
 	if p.OutputTokens != 1 {
 		t.Errorf("output tokens charged %d, want 1 (the client left after the first)", p.OutputTokens)

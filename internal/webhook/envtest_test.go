@@ -32,6 +32,7 @@ import (
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/scheme"
 	"github.com/aiquota/aiquota/internal/testenv"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // managerNamespace is the manager's namespace as config/webhook excludes it.
@@ -393,7 +394,7 @@ func TestEventsOnTheDeployment(t *testing.T) {
 		{ReasonInjected, corev1.EventTypeNormal, `FallbackChain "chat-default"`},
 		{ReasonInjectionDenied, corev1.EventTypeWarning, naming.AnnotationPriority},
 	} {
-		eventually(t, "a "+want.reason+" event on the Deployment", func() error {
+		testkit.Eventually(t, time.Minute, "a "+want.reason+" event on the Deployment", func() error {
 			var list eventsv1.EventList
 			if err := s.c.List(ctx, &list, client.InNamespace(ns)); err != nil {
 				return err
@@ -438,21 +439,6 @@ func TestChainAppliedWithItsPods(t *testing.T) {
 	}
 	if !injected(&got) {
 		t.Error("not injected")
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

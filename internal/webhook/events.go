@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -76,7 +77,7 @@ func (s *eventSink) workloadOf(ctx context.Context, rs *corev1.ObjectReference) 
 	meta := &metav1.PartialObjectMetadata{}
 	meta.SetGroupVersionKind(schemaReplicaSet)
 	if err := s.reader.Get(ctx, types.NamespacedName{Namespace: rs.Namespace, Name: rs.Name}, meta); err != nil {
-		s.log.V(1).Info("could not read the pod's ReplicaSet; recording the event on it", "replicaSet", rs.Name, "namespace", rs.Namespace, "error", err.Error())
+		s.log.V(1).Info("could not read the pod's ReplicaSet; recording the event on it", "replicaSet", klog.KRef(rs.Namespace, rs.Name), "error", err)
 		return rs
 	}
 	if d := controllerOf(meta.OwnerReferences); d != nil && d.Kind == "Deployment" && d.APIVersion == "apps/v1" {

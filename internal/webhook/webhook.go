@@ -24,6 +24,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -90,7 +91,7 @@ type podEvent struct {
 func (inj *Injector) Handle(ctx context.Context, req admission.Request) admission.Response {
 	d := inj.decide(ctx, req)
 	if d.event != nil {
-		log := logf.FromContext(ctx).WithValues("namespace", d.namespace, "pod", d.podName, "reason", d.event.reason, "note", d.event.note)
+		log := logf.FromContext(ctx).WithValues("pod", klog.KRef(d.namespace, d.podName), "reason", d.event.reason, "note", d.event.note)
 		if d.event.eventType == corev1.EventTypeWarning {
 			log.Info("pod admission needs attention")
 		} else {

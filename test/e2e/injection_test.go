@@ -42,6 +42,7 @@ import (
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/simulator"
 	"github.com/aiquota/aiquota/internal/testenv"
+	"github.com/aiquota/aiquota/internal/testkit"
 	"github.com/aiquota/aiquota/test/harness"
 )
 
@@ -147,7 +148,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 			t.Errorf("manager: %v\n%s", err, mgr.Logs())
 		}
 	})
-	eventually(t, "the manager's /readyz", 3*time.Minute, func() error {
+	testkit.Eventually(t, 3*time.Minute, "the manager's /readyz", func() error {
 		if mgr.Exited() {
 			t.Fatalf("the manager exited:\n%s", mgr.Logs())
 		}
@@ -213,7 +214,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 	)
 	cmKey := types.NamespacedName{Namespace: ns.Name, Name: naming.ChainConfigMap("chat")}
 	// ca.crt arrives once the renderer re-reads --control-ca-file (it polls).
-	eventually(t, "the rendered ConfigMap", 3*time.Minute, func() error {
+	testkit.Eventually(t, 3*time.Minute, "the rendered ConfigMap", func() error {
 		var cm corev1.ConfigMap
 		if err := c.Get(ctx, cmKey, &cm); err != nil {
 			return err
@@ -226,7 +227,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 
 	// Ready means the manager checked the quotas' Secrets, with only the `get` on
 	// Secrets that its role grants.
-	eventually(t, "the FallbackChain to be Ready", time.Minute, func() error {
+	testkit.Eventually(t, time.Minute, "the FallbackChain to be Ready", func() error {
 		var fc quotav1alpha1.FallbackChain
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns.Name, Name: "chat"}, &fc); err != nil {
 			return err
@@ -254,7 +255,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 	}
 	// The API server may still hold the previous caBundle for a moment after the
 	// manager reports ready; creation is retried only on a TLS failure to call it.
-	eventually(t, "the pod to be admitted", time.Minute, func() error {
+	testkit.Eventually(t, time.Minute, "the pod to be admitted", func() error {
 		err := c.Create(ctx, pod)
 		if err != nil && !strings.Contains(err.Error(), "failed calling webhook") {
 			t.Fatalf("create the pod: %v", err)
@@ -299,7 +300,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 	}
 	for _, probe := range []*corev1.Probe{limiter.StartupProbe, limiter.ReadinessProbe, limiter.LivenessProbe} {
 		url := fmt.Sprintf("http://127.0.0.1:%d%s", probe.HTTPGet.Port.IntValue(), probe.HTTPGet.Path)
-		eventually(t, "the limiter's probe "+url, time.Minute, func() error {
+		testkit.Eventually(t, time.Minute, "the limiter's probe "+url, func() error {
 			if proc.Exited() {
 				t.Fatalf("the limiter exited:\n%s", proc.Logs())
 			}
@@ -506,21 +507,6 @@ func envOf(c corev1.Container, name string) string {
 		}
 	}
 	return ""
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // TestWebhookConfigIsConsistent: the names config/default gives the webhook's

@@ -1,0 +1,83 @@
+package testkit
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+// fatalRecorder is a testing.TB whose Fatalf records the message instead of
+// stopping the test.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *fatalRecorder) Helper() {}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) { r.msg = fmt.Sprintf(format, args...) }
+
+func TestEventually(t *testing.T) {
+	tests := []struct {
+		name    string
+		cond    func(calls int) error
+		wantMsg string
+	}{
+		{name: "true at once", cond: func(int) error { return nil }},
+		{name: "true on the third call", cond: func(calls int) error {
+			if calls < 3 {
+				return errors.New("not yet")
+			}
+			return nil
+		}},
+		{
+			name:    "never true: the message names what and the last error",
+			cond:    func(calls int) error { return fmt.Errorf("call %d failed", calls) },
+			wantMsg: "the widget is ready: still not so after 0s: call 1 failed",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &fatalRecorder{TB: t}
+			calls := 0
+			timeout := PollEvery * 10
+			if tt.wantMsg != "" {
+				timeout = 0
+			}
+			Eventually(r, timeout, "the widget is ready", func() error {
+				calls++
+				return tt.cond(calls)
+			})
+			if tt.wantMsg == "" && r.msg != "" {
+				t.Errorf("failed: %s", r.msg)
+			}
+			if tt.wantMsg != "" && r.msg != tt.wantMsg {
+				t.Errorf("message %q, want %q", r.msg, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestCAServesAndIsTrusted(t *testing.T) {
+	ca := MustCA(t, "testkit CA")
+	dir := t.TempDir()
+	if err := ca.WriteServing(dir, "testkit"); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"localhost", "127.0.0.1"} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool, DNSName: host}); err != nil {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
+}
