@@ -237,7 +237,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 		return nil
 	})
 
-	ports := freePorts(t, 2)
+	ports = freePorts(t, 2)
 	proxyPort, adminPort := ports[0], ports[1]
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "chat-api", Annotations: map[string]string{
