@@ -119,10 +119,6 @@ func TestHelmChartLintsAndRendersEveryVariant(t *testing.T) {
 			t.Errorf("cert-manager + monitoring, control off: %d %s, want %d", all[kind], kind, n)
 		}
 	}
-	if _, err := helmRun(t, root, "template", "x", chart, "--kube-version", "1.37.0", "--set", "certificates.mode=vault"); err == nil ||
-		!strings.Contains(err.Error(), `certificates.mode must be self-signed or cert-manager, not "vault"`) {
-		t.Errorf("an unknown certificate mode: want a clear error, got %v", err)
-	}
 	if _, err := helmRun(t, root, "template", "x", chart, "--kube-version", "1.28.0"); err == nil || !strings.Contains(err.Error(), "kubeVersion") {
 		t.Errorf("a cluster older than the chart supports: want a kubeVersion error, got %v", err)
 	}
