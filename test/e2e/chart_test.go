@@ -6,10 +6,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/aiquota/aiquota/internal/testenv"
 )
@@ -115,4 +122,172 @@ func TestHelmValuesSchemaIsClosed(t *testing.T) {
 		}
 	}
 	walk("", schema)
+}
+
+// TestHelmServiceMonitorVerifiesTheManager: the ServiceMonitor verifies the
+// manager's certificate with the CA of the certificate Secret under the metrics
+// Service's name (which the certificate covers), and authenticates with a token
+// Secret of a ServiceAccount bound to metrics-reader; nothing skips verification or
+// uses the deprecated bearerTokenFile.
+func TestHelmServiceMonitorVerifiesTheManager(t *testing.T) {
+	root := testenv.Root()
+	for _, tc := range []struct {
+		name        string
+		set         []string
+		tokenSecret string // "" when the chart creates the scraper
+	}{
+		{"self-signed", nil, ""},
+		{"cert-manager", []string{"certificates.mode=cert-manager"}, ""},
+		{"own token", []string{"metrics.serviceMonitor.tokenSecret=prometheus-token"}, "prometheus-token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst := helmTemplate(t, root, append([]string{"metrics.serviceMonitor.enabled=true"}, tc.set...)...)
+			sm := inst.one(t, "ServiceMonitor")
+			endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+			if len(endpoints) != 1 {
+				t.Fatalf("ServiceMonitor endpoints: %v", endpoints)
+			}
+			ep := endpoints[0].(map[string]any)
+			for _, banned := range []string{"bearerTokenFile", "bearerTokenSecret"} {
+				if _, ok := ep[banned]; ok {
+					t.Errorf("the endpoint uses %s", banned)
+				}
+			}
+			if v, _, _ := unstructured.NestedBool(ep, "tlsConfig", "insecureSkipVerify"); v {
+				t.Error("the endpoint skips TLS verification")
+			}
+			str := func(fields ...string) string {
+				v, _, _ := unstructured.NestedString(ep, fields...)
+				return v
+			}
+			if got := str("scheme"); got != "https" {
+				t.Errorf("scheme %q, want https", got)
+			}
+
+			// The CA is the certificate Secret's, and the name verified is one the
+			// certificate covers: the metrics Service's, named to the manager.
+			certSecret := ""
+			for _, a := range deploymentArgs(t, inst) {
+				if v, ok := strings.CutPrefix(a, "--cert-secret-name="); ok {
+					certSecret = v
+				}
+			}
+			if got := str("tlsConfig", "ca", "secret", "name"); got != certSecret || str("tlsConfig", "ca", "secret", "key") != "ca.crt" {
+				t.Errorf("tlsConfig.ca.secret is %s/%s, want the certificate Secret %s/ca.crt", got, str("tlsConfig", "ca", "secret", "key"), certSecret)
+			}
+			metricsSvc := inst.oneNamed(t, "Service", "metrics")
+			wantName := metricsSvc.GetName() + ".aiquota-system.svc"
+			if got := str("tlsConfig", "serverName"); got != wantName {
+				t.Errorf("tlsConfig.serverName %q, want %q", got, wantName)
+			}
+			if !slices.Contains(deploymentArgs(t, inst), "--cert-metrics-service="+metricsSvc.GetName()) {
+				t.Errorf("the manager's certificate does not cover %s: args %v", metricsSvc.GetName(), deploymentArgs(t, inst))
+			}
+			if tc.name == "cert-manager" {
+				names, _, _ := unstructured.NestedStringSlice(inst.one(t, "Certificate").Object, "spec", "dnsNames")
+				if !slices.Contains(names, wantName) {
+					t.Errorf("the Certificate's dnsNames %v lack %s", names, wantName)
+				}
+			}
+
+			// The token: a Secret of a ServiceAccount that may read /metrics.
+			if str("authorization", "type") != "Bearer" || str("authorization", "credentials", "key") != "token" {
+				t.Errorf("authorization %v, want a Bearer token from key token", ep["authorization"])
+			}
+			tokenSecret := str("authorization", "credentials", "name")
+			if tc.tokenSecret != "" {
+				if tokenSecret != tc.tokenSecret {
+					t.Errorf("credentials from %q, want the Secret set, %q", tokenSecret, tc.tokenSecret)
+				}
+				for _, u := range inst.objects {
+					if u.GetKind() == "ServiceAccount" && strings.Contains(u.GetName(), "scraper") {
+						t.Errorf("a token Secret was given, yet the chart creates ServiceAccount %s", u.GetName())
+					}
+				}
+				return
+			}
+			sec := inst.oneNamed(t, "Secret", tokenSecret)
+			sa := sec.GetAnnotations()["kubernetes.io/service-account.name"]
+			if sec.Object["type"] != "kubernetes.io/service-account-token" || sa == "" {
+				t.Fatalf("token Secret %s is not a ServiceAccount token: %v", tokenSecret, sec.Object)
+			}
+			inst.oneNamed(t, "ServiceAccount", sa)
+			bound := false
+			for _, u := range inst.objects {
+				if u.GetKind() != "ClusterRoleBinding" {
+					continue
+				}
+				role, _, _ := unstructured.NestedString(u.Object, "roleRef", "name")
+				subjects, _, _ := unstructured.NestedSlice(u.Object, "subjects")
+				for _, s := range subjects {
+					if s.(map[string]any)["name"] == sa && strings.HasSuffix(role, "-metrics-reader") {
+						bound = true
+					}
+				}
+			}
+			if !bound {
+				t.Errorf("ServiceAccount %s is not bound to the metrics-reader ClusterRole", sa)
+			}
+		})
+	}
+}
+
+func deploymentArgs(t *testing.T, inst installation) []string {
+	t.Helper()
+	containers, _, _ := unstructured.NestedSlice(inst.one(t, "Deployment").Object, "spec", "template", "spec", "containers")
+	a, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	return a
+}
+
+// TestInstallationsAreLevel: config/default and the chart both ship a
+// PodDisruptionBudget and a metrics Service for the manager, and spread its
+// replicas over nodes, each selecting exactly the manager's pods.
+func TestInstallationsAreLevel(t *testing.T) {
+	root := testenv.Root()
+	for name, inst := range map[string]installation{"config/default": kustomize(t, root), "helm": helmTemplate(t, root)} {
+		t.Run(name, func(t *testing.T) {
+			var dep appsv1.Deployment
+			fromUnstructured(t, inst.one(t, "Deployment"), &dep)
+			podLabels := labels.Set(dep.Spec.Template.Labels)
+			selects := func(what string, sel *metav1.LabelSelector) {
+				t.Helper()
+				s, err := metav1.LabelSelectorAsSelector(sel)
+				if err != nil || s.Empty() || !s.Matches(podLabels) {
+					t.Errorf("%s selects %v, not the manager's pods %v (%v)", what, sel, podLabels, err)
+				}
+			}
+
+			var pdb policyv1.PodDisruptionBudget
+			fromUnstructured(t, inst.one(t, "PodDisruptionBudget"), &pdb)
+			selects("the PodDisruptionBudget", pdb.Spec.Selector)
+			if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 {
+				t.Errorf("PodDisruptionBudget minAvailable %v, want 1", pdb.Spec.MinAvailable)
+			}
+
+			var svc corev1.Service
+			fromUnstructured(t, inst.oneNamed(t, "Service", "metrics"), &svc)
+			selects("the metrics Service", metav1.SetAsLabelSelector(svc.Spec.Selector))
+			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "metrics" {
+				t.Errorf("metrics Service ports %v, want one to the container's metrics port", svc.Spec.Ports)
+			}
+			if !slices.ContainsFunc(dep.Spec.Template.Spec.Containers[0].Ports, func(p corev1.ContainerPort) bool { return p.Name == "metrics" }) {
+				t.Error("the manager container has no port named metrics")
+			}
+			if !slices.Contains(dep.Spec.Template.Spec.Containers[0].Args, "--cert-metrics-service="+svc.Name) {
+				t.Errorf("the certificate does not cover metrics Service %s: args %v", svc.Name, dep.Spec.Template.Spec.Containers[0].Args)
+			}
+
+			keys := map[string]bool{}
+			for _, c := range dep.Spec.Template.Spec.TopologySpreadConstraints {
+				keys[c.TopologyKey] = true
+				selects("topology spread on "+c.TopologyKey, c.LabelSelector)
+				if c.WhenUnsatisfiable != corev1.ScheduleAnyway {
+					t.Errorf("topology spread on %s is %s; a default must not leave replicas pending on a one-node cluster", c.TopologyKey, c.WhenUnsatisfiable)
+				}
+			}
+			if !keys["kubernetes.io/hostname"] || !keys["topology.kubernetes.io/zone"] {
+				t.Errorf("the manager spreads over %v, want nodes and zones", keys)
+			}
+		})
+	}
 }
