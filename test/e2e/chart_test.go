@@ -13,11 +13,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/testenv"
 )
 
@@ -290,4 +292,123 @@ func TestInstallationsAreLevel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHelmNetworkPolicyAdmitsOnlySidecarsToTheControlPort evaluates the chart's
+// NetworkPolicy as an enforcing CNI would, for the manager's ports and a few
+// sources: an injected sidecar (labelled as the webhook labels it), an ordinary
+// pod, and Prometheus.
+func TestHelmNetworkPolicyAdmitsOnlySidecarsToTheControlPort(t *testing.T) {
+	root := testenv.Root()
+	type source struct {
+		name           string
+		pod, namespace labels.Set
+	}
+	sidecar := source{name: "sidecar", pod: labels.Set{naming.LabelLimiter: naming.LimiterInjected}, namespace: labels.Set{"kubernetes.io/metadata.name": "shop"}}
+	plain := source{name: "plain pod", pod: labels.Set{"app": "shop"}, namespace: labels.Set{"kubernetes.io/metadata.name": "shop"}}
+	prometheus := source{name: "prometheus", pod: labels.Set{"app.kubernetes.io/name": "prometheus"}, namespace: labels.Set{"kubernetes.io/metadata.name": "monitoring"}}
+
+	for _, tc := range []struct {
+		name string
+		set  []string
+		want map[string]map[string]bool // port -> source -> admitted
+	}{
+		{"default", nil, map[string]map[string]bool{
+			"control": {"sidecar": true, "plain pod": false, "prometheus": false},
+			"webhook": {"sidecar": true, "plain pod": true, "prometheus": true},
+			"probes":  {"sidecar": true, "plain pod": true, "prometheus": true},
+			"metrics": {"sidecar": true, "plain pod": true, "prometheus": true},
+		}},
+		{"metrics from prometheus", []string{
+			"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+			"networkPolicy.metricsFrom[0].podSelector.matchLabels.app\\.kubernetes\\.io/name=prometheus",
+		}, map[string]map[string]bool{
+			"control": {"sidecar": true, "plain pod": false, "prometheus": false},
+			"metrics": {"sidecar": false, "plain pod": false, "prometheus": true},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst := helmTemplate(t, root, tc.set...)
+			var np networkingv1.NetworkPolicy
+			fromUnstructured(t, inst.one(t, "NetworkPolicy"), &np)
+			var dep appsv1.Deployment
+			fromUnstructured(t, inst.one(t, "Deployment"), &dep)
+			sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+			if err != nil || sel.Empty() || !sel.Matches(labels.Set(dep.Spec.Template.Labels)) {
+				t.Fatalf("the NetworkPolicy selects %v, not the manager's pods (%v)", np.Spec.PodSelector, err)
+			}
+			if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+				t.Errorf("policyTypes %v; the manager's egress (API server, TokenReviews) must stay open", np.Spec.PolicyTypes)
+			}
+			// Every port the manager listens on is named by a rule, or an enforcing
+			// CNI would cut it off.
+			for _, p := range dep.Spec.Template.Spec.Containers[0].Ports {
+				if _, ok := ruleFor(np, p.Name); !ok {
+					t.Errorf("no ingress rule names the manager's port %s", p.Name)
+				}
+			}
+			for port, bySource := range tc.want {
+				for _, src := range []source{sidecar, plain, prometheus} {
+					want, ok := bySource[src.name]
+					if !ok {
+						continue
+					}
+					if got := admits(t, np, port, src.pod, src.namespace); got != want {
+						t.Errorf("port %s from %s: admitted %t, want %t", port, src.name, got, want)
+					}
+				}
+			}
+		})
+	}
+	off := helmTemplate(t, root, "networkPolicy.enabled=false")
+	for _, u := range off.objects {
+		if u.GetKind() == "NetworkPolicy" {
+			t.Error("networkPolicy.enabled=false still renders a NetworkPolicy")
+		}
+	}
+}
+
+// ruleFor returns the ingress rules that name port.
+func ruleFor(np networkingv1.NetworkPolicy, port string) ([]networkingv1.NetworkPolicyIngressRule, bool) {
+	var rules []networkingv1.NetworkPolicyIngressRule
+	for _, r := range np.Spec.Ingress {
+		for _, p := range r.Ports {
+			if p.Port != nil && p.Port.String() == port {
+				rules = append(rules, r)
+			}
+		}
+	}
+	return rules, len(rules) > 0
+}
+
+// admits: does any rule naming port let a pod with these labels, in a namespace
+// with these labels, in? (An empty from admits every source.)
+func admits(t *testing.T, np networkingv1.NetworkPolicy, port string, pod, ns labels.Set) bool {
+	t.Helper()
+	rules, _ := ruleFor(np, port)
+	for _, r := range rules {
+		if len(r.From) == 0 {
+			return true
+		}
+		for _, peer := range r.From {
+			if peer.IPBlock != nil {
+				continue
+			}
+			match := func(s *metav1.LabelSelector, l labels.Set) bool {
+				sel, err := metav1.LabelSelectorAsSelector(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return sel.Matches(l)
+			}
+			// A peer without namespaceSelector means the policy's own namespace.
+			nsOK := peer.NamespaceSelector != nil && match(peer.NamespaceSelector, ns) ||
+				peer.NamespaceSelector == nil && ns["kubernetes.io/metadata.name"] == np.Namespace
+			podOK := peer.PodSelector == nil || match(peer.PodSelector, pod)
+			if nsOK && podOK {
+				return true
+			}
+		}
+	}
+	return false
 }
