@@ -1,5 +1,7 @@
 // Command chartsync copies what controller-gen generates into the Helm chart, so the
-// chart and config/ can never disagree: the CRDs into charts/aiquota/crds, and the
+// chart and config/ can never disagree: the CRDs into charts/aiquota/templates/crds
+// as templates (behind crds.enabled, kept on uninstall with crds.keep, as
+// cert-manager's chart does; Helm never upgrades a chart's crds/ directory), and the
 // manager's RBAC rules (cluster-wide and in its own namespace) into
 // charts/aiquota/files, from where the chart's templates read them.
 //
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
@@ -37,15 +40,20 @@ func run(out string) error {
 	if len(crds) == 0 {
 		return errors.New("no CRDs in config/crd/bases")
 	}
-	if err := os.MkdirAll(filepath.Join(out, "crds"), 0o755); err != nil {
-		return fmt.Errorf("create crds dir: %w", err)
+	dir := filepath.Join(out, "templates", "crds")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create the CRD templates dir: %w", err)
 	}
 	for _, f := range crds {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return fmt.Errorf("read CRD: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(out, "crds", filepath.Base(f)), data, 0o644); err != nil {
+		tpl, err := crdTemplate(data)
+		if err != nil {
+			return fmt.Errorf("template %s: %w", f, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), tpl, 0o644); err != nil {
 			return fmt.Errorf("write CRD: %w", err)
 		}
 	}
@@ -83,4 +91,33 @@ func run(out string) error {
 		}
 	}
 	return nil
+}
+
+// crdMeta is where controller-gen's output names the CRD's metadata; the chart's
+// labels and the keep annotation go beside its annotation.
+var crdMeta = regexp.MustCompile(`(?m)^metadata:\n  annotations:\n    controller-gen\.kubebuilder\.io/version: .*\n`)
+
+// templateDelims are text the template engine would take for its own.
+var templateDelims = regexp.MustCompile(`\{\{|\}\}`)
+
+// crdTemplate wraps one CRD as the chart installs it: only with crds.enabled, with
+// the chart's labels, and with helm.sh/resource-policy: keep under crds.keep, so
+// uninstalling the release does not delete every quota, chain and policy.
+func crdTemplate(crd []byte) ([]byte, error) {
+	body := templateDelims.ReplaceAllFunc(bytes.TrimPrefix(crd, []byte("---\n")), func(d []byte) []byte {
+		return []byte(`{{ "` + string(d) + `" }}`)
+	})
+	loc := crdMeta.FindIndex(body)
+	if loc == nil {
+		return nil, errors.New("no controller-gen metadata block to add the chart's labels to")
+	}
+	var b bytes.Buffer
+	b.WriteString("{{- if .Values.crds.enabled }}\n")
+	b.WriteString(header)
+	b.Write(body[:loc[1]])
+	b.WriteString("    {{- if .Values.crds.keep }}\n    helm.sh/resource-policy: keep\n    {{- end }}\n")
+	b.WriteString("  labels:\n    {{- include \"aiquota.labels\" . | nindent 4 }}\n")
+	b.Write(body[loc[1]:])
+	b.WriteString("{{- end }}\n")
+	return b.Bytes(), nil
 }

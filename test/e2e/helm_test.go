@@ -107,7 +107,7 @@ func TestHelmChartLintsAndRendersEveryVariant(t *testing.T) {
 		return m
 	}
 	def := kinds(helmTemplate(t, root))
-	for kind, n := range map[string]int{"Deployment": 1, "MutatingWebhookConfiguration": 1, "Service": 3, "Secret": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1} {
+	for kind, n := range map[string]int{"CustomResourceDefinition": 3, "NetworkPolicy": 1, "Deployment": 1, "MutatingWebhookConfiguration": 1, "Service": 3, "Secret": 1, "ServiceAccount": 1, "PodDisruptionBudget": 1} {
 		if def[kind] != n {
 			t.Errorf("default render has %d %s, want %d", def[kind], kind, n)
 		}
@@ -130,7 +130,10 @@ func TestHelmChartLintsAndRendersEveryVariant(t *testing.T) {
 // validation and the release lifecycle works.
 func TestHelmInstallOnARealAPIServer(t *testing.T) {
 	root := testenv.Root()
-	env := startAPIServer(t)
+	env := startAPIServer(t, func(e *envtest.Environment) {
+		// The chart installs them; CRDs installed by envtest would not be Helm's.
+		e.CRDDirectoryPaths, e.ErrorIfCRDPathMissing = nil, false
+	})
 	kc, err := env.WriteKubeconfig(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +168,11 @@ func TestHelmInstallOnARealAPIServer(t *testing.T) {
 	got, _ = exec.CommandContext(t.Context(), testenv.Kubectl(), "--kubeconfig", kc, "get", "deployment,mutatingwebhookconfiguration", "-A", "-o", "name").CombinedOutput()
 	if strings.Contains(string(got), "aiquota") {
 		t.Errorf("helm uninstall left objects behind:\n%s", got)
+	}
+	// The CRDs stay (crds.keep), and with them every quota, chain and policy.
+	got, err = exec.CommandContext(t.Context(), testenv.Kubectl(), "--kubeconfig", kc, "get", "crd", "-o", "name").CombinedOutput()
+	if err != nil || strings.Count(string(got), "quota.aiquota.dev") != 3 {
+		t.Errorf("after helm uninstall the CRDs should be kept: %v\n%s", err, got)
 	}
 }
 
