@@ -305,7 +305,7 @@ func TestInstallationsAreLevel(t *testing.T) {
 }
 
 // TestHelmNetworkPolicyAdmitsOnlySidecarsToTheControlPort evaluates the chart's
-// NetworkPolicy as an enforcing CNI would, for the manager's ports and a few
+// and config/default's NetworkPolicy as an enforcing CNI would, for the manager's ports and a few
 // sources: an injected sidecar (labelled as the webhook labels it), an ordinary
 // pod, and Prometheus.
 func TestHelmNetworkPolicyAdmitsOnlySidecarsToTheControlPort(t *testing.T) {
@@ -319,17 +319,24 @@ func TestHelmNetworkPolicyAdmitsOnlySidecarsToTheControlPort(t *testing.T) {
 	prometheus := source{name: "prometheus", pod: labels.Set{"app.kubernetes.io/name": "prometheus"}, namespace: labels.Set{"kubernetes.io/metadata.name": "monitoring"}}
 
 	for _, tc := range []struct {
-		name string
-		set  []string
-		want map[string]map[string]bool // port -> source -> admitted
+		name      string
+		kustomize bool // config/default instead of the chart
+		set       []string
+		want      map[string]map[string]bool // port -> source -> admitted
 	}{
-		{"default", nil, map[string]map[string]bool{
+		{"config/default", true, nil, map[string]map[string]bool{
 			"control": {"sidecar": true, "plain pod": false, "prometheus": false},
 			"webhook": {"sidecar": true, "plain pod": true, "prometheus": true},
 			"probes":  {"sidecar": true, "plain pod": true, "prometheus": true},
 			"metrics": {"sidecar": true, "plain pod": true, "prometheus": true},
 		}},
-		{"metrics from prometheus", []string{
+		{"default", false, nil, map[string]map[string]bool{
+			"control": {"sidecar": true, "plain pod": false, "prometheus": false},
+			"webhook": {"sidecar": true, "plain pod": true, "prometheus": true},
+			"probes":  {"sidecar": true, "plain pod": true, "prometheus": true},
+			"metrics": {"sidecar": true, "plain pod": true, "prometheus": true},
+		}},
+		{"metrics from prometheus", false, []string{
 			"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
 			"networkPolicy.metricsFrom[0].podSelector.matchLabels.app\\.kubernetes\\.io/name=prometheus",
 		}, map[string]map[string]bool{
@@ -338,7 +345,12 @@ func TestHelmNetworkPolicyAdmitsOnlySidecarsToTheControlPort(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inst := helmTemplate(t, root, tc.set...)
+			var inst installation
+			if tc.kustomize {
+				inst = kustomize(t, root)
+			} else {
+				inst = helmTemplate(t, root, tc.set...)
+			}
 			var np networkingv1.NetworkPolicy
 			fromUnstructured(t, inst.one(t, "NetworkPolicy"), &np)
 			var dep appsv1.Deployment
