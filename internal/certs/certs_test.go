@@ -440,14 +440,15 @@ func TestBadSecretIsNotServed(t *testing.T) {
 	})
 }
 
-// TestOptions: bad options are refused with the flag's name; DNS names cover both
-// Services in both forms.
+// TestOptions: bad options are refused with the flag's name; DNS names cover the
+// webhook, control and metrics Services in both forms.
 func TestOptions(t *testing.T) {
 	o := certs.DefaultOptions()
 	o.Namespace = "ns"
 	want := []string{
 		"aiquota-webhook-service.ns.svc", "aiquota-webhook-service.ns.svc.cluster.local",
 		"aiquota-control.ns.svc", "aiquota-control.ns.svc.cluster.local",
+		"aiquota-metrics-service.ns.svc", "aiquota-metrics-service.ns.svc.cluster.local",
 	}
 	if diff := cmp.Diff(want, o.DNSNames()); diff != "" {
 		t.Errorf("DNSNames (-want +got):\n%s", diff)
