@@ -22,8 +22,9 @@ GOLANGCI_LINT := $(BIN)/golangci-lint
 GOLANGCI_LINT_KAL := $(BIN)/golangci-lint-kal
 
 # The tests' kube-apiserver and etcd, built from source at the versions pinned in
-# hack/envtest/go.mod; the first build takes minutes, later ones are instant.
-KUBEBUILDER_ASSETS = $(shell $(ROOT)/hack/build-control-plane.sh)
+# hack/envtest/go.mod; the first build takes minutes, later ones are instant. A
+# KUBEBUILDER_ASSETS set in the environment (setup-envtest's binaries) is used instead.
+KUBEBUILDER_ASSETS ?= $(shell $(ROOT)/hack/build-control-plane.sh)
 
 .PHONY: all
 all: build
@@ -82,7 +83,7 @@ docker-build: ## Build the manager and limiter images (IMG_MANAGER, IMG_LIMITER;
 ##@ Test
 
 .PHONY: envtest
-envtest: ## Build (once) the kube-apiserver and etcd the tests use; print their directory.
+envtest: ## Build (once) the kube-apiserver and etcd the tests use, or take KUBEBUILDER_ASSETS as set; print their directory.
 	@echo $(KUBEBUILDER_ASSETS)
 
 .PHONY: test

@@ -5,7 +5,24 @@
 # Versions are pinned in hack/envtest/go.mod; binaries land in bin/k8s/<stamp>/ and are
 # rebuilt only when that pin or this script changes (with a warm Go build cache that
 # is a relink of a minute or so). Prints the directory for KUBEBUILDER_ASSETS.
+#
+# A KUBEBUILDER_ASSETS already set (setup-envtest's binaries, say) is used as it is:
+# it is printed when it holds kube-apiserver and etcd, and refused otherwise, so a
+# typo does not turn into a ten-minute build.
 set -euo pipefail
+if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+	for b in kube-apiserver etcd; do
+		if [ ! -x "$KUBEBUILDER_ASSETS/$b" ]; then
+			echo "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no executable $b; fix it, or unset it to build the control plane from source" >&2
+			exit 1
+		fi
+	done
+	if [ ! -x "$KUBEBUILDER_ASSETS/kubectl" ]; then
+		echo "warning: KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no kubectl; the tests that drive kubectl and helm will fail" >&2
+	fi
+	echo "$KUBEBUILDER_ASSETS"
+	exit 0
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 mod="$root/hack/envtest"
 # Content only: sha256sum would also hash the file names, and so the path the script

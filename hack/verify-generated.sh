@@ -21,7 +21,7 @@ if [ -d "$tmp/webhook" ]; then
 fi
 
 go run ./hack/chartsync -out "$tmp/chart"
-diff -r "$tmp/chart/crds" charts/aiquota/crds || stale=1
+diff -r "$tmp/chart/templates/crds" charts/aiquota/templates/crds || stale=1
 diff -r "$tmp/chart/files" charts/aiquota/files || stale=1
 
 go run ./hack/apidocs >"$tmp/reference.md"

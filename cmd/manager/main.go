@@ -70,16 +70,18 @@ func run() error {
 	if !enableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
-	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts}
-	if secureMetrics {
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
-	}
-
-	// One serving certificate for the webhook and the control channel, loaded before
-	// the webhook server needs it.
+	// One serving certificate for the webhook, the control channel and the metrics
+	// endpoint, loaded before the webhook server needs it.
 	certMgr, err := certs.New(certOpts)
 	if err != nil {
 		return err
+	}
+	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts}
+	if secureMetrics {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		// Not controller-runtime's throwaway self-signed certificate: Prometheus
+		// verifies this one with the CA in the certificate Secret.
+		metricsOpts.TLSOpts = append(slices.Clone(tlsOpts), certMgr.TLSOpt())
 	}
 	webhookOpts.ExcludedNamespaces = append(webhookOpts.ExcludedNamespaces, certOpts.Namespace)
 	webhookServer := crwebhook.NewServer(crwebhook.Options{Port: webhookOpts.Port, TLSOpts: append(slices.Clone(tlsOpts), certMgr.TLSOpt())})

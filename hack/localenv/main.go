@@ -40,6 +40,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
@@ -92,6 +94,10 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 		return fmt.Errorf("create process log: %w", err)
 	}
 	defer logFile.Close()
+	// envtest and the clients log through controller-runtime's logger; without one,
+	// controller-runtime prints a stack trace saying so after 30 s. Their lines go to
+	// the process log with the processes'.
+	ctrllog.SetLogger(zap.New(zap.WriteTo(logFile)))
 	var procs []*harness.Process
 	stopProcs := func() {
 		for i := len(procs) - 1; i >= 0; i-- {

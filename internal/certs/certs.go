@@ -57,10 +57,12 @@ type Options struct {
 	Namespace string
 	// SecretName is the Secret holding the CA and the serving certificate.
 	SecretName string
-	// WebhookServiceName and ControlServiceName are the Services in Namespace that
-	// the certificate must be valid for.
+	// WebhookServiceName, ControlServiceName and MetricsServiceName are the Services
+	// in Namespace that the certificate must be valid for. The metrics endpoint
+	// serves this certificate too, so Prometheus can verify it with the CA.
 	WebhookServiceName string
 	ControlServiceName string
+	MetricsServiceName string
 	// ExtraDNSNames are further names the certificate covers.
 	ExtraDNSNames []string
 	// WebhookConfigName is the MutatingWebhookConfiguration whose caBundle is kept
@@ -89,6 +91,7 @@ func DefaultOptions() Options {
 		SecretName:         "aiquota-webhook-server-cert",
 		WebhookServiceName: "aiquota-webhook-service",
 		ControlServiceName: "aiquota-control",
+		MetricsServiceName: "aiquota-metrics-service",
 		WebhookConfigName:  "aiquota-pod-injector",
 		CertDir:            filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
 		CAValidity:         10 * 365 * 24 * time.Hour,
@@ -106,6 +109,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.SecretName, "cert-secret-name", o.SecretName, "Secret holding the CA and the serving certificate.")
 	fs.StringVar(&o.WebhookServiceName, "cert-webhook-service", o.WebhookServiceName, "Service of the injection webhook; the certificate is valid for <service>.<namespace>.svc.")
 	fs.StringVar(&o.ControlServiceName, "cert-control-service", o.ControlServiceName, "Service of the control channel; the certificate is valid for it too. Empty for none.")
+	fs.StringVar(&o.MetricsServiceName, "cert-metrics-service", o.MetricsServiceName, "Service of the metrics endpoint, which serves the certificate when --metrics-secure; it is valid for it too. Empty for none.")
 	fs.Func("cert-extra-dns-names", "Comma-separated further DNS names the certificate covers.", func(s string) error {
 		o.ExtraDNSNames = nil
 		for _, n := range strings.Split(s, ",") {
@@ -131,7 +135,7 @@ func (o *Options) DNSNames() []string {
 			names = append(names, n)
 		}
 	}
-	for _, svc := range []string{o.WebhookServiceName, o.ControlServiceName} {
+	for _, svc := range []string{o.WebhookServiceName, o.ControlServiceName, o.MetricsServiceName} {
 		if svc == "" {
 			continue
 		}

@@ -425,14 +425,15 @@ func TestBadSecretIsNotServed(t *testing.T) {
 	})
 }
 
-// TestOptions: bad options are refused with the flag's name; DNS names cover both
-// Services in both forms.
+// TestOptions: bad options are refused with the flag's name; DNS names cover the
+// webhook, control and metrics Services in both forms.
 func TestOptions(t *testing.T) {
 	o := certs.DefaultOptions()
 	o.Namespace = "ns"
 	want := []string{
 		"aiquota-webhook-service.ns.svc", "aiquota-webhook-service.ns.svc.cluster.local",
 		"aiquota-control.ns.svc", "aiquota-control.ns.svc.cluster.local",
+		"aiquota-metrics-service.ns.svc", "aiquota-metrics-service.ns.svc.cluster.local",
 	}
 	if diff := cmp.Diff(want, o.DNSNames()); diff != "" {
 		t.Errorf("DNSNames (-want +got):\n%s", diff)
@@ -447,7 +448,7 @@ func TestOptions(t *testing.T) {
 		"dir":          {func(o *certs.Options) { o.CertDir = "" }, "--cert-dir"},
 		"renew window": {func(o *certs.Options) { o.RenewBefore = o.CertValidity }, "--cert-renew-before"},
 		"no names": {func(o *certs.Options) {
-			o.WebhookServiceName, o.ControlServiceName, o.ExtraDNSNames = "", "", nil
+			o.WebhookServiceName, o.ControlServiceName, o.MetricsServiceName, o.ExtraDNSNames = "", "", "", nil
 		}, "--cert-extra-dns-names"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -472,19 +473,20 @@ func TestFlags(t *testing.T) {
 	o.BindFlags(fs)
 	if err := fs.Parse([]string{
 		"--cert-mode=cert-manager", "--cert-namespace=ops", "--cert-secret-name=s", "--cert-webhook-service=wh",
-		"--cert-control-service=", "--cert-extra-dns-names= a.example, ,b.example", "--cert-webhook-config=cfg",
+		"--cert-control-service=", "--cert-metrics-service=m", "--cert-extra-dns-names= a.example, ,b.example", "--cert-webhook-config=cfg",
 		"--cert-dir=/run/certs", "--cert-validity=48h", "--cert-renew-before=24h", "--cert-check-interval=5m",
 	}); err != nil {
 		t.Fatal(err)
 	}
 	want := certs.DefaultOptions()
 	want.Mode, want.Namespace, want.SecretName, want.WebhookServiceName, want.ControlServiceName = certs.ModeCertManager, "ops", "s", "wh", ""
+	want.MetricsServiceName = "m"
 	want.ExtraDNSNames, want.WebhookConfigName, want.CertDir = []string{"a.example", "b.example"}, "cfg", "/run/certs"
 	want.CertValidity, want.RenewBefore, want.CheckInterval = 48*time.Hour, 24*time.Hour, 5*time.Minute
 	if diff := cmp.Diff(want, o); diff != "" {
 		t.Errorf("options (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"wh.ops.svc", "wh.ops.svc.cluster.local", "a.example", "b.example"}, o.DNSNames()); diff != "" {
+	if diff := cmp.Diff([]string{"wh.ops.svc", "wh.ops.svc.cluster.local", "m.ops.svc", "m.ops.svc.cluster.local", "a.example", "b.example"}, o.DNSNames()); diff != "" {
 		t.Errorf("DNSNames (-want +got):\n%s", diff)
 	}
 }

@@ -26,8 +26,13 @@ import (
 )
 
 // The manager reads and writes one Secret in its own namespace (config/webhook
-// grants that with a Role); cluster-wide it only touches the webhook configuration.
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;update
+// grants that with a Role); cluster-wide it only touches the webhook configuration:
+// get and update by name (the chart's hack/chartsync substitutes the release's name
+// for aiquota-pod-injector, --cert-webhook-config). The rotator's cache lists and
+// watches webhook configurations without a field selector, which RBAC can only
+// allow for all of them.
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update,resourceNames=aiquota-pod-injector
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=list;watch
 
 // fieldOwner is the field manager of the caBundle writes.
 const fieldOwner = "aiquota-manager"

@@ -24,7 +24,7 @@ type CircuitPolicyReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies,verbs=get;list;watch
-// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies/status,verbs=get;patch
 
 func (r *CircuitPolicyReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {
 	err := ctrl.NewControllerManagedBy(mgr).

@@ -38,10 +38,12 @@ type ProviderQuotaReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas,verbs=get;list;watch
-// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas/status,verbs=get;patch
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=providerquotas/finalizers,verbs=update
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
+// Rendered ConfigMaps are created, then changed by merge patches only (configmap.go);
+// list and watch feed the cache of labelled ConfigMaps (newOwnedCache).
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {

@@ -22,7 +22,8 @@ import (
 	"github.com/aiquota/aiquota/internal/render"
 )
 
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// Events go through the manager's events.k8s.io recorder (GetEventRecorder); only
+// leader election writes core Events, in the manager's own namespace.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Options are the manager-wide facts every rendered config carries.

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -122,14 +124,14 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 
 	// The manager runs as its ServiceAccount, so config/'s RBAC is what it gets.
 	kubeconfig := serviceAccountKubeconfig(t, env, cs, managerNS, dep.Spec.Template.Spec.ServiceAccountName)
-	ports := freePorts(t, 2)
-	probePort, controlPort, webhookPort := ports[0], ports[1], env.Environment().WebhookInstallOptions.LocalServingPort
+	ports := freePorts(t, 3)
+	probePort, controlPort, metricsPort, webhookPort := ports[0], ports[1], ports[2], env.Environment().WebhookInstallOptions.LocalServingPort
 	certDir := t.TempDir()
 	args := append(slices.Clone(dep.Spec.Template.Spec.Containers[0].Args),
 		// Later flags win: replace what only makes sense in a cluster.
 		"--leader-election-namespace="+managerNS,
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort),
-		"--metrics-bind-address=0",
+		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort),
 		"--control-bind-address=127.0.0.1:"+strconv.Itoa(controlPort),
 		"--webhook-port="+strconv.Itoa(webhookPort),
 		"--cert-dir="+certDir,
@@ -170,6 +172,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 	if b, err := os.ReadFile(filepath.Join(certDir, "ca.crt")); err != nil || !bytes.Equal(b, secret.Data["ca.crt"]) {
 		t.Fatalf("ca.crt in the cert dir: %v", err)
 	}
+	checkMetricsTLS(t, install, dep, secret.Data["ca.crt"], metricsPort)
 
 	// The provider: the simulator, with the OpenAI and Anthropic accounts whose keys
 	// the Secrets below hold.
@@ -486,6 +489,39 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
+// checkMetricsTLS: Prometheus can verify the manager's metrics endpoint with the
+// CA of the certificate Secret (what the chart's ServiceMonitor names) under the
+// metrics Service's name, and the endpoint refuses a scrape without a token.
+func checkMetricsTLS(t *testing.T, install installation, dep appsv1.Deployment, ca []byte, port int) {
+	t.Helper()
+	svc := certs.DefaultOptions().MetricsServiceName
+	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+		if v, ok := strings.CutPrefix(a, "--cert-metrics-service="); ok {
+			svc = v
+		}
+	}
+	if !slices.ContainsFunc(install.objects, func(u *unstructured.Unstructured) bool {
+		return u.GetKind() == "Service" && u.GetName() == svc
+	}) {
+		t.Fatalf("the certificate covers metrics Service %s, which the installation does not have", svc)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("ca.crt of the certificate Secret holds no certificate")
+	}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool, ServerName: svc + "." + dep.Namespace + ".svc", MinVersion: tls.VersionTLS12,
+	}}}
+	resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatalf("scrape the manager's metrics verifying with the Secret's CA: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a scrape without a token got %d; want it refused", resp.StatusCode)
+	}
+}
+
 func httpOK(url string) error {
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(url)
@@ -622,6 +658,7 @@ func TestCertManagerComponent(t *testing.T) {
 	o := certs.DefaultOptions()
 	o.Namespace = dep.Namespace
 	o.WebhookServiceName = flags["cert-webhook-service"]
+	o.MetricsServiceName = flags["cert-metrics-service"]
 	if diff := cmp.Diff(o.DNSNames(), dnsNames); diff != "" {
 		t.Errorf("Certificate dnsNames differ from the names the manager checks (-manager +certificate):\n%s", diff)
 	}

@@ -40,6 +40,9 @@ func TestLocalDemo(t *testing.T) {
 		t.Fatalf("the demo failed: %v\n%s\nprocess logs:\n%s", err, out.String(), processLog)
 	}
 	got := out.String()
+	if strings.Contains(got, "log.SetLogger(...) was never called") {
+		t.Errorf("the demo prints controller-runtime's missing-logger stack trace:\n%s", got)
+	}
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`providerquota\.quota\.aiquota\.dev/openai-tier3 condition met`),
 		regexp.MustCompile(`fallbackchain\.quota\.aiquota\.dev/chat-default condition met`),

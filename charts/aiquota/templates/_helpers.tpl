@@ -26,3 +26,5 @@ app.kubernetes.io/component: manager
 {{- define "aiquota.controlService" -}}{{ include "aiquota.fullname" . }}-control{{- end -}}
 {{- define "aiquota.certSecret" -}}{{ include "aiquota.fullname" . }}-serving-cert{{- end -}}
 {{- define "aiquota.webhookConfig" -}}{{ include "aiquota.fullname" . }}-pod-injector{{- end -}}
+{{- define "aiquota.metricsService" -}}{{ include "aiquota.fullname" . }}-metrics{{- end -}}
+{{- define "aiquota.metricsScraper" -}}{{ include "aiquota.fullname" . }}-metrics-scraper{{- end -}}
