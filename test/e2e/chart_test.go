@@ -30,6 +30,7 @@ import (
 
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/testenv"
+	"github.com/aiquota/aiquota/internal/testkit"
 	"github.com/aiquota/aiquota/test/harness"
 )
 
@@ -578,7 +579,7 @@ func TestHelmUpgradeUpgradesTheCRDs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got *unstructured.Unstructured
-		eventually(t, "a CircuitPolicy to be created", time.Minute, func() error {
+		testkit.Eventually(t, time.Minute, "a CircuitPolicy to be created", func() error {
 			if err := c.Create(t.Context(), u.DeepCopy()); err != nil && !apierrors.IsAlreadyExists(err) {
 				return err
 			}
@@ -610,7 +611,7 @@ func TestHelmUpgradeUpgradesTheCRDs(t *testing.T) {
 	if _, ok := served.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"].Properties["upgradeProbe"]; !ok {
 		t.Fatal("after helm upgrade the CRD has no spec.upgradeProbe")
 	}
-	eventually(t, "the upgraded CRD's new field to be served", time.Minute, func() error {
+	testkit.Eventually(t, time.Minute, "the upgraded CRD's new field to be served", func() error {
 		name := fmt.Sprintf("after-%d", time.Now().UnixNano())
 		if v, ok := probe(name); !ok || v != "kept" {
 			return fmt.Errorf("spec.upgradeProbe = %q, %t", v, ok)
