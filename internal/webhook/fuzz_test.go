@@ -121,7 +121,7 @@ func FuzzHandle(f *testing.F) {
 		if err := json.Unmarshal(out, &injectedPod); err != nil {
 			t.Fatalf("patched pod does not decode: %v\n%s", err, out)
 		}
-		if !injected(&injectedPod) {
+		if !hasLimiterContainer(&injectedPod) {
 			t.Fatalf("patched pod has no limiter:\n%s", out)
 		}
 		again := inj.Handle(t.Context(), rawRequest("shop", out))
