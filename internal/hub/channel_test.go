@@ -28,7 +28,7 @@ func TestReportUpdatesStatus(t *testing.T) {
 	certs := newTestCerts(t)
 	ch := startChannel(t, certs, nil)
 	ns := newNamespace(t)
-	pod := newPod(t, ns, "app")
+	pod := newPodWith(t, ns, "app", injectedFor(t, hubapi.KindFallbackChain, "chat"))
 	token := podToken(t, pod)
 	createQuota(t, ns)
 	createChain(t, ns, "chat",
