@@ -150,7 +150,7 @@ func (inj *Injector) verifyInjected(pod *corev1.Pod, prior *priorLimiter, req po
 	if !samePorts(got.Ports, want.Ports) {
 		diffs = append(diffs, "its ports differ")
 	}
-	if !sameMounts(got.VolumeMounts, want.VolumeMounts) {
+	if !sameMounts(withoutAPIAccess(got.VolumeMounts), want.VolumeMounts) {
 		diffs = append(diffs, "its volume mounts differ")
 	}
 	if !equality.Semantic.DeepEqual(got.RestartPolicy, want.RestartPolicy) || !equality.Semantic.DeepEqual(got.Lifecycle, want.Lifecycle) {
@@ -190,6 +190,19 @@ func samePorts(a, b []corev1.ContainerPort) bool {
 			py = corev1.ProtocolTCP
 		}
 		return x.Name == y.Name && x.ContainerPort == y.ContainerPort && px == py && x.HostPort == y.HostPort
+	})
+}
+
+// serviceAccountDir is where the ServiceAccount admission plugin mounts the API
+// token into every container of a pod that does not opt out.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// withoutAPIAccess drops the ServiceAccount admission plugin's mount, which a
+// limiter injected earlier may have received; any other mount the injector did not
+// add (one over its config file, say) is a difference.
+func withoutAPIAccess(ms []corev1.VolumeMount) []corev1.VolumeMount {
+	return slices.DeleteFunc(slices.Clone(ms), func(m corev1.VolumeMount) bool {
+		return m.MountPath == serviceAccountDir && m.ReadOnly && m.SubPath == "" && m.SubPathExpr == ""
 	})
 }
 

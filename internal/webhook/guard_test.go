@@ -86,6 +86,17 @@ func TestAlreadyInjectedIsTheWebhooksOwnRecord(t *testing.T) {
 			limiterOf(p).VolumeMounts = limiterOf(p).VolumeMounts[:2]
 			return p
 		}, []string{"its volume mounts differ"}, false},
+		{"limiter with the API token the ServiceAccount plugin mounts", func(t *testing.T) *corev1.Pod {
+			p := goldenPod(t)
+			limiterOf(p).VolumeMounts = append(limiterOf(p).VolumeMounts, corev1.VolumeMount{Name: "kube-api-access-x1y2z", MountPath: serviceAccountDir, ReadOnly: true})
+			return p
+		}, nil, false},
+		{"limiter with a file mounted over its config", func(t *testing.T) *corev1.Pod {
+			p := goldenPod(t)
+			limiterOf(p).VolumeMounts = append(limiterOf(p).VolumeMounts, corev1.VolumeMount{Name: "mine", MountPath: naming.ConfigPath(), SubPath: naming.ConfigKey, ReadOnly: true})
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "mine", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "mine"}}}})
+			return p
+		}, []string{"its volume mounts differ"}, false},
 		{"config volume from another ConfigMap", func(t *testing.T) *corev1.Pod {
 			p := goldenPod(t)
 			p.Spec.Volumes[0].ConfigMap.Name = "my-config"

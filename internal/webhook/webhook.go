@@ -47,6 +47,7 @@ const eventAction = "InjectLimiter"
 
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=fallbackchains;providerquotas,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 
 // Injector is the admission handler.
 type Injector struct {
