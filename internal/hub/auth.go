@@ -138,7 +138,7 @@ type TokenReviewerOptions struct {
 	// Now is the clock, default time.Now.
 	Now func() time.Time
 	// OnReview is told the result of each TokenReview call ("authenticated",
-	// "refused", "error") and of each check that made none ("busy", "malformed"
+	// "refused", "error") and of each check that made none ("busy", "prefiltered"
 	// for a prefilter refusal, "sourceLimited"), for metrics.
 	OnReview func(result string)
 	// ReviewsPerSecondPerSource and ReviewBurstPerSource size each source
@@ -199,7 +199,7 @@ func (t *TokenReviewer) Authenticate(ctx context.Context, token, source string) 
 	now := t.now()
 	c, err := prefilter(token, t.audience, now)
 	if err != nil {
-		t.onReview("malformed")
+		t.onReview("prefiltered")
 		return Identity{}, err
 	}
 	key := sha256.Sum256([]byte(token))
