@@ -57,6 +57,16 @@ func TestReportsOnlyFromInjectedPods(t *testing.T) {
 		t.Errorf("status written from refused reports: %+v", st)
 	}
 
+	// A pod injected for the quota cannot write another quota's status through
+	// the providers its report names.
+	direct := newPod(t, ns, "direct")
+	other := podReport(direct, src, 1, "boot", time.Now(), 10, 1000)
+	other.Accounts[0].Provider = "anthropic"
+	if code, eb := ch.sendReport(t, podToken(t, direct), other); code != http.StatusForbidden || eb.Error.Code != hubapi.CodeNotInjected ||
+		!strings.Contains(eb.Error.Message, "is about ProviderQuota openai but names ProviderQuota anthropic") {
+		t.Fatalf("a quota's report naming another quota: %d %+v", code, eb)
+	}
+
 	injected := newPod(t, ns, "injected")
 	if code, eb := ch.sendReport(t, podToken(t, injected), podReport(injected, src, 1, "boot", time.Now(), 10, 1000)); code != http.StatusOK {
 		t.Fatalf("the injected pod's report: %d %+v", code, eb)

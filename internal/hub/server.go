@@ -131,6 +131,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		w.Header().Set("Retry-After", "5")
 		return refuse(w, http.StatusServiceUnavailable, hubapi.CodeUnavailable, "the API server could not be asked about the pod; retry later")
 	}
+	if msg := quotaScope(rep); msg != "" {
+		return refuse(w, http.StatusForbidden, hubapi.CodeNotInjected, msg)
+	}
 	if err := h.Aggregator.Ingest(rep); err != nil {
 		if errors.Is(err, ErrStale) {
 			return refuse(w, http.StatusConflict, hubapi.CodeStale, fmt.Sprintf("report %d of boot %s was already received", rep.Seq, rep.Boot.ID))
@@ -152,6 +155,36 @@ func authorize(id Identity, r *hubapi.Report) (code, msg string) {
 			r.Config.Kind, truncateText(r.Config.Namespace), truncateText(r.Config.Name), id.Namespace)
 	}
 	return "", ""
+}
+
+// quotaScope refuses a direct-use report that names another ProviderQuota than its
+// own: such a sidecar's config has that one provider, so anything else is made up
+// to write into another quota's status. A chain's report may name the chain's
+// quotas; those are not checked here.
+func quotaScope(r *hubapi.Report) string {
+	if r.Config.Kind != hubapi.KindProviderQuota {
+		return ""
+	}
+	var providers []string
+	for _, e := range r.Chain {
+		providers = append(providers, e.Provider)
+	}
+	for _, a := range r.Accounts {
+		providers = append(providers, a.Provider)
+	}
+	for _, q := range r.Queues {
+		providers = append(providers, q.Provider)
+	}
+	for _, b := range r.Breakers {
+		providers = append(providers, b.Provider)
+	}
+	for _, p := range providers {
+		if p != r.Config.Name {
+			return fmt.Sprintf("the report is about ProviderQuota %s but names ProviderQuota %s; a sidecar for one quota reports only about it",
+				truncateText(r.Config.Name), truncateText(p))
+		}
+	}
+	return ""
 }
 
 // sourceOf is the caller's address without the port: the TCP peer, never a

@@ -340,7 +340,7 @@ const (
 	CodeForbidden        = "forbidden"            // 403: token not bound to a pod
 	CodePodMismatch      = "podMismatch"          // 403: the report claims another pod than the token's
 	CodeNamespace        = "namespaceMismatch"    // 403: the report is about another namespace
-	CodeNotInjected      = "notInjected"          // 403: the pod's injection record does not name the report's configuration
+	CodeNotInjected      = "notInjected"          // 403: the pod's injection record does not name the report's configuration, or a quota's report names another quota
 	CodeMalformed        = "malformedReport"      // 400: not a valid report
 	CodeReadFailed       = "readFailed"           // 400: the body could not be read (the sender went away)
 	CodeTooLarge         = "reportTooLarge"       // 413
