@@ -4,12 +4,9 @@ import (
 	"container/list"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,9 +38,10 @@ type Identity struct {
 // Authenticator turns a bearer token into the pod identity it proves.
 type Authenticator interface {
 	// Authenticate returns ErrUnauthenticated (wrapped) for a token that proves
-	// nothing, ErrNotPodBound for a valid token of no pod, and any other error when
-	// the token could not be checked (the caller should retry).
-	Authenticate(ctx context.Context, token string) (Identity, error)
+	// nothing, ErrNotPodBound for a valid token of no pod, a *SourceLimitedError
+	// when source (the caller's address) has used up its checks for now, and any
+	// other error when the token could not be checked (the caller should retry).
+	Authenticate(ctx context.Context, token, source string) (Identity, error)
 }
 
 // Authentication failures.
@@ -53,13 +51,33 @@ var (
 	// ErrBusy: too many tokens are being reviewed already; the caller should come
 	// back later rather than wait (a fleet reconnecting to a new leader).
 	ErrBusy = errors.New("too many token reviews in progress")
+	// ErrSourceLimited: the caller's address has used up its token reviews for now
+	// (errors.Is matches a *SourceLimitedError).
+	ErrSourceLimited = errors.New("too many token reviews for this source address")
 )
+
+// SourceLimitedError is ErrSourceLimited with the time until the source may have
+// a token reviewed again.
+type SourceLimitedError struct{ RetryAfter time.Duration }
+
+func (e *SourceLimitedError) Error() string {
+	return fmt.Sprintf("%v; retry in %s", ErrSourceLimited, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, ErrSourceLimited) true.
+func (e *SourceLimitedError) Is(target error) bool { return target == ErrSourceLimited }
 
 // DefaultTokenCacheTTL is how long a reviewed token is trusted by default.
 const DefaultTokenCacheTTL = 2 * time.Minute
 
 // TokenReviewer checks tokens with the API server's TokenReview, for the control
 // channel's audience, and caches what it learns.
+//
+// A token is first read without verification (prefilter): one that is not a
+// well-formed JWT, has expired or is not for the audience is refused without a
+// review, so garbage costs the API server nothing. Each source address has a
+// token bucket of reviews (a small LRU of them), so one source sending tokens that
+// look right cannot use up the reviews other sidecars need.
 //
 // The cache is keyed by the SHA-256 of the token, never the token; it is bounded
 // (least recently used entries go first) and an entry lives at most TTL and never
@@ -80,6 +98,7 @@ type TokenReviewer struct {
 	now         func() time.Time
 	sem         chan struct{}
 	onReview    func(result string)
+	sources     *sourceLimiter
 
 	mu       sync.Mutex
 	entries  map[[32]byte]*list.Element
@@ -119,8 +138,16 @@ type TokenReviewerOptions struct {
 	// Now is the clock, default time.Now.
 	Now func() time.Time
 	// OnReview is told the result of each TokenReview call ("authenticated",
-	// "refused", "error"), for metrics.
+	// "refused", "error") and of each check that made none ("busy", "prefiltered"
+	// for a prefilter refusal, "sourceLimited"), for metrics.
 	OnReview func(result string)
+	// ReviewsPerSecondPerSource and ReviewBurstPerSource size each source
+	// address's token bucket of reviews, ReviewSources how many are remembered;
+	// defaults DefaultReviewsPerSecondPerSource, DefaultReviewBurstPerSource and
+	// DefaultReviewSources.
+	ReviewsPerSecondPerSource float64
+	ReviewBurstPerSource      int
+	ReviewSources             int
 }
 
 // NewTokenReviewer returns a reviewer that creates TokenReviews with c.
@@ -149,18 +176,33 @@ func NewTokenReviewer(c client.Client, o TokenReviewerOptions) *TokenReviewer {
 	if o.OnReview == nil {
 		o.OnReview = func(string) {}
 	}
+	if o.ReviewsPerSecondPerSource <= 0 {
+		o.ReviewsPerSecondPerSource = DefaultReviewsPerSecondPerSource
+	}
+	if o.ReviewBurstPerSource <= 0 {
+		o.ReviewBurstPerSource = DefaultReviewBurstPerSource
+	}
+	if o.ReviewSources <= 0 {
+		o.ReviewSources = DefaultReviewSources
+	}
 	return &TokenReviewer{
 		client: c, audience: o.Audience, ttl: o.TTL, negativeTTL: o.NegativeTTL, maxWait: o.MaxWait, now: o.Now,
 		sem: make(chan struct{}, o.MaxInFlight), onReview: o.OnReview,
+		sources: newSourceLimiter(o.ReviewsPerSecondPerSource, o.ReviewBurstPerSource, o.ReviewSources),
 		entries: map[[32]byte]*list.Element{}, order: list.New(), maxSize: o.MaxEntries,
 		inflight: map[[32]byte]*pendingReview{},
 	}
 }
 
 // Authenticate implements Authenticator.
-func (t *TokenReviewer) Authenticate(ctx context.Context, token string) (Identity, error) {
-	key := sha256.Sum256([]byte(token))
+func (t *TokenReviewer) Authenticate(ctx context.Context, token, source string) (Identity, error) {
 	now := t.now()
+	c, err := prefilter(token, t.audience, now)
+	if err != nil {
+		t.onReview("prefiltered")
+		return Identity{}, err
+	}
+	key := sha256.Sum256([]byte(token))
 	t.mu.Lock()
 	if el, ok := t.entries[key]; ok {
 		e := el.Value.(*cacheEntry)
@@ -181,6 +223,11 @@ func (t *TokenReviewer) Authenticate(ctx context.Context, token string) (Identit
 			return Identity{}, fmt.Errorf("wait for the token review: %w", ctx.Err())
 		}
 	}
+	if ok, wait := t.sources.allow(source, now); !ok {
+		t.mu.Unlock()
+		t.onReview("sourceLimited")
+		return Identity{}, &SourceLimitedError{RetryAfter: wait}
+	}
 	p := &pendingReview{done: make(chan struct{})}
 	t.inflight[key] = p
 	t.mu.Unlock()
@@ -189,7 +236,7 @@ func (t *TokenReviewer) Authenticate(ctx context.Context, token string) (Identit
 
 	t.mu.Lock()
 	delete(t.inflight, key)
-	if ttl := t.ttlFor(token, p.err, now); ttl > 0 {
+	if ttl := t.ttlFor(c.exp, p.err, now); ttl > 0 {
 		t.storeLocked(&cacheEntry{key: key, id: p.id, err: p.err, expires: now.Add(ttl)})
 	}
 	t.mu.Unlock()
@@ -198,8 +245,9 @@ func (t *TokenReviewer) Authenticate(ctx context.Context, token string) (Identit
 }
 
 // ttlFor is how long a result may be cached: a refusal briefly, an identity until
-// TTL or shortly before the token expires, and a failed check not at all.
-func (t *TokenReviewer) ttlFor(token string, err error, now time.Time) time.Duration {
+// TTL or shortly before the token expires (exp, read by the prefilter and now
+// verified), and a failed check not at all.
+func (t *TokenReviewer) ttlFor(exp time.Time, err error, now time.Time) time.Duration {
 	switch {
 	case errors.Is(err, ErrUnauthenticated) || errors.Is(err, ErrNotPodBound):
 		return t.negativeTTL
@@ -207,11 +255,8 @@ func (t *TokenReviewer) ttlFor(token string, err error, now time.Time) time.Dura
 		return 0
 	}
 	ttl := time.Duration(float64(t.ttl) * (0.8 + 0.2*rand.Float64()))
-	if exp, ok := tokenExpiry(token); ok {
-		// A reviewed token's claims are trustworthy; stop trusting it a little early.
-		ttl = min(ttl, exp.Sub(now)-5*time.Second)
-	}
-	return ttl
+	// Stop trusting the token a little before it expires.
+	return min(ttl, exp.Sub(now)-5*time.Second)
 }
 
 func (t *TokenReviewer) storeLocked(e *cacheEntry) {
@@ -290,29 +335,4 @@ func identityOf(st authenticationv1.TokenReviewStatus, audience string) (Identit
 		return Identity{}, fmt.Errorf("%w: service account %s/%s, no pod", ErrNotPodBound, ns, sa)
 	}
 	return Identity{Namespace: ns, ServiceAccount: sa, PodName: name[0], PodUID: uid[0]}, nil
-}
-
-// tokenExpiry reads the exp claim of a JWT without verifying it (the caller has had
-// the token verified). ok is false for anything that is not a JWT with an exp.
-func tokenExpiry(token string) (time.Time, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 || len(parts[1]) > 16<<10 {
-		return time.Time{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp json.RawMessage `json:"exp"`
-	}
-	if json.Unmarshal(payload, &claims) != nil {
-		return time.Time{}, false
-	}
-	// NumericDate, as the API server writes it: an integer of seconds.
-	exp, err := strconv.ParseInt(string(claims.Exp), 10, 64)
-	if err != nil || exp <= 0 || exp > 1<<40 {
-		return time.Time{}, false
-	}
-	return time.Unix(exp, 0), true
 }

@@ -29,7 +29,7 @@ func TestReportUpdatesStatus(t *testing.T) {
 	certs := newTestCerts(t)
 	ch := startChannel(t, certs, nil)
 	ns := newNamespace(t)
-	pod := newPod(t, ns, "app")
+	pod := newPodWith(t, ns, "app", injectedFor(t, hubapi.KindFallbackChain, "chat"))
 	token := podToken(t, pod)
 	createQuota(t, ns)
 	createChain(t, ns, "chat",
@@ -210,6 +210,14 @@ func TestRefusals(t *testing.T) {
 	}
 	if n := ch.metric(t, "aiquota_manager_control_reports_refused_total", map[string]string{"reason": hubapi.CodeUnauthenticated}); n != 4 {
 		t.Errorf("refused as unauthenticated: %v, want 4", n)
+	}
+	// The garbage and the other audience's token were refused unread; the forged
+	// and the unbound one each cost a TokenReview.
+	reviews := func(result string) float64 {
+		return ch.metric(t, "aiquota_manager_control_token_reviews_total", map[string]string{"result": result})
+	}
+	if pre, refused := reviews("prefiltered"), reviews("refused"); pre != 2 || refused != 2 {
+		t.Errorf("token checks: %v prefiltered, %v refused by a TokenReview; want 2, 2", pre, refused)
 	}
 	// The same report with the right token is accepted (the refusals were about
 	// the caller, not the report), and only then does the status change.

@@ -32,6 +32,7 @@ import (
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/testenv"
 	"github.com/aiquota/aiquota/internal/testkit"
+	"github.com/aiquota/aiquota/internal/webhook"
 )
 
 var (
@@ -258,8 +259,15 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
-// newPod creates a ServiceAccount and a Pod using it (pending: no kubelet runs).
+// newPod creates a ServiceAccount and a Pod using it (pending: no kubelet runs),
+// with the webhook's record of an injection for ProviderQuota "openai".
 func newPod(t *testing.T, ns, name string) *corev1.Pod {
+	t.Helper()
+	return newPodWith(t, ns, name, injectedFor(t, hubapi.KindProviderQuota, "openai"))
+}
+
+// newPodWith creates a ServiceAccount and a Pod using it with annotations.
+func newPodWith(t *testing.T, ns, name string, annotations map[string]string) *corev1.Pod {
 	t.Helper()
 	ctx := context.Background()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sa-" + name}}
@@ -267,7 +275,7 @@ func newPod(t *testing.T, ns, name string) *corev1.Pod {
 		t.Fatal(err)
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: sa.Name,
 			Containers:         []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}},
@@ -277,6 +285,24 @@ func newPod(t *testing.T, ns, name string) *corev1.Pod {
 		t.Fatal(err)
 	}
 	return pod
+}
+
+// injectedFor is the aiquota.dev/injected annotation the webhook writes for a pod
+// injected for the chain or quota kind/name (webhook.Summary, so the hub reads what
+// the webhook really writes).
+func injectedFor(t *testing.T, kind, name string) map[string]string {
+	t.Helper()
+	s := webhook.Summary{Version: webhook.SummaryVersion, Mode: webhook.ModeNativeSidecar, Image: "example.invalid/limiter:1", Port: 8787, AdminPort: 8788, Secrets: []string{"keys"}}
+	if kind == hubapi.KindFallbackChain {
+		s.FallbackChain, s.ConfigMap = name, naming.ChainConfigMap(name)
+	} else {
+		s.ProviderQuota, s.ConfigMap = name, naming.QuotaConfigMap(name)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{naming.AnnotationInject: "true", naming.AnnotationInjected: string(b)}
 }
 
 // tokenFor requests a token for the pod's ServiceAccount with audience, bound to

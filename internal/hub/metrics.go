@@ -46,7 +46,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"reason"}),
 		tokenReviews: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "control_token_reviews_total",
-			Help: "TokenReviews sent to the API server (cache misses), by result.",
+			Help: "Token checks that missed the cache, by result: a TokenReview's (authenticated, refused, error), or why none was sent (busy, prefiltered: malformed, expired or for another audience, refused unread; sourceLimited: the address used up its reviews).",
 		}, []string{"result"}),
 		activeSidecars: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "control_active_sidecars",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"mime"
 	"net"
@@ -18,11 +19,13 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/aiquota/aiquota/internal/hubapi"
+	"github.com/aiquota/aiquota/internal/naming"
 )
 
 // Handler serves the report endpoint: it authenticates the caller's pod-bound
 // service-account token, checks that the report is about that pod and its
-// namespace, and folds the report into the aggregator.
+// namespace and about the configuration the pod was injected for, and folds the
+// report into the aggregator.
 //
 // Only the leader aggregates. Every replica serves the endpoint, and one that does
 // not lead answers 503 notLeader with Retry-After and closes the connection, so the
@@ -31,8 +34,10 @@ import (
 type Handler struct {
 	Aggregator    *Aggregator
 	Authenticator Authenticator
-	Metrics       *Metrics
-	Log           logr.Logger
+	// Injections checks that the pod was injected for the report's configuration.
+	Injections *InjectionChecker
+	Metrics    *Metrics
+	Log        logr.Logger
 	// Leading is closed once this replica leads (mgr.Elected()).
 	Leading <-chan struct{}
 }
@@ -72,8 +77,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="aiquota-control"`)
 		return refuse(w, http.StatusUnauthorized, hubapi.CodeUnauthenticated, "no bearer token: send the pod's projected service-account token for audience aiquota.dev/control")
 	}
-	id, err := h.Authenticator.Authenticate(r.Context(), token)
+	id, err := h.Authenticator.Authenticate(r.Context(), token, sourceOf(r))
+	var limited *SourceLimitedError
 	switch {
+	case errors.As(err, &limited):
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(limited.RetryAfter.Seconds())))))
+		return refuse(w, http.StatusTooManyRequests, hubapi.CodeBusy, "too many tokens to check from this address; retry after the Retry-After delay")
 	case errors.Is(err, ErrUnauthenticated):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="aiquota-control", error="invalid_token"`)
 		return refuse(w, http.StatusUnauthorized, hubapi.CodeUnauthenticated, "the bearer token is not valid for audience aiquota.dev/control (expired, forged, or for another audience)")
@@ -112,6 +121,19 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	if code, msg := authorize(id, rep); code != "" {
 		return refuse(w, http.StatusForbidden, code, msg)
 	}
+	switch err := h.Injections.Check(r.Context(), id, rep.Config); {
+	case errors.Is(err, errNotInjected):
+		return refuse(w, http.StatusForbidden, hubapi.CodeNotInjected, fmt.Sprintf(
+			"%v; a pod may only report about the %s or %s its %s annotation names",
+			err, hubapi.KindFallbackChain, hubapi.KindProviderQuota, naming.AnnotationInjected))
+	case err != nil:
+		h.Log.Error(err, "pod lookup failed", "namespace", id.Namespace, "pod", id.PodName)
+		w.Header().Set("Retry-After", "5")
+		return refuse(w, http.StatusServiceUnavailable, hubapi.CodeUnavailable, "the API server could not be asked about the pod; retry later")
+	}
+	if msg := quotaScope(rep); msg != "" {
+		return refuse(w, http.StatusForbidden, hubapi.CodeNotInjected, msg)
+	}
 	if err := h.Aggregator.Ingest(rep); err != nil {
 		if errors.Is(err, ErrStale) {
 			return refuse(w, http.StatusConflict, hubapi.CodeStale, fmt.Sprintf("report %d of boot %s was already received", rep.Seq, rep.Boot.ID))
@@ -133,6 +155,46 @@ func authorize(id Identity, r *hubapi.Report) (code, msg string) {
 			r.Config.Kind, truncateText(r.Config.Namespace), truncateText(r.Config.Name), id.Namespace)
 	}
 	return "", ""
+}
+
+// quotaScope refuses a direct-use report that names another ProviderQuota than its
+// own: such a sidecar's config has that one provider, so anything else is made up
+// to write into another quota's status. A chain's report may name the chain's
+// quotas; those are not checked here.
+func quotaScope(r *hubapi.Report) string {
+	if r.Config.Kind != hubapi.KindProviderQuota {
+		return ""
+	}
+	var providers []string
+	for _, e := range r.Chain {
+		providers = append(providers, e.Provider)
+	}
+	for _, a := range r.Accounts {
+		providers = append(providers, a.Provider)
+	}
+	for _, q := range r.Queues {
+		providers = append(providers, q.Provider)
+	}
+	for _, b := range r.Breakers {
+		providers = append(providers, b.Provider)
+	}
+	for _, p := range providers {
+		if p != r.Config.Name {
+			return fmt.Sprintf("the report is about ProviderQuota %s but names ProviderQuota %s; a sidecar for one quota reports only about it",
+				truncateText(r.Config.Name), truncateText(p))
+		}
+	}
+	return ""
+}
+
+// sourceOf is the caller's address without the port: the TCP peer, never a
+// header the caller could set.
+func sourceOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func bearer(h string) (string, bool) {

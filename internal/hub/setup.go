@@ -52,6 +52,14 @@ type Options struct {
 	// TokenCacheTTL and TokenCacheSize bound the cache of token reviews.
 	TokenCacheTTL  time.Duration
 	TokenCacheSize int
+	// ReviewsPerSecondPerSource and ReviewBurstPerSource size the token bucket of
+	// TokenReviews each source address gets; ReviewSources is how many addresses'
+	// buckets are remembered.
+	ReviewsPerSecondPerSource float64
+	ReviewBurstPerSource      int
+	ReviewSources             int
+	// InjectedCacheSize bounds the pods whose injection record is remembered.
+	InjectedCacheSize int
 
 	// PodNamespace and PodName are the manager's own pod. When both are set, the
 	// elected leader labels its pod with LeaderLabel, which the control channel's
@@ -77,6 +85,11 @@ func DefaultOptions() Options {
 		StatusWriters:       8,
 		TokenCacheTTL:       DefaultTokenCacheTTL,
 		TokenCacheSize:      20000,
+
+		ReviewsPerSecondPerSource: DefaultReviewsPerSecondPerSource,
+		ReviewBurstPerSource:      DefaultReviewBurstPerSource,
+		ReviewSources:             DefaultReviewSources,
+		InjectedCacheSize:         DefaultInjectedCacheSize,
 	}
 }
 
@@ -89,6 +102,11 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.StatusWriters, "status-writers", o.StatusWriters, "Status patches of aggregated fields sent at once.")
 	fs.DurationVar(&o.TokenCacheTTL, "control-token-cache-ttl", o.TokenCacheTTL, "How long a verified sidecar token is trusted before it is reviewed again (capped by the token's expiry).")
 	fs.IntVar(&o.TokenCacheSize, "control-token-cache-size", o.TokenCacheSize, "Most verified tokens remembered (by hash).")
+	fs.Float64Var(&o.ReviewsPerSecondPerSource, "control-token-reviews-per-source", o.ReviewsPerSecondPerSource,
+		"TokenReviews per second one source address may cause (a token bucket per address; cached tokens and tokens refused unread cost none).")
+	fs.IntVar(&o.ReviewBurstPerSource, "control-token-review-burst-per-source", o.ReviewBurstPerSource, "Size of each source address's token bucket of TokenReviews.")
+	fs.IntVar(&o.ReviewSources, "control-token-review-sources", o.ReviewSources, "Most source addresses whose TokenReview buckets are remembered (least recently seen forgotten first).")
+	fs.IntVar(&o.InjectedCacheSize, "control-injected-cache-size", o.InjectedCacheSize, "Most pods whose aiquota.dev/injected record is remembered (by pod UID).")
 }
 
 // Enabled reports whether the options ask for a control channel.
@@ -148,14 +166,18 @@ func SetupWithManager(mgr manager.Manager, o Options) (*Channel, error) {
 	if auth == nil {
 		auth = NewTokenReviewer(mgr.GetClient(), TokenReviewerOptions{
 			TTL: o.TokenCacheTTL, MaxEntries: o.TokenCacheSize, Now: o.Now,
-			OnReview: func(result string) { m.tokenReviews.WithLabelValues(result).Inc() },
+			OnReview:                  func(result string) { m.tokenReviews.WithLabelValues(result).Inc() },
+			ReviewsPerSecondPerSource: o.ReviewsPerSecondPerSource, ReviewBurstPerSource: o.ReviewBurstPerSource, ReviewSources: o.ReviewSources,
 		})
 	}
 	agg := NewAggregator(o.Now, o.ExpiryIntervals)
 	ch := &Channel{
 		Aggregator: agg,
 		Metrics:    m,
-		Handler:    &Handler{Aggregator: agg, Authenticator: auth, Metrics: m, Log: log, Leading: mgr.Elected()},
+		Handler: &Handler{
+			Aggregator: agg, Authenticator: auth, Metrics: m, Log: log, Leading: mgr.Elected(),
+			Injections: NewInjectionChecker(mgr.GetAPIReader(), o.InjectedCacheSize, o.Now),
+		},
 		Writer: &StatusWriter{
 			Client: mgr.GetClient(), Pods: mgr.GetAPIReader(), Aggregator: agg, Metrics: m, Log: log,
 			Interval: o.StatusWriteInterval, Workers: o.StatusWriters, Now: o.Now,

@@ -340,6 +340,7 @@ const (
 	CodeForbidden        = "forbidden"            // 403: token not bound to a pod
 	CodePodMismatch      = "podMismatch"          // 403: the report claims another pod than the token's
 	CodeNamespace        = "namespaceMismatch"    // 403: the report is about another namespace
+	CodeNotInjected      = "notInjected"          // 403: the pod's injection record does not name the report's configuration, or a quota's report names another quota
 	CodeMalformed        = "malformedReport"      // 400: not a valid report
 	CodeReadFailed       = "readFailed"           // 400: the body could not be read (the sender went away)
 	CodeTooLarge         = "reportTooLarge"       // 413
@@ -347,7 +348,7 @@ const (
 	CodeStale            = "staleReport"          // 409: a sequence number already folded in
 	CodeNotLeader        = "notLeader"            // 503: this replica does not aggregate; retry
 	CodeUnavailable      = "unavailable"          // 503: the API server could not check the token; retry
-	CodeBusy             = "busy"                 // 503: too many tokens being checked; retry after Retry-After
+	CodeBusy             = "busy"                 // 503 (429 when this caller's address has had too many): too many tokens being checked; retry after Retry-After
 	CodeMethod           = "methodNotAllowed"     // 405
 	CodeNotFound         = "notFound"             // 404
 )

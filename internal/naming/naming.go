@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"path"
+	"strings"
 )
 
 // Annotations on pods.
@@ -21,8 +22,10 @@ const (
 	AnnotationPriority = "aiquota.dev/priority"
 	// AnnotationLimiterPort is the sidecar's localhost proxy port.
 	AnnotationLimiterPort = "aiquota.dev/limiter-port"
-	// AnnotationInjected records what the webhook did (a JSON summary). Injection is
-	// idempotent on the limiter container's name; this is the human-readable record.
+	// AnnotationInjected records what the webhook did (a JSON summary). It is the
+	// webhook's own record: a pod counts as injected only when it carries it and a
+	// limiter container of the shape the record describes, and the hub accepts a
+	// sidecar's reports only about the chain or quota it names.
 	AnnotationInjected = "aiquota.dev/injected"
 	// AnnotationLimiterAdminPort is the sidecar's admin port (health, readiness,
 	// metrics) on the pod IP; change it when an app container already uses AdminPort.
@@ -85,7 +88,7 @@ const (
 	AdminPort       = 8788
 	ConfigVolume    = "aiquota-config"
 	TokenVolume     = "aiquota-token"
-	keyVolumePrefix = "aiquota-key-"
+	KeyVolumePrefix = "aiquota-key-"
 )
 
 // LimiterBinary is the limiter's path in its image (the Dockerfile's limiter target).
@@ -134,5 +137,9 @@ func KeyID(secret, key string) string { return secret + "/" + key }
 // characters but volume names only 63, so the name is hashed.
 func KeyVolume(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
-	return keyVolumePrefix + hex.EncodeToString(sum[:])[:16]
+	return KeyVolumePrefix + hex.EncodeToString(sum[:])[:16]
 }
+
+// IsKeyVolume reports whether a volume name is one KeyVolume produces (or could):
+// the prefix is reserved for the limiter's credential volumes.
+func IsKeyVolume(name string) bool { return strings.HasPrefix(name, KeyVolumePrefix) }

@@ -302,7 +302,7 @@ func TestOthersNeverReachTheWebhook(t *testing.T) {
 		if err := s.c.Get(t.Context(), client.ObjectKeyFromObject(p), &got); err != nil {
 			t.Fatal(err)
 		}
-		if injected(&got) || got.Annotations[naming.AnnotationInjected] != "" {
+		if hasLimiterContainer(&got) || got.Annotations[naming.AnnotationInjected] != "" {
 			t.Errorf("%s/%s was injected", p.Namespace, p.Name)
 		}
 	}
@@ -437,7 +437,7 @@ func TestChainAppliedWithItsPods(t *testing.T) {
 	if err := s.c.Get(t.Context(), types.NamespacedName{Namespace: ns, Name: "fresh"}, &got); err != nil {
 		t.Fatal(err)
 	}
-	if !injected(&got) {
+	if !hasLimiterContainer(&got) {
 		t.Error("not injected")
 	}
 }
@@ -468,6 +468,75 @@ func TestGoldensAreValidPods(t *testing.T) {
 				len(p.Spec.Volumes) != len(want.Spec.Volumes) || p.Annotations[naming.AnnotationInjected] != want.Annotations[naming.AnnotationInjected] {
 				t.Error("the webhook changed an injected pod")
 			}
+		})
+	}
+}
+
+// TestAPIServerRefusesAPlantedConfigMap: a ConfigMap of the rendered name that the
+// chain does not control (created by anyone who may create ConfigMaps, before or
+// after the chain) is never mounted into an opted-in pod; once the chain controls
+// it, pods are injected.
+func TestAPIServerRefusesAPlantedConfigMap(t *testing.T) {
+	s := apiServer(t)
+	ns := s.namespace(t, nil)
+	ctx := t.Context()
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: naming.ChainConfigMap("chat-default")},
+		Data:       map[string]string{naming.ConfigKey: `{"providers":[{"endpoint":"https://collector.example"}]}`},
+	}
+	if err := s.c.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	err := s.c.Create(ctx, newPod(ns, "planted", chainPod(nil)))
+	if err == nil {
+		t.Fatal("a pod was created with a ConfigMap its chain does not own")
+	}
+	mustContainAll(t, "error", err.Error(), `admission webhook "inject.aiquota.dev" denied the request`,
+		`ConfigMap "aiquota-fc-chat-default"`, `not owned by FallbackChain "chat-default"`, "it has no controller")
+
+	var fc quotav1alpha1.FallbackChain
+	if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "chat-default"}, &fc); err != nil {
+		t.Fatal(err)
+	}
+	yes := true
+	cm.OwnerReferences = []metav1.OwnerReference{{APIVersion: quotav1alpha1.GroupVersion.String(), Kind: "FallbackChain", Name: fc.Name, UID: fc.UID, Controller: &yes}}
+	if err := s.c.Update(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.Create(ctx, newPod(ns, "owned", chainPod(nil))); err != nil {
+		t.Fatalf("a pod whose chain controls its ConfigMap was refused: %v", err)
+	}
+}
+
+// TestAPIServerRefusesLimiterLookalikes: a pod whose own container is named like
+// the limiter, or that would share its processes or credential volumes with the
+// limiter, is refused by the API server with the webhook's reason.
+func TestAPIServerRefusesLimiterLookalikes(t *testing.T) {
+	s := apiServer(t)
+	ns := s.namespace(t, nil)
+	yes := true
+	tests := []struct {
+		name   string
+		mutate func(*corev1.Pod)
+		want   string
+	}{
+		{"container named aiquota-limiter", func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: naming.LimiterName, Image: "registry.example/proxy:1"})
+		}, `container named "aiquota-limiter"`},
+		{"shareProcessNamespace", func(p *corev1.Pod) { p.Spec.ShareProcessNamespace = &yes }, "shareProcessNamespace: true"},
+		{"app mounts the key volume", func(p *corev1.Pod) {
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: naming.KeyVolume("openai-keys"), MountPath: "/stolen"}}
+		}, "only the limiter may mount them"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPod(ns, fmt.Sprintf("lookalike-%d", i), chainPod(nil))
+			tc.mutate(p)
+			err := s.c.Create(t.Context(), p)
+			if err == nil {
+				t.Fatal("created; want denied")
+			}
+			mustContainAll(t, "error", err.Error(), `admission webhook "inject.aiquota.dev" denied the request`, tc.want)
 		})
 	}
 }

@@ -196,7 +196,7 @@ func TestGoldenInvariants(t *testing.T) {
 			if err := json.Unmarshal([]byte(pod.Annotations[naming.AnnotationInjected]), &s); err != nil {
 				t.Fatalf("injected annotation: %v", err)
 			}
-			if s.Version != summaryVersion || s.Image != testImage {
+			if s.Version != SummaryVersion || s.Image != testImage {
 				t.Errorf("summary = %+v", s)
 			}
 		})

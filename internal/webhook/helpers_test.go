@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -21,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
+	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/scheme"
 )
 
@@ -163,4 +166,12 @@ func mustContainAll(t testing.TB, what, s string, parts ...string) {
 func admit(t testing.TB, inj *Injector, podJSON []byte) admission.Response {
 	t.Helper()
 	return inj.Handle(context.Background(), admissionRequest(t, podJSON))
+}
+
+// hasLimiterContainer reports whether any container of the pod has the limiter's name.
+func hasLimiterContainer(pod *corev1.Pod) bool {
+	has := func(cs []corev1.Container) bool {
+		return slices.ContainsFunc(cs, func(c corev1.Container) bool { return c.Name == naming.LimiterName })
+	}
+	return has(pod.Spec.InitContainers) || has(pod.Spec.Containers)
 }

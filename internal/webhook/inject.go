@@ -21,8 +21,9 @@ const (
 	ModeContainer     = "container"
 )
 
-// summaryVersion is the shape of the injected annotation's JSON.
-const summaryVersion = 1
+// SummaryVersion is the shape of the injected annotation's JSON; the hub reads
+// the chain or quota a version-1 record names.
+const SummaryVersion = 1
 
 // Summary is the JSON recorded in the aiquota.dev/injected annotation: what the
 // webhook did to the pod, for people and tools reading the pod.
@@ -75,21 +76,10 @@ type conflictError struct{ msg string }
 
 func (e *conflictError) Error() string { return e.msg }
 
-// injected reports whether the pod already carries the limiter.
-func injected(pod *corev1.Pod) bool {
-	has := func(cs []corev1.Container) bool {
-		return slices.ContainsFunc(cs, func(c corev1.Container) bool { return c.Name == naming.LimiterName })
-	}
-	return has(pod.Spec.InitContainers) || has(pod.Spec.Containers)
-}
-
 // mutate computes the JSON patch that injects the limiter into pod. The patch is
 // built from targeted operations rather than a diff of re-encoded JSON, so fields
 // this build's API types do not know survive untouched.
 func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonpatch.JsonPatchOperation, *Summary, error) {
-	if pod.Spec.HostNetwork {
-		return nil, nil, &conflictError{"the pod uses hostNetwork: the limiter's localhost proxy and admin port would be shared with the whole node; run the app without hostNetwork"}
-	}
 	volumes := inj.volumes(t)
 	for _, v := range volumes {
 		if slices.ContainsFunc(pod.Spec.Volumes, func(pv corev1.Volume) bool { return pv.Name == v.Name }) {
@@ -106,7 +96,7 @@ func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonp
 	}
 
 	s := &Summary{
-		Version: summaryVersion, Mode: ModeContainer, Image: inj.opts.Image,
+		Version: SummaryVersion, Mode: ModeContainer, Image: inj.opts.Image,
 		FallbackChain: req.chain, ProviderQuota: req.quota, ConfigMap: t.configMap,
 		Port: req.port, AdminPort: req.adminPort, Secrets: t.secrets(),
 	}
@@ -173,7 +163,7 @@ func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonp
 		ops = append(ops, jsonpatch.NewOperation("add", "/spec/serviceAccountName", sa))
 	}
 
-	limiter := inj.container(req, t)
+	limiter := inj.container(inj.opts.NativeSidecar, req, t)
 	switch {
 	case !inj.opts.NativeSidecar:
 		ops = append(ops, jsonpatch.NewOperation("add", "/spec/containers/0", limiter))
@@ -276,7 +266,8 @@ func (inj *Injector) volumes(t *target) []corev1.Volume {
 	return vols
 }
 
-func (inj *Injector) container(req podRequest, t *target) corev1.Container {
+// container is the limiter container, as a native sidecar or as a plain container.
+func (inj *Injector) container(native bool, req podRequest, t *target) corev1.Container {
 	args := []string{
 		"--config", naming.ConfigPath(),
 		"--listen", "127.0.0.1:" + strconv.Itoa(int(req.port)),
@@ -341,7 +332,7 @@ func (inj *Injector) container(req podRequest, t *target) corev1.Container {
 		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
-	if inj.opts.NativeSidecar {
+	if native {
 		always := corev1.ContainerRestartPolicyAlways
 		c.RestartPolicy = &always
 	} else {

@@ -6,7 +6,10 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -25,6 +28,9 @@ type credential struct{ secret, key string }
 // target is what a pod's chain or quota resolved to.
 type target struct {
 	configMap string
+	// owner is the chain or quota the pod names: the only object whose ConfigMap
+	// the limiter may load.
+	owner ownerRef
 	// credentials are sorted and unique.
 	credentials []credential
 	// providers are the provider types involved, sorted and unique.
@@ -32,6 +38,12 @@ type target struct {
 	// warnings are problems that do not stop injection (a chain entry whose
 	// ProviderQuota is missing); they go into the admission response and an event.
 	warnings []string
+}
+
+// ownerRef identifies the chain or quota that must control the ConfigMap.
+type ownerRef struct {
+	kind, name, annotation string
+	uid                    types.UID
 }
 
 // secrets returns the credential Secrets' names, sorted and unique.
@@ -68,6 +80,50 @@ type resolver struct {
 	direct client.Reader
 }
 
+// checkConfigMap refuses a ConfigMap of the rendered name that the pod's chain or
+// quota does not control. Anyone who may create ConfigMaps in the namespace could
+// otherwise plant one (say, before the chain exists) that points the limiter, and
+// the keys it sends, at an endpoint of their choosing. The reconcilers never take
+// over a ConfigMap they did not create, so a missing one is admitted: it can only
+// be rendered by the owner (the sidecar's startup probe waits for it).
+//
+// The read is a metadata-only GET from the API server, not the cache: the
+// manager caches only the ConfigMaps it labels, and a planted one need not carry
+// the label; one GET per injected pod is the price.
+func (r *resolver) checkConfigMap(ctx context.Context, namespace string, t *target) error {
+	reader := r.direct
+	if reader == nil {
+		reader = r.cache
+	}
+	cm := &metav1.PartialObjectMetadata{}
+	cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+	key := types.NamespacedName{Namespace: namespace, Name: t.configMap}
+	err := reader.Get(ctx, key, cm)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get ConfigMap %s: %w", key, err)
+	}
+	o := t.owner
+	ref := metav1.GetControllerOfNoCopy(cm)
+	if ref != nil && ref.UID == o.uid && ref.Kind == o.kind && ref.Name == o.name {
+		if gv, err := schema.ParseGroupVersion(ref.APIVersion); err == nil && gv.Group == quotav1alpha1.GroupVersion.Group {
+			return nil
+		}
+	}
+	controlled := "it has no controller"
+	if ref != nil {
+		controlled = fmt.Sprintf("its controller is %s %s", ref.Kind, quote(ref.Name))
+		if ref.Kind == o.kind && ref.Name == o.name {
+			controlled = fmt.Sprintf("its controller is an earlier %s of that name (uid %s)", ref.Kind, ref.UID)
+		}
+	}
+	return &conflictError{fmt.Sprintf(
+		"ConfigMap %q in namespace %q is not owned by %s %q (annotation %s): %s, so the limiter would load a configuration aiquota did not render; delete or rename that ConfigMap and aiquota renders its own",
+		t.configMap, namespace, o.kind, o.name, o.annotation, controlled)}
+}
+
 func (r *resolver) get(ctx context.Context, key types.NamespacedName, obj client.Object) (bool, error) {
 	err := r.cache.Get(ctx, key, obj)
 	if apierrors.IsNotFound(err) && r.direct != nil {
@@ -98,7 +154,7 @@ func (r *resolver) resolveQuota(ctx context.Context, namespace, name string) (*t
 	if !found {
 		return nil, &notFoundError{kind: "ProviderQuota", name: name, namespace: namespace, annotation: naming.AnnotationProviderQuota}
 	}
-	t := &target{configMap: naming.QuotaConfigMap(name)}
+	t := &target{configMap: naming.QuotaConfigMap(name), owner: ownerRef{"ProviderQuota", name, naming.AnnotationProviderQuota, pq.UID}}
 	t.add(&pq)
 	t.normalize()
 	return t, nil
@@ -113,7 +169,7 @@ func (r *resolver) resolveChain(ctx context.Context, namespace, name string) (*t
 	if !found {
 		return nil, &notFoundError{kind: "FallbackChain", name: name, namespace: namespace, annotation: naming.AnnotationFallbackChain}
 	}
-	t := &target{configMap: naming.ChainConfigMap(name)}
+	t := &target{configMap: naming.ChainConfigMap(name), owner: ownerRef{"FallbackChain", name, naming.AnnotationFallbackChain, fc.UID}}
 	var missing []string
 	seen := map[string]bool{}
 	for _, e := range fc.Spec.Entries {

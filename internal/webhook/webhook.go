@@ -48,6 +48,7 @@ const eventAction = "InjectLimiter"
 
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=fallbackchains;providerquotas,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 
 // Injector is the admission handler.
 type Injector struct {
@@ -137,8 +138,12 @@ func (inj *Injector) decidePod(ctx context.Context, namespace string, pod *corev
 	if err != nil {
 		return inj.deny(err.Error())
 	}
-	if injected(pod) {
-		return decision{resp: admission.Allowed("the aiquota limiter is already injected")}
+	prior, err := priorInjection(pod)
+	if err != nil {
+		return inj.deny(err.Error())
+	}
+	if err := checkIsolation(pod, prior); err != nil {
+		return inj.deny(err.Error())
 	}
 
 	t, err := inj.resolver.resolve(ctx, namespace, preq)
@@ -156,9 +161,21 @@ func (inj *Injector) decidePod(ctx context.Context, namespace string, pod *corev
 		// The API server applies the webhook's failurePolicy to this error.
 		return decision{resp: admission.Errored(http.StatusInternalServerError, fmt.Errorf("resolve the pod's aiquota configuration: %w", err))}
 	}
+	var conflict *conflictError
+	switch err := inj.resolver.checkConfigMap(ctx, namespace, t); {
+	case errors.As(err, &conflict):
+		return inj.deny(conflict.Error())
+	case err != nil:
+		return decision{resp: admission.Errored(http.StatusInternalServerError, err)}
+	}
+	if prior != nil {
+		if err := inj.verifyInjected(pod, prior, preq, t); err != nil {
+			return inj.deny(err.Error())
+		}
+		return decision{resp: admission.Allowed("the aiquota limiter is already injected")}
+	}
 
 	ops, summary, err := inj.mutate(pod, preq, t)
-	var conflict *conflictError
 	switch {
 	case errors.As(err, &conflict):
 		return inj.deny(conflict.Error())

@@ -134,8 +134,12 @@ func runStatusScale(b *testing.B) {
 	podsStart := time.Now()
 	scaleParallel(b, len(specs), func(i int) error {
 		ns, k := fmt.Sprintf("scale-%02d", i/perNS), i%perNS
+		src := limiterconfig.Source{Kind: hubapi.KindFallbackChain, Namespace: ns, Name: fmt.Sprintf("fc-%d", k%scaleChainsPerNS), Generation: 1}
+		if k >= scaleChainPodsPerNS {
+			src = limiterconfig.Source{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: fmt.Sprintf("pq-%02d", k-scaleChainPodsPerNS), Generation: 1}
+		}
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("app-%03d", k)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("app-%03d", k), Annotations: injectedRecord(b, src.Kind, src.Name)},
 			Spec:       corev1.PodSpec{ServiceAccountName: "app", Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}}},
 		}
 		if err := c.Create(ctx, pod); err != nil {
@@ -147,10 +151,6 @@ func runStatusScale(b *testing.B) {
 		}}, metav1.CreateOptions{})
 		if err != nil {
 			return err
-		}
-		src := limiterconfig.Source{Kind: hubapi.KindFallbackChain, Namespace: ns, Name: fmt.Sprintf("fc-%d", k%scaleChainsPerNS), Generation: 1}
-		if k >= scaleChainPodsPerNS {
-			src = limiterconfig.Source{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: fmt.Sprintf("pq-%02d", k-scaleChainPodsPerNS), Generation: 1}
 		}
 		specs[i] = sidecarSpec{pod: hubapi.Pod{Namespace: ns, Name: pod.Name, UID: string(pod.UID)}, token: tr.Status.Token, source: src}
 		return nil
@@ -168,6 +168,8 @@ func runStatusScale(b *testing.B) {
 		"--cert-dir", b.TempDir(), "--cert-webhook-config", "",
 		"--control-bind-address", fmt.Sprintf("127.0.0.1:%d", controlPort),
 		"--control-cert-dir", certDir,
+		// Every sidecar here reports from 127.0.0.1: one source address for the fleet.
+		"--control-token-reviews-per-source", "1000000", "--control-token-review-burst-per-source", "1000000",
 	}, []string{"POD_NAMESPACE=aiquota-system"}, nil)
 	if err != nil {
 		b.Fatal(err)

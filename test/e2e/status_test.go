@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/render"
 	"github.com/aiquota/aiquota/internal/testenv"
+	"github.com/aiquota/aiquota/internal/webhook"
 	"github.com/aiquota/aiquota/test/harness"
 )
 
@@ -102,8 +104,10 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 		},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat-app"}},
 	)
+	// The webhook's record of an injection for the chain: the hub accepts reports
+	// only from pods it names the chain for (no webhook runs here).
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat-app-0"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat-app-0", Annotations: injectedRecord(t, hubapi.KindFallbackChain, "chat")},
 		Spec:       corev1.PodSpec{ServiceAccountName: "chat-app", Containers: []corev1.Container{{Name: "app", Image: "example.invalid/chat:1"}}},
 	}
 	mustCreateStatus(t, c, pod)
@@ -358,3 +362,20 @@ func mustRequest(t *testing.T, method, url, body string) *http.Request {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// injectedRecord is the aiquota.dev/injected annotation the webhook writes on a pod
+// it injected for the FallbackChain or ProviderQuota kind/name.
+func injectedRecord(t testing.TB, kind, name string) map[string]string {
+	t.Helper()
+	s := webhook.Summary{Version: webhook.SummaryVersion, Mode: webhook.ModeNativeSidecar, Port: naming.DefaultPort, AdminPort: naming.AdminPort, Secrets: []string{}}
+	if kind == hubapi.KindFallbackChain {
+		s.FallbackChain, s.ConfigMap = name, naming.ChainConfigMap(name)
+	} else {
+		s.ProviderQuota, s.ConfigMap = name, naming.QuotaConfigMap(name)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{naming.AnnotationInjected: string(b)}
+}
