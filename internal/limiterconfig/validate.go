@@ -11,6 +11,7 @@ import (
 var (
 	providerTypes = []string{ProviderOpenAI, ProviderAnthropic, ProviderGemini, ProviderDeepSeek, ProviderOpenAICompatible}
 	tokenizers    = []string{"", TokenizerO200kBase, TokenizerCl100kBase, TokenizerEstimate}
+	unlisted      = []string{"", UnlistedShareAccountLimits, UnlistedReject}
 	failureKinds  = []string{
 		FailureServerError, FailureUnavailable, FailureTimeout, FailureConnection, FailureRateLimited,
 		FailureCircuitOpen, FailureContextLengthExceeded, FailureQuotaExhausted,
@@ -27,7 +28,7 @@ func (c *Config) Validate() error {
 	if len(c.Providers) == 0 {
 		v.addf("providers", "must list at least one provider")
 	}
-	providers := map[string]bool{}
+	providers := map[string]*Provider{}
 	policies := map[string]bool{}
 	for i := range c.Policies {
 		p := &c.Policies[i]
@@ -45,10 +46,10 @@ func (c *Config) Validate() error {
 		path := fmt.Sprintf("providers[%d]", i)
 		if p.Name == "" {
 			v.addf(path+".name", "must not be empty")
-		} else if providers[p.Name] {
+		} else if providers[p.Name] != nil {
 			v.addf(path+".name", "%q is listed twice", p.Name)
 		}
-		providers[p.Name] = true
+		providers[p.Name] = p
 		v.provider(path, p)
 		if p.Policy != "" && !policies[p.Policy] {
 			v.addf(path+".policy", "names policy %q, which the document does not define", p.Policy)
@@ -97,6 +98,9 @@ func (v *validator) provider(path string, p *Provider) {
 		}
 	}
 	v.limits(path+".limits", &p.Limits)
+	if !slices.Contains(unlisted, p.UnlistedModels) {
+		v.addf(path+".unlistedModels", "is %q, want %s or %s", p.UnlistedModels, UnlistedShareAccountLimits, UnlistedReject)
+	}
 	if p.SafetyMarginPercent < 0 || p.SafetyMarginPercent > 50 {
 		v.addf(path+".safetyMarginPercent", "is %d, want 0..50", p.SafetyMarginPercent)
 	}
@@ -108,9 +112,12 @@ func (v *validator) provider(path string, p *Provider) {
 			v.addf(mp+".names", "must list at least one model name")
 		}
 		for k, n := range m.Names {
-			if n == "" {
+			switch {
+			case n == "":
 				v.addf(fmt.Sprintf("%s.names[%d]", mp, k), "must not be empty")
-			} else if names[n] {
+			case n == UnlistedPool:
+				v.addf(fmt.Sprintf("%s.names[%d]", mp, k), "%q names the pool of unlisted models; it cannot be a listed model", n)
+			case names[n]:
 				v.addf(fmt.Sprintf("%s.names[%d]", mp, k), "model %q is in more than one pool", n)
 			}
 			names[n] = true
@@ -184,18 +191,23 @@ func (v *validator) policy(path string, p *Policy) {
 	}
 }
 
-func (v *validator) chain(c *Chain, providers, policies map[string]bool) {
+func (v *validator) chain(c *Chain, providers map[string]*Provider, policies map[string]bool) {
 	if len(c.Entries) == 0 {
 		v.addf("chain.entries", "must list at least one entry")
 	}
 	seen := map[string]bool{}
 	for i, e := range c.Entries {
 		path := fmt.Sprintf("chain.entries[%d]", i)
-		if !providers[e.Provider] {
+		p := providers[e.Provider]
+		if p == nil {
 			v.addf(path+".provider", "names provider %q, which the document does not define", e.Provider)
 		}
-		if e.Model == "" {
+		switch {
+		case e.Model == "":
 			v.addf(path+".model", "must not be empty")
+		case p != nil && p.RejectsUnlisted() && !p.Lists(e.Model):
+			// The entry could never serve a request.
+			v.addf(path+".model", "%q is not listed by provider %q, which rejects unlisted models", e.Model, e.Provider)
 		}
 		if key := e.Provider + "\x00" + e.Model; seen[key] {
 			v.addf(path, "repeats %s/%s", e.Provider, e.Model)

@@ -162,7 +162,8 @@ func (e *errNoRoute) Error() string { return e.msg }
 // resolve picks the target. With a chain: a chain alias (or no model) goes to the
 // first entry that speaks the request's dialect, with the model rewritten; a model
 // equal to an entry's model goes to that entry. Without a chain: the provider of the
-// dialect that lists the model, else the only provider of that dialect.
+// dialect that lists the model, else the only provider of that dialect unless it
+// rejects unlisted models (a request without a model, such as a model list, passes).
 func (live *liveConfig) resolve(d provider.Dialect, model string) (route, error) {
 	if c := live.cfg.Chain; c != nil {
 		alias := model == "" || slices.Contains(c.ModelAliases, model)
@@ -201,6 +202,12 @@ func (live *liveConfig) resolve(d provider.Dialect, model string) (route, error)
 		}
 		only = up
 		n++
+	}
+	if n == 1 && model != "" && only.cfg.RejectsUnlisted() {
+		listed := only.cfg.ListedModels()
+		slices.Sort(listed)
+		return route{}, &errNoRoute{fmt.Sprintf("model %q is not served here: ProviderQuota %q accepts only the models it lists (spec.unlistedModels: reject): %s",
+			model, only.cfg.Name, strings.Join(listed, ", "))}
 	}
 	if n == 1 {
 		return route{up: only, model: model}, nil
