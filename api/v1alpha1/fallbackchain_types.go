@@ -63,7 +63,10 @@ type FallbackChainStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions: Ready, ReferencesResolved, ConfigRendered.
+	// conditions: Ready, ReferencesResolved, ConfigRendered. ConfigRendered has
+	// reason RenderedPartially while the config leaves out entries that cannot be
+	// used yet (a missing ProviderQuota, a model the quota rejects) or replaces a
+	// missing CircuitPolicy; it follows when they appear.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -255,7 +255,9 @@ type ProviderQuotaStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions: Ready, ReferencesResolved (credential Secrets exist),
-	// ConfigRendered (the limiter config for direct use is up to date).
+	// ConfigRendered (the limiter config for direct use is up to date; reason
+	// RenderedPartially while a missing CircuitPolicy is replaced by the built-in
+	// defaults).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

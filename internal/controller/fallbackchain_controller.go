@@ -96,15 +96,21 @@ func (r *FallbackChainReconciler) Reconcile(ctx context.Context, req reconcile.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// What exists is rendered, so that pods the webhook admitted start and use it;
+	// the config follows when a missing object appears (see docs/ARCHITECTURE.md).
 	var pub published
-	if len(res.missing) > 0 {
-		pub = r.blocked(chain, cmName, current, quotav1alpha1.ReasonReferencesUnresolved, "some references do not resolve (see ReferencesResolved).")
+	partial := append(slices.Clone(res.missing), res.rejected...)
+	if len(res.render.Spec.Entries) == 0 {
+		pub = r.blocked(chain, cmName, current, quotav1alpha1.ReasonReferencesUnresolved, "no entry can be used: "+joinProblems(partial)+".")
 	} else {
 		pub = r.publish(ctx, chain, kindFallbackChain, cmName, current, func() (*limiterconfig.Config, error) {
-			return render.Chain(chain, res.quotas, res.policies, r.render)
+			return render.Chain(res.render, res.quotas, res.policies, r.render)
 		})
+		markPartial(r.recorder, chain, &pub, partial,
+			"Entries whose ProviderQuota is missing, or whose model their quota rejects, are left out, and a missing CircuitPolicy is replaced by the policy that applies without it")
 	}
 	announceRendered(r.recorder, chain, pub, current)
+	partialReady := condition(quotav1alpha1.ConditionReady, len(partial) == 0, quotav1alpha1.ReasonRenderedPartially, joinProblems(partial))
 	// Quotas that exist but lack their Secrets do not block the config (pods wait for
 	// the Secret and start when it appears), but the chain is not ready to serve.
 	quotasReady := condition(quotav1alpha1.ConditionReady, true, quotav1alpha1.ReasonReady, "")
@@ -113,7 +119,7 @@ func (r *FallbackChainReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 
 	chain.Status.ObservedGeneration = chain.Generation
-	setConditions(&chain.Status.Conditions, chain.Generation, resolved, pub.condition, readyOf(resolved, pub.condition, quotasReady))
+	setConditions(&chain.Status.Conditions, chain.Generation, resolved, pub.condition, readyOf(resolved, pub.condition, partialReady, quotasReady))
 	chain.Status.ResolvedEntries = res.entries
 	chain.Status.ConfigMapName = pub.configMapName
 	if err := r.patchStatus(ctx, kindFallbackChain, chain, before, &before.Status, &chain.Status); err != nil {
@@ -129,8 +135,14 @@ type chainResolution struct {
 	quotas   []quotav1alpha1.ProviderQuota
 	policies []quotav1alpha1.CircuitPolicy
 	entries  []quotav1alpha1.ResolvedEntry
-	// missing are references that do not exist; they block rendering.
+	// render is the chain as rendered: the entries that can be used, with
+	// references to missing policies dropped (the policy that applies without
+	// them is used); quotas whose policy is missing are rendered likewise.
+	render *quotav1alpha1.FallbackChain
+	// missing are references that do not exist.
 	missing []problem
+	// rejected are entries for a model their quota does not list and rejects.
+	rejected []problem
 	// notReady are quotas whose credentials are missing.
 	notReady []problem
 }
@@ -170,7 +182,8 @@ func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alp
 		return p, nil
 	}
 
-	res := &chainResolution{}
+	res := &chainResolution{render: chain.DeepCopy()}
+	res.render.Spec.Entries = nil
 	// missingAt collects, per missing object, the entries that need it, so that each
 	// missing object is one problem however many entries name it.
 	type ref struct{ kind, name, via string }
@@ -192,7 +205,7 @@ func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alp
 		}
 		var quotaPolicy string
 		if q == nil {
-			gaps = append(gaps, fmt.Sprintf("ProviderQuota %q not found", e.ProviderQuotaRef.Name))
+			gaps = append(gaps, fmt.Sprintf("ProviderQuota %q not found: the entry is left out of the config until it exists", e.ProviderQuotaRef.Name))
 			miss(ref{kind: kindProviderQuota, name: e.ProviderQuotaRef.Name}, at)
 		} else {
 			entry.Provider = q.Spec.Provider
@@ -208,7 +221,7 @@ func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alp
 				return nil, err
 			}
 			if p == nil {
-				gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q not found", e.CircuitPolicyRef.Name))
+				gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q not found: until it exists the entry has the policy it would have without it", e.CircuitPolicyRef.Name))
 				miss(ref{kind: "CircuitPolicy", name: e.CircuitPolicyRef.Name}, at)
 			}
 		}
@@ -220,18 +233,32 @@ func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alp
 				return nil, err
 			}
 			if p == nil {
-				gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q, named by ProviderQuota %q, not found", quotaPolicy, q.Name))
+				gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q, named by ProviderQuota %q, not found: until it exists the quota's calls have the built-in defaults", quotaPolicy, q.Name))
 				miss(ref{kind: "CircuitPolicy", name: quotaPolicy, via: q.Name}, at)
 			}
 		}
+		// Gaps so far are missing references; a rejected model is not one.
+		entry.Resolved = len(gaps) == 0
+		rendered := e
+		switch {
+		case q == nil:
+		case !listsModel(q, e.Model) && q.Spec.UnlistedModels == quotav1alpha1.UnlistedModelsReject:
+			msg := fmt.Sprintf("model %q is not in ProviderQuota %q's model pools, and the quota rejects unlisted models: the entry is left out of the config", e.Model, q.Name)
+			gaps = append(gaps, msg)
+			res.rejected = append(res.rejected, problem{quotav1alpha1.ReasonRenderedPartially, fmt.Sprintf("%s: %s", at, msg)})
+		default:
+			if e.CircuitPolicyRef != nil && policies[e.CircuitPolicyRef.Name] == nil {
+				rendered.CircuitPolicyRef = nil
+			}
+			res.render.Spec.Entries = append(res.render.Spec.Entries, rendered)
+		}
 		if len(gaps) > 0 {
-			entry.Resolved = false
 			entry.Message = strings.Join(gaps, "; ")
 		} else if !listsModel(q, e.Model) {
-			// Allowed, as for any request to a quota: the model gets a pool of its
-			// own with the quota's limits. Said here because it is easy to miss that
-			// a quota with only per-model limits then leaves the model unlimited.
-			entry.Message = fmt.Sprintf("model %q is not in ProviderQuota %q's model pools: it gets a pool of its own with the quota's spec.limits", e.Model, q.Name)
+			// Allowed, as for any request to a quota. Said here because it is easy
+			// to miss that the model then shares the quota's spec.limits with every
+			// other unlisted model.
+			entry.Message = fmt.Sprintf("model %q is not in ProviderQuota %q's model pools: it shares the pool of unlisted models, with the quota's spec.limits", e.Model, q.Name)
 		}
 		res.entries = append(res.entries, entry)
 	}
@@ -251,6 +278,11 @@ func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alp
 		q := quotas[name]
 		if q == nil {
 			continue
+		}
+		if ref := q.Spec.CircuitPolicyRef; ref != nil && policies[ref.Name] == nil {
+			// Rendered with the built-in defaults until the policy exists.
+			q = q.DeepCopy()
+			q.Spec.CircuitPolicyRef = nil
 		}
 		res.quotas = append(res.quotas, *q)
 		if msg := credentialVerdict(q); msg != "" {
