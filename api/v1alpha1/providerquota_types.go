@@ -53,10 +53,14 @@ type ProviderQuotaSpec struct {
 	// endpoint is the provider's base URL, without the /v1 path. Omitted, it is the
 	// provider's public API (https://api.openai.com, https://api.anthropic.com,
 	// https://generativelanguage.googleapis.com, https://api.deepseek.com); required
-	// for openai-compatible. status.endpoint shows the one in use.
+	// for openai-compatible. status.endpoint shows the one in use. It must be https
+	// (the sidecars send the API key to it), except to a loopback address
+	// (localhost, 127.0.0.0/8, ::1) or an in-cluster Service (a host ending in .svc
+	// or .svc.cluster.local), where plain http does not leave the node or cluster.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ''",message="endpoint must be an absolute http or https URL"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(?i)http://') || self.matches('^(?i)http://(localhost|127([.][0-9]{1,3}){3}|\\\\[::1\\\\]|([a-z0-9]([-a-z0-9]*[a-z0-9])?[.])+svc([.]cluster[.]local)?)(:[0-9]{1,5})?(/.*)?$')",message="endpoint must use https: the API key would cross the network in cleartext; plain http is allowed only to loopback (localhost, 127.0.0.0/8, ::1) and to in-cluster Services (*.svc, *.svc.cluster.local)"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="endpoint must not carry a query or fragment"
 	Endpoint string `json:"endpoint,omitempty"`
 
