@@ -47,6 +47,7 @@ func TestProviderQuotaLifecycle(t *testing.T) {
 			Keys:                []limiterconfig.Key{{ID: "openai-key/api-key", File: "/var/run/aiquota/keys/openai-key/api-key"}},
 			Limits:              limiterconfig.Limits{RequestsPerMinute: 100, TokensPerMinute: 100000},
 			Models:              []limiterconfig.ModelPool{{Names: []string{"gpt-5.5"}}, {Names: []string{"gpt-4.1-mini"}}},
+			UnlistedModels:      limiterconfig.UnlistedShareAccountLimits,
 			SafetyMarginPercent: 2, LearnFromHeaders: true, Policy: "standard",
 		}},
 		Policies: []limiterconfig.Policy{namedDefaultPolicy("standard")},
