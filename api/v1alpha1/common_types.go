@@ -24,6 +24,11 @@ const (
 	ReasonInvalidSpec           = "InvalidSpec"
 	ReasonRenderFailed          = "RenderFailed"
 	ReasonReferencesUnresolved  = "ReferencesUnresolved"
+	// ReasonRenderedPartially: the ConfigMap holds a config of what exists. Entries
+	// whose ProviderQuota is missing (or that name a model their quota rejects) are
+	// left out, and a missing CircuitPolicy is replaced by the policy that applies
+	// without it, until the object appears.
+	ReasonRenderedPartially = "RenderedPartially"
 )
 
 // LocalObjectReference names an object in the same namespace.

@@ -26,9 +26,24 @@ var DefaultEndpoints = map[ProviderType]string{
 	ProviderDeepSeek:  "https://api.deepseek.com",
 }
 
+// UnlistedModelPolicy is what a ProviderQuota does with a model its spec.models
+// does not list.
+// +kubebuilder:validation:Enum=shareAccountLimits;reject
+type UnlistedModelPolicy string
+
+// Unlisted model policies.
+const (
+	// UnlistedModelsShareAccountLimits: every unlisted model draws on one pool with
+	// spec.limits.
+	UnlistedModelsShareAccountLimits UnlistedModelPolicy = "shareAccountLimits"
+	// UnlistedModelsReject: a request for an unlisted model is refused.
+	UnlistedModelsReject UnlistedModelPolicy = "reject"
+)
+
 // ProviderQuotaSpec declares one provider account (or several accounts of the same
 // tier) and the limits the limiter sidecars keep to when they call it.
 // +kubebuilder:validation:XValidation:rule="self.provider != 'openai-compatible' || has(self.endpoint)",message="endpoint is required when provider is openai-compatible",fieldPath=".endpoint"
+// +kubebuilder:validation:XValidation:rule="!has(self.unlistedModels) || self.unlistedModels != 'reject' || (has(self.models) && size(self.models) > 0)",message="unlistedModels: reject needs spec.models to list at least one model, or nothing could be called",fieldPath=".unlistedModels"
 type ProviderQuotaSpec struct {
 	// provider is the API family: openai, anthropic, gemini, deepseek or
 	// openai-compatible (any endpoint that speaks the OpenAI API).
@@ -38,10 +53,14 @@ type ProviderQuotaSpec struct {
 	// endpoint is the provider's base URL, without the /v1 path. Omitted, it is the
 	// provider's public API (https://api.openai.com, https://api.anthropic.com,
 	// https://generativelanguage.googleapis.com, https://api.deepseek.com); required
-	// for openai-compatible. status.endpoint shows the one in use.
+	// for openai-compatible. status.endpoint shows the one in use. It must be https
+	// (the sidecars send the API key to it), except to a loopback address
+	// (localhost, 127.0.0.0/8, ::1) or an in-cluster Service (a host ending in .svc
+	// or .svc.cluster.local), where plain http does not leave the node or cluster.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ''",message="endpoint must be an absolute http or https URL"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^(?i)http://') || self.matches('^(?i)http://(localhost|127([.][0-9]{1,3}){3}|\\\\[::1\\\\]|([a-z0-9]([-a-z0-9]*[a-z0-9])?[.])+svc([.]cluster[.]local)?)(:[0-9]{1,5})?(/.*)?$')",message="endpoint must use https: the API key would cross the network in cleartext; plain http is allowed only to loopback (localhost, 127.0.0.0/8, ::1) and to in-cluster Services (*.svc, *.svc.cluster.local)"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="endpoint must not carry a query or fragment"
 	Endpoint string `json:"endpoint,omitempty"`
 
@@ -68,8 +87,19 @@ type ProviderQuotaSpec struct {
 	// +optional
 	Limits QuotaLimits `json:"limits,omitempty"`
 
+	// unlistedModels says what a request for a model that spec.models does not list
+	// gets. shareAccountLimits (the default): all such models draw on one pool,
+	// named "(unlisted)" in status and metrics, with spec.limits and a 128K context
+	// window, so no choice of model names gets more than one pool's limits out of
+	// each account. reject: the sidecars refuse such a request with a 404 that names
+	// the listed models, so only spec.models may be used (a FallbackChain entry for
+	// an unlisted model is then left out of the chain's config).
+	// +optional
+	// +kubebuilder:default=shareAccountLimits
+	UnlistedModels UnlistedModelPolicy `json:"unlistedModels,omitempty"`
+
 	// models lists model pools with their own limits or metadata. A model that is not
-	// listed gets a pool of its own with spec.limits and a 128K context window.
+	// listed is served as spec.unlistedModels says.
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=atomic
@@ -166,6 +196,7 @@ type QuotaLimits struct {
 // pools limits per model family; dated snapshots share their model's limits).
 // +kubebuilder:validation:XValidation:rule="!has(self.maxOutputTokens) || !has(self.contextWindow) || self.maxOutputTokens <= self.contextWindow",message="maxOutputTokens must not exceed contextWindow",fieldPath=".maxOutputTokens"
 // +kubebuilder:validation:XValidation:rule="!has(self.additionalNames) || !(self.name in self.additionalNames)",message="additionalNames must not repeat name",fieldPath=".additionalNames"
+// +kubebuilder:validation:XValidation:rule="self.name != '(unlisted)' && (!has(self.additionalNames) || !('(unlisted)' in self.additionalNames))",message="(unlisted) is the name of the pool of unlisted models; it cannot be listed",fieldPath=".name"
 type ModelPool struct {
 	// name is the model name as requests carry it (e.g. "gpt-5.5"); it also names
 	// the pool in status and metrics.
@@ -223,8 +254,10 @@ type QueueSpec struct {
 
 // ProviderQuotaStatus is what the operator and the sidecars observe.
 type ProviderQuotaStatus struct {
-	// conditions are Ready, ReferencesResolved (credential Secrets exist),
-	// ConfigRendered (the limiter config for direct use is up to date).
+	// conditions: Ready, ReferencesResolved (credential Secrets exist),
+	// ConfigRendered (the limiter config for direct use is up to date; reason
+	// RenderedPartially while a missing CircuitPolicy is replaced by the built-in
+	// defaults).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

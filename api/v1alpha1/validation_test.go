@@ -127,6 +127,17 @@ func TestInvalidManifestsRejected(t *testing.T) {
 		{"pq endpoint not a URL", pq("  provider: openai\n  endpoint: api.openai.com\n" + cred), []string{"spec.endpoint", "absolute http or https URL"}},
 		{"pq endpoint ftp", pq("  provider: openai\n  endpoint: ftp://x.example\n" + cred), []string{"spec.endpoint", "absolute http or https URL"}},
 		{"pq endpoint query", pq("  provider: openai\n  endpoint: https://x.example/?a=b\n" + cred), []string{"spec.endpoint", "must not carry a query"}},
+		{"pq endpoint http public", pq("  provider: openai\n  endpoint: http://api.openai.com\n" + cred), []string{"spec.endpoint", "endpoint must use https", "cleartext"}},
+		{"pq endpoint http lookalike", pq("  provider: openai-compatible\n  endpoint: http://localhost.example.com:8080\n" + cred), []string{"spec.endpoint", "endpoint must use https"}},
+		{"pq endpoint http svc suffix", pq("  provider: openai-compatible\n  endpoint: http://llm.svc.example.com\n" + cred), []string{"spec.endpoint", "endpoint must use https"}},
+		{"pq endpoint upper-case http", pq("  provider: openai\n  endpoint: HTTP://api.openai.com\n" + cred), []string{"spec.endpoint", "endpoint must use https"}},
+		{"pq endpoint http userinfo", pq("  provider: openai-compatible\n  endpoint: http://localhost@evil.example.com\n" + cred), []string{"spec.endpoint", "endpoint must use https"}},
+		{"pq endpoint http loopback prefix", pq("  provider: openai-compatible\n  endpoint: http://127.0.0.1.evil.example.com\n" + cred), []string{"spec.endpoint", "endpoint must use https"}},
+		{"pq endpoint http private ip", pq("  provider: openai-compatible\n  endpoint: http://10.0.0.7:8000\n" + cred), []string{"spec.endpoint", "endpoint must use https"}},
+		{"pq unlisted unknown", pq("  provider: openai\n" + cred + "  unlistedModels: share\n"), []string{"spec.unlistedModels", "Unsupported value", "shareAccountLimits", "reject"}},
+		{"pq reject without models", pq("  provider: openai\n" + cred + "  unlistedModels: reject\n"), []string{"spec.unlistedModels", "reject needs spec.models"}},
+		{"pq model named unlisted", pq("  provider: openai\n" + cred + "  models: [{name: '(unlisted)'}]\n"), []string{"spec.models[0].name", "(unlisted) is the name of the pool of unlisted models"}},
+		{"pq additional name unlisted", pq("  provider: openai\n" + cred + "  models: [{name: m, additionalNames: ['(unlisted)']}]\n"), []string{"spec.models[0].name", "(unlisted) is the name of the pool of unlisted models"}},
 		{"pq zero rpm", pq("  provider: openai\n" + cred + "  limits: {requestsPerMinute: 0}\n"), []string{"spec.limits.requestsPerMinute", "greater than or equal to 1"}},
 		{"pq negative tpm", pq("  provider: openai\n" + cred + "  limits: {tokensPerMinute: -5}\n"), []string{"spec.limits.tokensPerMinute", "greater than or equal to 1"}},
 		{"pq rpm as string", pq("  provider: openai\n" + cred + "  limits: {requestsPerMinute: lots}\n"), []string{"spec.limits.requestsPerMinute", "integer"}},
@@ -198,6 +209,41 @@ func TestInvalidManifestsRejected(t *testing.T) {
 	}
 }
 
+// TestEndpointsAccepted: https anywhere, and plain http where the key does not
+// leave the node or the cluster.
+func TestEndpointsAccepted(t *testing.T) {
+	ns := newNamespace(t)
+	for i, endpoint := range []string{
+		"https://api.openai.com",
+		"https://llm.example.com:8443/openai",
+		"http://localhost:8080",
+		"http://LOCALHOST",
+		"http://127.0.0.1:9000",
+		"http://127.8.9.10",
+		"http://[::1]:8080",
+		"http://vllm.inference.svc:8000",
+		"http://vllm.inference.svc.cluster.local",
+		"http://vllm.inference.svc.cluster.local:8000/v1beta",
+		"Http://Vllm.Inference.SVC",
+	} {
+		manifest := fmt.Sprintf("apiVersion: quota.aiquota.dev/v1alpha1\nkind: ProviderQuota\nmetadata: {name: pq-%d}\nspec:\n  provider: openai-compatible\n  endpoint: %q\n  credentials: [{name: key}]\n", i, endpoint)
+		if _, err := createYAML(t, ns, manifest); err != nil {
+			t.Errorf("endpoint %s refused: %v", endpoint, err)
+		}
+	}
+}
+
+// TestUnlistedModelsValues: both values of the enum are accepted.
+func TestUnlistedModelsValues(t *testing.T) {
+	ns := newNamespace(t)
+	for _, v := range []quotav1alpha1.UnlistedModelPolicy{quotav1alpha1.UnlistedModelsShareAccountLimits, quotav1alpha1.UnlistedModelsReject} {
+		manifest := fmt.Sprintf("apiVersion: quota.aiquota.dev/v1alpha1\nkind: ProviderQuota\nmetadata: {name: pq-%s}\nspec:\n  provider: openai\n  credentials: [{name: key}]\n  unlistedModels: %s\n  models: [{name: gpt-5.5}]\n", strings.ToLower(string(v)), v)
+		if _, err := createYAML(t, ns, manifest); err != nil {
+			t.Errorf("unlistedModels %s refused: %v", v, err)
+		}
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -215,6 +261,7 @@ func TestDefaults(t *testing.T) {
 		Provider:            quotav1alpha1.ProviderOpenAI,
 		Credentials:         []quotav1alpha1.SecretKeyRef{{Name: "key", Key: "api-key"}},
 		Limits:              quotav1alpha1.QuotaLimits{RequestsPerMinute: 10},
+		UnlistedModels:      quotav1alpha1.UnlistedModelsShareAccountLimits,
 		SafetyMarginPercent: ptr[int32](2),
 		LearnFromHeaders:    ptr(true),
 		Queue:               quotav1alpha1.QueueSpec{MaxWait: dur("30s"), MaxDepth: ptr[int32](1000)},

@@ -91,15 +91,21 @@ func (r *FallbackChainReconciler) Reconcile(ctx context.Context, req reconcile.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// What exists is rendered, so that pods the webhook admitted start and use it;
+	// the config follows when a missing object appears (see docs/ARCHITECTURE.md).
 	var pub published
-	if len(res.missing) > 0 {
-		pub = r.blocked(chain, cmName, current, quotav1alpha1.ReasonReferencesUnresolved, "some references do not resolve (see ReferencesResolved).")
+	partial := append(slices.Clone(res.missing), res.rejected...)
+	if len(res.render.Spec.Entries) == 0 {
+		pub = r.blocked(chain, cmName, current, quotav1alpha1.ReasonReferencesUnresolved, "no entry can be used: "+joinProblems(partial)+".")
 	} else {
 		pub = r.publish(ctx, chain, kindFallbackChain, cmName, current, func() (*limiterconfig.Config, error) {
-			return render.Chain(chain, res.quotas, res.policies, r.render)
+			return render.Chain(res.render, res.quotas, res.policies, r.render)
 		})
+		markPartial(r.recorder, chain, &pub, partial,
+			"Entries whose ProviderQuota is missing, or whose model their quota rejects, are left out, and a missing CircuitPolicy is replaced by the policy that applies without it")
 	}
 	announceRendered(r.recorder, chain, pub, current)
+	partialReady := condition(quotav1alpha1.ConditionReady, len(partial) == 0, quotav1alpha1.ReasonRenderedPartially, joinProblems(partial))
 	// Quotas that exist but lack their Secrets do not block the config (pods wait for
 	// the Secret and start when it appears), but the chain is not ready to serve.
 	quotasReady := condition(quotav1alpha1.ConditionReady, true, quotav1alpha1.ReasonReady, "")
@@ -108,7 +114,7 @@ func (r *FallbackChainReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 
 	chain.Status.ObservedGeneration = chain.Generation
-	setConditions(&chain.Status.Conditions, chain.Generation, resolved, pub.condition, readyOf(resolved, pub.condition, quotasReady))
+	setConditions(&chain.Status.Conditions, chain.Generation, resolved, pub.condition, readyOf(resolved, pub.condition, partialReady, quotasReady))
 	chain.Status.ResolvedEntries = res.entries
 	chain.Status.ConfigMapName = pub.configMapName
 	if err := r.patchStatus(ctx, kindFallbackChain, chain, before, &before.Status, &chain.Status); err != nil {
@@ -129,8 +135,14 @@ type chainResolution struct {
 	quotas   []quotav1alpha1.ProviderQuota
 	policies []quotav1alpha1.CircuitPolicy
 	entries  []quotav1alpha1.ResolvedEntry
-	// missing are references that do not exist; they block rendering.
+	// render is the chain as rendered: the entries that can be used, with
+	// references to missing policies dropped (the policy that applies without
+	// them is used); quotas whose policy is missing are rendered likewise.
+	render *quotav1alpha1.FallbackChain
+	// missing are references that do not exist.
 	missing []problem
+	// rejected are entries for a model their quota does not list and rejects.
+	rejected []problem
 	// notReady are quotas whose credentials are missing.
 	notReady []problem
 }
@@ -144,19 +156,33 @@ func (r *FallbackChainReconciler) resolve(ctx context.Context, chain *quotav1alp
 		quotas: map[string]*quotav1alpha1.ProviderQuota{}, policies: map[string]*quotav1alpha1.CircuitPolicy{},
 		missingAt: map[missingRef][]string{},
 	}
-	res := &chainResolution{}
+	res := &chainResolution{render: chain.DeepCopy()}
+	res.render.Spec.Entries = nil
 	for i, e := range chain.Spec.Entries {
-		entry, err := rv.entry(fmt.Sprintf("spec.entries[%d]", i), e)
+		at := fmt.Sprintf("spec.entries[%d]", i)
+		entry, rendered, err := rv.entry(at, e)
 		if err != nil {
 			return nil, err
 		}
 		res.entries = append(res.entries, entry)
+		switch {
+		case rendered != nil:
+			res.render.Spec.Entries = append(res.render.Spec.Entries, *rendered)
+		case entry.Provider != "":
+			// The quota exists, so the entry was left out for its model.
+			res.rejected = append(res.rejected, problem{quotav1alpha1.ReasonRenderedPartially, fmt.Sprintf("%s: %s", at, rejectedModel(e.Model, e.ProviderQuotaRef.Name))})
+		}
 	}
 	res.missing = rv.missing()
 	for _, name := range sortedKeys(rv.quotas) {
 		q := rv.quotas[name]
 		if q == nil {
 			continue
+		}
+		if ref := q.Spec.CircuitPolicyRef; ref != nil && rv.policies[ref.Name] == nil {
+			// Rendered with the built-in defaults until the policy exists.
+			q = q.DeepCopy()
+			q.Spec.CircuitPolicyRef = nil
 		}
 		res.quotas = append(res.quotas, *q)
 		if msg := credentialVerdict(q); msg != "" {
@@ -195,17 +221,18 @@ func (rv *resolver) miss(k missingRef, at string) {
 	rv.missingAt[k] = append(rv.missingAt[k], at)
 }
 
-// entry resolves one chain entry, at field path at.
-func (rv *resolver) entry(at string, e quotav1alpha1.ChainEntry) (quotav1alpha1.ResolvedEntry, error) {
+// entry resolves one chain entry, at field path at, and returns it as rendered: nil
+// when it is left out of the config (its quota is missing, or rejects its model).
+func (rv *resolver) entry(at string, e quotav1alpha1.ChainEntry) (quotav1alpha1.ResolvedEntry, *quotav1alpha1.ChainEntry, error) {
 	entry := quotav1alpha1.ResolvedEntry{ProviderQuota: e.ProviderQuotaRef.Name, Model: e.Model, Resolved: true}
 	var gaps []string
 	q, err := lookup(rv.ctx, rv.client, rv.namespace, kindProviderQuota, e.ProviderQuotaRef.Name, rv.quotas)
 	if err != nil {
-		return entry, err
+		return entry, nil, err
 	}
 	var quotaPolicy string
 	if q == nil {
-		gaps = append(gaps, fmt.Sprintf("ProviderQuota %q not found", e.ProviderQuotaRef.Name))
+		gaps = append(gaps, fmt.Sprintf("ProviderQuota %q not found: the entry is left out of the config until it exists", e.ProviderQuotaRef.Name))
 		rv.miss(missingRef{kind: kindProviderQuota, name: e.ProviderQuotaRef.Name}, at)
 	} else {
 		entry.Provider = q.Spec.Provider
@@ -214,14 +241,16 @@ func (rv *resolver) entry(at string, e quotav1alpha1.ChainEntry) (quotav1alpha1.
 		}
 	}
 	entry.CircuitPolicy = quotaPolicy
+	entryPolicyMissing := false
 	if e.CircuitPolicyRef != nil {
 		entry.CircuitPolicy = e.CircuitPolicyRef.Name
 		p, err := lookup(rv.ctx, rv.client, rv.namespace, kindCircuitPolicy, e.CircuitPolicyRef.Name, rv.policies)
 		if err != nil {
-			return entry, err
+			return entry, nil, err
 		}
 		if p == nil {
-			gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q not found", e.CircuitPolicyRef.Name))
+			entryPolicyMissing = true
+			gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q not found: until it exists the entry has the policy it would have without it", e.CircuitPolicyRef.Name))
 			rv.miss(missingRef{kind: kindCircuitPolicy, name: e.CircuitPolicyRef.Name}, at)
 		}
 	}
@@ -230,23 +259,39 @@ func (rv *resolver) entry(at string, e quotav1alpha1.ChainEntry) (quotav1alpha1.
 	if quotaPolicy != "" && (e.CircuitPolicyRef == nil || e.CircuitPolicyRef.Name != quotaPolicy) {
 		p, err := lookup(rv.ctx, rv.client, rv.namespace, kindCircuitPolicy, quotaPolicy, rv.policies)
 		if err != nil {
-			return entry, err
+			return entry, nil, err
 		}
 		if p == nil {
-			gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q, named by ProviderQuota %q, not found", quotaPolicy, q.Name))
+			gaps = append(gaps, fmt.Sprintf("CircuitPolicy %q, named by ProviderQuota %q, not found: until it exists the quota's calls have the built-in defaults", quotaPolicy, q.Name))
 			rv.miss(missingRef{kind: kindCircuitPolicy, name: quotaPolicy, via: q.Name}, at)
 		}
 	}
+	// Gaps so far are missing references; a rejected model is not one.
+	entry.Resolved = len(gaps) == 0
+	var rendered *quotav1alpha1.ChainEntry
+	switch {
+	case q == nil:
+	case !listsModel(q, e.Model) && q.Spec.UnlistedModels == quotav1alpha1.UnlistedModelsReject:
+		gaps = append(gaps, rejectedModel(e.Model, q.Name))
+	default:
+		rendered = e.DeepCopy()
+		if entryPolicyMissing {
+			rendered.CircuitPolicyRef = nil
+		}
+	}
 	if len(gaps) > 0 {
-		entry.Resolved = false
 		entry.Message = strings.Join(gaps, "; ")
 	} else if !listsModel(q, e.Model) {
-		// Allowed, as for any request to a quota: the model gets a pool of its
-		// own with the quota's limits. Said here because it is easy to miss that
-		// a quota with only per-model limits then leaves the model unlimited.
-		entry.Message = fmt.Sprintf("model %q is not in ProviderQuota %q's model pools: it gets a pool of its own with the quota's spec.limits", e.Model, q.Name)
+		// Allowed, as for any request to a quota. Said here because it is easy
+		// to miss that the model then shares the quota's spec.limits with every
+		// other unlisted model.
+		entry.Message = fmt.Sprintf("model %q is not in ProviderQuota %q's model pools: it shares the pool of unlisted models, with the quota's spec.limits", e.Model, q.Name)
 	}
-	return entry, nil
+	return entry, rendered, nil
+}
+
+func rejectedModel(model, quota string) string {
+	return fmt.Sprintf("model %q is not in ProviderQuota %q's model pools, and the quota rejects unlisted models: the entry is left out of the config", model, quota)
 }
 
 // missing is one problem per missing object, in the order entries first named them.

@@ -101,23 +101,24 @@ func TestFallbackChainLifecycle(t *testing.T) {
 
 	// A quota's limits change: the chain re-renders.
 	update(t, f.qa, func(q *quotav1alpha1.ProviderQuota) { q.Spec.Limits.RequestsPerMinute = 111 })
-	cm, _ = waitConfig(t, f.ns, f.cmName, func(c *limiterconfig.Config) error {
+	waitConfig(t, f.ns, f.cmName, func(c *limiterconfig.Config) error {
 		if got := c.Providers[0].Limits.RequestsPerMinute; got != 111 {
 			return fmt.Errorf("qa requestsPerMinute %d", got)
 		}
 		return nil
 	})
 
-	// The quota is deleted: not Ready, the config stays as it was.
+	// The quota is deleted: not Ready, and the config keeps what exists (qa's
+	// two entries), so pods keep starting and working on those.
 	remove(t, f.qb)
 	c := waitCondition(t, chain, quotav1alpha1.ConditionReady, metav1.ConditionFalse, quotav1alpha1.ReasonProviderQuotaNotFound)
 	if !strings.Contains(c.Message, `ProviderQuota "qb" not found (spec.entries[2])`) {
 		t.Errorf("Ready message %q does not say which quota and entry", c.Message)
 	}
 	waitCondition(t, chain, quotav1alpha1.ConditionReferencesResolved, metav1.ConditionFalse, quotav1alpha1.ReasonProviderQuotaNotFound)
-	c = waitCondition(t, chain, quotav1alpha1.ConditionConfigRendered, metav1.ConditionFalse, quotav1alpha1.ReasonReferencesUnresolved)
-	if !strings.Contains(c.Message, "stale") {
-		t.Errorf("ConfigRendered message %q does not say the config is stale", c.Message)
+	c = waitCondition(t, chain, quotav1alpha1.ConditionConfigRendered, metav1.ConditionTrue, quotav1alpha1.ReasonRenderedPartially)
+	if !strings.Contains(c.Message, `ProviderQuota "qb" not found (spec.entries[2])`) || !strings.Contains(c.Message, "left out") {
+		t.Errorf("ConfigRendered message %q does not say what is left out", c.Message)
 	}
 	if got := chain.Status.ResolvedEntries[2]; got.Resolved || !strings.Contains(got.Message, `ProviderQuota "qb" not found`) || got.Provider != "" {
 		t.Errorf("resolvedEntries[2] = %+v", got)
@@ -125,16 +126,20 @@ func TestFallbackChainLifecycle(t *testing.T) {
 	if !chain.Status.ResolvedEntries[0].Resolved || chain.Status.ConfigMapName != f.cmName {
 		t.Errorf("status: %+v", chain.Status)
 	}
-	if kept := getConfigMap(t, f.ns, f.cmName); kept.ResourceVersion != cm.ResourceVersion {
-		t.Error("the stale ConfigMap was rewritten")
-	}
+	cm, _ = waitConfig(t, f.ns, f.cmName, func(c *limiterconfig.Config) error {
+		if len(c.Providers) != 1 || c.Providers[0].Name != "qa" || len(c.Chain.Entries) != 2 || c.Chain.Entries[1].Provider != "qa" {
+			return fmt.Errorf("providers %+v, entries %+v; want qa's two entries only", c.Providers, c.Chain.Entries)
+		}
+		return nil
+	})
 	waitEvent(t, chain, corev1.EventTypeWarning, quotav1alpha1.ReasonProviderQuotaNotFound, `ProviderQuota "qb" not found`)
+	waitEvent(t, chain, corev1.EventTypeWarning, quotav1alpha1.ReasonRenderedPartially, `ProviderQuota "qb" not found`)
 
 	// Recreated with other limits: Ready again, re-rendered.
 	create(t, providerQuota(f.ns, "qb", "b-key", 333, ""))
 	waitConfig(t, f.ns, f.cmName, func(c *limiterconfig.Config) error {
-		if got := c.Providers[1].Limits.RequestsPerMinute; got != 333 {
-			return fmt.Errorf("qb requestsPerMinute %d", got)
+		if len(c.Providers) != 2 || c.Providers[1].Limits.RequestsPerMinute != 333 {
+			return fmt.Errorf("providers %+v", c.Providers)
 		}
 		return nil
 	})
@@ -160,9 +165,10 @@ func TestFallbackChainLifecycle(t *testing.T) {
 
 func TestFallbackChainPolicyReferences(t *testing.T) {
 	f := newChainFixture(t)
-	cm, _ := waitConfig(t, f.ns, f.cmName, anyConfig)
+	waitConfig(t, f.ns, f.cmName, anyConfig)
 
-	// The policy, named by an entry and by quota qa, is deleted.
+	// The policy, named by an entry and by quota qa, is deleted: the config is
+	// rendered as if it were not named (built-in defaults) until it is back.
 	remove(t, f.policy)
 	c := waitCondition(t, f.chain, quotav1alpha1.ConditionReady, metav1.ConditionFalse, quotav1alpha1.ReasonCircuitPolicyNotFound)
 	for _, want := range []string{
@@ -174,17 +180,135 @@ func TestFallbackChainPolicyReferences(t *testing.T) {
 		}
 	}
 	waitCondition(t, f.qa, quotav1alpha1.ConditionReady, metav1.ConditionFalse, quotav1alpha1.ReasonCircuitPolicyNotFound)
-	if kept := getConfigMap(t, f.ns, f.cmName); kept.ResourceVersion != cm.ResourceVersion {
-		t.Error("the stale ConfigMap was rewritten")
-	}
+	waitCondition(t, f.chain, quotav1alpha1.ConditionConfigRendered, metav1.ConditionTrue, quotav1alpha1.ReasonRenderedPartially)
+	waitConfig(t, f.ns, f.cmName, func(c *limiterconfig.Config) error {
+		if len(c.Policies) != 0 || c.Providers[0].Policy != "" || len(c.Chain.Entries) != 3 || c.Chain.Entries[1].Policy != "" {
+			return fmt.Errorf("policies %+v, providers %+v, entries %+v; want all three entries on the built-in defaults", c.Policies, c.Providers, c.Chain.Entries)
+		}
+		return nil
+	})
 
 	create(t, policy(f.ns, "std", 9))
 	waitReady(t, f.chain)
 	waitConfig(t, f.ns, f.cmName, func(c *limiterconfig.Config) error {
-		if len(c.Policies) != 1 || c.Policies[0].FailureThreshold != 9 {
+		if len(c.Policies) != 1 || c.Policies[0].FailureThreshold != 9 || c.Chain.Entries[1].Policy != "std" {
 			return fmt.Errorf("policies %+v", c.Policies)
 		}
 		return nil
+	})
+}
+
+// TestChainCreationOrders: whatever order a chain and the objects it names are
+// created in, the chain's ConfigMap holds what exists as soon as one entry can be
+// used (the webhook admits a pod from then on too), and follows as the rest
+// appears.
+func TestChainCreationOrders(t *testing.T) {
+	t.Run("chain first, then its quotas", func(t *testing.T) {
+		ns := newNamespace(t)
+		create(t, secret(ns, "k", "api-key"))
+		chain := fallbackChain(ns, "c", entrySpec{"q1", "gpt-5.5", ""}, entrySpec{"q2", "gpt-4.1-mini", ""})
+		create(t, chain)
+		cmName := naming.ChainConfigMap("c")
+		c := waitCondition(t, chain, quotav1alpha1.ConditionConfigRendered, metav1.ConditionFalse, quotav1alpha1.ReasonReferencesUnresolved)
+		if !strings.Contains(c.Message, "no entry can be used") || !strings.Contains(c.Message, "No config has been rendered yet") {
+			t.Errorf("ConfigRendered message %q", c.Message)
+		}
+
+		create(t, providerQuota(ns, "q2", "k", 10, ""))
+		waitCondition(t, chain, quotav1alpha1.ConditionConfigRendered, metav1.ConditionTrue, quotav1alpha1.ReasonRenderedPartially)
+		waitCondition(t, chain, quotav1alpha1.ConditionReady, metav1.ConditionFalse, quotav1alpha1.ReasonProviderQuotaNotFound)
+		waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+			if len(c.Chain.Entries) != 1 || c.Chain.Entries[0].Provider != "q2" {
+				return fmt.Errorf("entries %+v, want q2's only", c.Chain.Entries)
+			}
+			return nil
+		})
+		if chain.Status.ConfigMapName != cmName || chain.Status.ResolvedEntries[0].Resolved || !chain.Status.ResolvedEntries[1].Resolved {
+			t.Errorf("status %+v", chain.Status)
+		}
+		waitEvent(t, chain, corev1.EventTypeWarning, quotav1alpha1.ReasonRenderedPartially, `ProviderQuota "q1" not found (spec.entries[0])`)
+
+		create(t, providerQuota(ns, "q1", "k", 10, ""))
+		waitReady(t, chain)
+		waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+			if len(c.Chain.Entries) != 2 || c.Chain.Entries[0].Provider != "q1" {
+				return fmt.Errorf("entries %+v, want both", c.Chain.Entries)
+			}
+			return nil
+		})
+		waitCondition(t, chain, quotav1alpha1.ConditionConfigRendered, metav1.ConditionTrue, quotav1alpha1.ReasonRendered)
+	})
+
+	t.Run("a quota first, then the chain, then the other quota", func(t *testing.T) {
+		ns := newNamespace(t)
+		create(t, secret(ns, "k", "api-key"), providerQuota(ns, "q1", "k", 10, ""))
+		chain := fallbackChain(ns, "c", entrySpec{"q1", "gpt-5.5", ""}, entrySpec{"q2", "gpt-4.1-mini", ""})
+		create(t, chain)
+		cmName := naming.ChainConfigMap("c")
+		waitCondition(t, chain, quotav1alpha1.ConditionConfigRendered, metav1.ConditionTrue, quotav1alpha1.ReasonRenderedPartially)
+		waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+			if len(c.Chain.Entries) != 1 || c.Chain.Entries[0].Provider != "q1" {
+				return fmt.Errorf("entries %+v, want q1's only", c.Chain.Entries)
+			}
+			return nil
+		})
+		create(t, providerQuota(ns, "q2", "k", 10, ""))
+		waitReady(t, chain)
+		waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+			if len(c.Chain.Entries) != 2 {
+				return fmt.Errorf("entries %+v, want both", c.Chain.Entries)
+			}
+			return nil
+		})
+	})
+
+	t.Run("missing CircuitPolicy", func(t *testing.T) {
+		ns := newNamespace(t)
+		create(t, secret(ns, "k", "api-key"), providerQuota(ns, "q", "k", 10, ""))
+		chain := fallbackChain(ns, "c", entrySpec{"q", "gpt-5.5", "later"})
+		create(t, chain)
+		cmName := naming.ChainConfigMap("c")
+		waitCondition(t, chain, quotav1alpha1.ConditionReady, metav1.ConditionFalse, quotav1alpha1.ReasonCircuitPolicyNotFound)
+		waitCondition(t, chain, quotav1alpha1.ConditionConfigRendered, metav1.ConditionTrue, quotav1alpha1.ReasonRenderedPartially)
+		waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+			if len(c.Chain.Entries) != 1 || c.Chain.Entries[0].Policy != "" || len(c.Policies) != 0 {
+				return fmt.Errorf("entries %+v, policies %+v; want the entry without its policy", c.Chain.Entries, c.Policies)
+			}
+			return nil
+		})
+		if e := chain.Status.ResolvedEntries[0]; e.Resolved || !strings.Contains(e.Message, `CircuitPolicy "later" not found`) {
+			t.Errorf("resolvedEntries[0] = %+v", e)
+		}
+		create(t, policy(ns, "later", 3))
+		waitReady(t, chain)
+		waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+			if c.Chain.Entries[0].Policy != "later" || len(c.Policies) != 1 || c.Policies[0].FailureThreshold != 3 {
+				return fmt.Errorf("entries %+v, policies %+v", c.Chain.Entries, c.Policies)
+			}
+			return nil
+		})
+	})
+
+	t.Run("entry for a model its quota rejects", func(t *testing.T) {
+		ns := newNamespace(t)
+		q := providerQuota(ns, "q", "k", 10, "")
+		q.Spec.UnlistedModels = quotav1alpha1.UnlistedModelsReject
+		create(t, secret(ns, "k", "api-key"), q)
+		chain := fallbackChain(ns, "c", entrySpec{"q", "gpt-5.5", ""}, entrySpec{"q", "made-up", ""})
+		create(t, chain)
+		c := waitCondition(t, chain, quotav1alpha1.ConditionReady, metav1.ConditionFalse, quotav1alpha1.ReasonRenderedPartially)
+		if !strings.Contains(c.Message, `spec.entries[1]: model "made-up" is not in ProviderQuota "q"'s model pools, and the quota rejects unlisted models`) {
+			t.Errorf("Ready message %q", c.Message)
+		}
+		waitConfig(t, ns, naming.ChainConfigMap("c"), func(c *limiterconfig.Config) error {
+			if len(c.Chain.Entries) != 1 || c.Chain.Entries[0].Model != "gpt-5.5" {
+				return fmt.Errorf("entries %+v, want gpt-5.5 only", c.Chain.Entries)
+			}
+			return nil
+		})
+		if e := chain.Status.ResolvedEntries[1]; !e.Resolved || !strings.Contains(e.Message, "left out") {
+			t.Errorf("resolvedEntries[1] = %+v", e)
+		}
 	})
 }
 
@@ -325,7 +449,7 @@ func TestEdgeCases(t *testing.T) {
 		c := fallbackChain(ns, "unlisted", entrySpec{"listed", "some-new-model", ""})
 		create(t, q, c)
 		waitReady(t, c)
-		if e := c.Status.ResolvedEntries[0]; !e.Resolved || !strings.Contains(e.Message, "pool of its own") {
+		if e := c.Status.ResolvedEntries[0]; !e.Resolved || !strings.Contains(e.Message, "shares the pool of unlisted models") {
 			t.Errorf("resolvedEntries[0] = %+v", e)
 		}
 	})

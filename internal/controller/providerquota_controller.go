@@ -110,9 +110,16 @@ func (r *ProviderQuotaReconciler) Reconcile(ctx context.Context, req reconcile.R
 	case endpointErr != nil:
 		pub = r.blocked(q, cmName, current, quotav1alpha1.ReasonInvalidSpec, endpointErr.Error()+".")
 	case len(policies) == 0 && q.Spec.CircuitPolicyRef != nil:
-		// A missing policy would silently change how calls fail; missing Secrets
-		// do not change the config, so they do not block it.
-		pub = r.blocked(q, cmName, current, quotav1alpha1.ReasonReferencesUnresolved, "the CircuitPolicy it names does not exist.")
+		// Rendered with the built-in defaults, so that pods the webhook admitted
+		// start (a FallbackChain does the same); conditions and an Event say so,
+		// and the config follows when the policy appears. Missing Secrets do not
+		// change the config at all.
+		withoutPolicy := q.DeepCopy()
+		withoutPolicy.Spec.CircuitPolicyRef = nil
+		pub = r.publish(ctx, q, kindProviderQuota, cmName, current, func() (*limiterconfig.Config, error) {
+			return render.Quota(withoutPolicy, nil, r.render)
+		})
+		markPartial(r.recorder, q, &pub, problems[:1], "Calls have the built-in circuit-breaker and retry defaults until the CircuitPolicy exists")
 	default:
 		pub = r.publish(ctx, q, kindProviderQuota, cmName, current, func() (*limiterconfig.Config, error) {
 			return render.Quota(q, policies, r.render)

@@ -48,6 +48,7 @@ func TestProviderQuotaLifecycle(t *testing.T) {
 			Keys:                []limiterconfig.Key{{ID: "openai-key/api-key", File: "/var/run/aiquota/keys/openai-key/api-key"}},
 			Limits:              limiterconfig.Limits{RequestsPerMinute: 100, TokensPerMinute: 100000},
 			Models:              []limiterconfig.ModelPool{{Names: []string{"gpt-5.5"}}, {Names: []string{"gpt-4.1-mini"}}},
+			UnlistedModels:      limiterconfig.UnlistedShareAccountLimits,
 			SafetyMarginPercent: 2, LearnFromHeaders: true, Policy: "standard",
 		}},
 		Policies: []limiterconfig.Policy{namedDefaultPolicy("standard")},
@@ -201,15 +202,22 @@ func TestProviderQuotaPolicyReference(t *testing.T) {
 	create(t, q)
 	cmName := naming.QuotaConfigMap("q")
 
-	// Policy missing: nothing can render.
+	// Policy missing: rendered with the built-in defaults, so that pods start.
 	waitCondition(t, q, quotav1alpha1.ConditionReady, metav1.ConditionFalse, quotav1alpha1.ReasonCircuitPolicyNotFound)
-	c := waitCondition(t, q, quotav1alpha1.ConditionConfigRendered, metav1.ConditionFalse, quotav1alpha1.ReasonReferencesUnresolved)
-	if !strings.Contains(c.Message, "No config has been rendered yet") {
+	c := waitCondition(t, q, quotav1alpha1.ConditionConfigRendered, metav1.ConditionTrue, quotav1alpha1.ReasonRenderedPartially)
+	if !strings.Contains(c.Message, `CircuitPolicy "strict" not found`) || !strings.Contains(c.Message, "built-in circuit-breaker and retry defaults") {
 		t.Errorf("ConfigRendered message %q", c.Message)
 	}
-	if q.Status.ConfigMapName != "" {
-		t.Errorf("configMapName %q before anything rendered", q.Status.ConfigMapName)
+	if q.Status.ConfigMapName != cmName {
+		t.Errorf("configMapName %q, want %s", q.Status.ConfigMapName, cmName)
 	}
+	waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+		if len(c.Policies) != 0 || c.Providers[0].Policy != "" {
+			return fmt.Errorf("policies %+v, provider policy %q; want the built-in defaults", c.Policies, c.Providers[0].Policy)
+		}
+		return nil
+	})
+	waitEvent(t, q, corev1.EventTypeWarning, quotav1alpha1.ReasonRenderedPartially, `CircuitPolicy "strict" not found`)
 
 	// The policy appears: rendered with it.
 	p := policy(ns, "strict", 2)
@@ -224,26 +232,25 @@ func TestProviderQuotaPolicyReference(t *testing.T) {
 
 	// A threshold change re-renders.
 	update(t, p, func(p *quotav1alpha1.CircuitPolicy) { p.Spec.FailureThreshold = 7 })
-	cm, _ := waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+	waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
 		if c.Policies[0].FailureThreshold != 7 {
 			return fmt.Errorf("threshold %d", c.Policies[0].FailureThreshold)
 		}
 		return nil
 	})
 
-	// Deleted: not Ready, and the last good config stays for running pods.
+	// Deleted: not Ready, and back to the built-in defaults until it returns.
 	remove(t, p)
 	waitCondition(t, q, quotav1alpha1.ConditionReady, metav1.ConditionFalse, quotav1alpha1.ReasonCircuitPolicyNotFound)
-	c = waitCondition(t, q, quotav1alpha1.ConditionConfigRendered, metav1.ConditionFalse, quotav1alpha1.ReasonReferencesUnresolved)
-	if !strings.Contains(c.Message, "stale") || !strings.Contains(c.Message, shortHash(configHash(cm))) {
-		t.Errorf("ConfigRendered message %q does not say the kept config is stale", c.Message)
-	}
+	waitCondition(t, q, quotav1alpha1.ConditionConfigRendered, metav1.ConditionTrue, quotav1alpha1.ReasonRenderedPartially)
+	waitConfig(t, ns, cmName, func(c *limiterconfig.Config) error {
+		if len(c.Policies) != 0 {
+			return fmt.Errorf("policies %+v after the policy was deleted", c.Policies)
+		}
+		return nil
+	})
 	if q.Status.ConfigMapName != cmName {
-		t.Errorf("configMapName %q, want the kept %s", q.Status.ConfigMapName, cmName)
-	}
-	kept := getConfigMap(t, ns, cmName)
-	if kept.ResourceVersion != cm.ResourceVersion {
-		t.Error("the stale ConfigMap was rewritten")
+		t.Errorf("configMapName %q, want %s", q.Status.ConfigMapName, cmName)
 	}
 	waitEvent(t, q, corev1.EventTypeWarning, quotav1alpha1.ReasonCircuitPolicyNotFound, `CircuitPolicy "strict" not found`)
 }

@@ -116,3 +116,18 @@ func announceRendered(rec eventRecorder, owner client.Object, pub published, bef
 			"re-rendered the limiter config in ConfigMap %s: sha256 %s, was %s", pub.configMapName, shortHash(pub.hash), shortHash(old))
 	}
 }
+
+// markPartial says, in ConfigRendered and in an Event when the config was written,
+// that a config rendered while some references are missing (or some entries cannot
+// be used) holds only what exists. effect says what was left out or replaced.
+func markPartial(rec eventRecorder, owner client.Object, pub *published, problems []problem, effect string) {
+	if len(problems) == 0 || pub.condition.Status != metav1.ConditionTrue {
+		return
+	}
+	msg := fmt.Sprintf("ConfigMap %s holds the limiter config of what exists, for generation %d: %s. %s; the config follows when they appear.",
+		pub.configMapName, owner.GetGeneration(), joinProblems(problems), effect)
+	pub.condition = condition(quotav1alpha1.ConditionConfigRendered, true, quotav1alpha1.ReasonRenderedPartially, msg)
+	if pub.wrote {
+		rec.Eventf(owner, nil, corev1.EventTypeWarning, quotav1alpha1.ReasonRenderedPartially, actionRender, "%s", truncate(msg, maxEventNote))
+	}
+}

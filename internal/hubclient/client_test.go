@@ -295,7 +295,7 @@ func TestReportsFromTheEngine(t *testing.T) {
 		Config:         hubapi.Config{Hash: got.Config.Hash, Kind: "FallbackChain", Namespace: "team-a", Name: "chat", Generation: 4},
 		Chain: []hubapi.ChainEntry{
 			{Provider: "openai-tier3", Model: "gpt-5.5-2030", Pool: "gpt-5.5"},
-			{Provider: "openai-tier3", Model: "gpt-4o", Pool: "gpt-4o"},
+			{Provider: "openai-tier3", Model: "gpt-4o", Pool: limiterconfig.UnlistedPool},
 		},
 		Accounts: []hubapi.Account{{
 			Provider: "openai-tier3", Pool: "gpt-5.5", Key: "openai/api-key",

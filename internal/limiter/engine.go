@@ -121,6 +121,10 @@ type providerView struct {
 // ErrUnknownProvider is returned for a provider the configuration does not define.
 var ErrUnknownProvider = errors.New("provider not in the limiter configuration")
 
+// ErrUnlistedModel is returned for a model its provider does not list when the
+// provider rejects unlisted models.
+var ErrUnlistedModel = errors.New("model not listed, and the provider rejects unlisted models")
+
 // ErrTooManyModels is returned when a provider already has the maximum number of
 // on-demand pools.
 var ErrTooManyModels = errors.New("too many distinct unlisted models for this provider")
@@ -193,8 +197,8 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 				if _, ok := pv.listed[model]; ok {
 					continue
 				}
-				if _, ok := opv.listed[model]; ok {
-					continue // listed before, unlisted now: made on demand again if used
+				if _, ok := opv.listed[model]; ok || pv.cfg.RejectsUnlisted() {
+					continue // listed before, or refused now: made on demand again if allowed
 				}
 				t := e.configurePoolLocked(&pv.cfg, pv.cfg.PoolFor(model))
 				livePools[poolID{provider: p.Name, pool: t.Name}] = true
@@ -279,8 +283,10 @@ func (e *Engine) configurePoolLocked(p *limiterconfig.Provider, pool limiterconf
 	return t
 }
 
-// Pool returns the queue and pools serving model at provider, creating a pool for
-// a model the configuration does not list (with the provider's limits).
+// Pool returns the queue and accounts serving model at provider. A model the
+// configuration does not list is served by the provider's one UnlistedPool (so
+// made-up names cannot multiply the account's limits), or refused with
+// ErrUnlistedModel where the provider rejects unlisted models.
 func (e *Engine) Pool(provider, model string) (*Pool, error) {
 	pv := e.view.Load().provider(provider)
 	if pv == nil {
@@ -298,6 +304,9 @@ func (e *Engine) Pool(provider, model string) (*Pool, error) {
 	cur := pv.models.Load().byName
 	if t := cur[model]; t != nil {
 		return t, nil
+	}
+	if pv.cfg.RejectsUnlisted() {
+		return nil, fmt.Errorf("%w: %q at %s", ErrUnlistedModel, model, provider)
 	}
 	if pv.created >= e.maxModels {
 		return nil, fmt.Errorf("%w (%d), refusing model %q at %s", ErrTooManyModels, e.maxModels, model, provider)

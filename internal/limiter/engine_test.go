@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -18,8 +19,8 @@ func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 	e, _ := testEngine(t, cfg)
 	fam := mustPool(t, e, "fam-mini")
 	other := mustPool(t, e, "gpt-x")
-	if fam.Name != "fam" || other.Name != "gpt-x" {
-		t.Fatalf("pools %q %q, want fam and gpt-x", fam.Name, other.Name)
+	if fam.Name != "fam" || other.Name != limiterconfig.UnlistedPool {
+		t.Fatalf("pools %q %q, want fam and %s", fam.Name, other.Name, limiterconfig.UnlistedPool)
 	}
 	for range 50 {
 		if _, ok := fam.TryAdmit(Demand{}); !ok {
@@ -53,8 +54,8 @@ func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 	for _, p := range e.Snapshot().Accounts {
 		got = append(got, lim{p.Pool + "/" + p.Key, p.Limits[0].RatePerMinute, p.Limits[0].Level})
 	}
-	// k1 took 25 of 60 on fam (load spread over two keys), 50 of 600 on gpt-x.
-	want := []lim{{"fam/k1", 120, 35}, {"gpt-x/k1", 600, 550}}
+	// k1 took 25 of 60 on fam (load spread over two keys), 50 of 600 on gpt-x's pool.
+	want := []lim{{limiterconfig.UnlistedPool + "/k1", 600, 550}, {"fam/k1", 120, 35}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("accounts after reload (-want +got):\n%s", diff)
 	}
@@ -111,6 +112,40 @@ func TestUnlistedModelsAreBounded(t *testing.T) {
 	}
 }
 
+// TestUnlistedModelsShareOnePool: made-up model names draw on one pool, so they
+// cannot multiply the account's daily cap; with reject they get no pool at all.
+func TestUnlistedModelsShareOnePool(t *testing.T) {
+	cfg := testConfig([]string{"k"}, limiterconfig.Limits{RequestsPerDay: 3}, limiterconfig.Queue{})
+	cfg.Providers[0].Models = []limiterconfig.ModelPool{{Names: []string{"listed"}}}
+	e, _ := testEngine(t, cfg)
+	admitted := 0
+	for i := range 10 {
+		pool := mustPool(t, e, fmt.Sprintf("made-up-%d", i))
+		if pool.Name != limiterconfig.UnlistedPool {
+			t.Errorf("pool of an unlisted model is %q, want %q", pool.Name, limiterconfig.UnlistedPool)
+		}
+		if res, ok := pool.TryAdmit(Demand{}); ok {
+			admitted++
+			res.Release()
+		}
+	}
+	if admitted != 3 {
+		t.Errorf("admitted %d requests for 10 unlisted names, want the daily cap of 3", admitted)
+	}
+	if _, ok := mustPool(t, e, "listed").TryAdmit(Demand{}); !ok {
+		t.Error("the listed model's own pool was drawn on by unlisted ones")
+	}
+
+	cfg.Providers[0].UnlistedModels = limiterconfig.UnlistedReject
+	e.Apply(cfg)
+	if _, err := e.Pool("openai", "made-up-0"); !errors.Is(err, ErrUnlistedModel) {
+		t.Errorf("unlisted model with reject: err = %v, want ErrUnlistedModel", err)
+	}
+	if _, err := e.Pool("openai", "listed"); err != nil {
+		t.Errorf("listed model with reject: %v", err)
+	}
+}
+
 func TestBreakerPolicyFollowsChainEntry(t *testing.T) {
 	cfg := testConfig([]string{"k"}, limitsRT(10, 0), limiterconfig.Queue{})
 	strict := testPolicy()
@@ -151,7 +186,7 @@ func TestSnapshotReportsEverything(t *testing.T) {
 	want := Snapshot{
 		At: day0.Add(time.Second),
 		Accounts: []AccountSnapshot{{
-			Provider: "openai", Key: "k", Pool: "gpt-x",
+			Provider: "openai", Key: "k", Pool: limiterconfig.UnlistedPool,
 			Limits:         []LimitSnapshot{{Kind: "requestsPerMinute", Configured: 60, Learned: 60, RatePerMinute: 60, Burst: 60, Level: 41, Utilisation: 19.0 / 60}},
 			InFlight:       1,
 			MaxConcurrency: 4, RequestsToday: 1, RequestsPerDay: 100,
@@ -161,7 +196,7 @@ func TestSnapshotReportsEverything(t *testing.T) {
 				"requestsPerMinute": {Limit: ptr(int64(60)), Remaining: ptr(int64(40))},
 			}},
 		}},
-		Queues:   []QueueSnapshot{{Provider: "openai", Pool: "gpt-x", Admitted: 1}},
+		Queues:   []QueueSnapshot{{Provider: "openai", Pool: limiterconfig.UnlistedPool, Admitted: 1}},
 		Breakers: []BreakerSnapshot{{Provider: "openai", Model: "gpt-x", State: BreakerClosed}},
 	}
 	if diff := cmp.Diff(want, s, approx); diff != "" {
@@ -177,7 +212,7 @@ func ptr[T any](v T) *T { return &v }
 func TestSetLimitReschedulesWaiters(t *testing.T) {
 	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(600, 0), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
 	pool := mustPool(t, e, "gpt-x")
-	account, ok := e.Account("openai", "k", "gpt-x")
+	account, ok := e.Account("openai", "k", limiterconfig.UnlistedPool)
 	if !ok {
 		t.Fatal("account not found")
 	}

@@ -134,11 +134,11 @@ func TestQueueTimeoutNamesTheLimitAndWait(t *testing.T) {
 		t.Fatalf("error = %v, want a *RejectError", a.err)
 	}
 	// 1000 tokens at 100/s, 200 refilled: 8s to go.
-	want := RejectError{Reason: ReasonQueueTimeout, Provider: "openai", Pool: "gpt-x", Limit: "tokensPerMinute", RetryAfter: 8 * time.Second, Waited: 2 * time.Second}
+	want := RejectError{Reason: ReasonQueueTimeout, Provider: "openai", Pool: limiterconfig.UnlistedPool, Limit: "tokensPerMinute", RetryAfter: 8 * time.Second, Waited: 2 * time.Second}
 	if diff := cmp.Diff(want, *rej); diff != "" {
 		t.Errorf("rejection (-want +got):\n%s", diff)
 	}
-	if msg := rej.Error(); msg != "aiquota limiter: tokensPerMinute limit of openai/gpt-x left no room within the 2s queue wait; retry in about 8s" {
+	if msg := rej.Error(); msg != "aiquota limiter: tokensPerMinute limit of openai/(unlisted) left no room within the 2s queue wait; retry in about 8s" {
 		t.Errorf("message = %q", msg)
 	}
 }

@@ -96,9 +96,12 @@ type Provider struct {
 	Keys []Key `json:"keys"`
 	// Limits apply to every model pool of every key unless a model overrides them.
 	Limits Limits `json:"limits"`
-	// Models lists pools with their own limits or metadata; a model not listed gets
-	// a pool of its own with Limits and the default context window.
+	// Models lists pools with their own limits or metadata. What happens to a model
+	// none of them lists is UnlistedModels.
 	Models []ModelPool `json:"models,omitempty"`
+	// UnlistedModels is UnlistedShareAccountLimits ("" means the same) or
+	// UnlistedReject.
+	UnlistedModels string `json:"unlistedModels,omitempty"`
 	// SafetyMarginPercent is taken off every rate limit, 0..50.
 	SafetyMarginPercent int32 `json:"safetyMarginPercent"`
 	// LearnFromHeaders lets provider rate-limit headers correct local state.
@@ -141,6 +144,22 @@ type ModelPool struct {
 	// Tokenizer is one of the Tokenizer* constants; "" picks by model name.
 	Tokenizer string `json:"tokenizer,omitempty"`
 }
+
+// What a provider does with a model that none of its pools lists (the API's
+// spec.unlistedModels).
+const (
+	// UnlistedShareAccountLimits: every unlisted model draws on one pool,
+	// UnlistedPool, with the provider's limits. Any number of made-up model names
+	// then gets no more than one pool's limits, as the account has.
+	UnlistedShareAccountLimits = "shareAccountLimits"
+	// UnlistedReject: the sidecar refuses a request for an unlisted model.
+	UnlistedReject = "reject"
+)
+
+// UnlistedPool names the pool that a provider's unlisted models share. No listed
+// model may carry this name (Validate refuses it), so it never merges with a
+// declared pool.
+const UnlistedPool = "(unlisted)"
 
 // Defaults for fields a model leaves at zero.
 const (
@@ -302,7 +321,7 @@ func truncate(b []byte, n int) string {
 
 // Pool is a provider's model pool resolved for one model name.
 type Pool struct {
-	// Name is the pool's first model name, or the model itself for an unlisted model.
+	// Name is the pool's first model name, or UnlistedPool for an unlisted model.
 	Name            string
 	Limits          Limits
 	ContextWindow   int64
@@ -311,9 +330,11 @@ type Pool struct {
 }
 
 // PoolFor resolves the pool serving model: its listed pool with the provider's limits
-// under the pool's overrides, or a pool of the model's own with the provider's limits.
+// under the pool's overrides, or for an unlisted model UnlistedPool with the
+// provider's limits. Whether an unlisted model may be used at all is
+// RejectsUnlisted's question, not this one's.
 func (p *Provider) PoolFor(model string) Pool {
-	pool := Pool{Name: model, Limits: p.Limits, ContextWindow: DefaultContextWindow, MaxOutputTokens: DefaultMaxOutputTokens}
+	pool := Pool{Name: UnlistedPool, Limits: p.Limits, ContextWindow: DefaultContextWindow, MaxOutputTokens: DefaultMaxOutputTokens}
 	for i := range p.Models {
 		m := &p.Models[i]
 		if !slices.Contains(m.Names, model) {
@@ -334,6 +355,29 @@ func (p *Provider) PoolFor(model string) Pool {
 	}
 	return pool
 }
+
+// Lists reports whether one of the provider's pools names model.
+func (p *Provider) Lists(model string) bool {
+	for i := range p.Models {
+		if slices.Contains(p.Models[i].Names, model) {
+			return true
+		}
+	}
+	return false
+}
+
+// ListedModels are the model names the provider's pools list, in pool order.
+func (p *Provider) ListedModels() []string {
+	var out []string
+	for i := range p.Models {
+		out = append(out, p.Models[i].Names...)
+	}
+	return out
+}
+
+// RejectsUnlisted reports whether requests for models the provider does not list
+// are refused.
+func (p *Provider) RejectsUnlisted() bool { return p.UnlistedModels == UnlistedReject }
 
 func overlay(base, over Limits) Limits {
 	pick := func(b, o int64) int64 {

@@ -85,6 +85,12 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 		{"tokenizer", func(c *Config) { c.Providers[0].Models[0].Tokenizer = "p50k" }, []string{`providers[0].models[0].tokenizer: is "p50k"`}},
 		{"unknown provider policy", func(c *Config) { c.Providers[0].Policy = "nope" }, []string{`providers[0].policy: names policy "nope"`}},
 		{"duplicate provider", func(c *Config) { c.Providers = append(c.Providers, c.Providers[0]) }, []string{`providers[1].name: "openai-tier3" is listed twice`}},
+		{"unlisted models", func(c *Config) { c.Providers[0].UnlistedModels = "share" }, []string{`providers[0].unlistedModels: is "share", want shareAccountLimits or reject`}},
+		{"model named like the unlisted pool", func(c *Config) { c.Providers[0].Models[0].Names[0] = UnlistedPool }, []string{`providers[0].models[0].names[0]: "(unlisted)" names the pool of unlisted models`}},
+		{"chain entry its provider rejects", func(c *Config) {
+			c.Providers[0].UnlistedModels = UnlistedReject
+			c.Chain.Entries[0].Model = "gpt-9"
+		}, []string{`chain.entries[0].model: "gpt-9" is not listed by provider "openai-tier3", which rejects unlisted models`}},
 		{"chain to unknown provider", func(c *Config) { c.Chain.Entries[0].Provider = "x" }, []string{`chain.entries[0].provider: names provider "x"`}},
 		{"chain repeats", func(c *Config) { c.Chain.Entries[1] = c.Chain.Entries[0] }, []string{"chain.entries[1]: repeats openai-tier3/gpt-5.5"}},
 		{"chain empty", func(c *Config) { c.Chain.Entries = nil }, []string{"chain.entries: must list at least one entry"}},
@@ -153,7 +159,7 @@ func TestPoolFor(t *testing.T) {
 	}{
 		{"gpt-5.5", Pool{Name: "gpt-5.5", Limits: p.Limits, ContextWindow: 256_000, MaxOutputTokens: DefaultMaxOutputTokens, Tokenizer: TokenizerO200kBase}},
 		{"gpt-4.1-mini-2025", Pool{Name: "gpt-4.1-mini", Limits: Limits{RequestsPerMinute: 30_000, TokensPerMinute: 10_000_000}, ContextWindow: DefaultContextWindow, MaxOutputTokens: 32_768}},
-		{"unlisted", Pool{Name: "unlisted", Limits: p.Limits, ContextWindow: DefaultContextWindow, MaxOutputTokens: DefaultMaxOutputTokens}},
+		{"unlisted", Pool{Name: UnlistedPool, Limits: p.Limits, ContextWindow: DefaultContextWindow, MaxOutputTokens: DefaultMaxOutputTokens}},
 	}
 	for _, c := range cases {
 		if d := cmp.Diff(c.want, p.PoolFor(c.model)); d != "" {

@@ -10,6 +10,7 @@ import (
 var (
 	providerTypes = []string{ProviderOpenAI, ProviderAnthropic, ProviderGemini, ProviderDeepSeek, ProviderOpenAICompatible}
 	tokenizers    = []string{"", TokenizerO200kBase, TokenizerCl100kBase, TokenizerEstimate}
+	unlisted      = []string{"", UnlistedShareAccountLimits, UnlistedReject}
 	failureKinds  = []string{
 		FailureServerError, FailureUnavailable, FailureTimeout, FailureConnection, FailureRateLimited,
 		FailureCircuitOpen, FailureContextLengthExceeded, FailureQuotaExhausted,
@@ -26,7 +27,7 @@ func (c *Config) Validate() error {
 	if len(c.Providers) == 0 {
 		v.addf("providers", "must list at least one provider")
 	}
-	providers := map[string]bool{}
+	providers, providerNames := map[string]*Provider{}, map[string]bool{}
 	policies := map[string]bool{}
 	for i := range c.Policies {
 		p := &c.Policies[i]
@@ -37,7 +38,8 @@ func (c *Config) Validate() error {
 	for i := range c.Providers {
 		p := &c.Providers[i]
 		path := fmt.Sprintf("providers[%d]", i)
-		v.uniqueName(path+".name", p.Name, providers)
+		v.uniqueName(path+".name", p.Name, providerNames)
+		providers[p.Name] = p
 		v.provider(path, p)
 		if p.Policy != "" && !policies[p.Policy] {
 			v.addf(path+".policy", "names policy %q, which the document does not define", p.Policy)
@@ -81,6 +83,9 @@ func (v *validator) provider(path string, p *Provider) {
 		}
 	}
 	v.limits(path+".limits", &p.Limits)
+	if !slices.Contains(unlisted, p.UnlistedModels) {
+		v.addf(path+".unlistedModels", "is %q, want %s or %s", p.UnlistedModels, UnlistedShareAccountLimits, UnlistedReject)
+	}
 	if p.SafetyMarginPercent < 0 || p.SafetyMarginPercent > 50 {
 		v.addf(path+".safetyMarginPercent", "is %d, want 0..50", p.SafetyMarginPercent)
 	}
@@ -92,9 +97,12 @@ func (v *validator) provider(path string, p *Provider) {
 			v.addf(mp+".names", "must list at least one model name")
 		}
 		for k, n := range m.Names {
-			if n == "" {
+			switch {
+			case n == "":
 				v.addf(fmt.Sprintf("%s.names[%d]", mp, k), "must not be empty")
-			} else if names[n] {
+			case n == UnlistedPool:
+				v.addf(fmt.Sprintf("%s.names[%d]", mp, k), "%q names the pool of unlisted models; it cannot be a listed model", n)
+			case names[n]:
 				v.addf(fmt.Sprintf("%s.names[%d]", mp, k), "model %q is in more than one pool", n)
 			}
 			names[n] = true
@@ -178,18 +186,23 @@ func (v *validator) policy(path string, p *Policy) {
 	}
 }
 
-func (v *validator) chain(c *Chain, providers, policies map[string]bool) {
+func (v *validator) chain(c *Chain, providers map[string]*Provider, policies map[string]bool) {
 	if len(c.Entries) == 0 {
 		v.addf("chain.entries", "must list at least one entry")
 	}
 	seen := map[string]bool{}
 	for i, e := range c.Entries {
 		path := fmt.Sprintf("chain.entries[%d]", i)
-		if !providers[e.Provider] {
+		p := providers[e.Provider]
+		if p == nil {
 			v.addf(path+".provider", "names provider %q, which the document does not define", e.Provider)
 		}
-		if e.Model == "" {
+		switch {
+		case e.Model == "":
 			v.addf(path+".model", "must not be empty")
+		case p != nil && p.RejectsUnlisted() && !p.Lists(e.Model):
+			// The entry could never serve a request.
+			v.addf(path+".model", "%q is not listed by provider %q, which rejects unlisted models", e.Model, e.Provider)
 		}
 		if key := e.Provider + "\x00" + e.Model; seen[key] {
 			v.addf(path, "repeats %s/%s", e.Provider, e.Model)

@@ -228,6 +228,7 @@ func provider(q *quotav1alpha1.ProviderQuota) (limiterconfig.Provider, error) {
 		Endpoint:            endpoint,
 		Tier:                spec.Tier,
 		Limits:              limits(spec.Limits),
+		UnlistedModels:      cmp.Or(string(spec.UnlistedModels), limiterconfig.UnlistedShareAccountLimits),
 		SafetyMarginPercent: derefOr(spec.SafetyMarginPercent, defaultSafetyMarginPercent),
 		LearnFromHeaders:    derefOr(spec.LearnFromHeaders, true),
 	}

@@ -234,6 +234,7 @@ func TestQuotaDefaults(t *testing.T) {
 		Providers: []limiterconfig.Provider{{
 			Name: "bare", Type: "openai", Endpoint: "https://api.openai.com",
 			Keys:                []limiterconfig.Key{{ID: "bare-key/api-key", File: "/var/run/aiquota/keys/bare-key/api-key"}},
+			UnlistedModels:      limiterconfig.UnlistedShareAccountLimits,
 			SafetyMarginPercent: 2, LearnFromHeaders: true,
 		}},
 		Queue: ptr.To(limiterconfig.DefaultQueue()),
@@ -415,7 +416,7 @@ func TestChainFields(t *testing.T) {
 			t.Errorf("fallbackOn %v priority %d, want none and 1", cfg.Chain.FallbackOn, cfg.Chain.DefaultPriority)
 		}
 	})
-	t.Run("a model the quota does not list gets a pool of its own", func(t *testing.T) {
+	t.Run("a model the quota does not list draws on the pool of unlisted models", func(t *testing.T) {
 		listed := quota("listed", func(s *quotav1alpha1.ProviderQuotaSpec) {
 			s.Limits = quotav1alpha1.QuotaLimits{RequestsPerMinute: 100}
 			s.Models = []quotav1alpha1.ModelPool{{Name: "known", ContextWindow: 1000}}
@@ -425,11 +426,23 @@ func TestChainFields(t *testing.T) {
 		encode(t, cfg, err)
 		pool := cfg.Providers[0].PoolFor("unknown-model")
 		want := limiterconfig.Pool{
-			Name: "unknown-model", Limits: limiterconfig.Limits{RequestsPerMinute: 100},
+			Name: limiterconfig.UnlistedPool, Limits: limiterconfig.Limits{RequestsPerMinute: 100},
 			ContextWindow: limiterconfig.DefaultContextWindow, MaxOutputTokens: limiterconfig.DefaultMaxOutputTokens,
 		}
 		if diff := cmp.Diff(want, pool); diff != "" {
 			t.Errorf("-want +got:\n%s", diff)
+		}
+	})
+	t.Run("unlistedModels is rendered as written", func(t *testing.T) {
+		q := quota("strict", func(s *quotav1alpha1.ProviderQuotaSpec) {
+			s.UnlistedModels = quotav1alpha1.UnlistedModelsReject
+			s.Models = []quotav1alpha1.ModelPool{{Name: "known"}}
+		})
+		c := chainOf(entry("strict", "known"))
+		cfg, err := render.Chain(&c, []quotav1alpha1.ProviderQuota{q}, nil, render.Options{})
+		encode(t, cfg, err)
+		if got := cfg.Providers[0].UnlistedModels; got != limiterconfig.UnlistedReject {
+			t.Errorf("unlistedModels = %q, want reject", got)
 		}
 	})
 }

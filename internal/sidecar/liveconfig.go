@@ -3,8 +3,10 @@ package sidecar
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"slices"
@@ -29,6 +31,9 @@ type liveConfig struct {
 	byName     map[string]*upstream
 	// defaultPriority applies to requests without a valid priority header.
 	defaultPriority int
+	// unmounted names the keys left out because their files do not exist
+	// ("<provider> key <id>").
+	unmounted []string
 }
 
 // upstream is one configured provider with its keys read.
@@ -45,7 +50,11 @@ type upstream struct {
 type source struct {
 	doc  []byte
 	keys map[string][]byte // file path -> contents
-	hash [sha256.Size]byte // over doc and keys, to notice any change
+	// unmounted are key files that do not exist. A pod keeps the volumes it was
+	// created with, so one admitted before a ProviderQuota or credential existed
+	// later gets a config that names keys it has no mount for.
+	unmounted map[string]bool
+	hash      [sha256.Size]byte // over doc and keys, to notice any change
 }
 
 // readSource reads the config file and every key file it names.
@@ -58,7 +67,7 @@ func readSource(path string) (*source, *limiterconfig.Config, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	s := &source{doc: doc, keys: map[string][]byte{}}
+	s := &source{doc: doc, keys: map[string][]byte{}, unmounted: map[string]bool{}}
 	h := sha256.New()
 	h.Write(doc)
 	for _, p := range cfg.Providers {
@@ -67,6 +76,12 @@ func readSource(path string) (*source, *limiterconfig.Config, error) {
 				continue
 			}
 			b, err := readBounded(k.File, maxKeyFileBytes)
+			if errors.Is(err, fs.ErrNotExist) {
+				s.unmounted[k.File] = true
+				h.Write([]byte{1})
+				h.Write([]byte(k.File))
+				continue
+			}
 			if err != nil {
 				// The error names the file and key ID, never the contents.
 				return nil, nil, fmt.Errorf("provider %q key %q: read key file: %w", p.Name, k.ID, err)
@@ -102,8 +117,13 @@ func readBounded(path string, limit int64) ([]byte, error) {
 // buildLiveConfig checks what Parse cannot (dialects, endpoints, key contents) and
 // builds the routing tables.
 func buildLiveConfig(src *source, cfg *limiterconfig.Config, flagPriority int) (*liveConfig, error) {
+	cfg, unmounted, err := withMountedKeys(cfg, src.unmounted)
+	if err != nil {
+		return nil, err
+	}
 	sum := sha256.Sum256(src.doc)
 	live := &liveConfig{
+		unmounted:  unmounted,
 		cfg:        cfg,
 		hash:       hex.EncodeToString(sum[:8]),
 		sourceHash: src.hash,
@@ -146,6 +166,46 @@ func buildLiveConfig(src *source, cfg *limiterconfig.Config, flagPriority int) (
 	return live, nil
 }
 
+// withMountedKeys returns cfg without the keys whose files are not mounted, the
+// providers left without a key, and those providers' chain entries, so that the
+// sidecar keeps serving what it can call instead of refusing the whole config. It
+// fails only when nothing usable is left.
+func withMountedKeys(cfg *limiterconfig.Config, unmounted map[string]bool) (*limiterconfig.Config, []string, error) {
+	if len(unmounted) == 0 {
+		return cfg, nil, nil
+	}
+	out := *cfg
+	out.Providers = nil
+	var left []string
+	kept := map[string]bool{}
+	for _, p := range cfg.Providers {
+		var keys []limiterconfig.Key
+		for _, k := range p.Keys {
+			if unmounted[k.File] {
+				left = append(left, fmt.Sprintf("%s key %s", p.Name, k.ID))
+				continue
+			}
+			keys = append(keys, k)
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		p.Keys = keys
+		out.Providers = append(out.Providers, p)
+		kept[p.Name] = true
+	}
+	if cfg.Chain != nil {
+		chain := *cfg.Chain
+		chain.Entries = slices.DeleteFunc(slices.Clone(chain.Entries), func(e limiterconfig.ChainEntry) bool { return !kept[e.Provider] })
+		out.Chain = &chain
+	}
+	if err := out.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("the key files of %s are not mounted (a pod mounts the keys that existed when it was created; recreate it), and without them: %w",
+			strings.Join(left, ", "), err)
+	}
+	return &out, left, nil
+}
+
 // route is where a request goes.
 type route struct {
 	up *upstream
@@ -162,7 +222,8 @@ func (e *errNoRoute) Error() string { return e.msg }
 // resolve picks the target. With a chain: a chain alias (or no model) goes to the
 // first entry that speaks the request's dialect, with the model rewritten; a model
 // equal to an entry's model goes to that entry. Without a chain: the provider of the
-// dialect that lists the model, else the only provider of that dialect.
+// dialect that lists the model, else the only provider of that dialect unless it
+// rejects unlisted models (a request without a model, such as a model list, passes).
 func (live *liveConfig) resolve(d provider.Dialect, model string) (route, error) {
 	if c := live.cfg.Chain; c != nil {
 		alias := model == "" || slices.Contains(c.ModelAliases, model)
@@ -201,6 +262,12 @@ func (live *liveConfig) resolve(d provider.Dialect, model string) (route, error)
 		}
 		only = up
 		n++
+	}
+	if n == 1 && model != "" && only.cfg.RejectsUnlisted() {
+		listed := only.cfg.ListedModels()
+		slices.Sort(listed)
+		return route{}, &errNoRoute{fmt.Sprintf("model %q is not served here: ProviderQuota %q accepts only the models it lists (spec.unlistedModels: reject): %s",
+			model, only.cfg.Name, strings.Join(listed, ", "))}
 	}
 	if n == 1 {
 		return route{up: only, model: model}, nil

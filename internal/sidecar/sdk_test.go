@@ -128,7 +128,7 @@ func TestOfficialSDKEmbedding(t *testing.T) {
 		t.Errorf("unexpected embeddings: %d vectors", len(got.Data))
 	}
 	p := e.state().Engine.Accounts[0]
-	if p.Pool != "text-embedding-3-small" || p.Counters.InputTokens != got.Usage.PromptTokens || p.Counters.OutputTokens != 0 {
+	if p.Pool != limiterconfig.UnlistedPool || p.Counters.InputTokens != got.Usage.PromptTokens || p.Counters.OutputTokens != 0 {
 		t.Errorf("pool %q counters %+v, want embeddings settled to %d input tokens", p.Pool, p.Counters, got.Usage.PromptTokens)
 	}
 }

@@ -191,6 +191,10 @@ func (s *Server) Reload() error {
 	s.loadedAt = time.Now().UTC()
 	s.lastErr, s.lastErrAt = "", time.Time{}
 	s.statusMu.Unlock()
+	if len(live.unmounted) > 0 {
+		s.log.Warn("limiter config names keys whose files are not mounted; their providers are left out until the pod is recreated",
+			"path", s.opts.ConfigPath, "unmountedKeys", live.unmounted)
+	}
 	if old == nil {
 		s.log.Info("limiter config loaded", "path", s.opts.ConfigPath, "hash", live.hash, "source", sourceName(live), "providers", len(live.providers))
 	} else {

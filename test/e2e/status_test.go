@@ -82,6 +82,9 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 				Provider: quotav1alpha1.ProviderOpenAI, Endpoint: simURL, Tier: "tier-e2e",
 				Credentials: []quotav1alpha1.SecretKeyRef{{Name: "openai-keys", Key: "api-key"}},
 				Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 100, TokensPerMinute: 20000},
+				// Listed, so that its pool, not the shared pool of unlisted models,
+				// is what status.models names.
+				Models: []quotav1alpha1.ModelPool{{Name: "gpt-4o"}},
 			},
 		},
 		&quotav1alpha1.CircuitPolicy{
