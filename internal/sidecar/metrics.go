@@ -23,6 +23,7 @@ const (
 	outcomeUnavailable   = "unavailable"     // not ready, upstream unreachable after retries
 	outcomeCanceled      = "client_canceled" // the app went away
 	outcomeStreamFailed  = "stream_failed"   // an error after streaming began
+	outcomeInternalError = "internal_error"  // a bug reached the handler's last-resort recover
 )
 
 // metrics is the sidecar's private registry: nothing global, so tests and several

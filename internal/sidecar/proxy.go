@@ -78,21 +78,28 @@ type exchange struct {
 	bodyLeaked bool
 }
 
+// serveProxy runs one app request. Every path through it ends in exactly one
+// outcome, returned by serve and recorded once by the deferred finish, whatever
+// happens (a panic included); every admission it makes is ended by the attempt that
+// made it (see attempt).
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{s: s, w: w, r: r, start: time.Now(), live: s.live.Load()}
-	d, op, pathModel, ok := provider.Route(r.Method, r.URL.Path)
-	x.dialect, x.op = d, op
+	defer x.finish()
 	defer x.recoverPanic()
+	x.outcome = x.serve()
+}
+
+func (x *exchange) serve() string {
+	d, op, pathModel, ok := provider.Route(x.r.Method, x.r.URL.Path)
+	x.dialect, x.op = d, op
 	if !ok {
-		x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "not_found",
-			Message: fmt.Sprintf("the aiquota limiter does not proxy %s %s", r.Method, r.URL.Path)})
-		return
+		return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("the aiquota limiter does not proxy %s %s", x.r.Method, x.r.URL.Path)})
 	}
 	if x.live == nil {
-		x.outcome = outcomeUnavailable
-		writeNotReady(w, d)
-		x.finish()
-		return
+		writeNotReady(x.w, d)
+		x.wrote = true
+		return outcomeUnavailable
 	}
 	buf := bodyPool.Get().(*bytes.Buffer)
 	defer func() {
@@ -100,52 +107,47 @@ func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 			putBody(buf)
 		}
 	}()
-	if !x.readBody(buf) {
-		return
+	if outcome, ok := x.readBody(buf); !ok {
+		return outcome
 	}
 	req, err := provider.ParseRequest(d, op, pathModel, buf.Bytes())
 	if err != nil {
 		var re *provider.RequestError
 		if errors.As(err, &re) {
-			x.fail(outcomeBadRequest, &provider.Error{Status: re.Status, Code: "invalid_request", Param: re.Param, Message: re.Message})
-		} else {
-			x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "the aiquota limiter could not read this request"})
+			return x.fail(outcomeBadRequest, &provider.Error{Status: re.Status, Code: "invalid_request", Param: re.Param, Message: re.Message})
 		}
-		return
+		return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "the aiquota limiter could not read this request"})
 	}
 	x.req = req
 	x.route, err = x.live.resolve(d, req.Model)
 	if err != nil {
-		x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
-		return
+		return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
 	}
 	x.body = buf.Bytes()
-	if x.route.rewrite && r.Method == http.MethodPost {
+	if x.route.rewrite && x.r.Method == http.MethodPost {
 		if x.body, err = provider.SetModel(d, x.body, x.route.model); err != nil {
-			x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Param: "model", Message: "the aiquota limiter could not set the model: " + err.Error()})
-			return
+			return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Param: "model", Message: "the aiquota limiter could not set the model: " + err.Error()})
 		}
 	}
 	if !op.Limited() {
-		x.forwardOnce()
-		return
+		return x.forwardOnce()
 	}
-	x.limited()
+	return x.limited()
 }
 
-// readBody reads the request body into buf, answering 413 above the limit.
-func (x *exchange) readBody(buf *bytes.Buffer) bool {
+// readBody reads the request body into buf, answering 413 above the limit; when it
+// returns false the request is over with the outcome it returns.
+func (x *exchange) readBody(buf *bytes.Buffer) (string, bool) {
 	max := x.s.opts.MaxBodyBytes
-	tooLarge := func() bool {
-		x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
-			Message: fmt.Sprintf("request body is larger than the aiquota limiter's %d-byte limit", max)})
-		return false
+	tooLarge := func() (string, bool) {
+		return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+			Message: fmt.Sprintf("request body is larger than the aiquota limiter's %d-byte limit", max)}), false
 	}
 	if x.r.ContentLength > max {
 		return tooLarge()
 	}
 	if x.r.Body == nil || x.r.Body == http.NoBody {
-		return true
+		return "", true
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(x.w, x.r.Body, max))
 	var mbe *http.MaxBytesError
@@ -153,33 +155,27 @@ func (x *exchange) readBody(buf *bytes.Buffer) bool {
 	case errors.As(err, &mbe):
 		return tooLarge()
 	case err != nil:
-		x.outcome = outcomeCanceled
-		x.finish()
-		return false
+		return outcomeCanceled, false
 	}
-	return true
+	return "", true
 }
 
 // limited runs a quota-consuming request: context pre-check, breaker, admission,
 // attempts with retries, settlement.
-func (x *exchange) limited() {
+func (x *exchange) limited() string {
 	up := x.route.up
 	x.pool = up.cfg.PoolFor(x.route.model)
 	x.policy = x.live.policyFor(up, x.route.model)
 	counter := x.s.counters.get(x.pool.Tokenizer, x.route.model)
 	prompt, err := provider.PromptTokens(x.r.Context(), counter, &x.req)
 	if err != nil { // the app went away while its prompt was counted
-		x.outcome = outcomeCanceled
-		x.finish()
-		return
+		return outcomeCanceled
 	}
 	if exceedsContext(prompt, x.req.MaxOutputTokens, x.pool.ContextWindow) {
-		x.outcome = outcomeContextLength
 		x.noteFailure(limiterconfig.FailureContextLengthExceeded)
-		x.writeLocal(&provider.Error{Status: http.StatusBadRequest, Code: "context_length_exceeded", Param: "messages",
+		return x.fail(outcomeContextLength, &provider.Error{Status: http.StatusBadRequest, Code: "context_length_exceeded", Param: "messages",
 			Message: fmt.Sprintf("this request needs about %d prompt tokens plus %d output tokens, more than %s's context window of %d tokens (checked by the aiquota limiter)",
 				prompt, x.req.MaxOutputTokens, x.route.model, x.pool.ContextWindow)})
-		return
 	}
 	// Each of n choices may use the whole output budget.
 	reserveOut := x.req.MaxOutputTokens
@@ -198,11 +194,10 @@ func (x *exchange) limited() {
 	if err == nil {
 		var breaker *limiter.Breaker
 		if breaker, err = x.s.engine.Breaker(up.cfg.Name, x.route.model); err == nil {
-			x.attempts(pool, breaker, demand)
-			return
+			return x.attempts(pool, breaker, demand)
 		}
 	}
-	x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: "aiquota limiter: " + err.Error()})
+	return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: "aiquota limiter: " + err.Error()})
 }
 
 // decision is what the limiter does about a failure it will not retry. Falling
@@ -269,78 +264,93 @@ func (x *exchange) noteFailure(kind string) {
 
 // attempts sends the request until it succeeds, fails for good, or runs out of
 // retries; every attempt is admitted through the buckets afresh.
-func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand) {
+func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand) string {
 	ctx := x.r.Context()
-	up := x.route.up
 	priority := x.live.defaultPriority
 	if p, ok := limiter.ParsePriority(x.r.Header.Get(PriorityHeader)); ok {
 		priority = p
 	}
 	first := time.Now()
-	for attempt := 0; ; attempt++ {
-		permit, err := breaker.Allow()
-		if err != nil {
-			x.reject(err)
-			return
+	for n := 0; ; n++ {
+		st := x.attempt(ctx, pool, breaker, demand, priority, n, first)
+		if st.outcome != "" {
+			return st.outcome
 		}
-		maxWait := x.s.engine.Queue().MaxWait.D()
-		if attempt > 0 {
-			// A retry's wait for capacity counts toward the policy's total bound.
-			maxWait = min(maxWait, limiter.MaxTotal(x.policy.Retry)-time.Since(first))
+		if !x.sleep(ctx, st.retryIn) {
+			return outcomeCanceled
 		}
-		qStart := time.Now()
-		res, err := pool.Admit(ctx, demand, priority, maxWait)
-		waited := time.Since(qStart)
-		x.queued += waited
-		x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, pool.Name).Observe(waited.Seconds())
-		if err != nil {
-			permit.Cancel()
-			x.reject(err)
-			return
-		}
-		key := up.keys[res.Account().Key]
-		r := x.send(ctx, res, key)
-		if r.done {
-			permit.Record(r.kind, r.status)
-			return
-		}
-		// Not sent to the app: a failure, to retry or to return.
-		if ctx.Err() != nil {
-			// The app left; that says nothing about the upstream.
-			permit.Cancel()
-			r.close()
-			res.Settle(limiter.Attempt{Status: r.status})
-			res.Release()
-			x.outcome = outcomeCanceled
-			x.finish()
-			return
-		}
-		permit.Record(r.kind, r.status)
-		if r.retryable {
-			delay, ok := limiter.NextRetry(x.policy.Retry, limiter.RetryInput{
-				Attempt: attempt, Kind: r.kind, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter,
-				Elapsed: time.Since(first), Jitter: rand.Float64(),
-			})
-			if ok {
-				r.close()
-				res.Settle(limiter.Attempt{Status: r.status, Retried: true})
-				res.Release()
-				x.s.metrics.retries.WithLabelValues(up.cfg.Name, pool.Name, r.kind).Inc()
-				x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, pool.Name).Observe(delay.Seconds())
-				if !x.sleep(ctx, delay) {
-					x.outcome = outcomeCanceled
-					x.finish()
-					return
-				}
-				continue
-			}
-		}
-		x.noteFailure(r.kind)
-		x.returnFailure(r)
-		res.Settle(limiter.Attempt{Status: r.status})
-		res.Release()
-		return
 	}
+}
+
+// step is where an attempt left the request: over with an outcome, or to be retried
+// after retryIn.
+type step struct {
+	outcome string
+	retryIn time.Duration
+}
+
+// attempt takes a breaker permit and an admission and makes one upstream call. Its
+// deferred calls give the permit its verdict and end the reservation, so each is
+// settled exactly once on every way out, the retry included (a retry is a new
+// attempt with a new permit and a new admission).
+func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand, priority, n int, first time.Time) step {
+	up := x.route.up
+	permit, err := breaker.Allow()
+	if err != nil {
+		return step{outcome: x.reject(err)}
+	}
+	// What the breaker learns: nothing (the permit is given back) unless the upstream
+	// answered or failed on its own.
+	record, kind, status := false, "", 0
+	defer func() {
+		if record {
+			permit.Record(kind, status)
+		} else {
+			permit.Cancel()
+		}
+	}()
+	maxWait := x.s.engine.Queue().MaxWait.D()
+	if n > 0 {
+		// A retry's wait for capacity counts toward the policy's total bound.
+		maxWait = min(maxWait, limiter.MaxTotal(x.policy.Retry)-time.Since(first))
+	}
+	qStart := time.Now()
+	res, err := pool.Admit(ctx, demand, priority, maxWait)
+	waited := time.Since(qStart)
+	x.queued += waited
+	x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, pool.Name).Observe(waited.Seconds())
+	if err != nil {
+		return step{outcome: x.reject(err)}
+	}
+	var settled limiter.Attempt
+	defer func() { res.End(settled) }()
+	r := x.send(ctx, res, up.keys[res.Account().Key])
+	defer r.close()
+	settled = r.settled
+	if r.done {
+		record, kind, status = true, r.kind, r.status
+		return step{outcome: r.outcome}
+	}
+	// Not sent to the app: a failure, to retry or to return.
+	if ctx.Err() != nil {
+		// The app left; that says nothing about the upstream.
+		return step{outcome: outcomeCanceled}
+	}
+	record, kind, status = true, r.kind, r.status
+	if r.retryable {
+		delay, ok := limiter.NextRetry(x.policy.Retry, limiter.RetryInput{
+			Attempt: n, Kind: r.kind, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter,
+			Elapsed: time.Since(first), Jitter: rand.Float64(),
+		})
+		if ok {
+			settled.Retried = true
+			x.s.metrics.retries.WithLabelValues(up.cfg.Name, pool.Name, r.kind).Inc()
+			x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, pool.Name).Observe(delay.Seconds())
+			return step{retryIn: delay}
+		}
+	}
+	x.noteFailure(r.kind)
+	return step{outcome: x.returnFailure(r)}
 }
 
 func (x *exchange) sleep(ctx context.Context, d time.Duration) bool {
@@ -357,9 +367,12 @@ func (x *exchange) sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // attemptResult is one upstream attempt that did not reach the app (done=false), or
-// the note that it did (done=true; the response is written and settled).
+// the note that it did (done=true; the response is written, and outcome is the
+// request's). settled is what the attempt's reservation is ended with.
 type attemptResult struct {
 	done          bool
+	outcome       string
+	settled       limiter.Attempt
 	status        int // 0 without a response
 	kind          string
 	retryable     bool
@@ -406,8 +419,8 @@ func (w *watchdog) stop() {
 	w.cancel()
 }
 
-// send makes one attempt under res. A success is streamed or copied to the app and
-// settled here; a failure comes back for the retry decision.
+// send makes one attempt under res. A success is streamed or copied to the app; a
+// failure comes back for the retry decision.
 func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string) attemptResult {
 	up := x.route.up
 	actx, cancel := context.WithCancel(ctx)
@@ -446,16 +459,15 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 			res.Account().Throttle(o.RetryAfter)
 		}
 		return attemptResult{status: resp.StatusCode, kind: o.Kind, retryable: o.Retryable,
-			retryAfter: o.RetryAfter, hasRetryAfter: o.HasRetryAfter, resp: resp, prefix: prefix, watch: wd}
+			retryAfter: o.RetryAfter, hasRetryAfter: o.HasRetryAfter, resp: resp, prefix: prefix, watch: wd,
+			settled: limiter.Attempt{Status: resp.StatusCode}}
 	}
-	kind, usage, usageOK := x.relay(resp, wd)
+	outcome, kind, usage, usageOK := x.relay(resp, wd)
 	resp.Body.Close()
 	wd.stop()
 	x.upstreamTime += time.Since(sent)
-	res.Settle(limiter.Attempt{Status: resp.StatusCode, Usage: usage, UsageKnown: usageOK})
-	res.Release()
-	x.finish()
-	return attemptResult{done: true, status: resp.StatusCode, kind: kind}
+	return attemptResult{done: true, outcome: outcome, status: resp.StatusCode, kind: kind,
+		settled: limiter.Attempt{Status: resp.StatusCode, Usage: usage, UsageKnown: usageOK}}
 }
 
 // upstreamRequest builds the provider request: endpoint plus the incoming path and
@@ -501,8 +513,9 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 
 // relay copies a successful response to the app: streams event by event with a
 // flush each, other bodies as they arrive while keeping a bounded copy for usage.
-// It returns the failure kind if the body broke off, and the usage.
-func (x *exchange) relay(resp *http.Response, wd *watchdog) (kind string, u limiter.Usage, ok bool) {
+// It returns the request's outcome, the failure kind if the body broke off, and the
+// usage.
+func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind string, u limiter.Usage, ok bool) {
 	stream := x.req.Stream || isEventStream(resp.Header)
 	h := x.w.Header()
 	for k, vv := range resp.Header {
@@ -517,7 +530,7 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (kind string, u limi
 	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
 	x.w.WriteHeader(resp.StatusCode)
 	x.wrote = true
-	x.outcome = outcomeSuccess
+	outcome = outcomeSuccess
 
 	bp := copyPool.Get().(*[]byte)
 	defer copyPool.Put(bp)
@@ -565,22 +578,22 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (kind string, u limi
 		pu, ok = tracker.Usage()
 		if fk, _, failed := tracker.Failed(); failed {
 			kind = fk
-			x.outcome = outcomeStreamFailed
+			outcome = outcomeStreamFailed
 		}
 	} else {
 		pu, ok = provider.ParseUsage(x.dialect, kept.Bytes())
 	}
 	switch {
 	case writeErr != nil:
-		x.outcome = outcomeCanceled
+		outcome = outcomeCanceled
 	case readErr != nil && !errors.Is(readErr, io.EOF):
-		x.outcome = outcomeStreamFailed
+		outcome = outcomeStreamFailed
 		kind = limiterconfig.FailureConnection
 		if wd.fired.Load() {
 			kind = limiterconfig.FailureTimeout
 		}
 	}
-	return kind, engineUsage(x.route.up.dialect, pu), ok
+	return outcome, kind, engineUsage(x.route.up.dialect, pu), ok
 }
 
 // engineUsage maps provider usage onto the engine's: for Anthropic, cache reads do
@@ -614,7 +627,7 @@ func (f *fedReader) Read(p []byte) (int, error) {
 
 // returnFailure hands a failure that is not retried to the app: the provider's
 // own response unchanged, or a 502/504 in the app's dialect when there was none.
-func (x *exchange) returnFailure(r attemptResult) {
+func (x *exchange) returnFailure(r attemptResult) string {
 	defer r.close()
 	if r.resp == nil {
 		status, code := http.StatusBadGateway, "upstream_unreachable"
@@ -625,9 +638,7 @@ func (x *exchange) returnFailure(r attemptResult) {
 		if r.err != nil {
 			msg += ": " + r.err.Error()
 		}
-		x.outcome = outcomeUnavailable
-		x.writeLocal(&provider.Error{Status: status, Code: code, Message: msg})
-		return
+		return x.fail(outcomeUnavailable, &provider.Error{Status: status, Code: code, Message: msg})
 	}
 	h := x.w.Header()
 	for k, vv := range r.resp.Header {
@@ -646,13 +657,12 @@ func (x *exchange) returnFailure(r attemptResult) {
 		_, _ = io.CopyBuffer(x.w, &fedReader{r: r.resp.Body, wd: r.watch}, *bp)
 		copyPool.Put(bp)
 	}
-	x.outcome = outcomeUpstreamError
-	x.finish()
+	return outcomeUpstreamError
 }
 
 // forwardOnce proxies an operation that uses no quota (model lists, token counts):
 // one attempt, no queue, no retries.
-func (x *exchange) forwardOnce() {
+func (x *exchange) forwardOnce() string {
 	up := x.route.up
 	x.pool = up.cfg.PoolFor(x.route.model)
 	x.policy = x.live.policyFor(up, x.route.model)
@@ -669,58 +679,51 @@ func (x *exchange) forwardOnce() {
 		if err == nil {
 			defer resp.Body.Close()
 			wd.feed()
-			x.relay(resp, wd)
+			outcome, _, _, _ := x.relay(resp, wd)
 			x.upstreamTime += time.Since(sent)
-			if resp.StatusCode > 299 {
-				x.outcome = outcomeUpstreamError
+			if resp.StatusCode > 299 && outcome == outcomeSuccess {
+				outcome = outcomeUpstreamError
 			}
-			x.finish()
-			return
+			return outcome
 		}
 	}
-	x.returnFailure(attemptResult{kind: limiterconfig.FailureConnection, err: err})
+	return x.returnFailure(attemptResult{kind: limiterconfig.FailureConnection, err: err})
 }
 
 // reject answers a local refusal from the engine.
-func (x *exchange) reject(err error) {
+func (x *exchange) reject(err error) string {
 	var rej *limiter.RejectError
 	if !errors.As(err, &rej) {
 		// The app went away while queued.
-		x.outcome = outcomeCanceled
-		x.finish()
-		return
+		return outcomeCanceled
 	}
 	e := &provider.Error{Code: rej.Reason.String(), Message: rej.Error(), RetryAfter: rej.RetryAfter}
+	outcome := outcomeRateLimited
 	switch rej.Reason {
 	case limiter.ReasonCircuitOpen:
 		e.Status = http.StatusServiceUnavailable
-		x.outcome = outcomeCircuitOpen
+		outcome = outcomeCircuitOpen
 	case limiter.ReasonPoolRemoved:
 		e.Status, e.RetryAfter = http.StatusServiceUnavailable, time.Second
-		x.outcome = outcomeUnavailable
+		outcome = outcomeUnavailable
 	case limiter.ReasonTooLarge:
 		// Retrying can never help, so not a 429 that SDKs would retry.
 		e.Status = http.StatusBadRequest
-		x.outcome = outcomeRateLimited
 	default:
 		e.Status = http.StatusTooManyRequests
-		x.outcome = outcomeRateLimited
 	}
-	x.writeLocal(e)
+	return x.fail(outcome, e)
 }
 
-func (x *exchange) writeLocal(e *provider.Error) {
+// fail answers the app with a local error in its dialect and returns outcome.
+func (x *exchange) fail(outcome string, e *provider.Error) string {
 	provider.WriteError(x.w, x.dialect, e)
 	x.wrote = true
-	x.finish()
+	return outcome
 }
 
-func (x *exchange) fail(outcome string, e *provider.Error) {
-	x.outcome = outcome
-	x.writeLocal(e)
-}
-
-// finish records the request's metrics; it runs once per request.
+// finish records the request's metrics. serveProxy defers it, so it runs exactly
+// once per request, after the outcome is known.
 func (x *exchange) finish() {
 	providerName, poolName := "", ""
 	if x.route.up != nil {
@@ -743,8 +746,10 @@ func (x *exchange) recoverPanic() {
 		return
 	}
 	if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+		x.outcome = outcomeCanceled
 		panic(v)
 	}
+	x.outcome = outcomeInternalError
 	x.s.metrics.panics.Inc()
 	x.s.panics.Add(1)
 	x.s.log.Error("proxy handler panic", "panic", fmt.Sprint(v), "path", x.r.URL.Path, "stack", string(debug.Stack()))
