@@ -14,16 +14,16 @@ const namespace = "aiquota_limiter"
 // Request outcomes, the outcome label of requests_total.
 const (
 	outcomeSuccess       = "success"
-	outcomeUpstreamError = "upstream_error"  // the provider's error, passed through
-	outcomeRateLimited   = "rate_limited"    // local 429: queue timeout, queue full, too large
-	outcomeCircuitOpen   = "circuit_open"    // local 503
-	outcomeContextLength = "context_length"  // local 400 from the pre-check
-	outcomeBadRequest    = "bad_request"     // malformed request, too large body
-	outcomeNotFound      = "not_found"       // no route, no model
-	outcomeUnavailable   = "unavailable"     // not ready, upstream unreachable after retries
-	outcomeCanceled      = "client_canceled" // the app went away
-	outcomeStreamFailed  = "stream_failed"   // an error after streaming began
-	outcomeInternalError = "internal_error"  // a bug reached the handler's last-resort recover
+	outcomeUpstreamError = "upstream_error" // the provider's error, passed through
+	outcomeRateLimited   = "rate_limited"   // local 429: queue timeout, queue full, too large
+	outcomeCircuitOpen   = "circuit_open"   // local 503
+	outcomeContextLength = "context_length" // local 400 from the pre-check
+	outcomeBadRequest    = "bad_request"    // malformed request, too large body
+	outcomeNotFound      = "not_found"      // no route, no model
+	outcomeUnavailable   = "unavailable"    // not ready, upstream unreachable after retries
+	outcomeCanceled      = "canceled"       // the app went away: no failure of anyone's
+	outcomeStreamFailed  = "stream_failed"  // an error after streaming began
+	outcomeInternalError = "internal_error" // a bug reached the handler's last-resort recover
 )
 
 // metrics is the sidecar's private registry: nothing global, so tests and several

@@ -327,15 +327,18 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 	r := x.send(ctx, res, up.keys[res.Account().Key])
 	defer r.close()
 	settled = r.settled
+	// An app that leaves cuts the upstream call short (its context is the call's):
+	// that says nothing about the upstream, so the breaker, the retry decision and
+	// the failure counters hear nothing of it.
+	if r.outcome == outcomeCanceled || (!r.done && ctx.Err() != nil) {
+		settled.Canceled = true
+		return step{outcome: outcomeCanceled}
+	}
 	if r.done {
 		record, kind, status = true, r.kind, r.status
 		return step{outcome: r.outcome}
 	}
 	// Not sent to the app: a failure, to retry or to return.
-	if ctx.Err() != nil {
-		// The app left; that says nothing about the upstream.
-		return step{outcome: outcomeCanceled}
-	}
 	record, kind, status = true, r.kind, r.status
 	if r.retryable {
 		delay, ok := limiter.NextRetry(x.policy.Retry, limiter.RetryInput{
@@ -436,6 +439,9 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 		x.bodyLeaked = true
 		x.upstreamTime += time.Since(sent)
 		wd.stop()
+		if x.appGone(wd) {
+			return attemptResult{outcome: outcomeCanceled, err: err}
+		}
 		kind := limiterconfig.FailureConnection
 		if wd.fired.Load() {
 			kind = limiterconfig.FailureTimeout
@@ -584,8 +590,8 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 		pu, ok = provider.ParseUsage(x.dialect, kept.Bytes())
 	}
 	switch {
-	case writeErr != nil:
-		outcome = outcomeCanceled
+	case writeErr != nil || (readErr != nil && !errors.Is(readErr, io.EOF) && x.appGone(wd)):
+		outcome, kind = outcomeCanceled, ""
 	case readErr != nil && !errors.Is(readErr, io.EOF):
 		outcome = outcomeStreamFailed
 		kind = limiterconfig.FailureConnection
@@ -604,6 +610,12 @@ func engineUsage(d provider.Dialect, u provider.Usage) limiter.Usage {
 		in = max(0, in-u.CachedInputTokens)
 	}
 	return limiter.Usage{InputTokens: in, OutputTokens: u.OutputTokens}
+}
+
+// appGone reports a call cut short because the app left, not because the upstream
+// failed or fell silent: the app's context ended and the watchdog did not fire.
+func (x *exchange) appGone(wd *watchdog) bool {
+	return x.r.Context().Err() != nil && !wd.fired.Load()
 }
 
 func isEventStream(h http.Header) bool {
@@ -676,6 +688,9 @@ func (x *exchange) forwardOnce() string {
 		var resp *http.Response
 		resp, err = x.s.transport.RoundTrip(req)
 		x.bodyLeaked = err != nil
+		if err != nil && x.appGone(wd) {
+			return outcomeCanceled
+		}
 		if err == nil {
 			defer resp.Body.Close()
 			wd.feed()
