@@ -3,6 +3,7 @@
 //
 //	limiter --config /etc/aiquota/limiter.json [--listen 127.0.0.1:8787] [--admin-listen :8788]
 //	        [--default-priority N] [--drain-timeout 30s] [--log-level info]
+//	        [--max-body-bytes N] [--body-read-timeout 30s]
 //
 //	limiter wait-ready [--url http://127.0.0.1:8788/readyz] [--timeout 2m]
 //
@@ -50,6 +51,7 @@ func run(args []string, stderr io.Writer) int {
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	maxBody := fs.Int64("max-body-bytes", sidecar.DefaultMaxBodyBytes, "largest request body accepted (413 above)")
+	bodyReadTimeout := fs.Duration("body-read-timeout", sidecar.DefaultBodyReadTimeout, "how long reading a request body may take in total (408 and a closed connection after)")
 	pollInterval := fs.Duration("config-poll-interval", sidecar.DefaultPollInterval, "how often the config's content hash is checked, besides file events")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -82,7 +84,7 @@ func run(args []string, stderr io.Writer) int {
 
 	srv := sidecar.New(sidecar.Options{
 		ConfigPath: *configPath, DefaultPriority: *defaultPriority, MaxBodyBytes: *maxBody,
-		PollInterval: *pollInterval, Logger: log, Identity: id,
+		BodyReadTimeout: *bodyReadTimeout, PollInterval: *pollInterval, Logger: log, Identity: id,
 	})
 	proxyLn, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -18,7 +18,8 @@ const (
 	outcomeRateLimited   = "rate_limited"   // local 429: queue timeout, queue full, too large
 	outcomeCircuitOpen   = "circuit_open"   // local 503
 	outcomeContextLength = "context_length" // local 400 from the pre-check
-	outcomeBadRequest    = "bad_request"    // malformed request, too large body
+	outcomeBadRequest    = "bad_request"    // malformed request, too large or unreadable body
+	outcomeBodyTimeout   = "body_timeout"   // the body did not arrive within the read deadline
 	outcomeNotFound      = "not_found"      // no route, no model
 	outcomeUnavailable   = "unavailable"    // not ready, upstream unreachable after retries
 	outcomeCanceled      = "canceled"       // the app went away: no failure of anyone's

@@ -9,6 +9,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/textproto"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -47,11 +49,26 @@ func putBody(b *bytes.Buffer) {
 	}
 }
 
-// hopHeaders are connection-scoped and never forwarded (RFC 9110 7.6.1), plus the
-// headers the sidecar sets or consumes itself.
+// hopHeaders are connection-scoped and never forwarded (RFC 9110 7.6.1).
 var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Te", "Trailer",
-	"Transfer-Encoding", "Upgrade",
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopHeaders deletes the connection-scoped headers from h: the standard ones
+// and those its Connection header names, which concern this hop only
+// (RFC 9110 7.6.1).
+func removeHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
 }
 
 // exchange is one app request on its way through the sidecar.
@@ -149,15 +166,33 @@ func (x *exchange) readBody(buf *bytes.Buffer) (string, bool) {
 	if x.r.Body == nil || x.r.Body == http.NoBody {
 		return "", true
 	}
+	// The deadline is on the connection, so a body that trickles in a byte at a time
+	// cannot hold the request (and its memory) open past it. It is lifted once the
+	// body is in: the connection's reads then only watch for the app leaving.
+	rc := http.NewResponseController(x.w)
+	if rc.SetReadDeadline(time.Now().Add(x.s.opts.BodyReadTimeout)) == nil {
+		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(x.w, x.r.Body, max))
 	var mbe *http.MaxBytesError
 	switch {
+	case err == nil:
+		return "", true
 	case errors.As(err, &mbe):
 		return tooLarge()
-	case err != nil:
-		return outcomeCanceled, false
 	}
-	return "", true
+	// A body that could not be read gets an answer, never the empty 200 of a handler
+	// that writes nothing, and the connection is closed: its framing is lost.
+	outcome := outcomeBadRequest
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		outcome = outcomeBodyTimeout
+	case x.r.Context().Err() != nil:
+		outcome = outcomeCanceled
+	}
+	x.w.Header().Set("Connection", "close")
+	return x.fail(outcome, &provider.Error{Status: http.StatusRequestTimeout, Code: "request_timeout",
+		Message: fmt.Sprintf("the aiquota limiter could not read the request body within %s: %v", x.s.opts.BodyReadTimeout, err)}), false
 }
 
 // limited runs a quota-consuming request: context pre-check, breaker, admission,
@@ -490,9 +525,7 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 	u.Path = up.endpoint.Path + path
 	u.RawPath = ""
 	h := x.r.Header.Clone()
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	removeHopHeaders(h)
 	h.Del(PriorityHeader)
 	// Go's transport then asks for gzip itself and decompresses, so usage can be read.
 	h.Del("Accept-Encoding")
@@ -527,9 +560,7 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 	for k, vv := range resp.Header {
 		h[k] = vv
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	removeHopHeaders(h)
 	if stream {
 		h.Del("Content-Length") // events may be stripped
 	}
@@ -656,9 +687,7 @@ func (x *exchange) returnFailure(r attemptResult) string {
 	for k, vv := range r.resp.Header {
 		h[k] = vv
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	removeHopHeaders(h)
 	h.Del("Content-Length")
 	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
 	x.w.WriteHeader(r.resp.StatusCode)

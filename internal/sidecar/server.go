@@ -29,6 +29,9 @@ import (
 // Defaults for Options fields left zero.
 const (
 	DefaultMaxBodyBytes = 32 << 20
+	// DefaultBodyReadTimeout bounds reading a request body in total: an app on
+	// localhost sends even a 32 MiB body in well under a second.
+	DefaultBodyReadTimeout = 30 * time.Second
 	DefaultPollInterval = 5 * time.Second
 	// debounce lets a burst of file events (a ConfigMap swap is several) settle.
 	debounce = 100 * time.Millisecond
@@ -50,6 +53,9 @@ type Options struct {
 	DefaultPriority int
 	// MaxBodyBytes bounds request bodies (413 above it).
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the whole read of a request body, however it trickles
+	// in (408 and a closed connection after it).
+	BodyReadTimeout time.Duration
 	// PollInterval is how often the config's content hash is checked, a backstop for
 	// missed file events.
 	PollInterval time.Duration
@@ -88,6 +94,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = DefaultBodyReadTimeout
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
