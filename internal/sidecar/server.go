@@ -32,7 +32,7 @@ const (
 	// DefaultBodyReadTimeout bounds reading a request body in total: an app on
 	// localhost sends even a 32 MiB body in well under a second.
 	DefaultBodyReadTimeout = 30 * time.Second
-	DefaultPollInterval = 5 * time.Second
+	DefaultPollInterval    = 5 * time.Second
 	// debounce lets a burst of file events (a ConfigMap swap is several) settle.
 	debounce = 100 * time.Millisecond
 )
