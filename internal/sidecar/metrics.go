@@ -128,10 +128,11 @@ var (
 	descOverrun    = prometheus.NewDesc(namespace+"_tokens_overrun_total", "Tokens used beyond the reservation (taken as bucket debt).", []string{"provider", "pool", "key"}, nil)
 	descBreaker    = prometheus.NewDesc(namespace+"_breaker_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open.", []string{"provider", "model"}, nil)
 	descOpens      = prometheus.NewDesc(namespace+"_breaker_opens_total", "Times the breaker opened.", []string{"provider", "model"}, nil)
+	descRefused    = prometheus.NewDesc(namespace+"_retries_refused_total", "Retries the pool's retry budget refused (the failure went to the app).", []string{"provider", "pool"}, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueueDepth, descUtil, descLimit, descLearned, descInFlight, descReserved, descUsed, descRefunded, descOverrun, descBreaker, descOpens} {
+	for _, d := range []*prometheus.Desc{descQueueDepth, descUtil, descLimit, descLearned, descInFlight, descReserved, descUsed, descRefunded, descOverrun, descBreaker, descOpens, descRefused} {
 		ch <- d
 	}
 }
@@ -140,6 +141,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.engine.Snapshot()
 	for _, q := range s.Queues {
 		ch <- prometheus.MustNewConstMetric(descQueueDepth, prometheus.GaugeValue, float64(q.Depth), q.Provider, q.Pool)
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(q.RetriesRefused), q.Provider, q.Pool)
 	}
 	for _, p := range s.Accounts {
 		for _, l := range p.Limits {

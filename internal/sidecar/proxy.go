@@ -305,6 +305,7 @@ func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand
 	if p, ok := limiter.ParsePriority(x.r.Header.Get(PriorityHeader)); ok {
 		priority = p
 	}
+	pool.NoteRequest()
 	first := time.Now()
 	for n := 0; ; n++ {
 		st := x.attempt(ctx, pool, breaker, demand, priority, n, first)
@@ -380,7 +381,8 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 			Attempt: n, Kind: r.kind, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter,
 			Elapsed: time.Since(first), Jitter: rand.Float64(),
 		})
-		if ok {
+		// The budget is asked last, so that only retries the policy wants spend it.
+		if ok && pool.AllowRetry() {
 			settled.Retried = true
 			x.s.metrics.retries.WithLabelValues(up.cfg.Name, pool.Name, r.kind).Inc()
 			x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, pool.Name).Observe(delay.Seconds())
