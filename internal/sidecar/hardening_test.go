@@ -132,3 +132,36 @@ func TestHopByHopHeadersStayOnTheirHop(t *testing.T) {
 		t.Errorf("headers the app received (-want +got):\n%s", diff)
 	}
 }
+
+func TestBodiesWaitForMemoryThenGet503(t *testing.T) {
+	acct := simAccount(simOpenAIKey, "openai", simulator.Limits{RequestsPerMinute: 10000})
+	acct.Latency.TimeToFirstToken = simulator.Duration(time.Minute)
+	e := newEnv(t, simulator.Config{Seed: 3, Accounts: []simulator.Account{acct}}, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
+		return openAIConfig(simURL, keyFile(simOpenAIKey), limiterconfig.Limits{RequestsPerMinute: 1000})
+	}, func(o *Options) {
+		o.MaxBodyBytes, o.BodyMemoryBytes, o.BodyMemoryWait = 96<<10, 128<<10, 200*time.Millisecond
+	})
+	big := `{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"` + strings.Repeat("ab ", 25<<10) + `"}]}`
+	// The first request holds its 75 KiB body while the provider thinks.
+	holder := make(chan struct{})
+	go func() {
+		defer close(holder)
+		req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+"/v1/chat/completions", strings.NewReader(big))
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	eventually(t, "the first request to reach the provider", func() bool { return e.sim.Stats().Accounts[0].Requests == 1 })
+	resp, body := e.post("/v1/chat/completions", nil, big)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, `"code":"overloaded"`) {
+		t.Errorf("status %d, Retry-After %q, body %s: want 503 overloaded with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if got := outcomes(t, e.srv)[outcomeOverloaded]; got != 1 {
+		t.Errorf("%v overloaded outcomes, want 1", got)
+	}
+	if peak := e.srv.bytes.peak.Load(); peak > 128<<10 {
+		t.Errorf("bodies held %d bytes at the peak, above the 128 KiB budget", peak)
+	}
+	e.proxy.CloseClientConnections()
+	<-holder
+}

@@ -20,6 +20,7 @@ const (
 	outcomeContextLength = "context_length" // local 400 from the pre-check
 	outcomeBadRequest    = "bad_request"    // malformed request, too large or unreadable body
 	outcomeBodyTimeout   = "body_timeout"   // the body did not arrive within the read deadline
+	outcomeOverloaded    = "overloaded"     // local 503: the byte budget stayed spent
 	outcomeNotFound      = "not_found"      // no route, no model
 	outcomeUnavailable   = "unavailable"    // not ready, upstream unreachable after retries
 	outcomeCanceled      = "canceled"       // the app went away: no failure of anyone's
@@ -47,7 +48,7 @@ type metrics struct {
 	engineCollector *engineCollector
 }
 
-func newMetrics(engine *limiter.Engine) *metrics {
+func newMetrics(engine *limiter.Engine, bytes *byteBudget) *metrics {
 	latencyBuckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
@@ -108,6 +109,22 @@ func newMetrics(engine *limiter.Engine) *metrics {
 	m.reg.MustRegister(m.requests, m.upstreamStatus, m.retries, m.retryDelay, m.queueWait,
 		m.upstreamLatency, m.addedLatency, m.configReloads, m.configErrors, m.configInfo,
 		m.panics, m.ready, m.engineCollector,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "body_bytes_held",
+			Help: "Bytes request bodies and kept response copies hold now.",
+		}, func() float64 { return float64(bytes.held.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "body_bytes_held_peak",
+			Help: "The most bytes request bodies and kept response copies held at once since the start.",
+		}, func() float64 { return float64(bytes.peak.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "body_bytes_budget",
+			Help: "The most bytes request bodies and kept response copies may hold at once (--body-memory-bytes).",
+		}, func() float64 { return float64(bytes.size) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "body_memory_refusals_total",
+			Help: "Requests answered 503 because body memory did not free up in time.",
+		}, func() float64 { return float64(bytes.refused.Load()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

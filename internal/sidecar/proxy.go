@@ -33,19 +33,25 @@ const (
 	// maxUsageBody bounds how much of a non-streamed success is kept to read usage;
 	// past it the reservation stands as the charge.
 	maxUsageBody = 16 << 20
-	// maxPooledBody is the largest buffer returned to the pool.
+	// maxPooledBody is the largest kept-response buffer returned to the pool.
 	maxPooledBody = 1 << 20
+	// pooledBodySize is the size of the pooled request-body buffers: most requests
+	// fit, and a body of unknown length starts in one.
+	pooledBodySize = 32 << 10
+	// keptStep is the least the kept copy of a response grows by.
+	keptStep = 64 << 10
 )
 
 var (
-	bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, pooledBodySize); return &b }}
+	keptPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 	copyPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 )
 
-func putBody(b *bytes.Buffer) {
+func putKept(b *bytes.Buffer) {
 	if b.Cap() <= maxPooledBody {
 		b.Reset()
-		bodyPool.Put(b)
+		keptPool.Put(b)
 	}
 }
 
@@ -93,6 +99,9 @@ type exchange struct {
 	// bodyLeaked is set when a transport failed a request: it may still read the
 	// body afterwards (see http.RoundTripper), so the buffer must not be reused.
 	bodyLeaked bool
+	// heldBytes are taken from the server's byte budget and given back when the
+	// request ends.
+	heldBytes int64
 }
 
 // serveProxy runs one app request. Every path through it ends in exactly one
@@ -118,16 +127,20 @@ func (x *exchange) serve() string {
 		x.wrote = true
 		return outcomeUnavailable
 	}
-	buf := bodyPool.Get().(*bytes.Buffer)
-	defer func() {
-		if !x.bodyLeaked {
-			putBody(buf)
-		}
-	}()
-	if outcome, ok := x.readBody(buf); !ok {
+	defer func() { x.s.bytes.release(x.heldBytes) }()
+	body, outcome, ok := x.readBody()
+	if !ok {
 		return outcome
 	}
-	req, err := provider.ParseRequest(d, op, pathModel, buf.Bytes())
+	if cap(body) == pooledBodySize {
+		defer func() {
+			if !x.bodyLeaked {
+				body = body[:0]
+				bodyPool.Put(&body)
+			}
+		}()
+	}
+	req, err := provider.ParseRequest(d, op, pathModel, body)
 	if err != nil {
 		var re *provider.RequestError
 		if errors.As(err, &re) {
@@ -140,8 +153,12 @@ func (x *exchange) serve() string {
 	if err != nil {
 		return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
 	}
-	x.body = buf.Bytes()
-	if x.route.rewrite && x.r.Method == http.MethodPost {
+	x.body = body
+	if x.route.rewrite && x.r.Method == http.MethodPost && d != provider.DialectGemini {
+		// The rewritten copy is as large as the body plus the new name.
+		if outcome, ok := x.holdBytes(int64(len(x.body) + len(x.route.model) + 16)); !ok {
+			return outcome
+		}
 		if x.body, err = provider.SetModel(d, x.body, x.route.model); err != nil {
 			return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Param: "model", Message: "the aiquota limiter could not set the model: " + err.Error()})
 		}
@@ -152,19 +169,24 @@ func (x *exchange) serve() string {
 	return x.limited()
 }
 
-// readBody reads the request body into buf, answering 413 above the limit; when it
-// returns false the request is over with the outcome it returns.
-func (x *exchange) readBody(buf *bytes.Buffer) (string, bool) {
-	max := x.s.opts.MaxBodyBytes
-	tooLarge := func() (string, bool) {
-		return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
-			Message: fmt.Sprintf("request body is larger than the aiquota limiter's %d-byte limit", max)}), false
+// readBody reads the request body into memory taken from the server's byte budget
+// first: exactly Content-Length bytes when the app states it, else a buffer that
+// doubles (up to the limit) as the body arrives, each growth paid for before it is
+// allocated. It answers 413 above the limit, 503 when the budget stays spent, and
+// 408 when the body does not arrive in time; when it returns false the request is
+// over with the outcome it returns.
+func (x *exchange) readBody() ([]byte, string, bool) {
+	limit := x.s.opts.MaxBodyBytes
+	tooLarge := func() ([]byte, string, bool) {
+		return nil, x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+			Message: fmt.Sprintf("request body is larger than the aiquota limiter's %d-byte limit", limit)}), false
 	}
-	if x.r.ContentLength > max {
+	cl := x.r.ContentLength
+	if cl > limit {
 		return tooLarge()
 	}
-	if x.r.Body == nil || x.r.Body == http.NoBody {
-		return "", true
+	if x.r.Body == nil || x.r.Body == http.NoBody || cl == 0 {
+		return nil, "", true
 	}
 	// The deadline is on the connection, so a body that trickles in a byte at a time
 	// cannot hold the request (and its memory) open past it. It is lifted once the
@@ -173,13 +195,52 @@ func (x *exchange) readBody(buf *bytes.Buffer) (string, bool) {
 	if rc.SetReadDeadline(time.Now().Add(x.s.opts.BodyReadTimeout)) == nil {
 		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(x.w, x.r.Body, max))
-	var mbe *http.MaxBytesError
+	size := int64(pooledBodySize)
+	if cl > 0 {
+		size = cl
+	}
+	if outcome, ok := x.holdBytes(size); !ok {
+		// The body stays unread: the connection cannot be reused.
+		x.w.Header().Set("Connection", "close")
+		return nil, outcome, false
+	}
+	var buf []byte
+	if size == pooledBodySize {
+		buf = (*bodyPool.Get().(*[]byte))[:0]
+	} else {
+		buf = make([]byte, 0, size)
+	}
+	var err error
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit || cl > 0 {
+				// A stated length is enforced by the server: a body that goes on
+				// past it fails the read, so a full buffer here holds all of it.
+				if cl > 0 {
+					break
+				}
+				return tooLarge()
+			}
+			grown := min(2*int64(cap(buf)), limit+1)
+			if outcome, ok := x.holdBytes(grown - int64(cap(buf))); !ok {
+				x.w.Header().Set("Connection", "close")
+				return nil, outcome, false
+			}
+			buf = append(make([]byte, 0, grown), buf...)
+		}
+		var n int
+		n, err = x.r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			break
+		}
+	}
 	switch {
-	case err == nil:
-		return "", true
-	case errors.As(err, &mbe):
-		return tooLarge()
+	case err == nil || errors.Is(err, io.EOF):
+		if int64(len(buf)) > limit {
+			return tooLarge()
+		}
+		return buf, "", true
 	}
 	// A body that could not be read gets an answer, never the empty 200 of a handler
 	// that writes nothing, and the connection is closed: its framing is lost.
@@ -191,8 +252,25 @@ func (x *exchange) readBody(buf *bytes.Buffer) (string, bool) {
 		outcome = outcomeCanceled
 	}
 	x.w.Header().Set("Connection", "close")
-	return x.fail(outcome, &provider.Error{Status: http.StatusRequestTimeout, Code: "request_timeout",
+	return nil, x.fail(outcome, &provider.Error{Status: http.StatusRequestTimeout, Code: "request_timeout",
 		Message: fmt.Sprintf("the aiquota limiter could not read the request body within %s: %v", x.s.opts.BodyReadTimeout, err)}), false
+}
+
+// holdBytes takes n more bytes from the server's byte budget for this request,
+// waiting up to the configured time; when they do not free up it answers 503 with
+// Retry-After in the app's dialect and returns false.
+func (x *exchange) holdBytes(n int64) (string, bool) {
+	err := x.s.bytes.acquire(x.r.Context(), n, x.s.opts.BodyMemoryWait)
+	if err == nil {
+		x.heldBytes += n
+		return "", true
+	}
+	var busy *errBodyMemory
+	if !errors.As(err, &busy) {
+		return outcomeCanceled, false
+	}
+	return x.fail(outcomeOverloaded, &provider.Error{Status: http.StatusServiceUnavailable, Code: "overloaded",
+		Message: err.Error(), RetryAfter: time.Second}), false
 }
 
 // limited runs a quota-consuming request: context pre-check, breaker, admission,
@@ -221,6 +299,9 @@ func (x *exchange) limited() string {
 	demand := limiter.Demand{InputTokens: prompt, OutputTokens: reserveOut}
 	if x.dialect == provider.DialectOpenAI && x.req.Stream && !x.req.StreamUsageRequested &&
 		(x.op == provider.OpChatCompletions || x.op == provider.OpCompletions) {
+		if outcome, ok := x.holdBytes(int64(len(x.body) + 64)); !ok {
+			return outcome
+		}
 		if b, err := provider.EnableStreamUsage(x.body); err == nil {
 			x.body, x.strip = b, true
 		}
@@ -578,11 +659,13 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 	flusher, _ := x.w.(http.Flusher)
 	var tracker *provider.StreamTracker
 	var kept *bytes.Buffer
+	keep := !stream
+	var keptHeld int64
 	if stream {
 		tracker = provider.NewStreamTracker(x.dialect, x.strip)
 	} else {
-		kept = bodyPool.Get().(*bytes.Buffer)
-		defer putBody(kept)
+		kept = keptPool.Get().(*bytes.Buffer)
+		defer putKept(kept)
 	}
 	var readErr, writeErr error
 	for readErr == nil && writeErr == nil {
@@ -594,8 +677,8 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 		chunk := buf[:n]
 		if tracker != nil {
 			chunk = tracker.Write(chunk)
-		} else if kept.Len()+n <= maxUsageBody {
-			kept.Write(chunk)
+		} else if keep {
+			keep, keptHeld = x.keep(kept, chunk, keptHeld)
 		}
 		if len(chunk) > 0 {
 			_, writeErr = x.w.Write(chunk)
@@ -619,7 +702,7 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 			kind = fk
 			outcome = outcomeStreamFailed
 		}
-	} else {
+	} else if keep {
 		pu, ok = provider.ParseUsage(x.dialect, kept.Bytes())
 	}
 	switch {
@@ -633,6 +716,31 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 		}
 	}
 	return outcome, kind, engineUsage(x.route.up.dialect, pu), ok
+}
+
+// keep appends chunk to the bounded copy of a response kept to read its usage,
+// paying for growth from the byte budget without waiting: when the bytes are not
+// free, or the copy would pass maxUsageBody, the copy is dropped and the
+// reservation stands as the charge. It returns whether the copy is still kept and
+// the bytes it holds.
+func (x *exchange) keep(kept *bytes.Buffer, chunk []byte, held int64) (bool, int64) {
+	need := int64(kept.Len() + len(chunk))
+	if need > maxUsageBody {
+		kept.Reset()
+		return false, held
+	}
+	if need > held {
+		grown := min(max(2*held, need, keptStep), maxUsageBody)
+		if !x.s.bytes.tryAcquire(grown - held) {
+			kept.Reset()
+			return false, held
+		}
+		x.heldBytes += grown - held
+		kept.Grow(int(grown) - kept.Len())
+		held = grown
+	}
+	kept.Write(chunk)
+	return true, held
 }
 
 // engineUsage maps provider usage onto the engine's: for Anthropic, cache reads do

@@ -56,6 +56,12 @@ type Options struct {
 	// BodyReadTimeout bounds the whole read of a request body, however it trickles
 	// in (408 and a closed connection after it).
 	BodyReadTimeout time.Duration
+	// BodyMemoryBytes bounds the bytes request bodies and kept response copies hold
+	// across all requests; 0 means BodyMemoryBudget(MaxBodyBytes). MaxBodyBytes is
+	// lowered to it when larger, since such a body could never be read.
+	BodyMemoryBytes int64
+	// BodyMemoryWait is how long a request waits for body memory before a 503.
+	BodyMemoryWait time.Duration
 	// PollInterval is how often the config's content hash is checked, a backstop for
 	// missed file events.
 	PollInterval time.Duration
@@ -77,6 +83,7 @@ type Server struct {
 	transport http.RoundTripper
 	metrics   *metrics
 	counters  *counterCache
+	bytes     *byteBudget
 
 	live     atomic.Pointer[liveConfig]
 	draining atomic.Bool
@@ -98,6 +105,12 @@ func New(opts Options) *Server {
 	if opts.BodyReadTimeout <= 0 {
 		opts.BodyReadTimeout = DefaultBodyReadTimeout
 	}
+	if opts.BodyMemoryBytes <= 0 {
+		opts.BodyMemoryBytes = BodyMemoryBudget(opts.MaxBodyBytes)
+	}
+	if opts.BodyMemoryWait <= 0 {
+		opts.BodyMemoryWait = DefaultBodyMemoryWait
+	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
@@ -107,14 +120,19 @@ func New(opts Options) *Server {
 	if opts.Transport == nil {
 		opts.Transport = NewTransport()
 	}
+	if opts.MaxBodyBytes > opts.BodyMemoryBytes {
+		opts.Logger.Warn("the body limit is above the memory bodies may hold; lowering it", "maxBodyBytes", opts.MaxBodyBytes, "bodyMemoryBytes", opts.BodyMemoryBytes)
+		opts.MaxBodyBytes = opts.BodyMemoryBytes
+	}
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger,
 		engine:    limiter.New(opts.Engine),
 		transport: opts.Transport,
 		counters:  newCounterCache(),
+		bytes:     newByteBudget(opts.BodyMemoryBytes),
 	}
-	s.metrics = newMetrics(s.engine)
+	s.metrics = newMetrics(s.engine, s.bytes)
 	if err := s.Reload(); err != nil {
 		s.log.Error("limiter config not loaded; not ready until a valid one appears", "path", opts.ConfigPath, "error", err)
 	}
