@@ -61,8 +61,9 @@ func outcomes(t *testing.T, s *Server) map[string]float64 {
 	return got
 }
 
-// assertSettled checks that every admission was ended exactly once: nothing is in
-// flight, and the engine counted one settled attempt per call the simulator saw.
+// assertSettled checks that every admission was ended exactly once (nothing is in
+// flight, and the engine counted one settled attempt per call the simulator saw)
+// and that every request gave its body bytes back.
 func (e *env) assertSettled() {
 	e.t.Helper()
 	var sent int64
@@ -78,6 +79,9 @@ func (e *env) assertSettled() {
 	}
 	if attempts != sent {
 		e.t.Errorf("engine settled %d attempts, the simulator saw %d calls", attempts, sent)
+	}
+	if held := e.srv.bytes.held.Load(); held != 0 {
+		e.t.Errorf("%d body bytes still held after every request ended", held)
 	}
 }
 

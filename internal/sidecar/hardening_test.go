@@ -165,3 +165,43 @@ func TestBodiesWaitForMemoryThenGet503(t *testing.T) {
 	e.proxy.CloseClientConnections()
 	<-holder
 }
+
+func TestBodiesOfUnknownLengthGrowWithinTheLimitAndGiveTheirBytesBack(t *testing.T) {
+	e := newEnv(t, simulator.Config{Seed: 5, Accounts: []simulator.Account{simAccount(simOpenAIKey, "openai", simulator.Limits{RequestsPerMinute: 1000})}},
+		func(simURL string, keyFile func(string) string) *limiterconfig.Config {
+			return openAIConfig(simURL, keyFile(simOpenAIKey), limiterconfig.Limits{RequestsPerMinute: 1000})
+		}, func(o *Options) { o.MaxBodyBytes, o.BodyMemoryBytes = 96<<10, 1<<20 })
+	chunked := func(body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+"/v1/chat/completions", io.MultiReader(strings.NewReader(body)))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	fits := `{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"` + strings.Repeat("ab ", 15<<10) + `"}]}`
+	if status, body := chunked(fits); status != http.StatusOK {
+		t.Errorf("a 45 KiB chunked body: status %d %s", status, body)
+	}
+	tooBig := `{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("ab ", 40<<10) + `"}]}`
+	if status, body := chunked(tooBig); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 120 KiB chunked body over a 96 KiB limit: status %d %s", status, body)
+	}
+	eventually(t, "every request to end", func() bool {
+		var n float64
+		for _, v := range outcomes(t, e.srv) {
+			n += v
+		}
+		return n == 2
+	})
+	// Doubling from 32 KiB stops at the limit (plus the byte that proves it exceeded).
+	if peak := e.srv.bytes.peak.Load(); peak > 96<<10+1+(64<<10) {
+		t.Errorf("bodies held %d bytes at the peak", peak)
+	}
+	if held := e.srv.bytes.held.Load(); held != 0 {
+		t.Errorf("%d bytes still held after every request ended", held)
+	}
+}

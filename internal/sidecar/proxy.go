@@ -100,8 +100,9 @@ type exchange struct {
 	// body afterwards (see http.RoundTripper), so the buffer must not be reused.
 	bodyLeaked bool
 	// heldBytes are taken from the server's byte budget and given back when the
-	// request ends.
-	heldBytes int64
+	// request ends; copyHeld is the part paid for the rewritten copy of the body in
+	// use, pendingCopy for one about to be made.
+	heldBytes, copyHeld, pendingCopy int64
 }
 
 // serveProxy runs one app request. Every path through it ends in exactly one
@@ -156,12 +157,13 @@ func (x *exchange) serve() string {
 	x.body = body
 	if x.route.rewrite && x.r.Method == http.MethodPost && d != provider.DialectGemini {
 		// The rewritten copy is as large as the body plus the new name.
-		if outcome, ok := x.holdBytes(int64(len(x.body) + len(x.route.model) + 16)); !ok {
+		if outcome, ok := x.holdCopy(int64(len(x.body) + len(x.route.model) + 16)); !ok {
 			return outcome
 		}
 		if x.body, err = provider.SetModel(d, x.body, x.route.model); err != nil {
 			return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Param: "model", Message: "the aiquota limiter could not set the model: " + err.Error()})
 		}
+		x.copied()
 	}
 	if !op.Limited() {
 		return x.forwardOnce()
@@ -256,6 +258,24 @@ func (x *exchange) readBody() ([]byte, string, bool) {
 		Message: fmt.Sprintf("the aiquota limiter could not read the request body within %s: %v", x.s.opts.BodyReadTimeout, err)}), false
 }
 
+// holdCopy pays for a rewritten copy of the body of n bytes, before it is made.
+func (x *exchange) holdCopy(n int64) (string, bool) {
+	outcome, ok := x.holdBytes(n)
+	if ok {
+		x.pendingCopy = n
+	}
+	return outcome, ok
+}
+
+// copied notes that the copy paid for by holdCopy replaced the body sent so far.
+// When that was itself a rewrite's copy nothing references it any more, so its bytes
+// go back: at most one copy is paid for beside the body read.
+func (x *exchange) copied() {
+	x.s.bytes.release(x.copyHeld)
+	x.heldBytes -= x.copyHeld
+	x.copyHeld, x.pendingCopy = x.pendingCopy, 0
+}
+
 // holdBytes takes n more bytes from the server's byte budget for this request,
 // waiting up to the configured time; when they do not free up it answers 503 with
 // Retry-After in the app's dialect and returns false.
@@ -299,11 +319,12 @@ func (x *exchange) limited() string {
 	demand := limiter.Demand{InputTokens: prompt, OutputTokens: reserveOut}
 	if x.dialect == provider.DialectOpenAI && x.req.Stream && !x.req.StreamUsageRequested &&
 		(x.op == provider.OpChatCompletions || x.op == provider.OpCompletions) {
-		if outcome, ok := x.holdBytes(int64(len(x.body) + 64)); !ok {
+		if outcome, ok := x.holdCopy(int64(len(x.body) + 64)); !ok {
 			return outcome
 		}
 		if b, err := provider.EnableStreamUsage(x.body); err == nil {
 			x.body, x.strip = b, true
+			x.copied()
 		}
 	}
 	pool, err := x.s.engine.Pool(up.cfg.Name, x.route.model)
