@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/sidecar"
 	"github.com/aiquota/aiquota/internal/simulator"
 	"github.com/aiquota/aiquota/test/harness"
 )
@@ -130,6 +131,62 @@ func startStack(t *testing.T, account simulator.Account, env, flags []string) *s
 		t.Fatal(err)
 	}
 	return &stack{t: t, limiter: lim, proxy: "http://" + m[1], admin: "http://" + m[2]}
+}
+
+// labelled sums the samples of a metric whose labels include every fragment given
+// (`outcome="canceled"`).
+func (s *stack) labelled(name string, fragments ...string) float64 {
+	s.t.Helper()
+	resp, err := http.Get(s.admin + "/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var sum float64
+lines:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		for _, f := range fragments {
+			if !strings.Contains(line, f) {
+				continue lines
+			}
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// state is the limiter's /state.
+func (s *stack) state() sidecar.State {
+	s.t.Helper()
+	resp, err := http.Get(s.proxy + "/state")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st sidecar.State
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		s.t.Fatal(err)
+	}
+	return st
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // metric reads one unlabelled sample from the limiter's /metrics; ok is false when
