@@ -89,8 +89,13 @@ type exchange struct {
 	route   route
 	pool    limiterconfig.Pool
 	policy  limiterconfig.Policy
-	body    []byte // what goes upstream
-	strip   bool   // the limiter added include_usage and strips its chunk
+	body    []byte // the body read from the app
+	// rw, when set, rewrites the body on its way upstream without copying it;
+	// segs is its result, made once for every attempt.
+	rw      *provider.Rewrite
+	segs    [][]byte
+	segsLen int64
+	strip   bool // the limiter added include_usage and strips its chunk
 
 	start                            time.Time
 	upstreamTime, queued, retryDelay time.Duration
@@ -100,9 +105,8 @@ type exchange struct {
 	// body afterwards (see http.RoundTripper), so the buffer must not be reused.
 	bodyLeaked bool
 	// heldBytes are taken from the server's byte budget and given back when the
-	// request ends; copyHeld is the part paid for the rewritten copy of the body in
-	// use, pendingCopy for one about to be made.
-	heldBytes, copyHeld, pendingCopy int64
+	// request ends.
+	heldBytes int64
 }
 
 // serveProxy runs one app request. Every path through it ends in exactly one
@@ -155,15 +159,11 @@ func (x *exchange) serve() string {
 		return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
 	}
 	x.body = body
-	if x.route.rewrite && x.r.Method == http.MethodPost && d != provider.DialectGemini {
-		// The rewritten copy is as large as the body plus the new name.
-		if outcome, ok := x.holdCopy(int64(len(x.body) + len(x.route.model) + 16)); !ok {
-			return outcome
-		}
-		if x.body, err = provider.SetModel(d, x.body, x.route.model); err != nil {
+	if x.route.rewrite && x.r.Method == http.MethodPost {
+		x.rw = provider.NewRewrite(body)
+		if err = x.rw.SetModel(d, x.route.model); err != nil {
 			return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Param: "model", Message: "the aiquota limiter could not set the model: " + err.Error()})
 		}
-		x.copied()
 	}
 	if !op.Limited() {
 		return x.forwardOnce()
@@ -258,24 +258,6 @@ func (x *exchange) readBody() ([]byte, string, bool) {
 		Message: fmt.Sprintf("the aiquota limiter could not read the request body within %s: %v", x.s.opts.BodyReadTimeout, err)}), false
 }
 
-// holdCopy pays for a rewritten copy of the body of n bytes, before it is made.
-func (x *exchange) holdCopy(n int64) (string, bool) {
-	outcome, ok := x.holdBytes(n)
-	if ok {
-		x.pendingCopy = n
-	}
-	return outcome, ok
-}
-
-// copied notes that the copy paid for by holdCopy replaced the body sent so far.
-// When that was itself a rewrite's copy nothing references it any more, so its bytes
-// go back: at most one copy is paid for beside the body read.
-func (x *exchange) copied() {
-	x.s.bytes.release(x.copyHeld)
-	x.heldBytes -= x.copyHeld
-	x.copyHeld, x.pendingCopy = x.pendingCopy, 0
-}
-
 // holdBytes takes n more bytes from the server's byte budget for this request,
 // waiting up to the configured time; when they do not free up it answers 503 with
 // Retry-After in the app's dialect and returns false.
@@ -319,12 +301,12 @@ func (x *exchange) limited() string {
 	demand := limiter.Demand{InputTokens: prompt, OutputTokens: reserveOut}
 	if x.dialect == provider.DialectOpenAI && x.req.Stream && !x.req.StreamUsageRequested &&
 		(x.op == provider.OpChatCompletions || x.op == provider.OpCompletions) {
-		if outcome, ok := x.holdCopy(int64(len(x.body) + 64)); !ok {
-			return outcome
+		rw := x.rw
+		if rw == nil {
+			rw = provider.NewRewrite(x.body)
 		}
-		if b, err := provider.EnableStreamUsage(x.body); err == nil {
-			x.body, x.strip = b, true
-			x.copied()
+		if err := rw.EnableStreamUsage(); err == nil {
+			x.rw, x.strip = rw, true
 		}
 	}
 	pool, err := x.s.engine.Pool(up.cfg.Name, x.route.model)
@@ -642,7 +624,18 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 		provider.ApplyAuth(h, nil, up.cfg.Type, key)
 	}
 	var body io.Reader = http.NoBody
-	if len(x.body) > 0 {
+	n := int64(len(x.body))
+	switch {
+	case x.rw != nil:
+		if x.segs == nil {
+			x.segs, x.segsLen = x.rw.Segments()
+		}
+		readers := make([]io.Reader, len(x.segs))
+		for i, seg := range x.segs {
+			readers[i] = bytes.NewReader(seg)
+		}
+		body, n = io.MultiReader(readers...), x.segsLen
+	case n > 0:
 		body = bytes.NewReader(x.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, x.r.Method, u.String(), body)
@@ -650,7 +643,7 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 		return nil, fmt.Errorf("build upstream request: %w", err)
 	}
 	req.Header = h
-	req.ContentLength = int64(len(x.body))
+	req.ContentLength = n
 	return req, nil
 }
 
