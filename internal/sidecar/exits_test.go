@@ -151,7 +151,9 @@ func TestEveryExitEndsTheRequestOnce(t *testing.T) {
 				}()
 				eventually(t, "the second request to queue", func() bool { return e.srv.engine.Snapshot().Queues[0].Depth == 1 })
 				cancel()
-				<-done
+				if err := <-done; err == nil {
+					t.Error("the canceled request got an answer")
+				}
 				eventually(t, "the canceled request to end", func() bool { return outcomes(t, e.srv)[outcomeCanceled] > 0 })
 			},
 			want: map[string]float64{outcomeSuccess: 1, outcomeCanceled: 1}},
