@@ -3,6 +3,7 @@
 //
 //	limiter --config /etc/aiquota/limiter.json [--listen 127.0.0.1:8787] [--admin-listen :8788]
 //	        [--default-priority N] [--drain-timeout 30s] [--log-level info]
+//	        [--max-body-bytes N] [--body-read-timeout 30s] [--body-memory-bytes N] [--body-memory-wait 10s]
 //
 //	limiter wait-ready [--url http://127.0.0.1:8788/readyz] [--timeout 2m]
 //
@@ -50,6 +51,9 @@ func run(args []string, stderr io.Writer) int {
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	maxBody := fs.Int64("max-body-bytes", sidecar.DefaultMaxBodyBytes, "largest request body accepted (413 above)")
+	bodyMemory := fs.Int64("body-memory-bytes", 0, "most bytes request bodies may hold across all requests; 0 = half the Go memory limit (GOMEMLIMIT, else 90% of the container's), or 4 x --max-body-bytes without one")
+	bodyMemoryWait := fs.Duration("body-memory-wait", sidecar.DefaultBodyMemoryWait, "how long a request waits for body memory before a 503")
+	bodyReadTimeout := fs.Duration("body-read-timeout", sidecar.DefaultBodyReadTimeout, "how long reading a request body may take in total (408 and a closed connection after)")
 	pollInterval := fs.Duration("config-poll-interval", sidecar.DefaultPollInterval, "how often the config's content hash is checked, besides file events")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -82,6 +86,7 @@ func run(args []string, stderr io.Writer) int {
 
 	srv := sidecar.New(sidecar.Options{
 		ConfigPath: *configPath, DefaultPriority: *defaultPriority, MaxBodyBytes: *maxBody,
+		BodyReadTimeout: *bodyReadTimeout, BodyMemoryBytes: *bodyMemory, BodyMemoryWait: *bodyMemoryWait,
 		PollInterval: *pollInterval, Logger: log, Identity: id,
 	})
 	proxyLn, err := net.Listen("tcp", *listen)

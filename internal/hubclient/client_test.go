@@ -237,8 +237,7 @@ func TestReportsFromTheEngine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res.Settle(limiter.Attempt{Status: 200, Usage: limiter.Usage{InputTokens: 90, OutputTokens: 10}, UsageKnown: true})
-		res.Release()
+		res.End(limiter.Attempt{Status: 200, Usage: limiter.Usage{InputTokens: 90, OutputTokens: 10}, UsageKnown: true})
 	}
 	breaker, err := engine.Breaker("openai-tier3", "gpt-5.5-2030")
 	if err != nil {

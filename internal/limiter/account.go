@@ -395,8 +395,23 @@ func (r Reservation) Reserved() Demand {
 	return Demand{InputTokens: r.input, OutputTokens: r.output}
 }
 
-// Release gives the concurrency slot back. Call it exactly once per admission.
-func (r Reservation) Release() {
+// End settles the reservation with what its attempt did and gives the concurrency
+// slot back. It is the one way to finish an admission that reached the provider
+// (Cancel is the one for an admission that did not), and it empties r, so a second
+// End or Cancel on the same variable does nothing: a caller that defers End cannot
+// settle or release twice.
+func (r *Reservation) End(a Attempt) {
+	if r.account == nil {
+		return
+	}
+	held := *r
+	*r = Reservation{}
+	held.settle(a)
+	held.release()
+}
+
+// release gives the concurrency slot back.
+func (r Reservation) release() {
 	if r.account == nil {
 		return
 	}
@@ -405,27 +420,29 @@ func (r Reservation) Release() {
 }
 
 // Cancel undoes an admission whose request never reached the provider: every unit,
-// the request included, goes back, and the concurrency slot is released. Use it
-// instead of Settle and Release, never with them.
-func (r Reservation) Cancel() {
+// the request included, goes back, and the concurrency slot is released. Like End it
+// empties r, so it is harmless after End or a first Cancel.
+func (r *Reservation) Cancel() {
 	p := r.account
 	if p == nil {
 		return
 	}
+	held := *r
+	*r = Reservation{}
 	p.mu.Lock()
 	now := p.clock.Now()
 	p.fastTakes = 0
-	d := r.Reserved()
+	d := held.Reserved()
 	for k := range numKinds {
 		p.buckets[k].give(d.amount(k), now)
 	}
 	p.rollDaysLocked(now)
-	if p.dayReqs.day == r.day {
+	if p.dayReqs.day == held.day {
 		p.dayReqs.used = max(0, p.dayReqs.used-1)
-		p.dayTokens.used = max(0, p.dayTokens.used-r.input-r.output)
+		p.dayTokens.used = max(0, p.dayTokens.used-held.input-held.output)
 	}
 	p.mu.Unlock()
-	r.Release()
+	held.release()
 }
 
 // Attempt is what happened to one upstream call made under a reservation.
@@ -437,14 +454,17 @@ type Attempt struct {
 	UsageKnown bool
 	// Retried means another attempt follows this one.
 	Retried bool
+	// Canceled means the app left during the attempt: what the upstream did then says
+	// nothing about its health, so the attempt counts in no failure counter.
+	Canceled bool
 }
 
-// Settle reconciles the reserved tokens with what the attempt used: the difference is
+// settle reconciles the reserved tokens with what the attempt used: the difference is
 // refunded, or owed as debt when usage exceeded the reservation. Without reported
 // usage a successful call keeps the whole reservation (the estimate stands) and a
 // failed one is refunded in full, since the provider served nothing. The request unit
-// is never refunded: an attempt costs a request. Call at most once per reservation.
-func (r Reservation) Settle(a Attempt) {
+// is never refunded: an attempt costs a request.
+func (r Reservation) settle(a Attempt) {
 	p := r.account
 	if p == nil {
 		return
@@ -452,6 +472,7 @@ func (r Reservation) Settle(a Attempt) {
 	c := &p.counters
 	c.attempts.Add(1)
 	switch {
+	case a.Canceled:
 	case a.Status == 0:
 		c.unanswered.Add(1)
 	case a.Status == 429:

@@ -66,7 +66,7 @@ func TestConcurrencySemaphore(t *testing.T) {
 	if !ok1 || !ok2 || ok3 {
 		t.Fatalf("admissions = %v %v %v, want true true false", ok1, ok2, ok3)
 	}
-	r1.Release()
+	r1.release()
 	if _, ok := p.tryAdmit(&Demand{}); !ok {
 		t.Fatal("a released slot was not reusable")
 	}
@@ -150,8 +150,7 @@ func TestSettleRefundsOrGoesIntoDebt(t *testing.T) {
 			if !ok {
 				t.Fatal("refused")
 			}
-			r.Settle(c.attempt)
-			r.Release()
+			r.End(c.attempt)
 			if diff := cmp.Diff(c.want, levels(p), approx); diff != "" {
 				t.Errorf("levels (-want +got):\n%s", diff)
 			}
@@ -225,7 +224,7 @@ func TestAccountSetLimitLayersOverConfigAndClears(t *testing.T) {
 	p, clock := testAccount(t, limitsRT(600, 0), 0)
 	for range 100 {
 		r, _ := p.tryAdmit(&Demand{})
-		r.Release()
+		r.release()
 	}
 	p.SetLimit(KindRequests, 1, 30) // a lease: 60 RPM, burst 30
 	got := p.Snapshot().Limits[0]
@@ -267,9 +266,49 @@ func TestThrottleHoldsAndLowersRateThenRecovers(t *testing.T) {
 		t.Errorf("throttled rate = %v, want 540", got)
 	}
 	clock.Advance(throttleRecover)
-	r.Settle(Attempt{Status: 200})
-	r.Release()
+	r.End(Attempt{Status: 200})
 	if got := p.Snapshot().Limits[0].RatePerMinute; got != 600 {
 		t.Errorf("recovered rate = %v, want 600", got)
+	}
+}
+
+func TestEndingTwiceSettlesAndReleasesOnce(t *testing.T) {
+	finishes := []struct {
+		name   string
+		finish func(r *Reservation)
+		want   AccountCounters
+	}{
+		{"end, end", func(r *Reservation) { r.End(Attempt{Status: 200}); r.End(Attempt{Status: 500}) },
+			AccountCounters{Attempts: 1, InputTokens: 300, ReservedTokens: 300}},
+		{"end, cancel", func(r *Reservation) { r.End(Attempt{Status: 429}); r.Cancel() },
+			AccountCounters{Attempts: 1, Upstream429: 1, ReservedTokens: 300, RefundedTokens: 300}},
+		{"cancel, end", func(r *Reservation) { r.Cancel(); r.End(Attempt{Status: 200}) },
+			AccountCounters{}},
+		{"canceled attempt counts no failure", func(r *Reservation) { r.End(Attempt{Canceled: true}); r.End(Attempt{}) },
+			AccountCounters{Attempts: 1, ReservedTokens: 300, RefundedTokens: 300}},
+	}
+	for _, c := range finishes {
+		t.Run(c.name, func(t *testing.T) {
+			p, _ := testAccount(t, limiterconfig.Limits{RequestsPerMinute: 60, TokensPerMinute: 1000, MaxConcurrency: 1}, 0)
+			r, ok := p.tryAdmit(&Demand{InputTokens: 300})
+			if !ok {
+				t.Fatal("refused")
+			}
+			c.finish(&r)
+			s := p.Snapshot()
+			if s.InFlight != 0 {
+				t.Errorf("in flight %d after finishing twice, want 0", s.InFlight)
+			}
+			if diff := cmp.Diff(c.want, s.Counters); diff != "" {
+				t.Errorf("counters (-want +got):\n%s", diff)
+			}
+			// The slot is free exactly once: one more admission fits, a second does not.
+			if _, ok := p.tryAdmit(&Demand{InputTokens: 1}); !ok {
+				t.Error("no slot after the reservation ended")
+			}
+			if _, ok := p.tryAdmit(&Demand{InputTokens: 1}); ok {
+				t.Error("two slots free: the reservation was released twice")
+			}
+		})
 	}
 }

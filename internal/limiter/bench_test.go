@@ -34,7 +34,7 @@ func BenchmarkLocalDecision(b *testing.B) {
 		if !ok {
 			b.Fatal("refused")
 		}
-		r.Release()
+		r.release()
 	}
 }
 
@@ -52,7 +52,7 @@ func BenchmarkLocalDecisionParallel(b *testing.B) {
 				b.Error(ok)
 				return
 			}
-			r.Release()
+			r.release()
 		}
 	})
 }
@@ -67,8 +67,7 @@ func BenchmarkAdmitSettleRelease(b *testing.B) {
 	for b.Loop() {
 		t, _ := e.Pool("openai", "gpt-x")
 		r, _ := t.Admit(context.Background(), d, 5, time.Second)
-		r.Settle(a)
-		r.Release()
+		r.End(a)
 	}
 }
 

@@ -155,7 +155,7 @@ func TestFastPathNeverAdmitsMoreThanAnExactBucket(t *testing.T) {
 			if ok {
 				ex[0].level--
 				ex[1].level -= float64(d.InputTokens + d.OutputTokens)
-				r.Release()
+				r.release()
 			}
 			p.mu.Lock()
 			gotReq := p.buckets[KindRequests].peek(now)

@@ -126,7 +126,7 @@ func TestUnlistedModelsShareOnePool(t *testing.T) {
 		}
 		if res, ok := pool.TryAdmit(Demand{}); ok {
 			admitted++
-			res.Release()
+			res.End(Attempt{})
 		}
 	}
 	if admitted != 3 {
@@ -172,7 +172,7 @@ func TestSnapshotReportsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Account().Observe(Observation{Windows: [numKinds]Window{KindRequests: {Limit: 60, Remaining: 40, HasLimit: true, HasRemaining: true}}})
-	r.Settle(Attempt{Status: 429, Retried: true})
+	r.settle(Attempt{Status: 429, Retried: true})
 	b, _ := e.Breaker("openai", "gpt-x")
 	record(t, b, "")
 	clock.Advance(time.Second)

@@ -111,6 +111,9 @@ type Pool struct {
 	rejected atomic.Int64
 	admitted atomic.Int64
 	queued   atomic.Int64
+
+	budget         retryBudget
+	retriesRefused atomic.Int64
 }
 
 type waiter struct {

@@ -106,7 +106,7 @@ func TestQueueServesByPriorityWithAging(t *testing.T) {
 	var order []string
 	r := holder
 	for range 4 {
-		r.Release()
+		r.release()
 		a := <-out
 		if a.err != nil {
 			t.Fatalf("%s failed: %v", a.name, a.err)
@@ -180,7 +180,7 @@ func TestCanceledWaiterLeavesTheQueue(t *testing.T) {
 	if d := pool.QueueDepth(); d != 0 {
 		t.Errorf("queue depth = %d after cancel, want 0", d)
 	}
-	holder.Release()
+	holder.release()
 	if _, ok := pool.TryAdmit(Demand{}); !ok {
 		t.Error("slot not free after the canceled waiter left")
 	}
@@ -228,7 +228,7 @@ func TestConcurrentAdmitReleaseKeepsInvariants(t *testing.T) {
 				mu.Lock()
 				inside--
 				mu.Unlock()
-				r.Release()
+				r.release()
 			}
 		})
 	}

@@ -98,6 +98,8 @@ type QueueSnapshot struct {
 	Admitted int64  `json:"admitted"`
 	Queued   int64  `json:"queued"`
 	Rejected int64  `json:"rejected"`
+	// RetriesRefused counts retries the pool's retry budget did not allow.
+	RetriesRefused int64 `json:"retriesRefused"`
 }
 
 // Snapshot captures the state of every pool, account and breaker.
@@ -118,6 +120,7 @@ func (e *Engine) Snapshot() Snapshot {
 		s.Queues = append(s.Queues, QueueSnapshot{
 			Provider: p.Provider, Pool: p.Name, Depth: p.QueueDepth(),
 			Admitted: p.admitted.Load(), Queued: p.queued.Load(), Rejected: p.rejected.Load(),
+			RetriesRefused: p.retriesRefused.Load(),
 		})
 		for _, a := range p.Accounts() {
 			s.Accounts = append(s.Accounts, a.Snapshot())

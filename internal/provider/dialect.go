@@ -195,11 +195,13 @@ func routeGemini(method, rest string) (Operation, string, bool) {
 	return 0, "", false
 }
 
-// validPathModel accepts a model name as one path segment: non-empty, no slash, no
-// colon, printable ASCII only, bounded. Model names are all of that; anything else
-// is a probe, and echoing it into logs or upstream URLs is not worth the risk.
+// validPathModel accepts a model name as one path segment: non-empty, not a dot
+// segment, no slash, no colon, printable ASCII only, bounded. Model names are all of
+// that; anything else is a probe, and echoing it into logs or upstream URLs is not
+// worth the risk (the upstream resolves "/models/.." to another resource, with the
+// account's key).
 func validPathModel(m string) bool {
-	if m == "" || len(m) > 256 {
+	if m == "" || m == "." || m == ".." || len(m) > 256 {
 		return false
 	}
 	for i := 0; i < len(m); i++ {

@@ -92,6 +92,15 @@ func TestRoute(t *testing.T) {
 		{get, "/v1beta/models", result{DialectGemini, OpListModels, "", true}},
 		{get, "/v1beta/models/gemini-2.5-pro", result{DialectGemini, OpListModels, "gemini-2.5-pro", true}},
 
+		// Dot segments and empty names are never a model: the upstream would resolve them.
+		{get, "/v1beta/models/..", result{DialectGemini, 0, "", false}},
+		{get, "/v1beta/models/.", result{DialectGemini, 0, "", false}},
+		{get, "/v1beta/models/", result{DialectGemini, 0, "", false}},
+		{post, "/v1beta/models/..:generateContent", result{DialectGemini, 0, "", false}},
+		{post, "/v1/models/.:streamGenerateContent", result{DialectGemini, 0, "", false}},
+		{post, "/v1beta/models/a/b:generateContent", result{DialectGemini, 0, "", false}},
+		{get, "/v1/models/..", result{DialectOpenAI, 0, "", false}},
+
 		// Wrong methods are not routed, but the dialect is still a good guess.
 		{get, "/v1/chat/completions", result{DialectOpenAI, OpChatCompletions, "", false}},
 		{post, "/v1/models", result{DialectOpenAI, OpListModels, "", false}},

@@ -15,6 +15,14 @@ func SetModel(d Dialect, body []byte, model string) ([]byte, error) {
 	if d == DialectGemini {
 		return body, nil
 	}
+	edits, err := setModelEdits(body, model)
+	if err != nil {
+		return nil, err
+	}
+	return applyEdits(body, edits), nil
+}
+
+func setModelEdits(body []byte, model string) ([]edit, error) {
 	if err := checkObject(body); err != nil {
 		return nil, fmt.Errorf("set model: %w", err)
 	}
@@ -33,7 +41,7 @@ func SetModel(d Dialect, body []byte, model string) ([]byte, error) {
 	if len(edits) == 0 {
 		edits = append(edits, insertMember(body, body, "model", val))
 	}
-	return applyEdits(body, edits), nil
+	return edits, nil
 }
 
 // EnableStreamUsage returns an OpenAI chat or legacy completions body with
@@ -43,6 +51,14 @@ func SetModel(d Dialect, body []byte, model string) ([]byte, error) {
 // which a StreamTracker can strip again. Do not use it on Responses bodies: that
 // API always reports usage and rejects the option. The input is not modified.
 func EnableStreamUsage(body []byte) ([]byte, error) {
+	edits, err := streamUsageEdits(body)
+	if err != nil {
+		return nil, err
+	}
+	return applyEdits(body, edits), nil
+}
+
+func streamUsageEdits(body []byte) ([]edit, error) {
 	if err := checkObject(body); err != nil {
 		return nil, fmt.Errorf("enable stream usage: %w", err)
 	}
@@ -73,7 +89,72 @@ func EnableStreamUsage(body []byte) ([]byte, error) {
 	if len(edits) == 0 {
 		edits = append(edits, insertMember(body, body, "stream_options", []byte(`{"include_usage":true}`)))
 	}
-	return applyEdits(body, edits), nil
+	return edits, nil
+}
+
+// Rewrite is a request body with edits, sent without copying it: Segments are the
+// body's own bytes between the edits and the edits' replacements, in order. It does
+// what SetModel and EnableStreamUsage do, for bodies that may be megabytes (images,
+// documents), where a copy per rewrite would double what the limiter holds.
+type Rewrite struct {
+	body  []byte
+	edits []edit
+}
+
+// NewRewrite starts a rewrite of body, which must not change while it is in use.
+func NewRewrite(body []byte) *Rewrite { return &Rewrite{body: body} }
+
+// SetModel is SetModel's edit.
+func (r *Rewrite) SetModel(d Dialect, model string) error {
+	if d == DialectGemini {
+		return nil
+	}
+	edits, err := setModelEdits(r.body, model)
+	if err != nil {
+		return err
+	}
+	r.edits = append(r.edits, edits...)
+	return nil
+}
+
+// EnableStreamUsage is EnableStreamUsage's edit.
+func (r *Rewrite) EnableStreamUsage() error {
+	edits, err := streamUsageEdits(r.body)
+	if err != nil {
+		return err
+	}
+	r.edits = append(r.edits, edits...)
+	return nil
+}
+
+// Segments are the rewritten body in pieces, and its length. Edits were each made
+// against the original body and touch different members; two members inserted at
+// the same place are joined with a comma where the first did not end in one.
+func (r *Rewrite) Segments() ([][]byte, int64) {
+	if len(r.edits) == 0 {
+		return [][]byte{r.body}, int64(len(r.body))
+	}
+	slices.SortStableFunc(r.edits, func(a, b edit) int { return a.start - b.start })
+	segs := make([][]byte, 0, 2*len(r.edits)+1)
+	var n int64
+	add := func(b []byte) {
+		if len(b) > 0 {
+			segs = append(segs, b)
+			n += int64(len(b))
+		}
+	}
+	prev := 0
+	for i, e := range r.edits {
+		add(r.body[prev:e.start])
+		add(e.repl)
+		if next := i + 1; next < len(r.edits) && r.edits[next].start == e.end && e.start == e.end &&
+			r.edits[next].start == r.edits[next].end && (len(e.repl) == 0 || e.repl[len(e.repl)-1] != ',') {
+			add([]byte{','})
+		}
+		prev = e.end
+	}
+	add(r.body[prev:])
+	return segs, n
 }
 
 func checkObject(body []byte) error {

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
@@ -102,5 +103,54 @@ func TestEnableStreamUsage(t *testing.T) {
 	r, err := ParseRequest(DialectOpenAI, OpChatCompletions, "", body)
 	if err != nil || !r.StreamUsageRequested {
 		t.Errorf("after EnableStreamUsage, StreamUsageRequested = %v (%v), want true", r.StreamUsageRequested, err)
+	}
+}
+
+func TestRewriteSegmentsMatchTheCopyingRewrites(t *testing.T) {
+	bodies := []string{
+		`{}`,
+		`{"model":"a","messages":[],"stream":true}`,
+		`{"messages":[{"role":"user","content":"hi"}],"stream":true}`,
+		`{"model":"a","stream_options":{"foo":1},"model":"b"}`,
+		`{"stream_options":null,"messages":[]}`,
+		` { "stream_options" : { "include_usage" : false } } `,
+	}
+	for _, body := range bodies {
+		t.Run(body, func(t *testing.T) {
+			copied, err := SetModel(DialectOpenAI, []byte(body), "gpt-4o-mini")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if copied, err = EnableStreamUsage(copied); err != nil {
+				t.Fatal(err)
+			}
+			orig := []byte(body)
+			r := NewRewrite(orig)
+			if err := r.SetModel(DialectOpenAI, "gpt-4o-mini"); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.EnableStreamUsage(); err != nil {
+				t.Fatal(err)
+			}
+			segs, n := r.Segments()
+			joined := bytes.Join(segs, nil)
+			if int64(len(joined)) != n {
+				t.Errorf("length %d, segments hold %d", n, len(joined))
+			}
+			var want, got any
+			if err := json.Unmarshal(copied, &want); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(joined, &got); err != nil {
+				t.Fatalf("segments are not JSON: %v\n%s", err, joined)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("segments differ from the copying rewrites (-want +got):\n%s", diff)
+			}
+			// The body's bytes are sent from the body itself, not from a copy.
+			if &segs[0][0] != &orig[0] {
+				t.Error("the first segment is a copy of the body")
+			}
+		})
 	}
 }

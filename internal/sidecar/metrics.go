@@ -14,15 +14,18 @@ const namespace = "aiquota_limiter"
 // Request outcomes, the outcome label of requests_total.
 const (
 	outcomeSuccess       = "success"
-	outcomeUpstreamError = "upstream_error"  // the provider's error, passed through
-	outcomeRateLimited   = "rate_limited"    // local 429: queue timeout, queue full, too large
-	outcomeCircuitOpen   = "circuit_open"    // local 503
-	outcomeContextLength = "context_length"  // local 400 from the pre-check
-	outcomeBadRequest    = "bad_request"     // malformed request, too large body
-	outcomeNotFound      = "not_found"       // no route, no model
-	outcomeUnavailable   = "unavailable"     // not ready, upstream unreachable after retries
-	outcomeCanceled      = "client_canceled" // the app went away
-	outcomeStreamFailed  = "stream_failed"   // an error after streaming began
+	outcomeUpstreamError = "upstream_error" // the provider's error, passed through
+	outcomeRateLimited   = "rate_limited"   // local 429: queue timeout, queue full, too large
+	outcomeCircuitOpen   = "circuit_open"   // local 503
+	outcomeContextLength = "context_length" // local 400 from the pre-check
+	outcomeBadRequest    = "bad_request"    // malformed request, too large or unreadable body
+	outcomeBodyTimeout   = "body_timeout"   // the body did not arrive within the read deadline
+	outcomeOverloaded    = "overloaded"     // local 503: the byte budget stayed spent
+	outcomeNotFound      = "not_found"      // no route, no model
+	outcomeUnavailable   = "unavailable"    // not ready, upstream unreachable after retries
+	outcomeCanceled      = "canceled"       // the app went away: no failure of anyone's
+	outcomeStreamFailed  = "stream_failed"  // an error after streaming began
+	outcomeInternalError = "internal_error" // a bug reached the handler's last-resort recover
 )
 
 // metrics is the sidecar's private registry: nothing global, so tests and several
@@ -45,7 +48,7 @@ type metrics struct {
 	engineCollector *engineCollector
 }
 
-func newMetrics(engine *limiter.Engine) *metrics {
+func newMetrics(engine *limiter.Engine, bytes *byteBudget) *metrics {
 	latencyBuckets := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
@@ -106,6 +109,22 @@ func newMetrics(engine *limiter.Engine) *metrics {
 	m.reg.MustRegister(m.requests, m.upstreamStatus, m.retries, m.retryDelay, m.queueWait,
 		m.upstreamLatency, m.addedLatency, m.configReloads, m.configErrors, m.configInfo,
 		m.panics, m.ready, m.engineCollector,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "body_bytes_held",
+			Help: "Bytes request bodies and kept response copies hold now.",
+		}, func() float64 { return float64(bytes.held.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "body_bytes_held_peak",
+			Help: "The most bytes request bodies and kept response copies held at once since the start.",
+		}, func() float64 { return float64(bytes.peak.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "body_bytes_budget",
+			Help: "The most bytes request bodies and kept response copies may hold at once (--body-memory-bytes).",
+		}, func() float64 { return float64(bytes.size) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: namespace, Name: "body_memory_refusals_total",
+			Help: "Requests answered 503 because body memory did not free up in time.",
+		}, func() float64 { return float64(bytes.refused.Load()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -126,10 +145,11 @@ var (
 	descOverrun    = prometheus.NewDesc(namespace+"_tokens_overrun_total", "Tokens used beyond the reservation (taken as bucket debt).", []string{"provider", "pool", "key"}, nil)
 	descBreaker    = prometheus.NewDesc(namespace+"_breaker_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open.", []string{"provider", "model"}, nil)
 	descOpens      = prometheus.NewDesc(namespace+"_breaker_opens_total", "Times the breaker opened.", []string{"provider", "model"}, nil)
+	descRefused    = prometheus.NewDesc(namespace+"_retries_refused_total", "Retries the pool's retry budget refused (the failure went to the app).", []string{"provider", "pool"}, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueueDepth, descUtil, descLimit, descLearned, descInFlight, descReserved, descUsed, descRefunded, descOverrun, descBreaker, descOpens} {
+	for _, d := range []*prometheus.Desc{descQueueDepth, descUtil, descLimit, descLearned, descInFlight, descReserved, descUsed, descRefunded, descOverrun, descBreaker, descOpens, descRefused} {
 		ch <- d
 	}
 }
@@ -138,6 +158,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.engine.Snapshot()
 	for _, q := range s.Queues {
 		ch <- prometheus.MustNewConstMetric(descQueueDepth, prometheus.GaugeValue, float64(q.Depth), q.Provider, q.Pool)
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(q.RetriesRefused), q.Provider, q.Pool)
 	}
 	for _, p := range s.Accounts {
 		for _, l := range p.Limits {

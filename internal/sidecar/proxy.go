@@ -9,6 +9,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/textproto"
+	"os"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -31,27 +33,48 @@ const (
 	// maxUsageBody bounds how much of a non-streamed success is kept to read usage;
 	// past it the reservation stands as the charge.
 	maxUsageBody = 16 << 20
-	// maxPooledBody is the largest buffer returned to the pool.
+	// maxPooledBody is the largest kept-response buffer returned to the pool.
 	maxPooledBody = 1 << 20
+	// pooledBodySize is the size of the pooled request-body buffers: most requests
+	// fit, and a body of unknown length starts in one.
+	pooledBodySize = 32 << 10
+	// keptStep is the least the kept copy of a response grows by.
+	keptStep = 64 << 10
 )
 
 var (
-	bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, pooledBodySize); return &b }}
+	keptPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 	copyPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 )
 
-func putBody(b *bytes.Buffer) {
+func putKept(b *bytes.Buffer) {
 	if b.Cap() <= maxPooledBody {
 		b.Reset()
-		bodyPool.Put(b)
+		keptPool.Put(b)
 	}
 }
 
-// hopHeaders are connection-scoped and never forwarded (RFC 9110 7.6.1), plus the
-// headers the sidecar sets or consumes itself.
+// hopHeaders are connection-scoped and never forwarded (RFC 9110 7.6.1).
 var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Te", "Trailer",
-	"Transfer-Encoding", "Upgrade",
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopHeaders deletes the connection-scoped headers from h: the standard ones
+// and those its Connection header names, which concern this hop only
+// (RFC 9110 7.6.1).
+func removeHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
 }
 
 // exchange is one app request on its way through the sidecar.
@@ -66,8 +89,13 @@ type exchange struct {
 	route   route
 	pool    limiterconfig.Pool
 	policy  limiterconfig.Policy
-	body    []byte // what goes upstream
-	strip   bool   // the limiter added include_usage and strips its chunk
+	body    []byte // the body read from the app
+	// rw, when set, rewrites the body on its way upstream without copying it;
+	// segs is its result, made once for every attempt.
+	rw      *provider.Rewrite
+	segs    [][]byte
+	segsLen int64
+	strip   bool // the limiter added include_usage and strips its chunk
 
 	start                            time.Time
 	upstreamTime, queued, retryDelay time.Duration
@@ -76,110 +104,193 @@ type exchange struct {
 	// bodyLeaked is set when a transport failed a request: it may still read the
 	// body afterwards (see http.RoundTripper), so the buffer must not be reused.
 	bodyLeaked bool
+	// heldBytes are taken from the server's byte budget and given back when the
+	// request ends.
+	heldBytes int64
 }
 
+// serveProxy runs one app request. Every path through it ends in exactly one
+// outcome, returned by serve and recorded once by the deferred finish, whatever
+// happens (a panic included); every admission it makes is ended by the attempt that
+// made it (see attempt).
 func (s *Server) serveProxy(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{s: s, w: w, r: r, start: time.Now(), live: s.live.Load()}
-	d, op, pathModel, ok := provider.Route(r.Method, r.URL.Path)
-	x.dialect, x.op = d, op
+	defer x.finish()
 	defer x.recoverPanic()
+	x.outcome = x.serve()
+}
+
+func (x *exchange) serve() string {
+	d, op, pathModel, ok := provider.Route(x.r.Method, x.r.URL.Path)
+	x.dialect, x.op = d, op
 	if !ok {
-		x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "not_found",
-			Message: fmt.Sprintf("the aiquota limiter does not proxy %s %s", r.Method, r.URL.Path)})
-		return
+		return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "not_found",
+			Message: fmt.Sprintf("the aiquota limiter does not proxy %s %s", x.r.Method, x.r.URL.Path)})
 	}
 	if x.live == nil {
-		x.outcome = outcomeUnavailable
-		writeNotReady(w, d)
-		x.finish()
-		return
+		writeNotReady(x.w, d)
+		x.wrote = true
+		return outcomeUnavailable
 	}
-	buf := bodyPool.Get().(*bytes.Buffer)
-	defer func() {
-		if !x.bodyLeaked {
-			putBody(buf)
-		}
-	}()
-	if !x.readBody(buf) {
-		return
+	defer func() { x.s.bytes.release(x.heldBytes) }()
+	body, outcome, ok := x.readBody()
+	if !ok {
+		return outcome
 	}
-	req, err := provider.ParseRequest(d, op, pathModel, buf.Bytes())
+	if cap(body) == pooledBodySize {
+		defer func() {
+			if !x.bodyLeaked {
+				body = body[:0]
+				bodyPool.Put(&body)
+			}
+		}()
+	}
+	req, err := provider.ParseRequest(d, op, pathModel, body)
 	if err != nil {
 		var re *provider.RequestError
 		if errors.As(err, &re) {
-			x.fail(outcomeBadRequest, &provider.Error{Status: re.Status, Code: "invalid_request", Param: re.Param, Message: re.Message})
-		} else {
-			x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "the aiquota limiter could not read this request"})
+			return x.fail(outcomeBadRequest, &provider.Error{Status: re.Status, Code: "invalid_request", Param: re.Param, Message: re.Message})
 		}
-		return
+		return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "the aiquota limiter could not read this request"})
 	}
 	x.req = req
 	x.route, err = x.live.resolve(d, req.Model)
 	if err != nil {
-		x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
-		return
+		return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
 	}
-	x.body = buf.Bytes()
-	if x.route.rewrite && r.Method == http.MethodPost {
-		if x.body, err = provider.SetModel(d, x.body, x.route.model); err != nil {
-			x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Param: "model", Message: "the aiquota limiter could not set the model: " + err.Error()})
-			return
+	x.body = body
+	if x.route.rewrite && x.r.Method == http.MethodPost {
+		x.rw = provider.NewRewrite(body)
+		if err = x.rw.SetModel(d, x.route.model); err != nil {
+			return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Param: "model", Message: "the aiquota limiter could not set the model: " + err.Error()})
 		}
 	}
 	if !op.Limited() {
-		x.forwardOnce()
-		return
+		return x.forwardOnce()
 	}
-	x.limited()
+	return x.limited()
 }
 
-// readBody reads the request body into buf, answering 413 above the limit.
-func (x *exchange) readBody(buf *bytes.Buffer) bool {
-	max := x.s.opts.MaxBodyBytes
-	tooLarge := func() bool {
-		x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
-			Message: fmt.Sprintf("request body is larger than the aiquota limiter's %d-byte limit", max)})
-		return false
+// readBody reads the request body into memory taken from the server's byte budget
+// first: exactly Content-Length bytes when the app states it, else a buffer that
+// doubles (up to the limit) as the body arrives, each growth paid for before it is
+// allocated. It answers 413 above the limit, 503 when the budget stays spent, and
+// 408 when the body does not arrive in time; when it returns false the request is
+// over with the outcome it returns.
+func (x *exchange) readBody() ([]byte, string, bool) {
+	limit := x.s.opts.MaxBodyBytes
+	tooLarge := func() ([]byte, string, bool) {
+		return nil, x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+			Message: fmt.Sprintf("request body is larger than the aiquota limiter's %d-byte limit", limit)}), false
 	}
-	if x.r.ContentLength > max {
+	cl := x.r.ContentLength
+	if cl > limit {
 		return tooLarge()
 	}
-	if x.r.Body == nil || x.r.Body == http.NoBody {
-		return true
+	if x.r.Body == nil || x.r.Body == http.NoBody || cl == 0 {
+		return nil, "", true
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(x.w, x.r.Body, max))
-	var mbe *http.MaxBytesError
+	// The deadline is on the connection, so a body that trickles in a byte at a time
+	// cannot hold the request (and its memory) open past it. It is lifted once the
+	// body is in: the connection's reads then only watch for the app leaving.
+	rc := http.NewResponseController(x.w)
+	if rc.SetReadDeadline(time.Now().Add(x.s.opts.BodyReadTimeout)) == nil {
+		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	}
+	size := int64(pooledBodySize)
+	if cl > 0 {
+		size = cl
+	}
+	if outcome, ok := x.holdBytes(size); !ok {
+		// The body stays unread: the connection cannot be reused.
+		x.w.Header().Set("Connection", "close")
+		return nil, outcome, false
+	}
+	var buf []byte
+	if size == pooledBodySize {
+		buf = (*bodyPool.Get().(*[]byte))[:0]
+	} else {
+		buf = make([]byte, 0, size)
+	}
+	var err error
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit || cl > 0 {
+				// A stated length is enforced by the server: a body that goes on
+				// past it fails the read, so a full buffer here holds all of it.
+				if cl > 0 {
+					break
+				}
+				return tooLarge()
+			}
+			grown := min(2*int64(cap(buf)), limit+1)
+			if outcome, ok := x.holdBytes(grown - int64(cap(buf))); !ok {
+				x.w.Header().Set("Connection", "close")
+				return nil, outcome, false
+			}
+			buf = append(make([]byte, 0, grown), buf...)
+		}
+		var n int
+		n, err = x.r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			break
+		}
+	}
 	switch {
-	case errors.As(err, &mbe):
-		return tooLarge()
-	case err != nil:
-		x.outcome = outcomeCanceled
-		x.finish()
-		return false
+	case err == nil || errors.Is(err, io.EOF):
+		if int64(len(buf)) > limit {
+			return tooLarge()
+		}
+		return buf, "", true
 	}
-	return true
+	// A body that could not be read gets an answer, never the empty 200 of a handler
+	// that writes nothing, and the connection is closed: its framing is lost.
+	outcome := outcomeBadRequest
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		outcome = outcomeBodyTimeout
+	case x.r.Context().Err() != nil:
+		outcome = outcomeCanceled
+	}
+	x.w.Header().Set("Connection", "close")
+	return nil, x.fail(outcome, &provider.Error{Status: http.StatusRequestTimeout, Code: "request_timeout",
+		Message: fmt.Sprintf("the aiquota limiter could not read the request body within %s: %v", x.s.opts.BodyReadTimeout, err)}), false
+}
+
+// holdBytes takes n more bytes from the server's byte budget for this request,
+// waiting up to the configured time; when they do not free up it answers 503 with
+// Retry-After in the app's dialect and returns false.
+func (x *exchange) holdBytes(n int64) (string, bool) {
+	err := x.s.bytes.acquire(x.r.Context(), n, x.s.opts.BodyMemoryWait)
+	if err == nil {
+		x.heldBytes += n
+		return "", true
+	}
+	var busy *errBodyMemory
+	if !errors.As(err, &busy) {
+		return outcomeCanceled, false
+	}
+	return x.fail(outcomeOverloaded, &provider.Error{Status: http.StatusServiceUnavailable, Code: "overloaded",
+		Message: err.Error(), RetryAfter: time.Second}), false
 }
 
 // limited runs a quota-consuming request: context pre-check, breaker, admission,
 // attempts with retries, settlement.
-func (x *exchange) limited() {
+func (x *exchange) limited() string {
 	up := x.route.up
 	x.pool = up.cfg.PoolFor(x.route.model)
 	x.policy = x.live.policyFor(up, x.route.model)
 	counter := x.s.counters.get(x.pool.Tokenizer, x.route.model)
 	prompt, err := provider.PromptTokens(x.r.Context(), counter, &x.req)
 	if err != nil { // the app went away while its prompt was counted
-		x.outcome = outcomeCanceled
-		x.finish()
-		return
+		return outcomeCanceled
 	}
 	if exceedsContext(prompt, x.req.MaxOutputTokens, x.pool.ContextWindow) {
-		x.outcome = outcomeContextLength
 		x.noteFailure(limiterconfig.FailureContextLengthExceeded)
-		x.writeLocal(&provider.Error{Status: http.StatusBadRequest, Code: "context_length_exceeded", Param: "messages",
+		return x.fail(outcomeContextLength, &provider.Error{Status: http.StatusBadRequest, Code: "context_length_exceeded", Param: "messages",
 			Message: fmt.Sprintf("this request needs about %d prompt tokens plus %d output tokens, more than %s's context window of %d tokens (checked by the aiquota limiter)",
 				prompt, x.req.MaxOutputTokens, x.route.model, x.pool.ContextWindow)})
-		return
 	}
 	// Each of n choices may use the whole output budget.
 	reserveOut := x.req.MaxOutputTokens
@@ -190,19 +301,22 @@ func (x *exchange) limited() {
 	demand := limiter.Demand{InputTokens: prompt, OutputTokens: reserveOut}
 	if x.dialect == provider.DialectOpenAI && x.req.Stream && !x.req.StreamUsageRequested &&
 		(x.op == provider.OpChatCompletions || x.op == provider.OpCompletions) {
-		if b, err := provider.EnableStreamUsage(x.body); err == nil {
-			x.body, x.strip = b, true
+		rw := x.rw
+		if rw == nil {
+			rw = provider.NewRewrite(x.body)
+		}
+		if err := rw.EnableStreamUsage(); err == nil {
+			x.rw, x.strip = rw, true
 		}
 	}
 	pool, err := x.s.engine.Pool(up.cfg.Name, x.route.model)
 	if err == nil {
 		var breaker *limiter.Breaker
 		if breaker, err = x.s.engine.Breaker(up.cfg.Name, x.route.model); err == nil {
-			x.attempts(pool, breaker, demand)
-			return
+			return x.attempts(pool, breaker, demand)
 		}
 	}
-	x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: "aiquota limiter: " + err.Error()})
+	return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: "aiquota limiter: " + err.Error()})
 }
 
 // decision is what the limiter does about a failure it will not retry. Falling
@@ -269,78 +383,98 @@ func (x *exchange) noteFailure(kind string) {
 
 // attempts sends the request until it succeeds, fails for good, or runs out of
 // retries; every attempt is admitted through the buckets afresh.
-func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand) {
+func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand) string {
 	ctx := x.r.Context()
-	up := x.route.up
 	priority := x.live.defaultPriority
 	if p, ok := limiter.ParsePriority(x.r.Header.Get(PriorityHeader)); ok {
 		priority = p
 	}
+	pool.NoteRequest()
 	first := time.Now()
-	for attempt := 0; ; attempt++ {
-		permit, err := breaker.Allow()
-		if err != nil {
-			x.reject(err)
-			return
+	for n := 0; ; n++ {
+		st := x.attempt(ctx, pool, breaker, demand, priority, n, first)
+		if st.outcome != "" {
+			return st.outcome
 		}
-		maxWait := x.s.engine.Queue().MaxWait.D()
-		if attempt > 0 {
-			// A retry's wait for capacity counts toward the policy's total bound.
-			maxWait = min(maxWait, limiter.MaxTotal(x.policy.Retry)-time.Since(first))
+		if !x.sleep(ctx, st.retryIn) {
+			return outcomeCanceled
 		}
-		qStart := time.Now()
-		res, err := pool.Admit(ctx, demand, priority, maxWait)
-		waited := time.Since(qStart)
-		x.queued += waited
-		x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, pool.Name).Observe(waited.Seconds())
-		if err != nil {
-			permit.Cancel()
-			x.reject(err)
-			return
-		}
-		key := up.keys[res.Account().Key]
-		r := x.send(ctx, res, key)
-		if r.done {
-			permit.Record(r.kind, r.status)
-			return
-		}
-		// Not sent to the app: a failure, to retry or to return.
-		if ctx.Err() != nil {
-			// The app left; that says nothing about the upstream.
-			permit.Cancel()
-			r.close()
-			res.Settle(limiter.Attempt{Status: r.status})
-			res.Release()
-			x.outcome = outcomeCanceled
-			x.finish()
-			return
-		}
-		permit.Record(r.kind, r.status)
-		if r.retryable {
-			delay, ok := limiter.NextRetry(x.policy.Retry, limiter.RetryInput{
-				Attempt: attempt, Kind: r.kind, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter,
-				Elapsed: time.Since(first), Jitter: rand.Float64(),
-			})
-			if ok {
-				r.close()
-				res.Settle(limiter.Attempt{Status: r.status, Retried: true})
-				res.Release()
-				x.s.metrics.retries.WithLabelValues(up.cfg.Name, pool.Name, r.kind).Inc()
-				x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, pool.Name).Observe(delay.Seconds())
-				if !x.sleep(ctx, delay) {
-					x.outcome = outcomeCanceled
-					x.finish()
-					return
-				}
-				continue
-			}
-		}
-		x.noteFailure(r.kind)
-		x.returnFailure(r)
-		res.Settle(limiter.Attempt{Status: r.status})
-		res.Release()
-		return
 	}
+}
+
+// step is where an attempt left the request: over with an outcome, or to be retried
+// after retryIn.
+type step struct {
+	outcome string
+	retryIn time.Duration
+}
+
+// attempt takes a breaker permit and an admission and makes one upstream call. Its
+// deferred calls give the permit its verdict and end the reservation, so each is
+// settled exactly once on every way out, the retry included (a retry is a new
+// attempt with a new permit and a new admission).
+func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand, priority, n int, first time.Time) step {
+	up := x.route.up
+	permit, err := breaker.Allow()
+	if err != nil {
+		return step{outcome: x.reject(err)}
+	}
+	// What the breaker learns: nothing (the permit is given back) unless the upstream
+	// answered or failed on its own.
+	record, kind, status := false, "", 0
+	defer func() {
+		if record {
+			permit.Record(kind, status)
+		} else {
+			permit.Cancel()
+		}
+	}()
+	maxWait := x.s.engine.Queue().MaxWait.D()
+	if n > 0 {
+		// A retry's wait for capacity counts toward the policy's total bound.
+		maxWait = min(maxWait, limiter.MaxTotal(x.policy.Retry)-time.Since(first))
+	}
+	qStart := time.Now()
+	res, err := pool.Admit(ctx, demand, priority, maxWait)
+	waited := time.Since(qStart)
+	x.queued += waited
+	x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, pool.Name).Observe(waited.Seconds())
+	if err != nil {
+		return step{outcome: x.reject(err)}
+	}
+	var settled limiter.Attempt
+	defer func() { res.End(settled) }()
+	r := x.send(ctx, res, up.keys[res.Account().Key])
+	defer r.close()
+	settled = r.settled
+	// An app that leaves cuts the upstream call short (its context is the call's):
+	// that says nothing about the upstream, so the breaker, the retry decision and
+	// the failure counters hear nothing of it.
+	if r.outcome == outcomeCanceled || (!r.done && ctx.Err() != nil) {
+		settled.Canceled = true
+		return step{outcome: outcomeCanceled}
+	}
+	if r.done {
+		record, kind, status = true, r.kind, r.status
+		return step{outcome: r.outcome}
+	}
+	// Not sent to the app: a failure, to retry or to return.
+	record, kind, status = true, r.kind, r.status
+	if r.retryable {
+		delay, ok := limiter.NextRetry(x.policy.Retry, limiter.RetryInput{
+			Attempt: n, Kind: r.kind, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter,
+			Elapsed: time.Since(first), Jitter: rand.Float64(),
+		})
+		// The budget is asked last, so that only retries the policy wants spend it.
+		if ok && pool.AllowRetry() {
+			settled.Retried = true
+			x.s.metrics.retries.WithLabelValues(up.cfg.Name, pool.Name, r.kind).Inc()
+			x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, pool.Name).Observe(delay.Seconds())
+			return step{retryIn: delay}
+		}
+	}
+	x.noteFailure(r.kind)
+	return step{outcome: x.returnFailure(r)}
 }
 
 func (x *exchange) sleep(ctx context.Context, d time.Duration) bool {
@@ -357,9 +491,12 @@ func (x *exchange) sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // attemptResult is one upstream attempt that did not reach the app (done=false), or
-// the note that it did (done=true; the response is written and settled).
+// the note that it did (done=true; the response is written, and outcome is the
+// request's). settled is what the attempt's reservation is ended with.
 type attemptResult struct {
 	done          bool
+	outcome       string
+	settled       limiter.Attempt
 	status        int // 0 without a response
 	kind          string
 	retryable     bool
@@ -406,8 +543,8 @@ func (w *watchdog) stop() {
 	w.cancel()
 }
 
-// send makes one attempt under res. A success is streamed or copied to the app and
-// settled here; a failure comes back for the retry decision.
+// send makes one attempt under res. A success is streamed or copied to the app; a
+// failure comes back for the retry decision.
 func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string) attemptResult {
 	up := x.route.up
 	actx, cancel := context.WithCancel(ctx)
@@ -423,6 +560,9 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 		x.bodyLeaked = true
 		x.upstreamTime += time.Since(sent)
 		wd.stop()
+		if x.appGone(wd) {
+			return attemptResult{outcome: outcomeCanceled, err: err}
+		}
 		kind := limiterconfig.FailureConnection
 		if wd.fired.Load() {
 			kind = limiterconfig.FailureTimeout
@@ -446,16 +586,15 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 			res.Account().Throttle(o.RetryAfter)
 		}
 		return attemptResult{status: resp.StatusCode, kind: o.Kind, retryable: o.Retryable,
-			retryAfter: o.RetryAfter, hasRetryAfter: o.HasRetryAfter, resp: resp, prefix: prefix, watch: wd}
+			retryAfter: o.RetryAfter, hasRetryAfter: o.HasRetryAfter, resp: resp, prefix: prefix, watch: wd,
+			settled: limiter.Attempt{Status: resp.StatusCode}}
 	}
-	kind, usage, usageOK := x.relay(resp, wd)
+	outcome, kind, usage, usageOK := x.relay(resp, wd)
 	resp.Body.Close()
 	wd.stop()
 	x.upstreamTime += time.Since(sent)
-	res.Settle(limiter.Attempt{Status: resp.StatusCode, Usage: usage, UsageKnown: usageOK})
-	res.Release()
-	x.finish()
-	return attemptResult{done: true, status: resp.StatusCode, kind: kind}
+	return attemptResult{done: true, outcome: outcome, status: resp.StatusCode, kind: kind,
+		settled: limiter.Attempt{Status: resp.StatusCode, Usage: usage, UsageKnown: usageOK}}
 }
 
 // upstreamRequest builds the provider request: endpoint plus the incoming path and
@@ -472,9 +611,7 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 	u.Path = up.endpoint.Path + path
 	u.RawPath = ""
 	h := x.r.Header.Clone()
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	removeHopHeaders(h)
 	h.Del(PriorityHeader)
 	// Go's transport then asks for gzip itself and decompresses, so usage can be read.
 	h.Del("Accept-Encoding")
@@ -487,7 +624,18 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 		provider.ApplyAuth(h, nil, up.cfg.Type, key)
 	}
 	var body io.Reader = http.NoBody
-	if len(x.body) > 0 {
+	n := int64(len(x.body))
+	switch {
+	case x.rw != nil:
+		if x.segs == nil {
+			x.segs, x.segsLen = x.rw.Segments()
+		}
+		readers := make([]io.Reader, len(x.segs))
+		for i, seg := range x.segs {
+			readers[i] = bytes.NewReader(seg)
+		}
+		body, n = io.MultiReader(readers...), x.segsLen
+	case n > 0:
 		body = bytes.NewReader(x.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, x.r.Method, u.String(), body)
@@ -495,29 +643,28 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 		return nil, fmt.Errorf("build upstream request: %w", err)
 	}
 	req.Header = h
-	req.ContentLength = int64(len(x.body))
+	req.ContentLength = n
 	return req, nil
 }
 
 // relay copies a successful response to the app: streams event by event with a
 // flush each, other bodies as they arrive while keeping a bounded copy for usage.
-// It returns the failure kind if the body broke off, and the usage.
-func (x *exchange) relay(resp *http.Response, wd *watchdog) (kind string, u limiter.Usage, ok bool) {
+// It returns the request's outcome, the failure kind if the body broke off, and the
+// usage.
+func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind string, u limiter.Usage, ok bool) {
 	stream := x.req.Stream || isEventStream(resp.Header)
 	h := x.w.Header()
 	for k, vv := range resp.Header {
 		h[k] = vv
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	removeHopHeaders(h)
 	if stream {
 		h.Del("Content-Length") // events may be stripped
 	}
 	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
 	x.w.WriteHeader(resp.StatusCode)
 	x.wrote = true
-	x.outcome = outcomeSuccess
+	outcome = outcomeSuccess
 
 	bp := copyPool.Get().(*[]byte)
 	defer copyPool.Put(bp)
@@ -526,11 +673,13 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (kind string, u limi
 	flusher, _ := x.w.(http.Flusher)
 	var tracker *provider.StreamTracker
 	var kept *bytes.Buffer
+	keep := !stream
+	var keptHeld int64
 	if stream {
 		tracker = provider.NewStreamTracker(x.dialect, x.strip)
 	} else {
-		kept = bodyPool.Get().(*bytes.Buffer)
-		defer putBody(kept)
+		kept = keptPool.Get().(*bytes.Buffer)
+		defer putKept(kept)
 	}
 	var readErr, writeErr error
 	for readErr == nil && writeErr == nil {
@@ -542,8 +691,8 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (kind string, u limi
 		chunk := buf[:n]
 		if tracker != nil {
 			chunk = tracker.Write(chunk)
-		} else if kept.Len()+n <= maxUsageBody {
-			kept.Write(chunk)
+		} else if keep {
+			keep, keptHeld = x.keep(kept, chunk, keptHeld)
 		}
 		if len(chunk) > 0 {
 			_, writeErr = x.w.Write(chunk)
@@ -565,22 +714,47 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (kind string, u limi
 		pu, ok = tracker.Usage()
 		if fk, _, failed := tracker.Failed(); failed {
 			kind = fk
-			x.outcome = outcomeStreamFailed
+			outcome = outcomeStreamFailed
 		}
-	} else {
+	} else if keep {
 		pu, ok = provider.ParseUsage(x.dialect, kept.Bytes())
 	}
 	switch {
-	case writeErr != nil:
-		x.outcome = outcomeCanceled
+	case writeErr != nil || (readErr != nil && !errors.Is(readErr, io.EOF) && x.appGone(wd)):
+		outcome, kind = outcomeCanceled, ""
 	case readErr != nil && !errors.Is(readErr, io.EOF):
-		x.outcome = outcomeStreamFailed
+		outcome = outcomeStreamFailed
 		kind = limiterconfig.FailureConnection
 		if wd.fired.Load() {
 			kind = limiterconfig.FailureTimeout
 		}
 	}
-	return kind, engineUsage(x.route.up.dialect, pu), ok
+	return outcome, kind, engineUsage(x.route.up.dialect, pu), ok
+}
+
+// keep appends chunk to the bounded copy of a response kept to read its usage,
+// paying for growth from the byte budget without waiting: when the bytes are not
+// free, or the copy would pass maxUsageBody, the copy is dropped and the
+// reservation stands as the charge. It returns whether the copy is still kept and
+// the bytes it holds.
+func (x *exchange) keep(kept *bytes.Buffer, chunk []byte, held int64) (bool, int64) {
+	need := int64(kept.Len() + len(chunk))
+	if need > maxUsageBody {
+		kept.Reset()
+		return false, held
+	}
+	if need > held {
+		grown := min(max(2*held, need, keptStep), maxUsageBody)
+		if !x.s.bytes.tryAcquire(grown - held) {
+			kept.Reset()
+			return false, held
+		}
+		x.heldBytes += grown - held
+		kept.Grow(int(grown) - kept.Len())
+		held = grown
+	}
+	kept.Write(chunk)
+	return true, held
 }
 
 // engineUsage maps provider usage onto the engine's: for Anthropic, cache reads do
@@ -591,6 +765,12 @@ func engineUsage(d provider.Dialect, u provider.Usage) limiter.Usage {
 		in = max(0, in-u.CachedInputTokens)
 	}
 	return limiter.Usage{InputTokens: in, OutputTokens: u.OutputTokens}
+}
+
+// appGone reports a call cut short because the app left, not because the upstream
+// failed or fell silent: the app's context ended and the watchdog did not fire.
+func (x *exchange) appGone(wd *watchdog) bool {
+	return x.r.Context().Err() != nil && !wd.fired.Load()
 }
 
 func isEventStream(h http.Header) bool {
@@ -614,7 +794,7 @@ func (f *fedReader) Read(p []byte) (int, error) {
 
 // returnFailure hands a failure that is not retried to the app: the provider's
 // own response unchanged, or a 502/504 in the app's dialect when there was none.
-func (x *exchange) returnFailure(r attemptResult) {
+func (x *exchange) returnFailure(r attemptResult) string {
 	defer r.close()
 	if r.resp == nil {
 		status, code := http.StatusBadGateway, "upstream_unreachable"
@@ -625,17 +805,13 @@ func (x *exchange) returnFailure(r attemptResult) {
 		if r.err != nil {
 			msg += ": " + r.err.Error()
 		}
-		x.outcome = outcomeUnavailable
-		x.writeLocal(&provider.Error{Status: status, Code: code, Message: msg})
-		return
+		return x.fail(outcomeUnavailable, &provider.Error{Status: status, Code: code, Message: msg})
 	}
 	h := x.w.Header()
 	for k, vv := range r.resp.Header {
 		h[k] = vv
 	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
+	removeHopHeaders(h)
 	h.Del("Content-Length")
 	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
 	x.w.WriteHeader(r.resp.StatusCode)
@@ -646,13 +822,12 @@ func (x *exchange) returnFailure(r attemptResult) {
 		_, _ = io.CopyBuffer(x.w, &fedReader{r: r.resp.Body, wd: r.watch}, *bp)
 		copyPool.Put(bp)
 	}
-	x.outcome = outcomeUpstreamError
-	x.finish()
+	return outcomeUpstreamError
 }
 
 // forwardOnce proxies an operation that uses no quota (model lists, token counts):
 // one attempt, no queue, no retries.
-func (x *exchange) forwardOnce() {
+func (x *exchange) forwardOnce() string {
 	up := x.route.up
 	x.pool = up.cfg.PoolFor(x.route.model)
 	x.policy = x.live.policyFor(up, x.route.model)
@@ -666,61 +841,57 @@ func (x *exchange) forwardOnce() {
 		var resp *http.Response
 		resp, err = x.s.transport.RoundTrip(req)
 		x.bodyLeaked = err != nil
+		if err != nil && x.appGone(wd) {
+			return outcomeCanceled
+		}
 		if err == nil {
 			defer resp.Body.Close()
 			wd.feed()
-			x.relay(resp, wd)
+			outcome, _, _, _ := x.relay(resp, wd)
 			x.upstreamTime += time.Since(sent)
-			if resp.StatusCode > 299 {
-				x.outcome = outcomeUpstreamError
+			if resp.StatusCode > 299 && outcome == outcomeSuccess {
+				outcome = outcomeUpstreamError
 			}
-			x.finish()
-			return
+			return outcome
 		}
 	}
-	x.returnFailure(attemptResult{kind: limiterconfig.FailureConnection, err: err})
+	return x.returnFailure(attemptResult{kind: limiterconfig.FailureConnection, err: err})
 }
 
 // reject answers a local refusal from the engine.
-func (x *exchange) reject(err error) {
+func (x *exchange) reject(err error) string {
 	var rej *limiter.RejectError
 	if !errors.As(err, &rej) {
 		// The app went away while queued.
-		x.outcome = outcomeCanceled
-		x.finish()
-		return
+		return outcomeCanceled
 	}
 	e := &provider.Error{Code: rej.Reason.String(), Message: rej.Error(), RetryAfter: rej.RetryAfter}
+	outcome := outcomeRateLimited
 	switch rej.Reason {
 	case limiter.ReasonCircuitOpen:
 		e.Status = http.StatusServiceUnavailable
-		x.outcome = outcomeCircuitOpen
+		outcome = outcomeCircuitOpen
 	case limiter.ReasonPoolRemoved:
 		e.Status, e.RetryAfter = http.StatusServiceUnavailable, time.Second
-		x.outcome = outcomeUnavailable
+		outcome = outcomeUnavailable
 	case limiter.ReasonTooLarge:
 		// Retrying can never help, so not a 429 that SDKs would retry.
 		e.Status = http.StatusBadRequest
-		x.outcome = outcomeRateLimited
 	default:
 		e.Status = http.StatusTooManyRequests
-		x.outcome = outcomeRateLimited
 	}
-	x.writeLocal(e)
+	return x.fail(outcome, e)
 }
 
-func (x *exchange) writeLocal(e *provider.Error) {
+// fail answers the app with a local error in its dialect and returns outcome.
+func (x *exchange) fail(outcome string, e *provider.Error) string {
 	provider.WriteError(x.w, x.dialect, e)
 	x.wrote = true
-	x.finish()
+	return outcome
 }
 
-func (x *exchange) fail(outcome string, e *provider.Error) {
-	x.outcome = outcome
-	x.writeLocal(e)
-}
-
-// finish records the request's metrics; it runs once per request.
+// finish records the request's metrics. serveProxy defers it, so it runs exactly
+// once per request, after the outcome is known.
 func (x *exchange) finish() {
 	providerName, poolName := "", ""
 	if x.route.up != nil {
@@ -743,8 +914,10 @@ func (x *exchange) recoverPanic() {
 		return
 	}
 	if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+		x.outcome = outcomeCanceled
 		panic(v)
 	}
+	x.outcome = outcomeInternalError
 	x.s.metrics.panics.Inc()
 	x.s.panics.Add(1)
 	x.s.log.Error("proxy handler panic", "panic", fmt.Sprint(v), "path", x.r.URL.Path, "stack", string(debug.Stack()))

@@ -29,7 +29,10 @@ import (
 // Defaults for Options fields left zero.
 const (
 	DefaultMaxBodyBytes = 32 << 20
-	DefaultPollInterval = 5 * time.Second
+	// DefaultBodyReadTimeout bounds reading a request body in total: an app on
+	// localhost sends even a 32 MiB body in well under a second.
+	DefaultBodyReadTimeout = 30 * time.Second
+	DefaultPollInterval    = 5 * time.Second
 	// debounce lets a burst of file events (a ConfigMap swap is several) settle.
 	debounce = 100 * time.Millisecond
 )
@@ -50,6 +53,15 @@ type Options struct {
 	DefaultPriority int
 	// MaxBodyBytes bounds request bodies (413 above it).
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds the whole read of a request body, however it trickles
+	// in (408 and a closed connection after it).
+	BodyReadTimeout time.Duration
+	// BodyMemoryBytes bounds the bytes request bodies and kept response copies hold
+	// across all requests; 0 means BodyMemoryBudget(MaxBodyBytes). MaxBodyBytes is
+	// lowered to it when larger, since such a body could never be read.
+	BodyMemoryBytes int64
+	// BodyMemoryWait is how long a request waits for body memory before a 503.
+	BodyMemoryWait time.Duration
 	// PollInterval is how often the config's content hash is checked, a backstop for
 	// missed file events.
 	PollInterval time.Duration
@@ -71,6 +83,7 @@ type Server struct {
 	transport http.RoundTripper
 	metrics   *metrics
 	counters  *counterCache
+	bytes     *byteBudget
 
 	live     atomic.Pointer[liveConfig]
 	draining atomic.Bool
@@ -89,6 +102,15 @@ func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if opts.BodyMemoryBytes <= 0 {
+		opts.BodyMemoryBytes = BodyMemoryBudget(opts.MaxBodyBytes)
+	}
+	if opts.BodyMemoryWait <= 0 {
+		opts.BodyMemoryWait = DefaultBodyMemoryWait
+	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
@@ -98,14 +120,19 @@ func New(opts Options) *Server {
 	if opts.Transport == nil {
 		opts.Transport = NewTransport()
 	}
+	if opts.MaxBodyBytes > opts.BodyMemoryBytes {
+		opts.Logger.Warn("the body limit is above the memory bodies may hold; lowering it", "maxBodyBytes", opts.MaxBodyBytes, "bodyMemoryBytes", opts.BodyMemoryBytes)
+		opts.MaxBodyBytes = opts.BodyMemoryBytes
+	}
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger,
 		engine:    limiter.New(opts.Engine),
 		transport: opts.Transport,
 		counters:  newCounterCache(),
+		bytes:     newByteBudget(opts.BodyMemoryBytes),
 	}
-	s.metrics = newMetrics(s.engine)
+	s.metrics = newMetrics(s.engine, s.bytes)
 	if err := s.Reload(); err != nil {
 		s.log.Error("limiter config not loaded; not ready until a valid one appears", "path", opts.ConfigPath, "error", err)
 	}

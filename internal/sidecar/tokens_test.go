@@ -40,8 +40,8 @@ func TestPromptCountingStopsWhenTheAppGoes(t *testing.T) {
 	if spy.cutShort.Load() != 1 {
 		t.Errorf("%d prompt counts were cut short, want 1", spy.cutShort.Load())
 	}
-	if !strings.Contains(metrics, `aiquota_limiter_requests_total{outcome="client_canceled",pool="(unlisted)",provider="up"} 1`) {
-		t.Errorf("no request recorded as client_canceled:\n%s", grepLines(metrics, "aiquota_limiter_requests_total"))
+	if !strings.Contains(metrics, `aiquota_limiter_requests_total{outcome="canceled",pool="(unlisted)",provider="up"} 1`) {
+		t.Errorf("no request recorded as canceled:\n%s", grepLines(metrics, "aiquota_limiter_requests_total"))
 	}
 	// The limiter still serves the next request, and counts it.
 	if r, b := e.post("/v1/chat/completions", nil, chatBody); r.StatusCode != http.StatusOK {

@@ -60,6 +60,9 @@ func DefaultOptions() Options {
 				corev1.ResourceCPU:    resource.MustParse("50m"),
 				corev1.ResourceMemory: resource.MustParse("32Mi"),
 			},
+			// The limiter sizes its Go memory limit (90%) and its byte budget for
+			// request bodies (half of that, above the 32 MiB body limit) from this;
+			// see "Memory for bodies is budgeted" in docs/ARCHITECTURE.md.
 			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 		},
 		RunAsUser:              65532,

@@ -1,0 +1,227 @@
+package adversarial
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/sidecar"
+	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/test/harness"
+)
+
+const simKey = "sk-sim-openai-adversarial-5e1d"
+
+var (
+	buildOnce sync.Once
+	bins      map[string]string
+	buildErr  error
+	binDir    string
+)
+
+// binaries builds the limiter and the simulator once per test binary. LIMITER_BIN
+// replaces the limiter, to measure another build (an older one) with the same probes.
+func binaries(t *testing.T) map[string]string {
+	t.Helper()
+	buildOnce.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		binDir, buildErr = os.MkdirTemp("", "aiquota-adversarial-")
+		if buildErr != nil {
+			return
+		}
+		bins, buildErr = harness.Build(t.Context(), root, binDir, "./cmd/limiter", "./cmd/providersim")
+		if b := os.Getenv("LIMITER_BIN"); b != "" && buildErr == nil {
+			bins["limiter"] = b
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bins
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// stack is one simulator process behind one limiter process.
+type stack struct {
+	t       *testing.T
+	limiter *harness.Process
+	proxy   string // http://host:port
+	admin   string
+}
+
+var (
+	simAddrRe     = regexp.MustCompile(`providersim listening.*?addr[=":]+([0-9.]+:[0-9]+)`)
+	limiterAddrRe = regexp.MustCompile(`"proxy":"([0-9.]+:[0-9]+)","admin":"([0-9.]+:[0-9]+)"`)
+)
+
+// startStack starts a simulator with account and a limiter in front of it, with the
+// given extra limiter environment (GOMEMLIMIT) and flags.
+func startStack(t *testing.T, account simulator.Account, env, flags []string) *stack {
+	t.Helper()
+	b := binaries(t)
+	dir := t.TempDir()
+	simCfg, err := json.Marshal(simulator.Config{Seed: 1, Accounts: []simulator.Account{account}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simPath := filepath.Join(dir, "sim.json")
+	if err := os.WriteFile(simPath, simCfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sim, err := harness.Start("providersim", b["providersim"], []string{"--addr", "127.0.0.1:0", "--config", simPath}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Stop(5 * time.Second) })
+	m, err := sim.WaitFor(simAddrRe, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyPath, []byte(simKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &limiterconfig.Config{
+		SchemaVersion: limiterconfig.SchemaVersion,
+		Providers: []limiterconfig.Provider{{
+			Name: "openai", Type: limiterconfig.ProviderOpenAI, Endpoint: "http://" + m[1],
+			Keys:   []limiterconfig.Key{{ID: "openai/key", File: keyPath}},
+			Limits: limiterconfig.Limits{RequestsPerMinute: 100000},
+		}},
+		Queue: &limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 1000},
+	}
+	doc, err := limiterconfig.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "limiter.json")
+	if err := os.WriteFile(cfgPath, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--config", cfgPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, flags...)
+	lim, err := harness.Start("limiter", b["limiter"], args, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lim.Stop(10 * time.Second) })
+	m, err = lim.WaitFor(limiterAddrRe, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &stack{t: t, limiter: lim, proxy: "http://" + m[1], admin: "http://" + m[2]}
+}
+
+// labelled sums the samples of a metric whose labels include every fragment given
+// (`outcome="canceled"`).
+func (s *stack) labelled(name string, fragments ...string) float64 {
+	s.t.Helper()
+	resp, err := http.Get(s.admin + "/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var sum float64
+lines:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		for _, f := range fragments {
+			if !strings.Contains(line, f) {
+				continue lines
+			}
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// state is the limiter's /state.
+func (s *stack) state() sidecar.State {
+	s.t.Helper()
+	resp, err := http.Get(s.proxy + "/state")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st sidecar.State
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		s.t.Fatal(err)
+	}
+	return st
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// metric reads one unlabelled sample from the limiter's /metrics; ok is false when
+// the limiter does not export it.
+func (s *stack) metric(name string) (float64, bool) {
+	s.t.Helper()
+	resp, err := http.Get(s.admin + "/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, found := strings.CutPrefix(sc.Text(), name+" "); found {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
+}
+
+// peakRSS is the limiter's resident-set high-water mark (VmHWM), in bytes.
+func (s *stack) peakRSS() int64 {
+	s.t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.limiter.Pid()) + "/status")
+	if err != nil {
+		s.t.Logf("peak RSS unavailable: %v", err)
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, found := strings.CutPrefix(line, "VmHWM:"); found {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
