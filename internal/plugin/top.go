@@ -142,8 +142,12 @@ func (o *topOptions) frame(ctx context.Context, c client.Reader, ns string) ([]b
 			return nil, fmt.Errorf("list %s in %s: %w", l.kind, scopeOf(ns), err)
 		}
 	}
-	slices.SortFunc(quotas.Items, func(a, b quotav1alpha1.ProviderQuota) int { return compareKeys(a.Namespace, a.Name, b.Namespace, b.Name) })
-	slices.SortFunc(chains.Items, func(a, b quotav1alpha1.FallbackChain) int { return compareKeys(a.Namespace, a.Name, b.Namespace, b.Name) })
+	slices.SortFunc(quotas.Items, func(a, b quotav1alpha1.ProviderQuota) int {
+		return compareKeys(a.Namespace, a.Name, b.Namespace, b.Name)
+	})
+	slices.SortFunc(chains.Items, func(a, b quotav1alpha1.FallbackChain) int {
+		return compareKeys(a.Namespace, a.Name, b.Namespace, b.Name)
+	})
 	slices.SortFunc(policies.Items, func(a, b quotav1alpha1.CircuitPolicy) int {
 		return compareKeys(a.Namespace, a.Name, b.Namespace, b.Name)
 	})
