@@ -61,10 +61,14 @@ lint: golangci-lint ## golangci-lint with .golangci.yml.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: build
-build: ## Build the manager, limiter and simulator binaries into bin/.
+build: plugin ## Build the manager, limiter, simulator and kubectl plugin binaries into bin/.
 	go build -o $(BIN)/manager ./cmd/manager
 	go build -o $(BIN)/limiter ./cmd/limiter
 	go build -o $(BIN)/providersim ./cmd/providersim
+
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-aiquota (on PATH it is `kubectl aiquota`).
+	go build -o $(BIN)/kubectl-aiquota ./cmd/kubectl-aiquota
 
 IMG_MANAGER ?= aiquota/manager:dev
 IMG_LIMITER ?= aiquota/limiter:dev
