@@ -162,7 +162,7 @@ func explainPod(ctx context.Context, c client.Reader, ns, name string) ([]byte, 
 	}
 	added := [][]string{{"  annotation " + naming.AnnotationInjected, "(the summary above)"}}
 	if pod.Labels[naming.LabelLimiter] != "" {
-		added = append(added, []string{"  label " + naming.LabelLimiter + "=" + pod.Labels[naming.LabelLimiter], ""})
+		added = append(added, []string{"  label " + naming.LabelLimiter + "=" + pod.Labels[naming.LabelLimiter]})
 	}
 
 	sections := []section{{"Keys:", keyRows}, {"App environment (set by the webhook):", envRows}, {"Pod annotations:", ours}, {"Added by the webhook:", added}}
@@ -208,7 +208,7 @@ func readiness(ctx context.Context, c client.Reader, obj client.Object, ns, name
 	}
 	ready := meta.FindStatusCondition(conds, quotav1alpha1.ConditionReady)
 	if ready == nil {
-		return "Ready: unknown, not reconciled yet"
+		return "Ready unknown: not reconciled yet"
 	}
 	s := "Ready=" + string(ready.Status)
 	if ready.Status != "True" {
