@@ -86,8 +86,11 @@ func (o *topOptions) run(ctx context.Context, s Streams) error {
 func (o *topOptions) watch(ctx context.Context, s Streams, c client.Reader, ns string) error {
 	for n := 0; ; n++ {
 		frame, err := o.frame(ctx, c, ns)
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
+			// Interrupted mid-refresh: err, if any, is the interruption's.
 			return nil
+		default:
 		}
 		var buf bytes.Buffer
 		switch {
