@@ -22,7 +22,7 @@ import (
 
 func newExplainPodCommand(g *globals, s Streams) *cobra.Command {
 	return &cobra.Command{
-		Use:   "explain-pod POD [-n NAMESPACE]",
+		Use:   "explain-pod (POD | pod/POD) [-n NAMESPACE]",
 		Short: "Show what the aiquota webhook injected into a pod, and which config and keys it uses",
 		Long: `Reads the pod and shows what the webhook did to it: the limiter container and how
 it runs, the ConfigMap its limiter config comes from, the credential keys mounted
@@ -35,7 +35,12 @@ asked for the limiter but has none, it says so and why that happens.`,
 			if err != nil {
 				return err
 			}
-			out, err := explainPod(cmd.Context(), c, ns, args[0])
+			// kubectl's own spelling of a pod, pod/NAME, works too.
+			name := args[0]
+			for _, prefix := range []string{"pod/", "pods/", "po/"} {
+				name = strings.TrimPrefix(name, prefix)
+			}
+			out, err := explainPod(cmd.Context(), c, ns, name)
 			if err != nil {
 				return err
 			}

@@ -107,7 +107,7 @@ func TestExplainPod(t *testing.T) {
 
 func TestExplainPodNotFound(t *testing.T) {
 	cl := apiServer(t)
-	_, err := cl.run(t, "explain-pod", "nothing-here", "-n", "shop")
+	_, err := cl.run(t, "explain-pod", "pod/nothing-here", "-n", "shop")
 	if err == nil || !strings.Contains(err.Error(), `get pod shop/nothing-here`) || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("err = %v, want one naming the pod and not found", err)
 	}
