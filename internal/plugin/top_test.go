@@ -124,13 +124,13 @@ func TestTopRefreshes(t *testing.T) {
 	}
 	want := []string{
 		"QUOTA      PROVIDER   SIDECARS   RPM%   TPM%   CONCURRENCY%   DAILY%   REQUESTS TODAY   TOKENS TODAY   LEARNED LIMITS   UPDATED\n" +
-			"deepseek   deepseek   0          -      -      -              -        -                -                -                -\n",
+			"deepseek   deepseek   0          -      -      -              -        -                -              -                -\n",
 		"\n" +
 			"QUOTA      PROVIDER   SIDECARS   RPM%   TPM%   CONCURRENCY%   DAILY%   REQUESTS TODAY   TOKENS TODAY   LEARNED LIMITS   UPDATED\n" +
-			"deepseek   deepseek   2          50%    0%     -              -        -                -                -                1s\n" +
+			"deepseek   deepseek   2          50%    0%     -              -        -                -              -                1s\n" +
 			"\n" +
-			"QUOTA      POOL            RPM            TPM   ITPM   OTPM   CONCURRENCY   429/MIN   5XX/MIN\n" +
-			"deepseek   deepseek-chat   300/600 50%    -     -      -      -             0         0\n",
+			"QUOTA      POOL            RPM           TPM   ITPM   OTPM   CONCURRENCY   429/MIN   5XX/MIN\n" +
+			"deepseek   deepseek-chat   300/600 50%   -     -      -      -             0         0\n",
 	}
 	if diff := cmp.Diff(want, w.frames); diff != "" {
 		t.Errorf("frames (-want +got):\n%s", diff)
