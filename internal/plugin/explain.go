@@ -165,7 +165,7 @@ func explainPod(ctx context.Context, c client.Reader, ns, name string) ([]byte, 
 			ours = append(ours, []string{"  " + k + ":", pod.Annotations[k]})
 		}
 	}
-	added := [][]string{{"  annotation " + naming.AnnotationInjected, "(the summary above)"}}
+	added := [][]string{{"  annotation " + naming.AnnotationInjected, "(records the injection as JSON)"}}
 	if pod.Labels[naming.LabelLimiter] != "" {
 		added = append(added, []string{"  label " + naming.LabelLimiter + "=" + pod.Labels[naming.LabelLimiter]})
 	}
