@@ -66,10 +66,14 @@ lint: golangci-lint golangci-lint-kal ## golangci-lint with .golangci.yml; kube-
 	$(GOLANGCI_LINT_KAL) run --config .golangci-kal.yml ./api/...
 
 .PHONY: build
-build: ## Build the manager, limiter and simulator binaries into bin/.
+build: plugin ## Build the manager, limiter, simulator and kubectl plugin binaries into bin/.
 	go build -o $(BIN)/manager ./cmd/manager
 	go build -o $(BIN)/limiter ./cmd/limiter
 	go build -o $(BIN)/providersim ./cmd/providersim
+
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-aiquota (on PATH it is `kubectl aiquota`).
+	go build -o $(BIN)/kubectl-aiquota ./cmd/kubectl-aiquota
 
 IMG_MANAGER ?= aiquota/manager:dev
 IMG_LIMITER ?= aiquota/limiter:dev

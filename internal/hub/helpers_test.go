@@ -29,10 +29,10 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/hubapi"
+	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/testenv"
 	"github.com/aiquota/aiquota/internal/testkit"
-	"github.com/aiquota/aiquota/internal/webhook"
 )
 
 var (
@@ -288,11 +288,11 @@ func newPodWith(t *testing.T, ns, name string, annotations map[string]string) *c
 }
 
 // injectedFor is the aiquota.dev/injected annotation the webhook writes for a pod
-// injected for the chain or quota kind/name (webhook.Summary, so the hub reads what
+// injected for the chain or quota kind/name (injection.Summary, so the hub reads what
 // the webhook really writes).
 func injectedFor(t *testing.T, kind, name string) map[string]string {
 	t.Helper()
-	s := webhook.Summary{Version: webhook.SummaryVersion, Mode: webhook.ModeNativeSidecar, Image: "example.invalid/limiter:1", Port: 8787, AdminPort: 8788, Secrets: []string{"keys"}}
+	s := injection.Summary{Version: injection.SummaryVersion, Mode: injection.ModeNativeSidecar, Image: "example.invalid/limiter:1", Port: 8787, AdminPort: 8788, Secrets: []string{"keys"}}
 	if kind == hubapi.KindFallbackChain {
 		s.FallbackChain, s.ConfigMap = name, naming.ChainConfigMap(name)
 	} else {

@@ -29,6 +29,7 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/certs"
+	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/scheme"
 	"github.com/aiquota/aiquota/internal/testenv"
@@ -259,14 +260,14 @@ func TestAPIServerInjects(t *testing.T) {
 	if env["OPENAI_BASE_URL"] != "http://127.0.0.1:8787/v1" || env["ANTHROPIC_BASE_URL"] != "http://127.0.0.1:8787" {
 		t.Errorf("app env = %v", env)
 	}
-	var sum Summary
-	if err := json.Unmarshal([]byte(got.Annotations[naming.AnnotationInjected]), &sum); err != nil {
-		t.Fatalf("injected annotation: %v", err)
+	sum, err := injection.ReadSummary(&got)
+	if err != nil || sum == nil {
+		t.Fatalf("injected annotation: %v, %v", sum, err)
 	}
 	if got.Labels[naming.LabelLimiter] != naming.LimiterInjected {
 		t.Errorf("injected pod labels = %v, want %s=%s for monitoring to select it", got.Labels, naming.LabelLimiter, naming.LimiterInjected)
 	}
-	if sum.ConfigMap != naming.ChainConfigMap("chat-default") || sum.Mode != ModeNativeSidecar {
+	if sum.ConfigMap != naming.ChainConfigMap("chat-default") || sum.Mode != injection.ModeNativeSidecar {
 		t.Errorf("summary = %+v", sum)
 	}
 }

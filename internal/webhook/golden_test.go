@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/naming"
 )
 
@@ -192,11 +193,11 @@ func TestGoldenInvariants(t *testing.T) {
 					}
 				}
 			}
-			var s Summary
-			if err := json.Unmarshal([]byte(pod.Annotations[naming.AnnotationInjected]), &s); err != nil {
-				t.Fatalf("injected annotation: %v", err)
+			s, err := injection.ReadSummary(&pod)
+			if err != nil || s == nil {
+				t.Fatalf("injected annotation: %v, %v", s, err)
 			}
-			if s.Version != SummaryVersion || s.Image != testImage {
+			if s.Version != injection.SummaryVersion || s.Image != testImage {
 				t.Errorf("summary = %+v", s)
 			}
 		})

@@ -10,13 +10,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 
+	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/naming"
 )
 
 // priorLimiter is a limiter the webhook injected earlier, as its record and the
 // pod's spec show it.
 type priorLimiter struct {
-	summary Summary
+	summary injection.Summary
 	// init is true for an init container, index its position in its list.
 	init  bool
 	index int
@@ -59,15 +60,15 @@ func priorInjection(pod *corev1.Pod) (*priorLimiter, error) {
 		return nil, &conflictError{fmt.Sprintf("the pod has %d containers named %q; the webhook injects one, and the name is reserved for it; rename the others",
 			len(named), naming.LimiterName)}
 	}
-	var s Summary
+	var s injection.Summary
 	dec := json.NewDecoder(bytes.NewReader([]byte(record)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil || s.Version != SummaryVersion || (s.Mode != ModeNativeSidecar && s.Mode != ModeContainer) {
+	if err := dec.Decode(&s); err != nil || s.Version != injection.SummaryVersion || (s.Mode != injection.ModeNativeSidecar && s.Mode != injection.ModeContainer) {
 		return nil, &conflictError{fmt.Sprintf(
 			"the pod's %s annotation is %s, not a record this webhook writes, yet the pod has a container named %q; remove the annotation and the container to have the limiter injected",
 			naming.AnnotationInjected, quote(record), naming.LimiterName)}
 	}
-	if wantInit := s.Mode == ModeNativeSidecar; named[0].init != wantInit {
+	if wantInit := s.Mode == injection.ModeNativeSidecar; named[0].init != wantInit {
 		where := "containers"
 		if named[0].init {
 			where = "initContainers"

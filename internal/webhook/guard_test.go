@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/naming"
 )
 
@@ -109,7 +110,7 @@ func TestAlreadyInjectedIsTheWebhooksOwnRecord(t *testing.T) {
 		}, []string{`the record is for FallbackChain "chat-default" but the pod's annotations name FallbackChain "cheap"`}, false},
 		{"record of another mode", func(t *testing.T) *corev1.Pod {
 			p := goldenPod(t)
-			p.Annotations[naming.AnnotationInjected] = strings.Replace(p.Annotations[naming.AnnotationInjected], ModeNativeSidecar, ModeContainer, 1)
+			p.Annotations[naming.AnnotationInjected] = strings.Replace(p.Annotations[naming.AnnotationInjected], injection.ModeNativeSidecar, injection.ModeContainer, 1)
 			return p
 		}, []string{"injected as a container", "is in initContainers"}, false},
 		{"record that is not ours", func(t *testing.T) *corev1.Pod {
@@ -150,7 +151,7 @@ func TestAlreadyInjectedIsTheWebhooksOwnRecord(t *testing.T) {
 				if err := json.Unmarshal(applyPatches(t, in, resp), &out); err != nil {
 					t.Fatal(err)
 				}
-				var s Summary
+				var s injection.Summary
 				if err := json.Unmarshal([]byte(out.Annotations[naming.AnnotationInjected]), &s); err != nil || s.FallbackChain != "chat-default" {
 					t.Errorf("record after injection = %q (%v)", out.Annotations[naming.AnnotationInjected], err)
 				}

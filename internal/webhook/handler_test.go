@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/naming"
 )
 
@@ -226,9 +227,9 @@ func TestSummaryRecordsKeptEnv(t *testing.T) {
 	if err := json.Unmarshal(applyPatches(t, in, resp), &out); err != nil {
 		t.Fatal(err)
 	}
-	var s Summary
-	if err := json.Unmarshal([]byte(out.Annotations[naming.AnnotationInjected]), &s); err != nil {
-		t.Fatal(err)
+	s, err := injection.ReadSummary(&out)
+	if err != nil || s == nil {
+		t.Fatalf("injected annotation: %v, %v", s, err)
 	}
 	if diff := cmp.Diff([]string{"app/OPENAI_BASE_URL"}, s.EnvKept); diff != "" {
 		t.Errorf("envKept (-want +got):\n%s", diff)
@@ -240,7 +241,7 @@ func TestSummaryRecordsKeptEnv(t *testing.T) {
 	if diff := cmp.Diff(wantEnv, out.Spec.Containers[0].Env); diff != "" {
 		t.Errorf("app env (-want +got):\n%s", diff)
 	}
-	mustContainAll(t, "event note", injectedNote(&s), "app/OPENAI_BASE_URL", naming.AnnotationOverrideEnv)
+	mustContainAll(t, "event note", injectedNote(s), "app/OPENAI_BASE_URL", naming.AnnotationOverrideEnv)
 }
 
 // TestOptionsRejected: the manager refuses to start with options that would make

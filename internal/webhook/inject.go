@@ -12,37 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/naming"
 )
-
-// Injection modes, as recorded in the injected annotation.
-const (
-	ModeNativeSidecar = "native-sidecar"
-	ModeContainer     = "container"
-)
-
-// SummaryVersion is the shape of the injected annotation's JSON; the hub reads
-// the chain or quota a version-1 record names.
-const SummaryVersion = 1
-
-// Summary is the JSON recorded in the aiquota.dev/injected annotation: what the
-// webhook did to the pod, for people and tools reading the pod.
-type Summary struct {
-	Version       int    `json:"version"`
-	Mode          string `json:"mode"`
-	Image         string `json:"image"`
-	FallbackChain string `json:"fallbackChain,omitempty"`
-	ProviderQuota string `json:"providerQuota,omitempty"`
-	ConfigMap     string `json:"configMap"`
-	Port          int32  `json:"port"`
-	AdminPort     int32  `json:"adminPort"`
-	// Secrets are the credential Secrets mounted into the sidecar.
-	Secrets []string `json:"secrets"`
-	// Env are the base-URL variables set on app containers.
-	Env []string `json:"env,omitempty"`
-	// EnvKept are "container/VARIABLE" pairs the user had set, left as they were.
-	EnvKept []string `json:"envKept,omitempty"`
-}
 
 // baseURLVar is an environment variable an SDK reads its base URL from.
 type baseURLVar struct {
@@ -79,7 +51,7 @@ func (e *conflictError) Error() string { return e.msg }
 // mutate computes the JSON patch that injects the limiter into pod. The patch is
 // built from targeted operations rather than a diff of re-encoded JSON, so fields
 // this build's API types do not know survive untouched.
-func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonpatch.JsonPatchOperation, *Summary, error) {
+func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonpatch.JsonPatchOperation, *injection.Summary, error) {
 	volumes := inj.volumes(t)
 	for _, v := range volumes {
 		if slices.ContainsFunc(pod.Spec.Volumes, func(pv corev1.Volume) bool { return pv.Name == v.Name }) {
@@ -95,13 +67,13 @@ func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonp
 		}
 	}
 
-	s := &Summary{
-		Version: SummaryVersion, Mode: ModeContainer, Image: inj.opts.Image,
+	s := &injection.Summary{
+		Version: injection.SummaryVersion, Mode: injection.ModeContainer, Image: inj.opts.Image,
 		FallbackChain: req.chain, ProviderQuota: req.quota, ConfigMap: t.configMap,
 		Port: req.port, AdminPort: req.adminPort, Secrets: t.secrets(),
 	}
 	if inj.opts.NativeSidecar {
-		s.Mode = ModeNativeSidecar
+		s.Mode = injection.ModeNativeSidecar
 	}
 	if s.Secrets == nil {
 		s.Secrets = []string{}

@@ -29,6 +29,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/naming"
 )
 
@@ -200,7 +201,7 @@ func (inj *Injector) deny(msg string) decision {
 	}
 }
 
-func injectedNote(s *Summary) string {
+func injectedNote(s *injection.Summary) string {
 	using := fmt.Sprintf("FallbackChain %q", s.FallbackChain)
 	if s.ProviderQuota != "" {
 		using = fmt.Sprintf("ProviderQuota %q", s.ProviderQuota)

@@ -21,11 +21,11 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/hubapi"
+	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/render"
 	"github.com/aiquota/aiquota/internal/testenv"
-	"github.com/aiquota/aiquota/internal/webhook"
 	"github.com/aiquota/aiquota/test/harness"
 )
 
@@ -370,7 +370,7 @@ func ptrTo[T any](v T) *T { return &v }
 // it injected for the FallbackChain or ProviderQuota kind/name.
 func injectedRecord(t testing.TB, kind, name string) map[string]string {
 	t.Helper()
-	s := webhook.Summary{Version: webhook.SummaryVersion, Mode: webhook.ModeNativeSidecar, Port: naming.DefaultPort, AdminPort: naming.AdminPort, Secrets: []string{}}
+	s := injection.Summary{Version: injection.SummaryVersion, Mode: injection.ModeNativeSidecar, Port: naming.DefaultPort, AdminPort: naming.AdminPort, Secrets: []string{}}
 	if kind == hubapi.KindFallbackChain {
 		s.FallbackChain, s.ConfigMap = name, naming.ChainConfigMap(name)
 	} else {

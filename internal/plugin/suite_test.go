@@ -1,0 +1,164 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/yaml"
+
+	"github.com/aiquota/aiquota/internal/scheme"
+	"github.com/aiquota/aiquota/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// testNow is the clock of every rendering; testdata/cluster.yaml's times are
+// seconds to minutes before it.
+var testNow = time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+
+// cluster is a real API server holding testdata/cluster.yaml, status included.
+type cluster struct {
+	env        *testenv.Env
+	c          client.Client
+	kubeconfig string
+}
+
+var (
+	clusterOnce sync.Once
+	shared      *cluster
+	clusterErr  error
+	kubeDir     string
+)
+
+func TestMain(m *testing.M) {
+	logf.SetLogger(logr.Discard())
+	code := m.Run()
+	if shared != nil {
+		if err := shared.env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stop envtest:", err)
+		}
+	}
+	if kubeDir != "" {
+		_ = os.RemoveAll(kubeDir)
+	}
+	os.Exit(code)
+}
+
+func apiServer(t *testing.T) *cluster {
+	t.Helper()
+	clusterOnce.Do(func() { shared, clusterErr = startCluster() })
+	if clusterErr != nil {
+		t.Fatal(clusterErr)
+	}
+	return shared
+}
+
+func startCluster() (*cluster, error) {
+	env, err := testenv.Start()
+	if err != nil {
+		return nil, err
+	}
+	kubeDir, err = os.MkdirTemp("", "kubectl-aiquota-")
+	if err != nil {
+		return nil, err
+	}
+	kc, err := env.WriteKubeconfig(kubeDir)
+	if err != nil {
+		return nil, err
+	}
+	cl := &cluster{env: env, c: env.Client, kubeconfig: kc}
+	if err := cl.load(context.Background(), filepath.Join("testdata", "cluster.yaml")); err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return cl, nil
+}
+
+// load creates every object of a YAML file and then writes the status it carries
+// through the status subresource, as the reconcilers and the hub do: a create
+// drops status.
+func (cl *cluster) load(ctx context.Context, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	dec := serializer.NewCodecFactory(scheme.New()).UniversalDeserializer()
+	namespaces := map[string]bool{}
+	for _, doc := range bytes.Split(data, []byte("\n---")) {
+		js, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		o, _, err := dec.Decode(js, nil, nil)
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", path, err)
+		}
+		obj := o.(client.Object)
+		if ns := obj.GetNamespace(); !namespaces[ns] {
+			namespaces[ns] = true
+			if err := cl.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+				return fmt.Errorf("create namespace %s: %w", ns, err)
+			}
+			// No controller manager runs here to create it; pods need it.
+			if err := cl.c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}); err != nil {
+				return fmt.Errorf("create service account in %s: %w", ns, err)
+			}
+		}
+		withStatus := obj.DeepCopyObject().(client.Object)
+		if err := cl.c.Create(ctx, obj); err != nil {
+			return fmt.Errorf("create %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
+		}
+		withStatus.SetResourceVersion(obj.GetResourceVersion())
+		if err := cl.c.Status().Update(ctx, withStatus); err != nil {
+			return fmt.Errorf("write status of %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// run runs kubectl-aiquota in this process with args against the cluster, on the
+// tests' clock.
+func (cl *cluster) run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := newCommand(Streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, func() time.Time { return testNow })
+	cmd.SetArgs(append([]string{"--kubeconfig", cl.kubeconfig}, args...))
+	err := cmd.ExecuteContext(t.Context())
+	if errOut.Len() > 0 {
+		t.Logf("stderr: %s", errOut.String())
+	}
+	return out.String(), err
+}
+
+// checkGolden compares got with testdata/<name>.golden, or rewrites it under -update.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", path, diff)
+	}
+}
