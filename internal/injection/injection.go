@@ -39,6 +39,8 @@ type Summary struct {
 	Env []string `json:"env,omitempty"`
 	// EnvKept are "container/VARIABLE" pairs the user had set, left as they were.
 	EnvKept []string `json:"envKept,omitempty"`
+	// KeyPlaceholders are the SDK key variables given the placeholder key.
+	KeyPlaceholders []string `json:"keyPlaceholders,omitempty"`
 }
 
 // ReadSummary decodes the pod's injected annotation; it returns nil without error

@@ -97,6 +97,12 @@ const LimiterBinary = "/limiter"
 // AdminPortName names the sidecar's admin containerPort, for probes and scraping.
 const AdminPortName = "aiquota-admin"
 
+// PlaceholderAPIKey is the value the webhook gives an app's unset SDK key
+// variables. The official SDKs refuse to start without a key; the sidecar removes
+// whatever key a request carries and adds the account's, so this one never leaves
+// the pod. It says what it is to anyone who finds it in a pod spec.
+const PlaceholderAPIKey = "aiquota-placeholder-the-sidecar-adds-the-real-key"
+
 // ChainConfigMap is the ConfigMap rendered for a FallbackChain.
 func ChainConfigMap(chain string) string { return boundedName("aiquota-fc-", chain) }
 

@@ -28,6 +28,7 @@ var goldenCases = []struct {
 	{name: "native-chain"},
 	{name: "legacy-container", opts: func(o *Options) { o.NativeSidecar = false }},
 	{name: "user-set-env"},
+	{name: "user-set-keys"},
 	{name: "override-env"},
 	{name: "multiple-app-containers"},
 	{name: "existing-init-containers"},

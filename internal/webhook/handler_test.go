@@ -237,7 +237,10 @@ func TestSummaryRecordsKeptEnv(t *testing.T) {
 	if diff := cmp.Diff([]string{"ANTHROPIC_BASE_URL"}, s.Env); diff != "" {
 		t.Errorf("env (-want +got):\n%s", diff)
 	}
-	wantEnv := []corev1.EnvVar{{Name: "OPENAI_BASE_URL", Value: "https://proxy.example/v1"}, {Name: "ANTHROPIC_BASE_URL", Value: "http://127.0.0.1:8787"}}
+	wantEnv := []corev1.EnvVar{
+		{Name: "OPENAI_BASE_URL", Value: "https://proxy.example/v1"}, {Name: "ANTHROPIC_BASE_URL", Value: "http://127.0.0.1:8787"},
+		{Name: "OPENAI_API_KEY", Value: naming.PlaceholderAPIKey}, {Name: "ANTHROPIC_API_KEY", Value: naming.PlaceholderAPIKey},
+	}
 	if diff := cmp.Diff(wantEnv, out.Spec.Containers[0].Env); diff != "" {
 		t.Errorf("app env (-want +got):\n%s", diff)
 	}

@@ -43,6 +43,29 @@ var baseURLVars = []baseURLVar{
 	{"DEEPSEEK_API_BASE", "/v1", []quotav1alpha1.ProviderType{quotav1alpha1.ProviderDeepSeek}},
 }
 
+// keyVar is an SDK's API-key variable. The official SDKs refuse to start without
+// a key (openai-node throws, the Anthropic SDKs find no authentication method,
+// google-genai wants one for the Gemini API), so an app that must need no key of
+// its own gets naming.PlaceholderAPIKey where it set none.
+type keyVar struct {
+	// name is set; any of also set by the user counts as the user's key too
+	// (google-genai reads GOOGLE_API_KEY before GEMINI_API_KEY, and the Anthropic
+	// SDKs take ANTHROPIC_AUTH_TOKEN instead of a key).
+	name      string
+	also      []string
+	providers []quotav1alpha1.ProviderType
+}
+
+// keyVars are the variables the official SDKs read their key from, set only for
+// the provider families the pod's chain or quota uses, like baseURLVars:
+// DEEPSEEK_API_KEY for DeepSeek's OpenAI-style clients (langchain-deepseek).
+var keyVars = []keyVar{
+	{"OPENAI_API_KEY", nil, []quotav1alpha1.ProviderType{quotav1alpha1.ProviderOpenAI, quotav1alpha1.ProviderOpenAICompatible, quotav1alpha1.ProviderDeepSeek}},
+	{"ANTHROPIC_API_KEY", []string{"ANTHROPIC_AUTH_TOKEN"}, []quotav1alpha1.ProviderType{quotav1alpha1.ProviderAnthropic}},
+	{"GEMINI_API_KEY", []string{"GOOGLE_API_KEY"}, []quotav1alpha1.ProviderType{quotav1alpha1.ProviderGemini}},
+	{"DEEPSEEK_API_KEY", nil, []quotav1alpha1.ProviderType{quotav1alpha1.ProviderDeepSeek}},
+}
+
 // conflictError is a pod that cannot take the sidecar as it is.
 type conflictError struct{ msg string }
 
@@ -103,6 +126,20 @@ func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonp
 			}
 			if !slices.Contains(s.Env, v.name) {
 				s.Env = append(s.Env, v.name)
+			}
+		}
+		// A container with envFrom may get its keys from a Secret, and an env
+		// entry would override those: leave its keys alone.
+		if len(c.EnvFrom) == 0 {
+			for _, k := range keyVars {
+				if !slices.ContainsFunc(k.providers, func(p quotav1alpha1.ProviderType) bool { return slices.Contains(t.providers, p) }) ||
+					slices.ContainsFunc(append([]string{k.name}, k.also...), func(n string) bool { return len(envIndexes(c.Env, n)) > 0 }) {
+					continue
+				}
+				added = append(added, corev1.EnvVar{Name: k.name, Value: naming.PlaceholderAPIKey})
+				if !slices.Contains(s.KeyPlaceholders, k.name) {
+					s.KeyPlaceholders = append(s.KeyPlaceholders, k.name)
+				}
 			}
 		}
 		switch {

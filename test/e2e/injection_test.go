@@ -191,6 +191,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "chat-api"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "openai-keys"}, StringData: map[string]string{"api-key": "sk-sim-openai", "unrelated": "must-not-be-mounted"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "anthropic-keys"}, StringData: map[string]string{"api-key": "sk-sim-anthropic"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "gemini-keys"}, StringData: map[string]string{"api-key": "sk-sim-gemini"}},
 		&quotav1alpha1.ProviderQuota{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "openai-sim"},
 			Spec: quotav1alpha1.ProviderQuotaSpec{
@@ -207,11 +208,20 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 				Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, InputTokensPerMinute: 1_000_000, OutputTokensPerMinute: 100_000},
 			},
 		},
+		&quotav1alpha1.ProviderQuota{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "gemini-sim"},
+			Spec: quotav1alpha1.ProviderQuotaSpec{
+				Provider: quotav1alpha1.ProviderGemini, Endpoint: simServer,
+				Credentials: []quotav1alpha1.SecretKeyRef{{Name: "gemini-keys", Key: "api-key"}},
+				Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, TokensPerMinute: 1_000_000},
+			},
+		},
 		&quotav1alpha1.FallbackChain{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "chat"},
 			Spec: quotav1alpha1.FallbackChainSpec{Entries: []quotav1alpha1.ChainEntry{
 				{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai-sim"}, Model: "gpt-5.5"},
 				{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "anthropic-sim"}, Model: "claude-sonnet-4"},
+				{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "gemini-sim"}, Model: "gemini-2.5-flash"},
 			}},
 		},
 	)
@@ -311,19 +321,20 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 		})
 	}
 
-	// The app: the official SDK, configured only by the env the webhook set.
+	// The app: the official SDK constructed with no arguments, configured only by
+	// the env the webhook set (base URL and placeholder key), as with no code change.
 	app := got.Spec.Containers[slices.IndexFunc(got.Spec.Containers, func(c corev1.Container) bool { return c.Name != naming.LimiterName })]
-	baseURL := envOf(app, "OPENAI_BASE_URL")
-	if baseURL != fmt.Sprintf("http://127.0.0.1:%d/v1", proxyPort) {
+	if baseURL := envOf(app, "OPENAI_BASE_URL"); baseURL != fmt.Sprintf("http://127.0.0.1:%d/v1", proxyPort) {
 		t.Fatalf("OPENAI_BASE_URL = %q", baseURL)
 	}
-	sdk := openai.NewClient(option.WithBaseURL(baseURL), option.WithAPIKey("sk-the-app-has-no-real-key"), option.WithMaxRetries(0))
+	appEnv := setAppEnv(t, app)
+	sdk := openai.NewClient()
 	var raw *http.Response
 	resp, err := sdk.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
 		Model:     "gpt-5.5",
 		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello")},
 		MaxTokens: openai.Int(20),
-	}, option.WithResponseInto(&raw))
+	}, option.WithResponseInto(&raw), option.WithMaxRetries(0))
 	if err != nil {
 		t.Fatalf("chat completion through the injected sidecar: %v\n%s", err, proc.Logs())
 	}
@@ -342,7 +353,8 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 	if openaiRequests != 1 {
 		t.Errorf("the simulator's OpenAI account saw %d requests, want 1 (with the mounted key)", openaiRequests)
 	}
-	for _, leak := range []string{"sk-sim-openai", "sk-sim-anthropic"} {
+	checkZeroCodeSDKs(ctx, t, root, appEnv)
+	for _, leak := range []string{"sk-sim-openai", "sk-sim-anthropic", "sk-sim-gemini"} {
 		if strings.Contains(proc.Logs(), leak) || strings.Contains(mgr.Logs(), leak) {
 			t.Errorf("a key appears in the logs")
 		}
