@@ -59,7 +59,7 @@ type ChainEntry struct {
 
 // FallbackChainStatus is what the operator and the sidecars observe.
 type FallbackChainStatus struct {
-	// conditions: Ready, ReferencesResolved, ConfigRendered. ConfigRendered has
+	// conditions are Ready, ReferencesResolved, ConfigRendered. ConfigRendered has
 	// reason RenderedPartially while the config leaves out entries that cannot be
 	// used yet (a missing ProviderQuota, a model the quota rejects) or replaces a
 	// missing CircuitPolicy; it follows when they appear.

@@ -254,7 +254,7 @@ type QueueSpec struct {
 
 // ProviderQuotaStatus is what the operator and the sidecars observe.
 type ProviderQuotaStatus struct {
-	// conditions: Ready, ReferencesResolved (credential Secrets exist),
+	// conditions are Ready, ReferencesResolved (credential Secrets exist),
 	// ConfigRendered (the limiter config for direct use is up to date; reason
 	// RenderedPartially while a missing CircuitPolicy is replaced by the built-in
 	// defaults).

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,58 @@ func TestEveryExitEndsTheRequestOnce(t *testing.T) {
 				t.Errorf("finished requests by outcome (-want +got):\n%s", diff)
 			}
 			e.assertSettled()
+		})
+	}
+}
+
+// TestResponseHeadersSayWhatTheSidecarDid: every answer says how long the request
+// queued and how often it was retried, and an answer the sidecar already retried
+// (or refused for an open breaker) tells the official SDKs not to retry it again,
+// while a local 429 stays retryable.
+func TestResponseHeadersSayWhatTheSidecarDid(t *testing.T) {
+	roomy := limiterconfig.Limits{RequestsPerMinute: 1000}
+	type want struct{ status, retries, shouldRetry string }
+	cases := []struct {
+		name      string
+		faults    simulator.Faults
+		limits    limiterconfig.Limits
+		queueWait time.Duration
+		policy    func(*limiterconfig.Policy)
+		requests  int
+		want      want // of the last request
+	}{
+		{name: "success", limits: roomy, queueWait: time.Second, requests: 1,
+			want: want{"200", "0", ""}},
+		{name: "retried, then the error returned", limits: roomy, queueWait: time.Second, requests: 1,
+			faults: simulator.Faults{ErrorRates: map[string]float64{"500": 1}},
+			policy: func(p *limiterconfig.Policy) { p.FailureThreshold, p.Retry.MaxRetries = 100, 2 },
+			want:   want{"500", "2", "false"}},
+		{name: "circuit open", limits: roomy, queueWait: time.Second, requests: 2,
+			faults: simulator.Faults{ErrorRates: map[string]float64{"500": 1}},
+			policy: func(p *limiterconfig.Policy) {
+				p.FailureThreshold, p.Retry.MaxRetries = 1, 0
+				p.RecoveryTimeout = limiterconfig.Duration(time.Minute)
+			},
+			want: want{"503", "0", "false"}},
+		{name: "queue timeout", limits: limiterconfig.Limits{RequestsPerMinute: 1}, queueWait: time.Millisecond, requests: 2,
+			want: want{"429", "0", ""}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := exitEnv(t, tc.faults, tc.limits, tc.queueWait, tc.policy)
+			var r reply
+			for range tc.requests {
+				r, _ = e.post("/v1/chat/completions", nil, chatBody)
+			}
+			got := want{strconv.Itoa(r.StatusCode), r.Header.Get(RetriesHeader), r.Header.Get(shouldRetryHeader)}
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(want{})); diff != "" {
+				t.Errorf("status, retries, x-should-retry (-want +got):\n%s", diff)
+			}
+			if q := r.Header.Get(QueuedHeader); q == "" {
+				t.Errorf("no %s header", QueuedHeader)
+			} else if _, err := strconv.Atoi(q); err != nil {
+				t.Errorf("%s = %q: %v", QueuedHeader, q, err)
+			}
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,16 @@ const (
 	PriorityHeader = "X-Aiquota-Priority"
 	// ServedByHeader names the provider and model that answered.
 	ServedByHeader = "X-Aiquota-Served-By"
+	// QueuedHeader is the time the request waited for capacity, in milliseconds,
+	// and RetriesHeader the upstream retries the sidecar made for it: an app (or
+	// its logs) sees why an answer was slow without the sidecar's metrics.
+	QueuedHeader  = "X-Aiquota-Queued-Ms"
+	RetriesHeader = "X-Aiquota-Retries"
+	// shouldRetryHeader is read by the official OpenAI and Anthropic SDKs before
+	// their own retry rules: "false" stops them retrying what the sidecar has
+	// already retried (or refused for a reason a retry within seconds cannot fix),
+	// so their retries do not stack on the sidecar's.
+	shouldRetryHeader = "X-Should-Retry"
 	// maxErrorBody bounds how much of an upstream error body is read to classify it.
 	maxErrorBody = 64 << 10
 	// maxUsageBody bounds how much of a non-streamed success is kept to read usage;
@@ -99,6 +110,7 @@ type exchange struct {
 
 	start                            time.Time
 	upstreamTime, queued, retryDelay time.Duration
+	retries                          int  // upstream retries made so far
 	wrote                            bool // response headers sent to the app
 	outcome                          string
 	// bodyLeaked is set when a transport failed a request: it may still read the
@@ -392,6 +404,7 @@ func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand
 	pool.NoteRequest()
 	first := time.Now()
 	for n := 0; ; n++ {
+		x.retries = n
 		st := x.attempt(ctx, pool, breaker, demand, priority, n, first)
 		if st.outcome != "" {
 			return st.outcome
@@ -662,6 +675,7 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 		h.Del("Content-Length") // events may be stripped
 	}
 	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
+	x.annotate(h)
 	x.w.WriteHeader(resp.StatusCode)
 	x.wrote = true
 	outcome = outcomeSuccess
@@ -814,6 +828,9 @@ func (x *exchange) returnFailure(r attemptResult) string {
 	removeHopHeaders(h)
 	h.Del("Content-Length")
 	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
+	x.annotate(h)
+	// The sidecar retried what was worth retrying; the SDK must not add its own.
+	h.Set(shouldRetryHeader, "false")
 	x.w.WriteHeader(r.resp.StatusCode)
 	x.wrote = true
 	_, err := x.w.Write(r.prefix)
@@ -885,9 +902,24 @@ func (x *exchange) reject(err error) string {
 
 // fail answers the app with a local error in its dialect and returns outcome.
 func (x *exchange) fail(outcome string, e *provider.Error) string {
+	h := x.w.Header()
+	x.annotate(h)
+	// A local 429 (no capacity within the queue's wait) carries Retry-After and
+	// stays retryable; an open breaker or an upstream that failed the sidecar's
+	// own retries is not worth the SDK's.
+	if outcome == outcomeCircuitOpen || x.retries > 0 {
+		h.Set(shouldRetryHeader, "false")
+	}
 	provider.WriteError(x.w, x.dialect, e)
 	x.wrote = true
 	return outcome
+}
+
+// annotate sets the headers that tell the app what the sidecar did: how long the
+// request queued and how often it was retried.
+func (x *exchange) annotate(h http.Header) {
+	h.Set(QueuedHeader, strconv.FormatInt(x.queued.Milliseconds(), 10))
+	h.Set(RetriesHeader, strconv.Itoa(x.retries))
 }
 
 // finish records the request's metrics. serveProxy defers it, so it runs exactly
