@@ -11,8 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/webhook"
 )
@@ -72,10 +75,18 @@ func appPod(name string, annotations map[string]string, env ...corev1.EnvVar) *c
 func TestExplainPod(t *testing.T) {
 	cl := apiServer(t)
 	// What the FallbackChain reconciler renders; no manager runs here.
+	// The webhook mounts it only if the chain controls it.
+	var fc quotav1alpha1.FallbackChain
+	if err := cl.c.Get(t.Context(), client.ObjectKey{Namespace: "shop", Name: "chat-default"}, &fc); err != nil {
+		t.Fatal(err)
+	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
 		Namespace: "shop", Name: naming.ChainConfigMap("chat-default"),
 		Annotations: map[string]string{naming.AnnotationConfigHash: "9f2c41d07a3e"},
 	}}
+	if err := controllerutil.SetControllerReference(&fc, cm, cl.c.Scheme()); err != nil {
+		t.Fatal(err)
+	}
 	if err := cl.c.Create(t.Context(), cm); err != nil {
 		t.Fatal(err)
 	}
