@@ -7,21 +7,7 @@ import (
 	"slices"
 )
 
-// SetModel returns body with its top-level "model" set to model (every occurrence,
-// so a duplicate key cannot smuggle another model past the rewrite), or with a
-// "model" member added when there is none. Gemini bodies are returned unchanged:
-// Gemini names the model in the path. The input is not modified.
-func SetModel(d Dialect, body []byte, model string) ([]byte, error) {
-	if d == DialectGemini {
-		return body, nil
-	}
-	edits, err := setModelEdits(body, model)
-	if err != nil {
-		return nil, err
-	}
-	return applyEdits(body, edits), nil
-}
-
+// setModelEdits are SetModel's edits of body.
 func setModelEdits(body []byte, model string) ([]edit, error) {
 	if err := checkObject(body); err != nil {
 		return nil, fmt.Errorf("set model: %w", err)
@@ -44,20 +30,12 @@ func setModelEdits(body []byte, model string) ([]edit, error) {
 	return edits, nil
 }
 
-// EnableStreamUsage returns an OpenAI chat or legacy completions body with
-// stream_options.include_usage set to true, keeping any other stream options. With
-// it the stream ends with a usage chunk (empty choices plus usage) before [DONE]
+// streamUsageEdits sets stream_options.include_usage to true in an OpenAI chat or
+// legacy completions body, keeping any other stream options. With it the stream ends
+// with a usage chunk (empty choices plus usage) before [DONE]
 // (platform.openai.com/docs/api-reference/chat/create#chat-create-stream_options),
-// which a StreamTracker can strip again. Do not use it on Responses bodies: that
-// API always reports usage and rejects the option. The input is not modified.
-func EnableStreamUsage(body []byte) ([]byte, error) {
-	edits, err := streamUsageEdits(body)
-	if err != nil {
-		return nil, err
-	}
-	return applyEdits(body, edits), nil
-}
-
+// which a StreamTracker can strip again. Not for Responses bodies: that API always
+// reports usage and rejects the option.
 func streamUsageEdits(body []byte) ([]edit, error) {
 	if err := checkObject(body); err != nil {
 		return nil, fmt.Errorf("enable stream usage: %w", err)
@@ -93,9 +71,9 @@ func streamUsageEdits(body []byte) ([]edit, error) {
 }
 
 // Rewrite is a request body with edits, sent without copying it: Segments are the
-// body's own bytes between the edits and the edits' replacements, in order. It does
-// what SetModel and EnableStreamUsage do, for bodies that may be megabytes (images,
-// documents), where a copy per rewrite would double what the limiter holds.
+// body's own bytes between the edits and the edits' replacements, in order. Bodies
+// may be megabytes (images, documents), where a copy per rewrite would double what
+// the limiter holds.
 type Rewrite struct {
 	body  []byte
 	edits []edit
@@ -104,7 +82,10 @@ type Rewrite struct {
 // NewRewrite starts a rewrite of body, which must not change while it is in use.
 func NewRewrite(body []byte) *Rewrite { return &Rewrite{body: body} }
 
-// SetModel is SetModel's edit.
+// SetModel sets the body's top-level "model" to model (every occurrence, so a
+// duplicate key cannot smuggle another model past the rewrite), or adds a "model"
+// member when there is none. Gemini bodies are left alone: Gemini names the model in
+// the path.
 func (r *Rewrite) SetModel(d Dialect, model string) error {
 	if d == DialectGemini {
 		return nil
@@ -117,7 +98,7 @@ func (r *Rewrite) SetModel(d Dialect, model string) error {
 	return nil
 }
 
-// EnableStreamUsage is EnableStreamUsage's edit.
+// EnableStreamUsage sets stream_options.include_usage (see streamUsageEdits).
 func (r *Rewrite) EnableStreamUsage() error {
 	edits, err := streamUsageEdits(r.body)
 	if err != nil {
@@ -190,20 +171,4 @@ func insertMember(body, obj []byte, name string, val []byte) edit {
 		member = append(member, ',')
 	}
 	return edit{at, at, member}
-}
-
-func applyEdits(body []byte, edits []edit) []byte {
-	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
-	n := len(body)
-	for _, e := range edits {
-		n += len(e.repl) - (e.end - e.start)
-	}
-	out := make([]byte, 0, n)
-	prev := 0
-	for _, e := range edits {
-		out = append(out, body[prev:e.start]...)
-		out = append(out, e.repl...)
-		prev = e.end
-	}
-	return append(out, body[prev:]...)
 }

@@ -3,10 +3,48 @@ package provider
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
+
+// SetModel and EnableStreamUsage are the rewrites applied to a copy of the body:
+// the tests' oracles, which Rewrite's spliced segments must match byte for byte.
+func SetModel(d Dialect, body []byte, model string) ([]byte, error) {
+	if d == DialectGemini {
+		return body, nil
+	}
+	edits, err := setModelEdits(body, model)
+	if err != nil {
+		return nil, err
+	}
+	return applyEdits(body, edits), nil
+}
+
+func EnableStreamUsage(body []byte) ([]byte, error) {
+	edits, err := streamUsageEdits(body)
+	if err != nil {
+		return nil, err
+	}
+	return applyEdits(body, edits), nil
+}
+
+func applyEdits(body []byte, edits []edit) []byte {
+	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
+	n := len(body)
+	for _, e := range edits {
+		n += len(e.repl) - (e.end - e.start)
+	}
+	out := make([]byte, 0, n)
+	prev := 0
+	for _, e := range edits {
+		out = append(out, body[prev:e.start]...)
+		out = append(out, e.repl...)
+		prev = e.end
+	}
+	return append(out, body[prev:]...)
+}
 
 func TestSetModel(t *testing.T) {
 	tests := []struct {
