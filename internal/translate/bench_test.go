@@ -94,9 +94,12 @@ func BenchmarkRequest(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(benchChat)))
 		for b.Loop() {
-			if _, err := provider.SetModel(provider.DialectOpenAI, benchChat, "deepseek-chat"); err != nil {
+			// What the limiter does on the untranslated path: splice, not copy.
+			rw := provider.NewRewrite(benchChat)
+			if err := rw.SetModel(provider.DialectOpenAI, "deepseek-chat"); err != nil {
 				b.Fatal(err)
 			}
+			rw.Segments()
 		}
 	})
 	// ParseRequest runs on every request, translated or not: the scale to read
