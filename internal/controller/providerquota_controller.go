@@ -50,8 +50,9 @@ func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reco
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(controllerNameProviderQuota).
 		// Status writes (ours, and the control channel's frequent ones) do not
-		// change the generation, so they never trigger a reconcile.
-		For(&quotav1alpha1.ProviderQuota{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// change the generation, so they do not trigger a reconcile; the one
+		// exception is a change of the learned limits, which effectiveLimits shows.
+		For(&quotav1alpha1.ProviderQuota{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, learnedLimitsChanged))).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.quotasForPolicy),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.ConfigMap{}).
@@ -131,6 +132,7 @@ func (r *ProviderQuotaReconciler) Reconcile(ctx context.Context, req reconcile.R
 	setConditions(&q.Status.Conditions, q.Generation, resolved, pub.condition, readyOf(resolved, pub.condition))
 	q.Status.Endpoint = endpoint
 	q.Status.ConfigMapName = pub.configMapName
+	q.Status.EffectiveLimits = effectiveLimits(q)
 	if err := r.patchStatus(ctx, kindProviderQuota, q, before, &before.Status, &q.Status); err != nil {
 		return ctrl.Result{}, err
 	}

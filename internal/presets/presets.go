@@ -191,9 +191,9 @@ func Resolve(spec *quotav1alpha1.ProviderQuotaSpec) (base Effective, pools []Eff
 	return base, pools, nil
 }
 
-// fields lists a QuotaLimits' fields, so that the field-by-field helpers below
-// cannot forget one.
-func fields(l *quotav1alpha1.QuotaLimits) []*int64 {
+// Fields lists a QuotaLimits' fields in declaration order, so that code going
+// field by field cannot forget one.
+func Fields(l *quotav1alpha1.QuotaLimits) []*int64 {
 	return []*int64{&l.RequestsPerMinute, &l.TokensPerMinute, &l.InputTokensPerMinute, &l.OutputTokensPerMinute,
 		&l.MaxConcurrency, &l.RequestsPerDay, &l.TokensPerDay}
 }
@@ -201,8 +201,8 @@ func fields(l *quotav1alpha1.QuotaLimits) []*int64 {
 // overlay is base with over's set fields.
 func overlay(base, over quotav1alpha1.QuotaLimits) quotav1alpha1.QuotaLimits {
 	out := base
-	o := fields(&over)
-	for i, f := range fields(&out) {
+	o := Fields(&over)
+	for i, f := range Fields(&out) {
 		if *o[i] != 0 {
 			*f = *o[i]
 		}
@@ -213,8 +213,8 @@ func overlay(base, over quotav1alpha1.QuotaLimits) quotav1alpha1.QuotaLimits {
 // missing is the fields of preset that declared leaves unset.
 func missing(preset, declared quotav1alpha1.QuotaLimits) quotav1alpha1.QuotaLimits {
 	out := preset
-	d := fields(&declared)
-	for i, f := range fields(&out) {
+	d := Fields(&declared)
+	for i, f := range Fields(&out) {
 		if *d[i] != 0 {
 			*f = 0
 		}
@@ -225,8 +225,8 @@ func missing(preset, declared quotav1alpha1.QuotaLimits) quotav1alpha1.QuotaLimi
 // tightest is the lower of each field that either sets.
 func tightest(a, b quotav1alpha1.QuotaLimits) quotav1alpha1.QuotaLimits {
 	out := a
-	bs := fields(&b)
-	for i, f := range fields(&out) {
+	bs := Fields(&b)
+	for i, f := range Fields(&out) {
 		if v := *bs[i]; v != 0 && (*f == 0 || v < *f) {
 			*f = v
 		}

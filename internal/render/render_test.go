@@ -519,6 +519,14 @@ func TestRenderErrors(t *testing.T) {
 			wantText: "spec.endpoint is required",
 		},
 		{
+			name: "a tier the presets do not know (an object that skipped admission)",
+			render: func() (*limiterconfig.Config, error) {
+				q := quota("q", func(s *quotav1alpha1.ProviderQuotaSpec) { s.Tier = "gold" })
+				return render.Quota(&q, nil, render.Options{})
+			},
+			wantText: `spec.tier: tier "gold" is not a known openai tier (known: tier-1,`,
+		},
+		{
 			name: "chain without entries",
 			render: func() (*limiterconfig.Config, error) {
 				c := chainOf()
