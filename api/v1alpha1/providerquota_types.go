@@ -98,9 +98,9 @@ type ProviderQuotaSpec struct {
 
 	// unlistedModels says what a request for a model that spec.models does not list
 	// gets. shareAccountLimits (the default): all such models draw on one pool,
-	// named "(unlisted)" in status and metrics, with spec.limits and a 128K context
-	// window, so no choice of model names gets more than one pool's limits out of
-	// each account. reject: the sidecars refuse such a request with a 404 that names
+	// named "(unlisted)" in status and metrics, with spec.limits (and a model's
+	// context window from the model catalogue, docs/models.md, or none), so no
+	// choice of model names gets more than one pool's limits out of each account. reject: the sidecars refuse such a request with a 404 that names
 	// the listed models, so only spec.models may be used (a FallbackChain entry for
 	// an unlisted model is then left out of the chain's config).
 	// +optional
@@ -225,13 +225,15 @@ type ModelPool struct {
 	// +optional
 	Limits *QuotaLimits `json:"limits,omitempty"`
 	// contextWindow is the model's context length in tokens; requests whose prompt
-	// plus output cannot fit are refused before they are sent. Default 128000.
+	// plus output cannot fit are refused before they are sent. Omitted, each model
+	// of the pool has the window the model catalogue (docs/models.md) gives it, and
+	// a model the catalogue does not list is not checked: the provider decides.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000000
 	ContextWindow int64 `json:"contextWindow,omitempty"`
 	// maxOutputTokens is reserved for a request that does not state its own maximum.
-	// Default 4096.
+	// Default 4096, or the model's own maximum where the catalogue gives a smaller one.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000000

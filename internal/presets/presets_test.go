@@ -2,11 +2,16 @@ package presets
 
 import (
 	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 type limits = quotav1alpha1.QuotaLimits
@@ -56,8 +61,8 @@ func TestLookup(t *testing.T) {
 }
 
 func TestTierFor(t *testing.T) {
-	sonnet := limits{RequestsPerMinute: 4000, TokensPerMinute: 2_000_000, MaxConcurrency: 200}
-	tightAnthropic := limits{RequestsPerMinute: 1000, TokensPerMinute: 400_000, MaxConcurrency: 50}
+	sonnet := limits{RequestsPerMinute: 4000, InputTokensPerMinute: 2_000_000, MaxConcurrency: 200}
+	tightAnthropic := limits{RequestsPerMinute: 1000, InputTokensPerMinute: 400_000, MaxConcurrency: 50}
 	for _, tc := range []struct {
 		name     string
 		provider quotav1alpha1.ProviderType
@@ -113,13 +118,13 @@ func TestResolve(t *testing.T) {
 		name: "per model: each pool its family's row",
 		spec: quotav1alpha1.ProviderQuotaSpec{Provider: quotav1alpha1.ProviderAnthropic, Tier: "build-tier-4", Limits: limits{MaxConcurrency: 10},
 			Models: []quotav1alpha1.ModelPool{{Name: "claude-haiku-4-5"}, {Name: "claude-opus-4-7", Limits: &limits{RequestsPerMinute: 7}}}},
-		base: eff{Pool: UnlistedPool, Limits: limits{RequestsPerMinute: 1000, TokensPerMinute: 400_000, MaxConcurrency: 10},
-			Preset: limits{RequestsPerMinute: 1000, TokensPerMinute: 400_000}},
+		base: eff{Pool: UnlistedPool, Limits: limits{RequestsPerMinute: 1000, InputTokensPerMinute: 400_000, MaxConcurrency: 10},
+			Preset: limits{RequestsPerMinute: 1000, InputTokensPerMinute: 400_000}},
 		pools: []eff{
-			{Pool: "claude-haiku-4-5", Limits: limits{RequestsPerMinute: 10_000, TokensPerMinute: 5_000_000, MaxConcurrency: 10},
-				Preset: limits{RequestsPerMinute: 10_000, TokensPerMinute: 5_000_000}},
-			{Pool: "claude-opus-4-7", Limits: limits{RequestsPerMinute: 7, TokensPerMinute: 400_000, MaxConcurrency: 10},
-				Preset: limits{TokensPerMinute: 400_000}},
+			{Pool: "claude-haiku-4-5", Limits: limits{RequestsPerMinute: 10_000, InputTokensPerMinute: 5_000_000, MaxConcurrency: 10},
+				Preset: limits{RequestsPerMinute: 10_000, InputTokensPerMinute: 5_000_000}},
+			{Pool: "claude-opus-4-7", Limits: limits{RequestsPerMinute: 7, InputTokensPerMinute: 400_000, MaxConcurrency: 10},
+				Preset: limits{InputTokensPerMinute: 400_000}},
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,4 +143,42 @@ func TestResolve(t *testing.T) {
 	if _, _, err := Resolve(&quotav1alpha1.ProviderQuotaSpec{Provider: quotav1alpha1.ProviderOpenAI, Tier: "gold"}); err == nil {
 		t.Error("Resolve accepted an unknown tier")
 	}
+}
+
+var update = flag.Bool("update", false, "rewrite the generated table of docs/tiers.md")
+
+// TestDocsListTheTiers keeps docs/tiers.md's table equal to the data.
+func TestDocsListTheTiers(t *testing.T) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Data version **%s**. %s\n\n", Version(), Data().Source)
+	b.WriteString("| provider | tier | models | RPM | TPM | ITPM | max concurrency | tokens per day |\n|---|---|---|---|---|---|---|---|\n")
+	n := func(v int64) string {
+		if v == 0 {
+			return "-"
+		}
+		s := strconv.FormatInt(v, 10)
+		for i := len(s) - 3; i > 0; i -= 3 {
+			s = s[:i] + "," + s[i:]
+		}
+		return s
+	}
+	row := func(p quotav1alpha1.ProviderType, tier, models string, l limits) {
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %s | %s |\n", p, tier, models,
+			n(l.RequestsPerMinute), n(l.TokensPerMinute), n(l.InputTokensPerMinute), n(l.MaxConcurrency), n(l.TokensPerDay))
+	}
+	for _, p := range Data().Providers {
+		for _, tier := range p.Tiers {
+			if len(tier.Models) == 0 {
+				row(p.Provider, tier.Name, "all", tier.Limits)
+			}
+			for _, m := range tier.Models {
+				row(p.Provider, tier.Name, "`"+strings.Join(m.Prefixes, "*`, `")+"*`", overlay(tier.Limits, m.Limits))
+			}
+		}
+	}
+	b.WriteString("\n")
+	for _, p := range Data().Providers {
+		fmt.Fprintf(&b, "- %s: %s\n", p.Provider, p.Note)
+	}
+	testkit.DocBlock(t, "../../docs/tiers.md", "tiers", b.String(), *update)
 }

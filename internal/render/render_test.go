@@ -427,7 +427,7 @@ func TestChainFields(t *testing.T) {
 		pool := cfg.Providers[0].PoolFor("unknown-model")
 		want := limiterconfig.Pool{
 			Name: limiterconfig.UnlistedPool, Limits: limiterconfig.Limits{RequestsPerMinute: 100},
-			ContextWindow: limiterconfig.DefaultContextWindow, MaxOutputTokens: limiterconfig.DefaultMaxOutputTokens,
+			MaxOutputTokens: limiterconfig.DefaultMaxOutputTokens,
 		}
 		if diff := cmp.Diff(want, pool); diff != "" {
 			t.Errorf("-want +got:\n%s", diff)
