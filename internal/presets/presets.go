@@ -9,6 +9,7 @@
 package presets
 
 import (
+	"cmp"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -200,36 +201,35 @@ func Fields(l *quotav1alpha1.QuotaLimits) []*int64 {
 
 // overlay is base with over's set fields.
 func overlay(base, over quotav1alpha1.QuotaLimits) quotav1alpha1.QuotaLimits {
-	out := base
-	o := Fields(&over)
-	for i, f := range Fields(&out) {
-		if *o[i] != 0 {
-			*f = *o[i]
-		}
-	}
-	return out
+	return merge(base, over, func(b, o int64) int64 { return cmp.Or(o, b) })
 }
 
 // missing is the fields of preset that declared leaves unset.
 func missing(preset, declared quotav1alpha1.QuotaLimits) quotav1alpha1.QuotaLimits {
-	out := preset
-	d := Fields(&declared)
-	for i, f := range Fields(&out) {
-		if *d[i] != 0 {
-			*f = 0
+	return merge(preset, declared, func(p, d int64) int64 {
+		if d != 0 {
+			return 0
 		}
-	}
-	return out
+		return p
+	})
 }
 
 // tightest is the lower of each field that either sets.
 func tightest(a, b quotav1alpha1.QuotaLimits) quotav1alpha1.QuotaLimits {
+	return merge(a, b, func(x, y int64) int64 {
+		if y != 0 && (x == 0 || y < x) {
+			return y
+		}
+		return x
+	})
+}
+
+// merge combines a and b field by field.
+func merge(a, b quotav1alpha1.QuotaLimits, pick func(x, y int64) int64) quotav1alpha1.QuotaLimits {
 	out := a
 	bs := Fields(&b)
 	for i, f := range Fields(&out) {
-		if v := *bs[i]; v != 0 && (*f == 0 || v < *f) {
-			*f = v
-		}
+		*f = pick(*f, *bs[i])
 	}
 	return out
 }
