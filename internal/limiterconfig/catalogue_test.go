@@ -39,13 +39,14 @@ func TestLookupModel(t *testing.T) {
 	}{
 		{"gpt-5.5", ModelInfo{Name: "gpt-5.5", ContextWindow: 1_050_000, MaxOutputTokens: 128_000}},
 		{"claude-opus-4-7", ModelInfo{Name: "claude-opus-4-7", ContextWindow: 1_000_000, MaxOutputTokens: 128_000}},
-		{"gemini-2.5-pro", ModelInfo{Name: "gemini-2.5-pro", ContextWindow: 1_048_576, MaxOutputTokens: 65_536}},
+		// Gemini: 1,048,576 input tokens plus 65,536 output tokens.
+		{"gemini-2.5-pro", ModelInfo{Name: "gemini-2.5-pro", ContextWindow: 1_114_112, MaxOutputTokens: 65_536}},
 		{"deepseek-chat", ModelInfo{Name: "deepseek-chat", ContextWindow: 1_000_000}},
 		// Dated snapshots and numbered versions are their model.
 		{"claude-sonnet-4-20250514", ModelInfo{Name: "claude-sonnet-4", ContextWindow: 200_000, MaxOutputTokens: 64_000}},
 		{"claude-haiku-4-5-20251001", ModelInfo{Name: "claude-haiku-4-5", ContextWindow: 200_000, MaxOutputTokens: 64_000}},
 		{"gpt-4o-2024-08-06", ModelInfo{Name: "gpt-4o", ContextWindow: 128_000, MaxOutputTokens: 16_384}},
-		{"gemini-2.0-flash-001", ModelInfo{Name: "gemini-2.0-flash", ContextWindow: 1_048_576, MaxOutputTokens: 8_192}},
+		{"gemini-2.0-flash-001", ModelInfo{Name: "gemini-2.0-flash", ContextWindow: 1_056_768, MaxOutputTokens: 8_192}},
 		// A sibling is not its family: no guess.
 		{"claude-opus-4-8", ModelInfo{}},
 		{"gpt-5.5-pro", ModelInfo{}},
