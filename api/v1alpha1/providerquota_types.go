@@ -355,26 +355,18 @@ type EffectiveLimits struct {
 	Pools []PoolLimits `json:"pools,omitempty"`
 }
 
-// PoolLimits are one pool's effective limits; an absent limit is not enforced.
+// PoolLimits are one pool's effective limits; a limit not listed is not enforced.
 type PoolLimits struct {
 	// name of the pool.
 	// +required
 	// +kubebuilder:validation:MaxLength=128
 	Name string `json:"name"`
+	// limits the pool enforces, in the order of spec.limits' fields.
 	// +optional
-	RequestsPerMinute *EffectiveLimit `json:"requestsPerMinute,omitempty"`
-	// +optional
-	TokensPerMinute *EffectiveLimit `json:"tokensPerMinute,omitempty"`
-	// +optional
-	InputTokensPerMinute *EffectiveLimit `json:"inputTokensPerMinute,omitempty"`
-	// +optional
-	OutputTokensPerMinute *EffectiveLimit `json:"outputTokensPerMinute,omitempty"`
-	// +optional
-	MaxConcurrency *EffectiveLimit `json:"maxConcurrency,omitempty"`
-	// +optional
-	RequestsPerDay *EffectiveLimit `json:"requestsPerDay,omitempty"`
-	// +optional
-	TokensPerDay *EffectiveLimit `json:"tokensPerDay,omitempty"`
+	// +listType=map
+	// +listMapKey=kind
+	// +kubebuilder:validation:MaxItems=7
+	Limits []EffectiveLimit `json:"limits,omitempty"`
 }
 
 // LimitSource says where an effective limit came from.
@@ -394,6 +386,10 @@ const (
 
 // EffectiveLimit is one limit's value and origin.
 type EffectiveLimit struct {
+	// kind is the limit, named as in spec.limits.
+	// +required
+	// +kubebuilder:validation:Enum=requestsPerMinute;tokensPerMinute;inputTokensPerMinute;outputTokensPerMinute;maxConcurrency;requestsPerDay;tokensPerDay
+	Kind string `json:"kind"`
 	// value of the limit.
 	// +required
 	Value int64 `json:"value"`
@@ -470,7 +466,7 @@ type Usage struct {
 // +kubebuilder:resource:shortName=pq,categories=aiquota
 // +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
 // +kubebuilder:printcolumn:name="Tier",type=string,JSONPath=`.spec.tier`
-// +kubebuilder:printcolumn:name="RPM Limit",type=integer,JSONPath=`.status.effectiveLimits.pools[0].requestsPerMinute.value`,priority=1
+// +kubebuilder:printcolumn:name="RPM Limit",type=integer,JSONPath=`.status.effectiveLimits.pools[0].limits[?(@.kind=="requestsPerMinute")].value`,priority=1
 // +kubebuilder:printcolumn:name="Preset",type=string,JSONPath=`.status.effectiveLimits.presetVersion`,priority=1
 // +kubebuilder:printcolumn:name="RPM%",type=integer,JSONPath=`.status.utilization.requestsPercent`
 // +kubebuilder:printcolumn:name="TPM%",type=integer,JSONPath=`.status.utilization.tokensPercent`

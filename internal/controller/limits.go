@@ -42,20 +42,18 @@ func effectiveLimits(q *quotav1alpha1.ProviderQuota) *quotav1alpha1.EffectiveLim
 
 func poolLimits(e presets.Effective, learned *quotav1alpha1.QuotaLimits) quotav1alpha1.PoolLimits {
 	pl := quotav1alpha1.PoolLimits{Name: e.Pool}
-	// The order of presets.Fields.
-	dst := []**quotav1alpha1.EffectiveLimit{&pl.RequestsPerMinute, &pl.TokensPerMinute, &pl.InputTokensPerMinute,
-		&pl.OutputTokensPerMinute, &pl.MaxConcurrency, &pl.RequestsPerDay, &pl.TokensPerDay}
 	values, fromPreset, fromHeaders := presets.Fields(&e.Limits), presets.Fields(&e.Preset), presets.Fields(learned)
 	for i, v := range values {
-		switch l := *fromHeaders[i]; {
-		case l > 0 && (*v == 0 || l < *v):
-			*dst[i] = &quotav1alpha1.EffectiveLimit{Value: l, Source: quotav1alpha1.LimitFromLearned, Declared: *v}
+		l := quotav1alpha1.EffectiveLimit{Kind: presets.LimitNames[i], Value: *v, Source: quotav1alpha1.LimitFromSpec}
+		switch h := *fromHeaders[i]; {
+		case h > 0 && (*v == 0 || h < *v):
+			l.Value, l.Source, l.Declared = h, quotav1alpha1.LimitFromLearned, *v
 		case *v == 0:
+			continue
 		case *fromPreset[i] != 0:
-			*dst[i] = &quotav1alpha1.EffectiveLimit{Value: *v, Source: quotav1alpha1.LimitFromPreset}
-		default:
-			*dst[i] = &quotav1alpha1.EffectiveLimit{Value: *v, Source: quotav1alpha1.LimitFromSpec}
+			l.Source = quotav1alpha1.LimitFromPreset
 		}
+		pl.Limits = append(pl.Limits, l)
 	}
 	return pl
 }

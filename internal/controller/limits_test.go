@@ -28,12 +28,14 @@ func TestTierPresetFillsLimits(t *testing.T) {
 	q.Spec.Models = []quotav1alpha1.ModelPool{{Name: "gpt-5.5", Limits: &quotav1alpha1.QuotaLimits{RequestsPerMinute: 42}}}
 	create(t, q)
 
-	preset := func(v int64) *quotav1alpha1.EffectiveLimit {
-		return &quotav1alpha1.EffectiveLimit{Value: v, Source: quotav1alpha1.LimitFromPreset}
+	limit := func(kind string, v int64, source quotav1alpha1.LimitSource) quotav1alpha1.EffectiveLimit {
+		return quotav1alpha1.EffectiveLimit{Kind: kind, Value: v, Source: source}
 	}
 	want := &quotav1alpha1.EffectiveLimits{Tier: "tier-3", PresetVersion: presets.Version(), Pools: []quotav1alpha1.PoolLimits{
-		{Name: limiterconfig.UnlistedPool, RequestsPerMinute: preset(10_000), TokensPerMinute: preset(10_000_000)},
-		{Name: "gpt-5.5", RequestsPerMinute: &quotav1alpha1.EffectiveLimit{Value: 42, Source: quotav1alpha1.LimitFromSpec}, TokensPerMinute: preset(10_000_000)},
+		{Name: limiterconfig.UnlistedPool, Limits: []quotav1alpha1.EffectiveLimit{
+			limit("requestsPerMinute", 10_000, quotav1alpha1.LimitFromPreset), limit("tokensPerMinute", 10_000_000, quotav1alpha1.LimitFromPreset)}},
+		{Name: "gpt-5.5", Limits: []quotav1alpha1.EffectiveLimit{
+			limit("requestsPerMinute", 42, quotav1alpha1.LimitFromSpec), limit("tokensPerMinute", 10_000_000, quotav1alpha1.LimitFromPreset)}},
 	}}
 	waitEffectiveLimits(t, q, want)
 	_, cfg := waitConfig(t, ns, naming.QuotaConfigMap(q.Name), anyConfig)
@@ -51,8 +53,8 @@ func TestTierPresetFillsLimits(t *testing.T) {
 	if err := k8s.Status().Patch(context.Background(), learned, client.MergeFrom(q)); err != nil {
 		t.Fatalf("patch learnedLimits: %v", err)
 	}
-	fromHeaders := &quotav1alpha1.EffectiveLimit{Value: 2_000_000, Source: quotav1alpha1.LimitFromLearned, Declared: 10_000_000}
-	want.Pools[0].TokensPerMinute, want.Pools[1].TokensPerMinute = fromHeaders, fromHeaders
+	fromHeaders := quotav1alpha1.EffectiveLimit{Kind: "tokensPerMinute", Value: 2_000_000, Source: quotav1alpha1.LimitFromLearned, Declared: 10_000_000}
+	want.Pools[0].Limits[1], want.Pools[1].Limits[1] = fromHeaders, fromHeaders
 	waitEffectiveLimits(t, q, want)
 }
 

@@ -192,6 +192,10 @@ func Resolve(spec *quotav1alpha1.ProviderQuotaSpec) (base Effective, pools []Eff
 	return base, pools, nil
 }
 
+// LimitNames are the JSON names of a QuotaLimits' fields, in the order of Fields.
+var LimitNames = []string{"requestsPerMinute", "tokensPerMinute", "inputTokensPerMinute", "outputTokensPerMinute",
+	"maxConcurrency", "requestsPerDay", "tokensPerDay"}
+
 // Fields lists a QuotaLimits' fields in declaration order, so that code going
 // field by field cannot forget one.
 func Fields(l *quotav1alpha1.QuotaLimits) []*int64 {
