@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/provider"
 )
 
 // FuzzLoadConfig feeds arbitrary documents through the loader: it must refuse bad
@@ -46,9 +47,14 @@ func FuzzLoadConfig(f *testing.F) {
 			return
 		}
 		for _, up := range live.providers {
-			r, err := live.resolve(up.dialect, "gpt-4o")
-			if err == nil && (r.up == nil || r.model == "") {
-				t.Fatalf("resolve gave an empty route: %+v", r)
+			routes, err := live.resolve(up.dialect, provider.OpChatCompletions, "gpt-4o")
+			if err == nil && len(routes) == 0 {
+				t.Fatal("resolve gave no route and no error")
+			}
+			for _, r := range routes {
+				if r.up == nil || r.model == "" {
+					t.Fatalf("resolve gave an empty route: %+v", r)
+				}
 			}
 		}
 		if live.defaultPriority < 1 || live.defaultPriority > 9 {
