@@ -61,6 +61,13 @@ func (x *exchange) canMove(kind string) bool {
 	return kind == reasonUntranslatable || slices.Contains(x.live.cfg.Chain.FallbackOn, kind)
 }
 
+// retryHere reports whether a retry due after elapsed at this entry is made here
+// rather than giving way to the next entry: it is, within the chain's wait budget
+// or when the failure does not move the request.
+func (x *exchange) retryHere(kind string, elapsed time.Duration) bool {
+	return elapsed <= x.budget || !x.canMove(kind)
+}
+
 // moved records a move from one entry to the next: for the app's headers and
 // terminal error, and, when an entry failed, in the failover metric and the
 // reports.

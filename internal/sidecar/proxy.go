@@ -459,7 +459,7 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 		})
 		// A retry later than the chain's wait budget gives way to the next entry.
 		// The retry budget is asked last, so that only retries made spend it.
-		if ok && !(x.canMove(r.kind) && time.Since(first)+delay > x.budget) && pool.AllowRetry() {
+		if ok && x.retryHere(r.kind, time.Since(first)+delay) && pool.AllowRetry() {
 			settled.Retried = true
 			x.retries++
 			x.s.metrics.retries.WithLabelValues(up.cfg.Name, pool.Name, r.kind).Inc()
