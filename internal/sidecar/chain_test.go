@@ -107,9 +107,11 @@ func TestChainFallsOverOnEachFailure(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		fault  func(*simulator.Account)
-		policy func(*limiterconfig.Policy)
+		shape  func(*limiterconfig.Config)
 		prompt string
 		reason string
+		// skipped: the limiter skips the primary without calling it.
+		skipped bool
 	}{
 		{name: "429 storm", fault: func(a *simulator.Account) { a.Faults.ErrorRates = map[string]float64{"429": 1} }, reason: limiterconfig.FailureRateLimited},
 		{name: "503 outage", fault: func(a *simulator.Account) {
@@ -117,19 +119,18 @@ func TestChainFallsOverOnEachFailure(t *testing.T) {
 		}, reason: limiterconfig.FailureUnavailable},
 		{name: "connection resets", fault: func(a *simulator.Account) { a.Faults.ResetRate = 1 }, reason: limiterconfig.FailureConnection},
 		{name: "timeouts", fault: func(a *simulator.Account) { a.Latency.TimeToFirstToken = simulator.Duration(3 * time.Second) },
-			policy: func(p *limiterconfig.Policy) { p.RequestTimeout = limiterconfig.Duration(200 * time.Millisecond) }, reason: limiterconfig.FailureTimeout},
+			shape: func(c *limiterconfig.Config) { c.Policies[0].RequestTimeout = limiterconfig.Duration(200 * time.Millisecond) }, reason: limiterconfig.FailureTimeout},
 		{name: "context length", fault: func(a *simulator.Account) {
 			a.Models = []simulator.Model{{Names: []string{"gpt-4o"}, ContextWindow: 100}}
 		}, prompt: long, reason: limiterconfig.FailureContextLengthExceeded},
+		{name: "context window known to the limiter", fault: func(*simulator.Account) {}, shape: func(c *limiterconfig.Config) {
+			c.Providers[0].Models = []limiterconfig.ModelPool{{Names: []string{"gpt-4o"}, ContextWindow: 100}}
+		}, prompt: long, reason: limiterconfig.FailureContextLengthExceeded, skipped: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			primary := openAIEntry()
 			tc.fault(&primary.acct)
-			e := chainEnv(t, func(c *limiterconfig.Config) {
-				if tc.policy != nil {
-					tc.policy(&c.Policies[0])
-				}
-			}, primary, anthropicEntry())
+			e := chainEnv(t, tc.shape, primary, anthropicEntry())
 			prompt := tc.prompt
 			if prompt == "" {
 				prompt = "hi"
@@ -146,6 +147,9 @@ func TestChainFallsOverOnEachFailure(t *testing.T) {
 			st := e.state().Engine
 			if !slices.ContainsFunc(st.Failovers, func(f limiter.FailoverSnapshot) bool { return f.From == 0 && f.To == 1 && f.Reason == tc.reason }) {
 				t.Errorf("failover ledger %+v, want 0->1 for %s", st.Failovers, tc.reason)
+			}
+			if n := e.sim.Stats().Accounts[0].Requests; (n == 0) != tc.skipped {
+				t.Errorf("the primary's account saw %d requests; skipped by the limiter: %v", n, tc.skipped)
 			}
 			_, metrics := e.get(e.admin.URL + "/metrics")
 			if want := `aiquota_chain_failovers_total{chain="team-a/chat",from="openai/gpt-4o",reason="` + tc.reason + `",to="claude/claude-sonnet-4"}`; !strings.Contains(metrics, want) {
