@@ -39,6 +39,34 @@ type FallbackChainSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=9
 	DefaultPriority *int32 `json:"defaultPriority,omitempty"`
+
+	// waitBudget is how long a request waits at an entry that is not the last,
+	// for that entry's quota or for its retry policy's next attempt, before it
+	// moves to the next entry. It follows the request's priority: interactive work
+	// moves on after a short wait, batch work waits for the primary's capacity.
+	// +optional
+	// +kubebuilder:default={}
+	WaitBudget WaitBudget `json:"waitBudget,omitempty"`
+}
+
+// WaitBudget is the wait at an entry by priority: interactive for priority 1,
+// batch for priority 9, in proportion for the priorities between.
+// +kubebuilder:validation:XValidation:rule="!has(self.interactive) || !has(self.batch) || duration(self.interactive) <= duration(self.batch)",message="waitBudget.interactive must not be longer than waitBudget.batch"
+type WaitBudget struct {
+	// interactive is the wait of priority 1 requests.
+	// +optional
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('10m')",message="waitBudget.interactive must be between 1ms and 10m"
+	Interactive *metav1.Duration `json:"interactive,omitempty"`
+	// batch is the wait of priority 9 requests.
+	// +optional
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('1h')",message="waitBudget.batch must be between 1ms and 1h"
+	Batch *metav1.Duration `json:"batch,omitempty"`
 }
 
 // ChainEntry is one model at one provider account.
