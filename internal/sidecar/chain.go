@@ -34,8 +34,9 @@ type move struct {
 // refused, no capacity within the chain's wait budget) or fails it for a kind in
 // fallbackOn after its own retries; nothing moves once the answer has begun. The
 // last entry never moves on (canMove), so its outcome, in the app's dialect and
-// naming what was tried, is the request's. Without a chain there is one entry.
-func (x *exchange) walk() string {
+// naming what was tried, is the request's. Without a chain, first is the only
+// entry.
+func (x *exchange) walk(first route) string {
 	x.priority = x.live.defaultPriority
 	if p, ok := limiter.ParsePriority(x.r.Header.Get(PriorityHeader)); ok {
 		x.priority = p
@@ -43,13 +44,15 @@ func (x *exchange) walk() string {
 	if c := x.live.cfg.Chain; c != nil {
 		x.budget = c.WaitBudget(x.priority)
 	}
+	rt := first
 	for i := 0; ; i++ {
-		x.last = i == len(x.routes)-1
-		outcome, reason := x.entry(x.routes[i])
+		x.last = i >= len(x.routes)-1
+		outcome, reason := x.entry(rt)
 		if reason == "" {
 			return outcome
 		}
-		x.moved(x.routes[i], x.routes[i+1], reason)
+		x.moved(rt, x.routes[i+1], reason)
+		rt = x.routes[i+1]
 	}
 }
 

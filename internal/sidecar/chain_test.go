@@ -119,7 +119,9 @@ func TestChainFallsOverOnEachFailure(t *testing.T) {
 		}, reason: limiterconfig.FailureUnavailable},
 		{name: "connection resets", fault: func(a *simulator.Account) { a.Faults.ResetRate = 1 }, reason: limiterconfig.FailureConnection},
 		{name: "timeouts", fault: func(a *simulator.Account) { a.Latency.TimeToFirstToken = simulator.Duration(3 * time.Second) },
-			shape: func(c *limiterconfig.Config) { c.Policies[0].RequestTimeout = limiterconfig.Duration(200 * time.Millisecond) }, reason: limiterconfig.FailureTimeout},
+			shape: func(c *limiterconfig.Config) {
+				c.Policies[0].RequestTimeout = limiterconfig.Duration(200 * time.Millisecond)
+			}, reason: limiterconfig.FailureTimeout},
 		{name: "context length", fault: func(a *simulator.Account) {
 			a.Models = []simulator.Model{{Names: []string{"gpt-4o"}, ContextWindow: 100}}
 		}, prompt: long, reason: limiterconfig.FailureContextLengthExceeded},

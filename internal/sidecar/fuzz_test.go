@@ -47,11 +47,14 @@ func FuzzLoadConfig(f *testing.F) {
 			return
 		}
 		for _, up := range live.providers {
-			routes, err := live.resolve(up.dialect, provider.OpChatCompletions, "gpt-4o")
-			if err == nil && len(routes) == 0 {
-				t.Fatal("resolve gave no route and no error")
+			first, routes, err := live.resolve(up.dialect, provider.OpChatCompletions, "gpt-4o")
+			if err != nil {
+				continue
 			}
-			for _, r := range routes {
+			if routes != nil && routes[0] != first {
+				t.Fatalf("resolve's first route %+v is not the chain's first %+v", first, routes[0])
+			}
+			for _, r := range append(routes, first) {
 				if r.up == nil || r.model == "" {
 					t.Fatalf("resolve gave an empty route: %+v", r)
 				}

@@ -234,13 +234,15 @@ func (e *errNoRoute) Error() string { return e.msg }
 // only when the operation can be translated. Without a chain: the provider of the
 // dialect that lists the model, else the only provider of that dialect unless it
 // rejects unlisted models (a request without a model, such as a model list, passes).
-func (live *liveConfig) resolve(d provider.Dialect, op provider.Operation, model string) ([]route, error) {
+// It returns the first route, and with a chain all of them (nil without one, so
+// that a request without a chain allocates nothing for its route).
+func (live *liveConfig) resolve(d provider.Dialect, op provider.Operation, model string) (route, []route, error) {
 	if c := live.cfg.Chain; c != nil {
 		alias := model == "" || slices.Contains(c.ModelAliases, model)
 		var routes []route
 		for i, e := range c.Entries {
 			up := live.byName[e.Provider]
-			if up == nil || (!alias && routes == nil && e.Model != model) {
+			if up == nil || (!alias && len(routes) == 0 && e.Model != model) {
 				continue
 			}
 			tr := translate.Needed(d, op, up.cfg.Type)
@@ -250,7 +252,7 @@ func (live *liveConfig) resolve(d provider.Dialect, op provider.Operation, model
 			routes = append(routes, route{up: up, model: e.Model, rewrite: !tr && model != e.Model, translate: tr, index: i})
 		}
 		if len(routes) > 0 {
-			return routes, nil
+			return routes[0], routes, nil
 		}
 		var served []string
 		for _, e := range c.Entries {
@@ -260,9 +262,9 @@ func (live *liveConfig) resolve(d provider.Dialect, op provider.Operation, model
 		}
 		served = append(served, c.ModelAliases...)
 		if len(served) == 0 {
-			return nil, &errNoRoute{fmt.Sprintf("the aiquota limiter's fallback chain has no %s-dialect entry for model %q", d, model)}
+			return route{}, nil, &errNoRoute{fmt.Sprintf("the aiquota limiter's fallback chain has no %s-dialect entry for model %q", d, model)}
 		}
-		return nil, &errNoRoute{fmt.Sprintf("model %q is not served here; the aiquota limiter's fallback chain accepts %s", model, strings.Join(served, ", "))}
+		return route{}, nil, &errNoRoute{fmt.Sprintf("model %q is not served here; the aiquota limiter's fallback chain accepts %s", model, strings.Join(served, ", "))}
 	}
 	var only *upstream
 	n := 0
@@ -271,7 +273,7 @@ func (live *liveConfig) resolve(d provider.Dialect, op provider.Operation, model
 			continue
 		}
 		if up.models[model] {
-			return []route{{up: up, model: model, index: -1}}, nil
+			return route{up: up, model: model, index: -1}, nil, nil
 		}
 		only = up
 		n++
@@ -279,16 +281,16 @@ func (live *liveConfig) resolve(d provider.Dialect, op provider.Operation, model
 	if n == 1 && model != "" && only.cfg.RejectsUnlisted() {
 		listed := only.cfg.ListedModels()
 		slices.Sort(listed)
-		return nil, &errNoRoute{fmt.Sprintf("model %q is not served here: ProviderQuota %q accepts only the models it lists (spec.unlistedModels: reject): %s",
+		return route{}, nil, &errNoRoute{fmt.Sprintf("model %q is not served here: ProviderQuota %q accepts only the models it lists (spec.unlistedModels: reject): %s",
 			model, only.cfg.Name, strings.Join(listed, ", "))}
 	}
 	if n == 1 {
-		return []route{{up: only, model: model, index: -1}}, nil
+		return route{up: only, model: model, index: -1}, nil, nil
 	}
 	if n == 0 {
-		return nil, &errNoRoute{fmt.Sprintf("no provider speaking the %s dialect is configured in the aiquota limiter (model %q)", d, model)}
+		return route{}, nil, &errNoRoute{fmt.Sprintf("no provider speaking the %s dialect is configured in the aiquota limiter (model %q)", d, model)}
 	}
-	return nil, &errNoRoute{fmt.Sprintf("model %q is not listed by any of the %d %s-dialect providers configured in the aiquota limiter", model, n, d)}
+	return route{}, nil, &errNoRoute{fmt.Sprintf("model %q is not listed by any of the %d %s-dialect providers configured in the aiquota limiter", model, n, d)}
 }
 
 // policyFor is the policy of a chain entry naming one, else the provider's.

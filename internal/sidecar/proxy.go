@@ -104,8 +104,8 @@ type exchange struct {
 	dialect provider.Dialect
 	op      provider.Operation
 	req     provider.Request
-	// routes are the entries that may serve the request, in order; route is the
-	// one being tried, last whether it is the final one, and moves the entries
+	// routes are the chain's entries that may serve the request, in order (nil
+	// without a chain: then route is the only one); route is the one being tried, last whether it is the final one, and moves the entries
 	// moved on from (see walk).
 	routes   []route
 	route    route
@@ -182,19 +182,20 @@ func (x *exchange) serve() string {
 		return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "the aiquota limiter could not read this request"})
 	}
 	x.req = req
-	x.routes, err = x.live.resolve(d, op, req.Model)
+	var first route
+	first, x.routes, err = x.live.resolve(d, op, req.Model)
 	if err != nil {
 		return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
 	}
 	x.body = body
 	if !op.Limited() {
 		// Not translatable (see resolve): the first entry is of the app's dialect.
-		if outcome, ok := x.use(x.routes[0]); !ok {
+		if outcome, ok := x.use(first); !ok {
 			return outcome
 		}
 		return x.forwardOnce()
 	}
-	return x.walk()
+	return x.walk(first)
 }
 
 // readBody reads the request body into memory taken from the server's byte budget
