@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
@@ -354,5 +355,64 @@ func TestChainWaitBudgetFollowsPriority(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("interactive, batch, first (-want +got):\n%s", diff)
+	}
+}
+
+// TestOpenAISDKResponsesStreamFallsOverToAnthropic: OpenAI's current SDKs default to
+// the Responses API; a Responses stream through the alias, with the OpenAI primary
+// down, is answered by the Anthropic entry as a Responses stream.
+func TestOpenAISDKResponsesStreamFallsOverToAnthropic(t *testing.T) {
+	primary := openAIEntry()
+	primary.acct.Faults.Outages = []simulator.Outage{{End: simulator.Duration(time.Hour)}}
+	e := chainEnv(t, nil, primary, anthropicEntry())
+	var raw *http.Response
+	s := sdkClient(e).Responses.NewStreaming(context.Background(), responses.ResponseNewParams{
+		Model: "chat",
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("Say hello")},
+	}, option.WithResponseInto(&raw))
+	var text strings.Builder
+	var final *responses.Response
+	for s.Next() {
+		switch ev := s.Current(); ev.Type {
+		case "response.output_text.delta":
+			text.WriteString(ev.Delta)
+		case "response.completed":
+			final = &ev.Response
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("responses stream through the chain: %v", err)
+	}
+	if final == nil || final.OutputText() == "" || final.OutputText() != text.String() || final.Usage.OutputTokens == 0 {
+		t.Fatalf("final response %+v, deltas %q: want a completed response repeating the deltas, with usage", final, text.String())
+	}
+	if got := raw.Header.Get(ServedByHeader); got != "claude/claude-sonnet-4" {
+		t.Errorf("served by %q, want the Anthropic entry", got)
+	}
+}
+
+// TestChainTranslationSkipsAndDrops: a request an entry cannot take without
+// changing its meaning skips that entry (not a failover); fields a translation
+// leaves out are named in x-aiquota-dropped.
+func TestChainTranslationSkipsAndDrops(t *testing.T) {
+	e := chainEnv(t, nil, anthropicEntry(), openAIEntry())
+	type res struct {
+		Status                       int
+		ServedBy, Fallbacks, Dropped string
+	}
+	var got []res
+	for _, extra := range []string{`"n":2`, `"seed":7`} {
+		resp, _ := e.post("/v1/chat/completions", nil, `{"model":"chat","messages":[{"role":"user","content":"hi"}],"max_tokens":20,`+extra+`}`)
+		got = append(got, res{resp.StatusCode, resp.Header.Get(ServedByHeader), resp.Header.Get(FallbacksHeader), resp.Header.Get(DroppedHeader)})
+	}
+	want := []res{
+		{200, "openai/gpt-4o", "claude/claude-sonnet-4 (untranslatable)", ""},
+		{200, "claude/claude-sonnet-4", "", "seed"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("n=2, then seed (-want +got):\n%s", diff)
+	}
+	if f := e.state().Engine.Failovers; len(f) != 0 {
+		t.Errorf("failovers %+v, want none: a skip for translation is not a failure", f)
 	}
 }
