@@ -148,6 +148,11 @@ func TestChainFallsOverOnEachFailure(t *testing.T) {
 				}
 			}
 			st := e.state().Engine
+			for _, a := range st.Accounts {
+				if a.Provider == "openai" && (a.InFlight != 0 || (!tc.skipped && a.Counters.ReservedTokens == 0)) {
+					t.Errorf("primary account %+v: want its reservations made and released by the moves", a)
+				}
+			}
 			if !slices.ContainsFunc(st.Failovers, func(f limiter.FailoverSnapshot) bool { return f.From == 0 && f.To == 1 && f.Reason == tc.reason }) {
 				t.Errorf("failover ledger %+v, want 0->1 for %s", st.Failovers, tc.reason)
 			}
@@ -414,5 +419,22 @@ func TestChainTranslationSkipsAndDrops(t *testing.T) {
 	}
 	if f := e.state().Engine.Failovers; len(f) != 0 {
 		t.Errorf("failovers %+v, want none: a skip for translation is not a failure", f)
+	}
+}
+
+// TestChainDoesNotMoveOnceTheAnswerBegan: a stream that fails after its first
+// bytes reached the app ends there, in the app's dialect; it is not resent.
+func TestChainDoesNotMoveOnceTheAnswerBegan(t *testing.T) {
+	primary := openAIEntry()
+	primary.acct.Faults.MidStreamErrorRate = 1
+	e := chainEnv(t, nil, primary, anthropicEntry())
+	resp, body := e.post("/v1/chat/completions", nil, `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(ServedByHeader) != "openai/gpt-4o" || resp.Header.Get(FallbacksHeader) != "" ||
+		!strings.Contains(body, `"error"`) {
+		t.Errorf("status %d served by %q fallbacks %q body %s, want the primary's stream with its error, not moved",
+			resp.StatusCode, resp.Header.Get(ServedByHeader), resp.Header.Get(FallbacksHeader), body)
+	}
+	if n := e.sim.Stats().Accounts[1].Requests; n != 0 {
+		t.Errorf("the second entry saw %d requests, want none", n)
 	}
 }
