@@ -438,3 +438,34 @@ func TestChainDoesNotMoveOnceTheAnswerBegan(t *testing.T) {
 		t.Errorf("the second entry saw %d requests, want none", n)
 	}
 }
+
+// TestGeminiAppFallsOverToAnthropic: a Gemini-dialect app, its Gemini primary
+// down, gets a generateContent answer from the Anthropic entry.
+func TestGeminiAppFallsOverToAnthropic(t *testing.T) {
+	primary := chainAccount{acct: simAccount(simGeminiKey, "gemini", simulator.Limits{RequestsPerMinute: 10000}),
+		provider: "gemini", typ: limiterconfig.ProviderGemini, model: "gemini-2.5-flash"}
+	primary.acct.Faults.Outages = []simulator.Outage{{End: simulator.Duration(time.Hour)}}
+	e := chainEnv(t, nil, primary, anthropicEntry())
+	resp, body := e.post("/v1beta/models/chat:generateContent", http.Header{"X-Goog-Api-Key": {"app-placeholder"}},
+		`{"contents":[{"role":"user","parts":[{"text":"Say hello"}]}],"generationConfig":{"maxOutputTokens":50}}`)
+	var got struct {
+		Candidates []struct {
+			Content struct {
+				Parts []struct {
+					Text string `json:"text"`
+				} `json:"parts"`
+			} `json:"content"`
+			FinishReason string `json:"finishReason"`
+		} `json:"candidates"`
+		UsageMetadata struct {
+			CandidatesTokenCount int64 `json:"candidatesTokenCount"`
+		} `json:"usageMetadata"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || resp.StatusCode != http.StatusOK || len(got.Candidates) != 1 ||
+		len(got.Candidates[0].Content.Parts) == 0 || got.Candidates[0].Content.Parts[0].Text == "" || got.UsageMetadata.CandidatesTokenCount == 0 {
+		t.Fatalf("status %d body %s, want a Gemini answer", resp.StatusCode, body)
+	}
+	if served, fallbacks := resp.Header.Get(ServedByHeader), resp.Header.Get(FallbacksHeader); served != "claude/claude-sonnet-4" || fallbacks != "gemini/gemini-2.5-flash (unavailable)" {
+		t.Errorf("served by %q after %q, want the Anthropic entry after the Gemini outage", served, fallbacks)
+	}
+}
