@@ -6,8 +6,12 @@ import (
 
 // FallbackChainSpec is the ordered list of models an application may use.
 type FallbackChainSpec struct {
-	// entries are tried in order: a request goes to the first entry whose provider
-	// and breaker allow it, and moves down the list on the failures in fallbackOn.
+	// entries are tried in order: a request goes to the first entry that can take
+	// it (breaker not open, context window large enough, the request expressible
+	// in the entry's API dialect, quota within waitBudget) and moves down the list
+	// on the failures in fallbackOn. Entries may be of different provider types:
+	// requests and answers, streamed or not, are translated between dialects, and
+	// the application always gets the answer in the dialect it asked in.
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
