@@ -105,8 +105,9 @@ type exchange struct {
 	op      provider.Operation
 	req     provider.Request
 	// routes are the chain's entries that may serve the request, in order (nil
-	// without a chain: then route is the only one); route is the one being tried, last whether it is the final one, and moves the entries
-	// moved on from (see walk).
+	// without a chain: then route is the only one); route is the one being
+	// tried, last whether it is the final one, and moves the entries moved on
+	// from (see walk).
 	routes   []route
 	route    route
 	last     bool
