@@ -3,6 +3,7 @@ package sidecar
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -193,10 +194,12 @@ func (x *exchange) answerHeader(h, upstream http.Header) {
 }
 
 // relayTranslated answers with a translated non-streamed answer: it is read whole
-// (within the bound and byte budget of the copy kept for usage), translated and
-// written. An answer that cannot be read or translated is a 502 in the app's
-// dialect; the upstream's usage is still settled.
-func (x *exchange) relayTranslated(resp *http.Response, wd *watchdog) (outcome, kind string, u limiter.Usage, ok bool) {
+// (within the bound and byte budget of the copy kept for usage) and translated
+// before anything is written, so an answer that breaks off, is too large or cannot
+// be translated is a failed attempt like an upstream error (retried, or moved on
+// from), never a broken answer to the app. The upstream's usage is settled either
+// way.
+func (x *exchange) relayTranslated(resp *http.Response, wd *watchdog) attemptResult {
 	kept := keptPool.Get().(*bytes.Buffer)
 	defer putKept(kept)
 	bp := copyPool.Get().(*[]byte)
@@ -211,36 +214,42 @@ func (x *exchange) relayTranslated(resp *http.Response, wd *watchdog) (outcome, 
 			keep, held = x.keep(kept, (*bp)[:n], held)
 		}
 	}
-	var pu provider.Usage
+	r := attemptResult{status: resp.StatusCode, settled: limiter.Attempt{Status: resp.StatusCode}}
 	if keep {
-		pu, ok = provider.ParseUsage(x.route.up.dialect, kept.Bytes())
+		var pu provider.Usage
+		pu, r.settled.UsageKnown = provider.ParseUsage(x.route.up.dialect, kept.Bytes())
+		r.settled.Usage = engineUsage(x.route.up.dialect, pu)
 	}
-	u = engineUsage(x.route.up.dialect, pu)
+	var out []byte
 	switch {
 	case readErr != nil && !errors.Is(readErr, io.EOF) && x.appGone(wd):
-		return outcomeCanceled, "", u, ok
+		r.outcome = outcomeCanceled
+		return r
 	case readErr != nil && !errors.Is(readErr, io.EOF):
-		kind = limiterconfig.FailureConnection
+		r.kind, r.err = limiterconfig.FailureConnection, readErr
 		if wd.fired.Load() {
-			kind = limiterconfig.FailureTimeout
+			r.kind = limiterconfig.FailureTimeout
 		}
-		return x.fail(outcomeStreamFailed, &provider.Error{Status: http.StatusBadGateway, Code: "upstream_unreachable",
-			Message: "aiquota limiter: the answer of " + x.route.name() + " broke off: " + readErr.Error()}), kind, u, ok
 	case !keep:
-		return x.fail(outcomeUpstreamError, &provider.Error{Status: http.StatusBadGateway, Code: "upstream_error",
-			Message: "aiquota limiter: the answer of " + x.route.name() + " is too large to translate"}), "", u, ok
+		r.kind, r.err = limiterconfig.FailureServerError, errors.New("the answer is too large to translate")
+	default:
+		var err error
+		if out, err = x.tr.Response(kept.Bytes(), time.Now()); err != nil {
+			r.kind, r.err = limiterconfig.FailureServerError, fmt.Errorf("the answer could not be translated: %w", err)
+		}
 	}
-	out, err := x.tr.Response(kept.Bytes(), time.Now())
-	if err != nil {
-		return x.fail(outcomeUpstreamError, &provider.Error{Status: http.StatusBadGateway, Code: "upstream_error",
-			Message: "aiquota limiter: the answer of " + x.route.name() + " could not be translated: " + err.Error()}), "", u, ok
+	if r.kind != "" {
+		// No response is handed on: a last failure is the sidecar's own 502 or 504.
+		r.status, r.retryable = 0, true
+		return r
 	}
 	h := x.w.Header()
 	x.answerHeader(h, resp.Header)
 	x.w.WriteHeader(resp.StatusCode)
 	x.wrote = true
+	r.done, r.outcome = true, outcomeSuccess
 	if _, err := x.w.Write(out); err != nil {
-		return outcomeCanceled, "", u, ok
+		r.outcome = outcomeCanceled
 	}
-	return outcomeSuccess, "", u, ok
+	return r
 }

@@ -469,3 +469,19 @@ func TestGeminiAppFallsOverToAnthropic(t *testing.T) {
 		t.Errorf("served by %q after %q, want the Anthropic entry after the Gemini outage", served, fallbacks)
 	}
 }
+
+// TestChainMovesOnFromAnAnswerItCannotTranslate: a 200 whose body breaks off is
+// read whole before a translated answer is written, so it is a failed attempt
+// the chain moves on from, not a broken answer to the app.
+func TestChainMovesOnFromAnAnswerItCannotTranslate(t *testing.T) {
+	primary := anthropicEntry()
+	primary.acct.Faults.MalformedRate = 1
+	e := chainEnv(t, nil, primary, openAIEntry())
+	served, fallbacks := e.postChat("hi")
+	if served != "openai/gpt-4o" || fallbacks != "claude/claude-sonnet-4 (serverError)" {
+		t.Errorf("served by %q after %q, want the OpenAI entry after the Anthropic entry's malformed answers", served, fallbacks)
+	}
+	if n := e.sim.Stats().Accounts[0].Requests; n != 3 {
+		t.Errorf("the Anthropic account saw %d requests, want 3: the policy's two retries, then the move", n)
+	}
+}

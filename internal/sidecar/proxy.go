@@ -588,6 +588,13 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 			retryAfter: o.RetryAfter, hasRetryAfter: o.HasRetryAfter, resp: resp, prefix: prefix, watch: wd,
 			settled: limiter.Attempt{Status: resp.StatusCode}}
 	}
+	if x.tr != nil && !x.tr.Stream {
+		r := x.relayTranslated(resp, wd)
+		resp.Body.Close()
+		wd.stop()
+		x.upstreamTime += time.Since(sent)
+		return r
+	}
 	outcome, kind, usage, usageOK := x.relay(resp, wd)
 	resp.Body.Close()
 	wd.stop()
@@ -659,9 +666,6 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 // It returns the request's outcome, the failure kind if the body broke off, and the
 // usage.
 func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind string, u limiter.Usage, ok bool) {
-	if x.tr != nil && !x.tr.Stream {
-		return x.relayTranslated(resp, wd)
-	}
 	stream := x.req.Stream || isEventStream(resp.Header)
 	h := x.w.Header()
 	x.answerHeader(h, resp.Header)
