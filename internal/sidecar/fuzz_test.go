@@ -122,7 +122,7 @@ func FuzzChainRequest(f *testing.F) {
 	fuzzProxy(f, fuzzServer(f, func(c *limiterconfig.Config) {
 		c.Chain = &limiterconfig.Chain{ModelAliases: []string{"gpt-4o", "claude-sonnet-4", "gemini-2.5-flash", "small"},
 			FallbackOn: []string{limiterconfig.FailureServerError, limiterconfig.FailureContextLengthExceeded, limiterconfig.FailureRateLimited},
-			Entries: []limiterconfig.ChainEntry{{Provider: "a", Model: "small"}, {Provider: "g", Model: "gemini-2.5-flash"}, {Provider: "o", Model: "gpt-4o"}}}
+			Entries:    []limiterconfig.ChainEntry{{Provider: "a", Model: "small"}, {Provider: "g", Model: "gemini-2.5-flash"}, {Provider: "o", Model: "gpt-4o"}}}
 	}))
 }
 
