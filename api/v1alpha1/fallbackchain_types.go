@@ -6,8 +6,12 @@ import (
 
 // FallbackChainSpec is the ordered list of models an application may use.
 type FallbackChainSpec struct {
-	// entries are tried in order: a request goes to the first entry whose provider
-	// and breaker allow it, and moves down the list on the failures in fallbackOn.
+	// entries are tried in order: a request goes to the first entry that can take
+	// it (breaker not open, context window large enough, the request expressible
+	// in the entry's API dialect, quota within waitBudget) and moves down the list
+	// on the failures in fallbackOn. Entries may be of different provider types:
+	// requests and answers, streamed or not, are translated between dialects, and
+	// the application always gets the answer in the dialect it asked in.
 	// +required
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
@@ -39,6 +43,34 @@ type FallbackChainSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=9
 	DefaultPriority *int32 `json:"defaultPriority,omitempty"`
+
+	// waitBudget is how long a request waits at an entry that is not the last,
+	// for that entry's quota or for its retry policy's next attempt, before it
+	// moves to the next entry. It follows the request's priority: interactive work
+	// moves on after a short wait, batch work waits for the primary's capacity.
+	// +optional
+	// +kubebuilder:default={}
+	WaitBudget WaitBudget `json:"waitBudget,omitempty"`
+}
+
+// WaitBudget is the wait at an entry by priority: interactive for priority 1,
+// batch for priority 9, in proportion for the priorities between.
+// +kubebuilder:validation:XValidation:rule="!has(self.interactive) || !has(self.batch) || duration(self.interactive) <= duration(self.batch)",message="waitBudget.interactive must not be longer than waitBudget.batch"
+type WaitBudget struct {
+	// interactive is the wait of priority 1 requests.
+	// +optional
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('10m')",message="waitBudget.interactive must be between 1ms and 10m"
+	Interactive *metav1.Duration `json:"interactive,omitempty"`
+	// batch is the wait of priority 9 requests.
+	// +optional
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('1h')",message="waitBudget.batch must be between 1ms and 1h"
+	Batch *metav1.Duration `json:"batch,omitempty"`
 }
 
 // ChainEntry is one model at one provider account.

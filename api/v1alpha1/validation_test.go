@@ -165,6 +165,9 @@ func TestInvalidManifestsRejected(t *testing.T) {
 		{"fc priority ten", fc("  entries: [{providerQuotaRef: {name: a}, model: m}]\n  defaultPriority: 10\n"), []string{"spec.defaultPriority", "less than or equal to 9"}},
 		{"fc duplicate alias", fc("  entries: [{providerQuotaRef: {name: a}, model: m}]\n  modelAliases: [x, x]\n"), []string{"spec.modelAliases[1]", "Duplicate value"}},
 		{"fc empty alias", fc("  entries: [{providerQuotaRef: {name: a}, model: m}]\n  modelAliases: ['']\n"), []string{"spec.modelAliases[0]", "at least 1"}},
+		{"fc wait budget zero", fc("  entries: [{providerQuotaRef: {name: a}, model: m}]\n  waitBudget: {interactive: 0s}\n"), []string{"spec.waitBudget.interactive", "between 1ms and 10m"}},
+		{"fc wait budget batch too long", fc("  entries: [{providerQuotaRef: {name: a}, model: m}]\n  waitBudget: {batch: 2h}\n"), []string{"spec.waitBudget.batch", "between 1ms and 1h"}},
+		{"fc wait budget interactive above batch", fc("  entries: [{providerQuotaRef: {name: a}, model: m}]\n  waitBudget: {interactive: 5m, batch: 1m}\n"), []string{"spec.waitBudget", "must not be longer than waitBudget.batch"}},
 		{"fc too many entries", fc("  entries: [" + strings.Repeat("{providerQuotaRef: {name: a}, model: m},", 16) + "{providerQuotaRef: {name: a}, model: z}]\n"), []string{"spec.entries", "must have at most 16 items"}},
 		// CircuitPolicy
 		{"cbp threshold zero", cbp("  failureThreshold: -1\n"), []string{"spec.failureThreshold", "greater than or equal to 1"}},
@@ -309,6 +312,7 @@ func TestDefaults(t *testing.T) {
 			quotav1alpha1.FailureContextLengthExceeded,
 		},
 		DefaultPriority: ptr[int32](5),
+		WaitBudget:      quotav1alpha1.WaitBudget{Interactive: dur("1s"), Batch: dur("60s")},
 	}
 	if d := cmp.Diff(wantFC, fc.Spec); d != "" {
 		t.Errorf("FallbackChain defaults (-want +got):\n%s", d)

@@ -3,12 +3,15 @@
 // manager (reconcilers, injection webhook, control channel), the sample quotas
 // pointed at the simulator, and a demo app pod that the webhook injects and whose
 // limiter sidecar runs as a process (this program plays the kubelet's part). The app
-// sends chat traffic through its sidecar; halfway, the simulator's Anthropic account
-// starts failing, and the CircuitPolicy's breaker opens. `kubectl get` of the
-// resources shows it all.
+// sends chat traffic through its sidecar; after 30 s the simulator's Anthropic
+// account starts failing: the CircuitPolicy's breaker opens and the Claude requests
+// fall over down the chain (translated for the entries of other dialects) with no
+// failure the app sees; a minute later the account recovers and traffic returns.
+// `kubectl get` of the resources shows it all: FAILOVERS rising, ACTIVE moving and
+// coming back.
 //
 //	make run-local                        # until Ctrl-C
-//	make run-local ARGS=--once            # until utilisation and an open breaker show, then exit
+//	make run-local ARGS=--once            # until failover and return show, then exit
 package main
 
 import (
@@ -68,7 +71,7 @@ var simulatorKeys = map[string]string{
 }
 
 func main() {
-	once := flag.Bool("once", false, "exit once utilisation and an open breaker show in the resources' status")
+	once := flag.Bool("once", false, "exit once utilisation, an open breaker, failovers and the return to the first entry show in the resources' status")
 	timeout := flag.Duration("timeout", 5*time.Minute, "with --once: how long to wait for them")
 	rate := flag.Int("rate", 40, "the demo app's requests per second through its sidecar")
 	stateDir := flag.String("state-dir", filepath.Join(testenv.Root(), "bin", "local"), "where the kubeconfig, the pod's files and the process logs go (emptied first)")
@@ -221,7 +224,9 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 	go app.run(ctx, rate)
 
 	failAt := time.Now().Add(30 * time.Second)
-	failing := false
+	recoverAt := failAt.Add(time.Minute)
+	failing, recovered := false, false
+	var seen demoSeen
 	show := func() {
 		fmt.Printf("\n%s   app: %s\n", time.Now().Format(time.TimeOnly), app.summary())
 		_ = kubectl(ctx, kubeconfig, "get", "providerquotas,fallbackchains,circuitpolicies", "-n", namespace)
@@ -236,28 +241,35 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 			return nil
 		case <-tick.C:
 		}
-		if !failing && time.Now().After(failAt) {
-			step("the simulator's Anthropic account now answers 500 to every request: watch the breaker open")
+		switch {
+		case !failing && time.Now().After(failAt):
+			step("the simulator's Anthropic account now answers 500 to every request: watch the breaker open and the Claude requests fall over down the chain")
 			if err := simFaults(simURL, anthropicAccount, `{"errorRates":{"500":1}}`); err != nil {
 				return err
 			}
 			failing = true
+		case failing && !recovered && time.Now().After(recoverAt):
+			step("the simulator's Anthropic account recovers: watch the breaker close and the traffic return")
+			if err := simFaults(simURL, anthropicAccount, `{}`); err != nil {
+				return err
+			}
+			recovered = true
 		}
 		show()
 		if !once {
 			continue
 		}
-		done, err := demoShown(ctx, c)
+		done, err := seen.update(ctx, c, recovered)
 		if err != nil {
 			return err
 		}
 		if done {
-			fmt.Printf("\nThe demo showed utilisation, active sidecars and an open breaker in status.\n")
+			fmt.Printf("\nThe demo showed utilisation, an open breaker, failovers with ACTIVE moving down the chain, and the return to the first entry.\n")
 			fmt.Printf("The injected pod and the process logs stay in %s.\n", stateDir)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("within %s the status did not show utilisation and an open breaker; logs in %s", timeout, logFile.Name())
+			return fmt.Errorf("within %s the status did not show it all (%+v); logs in %s", timeout, seen, logFile.Name())
 		}
 	}
 }
@@ -440,12 +452,16 @@ func (a *demoApp) run(ctx context.Context, rate int) {
 func (a *demoApp) call(ctx context.Context, c *http.Client, i int) {
 	var req *http.Request
 	var err error
-	if i%4 == 3 {
-		// One in four goes to Claude, in Anthropic's own dialect.
+	// Three in four go to Claude, in Anthropic's own dialect: the chain serves them
+	// from its Claude entry on, so when Claude fails they move down the chain.
+	anthropicCall := i%4 != 3
+	want := `"object":"chat.completion"`
+	if anthropicCall {
+		want = `"type":"message"`
 		body := fmt.Sprintf(`{"model":"claude-sonnet-4","max_tokens":64,"messages":[{"role":"user","content":"Summarise order %d in one line."}]}`, i)
 		req, err = http.NewRequestWithContext(ctx, http.MethodPost, a.proxy+"/v1/messages", strings.NewReader(body))
 	} else {
-		// The chain's alias: the sidecar sends it to the chain's first entry.
+		// The chain's alias: the sidecar starts at the chain's first entry.
 		body := fmt.Sprintf(`{"model":"chat-default","max_tokens":64,"messages":[{"role":"system","content":"You are a helpful shop assistant."},{"role":"user","content":"Where is order %d?"}]}`, i)
 		req, err = http.NewRequestWithContext(ctx, http.MethodPost, a.proxy+"/v1/chat/completions", strings.NewReader(body))
 	}
@@ -454,6 +470,9 @@ func (a *demoApp) call(ctx context.Context, c *http.Client, i int) {
 		return
 	}
 	req.Header.Set("Content-Type", "application/json")
+	// An interactive app: a request moves on after a short wait for an entry's
+	// quota instead of queueing for it.
+	req.Header.Set("X-Aiquota-Priority", "1")
 	resp, err := c.Do(req)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -461,10 +480,15 @@ func (a *demoApp) call(ctx context.Context, c *http.Client, i int) {
 		}
 		return
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
+		// Whoever served it, the answer is in the dialect the app asked in.
+		if !strings.Contains(string(b), want) {
+			a.failed.Add(1)
+			return
+		}
 		a.ok.Add(1)
 	case http.StatusTooManyRequests:
 		a.limited.Add(1)
@@ -477,9 +501,16 @@ func (a *demoApp) summary() string {
 	return fmt.Sprintf("%d ok, %d rate-limited, %d failed", a.ok.Load(), a.limited.Load(), a.failed.Load())
 }
 
-// demoShown reports whether status shows what the demo is about: a quota with an
-// active sidecar and utilisation, and a policy with an open breaker.
-func demoShown(ctx context.Context, c client.Client) (bool, error) {
+// demoSeen is what the resources' status has shown so far: a quota with an active
+// sidecar and utilisation, an open breaker and failovers with the chain's active
+// entry moved off Claude while the account failed, and Claude active again after
+// it recovered.
+type demoSeen struct {
+	Used, Open, MovedOn, Returned bool
+}
+
+// update reads the status and reports whether it has shown everything.
+func (d *demoSeen) update(ctx context.Context, c client.Client, recovered bool) (bool, error) {
 	var pq quotav1alpha1.ProviderQuota
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "openai-tier3"}, &pq); err != nil {
 		return false, fmt.Errorf("get openai-tier3: %w", err)
@@ -488,8 +519,16 @@ func demoShown(ctx context.Context, c client.Client) (bool, error) {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "standard"}, &cbp); err != nil {
 		return false, fmt.Errorf("get standard: %w", err)
 	}
-	used := pq.Status.Utilization != nil && pq.Status.Utilization.RequestsPercent > 0
-	return used && pq.Status.ActiveSidecars > 0 && pq.Status.TokensToday > 0 && cbp.Status.OpenBreakers > 0, nil
+	var fc quotav1alpha1.FallbackChain
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "chat-default"}, &fc); err != nil {
+		return false, fmt.Errorf("get chat-default: %w", err)
+	}
+	d.Used = d.Used || (pq.Status.Utilization != nil && pq.Status.Utilization.RequestsPercent > 0 && pq.Status.ActiveSidecars > 0 && pq.Status.TokensToday > 0)
+	d.Open = d.Open || cbp.Status.OpenBreakers > 0
+	active := fc.Status.ActiveModel
+	d.MovedOn = d.MovedOn || (fc.Status.Failovers.Total > 0 && active != "" && active != "claude-sonnet-4")
+	d.Returned = d.Returned || (recovered && d.MovedOn && active == "claude-sonnet-4")
+	return d.Used && d.Open && d.MovedOn && d.Returned, nil
 }
 
 func simFaults(simURL string, account int, faults string) error {

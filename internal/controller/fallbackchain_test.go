@@ -74,6 +74,8 @@ func TestFallbackChainLifecycle(t *testing.T) {
 		},
 		FallbackOn:      []string{"circuitOpen", "connectionError", "contextLengthExceeded", "rateLimited", "serverError", "timeout", "unavailable"},
 		DefaultPriority: 5,
+		WaitInteractive: limiterconfig.DefaultWaitInteractive,
+		WaitBatch:       limiterconfig.DefaultWaitBatch,
 	}
 	if diff := cmp.Diff(wantChain, cfg.Chain); diff != "" {
 		t.Errorf("rendered chain (-want +got):\n%s", diff)

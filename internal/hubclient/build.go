@@ -66,6 +66,17 @@ func build(in buildInput) *hubapi.Report {
 	for _, b := range in.snap.Breakers[:min(len(in.snap.Breakers), hubapi.MaxBreakers)] {
 		r.Breakers = append(r.Breakers, breakerOf(b, policyOf(cfg, b.Provider, b.Model)))
 	}
+	// Indexes from a chain a reload has since shortened are left out: they no
+	// longer name an entry.
+	inChain := func(f limiter.FailoverSnapshot) bool { return f.From < len(r.Chain) && f.To < len(r.Chain) }
+	for _, f := range in.snap.Failovers {
+		if inChain(f) && len(r.Failovers) < hubapi.MaxFailoverCounts {
+			r.Failovers = append(r.Failovers, hubapi.FailoverCount{From: f.From, To: f.To, Reason: f.Reason, Count: f.Count})
+		}
+	}
+	if lf := in.snap.LastFailover; lf != nil && inChain(*lf) {
+		r.LastFailover = &hubapi.Failover{At: lf.At.UTC(), From: lf.From, To: lf.To, Reason: lf.Reason}
+	}
 	return r
 }
 

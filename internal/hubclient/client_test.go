@@ -250,6 +250,8 @@ func TestReportsFromTheEngine(t *testing.T) {
 		}
 		permit.Record(limiterconfig.FailureServerError, 502)
 	}
+	engine.NoteFailover(0, 1, limiterconfig.FailureCircuitOpen)
+	engine.NoteFailover(0, 5, limiterconfig.FailureCircuitOpen) // not an entry: left out
 
 	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: (&logSink{}).logger()})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -307,9 +309,10 @@ func TestReportsFromTheEngine(t *testing.T) {
 			Provider: "openai-tier3", Model: "gpt-5.5-2030", Policy: "strict", State: hubapi.BreakerOpen,
 			ConsecutiveFailures: 2, Opens: 1,
 		}},
+		Failovers: []hubapi.FailoverCount{{From: 0, To: 1, Reason: limiterconfig.FailureCircuitOpen, Count: 1}},
 	}
 	opts := cmp.Options{
-		cmpopts.IgnoreFields(hubapi.Report{}, "Boot", "SentAt"),
+		cmpopts.IgnoreFields(hubapi.Report{}, "Boot", "SentAt", "LastFailover"),
 		cmpopts.IgnoreFields(hubapi.Account{}, "Buckets"),
 		cmpopts.IgnoreFields(hubapi.Breaker{}, "Since", "Transitions", "LastFailure"),
 	}

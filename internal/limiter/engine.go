@@ -45,6 +45,8 @@ type Engine struct {
 	accounts map[accountID]*Account
 	breakers map[modelID]*Breaker
 	view     atomic.Pointer[view]
+
+	failovers failoverLedger
 }
 
 type poolID struct{ provider, pool string }

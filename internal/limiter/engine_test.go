@@ -177,6 +177,8 @@ func TestSnapshotReportsEverything(t *testing.T) {
 	record(t, b, "")
 	clock.Advance(time.Second)
 
+	e.NoteFailover(0, 1, limiterconfig.FailureUnavailable)
+	e.NoteFailover(0, 1, limiterconfig.FailureUnavailable)
 	s := e.Snapshot()
 	b1, _ := json.Marshal(s)
 	var generic map[string]any
@@ -196,8 +198,10 @@ func TestSnapshotReportsEverything(t *testing.T) {
 				"requestsPerMinute": {Limit: ptr(int64(60)), Remaining: ptr(int64(40))},
 			}},
 		}},
-		Queues:   []QueueSnapshot{{Provider: "openai", Pool: limiterconfig.UnlistedPool, Admitted: 1}},
-		Breakers: []BreakerSnapshot{{Provider: "openai", Model: "gpt-x", State: BreakerClosed}},
+		Queues:       []QueueSnapshot{{Provider: "openai", Pool: limiterconfig.UnlistedPool, Admitted: 1}},
+		Breakers:     []BreakerSnapshot{{Provider: "openai", Model: "gpt-x", State: BreakerClosed}},
+		Failovers:    []FailoverSnapshot{{From: 0, To: 1, Reason: limiterconfig.FailureUnavailable, Count: 2, At: day0.Add(time.Second)}},
+		LastFailover: &FailoverSnapshot{From: 0, To: 1, Reason: limiterconfig.FailureUnavailable, Count: 2, At: day0.Add(time.Second)},
 	}
 	if diff := cmp.Diff(want, s, approx); diff != "" {
 		t.Errorf("snapshot (-want +got):\n%s", diff)

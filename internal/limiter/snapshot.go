@@ -14,6 +14,10 @@ type Snapshot struct {
 	Accounts []AccountSnapshot `json:"pools"`
 	Queues   []QueueSnapshot   `json:"queues"`
 	Breakers []BreakerSnapshot `json:"breakers"`
+	// Failovers count the fallback chain's moves since the process started;
+	// LastFailover is the latest.
+	Failovers    []FailoverSnapshot `json:"failovers"`
+	LastFailover *FailoverSnapshot  `json:"lastFailover,omitempty"`
 }
 
 // AccountSnapshot is one account: (provider, key ID, pool).
@@ -129,6 +133,7 @@ func (e *Engine) Snapshot() Snapshot {
 	for _, b := range breakers {
 		s.Breakers = append(s.Breakers, b.Snapshot())
 	}
+	s.Failovers, s.LastFailover = e.failovers.snapshot()
 	slices.SortFunc(s.Queues, func(a, b QueueSnapshot) int {
 		return cmp.Or(cmp.Compare(a.Provider, b.Provider), cmp.Compare(a.Pool, b.Pool))
 	})

@@ -178,6 +178,33 @@ type Chain struct {
 	ModelAliases []string `json:"modelAliases,omitempty"`
 	// DefaultPriority applies to requests without a priority header, 1..9.
 	DefaultPriority int32 `json:"defaultPriority,omitempty"`
+	// WaitInteractive and WaitBatch are how long a request of priority 1 and 9
+	// waits at an entry (for its quota, or for its retry policy's next attempt)
+	// before moving to the next entry; priorities between get a budget in
+	// proportion. Zero means DefaultWaitInteractive and DefaultWaitBatch.
+	WaitInteractive Duration `json:"waitInteractive,omitempty"`
+	WaitBatch       Duration `json:"waitBatch,omitempty"`
+}
+
+// Defaults of a chain's wait budget: an interactive request moves on after a
+// short wait, batch work waits for the primary's capacity.
+const (
+	DefaultWaitInteractive = Duration(time.Second)
+	DefaultWaitBatch       = Duration(60 * time.Second)
+)
+
+// WaitBudget is how long a request of priority p (1..9) waits at an entry that is
+// not the chain's last before moving on.
+func (c *Chain) WaitBudget(p int) time.Duration {
+	lo, hi := c.WaitInteractive, c.WaitBatch
+	if lo <= 0 {
+		lo = DefaultWaitInteractive
+	}
+	if hi <= 0 {
+		hi = DefaultWaitBatch
+	}
+	p = min(max(p, 1), 9)
+	return lo.D() + (hi.D()-lo.D())*time.Duration(p-1)/8
 }
 
 // ChainEntry is one model at one provider.

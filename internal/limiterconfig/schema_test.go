@@ -223,3 +223,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestChainWaitBudget(t *testing.T) {
+	custom := Chain{WaitInteractive: Duration(time.Second), WaitBatch: Duration(9 * time.Second)}
+	for _, tc := range []struct {
+		chain    Chain
+		priority int
+		want     time.Duration
+	}{
+		{Chain{}, 1, DefaultWaitInteractive.D()},
+		{Chain{}, 9, DefaultWaitBatch.D()},
+		{custom, 1, time.Second},
+		{custom, 5, 5 * time.Second},
+		{custom, 9, 9 * time.Second},
+		{custom, 0, time.Second}, // out of range: the nearest priority
+		{custom, 12, 9 * time.Second},
+	} {
+		if got := tc.chain.WaitBudget(tc.priority); got != tc.want {
+			t.Errorf("%+v priority %d: %v, want %v", tc.chain, tc.priority, got, tc.want)
+		}
+	}
+}

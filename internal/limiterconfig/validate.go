@@ -217,6 +217,9 @@ func (v *validator) chain(c *Chain, providers map[string]*Provider, policies map
 	if c.DefaultPriority != 0 && (c.DefaultPriority < 1 || c.DefaultPriority > 9) {
 		v.addf("chain.defaultPriority", "is %d, want 1..9", c.DefaultPriority)
 	}
+	if c.WaitInteractive < 0 || c.WaitBatch < 0 {
+		v.addf("chain.waitInteractive", "and waitBatch must not be negative")
+	}
 }
 
 // uniqueName checks that name is set and not yet in seen, and adds it.

@@ -105,6 +105,8 @@ func Chain(chain *quotav1alpha1.FallbackChain, quotas []quotav1alpha1.ProviderQu
 			FallbackOn:      fallbackOn(chain.Spec.FallbackOn),
 			ModelAliases:    sortedSet(chain.Spec.ModelAliases),
 			DefaultPriority: derefOr(chain.Spec.DefaultPriority, defaultChainPriority),
+			WaitInteractive: duration(chain.Spec.WaitBudget.Interactive, limiterconfig.DefaultWaitInteractive),
+			WaitBatch:       duration(chain.Spec.WaitBudget.Batch, limiterconfig.DefaultWaitBatch),
 		},
 	}
 	usedQuotas := map[string]*quotav1alpha1.ProviderQuota{}

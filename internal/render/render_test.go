@@ -388,6 +388,8 @@ func TestChainFields(t *testing.T) {
 			},
 			FallbackOn:      []string{"circuitOpen", "connectionError", "contextLengthExceeded", "rateLimited", "serverError", "timeout", "unavailable"},
 			DefaultPriority: 5,
+			WaitInteractive: limiterconfig.DefaultWaitInteractive,
+			WaitBatch:       limiterconfig.DefaultWaitBatch,
 		}
 		if diff := cmp.Diff(want, cfg.Chain); diff != "" {
 			t.Errorf("chain -want +got:\n%s", diff)
@@ -410,10 +412,11 @@ func TestChainFields(t *testing.T) {
 		c := chainOf(entry("a", "m"))
 		c.Spec.FallbackOn = []quotav1alpha1.FailureKind{}
 		c.Spec.DefaultPriority = ptr.To[int32](1)
+		c.Spec.WaitBudget = quotav1alpha1.WaitBudget{Interactive: &metav1.Duration{Duration: 200 * time.Millisecond}, Batch: &metav1.Duration{Duration: 5 * time.Minute}}
 		cfg, err := render.Chain(&c, quotas, policies, render.Options{})
 		encode(t, cfg, err)
-		if cfg.Chain.FallbackOn != nil || cfg.Chain.DefaultPriority != 1 {
-			t.Errorf("fallbackOn %v priority %d, want none and 1", cfg.Chain.FallbackOn, cfg.Chain.DefaultPriority)
+		if cfg.Chain.FallbackOn != nil || cfg.Chain.DefaultPriority != 1 || cfg.Chain.WaitInteractive.D() != 200*time.Millisecond || cfg.Chain.WaitBatch.D() != 5*time.Minute {
+			t.Errorf("fallbackOn %v priority %d wait %v..%v, want none, 1 and 200ms..5m", cfg.Chain.FallbackOn, cfg.Chain.DefaultPriority, cfg.Chain.WaitInteractive.D(), cfg.Chain.WaitBatch.D())
 		}
 	})
 	t.Run("a model the quota does not list draws on the pool of unlisted models", func(t *testing.T) {

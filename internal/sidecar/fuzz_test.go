@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/provider"
 )
 
 // FuzzLoadConfig feeds arbitrary documents through the loader: it must refuse bad
@@ -46,9 +47,17 @@ func FuzzLoadConfig(f *testing.F) {
 			return
 		}
 		for _, up := range live.providers {
-			r, err := live.resolve(up.dialect, "gpt-4o")
-			if err == nil && (r.up == nil || r.model == "") {
-				t.Fatalf("resolve gave an empty route: %+v", r)
+			first, routes, err := live.resolve(up.dialect, provider.OpChatCompletions, "gpt-4o")
+			if err != nil {
+				continue
+			}
+			if routes != nil && routes[0] != first {
+				t.Fatalf("resolve's first route %+v is not the chain's first %+v", first, routes[0])
+			}
+			for _, r := range append(routes, first) {
+				if r.up == nil || r.model == "" {
+					t.Fatalf("resolve gave an empty route: %+v", r)
+				}
 			}
 		}
 		if live.defaultPriority < 1 || live.defaultPriority > 9 {
@@ -58,8 +67,8 @@ func FuzzLoadConfig(f *testing.F) {
 }
 
 // fuzzServer is a sidecar in front of a stub upstream that answers every call with
-// a small success, for all three dialects.
-func fuzzServer(f *testing.F) *Server {
+// a small success, for all three dialects; shape, when set, changes its config.
+func fuzzServer(f *testing.F, shape func(*limiterconfig.Config)) *Server {
 	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -84,6 +93,9 @@ func fuzzServer(f *testing.F) *Server {
 		Policies:      []limiterconfig.Policy{fastPolicy("fast")},
 		Queue:         &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Millisecond), MaxDepth: 4},
 	}
+	if shape != nil {
+		shape(cfg)
+	}
 	b, _ := limiterconfig.Marshal(cfg)
 	path := filepath.Join(dir, "limiter.json")
 	if err := os.WriteFile(path, b, 0o644); err != nil {
@@ -100,7 +112,21 @@ func fuzzServer(f *testing.F) *Server {
 // upstream: every answer is a well-formed status (errors as JSON in some dialect),
 // and no input reaches the panic recovery.
 func FuzzProxyRequest(f *testing.F) {
-	s := fuzzServer(f)
+	fuzzProxy(f, fuzzServer(f, nil))
+}
+
+// FuzzChainRequest is FuzzProxyRequest through a chain over all three dialects,
+// so requests are translated (the stub's one answer fits none but OpenAI's, so
+// most translated answers fail and the walk moves on to the last entry).
+func FuzzChainRequest(f *testing.F) {
+	fuzzProxy(f, fuzzServer(f, func(c *limiterconfig.Config) {
+		c.Chain = &limiterconfig.Chain{ModelAliases: []string{"gpt-4o", "claude-sonnet-4", "gemini-2.5-flash", "small"},
+			FallbackOn: []string{limiterconfig.FailureServerError, limiterconfig.FailureContextLengthExceeded, limiterconfig.FailureRateLimited},
+			Entries:    []limiterconfig.ChainEntry{{Provider: "a", Model: "small"}, {Provider: "g", Model: "gemini-2.5-flash"}, {Provider: "o", Model: "gpt-4o"}}}
+	}))
+}
+
+func fuzzProxy(f *testing.F, s *Server) {
 	h := s.ProxyHandler()
 	seeds := []struct{ method, path, prio, body string }{
 		{"POST", "/v1/chat/completions", "3", `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":5}`},

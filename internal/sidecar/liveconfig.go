@@ -15,6 +15,7 @@ import (
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/provider"
+	"github.com/aiquota/aiquota/internal/translate"
 )
 
 // maxKeyFileBytes bounds a key file: API keys are a few hundred bytes at most.
@@ -212,44 +213,58 @@ type route struct {
 	// model is the upstream model; rewrite means the body must be changed to it.
 	model   string
 	rewrite bool
+	// translate means the entry speaks another dialect (or operation) than the app:
+	// the request and its answer go through internal/translate.
+	translate bool
+	// index is the entry's place in the chain, -1 without a chain.
+	index int
 }
+
+// name is how headers, logs and metrics name the entry: provider/model.
+func (r route) name() string { return r.up.cfg.Name + "/" + r.model }
 
 // errNoRoute explains a model nothing serves, for the 404.
 type errNoRoute struct{ msg string }
 
 func (e *errNoRoute) Error() string { return e.msg }
 
-// resolve picks the target. With a chain: a chain alias (or no model) goes to the
-// first entry that speaks the request's dialect, with the model rewritten; a model
-// equal to an entry's model goes to that entry. Without a chain: the provider of the
+// resolve lists the entries that may serve a request, in the order they are
+// tried. With a chain: a chain alias (or no model) may go to every entry, a model
+// an entry names to that entry and the ones after it; an entry of another dialect
+// only when the operation can be translated. Without a chain: the provider of the
 // dialect that lists the model, else the only provider of that dialect unless it
 // rejects unlisted models (a request without a model, such as a model list, passes).
-func (live *liveConfig) resolve(d provider.Dialect, model string) (route, error) {
+// It returns the first route, and with a chain all of them (nil without one, so
+// that a request without a chain allocates nothing for its route).
+func (live *liveConfig) resolve(d provider.Dialect, op provider.Operation, model string) (route, []route, error) {
 	if c := live.cfg.Chain; c != nil {
 		alias := model == "" || slices.Contains(c.ModelAliases, model)
-		for _, e := range c.Entries {
+		var routes []route
+		for i, e := range c.Entries {
 			up := live.byName[e.Provider]
-			if up == nil || up.dialect != d {
+			if up == nil || (!alias && len(routes) == 0 && e.Model != model) {
 				continue
 			}
-			if alias {
-				return route{up: up, model: e.Model, rewrite: model != e.Model}, nil
+			tr := translate.Needed(d, op, up.cfg.Type)
+			if tr && !translate.Translatable(op) {
+				continue
 			}
-			if e.Model == model {
-				return route{up: up, model: model}, nil
-			}
+			routes = append(routes, route{up: up, model: e.Model, rewrite: !tr && model != e.Model, translate: tr, index: i})
+		}
+		if len(routes) > 0 {
+			return routes[0], routes, nil
 		}
 		var served []string
 		for _, e := range c.Entries {
-			if up := live.byName[e.Provider]; up != nil && up.dialect == d {
+			if up := live.byName[e.Provider]; up != nil && (up.dialect == d || translate.Translatable(op)) {
 				served = append(served, e.Model)
 			}
 		}
 		served = append(served, c.ModelAliases...)
 		if len(served) == 0 {
-			return route{}, &errNoRoute{fmt.Sprintf("the aiquota limiter's fallback chain has no %s-dialect entry for model %q", d, model)}
+			return route{}, nil, &errNoRoute{fmt.Sprintf("the aiquota limiter's fallback chain has no %s-dialect entry for model %q", d, model)}
 		}
-		return route{}, &errNoRoute{fmt.Sprintf("model %q is not served here; the aiquota limiter's fallback chain accepts %s", model, strings.Join(served, ", "))}
+		return route{}, nil, &errNoRoute{fmt.Sprintf("model %q is not served here; the aiquota limiter's fallback chain accepts %s", model, strings.Join(served, ", "))}
 	}
 	var only *upstream
 	n := 0
@@ -258,7 +273,7 @@ func (live *liveConfig) resolve(d provider.Dialect, model string) (route, error)
 			continue
 		}
 		if up.models[model] {
-			return route{up: up, model: model}, nil
+			return route{up: up, model: model, index: -1}, nil, nil
 		}
 		only = up
 		n++
@@ -266,16 +281,16 @@ func (live *liveConfig) resolve(d provider.Dialect, model string) (route, error)
 	if n == 1 && model != "" && only.cfg.RejectsUnlisted() {
 		listed := only.cfg.ListedModels()
 		slices.Sort(listed)
-		return route{}, &errNoRoute{fmt.Sprintf("model %q is not served here: ProviderQuota %q accepts only the models it lists (spec.unlistedModels: reject): %s",
+		return route{}, nil, &errNoRoute{fmt.Sprintf("model %q is not served here: ProviderQuota %q accepts only the models it lists (spec.unlistedModels: reject): %s",
 			model, only.cfg.Name, strings.Join(listed, ", "))}
 	}
 	if n == 1 {
-		return route{up: only, model: model}, nil
+		return route{up: only, model: model, index: -1}, nil, nil
 	}
 	if n == 0 {
-		return route{}, &errNoRoute{fmt.Sprintf("no provider speaking the %s dialect is configured in the aiquota limiter (model %q)", d, model)}
+		return route{}, nil, &errNoRoute{fmt.Sprintf("no provider speaking the %s dialect is configured in the aiquota limiter (model %q)", d, model)}
 	}
-	return route{}, &errNoRoute{fmt.Sprintf("model %q is not listed by any of the %d %s-dialect providers configured in the aiquota limiter", model, n, d)}
+	return route{}, nil, &errNoRoute{fmt.Sprintf("model %q is not listed by any of the %d %s-dialect providers configured in the aiquota limiter", model, n, d)}
 }
 
 // policyFor is the policy of a chain entry naming one, else the provider's.

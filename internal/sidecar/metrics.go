@@ -45,6 +45,7 @@ type metrics struct {
 	configInfo      *prometheus.GaugeVec
 	panics          prometheus.Counter
 	ready           prometheus.Gauge
+	failovers       *prometheus.CounterVec
 	engineCollector *engineCollector
 }
 
@@ -104,11 +105,15 @@ func newMetrics(engine *limiter.Engine, bytes *byteBudget) *metrics {
 			Namespace: namespace, Name: "ready",
 			Help: "1 while the sidecar is ready (valid config, keys readable, not draining).",
 		}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "aiquota", Name: "chain_failovers_total",
+			Help: "Requests that moved from one fallback chain entry (provider/model) to the next, by chain and failure kind.",
+		}, []string{"chain", "from", "to", "reason"}),
 		engineCollector: &engineCollector{engine: engine},
 	}
 	m.reg.MustRegister(m.requests, m.upstreamStatus, m.retries, m.retryDelay, m.queueWait,
 		m.upstreamLatency, m.addedLatency, m.configReloads, m.configErrors, m.configInfo,
-		m.panics, m.ready, m.engineCollector,
+		m.panics, m.ready, m.failovers, m.engineCollector,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "body_bytes_held",
 			Help: "Bytes request bodies and kept response copies hold now.",

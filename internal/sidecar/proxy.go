@@ -10,9 +10,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"os"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +22,7 @@ import (
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/provider"
+	"github.com/aiquota/aiquota/internal/translate"
 )
 
 const (
@@ -29,6 +30,12 @@ const (
 	PriorityHeader = "X-Aiquota-Priority"
 	// ServedByHeader names the provider and model that answered.
 	ServedByHeader = "X-Aiquota-Served-By"
+	// FallbacksHeader lists the chain entries a request moved on from, in order,
+	// each with the reason: "provider/model (kind), ...".
+	FallbacksHeader = "X-Aiquota-Fallbacks"
+	// DroppedHeader names the app's request fields a translation left out or
+	// narrowed to fit the entry that served.
+	DroppedHeader = "X-Aiquota-Dropped"
 	// QueuedHeader is the time the request waited for capacity, in milliseconds,
 	// and RetriesHeader the upstream retries the sidecar made for it: an app (or
 	// its logs) sees why an answer was slow without the sidecar's metrics.
@@ -97,10 +104,20 @@ type exchange struct {
 	dialect provider.Dialect
 	op      provider.Operation
 	req     provider.Request
-	route   route
-	pool    limiterconfig.Pool
-	policy  limiterconfig.Policy
-	body    []byte // the body read from the app
+	// routes are the chain's entries that may serve the request, in order (nil
+	// without a chain: then route is the only one); route is the one being
+	// tried, last whether it is the final one, and moves the entries moved on
+	// from (see walk).
+	routes   []route
+	route    route
+	last     bool
+	moves    []move
+	tr       *translate.Translation // the request for an entry of another dialect
+	budget   time.Duration          // the chain's wait budget at this request's priority
+	priority int
+	pool     limiterconfig.Pool
+	policy   limiterconfig.Policy
+	body     []byte // the body read from the app
 	// rw, when set, rewrites the body on its way upstream without copying it;
 	// segs is its result, made once for every attempt.
 	rw      *provider.Rewrite
@@ -166,21 +183,20 @@ func (x *exchange) serve() string {
 		return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "the aiquota limiter could not read this request"})
 	}
 	x.req = req
-	x.route, err = x.live.resolve(d, req.Model)
+	var first route
+	first, x.routes, err = x.live.resolve(d, op, req.Model)
 	if err != nil {
 		return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: err.Error()})
 	}
 	x.body = body
-	if x.route.rewrite && x.r.Method == http.MethodPost {
-		x.rw = provider.NewRewrite(body)
-		if err = x.rw.SetModel(d, x.route.model); err != nil {
-			return x.fail(outcomeBadRequest, &provider.Error{Status: http.StatusBadRequest, Code: "invalid_request", Param: "model", Message: "the aiquota limiter could not set the model: " + err.Error()})
-		}
-	}
 	if !op.Limited() {
+		// Not translatable (see resolve): the first entry is of the app's dialect.
+		if outcome, ok := x.use(first); !ok {
+			return outcome
+		}
 		return x.forwardOnce()
 	}
-	return x.limited()
+	return x.walk(first)
 }
 
 // readBody reads the request body into memory taken from the server's byte budget
@@ -287,22 +303,30 @@ func (x *exchange) holdBytes(n int64) (string, bool) {
 		Message: err.Error(), RetryAfter: time.Second}), false
 }
 
-// limited runs a quota-consuming request: context pre-check, breaker, admission,
-// attempts with retries, settlement.
-func (x *exchange) limited() string {
+// entry runs a quota-consuming request at one entry: translation, context
+// pre-check, breaker, admission, attempts with retries, settlement. It returns the
+// request's outcome, or the failure kind for which it moves to the next entry.
+func (x *exchange) entry(rt route) (string, string) {
+	if outcome, ok := x.use(rt); !ok {
+		return outcome, ""
+	}
 	up := x.route.up
-	x.pool = up.cfg.PoolFor(x.route.model)
-	x.policy = x.live.policyFor(up, x.route.model)
+	if outcome, move, ok := x.translate(); !ok {
+		return outcome, move
+	}
+	// Counted for the entry's model: each entry reserves what it would be charged.
 	counter := x.s.counters.get(x.pool.Tokenizer, x.route.model)
 	prompt, err := provider.PromptTokens(x.r.Context(), counter, &x.req)
 	if err != nil { // the app went away while its prompt was counted
-		return outcomeCanceled
+		return outcomeCanceled, ""
 	}
 	if exceedsContext(prompt, x.req.MaxOutputTokens, x.pool.ContextWindow) {
-		x.noteFailure(limiterconfig.FailureContextLengthExceeded)
+		if x.canMove(limiterconfig.FailureContextLengthExceeded) {
+			return "", limiterconfig.FailureContextLengthExceeded
+		}
 		return x.fail(outcomeContextLength, &provider.Error{Status: http.StatusBadRequest, Code: "context_length_exceeded", Param: "messages",
 			Message: fmt.Sprintf("this request needs about %d prompt tokens plus %d output tokens, more than %s's context window of %d tokens (checked by the aiquota limiter)",
-				prompt, x.req.MaxOutputTokens, x.route.model, x.pool.ContextWindow)})
+				prompt, x.req.MaxOutputTokens, x.route.model, x.pool.ContextWindow)}), ""
 	}
 	// Each of n choices may use the whole output budget.
 	reserveOut := x.req.MaxOutputTokens
@@ -311,7 +335,7 @@ func (x *exchange) limited() string {
 	}
 	reserveOut = mulSaturating(reserveOut, max(1, x.req.Choices))
 	demand := limiter.Demand{InputTokens: prompt, OutputTokens: reserveOut}
-	if x.dialect == provider.DialectOpenAI && x.req.Stream && !x.req.StreamUsageRequested &&
+	if x.tr == nil && x.dialect == provider.DialectOpenAI && x.req.Stream && !x.req.StreamUsageRequested &&
 		(x.op == provider.OpChatCompletions || x.op == provider.OpCompletions) {
 		rw := x.rw
 		if rw == nil {
@@ -328,25 +352,7 @@ func (x *exchange) limited() string {
 			return x.attempts(pool, breaker, demand)
 		}
 	}
-	return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: "aiquota limiter: " + err.Error()})
-}
-
-// decision is what the limiter does about a failure it will not retry. Falling
-// back to the chain's next entry is decided here; carrying it out is the chain walk,
-// a separate piece of work: until it lands, both decisions hand the failure to the
-// app, and a fallback decision is logged so operators see what would have happened.
-type decision uint8
-
-const (
-	decideReturn   decision = iota + 1 // hand the failure to the app
-	decideFallback                     // chain.fallbackOn names this failure and a later entry exists
-)
-
-func (d decision) String() string {
-	if d == decideFallback {
-		return "fallback"
-	}
-	return "return"
+	return x.fail(outcomeNotFound, &provider.Error{Status: http.StatusNotFound, Code: "model_not_found", Param: "model", Message: "aiquota limiter: " + err.Error()}), ""
 }
 
 // exceedsContext reports a prompt plus stated output budget that cannot fit the
@@ -367,58 +373,29 @@ func mulSaturating(a, b int64) int64 {
 	return a * b
 }
 
-// failureDecision says whether a failure that will not be retried falls back.
-func (live *liveConfig) failureDecision(up *upstream, model, kind string) decision {
-	c := live.cfg.Chain
-	if c == nil || !slices.Contains(c.FallbackOn, kind) {
-		return decideReturn
-	}
-	for i, e := range c.Entries {
-		if e.Provider == up.cfg.Name && e.Model == model {
-			if i+1 < len(c.Entries) {
-				return decideFallback
-			}
-			break
-		}
-	}
-	return decideReturn
-}
-
-// noteFailure logs a final failure where the chain would fall back: the failure is
-// returned all the same, as the chain cannot be walked yet.
-func (x *exchange) noteFailure(kind string) {
-	if x.live.failureDecision(x.route.up, x.route.model, kind) == decideFallback {
-		x.s.log.Info("request failed where the chain would fall back; returning the failure (chain walk not available yet)",
-			"provider", x.route.up.cfg.Name, "model", x.route.model, "kind", kind)
-	}
-}
-
-// attempts sends the request until it succeeds, fails for good, or runs out of
-// retries; every attempt is admitted through the buckets afresh.
-func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand) string {
+// attempts sends the request until it succeeds, fails for good, runs out of
+// retries, or moves to the next entry (returning the failure kind); every attempt
+// is admitted through the buckets afresh.
+func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand) (string, string) {
 	ctx := x.r.Context()
-	priority := x.live.defaultPriority
-	if p, ok := limiter.ParsePriority(x.r.Header.Get(PriorityHeader)); ok {
-		priority = p
-	}
 	pool.NoteRequest()
 	first := time.Now()
 	for n := 0; ; n++ {
-		x.retries = n
-		st := x.attempt(ctx, pool, breaker, demand, priority, n, first)
-		if st.outcome != "" {
-			return st.outcome
+		st := x.attempt(ctx, pool, breaker, demand, n, first)
+		if st.outcome != "" || st.move != "" {
+			return st.outcome, st.move
 		}
 		if !x.sleep(ctx, st.retryIn) {
-			return outcomeCanceled
+			return outcomeCanceled, ""
 		}
 	}
 }
 
-// step is where an attempt left the request: over with an outcome, or to be retried
-// after retryIn.
+// step is where an attempt left the request: over with an outcome, moving to the
+// next entry for the failure kind move, or to be retried after retryIn.
 type step struct {
 	outcome string
+	move    string
 	retryIn time.Duration
 }
 
@@ -426,11 +403,11 @@ type step struct {
 // deferred calls give the permit its verdict and end the reservation, so each is
 // settled exactly once on every way out, the retry included (a retry is a new
 // attempt with a new permit and a new admission).
-func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand, priority, n int, first time.Time) step {
+func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand, n int, first time.Time) step {
 	up := x.route.up
 	permit, err := breaker.Allow()
 	if err != nil {
-		return step{outcome: x.reject(err)}
+		return x.refused(err)
 	}
 	// What the breaker learns: nothing (the permit is given back) unless the upstream
 	// answered or failed on its own.
@@ -447,13 +424,17 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 		// A retry's wait for capacity counts toward the policy's total bound.
 		maxWait = min(maxWait, limiter.MaxTotal(x.policy.Retry)-time.Since(first))
 	}
+	if !x.last {
+		// A later entry may have the capacity this one lacks.
+		maxWait = min(maxWait, x.budget-time.Since(first))
+	}
 	qStart := time.Now()
-	res, err := pool.Admit(ctx, demand, priority, maxWait)
+	res, err := pool.Admit(ctx, demand, x.priority, maxWait)
 	waited := time.Since(qStart)
 	x.queued += waited
 	x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, pool.Name).Observe(waited.Seconds())
 	if err != nil {
-		return step{outcome: x.reject(err)}
+		return x.refused(err)
 	}
 	var settled limiter.Attempt
 	defer func() { res.End(settled) }()
@@ -478,15 +459,19 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 			Attempt: n, Kind: r.kind, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter,
 			Elapsed: time.Since(first), Jitter: rand.Float64(),
 		})
-		// The budget is asked last, so that only retries the policy wants spend it.
-		if ok && pool.AllowRetry() {
+		// A retry later than the chain's wait budget gives way to the next entry.
+		// The retry budget is asked last, so that only retries made spend it.
+		if ok && x.retryHere(r.kind, time.Since(first)+delay) && pool.AllowRetry() {
 			settled.Retried = true
+			x.retries++
 			x.s.metrics.retries.WithLabelValues(up.cfg.Name, pool.Name, r.kind).Inc()
 			x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, pool.Name).Observe(delay.Seconds())
 			return step{retryIn: delay}
 		}
 	}
-	x.noteFailure(r.kind)
+	if x.canMove(r.kind) {
+		return step{move: r.kind}
+	}
 	return step{outcome: x.returnFailure(r)}
 }
 
@@ -512,6 +497,7 @@ type attemptResult struct {
 	settled       limiter.Attempt
 	status        int // 0 without a response
 	kind          string
+	code          string // the upstream's error code
 	retryable     bool
 	retryAfter    time.Duration
 	hasRetryAfter bool
@@ -598,9 +584,16 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 		if o.Kind == limiterconfig.FailureRateLimited && o.Retryable {
 			res.Account().Throttle(o.RetryAfter)
 		}
-		return attemptResult{status: resp.StatusCode, kind: o.Kind, retryable: o.Retryable,
+		return attemptResult{status: resp.StatusCode, kind: o.Kind, code: o.Code, retryable: o.Retryable,
 			retryAfter: o.RetryAfter, hasRetryAfter: o.HasRetryAfter, resp: resp, prefix: prefix, watch: wd,
 			settled: limiter.Attempt{Status: resp.StatusCode}}
+	}
+	if x.tr != nil && !x.tr.Stream {
+		r := x.relayTranslated(resp, wd)
+		resp.Body.Close()
+		wd.stop()
+		x.upstreamTime += time.Since(sent)
+		return r
 	}
 	outcome, kind, usage, usageOK := x.relay(resp, wd)
 	resp.Body.Close()
@@ -616,8 +609,11 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Request, error) {
 	up := x.route.up
 	u := *up.endpoint
-	path := x.r.URL.Path
-	if x.route.rewrite && x.dialect == provider.DialectGemini {
+	path, rawQuery := x.r.URL.Path, x.r.URL.RawQuery
+	switch {
+	case x.tr != nil:
+		path, rawQuery = x.tr.Path, x.tr.RawQuery
+	case x.route.rewrite && x.dialect == provider.DialectGemini:
 		// Gemini names the model in the path, not the body.
 		path = strings.Replace(path, "/models/"+x.req.Model+":", "/models/"+x.route.model+":", 1)
 	}
@@ -629,8 +625,11 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 	// Go's transport then asks for gzip itself and decompresses, so usage can be read.
 	h.Del("Accept-Encoding")
 	h.Del("Content-Length")
-	if x.r.URL.RawQuery != "" {
-		q := x.r.URL.Query()
+	if x.tr != nil {
+		x.tr.UpstreamHeader(h)
+	}
+	if rawQuery != "" {
+		q, _ := url.ParseQuery(rawQuery)
 		provider.ApplyAuth(h, q, up.cfg.Type, key)
 		u.RawQuery = q.Encode()
 	} else {
@@ -639,6 +638,8 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 	var body io.Reader = http.NoBody
 	n := int64(len(x.body))
 	switch {
+	case x.tr != nil:
+		body, n = bytes.NewReader(x.tr.Body), int64(len(x.tr.Body))
 	case x.rw != nil:
 		if x.segs == nil {
 			x.segs, x.segsLen = x.rw.Segments()
@@ -667,15 +668,10 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind string, u limiter.Usage, ok bool) {
 	stream := x.req.Stream || isEventStream(resp.Header)
 	h := x.w.Header()
-	for k, vv := range resp.Header {
-		h[k] = vv
-	}
-	removeHopHeaders(h)
+	x.answerHeader(h, resp.Header)
 	if stream {
 		h.Del("Content-Length") // events may be stripped
 	}
-	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
-	x.annotate(h)
 	x.w.WriteHeader(resp.StatusCode)
 	x.wrote = true
 	outcome = outcomeSuccess
@@ -685,13 +681,16 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 	buf := *bp
 	body := &fedReader{r: resp.Body, wd: wd}
 	flusher, _ := x.w.(http.Flusher)
-	var tracker *provider.StreamTracker
+	var tracker streamFilter
 	var kept *bytes.Buffer
 	keep := !stream
 	var keptHeld int64
-	if stream {
+	switch {
+	case stream && x.tr != nil:
+		tracker = x.tr.NewStream(time.Now())
+	case stream:
 		tracker = provider.NewStreamTracker(x.dialect, x.strip)
-	} else {
+	default:
 		kept = keptPool.Get().(*bytes.Buffer)
 		defer putKept(kept)
 	}
@@ -810,6 +809,14 @@ func (f *fedReader) Read(p []byte) (int, error) {
 // own response unchanged, or a 502/504 in the app's dialect when there was none.
 func (x *exchange) returnFailure(r attemptResult) string {
 	defer r.close()
+	if r.resp != nil && (x.tr != nil || len(x.moves) > 0) {
+		// The app gets its own dialect, and what the chain tried, in one message.
+		e := translate.UpstreamError(x.dialect, x.route.up.cfg.Type, r.status, r.prefix,
+			provider.Outcome{Kind: r.kind, Code: r.code, RetryAfter: r.retryAfter, HasRetryAfter: r.hasRetryAfter})
+		e.Message = x.route.name() + ": " + e.Message
+		x.w.Header().Set(ServedByHeader, x.route.name())
+		return x.fail(outcomeUpstreamError, e)
+	}
 	if r.resp == nil {
 		status, code := http.StatusBadGateway, "upstream_unreachable"
 		if r.kind == limiterconfig.FailureTimeout {
@@ -822,13 +829,8 @@ func (x *exchange) returnFailure(r attemptResult) string {
 		return x.fail(outcomeUnavailable, &provider.Error{Status: status, Code: code, Message: msg})
 	}
 	h := x.w.Header()
-	for k, vv := range r.resp.Header {
-		h[k] = vv
-	}
-	removeHopHeaders(h)
+	x.answerHeader(h, r.resp.Header)
 	h.Del("Content-Length")
-	h.Set(ServedByHeader, x.route.up.cfg.Name+"/"+x.route.model)
-	x.annotate(h)
 	// The sidecar retried what was worth retrying; the SDK must not add its own.
 	h.Set(shouldRetryHeader, "false")
 	x.w.WriteHeader(r.resp.StatusCode)
@@ -907,8 +909,11 @@ func (x *exchange) fail(outcome string, e *provider.Error) string {
 	// A local 429 (no capacity within the queue's wait) carries Retry-After and
 	// stays retryable; an open breaker or an upstream that failed the sidecar's
 	// own retries is not worth the SDK's.
-	if outcome == outcomeCircuitOpen || x.retries > 0 {
+	if outcome == outcomeCircuitOpen || x.retries > 0 || len(x.moves) > 0 {
 		h.Set(shouldRetryHeader, "false")
+	}
+	if len(x.moves) > 0 {
+		e.Message = fmt.Sprintf("%s (the fallback chain tried %s first)", e.Message, x.fallbacks())
 	}
 	provider.WriteError(x.w, x.dialect, e)
 	x.wrote = true
@@ -920,6 +925,9 @@ func (x *exchange) fail(outcome string, e *provider.Error) string {
 func (x *exchange) annotate(h http.Header) {
 	h.Set(QueuedHeader, strconv.FormatInt(x.queued.Milliseconds(), 10))
 	h.Set(RetriesHeader, strconv.Itoa(x.retries))
+	if len(x.moves) > 0 {
+		h.Set(FallbacksHeader, x.fallbacks())
+	}
 }
 
 // finish records the request's metrics. serveProxy defers it, so it runs exactly

@@ -9,20 +9,28 @@ import (
 )
 
 // Error translates an upstream error answer into the error the app's dialect
-// expects, for provider.WriteError(w, app dialect, e). status and body are the
-// upstream's (the body may be the prefix the proxy read); o is provider.Classify's
-// outcome for them. The status is kept, except Anthropic's 529 (overloaded), which
-// other dialects' SDKs know as 503. The code says the failure in the words the
-// app's SDK and code look for (rate_limit_exceeded, insufficient_quota,
-// context_length_exceeded), else it is the upstream's own code; the message is the
-// upstream's; o.RetryAfter becomes the app's Retry-After.
+// expects; see UpstreamError.
 func (t *Translation) Error(status int, body []byte, o provider.Outcome) *provider.Error {
-	msg := provider.ErrorMessage(t.target, body)
+	return UpstreamError(t.app, t.providerType, status, body, o)
+}
+
+// UpstreamError is the error an app speaking dialect app gets for an upstream
+// error answer of a provider of providerType, for provider.WriteError(w, app, e):
+// the answer of a translated request, or of any entry a chain fell over from.
+// status and body are the upstream's (the body may be the prefix the proxy read);
+// o is provider.Classify's outcome for them. The status is kept, except
+// Anthropic's 529 (overloaded), which other dialects' SDKs know as 503. The code
+// says the failure in the words the app's SDK and code look for
+// (rate_limit_exceeded, insufficient_quota, context_length_exceeded), else it is
+// the upstream's own code; the message is the upstream's; o.RetryAfter becomes
+// the app's Retry-After.
+func UpstreamError(app provider.Dialect, providerType string, status int, body []byte, o provider.Outcome) *provider.Error {
+	msg := provider.ErrorMessage(provider.DialectOf(providerType), body)
 	if msg == "" {
-		msg = fmt.Sprintf("%s answered HTTP %d", t.providerType, status)
+		msg = fmt.Sprintf("%s answered HTTP %d", providerType, status)
 	}
 	switch {
-	case status == 529 && t.app != provider.DialectAnthropic:
+	case status == 529 && app != provider.DialectAnthropic:
 		status = http.StatusServiceUnavailable
 	case status < 400 || status > 599:
 		status = http.StatusBadGateway

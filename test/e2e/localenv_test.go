@@ -16,7 +16,9 @@ import (
 
 // TestLocalDemo runs the README's main command (make run-local ARGS=--once) as a user
 // would: the whole demo on its embedded default, which exits 0 only once the
-// resources' status shows the sidecar's utilisation and the breaker it opened.
+// resources' status shows the sidecar's utilisation, the breaker it opened, the
+// Claude requests failing over down the chain and coming back, with no failure the
+// app saw.
 func TestLocalDemo(t *testing.T) {
 	root := testenv.Root()
 	bins, err := harness.Build(t.Context(), root, t.TempDir(), "./hack/localenv")
@@ -24,7 +26,7 @@ func TestLocalDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), bins["localenv"], "--once", "--timeout=4m", "--state-dir", state)
+	cmd := exec.CommandContext(t.Context(), bins["localenv"], "--once", "--timeout=6m", "--state-dir", state)
 	cmd.Dir = root
 	// On a test timeout, interrupt it as Ctrl-C would, so that it stops its API
 	// server and processes instead of orphaning them.
@@ -51,11 +53,16 @@ func TestLocalDemo(t *testing.T) {
 		regexp.MustCompile(`providerquota\.quota\.aiquota\.dev/openai-tier3\s+openai\s+tier-3\s+\d+\s+\d+\s+1\s+True`),
 		// The CircuitPolicy row with at least one open breaker.
 		regexp.MustCompile(`circuitpolicy\.quota\.aiquota\.dev/standard\s+3\s+20s\s+[1-9]\d*\s+True`),
-		regexp.MustCompile(`The demo showed utilisation, active sidecars and an open breaker in status`),
+		// The chain row while Claude fails: requests moved on, another entry active.
+		regexp.MustCompile(`fallbackchain\.quota\.aiquota\.dev/chat-default\s+gpt-5\.5\s+(deepseek-chat|gpt-4\.1-mini|gpt-5\.5)\s+[1-9]\d*\s+True`),
+		regexp.MustCompile(`The demo showed utilisation, an open breaker, failovers with ACTIVE moving down the chain, and the return to the first entry`),
 	} {
 		if !want.MatchString(got) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, got)
 		}
+	}
+	if tallies := regexp.MustCompile(`app: \d+ ok, \d+ rate-limited, (\d+) failed`).FindAllStringSubmatch(got, -1); len(tallies) == 0 || tallies[len(tallies)-1][1] != "0" {
+		t.Errorf("the app saw failures (or printed no tally); the chain should have served every call:\n%s", got)
 	}
 	// The saved pod is the one the webhook injected, and the limiter ran from it.
 	pod, err := os.ReadFile(filepath.Join(state, "chat-app.pod.yaml"))
