@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/aiquota/aiquota/internal/jsonduration"
 )
 
 // ErrTooLarge is returned (wrapped) for a document over its size bound.
@@ -389,27 +391,4 @@ func truncate(s string) string {
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s").
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// MarshalJSON writes the Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON reads a Go duration string; numbers are refused because their unit
-// would be a guess.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"10s\", got %s", truncate(string(b)))
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", truncate(s), err)
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = jsonduration.Duration
