@@ -196,6 +196,42 @@ func (e *env) simPool(account int, pool string) simulator.PoolStats {
 }
 
 // fastPolicy retries quickly so failure tests run in milliseconds.
+// simUpstream is one simulated account (persona, key; 10000 RPM at the simulator, 8
+// output tokens unless latency says otherwise) behind a provider "up" of type typ,
+// with the limits given, policy "p" (fastPolicy shaped by policy) and a queue of
+// queueWait.
+type simUpstream struct {
+	persona, typ, key string
+	faults            simulator.Faults
+	latency           simulator.Latency
+	limits            limiterconfig.Limits
+	queueWait         time.Duration
+	policy            func(*limiterconfig.Policy)
+	learn             bool // LearnFromHeaders
+}
+
+func upstreamEnv(t *testing.T, seed int64, u simUpstream) *env {
+	t.Helper()
+	acct := simAccount(u.key, u.persona, simulator.Limits{RequestsPerMinute: 10000})
+	acct.Faults, acct.Latency = u.faults, u.latency
+	if acct.Latency.OutputTokens == 0 {
+		acct.Latency.OutputTokens = 8
+	}
+	return newEnv(t, simulator.Config{Seed: seed, Accounts: []simulator.Account{acct}}, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
+		p := fastPolicy("p")
+		if u.policy != nil {
+			u.policy(&p)
+		}
+		return &limiterconfig.Config{
+			SchemaVersion: limiterconfig.SchemaVersion,
+			Providers: []limiterconfig.Provider{{Name: "up", Type: u.typ, Endpoint: simURL, Policy: "p", LearnFromHeaders: u.learn,
+				Keys: []limiterconfig.Key{{ID: "up/key", File: keyFile(u.key)}}, Limits: u.limits}},
+			Policies: []limiterconfig.Policy{p},
+			Queue:    &limiterconfig.Queue{MaxWait: limiterconfig.Duration(u.queueWait), MaxDepth: 100},
+		}
+	})
+}
+
 func fastPolicy(name string) limiterconfig.Policy {
 	p := limiterconfig.DefaultPolicy()
 	p.Name = name
