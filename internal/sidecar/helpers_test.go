@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -10,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // Keys the simulator accepts; the tests also check they never leak.
@@ -27,24 +26,6 @@ const (
 	simSecondKey    = "sk-sim-openai-second-6b1d"
 )
 
-// syncBuffer collects logs from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a simulator (real HTTP) behind a sidecar (real HTTP).
 type env struct {
 	t       *testing.T
@@ -55,7 +36,7 @@ type env struct {
 	admin   *httptest.Server
 	dir     string
 	cfgPath string
-	logs    *syncBuffer
+	logs    *testkit.SyncBuffer
 }
 
 // simAccount is a simulator account with the given key and persona.
@@ -73,7 +54,7 @@ func newEnv(t *testing.T, simCfg simulator.Config, mk func(simURL string, keyFil
 	}
 	simSrv := httptest.NewServer(sim)
 	t.Cleanup(simSrv.Close)
-	e := &env{t: t, sim: sim, simURL: simSrv.URL, dir: t.TempDir(), logs: &syncBuffer{}}
+	e := &env{t: t, sim: sim, simURL: simSrv.URL, dir: t.TempDir(), logs: &testkit.SyncBuffer{}}
 	keyFile := func(key string) string {
 		p := filepath.Join(e.dir, "key-"+strings.NewReplacer("/", "_").Replace(key))
 		if err := os.WriteFile(p, []byte(key+"\n"), 0o600); err != nil {

@@ -1,9 +1,11 @@
 // Package testkit is what the tests share: a polling Eventually whose failure says
-// what was awaited and why it is still not so, and one test certificate authority.
+// what was awaited and why it is still not so, one test certificate authority, and a
+// buffer safe for concurrent writers.
 // The envtest start is internal/testenv. Test code only.
 package testkit
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,10 +19,30 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// SyncBuffer is a buffer many goroutines may write to at once, such as a logger's or
+// a child process's output, read whole with String.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // PollEvery is how often Eventually checks again.
 const PollEvery = 10 * time.Millisecond
