@@ -1,6 +1,6 @@
 // Package testkit is what the tests share: a polling Eventually whose failure says
-// what was awaited and why it is still not so, one test certificate authority, and a
-// buffer safe for concurrent writers.
+// what was awaited and why it is still not so, one test certificate authority, a
+// buffer safe for concurrent writers, and the packages a command links.
 // The envtest start is internal/testenv. Test code only.
 package testkit
 
@@ -18,7 +18,9 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,6 +44,17 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// LinkedPackages lists the import paths the package in the current directory links,
+// as `go list -deps` does, so a command's test can keep packages out of its binary.
+func LinkedPackages(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out))
 }
 
 // PollEvery is how often Eventually checks again.
