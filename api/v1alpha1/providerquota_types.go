@@ -44,6 +44,9 @@ const (
 // tier) and the limits the limiter sidecars keep to when they call it.
 // +kubebuilder:validation:XValidation:rule="self.provider != 'openai-compatible' || has(self.endpoint)",message="endpoint is required when provider is openai-compatible",fieldPath=".endpoint"
 // +kubebuilder:validation:XValidation:rule="!has(self.unlistedModels) || self.unlistedModels != 'reject' || (has(self.models) && size(self.models) > 0)",message="unlistedModels: reject needs spec.models to list at least one model, or nothing could be called",fieldPath=".unlistedModels"
+// The tier names below are internal/presets' tiers.json; TestTierRuleMatchesPresets
+// fails when the two disagree.
+// +kubebuilder:validation:XValidation:rule="!has(self.tier) || self.tier in {'openai': ['tier-1', 'tier-2', 'tier-3', 'tier-4', 'tier-5'], 'anthropic': ['build-tier-4'], 'gemini': ['free', 'pay-as-you-go', 'enterprise'], 'deepseek': ['starter', 'basic', 'standard', 'enterprise'], 'openai-compatible': []}[self.provider]",messageExpression="self.provider == 'openai-compatible' ? 'tier ' + self.tier + ': provider openai-compatible has no tier presets; omit spec.tier' : 'tier ' + self.tier + ' is not a known ' + self.provider + ' tier (known: ' + {'openai': 'tier-1, tier-2, tier-3, tier-4, tier-5', 'anthropic': 'build-tier-4', 'gemini': 'free, pay-as-you-go, enterprise', 'deepseek': 'starter, basic, standard, enterprise'}[self.provider] + ')'",fieldPath=".tier"
 type ProviderQuotaSpec struct {
 	// provider is the API family: openai, anthropic, gemini, deepseek or
 	// openai-compatible (any endpoint that speaks the OpenAI API).
@@ -64,8 +67,14 @@ type ProviderQuotaSpec struct {
 	// +kubebuilder:validation:XValidation:rule="!self.contains('?') && !self.contains('#')",message="endpoint must not carry a query or fragment"
 	Endpoint string `json:"endpoint,omitempty"`
 
-	// tier is a free-form label for the account's usage tier (e.g. "tier-3"), shown by
-	// kubectl get; limits are what the limiter enforces, not this label.
+	// tier names the account's usage tier in the provider's published tables
+	// (docs/tiers.md): openai tier-1 to tier-5; anthropic build-tier-4; gemini free,
+	// pay-as-you-go, enterprise; deepseek starter, basic, standard, enterprise
+	// (openai-compatible has none). Every limit that spec.limits and a pool's limits
+	// leave unset takes the tier's figure, per model where the provider publishes
+	// them per model; status.effectiveLimits shows what each pool enforces and where
+	// each figure came from. The provider's rate-limit headers still lower a figure
+	// that is out of date.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	Tier string `json:"tier,omitempty"`
@@ -89,9 +98,9 @@ type ProviderQuotaSpec struct {
 
 	// unlistedModels says what a request for a model that spec.models does not list
 	// gets. shareAccountLimits (the default): all such models draw on one pool,
-	// named "(unlisted)" in status and metrics, with spec.limits and a 128K context
-	// window, so no choice of model names gets more than one pool's limits out of
-	// each account. reject: the sidecars refuse such a request with a 404 that names
+	// named "(unlisted)" in status and metrics, with spec.limits (and a model's
+	// context window from the model catalogue, docs/models.md, or none), so no
+	// choice of model names gets more than one pool's limits out of each account. reject: the sidecars refuse such a request with a 404 that names
 	// the listed models, so only spec.models may be used (a FallbackChain entry for
 	// an unlisted model is then left out of the chain's config).
 	// +optional
@@ -216,13 +225,15 @@ type ModelPool struct {
 	// +optional
 	Limits *QuotaLimits `json:"limits,omitempty"`
 	// contextWindow is the model's context length in tokens; requests whose prompt
-	// plus output cannot fit are refused before they are sent. Default 128000.
+	// plus output cannot fit are refused before they are sent. Omitted, each model
+	// of the pool has the window the model catalogue (docs/models.md) gives it, and
+	// a model the catalogue does not list is not checked: the provider decides.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000000
 	ContextWindow int64 `json:"contextWindow,omitempty"`
 	// maxOutputTokens is reserved for a request that does not state its own maximum.
-	// Default 4096.
+	// Default 4096, or the model's own maximum where the catalogue gives a smaller one.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000000
@@ -314,9 +325,80 @@ type ProviderQuotaStatus struct {
 	// +optional
 	LearnedLimits *QuotaLimits `json:"learnedLimits,omitempty"`
 
+	// effectiveLimits are the limits each pool enforces and where each came from.
+	// +optional
+	EffectiveLimits *EffectiveLimits `json:"effectiveLimits,omitempty"`
+
 	// lastUpdated is when the sidecars' reports were last folded into this status.
 	// +optional
 	LastUpdated *metav1.Time `json:"lastUpdated,omitempty"`
+}
+
+// EffectiveLimits are a quota's limits per pool as its sidecars enforce them: the
+// spec's, the tier preset's for what the spec leaves unset, and lower limits the
+// provider's headers reported. The reconciler writes them.
+type EffectiveLimits struct {
+	// tier is the spec.tier whose preset filled limits, if any.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Tier string `json:"tier,omitempty"`
+	// presetVersion is the version (date) of the tier tables the preset came from.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	PresetVersion string `json:"presetVersion,omitempty"`
+	// pools are the pool of unlisted models, "(unlisted)" (unless
+	// spec.unlistedModels is reject), then spec.models in order.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=33
+	Pools []PoolLimits `json:"pools,omitempty"`
+}
+
+// PoolLimits are one pool's effective limits; a limit not listed is not enforced.
+type PoolLimits struct {
+	// name of the pool.
+	// +required
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name"`
+	// limits the pool enforces, in the order of spec.limits' fields.
+	// +optional
+	// +listType=map
+	// +listMapKey=kind
+	// +kubebuilder:validation:MaxItems=7
+	Limits []EffectiveLimit `json:"limits,omitempty"`
+}
+
+// LimitSource says where an effective limit came from.
+// +kubebuilder:validation:Enum=spec;preset;learned
+type LimitSource string
+
+// Limit sources.
+const (
+	// LimitFromSpec: spec.limits or the pool's limits.
+	LimitFromSpec LimitSource = "spec"
+	// LimitFromPreset: the spec.tier preset.
+	LimitFromPreset LimitSource = "preset"
+	// LimitFromLearned: the provider's rate-limit headers reported a lower limit
+	// (status.learnedLimits) than the spec or preset declares.
+	LimitFromLearned LimitSource = "learned"
+)
+
+// EffectiveLimit is one limit's value and origin.
+type EffectiveLimit struct {
+	// kind is the limit, named as in spec.limits.
+	// +required
+	// +kubebuilder:validation:Enum=requestsPerMinute;tokensPerMinute;inputTokensPerMinute;outputTokensPerMinute;maxConcurrency;requestsPerDay;tokensPerDay
+	Kind string `json:"kind"`
+	// value of the limit.
+	// +required
+	Value int64 `json:"value"`
+	// source of the value.
+	// +required
+	Source LimitSource `json:"source"`
+	// declared is the spec or preset value a learned limit replaces.
+	// +optional
+	Declared int64 `json:"declared,omitempty"`
 }
 
 // UtilizationSummary is the highest utilisation of any pool, per limit, in percent.
@@ -384,6 +466,8 @@ type Usage struct {
 // +kubebuilder:resource:shortName=pq,categories=aiquota
 // +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
 // +kubebuilder:printcolumn:name="Tier",type=string,JSONPath=`.spec.tier`
+// +kubebuilder:printcolumn:name="RPM Limit",type=integer,JSONPath=`.status.effectiveLimits.pools[0].limits[?(@.kind=="requestsPerMinute")].value`,priority=1
+// +kubebuilder:printcolumn:name="Preset",type=string,JSONPath=`.status.effectiveLimits.presetVersion`,priority=1
 // +kubebuilder:printcolumn:name="RPM%",type=integer,JSONPath=`.status.utilization.requestsPercent`
 // +kubebuilder:printcolumn:name="TPM%",type=integer,JSONPath=`.status.utilization.tokensPercent`
 // +kubebuilder:printcolumn:name="Sidecars",type=integer,JSONPath=`.status.activeSidecars`

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/presets"
 	"github.com/aiquota/aiquota/internal/testenv"
 )
 
@@ -229,6 +230,32 @@ func TestEndpointsAccepted(t *testing.T) {
 		manifest := fmt.Sprintf("apiVersion: quota.aiquota.dev/v1alpha1\nkind: ProviderQuota\nmetadata: {name: pq-%d}\nspec:\n  provider: openai-compatible\n  endpoint: %q\n  credentials: [{name: key}]\n", i, endpoint)
 		if _, err := createYAML(t, ns, manifest); err != nil {
 			t.Errorf("endpoint %s refused: %v", endpoint, err)
+		}
+	}
+}
+
+// TestTierRuleMatchesPresets: the CRD's tier rule accepts exactly the tiers that
+// internal/presets ships for each provider type, and an unknown tier is refused
+// with the known ones named.
+func TestTierRuleMatchesPresets(t *testing.T) {
+	ns := newNamespace(t)
+	for _, provider := range []quotav1alpha1.ProviderType{quotav1alpha1.ProviderOpenAI, quotav1alpha1.ProviderAnthropic,
+		quotav1alpha1.ProviderGemini, quotav1alpha1.ProviderDeepSeek, quotav1alpha1.ProviderOpenAICompatible} {
+		manifest := func(name, tier string) string {
+			return fmt.Sprintf("apiVersion: quota.aiquota.dev/v1alpha1\nkind: ProviderQuota\nmetadata: {name: %s}\nspec:\n  provider: %s\n  endpoint: https://llm.example.com\n  tier: %s\n  credentials: [{name: key}]\n", name, provider, tier)
+		}
+		for _, tier := range presets.Tiers(provider) {
+			if _, err := createYAML(t, ns, manifest(string(provider)+"-"+tier, tier)); err != nil {
+				t.Errorf("%s tier %s refused: %v", provider, tier, err)
+			}
+		}
+		want := "(known: " + strings.Join(presets.Tiers(provider), ", ") + ")"
+		if provider == quotav1alpha1.ProviderOpenAICompatible {
+			want = "openai-compatible has no tier presets"
+		}
+		_, err := createYAML(t, ns, manifest(string(provider)+"-unknown", "tier-99"))
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.tier") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s tier-99: got %v, want Invalid naming spec.tier and %q", provider, err, want)
 		}
 	}
 }

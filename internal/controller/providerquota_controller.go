@@ -45,7 +45,9 @@ type ProviderQuotaReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap wrapFunc) error {
-	b := r.newController(mgr, controllerNameProviderQuota, &quotav1alpha1.ProviderQuota{}).
+	// Besides spec changes, a change of the learned limits, which effectiveLimits
+	// shows, is the one status write that triggers a reconcile.
+	b := r.newController(mgr, controllerNameProviderQuota, &quotav1alpha1.ProviderQuota{}, learnedLimitsChanged).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.quotasForPolicy),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.ConfigMap{})
@@ -119,6 +121,7 @@ func (r *ProviderQuotaReconciler) Reconcile(ctx context.Context, req reconcile.R
 	setConditions(&q.Status.Conditions, q.Generation, resolved, pub.condition, readyOf(resolved, pub.condition))
 	q.Status.Endpoint = endpoint
 	q.Status.ConfigMapName = pub.configMapName
+	q.Status.EffectiveLimits = effectiveLimits(q)
 	if err := r.patchStatus(ctx, kindProviderQuota, q, before, &before.Status, &q.Status); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -102,13 +102,13 @@ func setup(mgr ctrl.Manager, opts Options, wrap wrapFunc) (*deps, error) {
 type wrapFunc func(controllerName string, r reconcile.Reconciler) reconcile.Reconciler
 
 // newController starts the builder every reconciler shares: named, reconciling obj
-// when its spec changes, with the configured concurrency. Status writes (ours, and
-// the control channel's frequent ones) do not change the generation, so they never
-// trigger a reconcile.
-func (d *deps) newController(mgr ctrl.Manager, name string, obj client.Object) *builder.Builder {
+// when its spec changes or one of also says so, with the configured concurrency.
+// Status writes (ours, and the control channel's frequent ones) do not change the
+// generation, so only those that also names trigger a reconcile.
+func (d *deps) newController(mgr ctrl.Manager, name string, obj client.Object, also ...predicate.Predicate) *builder.Builder {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(name).
-		For(obj, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(obj, builder.WithPredicates(predicate.Or(append([]predicate.Predicate{predicate.GenerationChangedPredicate{}}, also...)...))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: d.opts.MaxConcurrentReconciles})
 }
 

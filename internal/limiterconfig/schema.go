@@ -139,9 +139,12 @@ type ModelPool struct {
 	// Limits, when set, replace the provider's Limits field by field (a zero field
 	// keeps the provider's value).
 	Limits *Limits `json:"limits,omitempty"`
-	// ContextWindow in tokens; 0 means DefaultContextWindow.
+	// ContextWindow in tokens; 0 means the catalogue's window for the requested
+	// model (LookupModel), or none.
 	ContextWindow int64 `json:"contextWindow,omitempty"`
-	// MaxOutputTokens is assumed when a request does not say; 0 means DefaultMaxOutputTokens.
+	// MaxOutputTokens is assumed when a request does not say; 0 means
+	// DefaultMaxOutputTokens, or the model's own maximum if the catalogue has a
+	// smaller one.
 	MaxOutputTokens int64 `json:"maxOutputTokens,omitempty"`
 	// Tokenizer is one of the Tokenizer* constants; "" picks by model name.
 	Tokenizer string `json:"tokenizer,omitempty"`
@@ -163,11 +166,10 @@ const (
 // declared pool.
 const UnlistedPool = "(unlisted)"
 
-// Defaults for fields a model leaves at zero.
-const (
-	DefaultContextWindow   = 128_000
-	DefaultMaxOutputTokens = 4_096
-)
+// DefaultMaxOutputTokens is the output budget reserved for a request that states
+// none, when its pool does not set one. There is no default context window: a
+// model neither its pool nor the catalogue gives a window is not checked.
+const DefaultMaxOutputTokens = 4_096
 
 // Chain is the ordered fallback list of a FallbackChain.
 type Chain struct {
@@ -294,8 +296,10 @@ type Duration = jsonduration.Duration
 // Pool is a provider's model pool resolved for one model name.
 type Pool struct {
 	// Name is the pool's first model name, or UnlistedPool for an unlisted model.
-	Name            string
-	Limits          Limits
+	Name   string
+	Limits Limits
+	// ContextWindow is 0 when neither the pool nor the catalogue knows it: the
+	// request is then not checked.
 	ContextWindow   int64
 	MaxOutputTokens int64
 	Tokenizer       string
@@ -303,10 +307,17 @@ type Pool struct {
 
 // PoolFor resolves the pool serving model: its listed pool with the provider's limits
 // under the pool's overrides, or for an unlisted model UnlistedPool with the
-// provider's limits. Whether an unlisted model may be used at all is
-// RejectsUnlisted's question, not this one's.
+// provider's limits. The window and output budget are the pool's where it sets
+// them, else the model's from the catalogue. Whether an unlisted model may be used
+// at all is RejectsUnlisted's question, not this one's.
 func (p *Provider) PoolFor(model string) Pool {
-	pool := Pool{Name: UnlistedPool, Limits: p.Limits, ContextWindow: DefaultContextWindow, MaxOutputTokens: DefaultMaxOutputTokens}
+	pool := Pool{Name: UnlistedPool, Limits: p.Limits, MaxOutputTokens: DefaultMaxOutputTokens}
+	if info, ok := LookupModel(model); ok {
+		pool.ContextWindow = info.ContextWindow
+		if info.MaxOutputTokens > 0 {
+			pool.MaxOutputTokens = min(pool.MaxOutputTokens, info.MaxOutputTokens)
+		}
+	}
 	for i := range p.Models {
 		m := &p.Models[i]
 		if !slices.Contains(m.Names, model) {

@@ -164,9 +164,16 @@ func TestPoolFor(t *testing.T) {
 		model string
 		want  Pool
 	}{
+		// The pool's window wins over the catalogue's (1,050,000).
 		{"gpt-5.5", Pool{Name: "gpt-5.5", Limits: p.Limits, ContextWindow: 256_000, MaxOutputTokens: DefaultMaxOutputTokens, Tokenizer: TokenizerO200kBase}},
-		{"gpt-4.1-mini-2025", Pool{Name: "gpt-4.1-mini", Limits: Limits{RequestsPerMinute: 30_000, TokensPerMinute: 10_000_000}, ContextWindow: DefaultContextWindow, MaxOutputTokens: 32_768}},
-		{"unlisted", Pool{Name: UnlistedPool, Limits: p.Limits, ContextWindow: DefaultContextWindow, MaxOutputTokens: DefaultMaxOutputTokens}},
+		// The pool sets no window: the catalogue's for the model requested.
+		{"gpt-4.1-mini", Pool{Name: "gpt-4.1-mini", Limits: Limits{RequestsPerMinute: 30_000, TokensPerMinute: 10_000_000}, ContextWindow: 1_047_576, MaxOutputTokens: 32_768}},
+		// A name the catalogue does not know has no window, even in a pool with one that does.
+		{"gpt-4.1-mini-2025", Pool{Name: "gpt-4.1-mini", Limits: Limits{RequestsPerMinute: 30_000, TokensPerMinute: 10_000_000}, MaxOutputTokens: 32_768}},
+		// An unlisted model the catalogue knows: its window, 1M.
+		{"claude-opus-4-7", Pool{Name: UnlistedPool, Limits: p.Limits, ContextWindow: 1_000_000, MaxOutputTokens: DefaultMaxOutputTokens}},
+		// An unlisted model nobody knows: no window, no guess.
+		{"unlisted", Pool{Name: UnlistedPool, Limits: p.Limits, MaxOutputTokens: DefaultMaxOutputTokens}},
 	}
 	for _, c := range cases {
 		if d := cmp.Diff(c.want, p.PoolFor(c.model)); d != "" {

@@ -25,6 +25,7 @@ import (
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/presets"
 )
 
 // Kinds written to limiterconfig.Source.Kind.
@@ -222,12 +223,16 @@ func provider(q *quotav1alpha1.ProviderQuota) (limiterconfig.Provider, error) {
 	if err != nil {
 		return limiterconfig.Provider{}, err
 	}
+	base, pools, err := presets.Resolve(spec)
+	if err != nil {
+		return limiterconfig.Provider{}, fmt.Errorf("spec.tier: %w", err)
+	}
 	p := limiterconfig.Provider{
 		Name:                q.Name,
 		Type:                string(spec.Provider),
 		Endpoint:            endpoint,
 		Tier:                spec.Tier,
-		Limits:              limits(spec.Limits),
+		Limits:              limits(base.Limits),
 		UnlistedModels:      cmp.Or(string(spec.UnlistedModels), limiterconfig.UnlistedShareAccountLimits),
 		SafetyMarginPercent: derefOr(spec.SafetyMarginPercent, defaultSafetyMarginPercent),
 		LearnFromHeaders:    derefOr(spec.LearnFromHeaders, true),
@@ -238,14 +243,21 @@ func provider(q *quotav1alpha1.ProviderQuota) (limiterconfig.Provider, error) {
 		key := CredentialKey(c)
 		p.Keys = append(p.Keys, limiterconfig.Key{ID: naming.KeyID(c.Name, key), File: naming.KeyFile(c.Name, key)})
 	}
-	for _, m := range spec.Models {
+	for i, m := range spec.Models {
 		model := limiterconfig.ModelPool{
 			Names:           append([]string{m.Name}, sortedSet(slices.DeleteFunc(slices.Clone(m.AdditionalNames), func(n string) bool { return n == m.Name }))...),
 			ContextWindow:   m.ContextWindow,
 			MaxOutputTokens: m.MaxOutputTokens,
 			Tokenizer:       m.Tokenizer,
 		}
-		if m.Limits != nil {
+		// With a tier, every pool carries its effective limits, so the rendered
+		// document says what each pool enforces whichever row of the preset
+		// filled it; without one, a pool carries what its spec overrides.
+		switch {
+		case spec.Tier != "":
+			l := limits(pools[i].Limits)
+			model.Limits = &l
+		case m.Limits != nil:
 			l := limits(*m.Limits)
 			model.Limits = &l
 		}

@@ -427,7 +427,7 @@ func TestChainFields(t *testing.T) {
 		pool := cfg.Providers[0].PoolFor("unknown-model")
 		want := limiterconfig.Pool{
 			Name: limiterconfig.UnlistedPool, Limits: limiterconfig.Limits{RequestsPerMinute: 100},
-			ContextWindow: limiterconfig.DefaultContextWindow, MaxOutputTokens: limiterconfig.DefaultMaxOutputTokens,
+			MaxOutputTokens: limiterconfig.DefaultMaxOutputTokens,
 		}
 		if diff := cmp.Diff(want, pool); diff != "" {
 			t.Errorf("-want +got:\n%s", diff)
@@ -517,6 +517,14 @@ func TestRenderErrors(t *testing.T) {
 				return render.Quota(&q, nil, render.Options{})
 			},
 			wantText: "spec.endpoint is required",
+		},
+		{
+			name: "a tier the presets do not know (an object that skipped admission)",
+			render: func() (*limiterconfig.Config, error) {
+				q := quota("q", func(s *quotav1alpha1.ProviderQuotaSpec) { s.Tier = "gold" })
+				return render.Quota(&q, nil, render.Options{})
+			},
+			wantText: `spec.tier: tier "gold" is not a known openai tier (known: tier-1,`,
 		},
 		{
 			name: "chain without entries",

@@ -75,7 +75,7 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 		&quotav1alpha1.ProviderQuota{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "openai-sim"},
 			Spec: quotav1alpha1.ProviderQuotaSpec{
-				Provider: quotav1alpha1.ProviderOpenAI, Endpoint: simURL, Tier: "tier-e2e",
+				Provider: quotav1alpha1.ProviderOpenAI, Endpoint: simURL, Tier: "tier-1",
 				Credentials: []quotav1alpha1.SecretKeyRef{{Name: "openai-keys", Key: "api-key"}},
 				Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 100, TokensPerMinute: 20000},
 				// Listed, so that its pool, not the shared pool of unlisted models,
