@@ -1,102 +1,43 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/testkit"
+	"github.com/aiquota/aiquota/test/harness"
 )
 
 const simKey = "sk-process-test-7e1f"
 
-// buildBinaries builds the limiter and the provider simulator once per test run.
-func buildBinaries(t *testing.T) (limiter, providersim string) {
+// startBinary starts a built binary and stops it when the test ends.
+func startBinary(t *testing.T, bin string, args ...string) *harness.Process {
 	t.Helper()
-	dir := t.TempDir()
-	for _, b := range []struct{ pkg, out string }{
-		{"github.com/aiquota/aiquota/cmd/limiter", filepath.Join(dir, "limiter")},
-		{"github.com/aiquota/aiquota/cmd/providersim", filepath.Join(dir, "providersim")},
-	} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
-		}
-	}
-	return filepath.Join(dir, "limiter"), filepath.Join(dir, "providersim")
-}
-
-// proc is a started binary whose log lines are collected.
-type proc struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	lines []string
-	done  chan error
-}
-
-func start(t *testing.T, bin string, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), done: make(chan error, 1)}
-	stderr, err := p.cmd.StderrPipe()
+	p, err := harness.Start(filepath.Base(bin), bin, args, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-		}
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-		}
-	})
+	t.Cleanup(func() { _ = p.Stop(time.Second) })
 	return p
 }
 
 // find waits for a log line matching re and returns its first group.
-func (p *proc) find(t *testing.T, re *regexp.Regexp) string {
+func find(t *testing.T, p *harness.Process, re *regexp.Regexp) string {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		p.mu.Lock()
-		for _, l := range p.lines {
-			if m := re.FindStringSubmatch(l); m != nil {
-				p.mu.Unlock()
-				return m[1]
-			}
-		}
-		p.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
+	m, err := p.WaitFor(re, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no log line matching %s; got:\n%s", re, p.log())
-	return ""
-}
-
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.lines, "\n")
+	return m[1]
 }
 
 func get(url string) (int, string) {
@@ -139,15 +80,18 @@ func readState(t *testing.T, proxy string) state {
 // of the file and on a ..data swap, and on SIGTERM finishes the request in flight
 // and exits 0.
 func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
-	limiterBin, simBin := buildBinaries(t)
+	bins, err := harness.Build(t.Context(), filepath.Join("..", ".."), t.TempDir(), "./cmd/limiter", "./cmd/providersim")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 
 	simCfg := fmt.Sprintf(`{"seed":1,"accounts":[{"key":%q,"provider":"openai","limits":{"requestsPerMinute":1000},"latency":{"timeToFirstToken":"1500ms"}}]}`, simKey)
 	if err := os.WriteFile(filepath.Join(dir, "sim.json"), []byte(simCfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sim := start(t, simBin, "--addr", "127.0.0.1:0", "--config", filepath.Join(dir, "sim.json"))
-	simAddr := sim.find(t, regexp.MustCompile(`providersim listening.* addr=(\S+)`))
+	sim := startBinary(t, bins["providersim"], "--addr", "127.0.0.1:0", "--config", filepath.Join(dir, "sim.json"))
+	simAddr := find(t, sim, regexp.MustCompile(`providersim listening.* addr=(\S+)`))
 
 	keyDir := filepath.Join(dir, "secret")
 	if err := os.Mkdir(keyDir, 0o700); err != nil {
@@ -195,10 +139,10 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	lim := start(t, limiterBin, "--config", filepath.Join(vol, "limiter.json"),
+	lim := startBinary(t, bins["limiter"], "--config", filepath.Join(vol, "limiter.json"),
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--drain-timeout", "30s", "--config-poll-interval", "200ms")
-	proxy := lim.find(t, regexp.MustCompile(`"msg":"listening".*"proxy":"([^"]+)"`))
-	admin := lim.find(t, regexp.MustCompile(`"msg":"listening".*"admin":"([^"]+)"`))
+	proxy := find(t, lim, regexp.MustCompile(`"msg":"listening".*"proxy":"([^"]+)"`))
+	admin := find(t, lim, regexp.MustCompile(`"msg":"listening".*"admin":"([^"]+)"`))
 	if code, body := get("http://" + admin + "/readyz"); code != 200 {
 		t.Fatalf("readyz: %d %s", code, body)
 	}
@@ -254,9 +198,8 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 		s := readState(t, proxy)
 		return len(s.Engine.Accounts) > 0 && s.Engine.Accounts[0].InFlight == 1
 	}))
-	if err := lim.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- lim.Stop(60 * time.Second) }()
 	testkit.Eventually(t, 60*time.Second, "readiness false while draining", testkit.True(func() bool {
 		code, _ := get("http://" + admin + "/readyz")
 		return code == 503 || code == 0
@@ -264,23 +207,17 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 	if got := <-result; !strings.HasPrefix(got, "200 ") {
 		t.Errorf("in-flight request across SIGTERM: %s", got)
 	}
-	select {
-	case err := <-lim.done:
-		if err != nil {
-			t.Errorf("limiter exit: %v\n%s", err, lim.log())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("limiter did not exit after draining\n%s", lim.log())
+	if err := <-stopped; err != nil {
+		t.Errorf("limiter exit after draining: %v\n%s", err, lim.Logs())
 	}
-	if strings.Contains(lim.log(), simKey) {
+	if strings.Contains(lim.Logs(), simKey) {
 		t.Error("the API key appears in the limiter's logs")
 	}
-	if !strings.Contains(lim.log(), `"msg":"limiter config reloaded"`) {
-		t.Errorf("no reload logged:\n%s", lim.log())
+	if !strings.Contains(lim.Logs(), `"msg":"limiter config reloaded"`) {
+		t.Errorf("no reload logged:\n%s", lim.Logs())
 	}
-	_ = sim.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-sim.done; err != nil {
-		t.Errorf("providersim exit: %v\n%s", err, sim.log())
+	if err := sim.Stop(60 * time.Second); err != nil {
+		t.Errorf("providersim exit: %v\n%s", err, sim.Logs())
 	}
 }
 

@@ -1,77 +1,42 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/test/harness"
 )
-
-// buildBinary compiles providersim into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "providersim")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 var listening = regexp.MustCompile(`msg="providersim listening" addr=(\S+)`)
 
 // TestBinaryServesAndStopsOnSIGTERM runs the real binary: it listens on a free port,
 // answers a request as the default OpenAI account, and exits 0 on SIGTERM.
 func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
-	bin := buildBinary(t)
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--seed", "5")
-	stderr, err := cmd.StderrPipe()
+	bins, err := harness.Build(t.Context(), filepath.Join("..", ".."), t.TempDir(), "./cmd/providersim")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	sim, err := harness.Start("providersim", bins["providersim"], []string{"--addr", "127.0.0.1:0", "--seed", "5"}, nil, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	var logs bytes.Buffer
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				addrCh <- m[1]
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	})
-
-	var addr string
-	select {
-	case addr = <-addrCh:
-	case err := <-exited:
-		t.Fatalf("providersim exited before listening: %v\n%s", err, logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no listening line within 30s:\n%s", logs.String())
+	t.Cleanup(func() { _ = sim.Stop(time.Second) })
+	m, err := sim.WaitFor(listening, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(logs.String(), "seed=5") {
-		t.Errorf("the --seed flag did not reach the config: %s", logs.String())
+	addr := m[1]
+	if !strings.Contains(sim.Logs(), "seed=5") {
+		t.Errorf("the --seed flag did not reach the config: %s", sim.Logs())
 	}
 
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/chat/completions",
@@ -96,19 +61,11 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 			resp.StatusCode, resp.Header.Get("x-ratelimit-limit-requests"), got.Usage.CompletionTokens, body)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	if err := sim.Stop(30 * time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, sim.Logs())
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("still running 30s after SIGTERM:\n%s", logs.String())
-	}
-	if !strings.Contains(logs.String(), "providersim stopped") {
-		t.Errorf("no clean stop logged:\n%s", logs.String())
+	if !strings.Contains(sim.Logs(), "providersim stopped") {
+		t.Errorf("no clean stop logged:\n%s", sim.Logs())
 	}
 }
 

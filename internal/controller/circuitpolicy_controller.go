@@ -5,9 +5,6 @@ import (
 	"fmt"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
@@ -26,18 +23,10 @@ type CircuitPolicyReconciler struct {
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=quota.aiquota.dev,resources=circuitpolicies/status,verbs=get;patch
 
-func (r *CircuitPolicyReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {
-	err := ctrl.NewControllerManagedBy(mgr).
-		Named(controllerNameCircuitPolicy).
-		// The control channel writes breaker states into status often; those
-		// writes do not change the generation and never trigger a reconcile.
-		For(&quotav1alpha1.CircuitPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles}).
-		Complete(wrap(controllerNameCircuitPolicy, r))
-	if err != nil {
-		return fmt.Errorf("set up the CircuitPolicy controller: %w", err)
-	}
-	return nil
+func (r *CircuitPolicyReconciler) setup(mgr ctrl.Manager, wrap wrapFunc) error {
+	// The control channel writes breaker states into status often; see newController.
+	b := r.newController(mgr, controllerNameCircuitPolicy, &quotav1alpha1.CircuitPolicy{})
+	return r.complete(b, controllerNameCircuitPolicy, kindCircuitPolicy, r, wrap, nil)
 }
 
 // Reconcile validates one CircuitPolicy.

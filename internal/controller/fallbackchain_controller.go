@@ -15,12 +15,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
@@ -44,26 +42,18 @@ type FallbackChainReconciler struct {
 // list and watch feed the cache of labelled ConfigMaps (newOwnedCache).
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch
 
-func (r *FallbackChainReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {
+func (r *FallbackChainReconciler) setup(mgr ctrl.Manager, wrap wrapFunc) error {
 	generation := builder.WithPredicates(predicate.GenerationChangedPredicate{})
-	b := ctrl.NewControllerManagedBy(mgr).
-		Named(controllerNameFallbackChain).
-		For(&quotav1alpha1.FallbackChain{}, generation).
+	b := r.newController(mgr, controllerNameFallbackChain, &quotav1alpha1.FallbackChain{}).
 		// A quota's spec, and its verdict on its credential Secrets (the quota
 		// rechecks those; the chain takes its word), but not the control channel's
 		// frequent utilisation writes.
 		Watches(&quotav1alpha1.ProviderQuota{}, handler.EnqueueRequestsFromMapFunc(r.chainsForQuota),
 			builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, credentialVerdictChanged))).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.chainsForPolicy), generation).
-		Owns(&corev1.ConfigMap{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
-	if r.ca != nil {
-		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allChains)))
-	}
-	if err := b.Complete(wrap(controllerNameFallbackChain, r)); err != nil {
-		return fmt.Errorf("set up the FallbackChain controller: %w", err)
-	}
-	return nil
+		Owns(&corev1.ConfigMap{})
+	return r.complete(b, controllerNameFallbackChain, kindFallbackChain, r, wrap,
+		func() client.ObjectList { return &quotav1alpha1.FallbackChainList{} })
 }
 
 // Reconcile brings one FallbackChain's ConfigMap and status up to date.
@@ -378,19 +368,6 @@ func (r *FallbackChainReconciler) chainsForPolicy(ctx context.Context, obj clien
 		all = append(all, chains)
 	}
 	return requests(ns, all...)
-}
-
-func (r *FallbackChainReconciler) allChains(ctx context.Context, _ client.Object) []reconcile.Request {
-	list := &quotav1alpha1.FallbackChainList{}
-	if err := r.client.List(ctx, list); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "cannot list FallbackChains to re-render them with the new CA bundle")
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, c := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
-	}
-	return out
 }
 
 // credentialVerdict is what a quota's own reconcile found wrong with its credential

@@ -13,11 +13,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
@@ -46,24 +44,15 @@ type ProviderQuotaReconciler struct {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
-func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap func(string, reconcile.Reconciler) reconcile.Reconciler) error {
-	b := ctrl.NewControllerManagedBy(mgr).
-		Named(controllerNameProviderQuota).
-		// Status writes (ours, and the control channel's frequent ones) do not
-		// change the generation, so they do not trigger a reconcile; the one
-		// exception is a change of the learned limits, which effectiveLimits shows.
-		For(&quotav1alpha1.ProviderQuota{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, learnedLimitsChanged))).
+func (r *ProviderQuotaReconciler) setup(mgr ctrl.Manager, wrap wrapFunc) error {
+	// Besides spec changes, a change of the learned limits, which effectiveLimits
+	// shows, is the one status write that triggers a reconcile.
+	b := r.newController(mgr, controllerNameProviderQuota, &quotav1alpha1.ProviderQuota{}, learnedLimitsChanged).
 		Watches(&quotav1alpha1.CircuitPolicy{}, handler.EnqueueRequestsFromMapFunc(r.quotasForPolicy),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.ConfigMap{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.opts.MaxConcurrentReconciles})
-	if r.ca != nil {
-		b = b.WatchesRawSource(source.Channel(r.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(r.allQuotas)))
-	}
-	if err := b.Complete(wrap(controllerNameProviderQuota, r)); err != nil {
-		return fmt.Errorf("set up the ProviderQuota controller: %w", err)
-	}
-	return nil
+		Owns(&corev1.ConfigMap{})
+	return r.complete(b, controllerNameProviderQuota, kindProviderQuota, r, wrap,
+		func() client.ObjectList { return &quotav1alpha1.ProviderQuotaList{} })
 }
 
 // Reconcile brings one ProviderQuota's ConfigMap and status up to date.
@@ -167,18 +156,4 @@ func (r *ProviderQuotaReconciler) quotasForPolicy(ctx context.Context, obj clien
 		ctrl.LoggerFrom(ctx).Error(err, "cannot map a CircuitPolicy to its ProviderQuotas", "circuitPolicy", klog.KObj(obj))
 	}
 	return requests(obj.GetNamespace(), names)
-}
-
-// allQuotas answers a change of the CA bundle, which every config carries.
-func (r *ProviderQuotaReconciler) allQuotas(ctx context.Context, _ client.Object) []reconcile.Request {
-	list := &quotav1alpha1.ProviderQuotaList{}
-	if err := r.client.List(ctx, list); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "cannot list ProviderQuotas to re-render them with the new CA bundle")
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, q := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&q)})
-	}
-	return out
 }

@@ -11,12 +11,19 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/render"
@@ -74,7 +81,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 }
 
 // setup registers the reconcilers, each through wrap (tests observe them with it).
-func setup(mgr ctrl.Manager, opts Options, wrap func(controllerName string, r reconcile.Reconciler) reconcile.Reconciler) (*deps, error) {
+func setup(mgr ctrl.Manager, opts Options, wrap wrapFunc) (*deps, error) {
 	d, err := newDeps(mgr, opts)
 	if err != nil {
 		return nil, err
@@ -89,6 +96,52 @@ func setup(mgr ctrl.Manager, opts Options, wrap func(controllerName string, r re
 		return nil, err
 	}
 	return d, nil
+}
+
+// wrapFunc wraps a reconciler as it is registered (tests observe them with it).
+type wrapFunc func(controllerName string, r reconcile.Reconciler) reconcile.Reconciler
+
+// newController starts the builder every reconciler shares: named, reconciling obj
+// when its spec changes or one of also says so, with the configured concurrency.
+// Status writes (ours, and the control channel's frequent ones) do not change the
+// generation, so only those that also names trigger a reconcile.
+func (d *deps) newController(mgr ctrl.Manager, name string, obj client.Object, also ...predicate.Predicate) *builder.Builder {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(name).
+		For(obj, builder.WithPredicates(predicate.Or(append([]predicate.Predicate{predicate.GenerationChangedPredicate{}}, also...)...))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: d.opts.MaxConcurrentReconciles})
+}
+
+// complete registers r, built by b, through wrap. A kind whose configs carry the CA
+// bundle passes newList: a change of the bundle then requeues every object of the
+// kind, listed with it.
+func (d *deps) complete(b *builder.Builder, name, kind string, r reconcile.Reconciler, wrap wrapFunc, newList func() client.ObjectList) error {
+	if newList != nil && d.ca != nil {
+		b = b.WatchesRawSource(source.Channel(d.ca.subscribe(), handler.EnqueueRequestsFromMapFunc(d.requeueAll(kind, newList))))
+	}
+	if err := b.Complete(wrap(name, r)); err != nil {
+		return fmt.Errorf("set up the %s controller: %w", kind, err)
+	}
+	return nil
+}
+
+// requeueAll answers a change of the CA bundle, which every config carries.
+func (d *deps) requeueAll(kind string, newList func() client.ObjectList) handler.MapFunc {
+	return func(ctx context.Context, _ client.Object) []reconcile.Request {
+		list := newList()
+		if err := d.client.List(ctx, list); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "cannot list objects to re-render them with the new CA bundle", "kind", kind)
+			return nil
+		}
+		out := make([]reconcile.Request, 0, meta.LenList(list))
+		_ = meta.EachListItem(list, func(o runtime.Object) error {
+			if obj, ok := o.(client.Object); ok {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
+			}
+			return nil
+		})
+		return out
+	}
 }
 
 // deps is what the reconcilers share.

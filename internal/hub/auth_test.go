@@ -178,27 +178,34 @@ func TestTokenCheckOutageIsRetryable(t *testing.T) {
 // 503 with the given code and a Retry-After.
 func expectRetryable(t *testing.T, authErr error, code string) {
 	t.Helper()
+	status, header, eb := postWithAuth(t, authFunc(func(context.Context, string, string) (Identity, error) { return Identity{}, authErr }), nil)
+	if status != http.StatusServiceUnavailable || eb.Error.Code != code || header.Get("Retry-After") == "" {
+		t.Errorf("token check failing with %v: got %d %+v, Retry-After %q; want 503 %s with Retry-After",
+			authErr, status, eb, header.Get("Retry-After"), code)
+	}
+}
+
+// postWithAuth posts an empty report with a bearer token, and the extra headers,
+// to a leading Handler whose authenticator is auth, and returns the answer's
+// status, headers and error body.
+func postWithAuth(t *testing.T, auth Authenticator, header http.Header) (int, http.Header, hubapi.ErrorBody) {
+	t.Helper()
 	leading := make(chan struct{})
 	close(leading)
-	h := &Handler{
-		Aggregator:    NewAggregator(nil, 3),
-		Authenticator: authFunc(func(context.Context, string, string) (Identity, error) { return Identity{}, authErr }),
-		Leading:       leading,
-		Log:           (&logBuffer{}).logger(),
-	}
+	h := &Handler{Aggregator: NewAggregator(nil, 3), Authenticator: auth, Leading: leading, Log: (&logBuffer{}).logger()}
 	srv := httptest.NewTLSServer(h)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+hubapi.Path, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	req.Header.Set("Authorization", "Bearer x")
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if eb := readError(t, resp); resp.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != code || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("token check failing with %v: got %d %+v, Retry-After %q; want 503 %s with Retry-After",
-			authErr, resp.StatusCode, eb, resp.Header.Get("Retry-After"), code)
-	}
+	return resp.StatusCode, resp.Header, readError(t, resp)
 }
 
 type authFunc func(ctx context.Context, token, source string) (Identity, error)

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -36,36 +35,36 @@ import (
 )
 
 var (
-	envOnce   sync.Once
-	envErr    error
 	env       *testenv.Env
 	clientset *kubernetes.Clientset
 )
 
-// requireEnv starts the API server on first use: the pure tests and the fuzz
-// workers (each a process of its own) never pay for it.
-func requireEnv(t *testing.T) {
-	t.Helper()
-	envOnce.Do(func() {
-		env, envErr = testenv.Start()
-		if envErr == nil {
-			clientset, envErr = kubernetes.NewForConfig(env.Config)
+// apiServer is started by the first test that needs it (requireEnv): the pure tests
+// and the fuzz workers (each a process of its own) never pay for it.
+var apiServer = testenv.Lazy[*testenv.Env]{
+	Start: func() (*testenv.Env, error) {
+		e, err := testenv.Start()
+		if err != nil {
+			return nil, err
 		}
-	})
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
+		cs, err := kubernetes.NewForConfig(e.Config)
+		if err != nil {
+			_ = e.Stop()
+			return nil, fmt.Errorf("clientset for the API server: %w", err)
+		}
+		env, clientset = e, cs
+		return e, nil
+	},
+	Stop: (*testenv.Env).Stop,
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop the API server:", err)
-		}
-	}
-	os.Exit(code)
+// requireEnv sets env and clientset, starting the API server on first use.
+func requireEnv(t *testing.T) {
+	t.Helper()
+	apiServer.Get(t)
 }
+
+func TestMain(m *testing.M) { apiServer.Main(m) }
 
 // testCerts is a CA and a serving certificate for 127.0.0.1 and localhost.
 type testCerts struct {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -225,31 +224,13 @@ func TestOneSourceCannotExhaustReviews(t *testing.T) {
 // TestSourceLimitIsA429: the handler turns a source limit into 429 busy with a
 // whole-second Retry-After, which the hub client honours.
 func TestSourceLimitIsA429(t *testing.T) {
-	leading := make(chan struct{})
-	close(leading)
 	var sources []string
-	h := &Handler{
-		Aggregator: NewAggregator(nil, 3),
-		Authenticator: authFunc(func(_ context.Context, _, source string) (Identity, error) {
-			sources = append(sources, source)
-			return Identity{}, &SourceLimitedError{RetryAfter: 2500 * time.Millisecond}
-		}),
-		Leading: leading,
-		Log:     (&logBuffer{}).logger(),
-	}
-	srv := httptest.NewTLSServer(h)
-	defer srv.Close()
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+hubapi.Path, nil)
-	req.Header.Set("Authorization", "Bearer x")
-	req.Header.Set("X-Forwarded-For", "10.9.9.9")
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	eb := readError(t, resp)
-	if resp.StatusCode != http.StatusTooManyRequests || eb.Error.Code != hubapi.CodeBusy || resp.Header.Get("Retry-After") != "3" {
-		t.Errorf("got %d %+v Retry-After %q; want 429 busy 3", resp.StatusCode, eb, resp.Header.Get("Retry-After"))
+	status, header, eb := postWithAuth(t, authFunc(func(_ context.Context, _, source string) (Identity, error) {
+		sources = append(sources, source)
+		return Identity{}, &SourceLimitedError{RetryAfter: 2500 * time.Millisecond}
+	}), http.Header{"X-Forwarded-For": {"10.9.9.9"}})
+	if status != http.StatusTooManyRequests || eb.Error.Code != hubapi.CodeBusy || header.Get("Retry-After") != "3" {
+		t.Errorf("got %d %+v Retry-After %q; want 429 busy 3", status, eb, header.Get("Retry-After"))
 	}
 	if d := cmp.Diff([]string{"127.0.0.1"}, sources); d != "" {
 		t.Errorf("source (-want +got), the TCP peer and never a header:\n%s", d)

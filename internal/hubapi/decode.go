@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/aiquota/aiquota/internal/jsonduration"
 )
 
 // ErrTooLarge is returned (wrapped) for a document over its size bound.
@@ -118,6 +120,26 @@ func (v *validator) addf(field, format string, args ...any) {
 	}
 }
 
+// tooMany reports a list at field longer than max, and says whether it was.
+func (v *validator) tooMany(field string, n, max int) bool {
+	if n > max {
+		v.addf(field, "has %d entries, more than %d", n, max)
+		return true
+	}
+	return false
+}
+
+// entries checks the length of the list at field, then each entry, named field[i],
+// with check.
+func entries[T any](v *validator, field string, list []T, max int, check func(f string, e *T)) {
+	if v.tooMany(field, len(list), max) {
+		return
+	}
+	for i := range list {
+		check(fmt.Sprintf("%s[%d]", field, i), &list[i])
+	}
+}
+
 func (v *validator) name(field, s string, max int) {
 	switch {
 	case s == "":
@@ -199,26 +221,16 @@ func (r *Report) Validate() error {
 }
 
 func (r *Report) validateChain(v *validator) {
-	if len(r.Chain) > MaxChainEntries {
-		v.addf("chain", "has %d entries, more than %d", len(r.Chain), MaxChainEntries)
-		return
-	}
-	for i, e := range r.Chain {
-		f := fmt.Sprintf("chain[%d]", i)
+	entries(v, "chain", r.Chain, MaxChainEntries, func(f string, e *ChainEntry) {
 		v.name(f+".provider", e.Provider, maxNameLen)
 		v.name(f+".model", e.Model, maxNameLen)
 		v.name(f+".pool", e.Pool, maxNameLen)
-	}
+	})
 }
 
 func (r *Report) validateAccounts(v *validator) {
-	if len(r.Accounts) > MaxAccounts {
-		v.addf("pools", "has %d entries, more than %d", len(r.Accounts), MaxAccounts)
-		return
-	}
 	seen := make(map[[3]string]bool, len(r.Accounts))
-	for i, p := range r.Accounts {
-		f := fmt.Sprintf("pools[%d]", i)
+	entries(v, "pools", r.Accounts, MaxAccounts, func(f string, p *Account) {
 		v.name(f+".provider", p.Provider, maxNameLen)
 		v.name(f+".pool", p.Pool, maxNameLen)
 		v.name(f+".key", p.Key, 2*maxNameLen+1)
@@ -243,24 +255,17 @@ func (r *Report) validateAccounts(v *validator) {
 		validateLimits(v, f+".limits", p.Limits)
 		validateLimits(v, f+".learned", p.Learned)
 		v.float(f+".throttle", p.Throttle, 0, 1)
-		if len(p.Buckets) > len(LimitKinds) {
-			v.addf(f+".buckets", "has %d entries, more than %d", len(p.Buckets), len(LimitKinds))
-		} else {
-			for j, b := range p.Buckets {
-				bf := fmt.Sprintf("%s.buckets[%d]", f, j)
-				if !slices.Contains(LimitKinds, b.Kind) {
-					v.addf(bf+".kind", "unknown limit kind %q", truncate(b.Kind))
-				}
-				v.float(bf+".ratePerMinute", b.RatePerMinute, 0, maxBucketMagnitude)
-				v.float(bf+".burst", b.Burst, 0, maxBucketMagnitude)
-				v.float(bf+".level", b.Level, -maxBucketMagnitude, maxBucketMagnitude)
+		entries(v, f+".buckets", p.Buckets, len(LimitKinds), func(bf string, b *Bucket) {
+			if !slices.Contains(LimitKinds, b.Kind) {
+				v.addf(bf+".kind", "unknown limit kind %q", truncate(b.Kind))
 			}
-		}
+			v.float(bf+".ratePerMinute", b.RatePerMinute, 0, maxBucketMagnitude)
+			v.float(bf+".burst", b.Burst, 0, maxBucketMagnitude)
+			v.float(bf+".level", b.Level, -maxBucketMagnitude, maxBucketMagnitude)
+		})
 		if h := p.Headers; h != nil {
 			v.time(f+".headers.at", h.At)
-			if len(h.Windows) > MaxHeaderWindows {
-				v.addf(f+".headers.windows", "has %d entries, more than %d", len(h.Windows), MaxHeaderWindows)
-			}
+			v.tooMany(f+".headers.windows", len(h.Windows), MaxHeaderWindows)
 			for kind, w := range h.Windows {
 				if !slices.Contains(LimitKinds, kind) {
 					v.addf(f+".headers.windows", "unknown limit kind %q", truncate(kind))
@@ -273,7 +278,7 @@ func (r *Report) validateAccounts(v *validator) {
 				}
 			}
 		}
-	}
+	})
 }
 
 func validateLimits(v *validator, f string, l Limits) {
@@ -287,31 +292,21 @@ func validateLimits(v *validator, f string, l Limits) {
 }
 
 func (r *Report) validateQueues(v *validator) {
-	if len(r.Queues) > MaxQueues {
-		v.addf("queues", "has %d entries, more than %d", len(r.Queues), MaxQueues)
-		return
-	}
-	for i, q := range r.Queues {
-		f := fmt.Sprintf("queues[%d]", i)
+	entries(v, "queues", r.Queues, MaxQueues, func(f string, q *Queue) {
 		v.name(f+".provider", q.Provider, maxNameLen)
 		v.name(f+".pool", q.Pool, maxNameLen)
 		v.count(f+".depth", q.Depth)
 		v.count(f+".admitted", q.Admitted)
 		v.count(f+".queued", q.Queued)
 		v.count(f+".rejected", q.Rejected)
-	}
+	})
 }
 
 var breakerStates = []string{BreakerClosed, BreakerOpen, BreakerHalfOpen}
 
 func (r *Report) validateBreakers(v *validator) {
-	if len(r.Breakers) > MaxBreakers {
-		v.addf("breakers", "has %d entries, more than %d", len(r.Breakers), MaxBreakers)
-		return
-	}
 	seen := make(map[[2]string]bool, len(r.Breakers))
-	for i, b := range r.Breakers {
-		f := fmt.Sprintf("breakers[%d]", i)
+	entries(v, "breakers", r.Breakers, MaxBreakers, func(f string, b *Breaker) {
 		v.name(f+".provider", b.Provider, maxNameLen)
 		v.name(f+".model", b.Model, maxNameLen)
 		v.optionalName(f+".policy", b.Policy, maxNameLen)
@@ -328,17 +323,12 @@ func (r *Report) validateBreakers(v *validator) {
 		}
 		v.count(f+".consecutiveFailures", b.ConsecutiveFailures)
 		v.count(f+".opens", b.Opens)
-		if len(b.Transitions) > MaxTransitions {
-			v.addf(f+".transitions", "has %d entries, more than %d", len(b.Transitions), MaxTransitions)
-		} else {
-			for j, t := range b.Transitions {
-				tf := fmt.Sprintf("%s.transitions[%d]", f, j)
-				v.time(tf+".at", t.At)
-				if !slices.Contains(breakerStates, t.From) || !slices.Contains(breakerStates, t.To) {
-					v.addf(tf, "states must be one of %s", strings.Join(breakerStates, ", "))
-				}
+		entries(v, f+".transitions", b.Transitions, MaxTransitions, func(tf string, t *Transition) {
+			v.time(tf+".at", t.At)
+			if !slices.Contains(breakerStates, t.From) || !slices.Contains(breakerStates, t.To) {
+				v.addf(tf, "states must be one of %s", strings.Join(breakerStates, ", "))
 			}
-		}
+		})
 		if lf := b.LastFailure; lf != nil {
 			v.time(f+".lastFailure.at", lf.At)
 			v.name(f+".lastFailure.kind", lf.Kind, 64)
@@ -346,12 +336,11 @@ func (r *Report) validateBreakers(v *validator) {
 				v.addf(f+".lastFailure.status", "must be an HTTP status or 0, got %d", lf.Status)
 			}
 		}
-	}
+	})
 }
 
 func (r *Report) validateFailovers(v *validator) {
-	if len(r.Failovers) > MaxFailoverCounts {
-		v.addf("failovers", "has %d entries, more than %d", len(r.Failovers), MaxFailoverCounts)
+	if v.tooMany("failovers", len(r.Failovers), MaxFailoverCounts) {
 		return
 	}
 	entry := func(field string, i int) {
@@ -389,27 +378,4 @@ func truncate(s string) string {
 }
 
 // Duration is a time.Duration written as a Go duration string ("10s").
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// MarshalJSON writes the Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON reads a Go duration string; numbers are refused because their unit
-// would be a guess.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"10s\", got %s", truncate(string(b)))
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", truncate(s), err)
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = jsonduration.Duration

@@ -152,7 +152,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"not json", []byte("hello"), "decode report: invalid character"},
 		{"trailing", append(append([]byte{}, valid...), []byte(` {}`)...), "trailing data"},
 		{"array", []byte(`[]`), "cannot unmarshal array"},
-		{"numeric duration", bytes.Replace(valid, []byte(`"reportInterval":"10s"`), []byte(`"reportInterval":10`), 1), `duration must be a string such as "10s"`},
+		{"numeric duration", bytes.Replace(valid, []byte(`"reportInterval":"10s"`), []byte(`"reportInterval":10`), 1), `duration must be a string such as "1s"`},
 		{"bad duration", bytes.Replace(valid, []byte(`"reportInterval":"10s"`), []byte(`"reportInterval":"soon"`), 1), `duration "soon"`},
 		{"too large", append(bytes.Repeat([]byte(" "), MaxReportBytes), valid...), "more than the 1048576 allowed"},
 	}

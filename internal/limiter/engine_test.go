@@ -61,13 +61,20 @@ func TestReloadKeepsStateAndAppliesChangedLimits(t *testing.T) {
 	}
 }
 
-func TestReloadRejectsWaitersOfRemovedPools(t *testing.T) {
+// waiterBehindFullSlot is an engine whose one account on gpt-x has its one
+// concurrency slot taken and one request waiting for it, whose outcome arrives on out.
+func waiterBehindFullSlot(t *testing.T) (e *Engine, out <-chan admitted) {
 	cfg := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 5})
-	e, _ := testEngine(t, cfg)
+	e, _ = testEngine(t, cfg)
 	pool := mustPool(t, e, "gpt-x")
 	pool.TryAdmit(Demand{})
-	out := make(chan admitted, 1)
-	admitAsync(t, pool, "w", Demand{}, 5, time.Hour, out)
+	ch := make(chan admitted, 1)
+	admitAsync(t, pool, "w", Demand{}, 5, time.Hour, ch)
+	return e, ch
+}
+
+func TestReloadRejectsWaitersOfRemovedPools(t *testing.T) {
+	e, out := waiterBehindFullSlot(t)
 
 	next := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{})
 	next.Providers[0].Name = "renamed"
@@ -83,12 +90,7 @@ func TestReloadRejectsWaitersOfRemovedPools(t *testing.T) {
 }
 
 func TestReloadRaisingALimitWakesWaiters(t *testing.T) {
-	cfg := testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Hour), MaxDepth: 5})
-	e, _ := testEngine(t, cfg)
-	pool := mustPool(t, e, "gpt-x")
-	pool.TryAdmit(Demand{})
-	out := make(chan admitted, 1)
-	admitAsync(t, pool, "w", Demand{}, 5, time.Hour, out)
+	e, out := waiterBehindFullSlot(t)
 	e.Apply(testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 2}, limiterconfig.Queue{}))
 	if a := <-out; a.err != nil {
 		t.Fatalf("waiter err = %v, want admitted after the raise", a.err)

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/aiquota/aiquota/internal/jsonduration"
 )
 
 // SchemaVersion is the value of Config.SchemaVersion this package reads and writes.
@@ -316,37 +318,7 @@ func Marshal(c *Config) ([]byte, error) {
 }
 
 // Duration is a time.Duration written as a Go duration string ("1m30s").
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// MarshalJSON writes the Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON reads a Go duration string; numbers are refused because their unit
-// would be a guess.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"1s\" or \"2m30s\", got %s", truncate(b, 40))
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", truncate([]byte(s), 40), err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) <= n {
-		return string(b)
-	}
-	return string(b[:n]) + "..."
-}
+type Duration = jsonduration.Duration
 
 // Pool is a provider's model pool resolved for one model name.
 type Pool struct {

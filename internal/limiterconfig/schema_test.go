@@ -36,19 +36,26 @@ func validConfig() *Config {
 	}
 }
 
-func TestRoundTrip(t *testing.T) {
-	want := validConfig()
-	b, err := Marshal(want)
+// roundTrip marshals c, parses it back, fails t unless that gives c again, and
+// returns the document and what it parsed to.
+func roundTrip(t *testing.T, c *Config) ([]byte, *Config) {
+	t.Helper()
+	b, err := Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := Parse(b)
 	if err != nil {
-		t.Fatalf("Parse(Marshal(valid)): %v\n%s", err, b)
+		t.Fatalf("re-parse of a marshalled valid config: %v\n%s", err, b)
 	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("round trip (-want +got):\n%s", d)
+	if d := cmp.Diff(c, got); d != "" {
+		t.Fatalf("round trip changed the config (-want +got):\n%s", d)
 	}
+	return b, got
+}
+
+func TestRoundTrip(t *testing.T) {
+	b, got := roundTrip(t, validConfig())
 	again, err := Marshal(got)
 	if err != nil {
 		t.Fatal(err)
@@ -206,17 +213,7 @@ func FuzzParse(f *testing.F) {
 		if err := c.Validate(); err != nil {
 			t.Fatalf("Parse accepted a document Validate refuses: %v", err)
 		}
-		b, err := Marshal(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c2, err := Parse(b)
-		if err != nil {
-			t.Fatalf("re-parse of a marshalled valid config: %v\n%s", err, b)
-		}
-		if d := cmp.Diff(c, c2); d != "" {
-			t.Fatalf("round trip changed the config:\n%s", d)
-		}
+		b, _ := roundTrip(t, c)
 		var anyJSON map[string]any
 		if err := json.Unmarshal(b, &anyJSON); err != nil {
 			t.Fatalf("Marshal wrote invalid JSON: %v", err)

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,37 +34,16 @@ var testNow = time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 type cluster struct {
 	env        *testenv.Env
 	c          client.Client
+	dir        string // holds the kubeconfig
 	kubeconfig string
 }
 
-var (
-	clusterOnce sync.Once
-	shared      *cluster
-	clusterErr  error
-	kubeDir     string
-)
+// sharedCluster is started by the first test that needs it (apiServer).
+var sharedCluster = testenv.Lazy[*cluster]{Start: startCluster, Stop: (*cluster).stop}
 
 func TestMain(m *testing.M) {
 	logf.SetLogger(logr.Discard())
-	code := m.Run()
-	if shared != nil {
-		if err := shared.env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop envtest:", err)
-		}
-	}
-	if kubeDir != "" {
-		_ = os.RemoveAll(kubeDir)
-	}
-	os.Exit(code)
-}
-
-func apiServer(t *testing.T) *cluster {
-	t.Helper()
-	clusterOnce.Do(func() { shared, clusterErr = startCluster() })
-	if clusterErr != nil {
-		t.Fatal(clusterErr)
-	}
-	return shared
+	sharedCluster.Main(m)
 }
 
 func startCluster() (*cluster, error) {
@@ -73,20 +51,33 @@ func startCluster() (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	kubeDir, err = os.MkdirTemp("", "kubectl-aiquota-")
-	if err != nil {
+	cl := &cluster{env: env, c: env.Client}
+	fail := func(err error) (*cluster, error) {
+		_ = cl.stop()
 		return nil, err
 	}
-	kc, err := env.WriteKubeconfig(kubeDir)
-	if err != nil {
-		return nil, err
+	if cl.dir, err = os.MkdirTemp("", "kubectl-aiquota-"); err != nil {
+		return fail(err)
 	}
-	cl := &cluster{env: env, c: env.Client, kubeconfig: kc}
+	if cl.kubeconfig, err = env.WriteKubeconfig(cl.dir); err != nil {
+		return fail(err)
+	}
 	if err := cl.load(context.Background(), filepath.Join("testdata", "cluster.yaml")); err != nil {
-		_ = env.Stop()
-		return nil, err
+		return fail(err)
 	}
 	return cl, nil
+}
+
+func (cl *cluster) stop() error {
+	if cl.dir != "" {
+		_ = os.RemoveAll(cl.dir)
+	}
+	return cl.env.Stop()
+}
+
+func apiServer(t *testing.T) *cluster {
+	t.Helper()
+	return sharedCluster.Get(t)
 }
 
 // load creates every object of a YAML file and then writes the status it carries

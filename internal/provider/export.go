@@ -33,6 +33,24 @@ func JSONInt(v []byte, limit int64) (n int64, ok bool) {
 	return n, ok && !neg && !big && kindOf(v) == kindNumber
 }
 
+// JSONKind classifies a raw JSON value by its first byte.
+type JSONKind = jsonKind
+
+// The kinds of JSON value; KindInvalid is an empty value or one that starts like
+// no JSON value.
+const (
+	KindInvalid = kindInvalid
+	KindNull    = kindNull
+	KindBool    = kindBool
+	KindNumber  = kindNumber
+	KindString  = kindString
+	KindArray   = kindArray
+	KindObject  = kindObject
+)
+
+// KindOf classifies a raw value from EachMember or EachElement.
+func KindOf(v []byte) JSONKind { return kindOf(v) }
+
 // ErrorMessage returns the message of a provider error body in any dialect (the
 // shapes Classify reads), bounded in length; "" when there is none.
 func ErrorMessage(d Dialect, body []byte) string {

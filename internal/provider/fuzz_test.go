@@ -160,14 +160,7 @@ func runBytes(d Dialect, strip bool, chunks ...[]byte) streamResult {
 			scratch[i] = '#'
 		}
 	}
-	out.Write(tr.Flush())
-	var r streamResult
-	r.Forwarded = out.String()
-	r.Usage, r.HasUsage = tr.Usage()
-	r.Done = tr.Done()
-	r.Kind, r.Message, r.Failed = tr.Failed()
-	r.Code = tr.FailedCode()
-	return r
+	return finish(tr, &out)
 }
 
 var failureKinds = []string{"serverError", "unavailable", "timeout", "connectionError", "rateLimited", "circuitOpen", "contextLengthExceeded", "quotaExhausted"}

@@ -380,6 +380,14 @@ func (t *StreamTracker) readEvent(name, data []byte) (strip bool) {
 	return false
 }
 
+// The members of a stream event the tracker reads, by dialect.
+var (
+	usageAndError        = []string{"usage", "error"}
+	openAIEventFields    = []string{"usage", "error", "choices", "type", "response"}
+	anthropicEventFields = []string{"usage", "error", "type", "message"}
+	geminiEventFields    = []string{"usageMetadata", "error", "candidates"}
+)
+
 func (t *StreamTracker) readOpenAI(name, data []byte) (strip bool) {
 	if string(data) == "[DONE]" {
 		t.done = true
@@ -395,22 +403,9 @@ func (t *StreamTracker) readOpenAI(name, data []byte) (strip bool) {
 	default:
 		return false
 	}
-	var usage, choices, errObj, typ, response []byte
-	eachMember(data, func(k []byte, esc bool, v []byte) bool {
-		switch {
-		case keyIs(k, esc, "usage"):
-			usage = v
-		case keyIs(k, esc, "choices"):
-			choices = v
-		case keyIs(k, esc, "error"):
-			errObj = v
-		case keyIs(k, esc, "type"):
-			typ = v
-		case keyIs(k, esc, "response"):
-			response = v
-		}
-		return true
-	})
+	var m [5][]byte
+	collect(data, openAIEventFields, m[:])
+	usage, errObj, choices, typ, response := m[0], m[1], m[2], m[3], m[4]
 	evType := name
 	if len(evType) == 0 {
 		evType = str(typ)
@@ -418,16 +413,9 @@ func (t *StreamTracker) readOpenAI(name, data []byte) (strip bool) {
 	switch string(evType) {
 	case "response.completed", "response.incomplete", "response.failed":
 		// The Responses API reports usage on the final response object.
-		var ru, re []byte
-		eachMember(response, func(k []byte, esc bool, v []byte) bool {
-			switch {
-			case keyIs(k, esc, "usage"):
-				ru = v
-			case keyIs(k, esc, "error"):
-				re = v
-			}
-			return true
-		})
+		var rm [2][]byte
+		collect(response, usageAndError, rm[:])
+		ru, re := rm[0], rm[1]
 		if u, ok := openAIUsage(ru); ok {
 			t.usage, t.hasUsage = u, true
 		}
@@ -491,32 +479,17 @@ func (t *StreamTracker) readAnthropic(name, data []byte) {
 	default:
 		return // content blocks and pings carry nothing the limiter needs
 	}
-	var typ, message, usage, errObj []byte
-	eachMember(data, func(k []byte, esc bool, v []byte) bool {
-		switch {
-		case keyIs(k, esc, "type"):
-			typ = v
-		case keyIs(k, esc, "message"):
-			message = v
-		case keyIs(k, esc, "usage"):
-			usage = v
-		case keyIs(k, esc, "error"):
-			errObj = v
-		}
-		return true
-	})
+	var m [4][]byte
+	collect(data, anthropicEventFields, m[:])
+	usage, errObj, typ, message := m[0], m[1], m[2], m[3]
 	evType := name
 	if len(evType) == 0 {
 		evType = str(typ)
 	}
 	switch string(evType) {
 	case "message_start":
-		eachMember(message, func(k []byte, esc bool, v []byte) bool {
-			if keyIs(k, esc, "usage") {
-				usage = v
-			}
-			return true
-		})
+		collect(message, usageAndError[:1], m[:1]) // m[0] is still the event's usage
+		usage = m[0]
 		var f [4]int64
 		if _, ok := usageFields(usage, anthropicUsageFields, f[:]); ok {
 			t.usage = Usage{InputTokens: f[0] + f[2] + f[3], OutputTokens: f[1], CachedInputTokens: f[3]}
@@ -545,18 +518,9 @@ func (t *StreamTracker) readAnthropic(name, data []byte) {
 }
 
 func (t *StreamTracker) readGemini(data []byte) {
-	var usage, errObj, candidates []byte
-	eachMember(data, func(k []byte, esc bool, v []byte) bool {
-		switch {
-		case keyIs(k, esc, "usageMetadata"):
-			usage = v
-		case keyIs(k, esc, "error"):
-			errObj = v
-		case keyIs(k, esc, "candidates"):
-			candidates = v
-		}
-		return true
-	})
+	var m [3][]byte
+	collect(data, geminiEventFields, m[:])
+	usage, errObj, candidates := m[0], m[1], m[2]
 	if u, ok := geminiUsageMetadata(usage); ok {
 		t.usage, t.hasUsage = u, true
 	}

@@ -33,6 +33,12 @@ func run(d Dialect, strip bool, chunks ...[]byte) streamResult {
 	for _, c := range chunks {
 		out.Write(tr.Write(c)) // copied at once: the tracker may reuse the slice
 	}
+	return finish(tr, &out)
+}
+
+// finish flushes tr into out, what it forwarded so far, and collects what it
+// reports.
+func finish(tr *StreamTracker, out *bytes.Buffer) streamResult {
 	out.Write(tr.Flush())
 	var r streamResult
 	r.Forwarded = out.String()

@@ -140,20 +140,13 @@ func TestGeminiRoutesAndQueryKeyIsReplaced(t *testing.T) {
 }
 
 func TestDeepSeekKeepAliveDoesNotTripTimeouts(t *testing.T) {
-	simCfg := simulator.Config{Seed: 3, Accounts: []simulator.Account{simAccount(simDeepSeekKey, "deepseek", simulator.Limits{RequestsPerMinute: 100})}}
-	simCfg.Accounts[0].Faults.KeepAlive = simulator.Duration(1500 * time.Millisecond)
-	e := newEnv(t, simCfg, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
-		p := fastPolicy("short")
-		// Shorter than the keep-alive spell: only the keep-alive lines keep it alive.
-		p.RequestTimeout = limiterconfig.Duration(600 * time.Millisecond)
-		p.Retry.MaxRetries = 0
-		return &limiterconfig.Config{
-			SchemaVersion: limiterconfig.SchemaVersion,
-			Providers: []limiterconfig.Provider{{Name: "deepseek", Type: limiterconfig.ProviderDeepSeek, Endpoint: simURL, Policy: "short",
-				Keys: []limiterconfig.Key{{ID: "ds/key", File: keyFile(simDeepSeekKey)}}, Limits: limiterconfig.Limits{RequestsPerMinute: 100}}},
-			Policies: []limiterconfig.Policy{p},
-		}
-	})
+	e := upstreamEnv(t, 3, simUpstream{persona: "deepseek", typ: limiterconfig.ProviderDeepSeek, key: simDeepSeekKey,
+		faults: simulator.Faults{KeepAlive: simulator.Duration(1500 * time.Millisecond)}, limits: limiterconfig.Limits{RequestsPerMinute: 100},
+		policy: func(p *limiterconfig.Policy) {
+			// Shorter than the keep-alive spell: only the keep-alive lines keep it alive.
+			p.RequestTimeout = limiterconfig.Duration(600 * time.Millisecond)
+			p.Retry.MaxRetries = 0
+		}})
 	for _, stream := range []bool{false, true} {
 		body := `{"model":"deepseek-chat","messages":[{"role":"user","content":"hi"}],"stream":` + map[bool]string{false: "false", true: "true"}[stream] + `}`
 		resp, out := e.post("/chat/completions", nil, body)
@@ -173,19 +166,12 @@ func TestDeepSeekKeepAliveDoesNotTripTimeouts(t *testing.T) {
 }
 
 func TestTimeoutOnSilentUpstream(t *testing.T) {
-	simCfg := simulator.Config{Seed: 3, Accounts: []simulator.Account{simAccount(simDeepSeekKey, "deepseek", simulator.Limits{RequestsPerMinute: 100})}}
-	simCfg.Accounts[0].Latency.TimeToFirstToken = simulator.Duration(3 * time.Second)
-	e := newEnv(t, simCfg, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
-		p := fastPolicy("short")
-		p.RequestTimeout = limiterconfig.Duration(300 * time.Millisecond)
-		p.Retry.MaxRetries = 1
-		return &limiterconfig.Config{
-			SchemaVersion: limiterconfig.SchemaVersion,
-			Providers: []limiterconfig.Provider{{Name: "deepseek", Type: limiterconfig.ProviderDeepSeek, Endpoint: simURL, Policy: "short",
-				Keys: []limiterconfig.Key{{ID: "ds/key", File: keyFile(simDeepSeekKey)}}}},
-			Policies: []limiterconfig.Policy{p},
-		}
-	})
+	e := upstreamEnv(t, 3, simUpstream{persona: "deepseek", typ: limiterconfig.ProviderDeepSeek, key: simDeepSeekKey,
+		latency: simulator.Latency{TimeToFirstToken: simulator.Duration(3 * time.Second)},
+		policy: func(p *limiterconfig.Policy) {
+			p.RequestTimeout = limiterconfig.Duration(300 * time.Millisecond)
+			p.Retry.MaxRetries = 1
+		}})
 	resp, body := e.post("/v1/chat/completions", nil, `{"model":"deepseek-chat","messages":[{"role":"user","content":"hi"}]}`)
 	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "upstream_timeout") {
 		t.Fatalf("status %d body %s, want 504 upstream_timeout", resp.StatusCode, body)

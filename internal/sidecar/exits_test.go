@@ -21,22 +21,8 @@ const streamBody = `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","
 // limits, queue wait and policy.
 func exitEnv(t *testing.T, faults simulator.Faults, limits limiterconfig.Limits, queueWait time.Duration, policy func(*limiterconfig.Policy)) *env {
 	t.Helper()
-	acct := simAccount(simOpenAIKey, "openai", simulator.Limits{RequestsPerMinute: 10000})
-	acct.Faults = faults
-	acct.Latency.OutputTokens = 8
-	return newEnv(t, simulator.Config{Seed: 9, Accounts: []simulator.Account{acct}}, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
-		p := fastPolicy("p")
-		if policy != nil {
-			policy(&p)
-		}
-		return &limiterconfig.Config{
-			SchemaVersion: limiterconfig.SchemaVersion,
-			Providers: []limiterconfig.Provider{{Name: "up", Type: limiterconfig.ProviderOpenAI, Endpoint: simURL, Policy: "p",
-				Keys: []limiterconfig.Key{{ID: "up/key", File: keyFile(simOpenAIKey)}}, Limits: limits}},
-			Policies: []limiterconfig.Policy{p},
-			Queue:    &limiterconfig.Queue{MaxWait: limiterconfig.Duration(queueWait), MaxDepth: 100},
-		}
-	})
+	return upstreamEnv(t, 9, simUpstream{persona: "openai", typ: limiterconfig.ProviderOpenAI, key: simOpenAIKey,
+		faults: faults, limits: limits, queueWait: queueWait, policy: policy})
 }
 
 // outcomes are the requests the sidecar finished, by outcome, from its metrics: a

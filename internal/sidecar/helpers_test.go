@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -10,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // Keys the simulator accepts; the tests also check they never leak.
@@ -27,24 +26,6 @@ const (
 	simSecondKey    = "sk-sim-openai-second-6b1d"
 )
 
-// syncBuffer collects logs from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a simulator (real HTTP) behind a sidecar (real HTTP).
 type env struct {
 	t       *testing.T
@@ -55,7 +36,7 @@ type env struct {
 	admin   *httptest.Server
 	dir     string
 	cfgPath string
-	logs    *syncBuffer
+	logs    *testkit.SyncBuffer
 }
 
 // simAccount is a simulator account with the given key and persona.
@@ -73,7 +54,7 @@ func newEnv(t *testing.T, simCfg simulator.Config, mk func(simURL string, keyFil
 	}
 	simSrv := httptest.NewServer(sim)
 	t.Cleanup(simSrv.Close)
-	e := &env{t: t, sim: sim, simURL: simSrv.URL, dir: t.TempDir(), logs: &syncBuffer{}}
+	e := &env{t: t, sim: sim, simURL: simSrv.URL, dir: t.TempDir(), logs: &testkit.SyncBuffer{}}
 	keyFile := func(key string) string {
 		p := filepath.Join(e.dir, "key-"+strings.NewReplacer("/", "_").Replace(key))
 		if err := os.WriteFile(p, []byte(key+"\n"), 0o600); err != nil {
@@ -196,6 +177,42 @@ func (e *env) simPool(account int, pool string) simulator.PoolStats {
 }
 
 // fastPolicy retries quickly so failure tests run in milliseconds.
+// simUpstream is one simulated account (persona, key; 10000 RPM at the simulator, 8
+// output tokens unless latency says otherwise) behind a provider "up" of type typ,
+// with the limits given, policy "p" (fastPolicy shaped by policy) and a queue of
+// queueWait.
+type simUpstream struct {
+	persona, typ, key string
+	faults            simulator.Faults
+	latency           simulator.Latency
+	limits            limiterconfig.Limits
+	queueWait         time.Duration
+	policy            func(*limiterconfig.Policy)
+	learn             bool // LearnFromHeaders
+}
+
+func upstreamEnv(t *testing.T, seed int64, u simUpstream) *env {
+	t.Helper()
+	acct := simAccount(u.key, u.persona, simulator.Limits{RequestsPerMinute: 10000})
+	acct.Faults, acct.Latency = u.faults, u.latency
+	if acct.Latency.OutputTokens == 0 {
+		acct.Latency.OutputTokens = 8
+	}
+	return newEnv(t, simulator.Config{Seed: seed, Accounts: []simulator.Account{acct}}, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
+		p := fastPolicy("p")
+		if u.policy != nil {
+			u.policy(&p)
+		}
+		return &limiterconfig.Config{
+			SchemaVersion: limiterconfig.SchemaVersion,
+			Providers: []limiterconfig.Provider{{Name: "up", Type: u.typ, Endpoint: simURL, Policy: "p", LearnFromHeaders: u.learn,
+				Keys: []limiterconfig.Key{{ID: "up/key", File: keyFile(u.key)}}, Limits: u.limits}},
+			Policies: []limiterconfig.Policy{p},
+			Queue:    &limiterconfig.Queue{MaxWait: limiterconfig.Duration(u.queueWait), MaxDepth: 100},
+		}
+	})
+}
+
 func fastPolicy(name string) limiterconfig.Policy {
 	p := limiterconfig.DefaultPolicy()
 	p.Name = name

@@ -15,26 +15,12 @@ import (
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 
-// faultEnv is one OpenAI-persona account with faults, behind one provider whose
-// policy the test shapes.
+// faultEnv is one account with faults, behind one provider that learns from the
+// rate-limit headers and whose policy the test shapes.
 func faultEnv(t *testing.T, persona, typ, key string, faults simulator.Faults, policy func(*limiterconfig.Policy)) *env {
 	t.Helper()
-	acct := simAccount(key, persona, simulator.Limits{RequestsPerMinute: 10000})
-	acct.Faults = faults
-	acct.Latency.OutputTokens = 8
-	return newEnv(t, simulator.Config{Seed: 6, Accounts: []simulator.Account{acct}}, func(simURL string, keyFile func(string) string) *limiterconfig.Config {
-		p := fastPolicy("p")
-		if policy != nil {
-			policy(&p)
-		}
-		return &limiterconfig.Config{
-			SchemaVersion: limiterconfig.SchemaVersion,
-			Providers: []limiterconfig.Provider{{Name: "up", Type: typ, Endpoint: simURL, Policy: "p", LearnFromHeaders: true,
-				Keys: []limiterconfig.Key{{ID: "up/key", File: keyFile(key)}}, Limits: limiterconfig.Limits{RequestsPerMinute: 1000}}},
-			Policies: []limiterconfig.Policy{p},
-			Queue:    &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Second), MaxDepth: 100},
-		}
-	})
+	return upstreamEnv(t, 6, simUpstream{persona: persona, typ: typ, key: key, faults: faults, policy: policy,
+		limits: limiterconfig.Limits{RequestsPerMinute: 1000}, queueWait: 10 * time.Second, learn: true})
 }
 
 func bodyFor(persona string) (string, string) {

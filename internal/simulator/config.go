@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/aiquota/aiquota/internal/jsonduration"
 )
 
 // Provider personas the simulator can play.
@@ -140,30 +142,7 @@ const FaultQuota = "quota"
 var faultKeys = []string{"429", "500", "502", "503", "504", "529", FaultQuota}
 
 // Duration is a time.Duration written in JSON as a Go duration string ("1m30s").
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// MarshalJSON writes the Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-// UnmarshalJSON reads a Go duration string; bare numbers are refused because their
-// unit would be a guess.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"1s\" or \"250ms\", got %s", clip(string(b), 40))
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: %w", clip(s, 40), err)
-	}
-	*d = Duration(v)
-	return nil
-}
+type Duration = jsonduration.Duration
 
 // ParseConfig decodes and validates a JSON config. Unknown fields are errors, so a
 // typo in a hand-written file never silently means "no limit".

@@ -1,9 +1,11 @@
 // Package testkit is what the tests share: a polling Eventually whose failure says
-// what was awaited and why it is still not so, and one test certificate authority.
+// what was awaited and why it is still not so, one test certificate authority, a
+// buffer safe for concurrent writers, and the packages a command links.
 // The envtest start is internal/testenv. Test code only.
 package testkit
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,11 +18,44 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// SyncBuffer is a buffer many goroutines may write to at once, such as a logger's or
+// a child process's output, read whole with String.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// LinkedPackages lists the import paths the package in the current directory links,
+// as `go list -deps` does, so a command's test can keep packages out of its binary.
+func LinkedPackages(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out))
+}
 
 // PollEvery is how often Eventually checks again.
 const PollEvery = 10 * time.Millisecond

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -79,5 +80,21 @@ func TestCAServesAndIsTrusted(t *testing.T) {
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool, DNSName: host}); err != nil {
 			t.Errorf("%s: %v", host, err)
 		}
+	}
+}
+
+func TestSyncBufferKeepsEveryConcurrentWrite(t *testing.T) {
+	var b SyncBuffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				_, _ = b.Write([]byte("x"))
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(b.String()); n != 800 {
+		t.Errorf("%d bytes after 800 one-byte writes", n)
 	}
 }

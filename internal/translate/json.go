@@ -45,53 +45,34 @@ func (s jstr) is(want string) bool {
 	return s.String() == want
 }
 
+// kind is provider's classification of a raw value (provider.KindOf), read the
+// translator's way: an absent value is "missing", and one that starts like no JSON
+// value counts as a number, for the target's decoder to judge.
 type kind uint8
 
 const (
-	kindMissing kind = iota
-	kindNull
-	kindBool
-	kindNumber
-	kindString
-	kindArray
-	kindObject
+	kindMissing = kind(provider.KindInvalid)
+	kindNull    = kind(provider.KindNull)
+	kindBool    = kind(provider.KindBool)
+	kindNumber  = kind(provider.KindNumber)
+	kindString  = kind(provider.KindString)
+	kindArray   = kind(provider.KindArray)
+	kindObject  = kind(provider.KindObject)
 )
 
 func kindOf(v []byte) kind {
-	if len(v) == 0 {
-		return kindMissing
+	k := kind(provider.KindOf(v))
+	if k == kindMissing && len(v) > 0 {
+		return kindNumber
 	}
-	switch v[0] {
-	case 'n':
-		return kindNull
-	case 't', 'f':
-		return kindBool
-	case '"':
-		return kindString
-	case '[':
-		return kindArray
-	case '{':
-		return kindObject
-	}
-	return kindNumber
+	return k
 }
 
 func (k kind) String() string {
-	switch k {
-	case kindNull:
-		return "null"
-	case kindBool:
-		return "a boolean"
-	case kindNumber:
-		return "a number"
-	case kindString:
-		return "a string"
-	case kindArray:
-		return "an array"
-	case kindObject:
-		return "an object"
+	if k == kindMissing {
+		return "missing"
 	}
-	return "missing"
+	return provider.JSONKind(k).String()
 }
 
 // absent reports a member that is missing or null: both mean "not stated".

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,36 +50,27 @@ type apiSuite struct {
 	done   chan error
 }
 
-var (
-	suiteOnce sync.Once
-	suite     *apiSuite
-	suiteErr  error
-)
+// sharedSuite is started by the first test that needs it (apiServer). Tests that
+// need none (the golden files, fuzzing) run without KUBEBUILDER_ASSETS.
+var sharedSuite = testenv.Lazy[*apiSuite]{Start: startSuite, Stop: (*apiSuite).stop}
 
-// TestMain stops the API server if a test started it. Tests that need none (the
-// golden files, fuzzing) run without KUBEBUILDER_ASSETS.
 func TestMain(m *testing.M) {
 	logf.SetLogger(logr.Discard())
-	code := m.Run()
-	if suite != nil {
-		suite.cancel()
-		if err := <-suite.done; err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-		if err := suite.env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop envtest:", err)
-		}
-	}
-	os.Exit(code)
+	sharedSuite.Main(m)
 }
 
 func apiServer(t *testing.T) *apiSuite {
 	t.Helper()
-	suiteOnce.Do(func() { suite, suiteErr = startSuite() })
-	if suiteErr != nil {
-		t.Fatal(suiteErr)
+	return sharedSuite.Get(t)
+}
+
+// stop stops the manager, then the API server.
+func (s *apiSuite) stop() error {
+	s.cancel()
+	if err := <-s.done; err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
 	}
-	return suite
+	return s.env.Stop()
 }
 
 func startSuite() (*apiSuite, error) {

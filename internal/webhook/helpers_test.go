@@ -163,6 +163,22 @@ func mustContainAll(t testing.TB, what, s string, parts ...string) {
 	}
 }
 
+// wantVerdict fails t unless resp admits (want nil) or denies with a message that
+// contains every string of want.
+func wantVerdict(t testing.TB, resp admission.Response, want []string) {
+	t.Helper()
+	if want == nil {
+		if !resp.Allowed {
+			t.Fatalf("denied: %s", resp.Result.Message)
+		}
+		return
+	}
+	if resp.Allowed {
+		t.Fatalf("admitted (patches %d); want denied", len(resp.Patches))
+	}
+	mustContainAll(t, "message", resp.Result.Message, want...)
+}
+
 func admit(t testing.TB, inj *Injector, podJSON []byte) admission.Response {
 	t.Helper()
 	return inj.Handle(context.Background(), admissionRequest(t, podJSON))

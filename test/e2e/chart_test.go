@@ -25,7 +25,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/aiquota/aiquota/internal/naming"
@@ -510,14 +509,7 @@ func TestHelmChartTemplatesTheCRDs(t *testing.T) {
 // the CRDs.
 func TestHelmUpgradeUpgradesTheCRDs(t *testing.T) {
 	root := testenv.Root()
-	env := startAPIServer(t, func(e *envtest.Environment) {
-		// The chart installs them; CRDs installed by envtest would not be Helm's.
-		e.CRDDirectoryPaths, e.ErrorIfCRDPathMissing = nil, false
-	})
-	kc, err := env.WriteKubeconfig(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, kc := startAPIServerAt(t, t.TempDir(), withoutCRDs)
 	chart := filepath.Join(root, "charts", "aiquota")
 	if out, err := helmRun(t, root, "install", "aiquota", chart, "--kubeconfig", kc, "--namespace", "aiquota-system", "--create-namespace"); err != nil {
 		t.Fatalf("helm install: %v\n%s", err, out)

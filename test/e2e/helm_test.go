@@ -74,6 +74,22 @@ func startAPIServer(tb testing.TB, opts ...func(*envtest.Environment)) *testenv.
 	return env
 }
 
+// startAPIServerAt starts an API server as startAPIServer does and writes a
+// kubeconfig for it into dir, for the real binaries; it returns the kubeconfig's path.
+func startAPIServerAt(tb testing.TB, dir string, opts ...func(*envtest.Environment)) (*testenv.Env, string) {
+	tb.Helper()
+	env := startAPIServer(tb, opts...)
+	kubeconfig, err := env.WriteKubeconfig(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return env, kubeconfig
+}
+
+// withoutCRDs leaves the CRDs to the chart, which installs them: CRDs installed by
+// envtest would not be Helm's.
+func withoutCRDs(e *envtest.Environment) { e.CRDDirectoryPaths, e.ErrorIfCRDPathMissing = nil, false }
+
 func decodeObjects(t *testing.T, out []byte) installation {
 	t.Helper()
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
@@ -130,14 +146,7 @@ func TestHelmChartLintsAndRendersEveryVariant(t *testing.T) {
 // validation and the release lifecycle works.
 func TestHelmInstallOnARealAPIServer(t *testing.T) {
 	root := testenv.Root()
-	env := startAPIServer(t, func(e *envtest.Environment) {
-		// The chart installs them; CRDs installed by envtest would not be Helm's.
-		e.CRDDirectoryPaths, e.ErrorIfCRDPathMissing = nil, false
-	})
-	kc, err := env.WriteKubeconfig(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kc := startAPIServerAt(t, t.TempDir(), withoutCRDs)
 	chart := filepath.Join(root, "charts", "aiquota")
 	out, err := helmRun(t, root, "install", "aiquota", chart, "--kubeconfig", kc, "--namespace", "aiquota-system",
 		"--create-namespace", "--set", "metrics.prometheusRule.enabled=false")

@@ -192,30 +192,9 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "openai-keys"}, StringData: map[string]string{"api-key": "sk-sim-openai", "unrelated": "must-not-be-mounted"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "anthropic-keys"}, StringData: map[string]string{"api-key": "sk-sim-anthropic"}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "gemini-keys"}, StringData: map[string]string{"api-key": "sk-sim-gemini"}},
-		&quotav1alpha1.ProviderQuota{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "openai-sim"},
-			Spec: quotav1alpha1.ProviderQuotaSpec{
-				Provider: quotav1alpha1.ProviderOpenAI, Endpoint: simServer,
-				Credentials: []quotav1alpha1.SecretKeyRef{{Name: "openai-keys", Key: "api-key"}},
-				Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, TokensPerMinute: 1_000_000},
-			},
-		},
-		&quotav1alpha1.ProviderQuota{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "anthropic-sim"},
-			Spec: quotav1alpha1.ProviderQuotaSpec{
-				Provider: quotav1alpha1.ProviderAnthropic, Endpoint: simServer,
-				Credentials: []quotav1alpha1.SecretKeyRef{{Name: "anthropic-keys", Key: "api-key"}},
-				Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, InputTokensPerMinute: 1_000_000, OutputTokensPerMinute: 100_000},
-			},
-		},
-		&quotav1alpha1.ProviderQuota{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "gemini-sim"},
-			Spec: quotav1alpha1.ProviderQuotaSpec{
-				Provider: quotav1alpha1.ProviderGemini, Endpoint: simServer,
-				Credentials: []quotav1alpha1.SecretKeyRef{{Name: "gemini-keys", Key: "api-key"}},
-				Limits:      quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, TokensPerMinute: 1_000_000},
-			},
-		},
+		simQuota(ns.Name, "openai-sim", quotav1alpha1.ProviderOpenAI, simServer, "openai-keys", quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, TokensPerMinute: 1_000_000}),
+		simQuota(ns.Name, "anthropic-sim", quotav1alpha1.ProviderAnthropic, simServer, "anthropic-keys", quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, InputTokensPerMinute: 1_000_000, OutputTokensPerMinute: 100_000}),
+		simQuota(ns.Name, "gemini-sim", quotav1alpha1.ProviderGemini, simServer, "gemini-keys", quotav1alpha1.QuotaLimits{RequestsPerMinute: 1000, TokensPerMinute: 1_000_000}),
 		&quotav1alpha1.FallbackChain{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "chat"},
 			Spec: quotav1alpha1.FallbackChainSpec{Entries: []quotav1alpha1.ChainEntry{
@@ -461,6 +440,19 @@ func serviceAccountKubeconfig(t *testing.T, env *testenv.Env, cs *kubernetes.Cli
 		t.Fatal(err)
 	}
 	return p
+}
+
+// simQuota is a ProviderQuota of the provider type at the simulator's endpoint, its
+// key the Secret's api-key.
+func simQuota(ns, name string, provider quotav1alpha1.ProviderType, endpoint, secret string, limits quotav1alpha1.QuotaLimits) *quotav1alpha1.ProviderQuota {
+	return &quotav1alpha1.ProviderQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: quotav1alpha1.ProviderQuotaSpec{
+			Provider: provider, Endpoint: endpoint,
+			Credentials: []quotav1alpha1.SecretKeyRef{{Name: secret, Key: "api-key"}},
+			Limits:      limits,
+		},
+	}
 }
 
 func mustCreate(t *testing.T, c client.Client, objs ...client.Object) {

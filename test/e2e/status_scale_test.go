@@ -78,11 +78,7 @@ func runStatusScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	env := startAPIServer(b)
-	kubeconfig, err := env.WriteKubeconfig(work)
-	if err != nil {
-		b.Fatal(err)
-	}
+	env, kubeconfig := startAPIServerAt(b, work)
 	c := env.Client
 	cs := kubernetes.NewForConfigOrDie(env.Config)
 	start := time.Now()

@@ -44,11 +44,7 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := startAPIServer(t)
-	kubeconfig, err := env.WriteKubeconfig(work)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, kubeconfig := startAPIServerAt(t, work)
 	c := env.Client
 	cs := kubernetes.NewForConfigOrDie(env.Config)
 

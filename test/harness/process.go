@@ -3,7 +3,6 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // Build compiles the named main packages (e.g. "./cmd/limiter") of the module rooted
@@ -37,7 +38,7 @@ func Build(ctx context.Context, root, dir string, pkgs ...string) (map[string]st
 type Process struct {
 	Name string
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -45,7 +46,7 @@ type Process struct {
 // Start starts bin with args and extra env (on top of this process's environment);
 // its output is kept and also copied to tee when tee is not nil.
 func Start(name, bin string, args, env []string, tee io.Writer) (*Process, error) {
-	p := &Process{Name: name, logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &Process{Name: name, logs: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	var w io.Writer = p.logs
@@ -125,23 +126,6 @@ func (p *Process) exitErr() error {
 		return fmt.Errorf("%s exited with %w", p.Name, ee)
 	}
 	return p.err
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // prefixWriter prefixes each line, so interleaved process logs stay readable.
