@@ -9,13 +9,12 @@ import (
 )
 
 // sidecarGCPercent is the collector's target heap growth when GOGC is not set. A
-// sidecar's memory is paid once per pod, and its live heap is small (the
-// tokenizer's vocabularies are read in place from the binary, not the heap), so
-// collecting at 50% growth instead of Go's 100% keeps the garbage between
-// collections small too: with the earlier heap-held vocabulary it took a fifth
-// off the anonymous memory under load, for no change in the CPU ratio to a plain
-// proxy that we could measure (docs/benchmarks.md).
-const sidecarGCPercent = 50
+// sidecar's memory is paid once per pod, so it collects before Go's 100% growth.
+// Not at 50%: with the token memo bounded the live heap is about 3 MB, and at 50%
+// the collections that heap needs raised the CPU ratio to a plain proxy from
+// 1.08x to 1.34x (non-streaming); 75% held it at 1.18-1.21x for 0.6 MB more than
+// 50% and 1.2 MB less than 100% (docs/benchmarks.md, "Footprint under load").
+const sidecarGCPercent = 75
 
 // memoryLimitFraction of the container's memory limit becomes the runtime's soft
 // limit when GOMEMLIMIT is not set: the collector works harder near the limit rather

@@ -319,10 +319,14 @@ type counterCache struct {
 // encoding is resolved on each request (still through its shared memo).
 const maxCachedCounters = 512
 
-// memoEntries bounds each encoding's memo, in words and lines: about 2x this many
-// counts at 16-40 bytes each, so a few MB per encoding at most. Prompts in one
-// language reuse far fewer distinct words than this.
-const memoEntries = 1 << 16
+// memoEntries bounds each encoding's memo, in words and lines: at most about 2x
+// this many counts, 0.6 MB when full. Traffic with a new word or number in every
+// request fills any bound within minutes, and a full memo is live heap the
+// collector also sizes its garbage by: 1 << 16 held 4.7 MB, a sixth of the
+// limiter's memory under load (docs/benchmarks.md). What the memo is for stays
+// in it at this size: a system prompt's lines and the common words are met again
+// long before a generation of 8,192 new entries retires them.
+const memoEntries = 1 << 13
 
 func newCounterCache() *counterCache {
 	return &counterCache{byKey: map[[2]string]provider.Counter{}, memos: map[provider.Counter]provider.Counter{}}

@@ -644,11 +644,7 @@ func (x *exchange) upstreamRequest(ctx context.Context, key string) (*http.Reque
 		if x.segs == nil {
 			x.segs, x.segsLen = x.rw.Segments()
 		}
-		readers := make([]io.Reader, len(x.segs))
-		for i, seg := range x.segs {
-			readers[i] = bytes.NewReader(seg)
-		}
-		body, n = io.MultiReader(readers...), x.segsLen
+		body, n = newSegmentsReader(x.segs), x.segsLen
 	case n > 0:
 		body = bytes.NewReader(x.body)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,4 +73,27 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestTokenMemoStaysSmallWhenFull fills an encoding's memo as traffic with a new
+// word in every request does, and checks the heap it holds then: the memo is live
+// for the limiter's lifetime, so its bound is paid per pod.
+func TestTokenMemoStaysSmallWhenFull(t *testing.T) {
+	c := newCounterCache()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	memo := c.get(limiterconfig.TokenizerO200kBase, "gpt-4o")
+	for i := range 4 * memoEntries {
+		if _, err := memo.Count(t.Context(), "Request "+strconv.Itoa(i)+"."); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(c)
+	const most = 1 << 20
+	if held := int64(after.HeapAlloc) - int64(before.HeapAlloc); held > most {
+		t.Errorf("a full token memo holds %d bytes of heap, want at most %d", held, most)
+	}
 }
