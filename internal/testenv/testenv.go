@@ -16,10 +16,26 @@ import (
 )
 
 // Root is the repository root, found from this file's location so tests work from
-// any package directory.
+// any package directory. A binary built with -trimpath (as the harness builds
+// hack/localenv) records module paths instead, so it looks upward from the working
+// directory for the go.mod instead.
 func Root() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	if filepath.IsAbs(file) {
+		return filepath.Join(filepath.Dir(file), "..", "..")
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
 }
 
 // Env is a running API server with the CRDs installed.

@@ -93,13 +93,20 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 		},
 		&quotav1alpha1.FallbackChain{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat"},
-			Spec: quotav1alpha1.FallbackChainSpec{Entries: []quotav1alpha1.ChainEntry{
-				{
-					ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai-sim"}, Model: "gpt-4o",
-					CircuitPolicyRef: &quotav1alpha1.LocalObjectReference{Name: "strict"},
+			Spec: quotav1alpha1.FallbackChainSpec{
+				Entries: []quotav1alpha1.ChainEntry{
+					{
+						ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai-sim"}, Model: "gpt-4o",
+						CircuitPolicyRef: &quotav1alpha1.LocalObjectReference{Name: "strict"},
+					},
+					{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai-sim"}, Model: "gpt-4o-mini"},
 				},
-				{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai-sim"}, Model: "gpt-4o-mini"},
-			}},
+				// The fault below fails the whole account; with the default fallbackOn
+				// each request would also try gpt-4o-mini. Only rate limits move here,
+				// so the counts this test reads are exact: the 500s and the open
+				// breaker's 503 come back to the app (the chain walk has its own tests).
+				FallbackOn: []quotav1alpha1.FailureKind{quotav1alpha1.FailureRateLimited},
+			},
 		},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat-app"}},
 	)
