@@ -110,8 +110,10 @@ type exchange struct {
 
 	start                            time.Time
 	upstreamTime, queued, retryDelay time.Duration
-	retries                          int  // upstream retries made so far
-	wrote                            bool // response headers sent to the app
+	retries                          int             // upstream retries made so far
+	firstByte                        time.Time       // the first streamed bytes relayed to the app
+	settled                          limiter.Attempt // the last attempt's settlement
+	wrote                            bool            // response headers sent to the app
 	outcome                          string
 	// bodyLeaked is set when a transport failed a request: it may still read the
 	// body afterwards (see http.RoundTripper), so the buffer must not be reused.
@@ -397,10 +399,7 @@ func (x *exchange) noteFailure(kind string) {
 // retries; every attempt is admitted through the buckets afresh.
 func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand limiter.Demand) string {
 	ctx := x.r.Context()
-	priority := x.live.defaultPriority
-	if p, ok := limiter.ParsePriority(x.r.Header.Get(PriorityHeader)); ok {
-		priority = p
-	}
+	priority := x.priority()
 	pool.NoteRequest()
 	first := time.Now()
 	for n := 0; ; n++ {
@@ -413,6 +412,14 @@ func (x *exchange) attempts(pool *limiter.Pool, breaker *limiter.Breaker, demand
 			return outcomeCanceled
 		}
 	}
+}
+
+// priority is the request's header's, else the configured default.
+func (x *exchange) priority() int {
+	if p, ok := limiter.ParsePriority(x.r.Header.Get(PriorityHeader)); ok {
+		return p
+	}
+	return x.live.defaultPriority
 }
 
 // step is where an attempt left the request: over with an outcome, or to be retried
@@ -459,7 +466,7 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 	defer func() { res.End(settled) }()
 	r := x.send(ctx, res, up.keys[res.Account().Key])
 	defer r.close()
-	settled = r.settled
+	settled, x.settled = r.settled, r.settled
 	// An app that leaves cuts the upstream call short (its context is the call's):
 	// that says nothing about the upstream, so the breaker, the retry decision and
 	// the failure counters hear nothing of it.
@@ -712,6 +719,7 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 			_, writeErr = x.w.Write(chunk)
 			if stream && flusher != nil && writeErr == nil {
 				flusher.Flush()
+				x.noteFirstByte()
 			}
 		}
 	}
@@ -936,6 +944,7 @@ func (x *exchange) finish() {
 	}
 	added := time.Since(x.start) - x.upstreamTime - x.queued - x.retryDelay
 	m.addedLatency.Observe(max(0, added).Seconds())
+	x.observeEnd()
 }
 
 // recoverPanic is the last resort: a bug must not take the sidecar down with it.
