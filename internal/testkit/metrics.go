@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -31,17 +32,28 @@ func LintMetrics(g prometheus.Gatherer) error {
 	return fmt.Errorf("%d metric naming problems:\n%s", len(problems), strings.Join(lines, "\n"))
 }
 
-// MetricNames lists the names of the metric families g exposes now, sorted; a
+// MetricNames lists the names of the metric families c describes, sorted, whether
+// or not they have series yet (a vector without children gathers nothing); a
 // histogram's series names (_bucket, _sum, _count) are derived from them.
-func MetricNames(g prometheus.Gatherer) ([]string, error) {
-	mfs, err := g.Gather()
-	if err != nil {
-		return nil, fmt.Errorf("gather metrics: %w", err)
+func MetricNames(c prometheus.Collector) []string {
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		c.Describe(ch)
+		close(ch)
+	}()
+	seen := map[string]bool{}
+	for d := range ch {
+		// A Desc keeps its name to itself but prints it.
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			seen[m[1]] = true
+		}
 	}
-	names := make([]string, len(mfs))
-	for i, mf := range mfs {
-		names[i] = mf.GetName()
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
 	}
 	sort.Strings(names)
-	return names, nil
+	return names
 }
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
