@@ -28,7 +28,7 @@ func exportedMetrics(t *testing.T) []string {
 	return append(testkit.MetricNames(newMetrics(limiter.New(limiter.Options{}), newByteBudget(1)).reg), testkit.MetricNames(reg)...)
 }
 
-var metricRef = regexp.MustCompile(`\baiquota_[a-z0-9_]+`)
+var metricRef = regexp.MustCompile(`\baiquota_[a-z]+_[a-z0-9_]*[a-z0-9]`)
 
 // unknownMetrics returns the aiquota metric names expr uses that exported does not
 // hold (a histogram's series count as its name).
@@ -112,5 +112,28 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 	}
 	if bad := unknownMetrics(string(rules), exported); len(bad) > 0 {
 		t.Errorf("the chart's alerts name %v, which the code does not export", bad)
+	}
+}
+
+// TestMetricsDocListsEveryMetric: docs/metrics.md has a row for every metric the
+// code exports, and names no other (apart from the table of old names).
+func TestMetricsDocListsEveryMetric(t *testing.T) {
+	exported := exportedMetrics(t)
+	raw, err := os.ReadFile(filepath.Join(testenv.Root(), "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _, _ := strings.Cut(string(raw), "### Renamed from earlier versions")
+	after := strings.SplitAfter(string(raw), "## Dashboard")
+	for _, name := range exported {
+		if !strings.HasPrefix(name, "aiquota_") {
+			continue // the Go and process collectors' are the client library's
+		}
+		if !strings.Contains(doc, "| `"+name+"` |") {
+			t.Errorf("docs/metrics.md has no row for %s", name)
+		}
+	}
+	if bad := unknownMetrics(doc+after[len(after)-1], exported); len(bad) > 0 {
+		t.Errorf("docs/metrics.md names %v, which the code does not export", bad)
 	}
 }
