@@ -53,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		ingestDuration: prefix.Histogram("control_report_duration_seconds", "Time to authenticate, decode and fold in one report.",
 			[]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
 		quotaUtil: prefix.GaugeVec("quota_utilisation_ratio",
-			"Used fraction of a ProviderQuota pool's limit over the last minute (concurrency: now; daily: today), across all sidecars.",
+			"Used fraction of a ProviderQuota pool's per-minute or concurrency limit (concurrency: now), across all sidecars.",
 			"namespace", "quota", "model", "limit"),
 		quotaSidecars: prefix.GaugeVec("quota_active_sidecars", "Sidecars reporting use of a ProviderQuota.", "namespace", "quota"),
 		quotaRequests: prefix.GaugeVec("quota_requests_today", "Requests used in the current UTC day (status.requestsToday).", "namespace", "quota"),
