@@ -206,6 +206,20 @@ func TestAccessLog(t *testing.T) {
 	}
 }
 
+// TestAccessLogSamples: at half, some requests get a line and some do not (each
+// way, the chance of all 64 alike is 2^-63).
+func TestAccessLogSamples(t *testing.T) {
+	e := observeEnv(t, func(a *simulator.Account, _ *limiterconfig.Limits) { a.Latency = simulator.Latency{} },
+		func(o *Options) { o.AccessLogSample = 0.5 })
+	const n = 64
+	for range n {
+		e.post("/v1/chat/completions", nil, chatBody)
+	}
+	if got := len(accessLines(t, e)); got == 0 || got == n {
+		t.Errorf("%d of %d requests logged at a sample of 0.5", got, n)
+	}
+}
+
 // exportedMetrics are the names the limiter's and the manager's registries
 // describe, taken from the code rather than from a list kept by hand.
 func exportedMetrics(t *testing.T) []string {
