@@ -54,6 +54,7 @@ func run(args []string, stderr io.Writer) int {
 	bodyMemory := fs.Int64("body-memory-bytes", 0, "most bytes request bodies may hold across all requests; 0 = half the Go memory limit (GOMEMLIMIT, else 90% of the container's), or 4 x --max-body-bytes without one")
 	bodyMemoryWait := fs.Duration("body-memory-wait", sidecar.DefaultBodyMemoryWait, "how long a request waits for body memory before a 503")
 	bodyReadTimeout := fs.Duration("body-read-timeout", sidecar.DefaultBodyReadTimeout, "how long reading a request body may take in total (408 and a closed connection after)")
+	accessLogSample := fs.Float64("access-log-sample", 0, "share of requests, 0..1, that get a structured access log line (model, entry, priority, tokens, queue wait, retries, outcome; never prompts or keys); 0 = none")
 	pollInterval := fs.Duration("config-poll-interval", sidecar.DefaultPollInterval, "how often the config's content hash is checked, besides file events")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -61,6 +62,10 @@ func run(args []string, stderr io.Writer) int {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "limiter: --log-level: %v\n", err)
+		return 2
+	}
+	if *accessLogSample < 0 || *accessLogSample > 1 {
+		fmt.Fprintf(stderr, "limiter: --access-log-sample is %v, want 0..1\n", *accessLogSample)
 		return 2
 	}
 	if *defaultPriority < 0 || *defaultPriority > 9 {
@@ -87,7 +92,7 @@ func run(args []string, stderr io.Writer) int {
 	srv := sidecar.New(sidecar.Options{
 		ConfigPath: *configPath, DefaultPriority: *defaultPriority, MaxBodyBytes: *maxBody,
 		BodyReadTimeout: *bodyReadTimeout, BodyMemoryBytes: *bodyMemory, BodyMemoryWait: *bodyMemoryWait,
-		PollInterval: *pollInterval, Logger: log, Identity: id,
+		PollInterval: *pollInterval, Logger: log, Identity: id, AccessLogSample: *accessLogSample,
 	})
 	proxyLn, err := net.Listen("tcp", *listen)
 	if err != nil {

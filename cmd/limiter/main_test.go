@@ -228,6 +228,7 @@ func TestFlagsAreValidated(t *testing.T) {
 	}{
 		{[]string{"--listen", "0.0.0.0:8787"}, "not a loopback address"},
 		{[]string{"--default-priority", "12"}, "want 0..9"},
+		{[]string{"--access-log-sample", "2"}, "want 0..1"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 	}
 	for _, c := range cases {

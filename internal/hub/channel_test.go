@@ -118,8 +118,15 @@ func TestReportUpdatesStatus(t *testing.T) {
 		breaker := ch.metric(t, "aiquota_manager_breaker_state", map[string]string{"namespace": ns, "quota": "openai", "model": "gpt-4o"})
 		active := ch.metric(t, "aiquota_manager_quota_active_sidecars", map[string]string{"namespace": ns, "quota": "openai"})
 		writes := ch.metric(t, "aiquota_manager_status_writes_total", map[string]string{"kind": "ProviderQuota", "result": "success"})
-		return util == 0.6 && breaker == 1 && active == 1 && writes >= 1, fmt.Sprintf("util %v breaker %v active %v writes %v", util, breaker, active, writes)
+		requests := ch.metric(t, "aiquota_manager_quota_requests_today", map[string]string{"namespace": ns, "quota": "openai"})
+		tokens := ch.metric(t, "aiquota_manager_quota_tokens_today", map[string]string{"namespace": ns, "quota": "openai"})
+		failovers := ch.metric(t, "aiquota_manager_chain_failovers_total", map[string]string{"namespace": ns, "chain": "chat"})
+		return util == 0.6 && breaker == 1 && active == 1 && writes >= 1 && requests == 60 && tokens == 6000 && failovers == 3,
+			fmt.Sprintf("util %v breaker %v active %v writes %v requests %v tokens %v failovers %v", util, breaker, active, writes, requests, tokens, failovers)
 	}))
+	if err := testkit.LintMetrics(ch.registry); err != nil {
+		t.Error(err)
+	}
 	if n := ch.metric(t, "aiquota_manager_control_reports_accepted_total", nil); n != 3 {
 		t.Errorf("accepted reports %v, want 3", n)
 	}

@@ -20,6 +20,9 @@ const (
 	AnnotationProviderQuota = "aiquota.dev/provider-quota"
 	// AnnotationPriority is the pod's default request priority, 1 (interactive) .. 9 (batch).
 	AnnotationPriority = "aiquota.dev/priority"
+	// AnnotationAccessLogSample is the share of requests, 0..1, the sidecar writes an
+	// access log line for (its --access-log-sample); unset means none.
+	AnnotationAccessLogSample = "aiquota.dev/access-log-sample"
 	// AnnotationLimiterPort is the sidecar's localhost proxy port.
 	AnnotationLimiterPort = "aiquota.dev/limiter-port"
 	// AnnotationInjected records what the webhook did (a JSON summary). It is the

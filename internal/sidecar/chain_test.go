@@ -161,7 +161,7 @@ func TestChainFallsOverOnEachFailure(t *testing.T) {
 				t.Errorf("the primary's account saw %d requests; skipped by the limiter: %v", n, tc.skipped)
 			}
 			_, metrics := e.get(e.admin.URL + "/metrics")
-			if want := `aiquota_chain_failovers_total{chain="team-a/chat",from="openai/gpt-4o",reason="` + tc.reason + `",to="claude/claude-sonnet-4"}`; !strings.Contains(metrics, want) {
+			if want := `aiquota_limiter_chain_failovers_total{chain="team-a/chat",from="openai/gpt-4o",reason="` + tc.reason + `",to="claude/claude-sonnet-4"}`; !strings.Contains(metrics, want) {
 				t.Errorf("metrics lack %s", want)
 			}
 		})

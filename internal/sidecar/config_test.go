@@ -267,7 +267,7 @@ func TestMetricsNamesAndLabels(t *testing.T) {
 		`aiquota_limiter_upstream_responses_total{code="200",key="openai-secret/key",pool="(unlisted)",provider="openai-main"} 1`,
 		`aiquota_limiter_queue_wait_seconds_count{pool="(unlisted)",provider="openai-main"} 1`,
 		`aiquota_limiter_queue_depth{pool="(unlisted)",provider="openai-main"} 0`,
-		`aiquota_limiter_bucket_utilisation{key="openai-secret/key",limit="requestsPerMinute",pool="(unlisted)",provider="openai-main"}`,
+		`aiquota_limiter_account_utilisation_ratio{key="openai-secret/key",limit="requestsPerMinute",pool="(unlisted)",provider="openai-main"}`,
 		`aiquota_limiter_tokens_reserved_total{key="openai-secret/key",pool="(unlisted)",provider="openai-main"}`,
 		`aiquota_limiter_tokens_used_total{direction="output",key="openai-secret/key",pool="(unlisted)",provider="openai-main"}`,
 		`aiquota_limiter_tokens_refunded_total{key="openai-secret/key",pool="(unlisted)",provider="openai-main"}`,

@@ -29,22 +29,9 @@ func exitEnv(t *testing.T, faults simulator.Faults, limits limiterconfig.Limits,
 // request finished twice or never shows up in the sum.
 func outcomes(t *testing.T, s *Server) map[string]float64 {
 	t.Helper()
-	mfs, err := s.metrics.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != namespace+"_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" {
-					got[l.GetValue()] += m.GetCounter().GetValue()
-				}
-			}
-		}
+	for _, m := range series(t, s, string(prefix)+"_requests_total") {
+		got[labelValue(m, "outcome")] += m.GetCounter().GetValue()
 	}
 	return got
 }

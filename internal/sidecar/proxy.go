@@ -127,8 +127,10 @@ type exchange struct {
 
 	start                            time.Time
 	upstreamTime, queued, retryDelay time.Duration
-	retries                          int  // upstream retries made so far
-	wrote                            bool // response headers sent to the app
+	retries                          int             // upstream retries made so far
+	firstByte                        time.Time       // the first streamed bytes relayed to the app
+	settled                          limiter.Attempt // the last attempt's settlement
+	wrote                            bool            // response headers sent to the app
 	outcome                          string
 	// bodyLeaked is set when a transport failed a request: it may still read the
 	// body afterwards (see http.RoundTripper), so the buffer must not be reused.
@@ -440,7 +442,7 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 	defer func() { res.End(settled) }()
 	r := x.send(ctx, res, up.keys[res.Account().Key])
 	defer r.close()
-	settled = r.settled
+	settled, x.settled = r.settled, r.settled
 	// An app that leaves cuts the upstream call short (its context is the call's):
 	// that says nothing about the upstream, so the breaker, the retry decision and
 	// the failure counters hear nothing of it.
@@ -707,6 +709,7 @@ func (x *exchange) relay(resp *http.Response, wd *watchdog) (outcome, kind strin
 			_, writeErr = x.w.Write(chunk)
 			if stream && flusher != nil && writeErr == nil {
 				flusher.Flush()
+				x.noteFirstByte()
 			}
 		}
 	}
@@ -940,6 +943,7 @@ func (x *exchange) finish() {
 	}
 	added := time.Since(x.start) - x.upstreamTime - x.queued - x.retryDelay
 	m.addedLatency.Observe(max(0, added).Seconds())
+	x.observeEnd()
 }
 
 // recoverPanic is the last resort: a bug must not take the sidecar down with it.

@@ -66,7 +66,10 @@ type Options struct {
 	// missed file events.
 	PollInterval time.Duration
 	Logger       *slog.Logger
-	Identity     Identity
+	// AccessLogSample is the share of requests (0..1) that get an access log line;
+	// 0 means none.
+	AccessLogSample float64
+	Identity        Identity
 	// Transport carries upstream calls; nil means a transport tuned for many
 	// concurrent calls to few hosts.
 	Transport http.RoundTripper
@@ -82,6 +85,7 @@ type Server struct {
 	engine    *limiter.Engine
 	transport http.RoundTripper
 	metrics   *metrics
+	access    *accessLog
 	counters  *counterCache
 	bytes     *byteBudget
 
@@ -131,6 +135,7 @@ func New(opts Options) *Server {
 		transport: opts.Transport,
 		counters:  newCounterCache(),
 		bytes:     newByteBudget(opts.BodyMemoryBytes),
+		access:    newAccessLog(opts.Logger, opts.AccessLogSample),
 	}
 	s.metrics = newMetrics(s.engine, s.bytes)
 	if err := s.Reload(); err != nil {

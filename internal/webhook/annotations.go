@@ -22,9 +22,11 @@ type podRequest struct {
 	// chain and quota: exactly one is set.
 	chain, quota string
 	// priority is 1..9, or 0 when the pod does not set one.
-	priority  int
-	port      int32
-	adminPort int32
+	priority int
+	// accessLogSample is the --access-log-sample value as written, "" when unset.
+	accessLogSample string
+	port            int32
+	adminPort       int32
 	// overrideEnv lets the webhook replace base-URL variables the user set.
 	overrideEnv bool
 	resources   corev1.ResourceRequirements
@@ -77,6 +79,14 @@ func parseAnnotations(ann map[string]string, defaults corev1.ResourceRequirement
 			bad.addf("%s is %s; want an integer from 1 (interactive) to 9 (batch)", naming.AnnotationPriority, quote(v))
 		} else {
 			req.priority = n
+		}
+	}
+	if v, ok := ann[naming.AnnotationAccessLogSample]; ok {
+		f, perr := strconv.ParseFloat(v, 64)
+		if perr != nil || !(f >= 0 && f <= 1) {
+			bad.addf("%s is %s; want a share of requests from 0 (none) to 1 (every one)", naming.AnnotationAccessLogSample, quote(v))
+		} else if f > 0 {
+			req.accessLogSample = strconv.FormatFloat(f, 'g', -1, 64)
 		}
 	}
 	req.port = parsePort(bad, ann, naming.AnnotationLimiterPort, naming.DefaultPort)

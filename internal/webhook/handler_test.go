@@ -63,6 +63,8 @@ func TestDeniedAnnotations(t *testing.T) {
 		{"priority abc", chainPod(map[string]string{naming.AnnotationPriority: "abc"}), []string{naming.AnnotationPriority, `"abc"`}},
 		{"priority 10", chainPod(map[string]string{naming.AnnotationPriority: "10"}), []string{naming.AnnotationPriority, `"10"`}},
 		{"priority -1", chainPod(map[string]string{naming.AnnotationPriority: "-1"}), []string{naming.AnnotationPriority, `"-1"`}},
+		{"access log sample 2", chainPod(map[string]string{naming.AnnotationAccessLogSample: "2"}), []string{naming.AnnotationAccessLogSample, `"2"`, "0 (none) to 1"}},
+		{"access log sample NaN", chainPod(map[string]string{naming.AnnotationAccessLogSample: "NaN"}), []string{naming.AnnotationAccessLogSample, `"NaN"`}},
 		{"port 70000", chainPod(map[string]string{naming.AnnotationLimiterPort: "70000"}), []string{naming.AnnotationLimiterPort, `"70000"`, "1024 to 65535"}},
 		{"port http", chainPod(map[string]string{naming.AnnotationLimiterPort: "http"}), []string{naming.AnnotationLimiterPort, `"http"`}},
 		{"port 80", chainPod(map[string]string{naming.AnnotationLimiterPort: "80"}), []string{naming.AnnotationLimiterPort, `"80"`}},

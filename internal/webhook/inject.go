@@ -285,6 +285,9 @@ func (inj *Injector) container(native bool, req podRequest, t *target) corev1.Co
 	if req.priority > 0 {
 		args = append(args, "--default-priority", strconv.Itoa(req.priority))
 	}
+	if req.accessLogSample != "" {
+		args = append(args, "--access-log-sample", req.accessLogSample)
+	}
 	mounts := []corev1.VolumeMount{
 		{Name: naming.ConfigVolume, MountPath: naming.ConfigDir, ReadOnly: true},
 		{Name: naming.TokenVolume, MountPath: naming.TokenDir, ReadOnly: true},

@@ -68,12 +68,12 @@ func TestConcurrentLargeBodiesStayWithinTheByteBudget(t *testing.T) {
 			for st := range statuses {
 				byStatus[st]++
 			}
-			peak, ok := s.metric("aiquota_limiter_body_bytes_held_peak")
-			budget, _ := s.metric("aiquota_limiter_body_bytes_budget")
+			peak, ok := s.metric("aiquota_limiter_body_memory_peak_bytes")
+			budget, _ := s.metric("aiquota_limiter_body_memory_budget_bytes")
 			t.Logf("%s: statuses %v, peak RSS %.1f MiB, bodies held at most %.1f MiB of a %.1f MiB budget",
 				mix.name, byStatus, float64(s.peakRSS())/(1<<20), peak/(1<<20), budget/(1<<20))
 			if !ok {
-				t.Fatal("the limiter exports no aiquota_limiter_body_bytes_held_peak: nothing bounds what bodies hold")
+				t.Fatal("the limiter exports no aiquota_limiter_body_memory_peak_bytes: nothing bounds what bodies hold")
 			}
 			if budget > goMemLimit/2 {
 				t.Errorf("body budget %.0f bytes is more than half the %d-byte memory limit", budget, goMemLimit)

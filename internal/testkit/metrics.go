@@ -1,0 +1,59 @@
+package testkit
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+)
+
+// LintMetrics runs promlint over what g exposes now and returns its problems as
+// one error, nil when there are none. The Go and process collectors a component
+// links are linted too: a scrape does not tell them apart.
+func LintMetrics(g prometheus.Gatherer) error {
+	mfs, err := g.Gather()
+	if err != nil {
+		return fmt.Errorf("gather metrics: %w", err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		return fmt.Errorf("lint metrics: %w", err)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	lines := make([]string, len(problems))
+	for i, p := range problems {
+		lines[i] = p.Metric + ": " + p.Text
+	}
+	return fmt.Errorf("%d metric naming problems:\n%s", len(problems), strings.Join(lines, "\n"))
+}
+
+// MetricNames lists the names of the metric families c describes, sorted, whether
+// or not they have series yet (a vector without children gathers nothing); a
+// histogram's series names (_bucket, _sum, _count) are derived from them.
+func MetricNames(c prometheus.Collector) []string {
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		c.Describe(ch)
+		close(ch)
+	}()
+	seen := map[string]bool{}
+	for d := range ch {
+		// A Desc keeps its name to itself but prints it.
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			seen[m[1]] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
