@@ -206,7 +206,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		acc.day, acc.retired, acc.floor = r.Day, Amounts{}, Amounts{}
 		for _, h := range acc.holders {
 			for d := range NumDims {
-				if Dim(d).Daily() {
+				if d.Daily() {
 					h.used[d] = 0
 				}
 			}
@@ -218,7 +218,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		// The sidecar admits nothing more before its final report, so what it used
 		// is all it will ever have used today.
 		for d := range NumDims {
-			if Dim(d).Daily() && r.Day == acc.day {
+			if d.Daily() && r.Day == acc.day {
 				acc.retired[d] += r.Used[d]
 			}
 		}
@@ -250,7 +250,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 	// lost: from here on only Applied and the new offer can be in force.
 	h.committed = h.applied
 	for d := range NumDims {
-		if Dim(d).Daily() {
+		if d.Daily() {
 			// A holder without a lease still used what it used.
 			h.committed[d] = max(h.committed[d], h.used[d])
 		}
@@ -258,7 +258,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 	learning := a.Learning(now)
 	targets := a.targets(acc)
 	for d := range NumDims {
-		dim := Dim(d)
+		dim := d
 		if acc.limits[d] <= 0 {
 			h.offered[d], h.committed[d] = 0, 0
 			continue
@@ -309,7 +309,7 @@ func (a *Allocator) targets(acc *account) map[string]Amounts {
 	}
 	slices.Sort(ids)
 	for d := range NumDims {
-		dim := Dim(d)
+		dim := d
 		if acc.limits[d] <= 0 {
 			continue
 		}
@@ -389,7 +389,7 @@ func (a *Allocator) expireAccount(id AccountID, acc *account, now time.Time) {
 			continue
 		}
 		for d := range NumDims {
-			if Dim(d).Daily() {
+			if d.Daily() {
 				acc.retired[d] += max(h.committed[d], h.used[d])
 			}
 		}

@@ -81,7 +81,7 @@ func (w *world) remove(i int) *sidecar {
 	s := w.live[i]
 	w.live = append(w.live[:i], w.live[i+1:]...)
 	for d := range NumDims {
-		if Dim(d).Daily() && s.day == w.day {
+		if d.Daily() && s.day == w.day {
 			w.departed[d] += s.used[d]
 		}
 	}
@@ -91,7 +91,7 @@ func (w *world) remove(i int) *sidecar {
 func (w *world) ledger() *Amounts {
 	var a Amounts
 	for d := range NumDims {
-		if Dim(d).Daily() {
+		if d.Daily() {
 			a[d] = w.departed[d]
 			for _, s := range w.live {
 				if s.day == w.day {
@@ -123,7 +123,7 @@ func (w *world) consume(s *sidecar) {
 		return
 	}
 	for d := range NumDims {
-		if Dim(d).Daily() && w.limits[d] > 0 && e[d] > s.used[d] {
+		if d.Daily() && w.limits[d] > 0 && e[d] > s.used[d] {
 			s.used[d] += math.Floor(w.rng.Float64() * (e[d] - s.used[d] + 1))
 			s.used[d] = min(s.used[d], e[d])
 		}
@@ -146,7 +146,7 @@ func (w *world) advance(d time.Duration) {
 func (w *world) check() {
 	w.t.Helper()
 	for d := range NumDims {
-		dim := Dim(d)
+		dim := d
 		if w.limits[d] <= 0 {
 			continue
 		}
@@ -222,9 +222,10 @@ func TestInvariantUnderRandomRuns(t *testing.T) {
 	}
 }
 
-// settle has every sidecar report once a second, n times.
-func (w *world) settle(n int) {
-	for range n {
+// settle has every sidecar report once a second for longer than a TTL, so that a
+// new allocator has learnt and shares have converged.
+func (w *world) settle() {
+	for range 12 {
 		for _, s := range w.live {
 			w.report(s, false, false)
 		}
@@ -233,12 +234,11 @@ func (w *world) settle(n int) {
 }
 
 // joinWanting adds a sidecar of weight 1 that wants want of d and nothing else.
-func (w *world) joinWanting(d Dim, want float64) *sidecar {
+func (w *world) joinWanting(d Dim, want float64) {
 	w.join()
 	s := w.live[len(w.live)-1]
 	s.want, s.weight = Amounts{}, 1
 	s.want[d] = want
-	return s
 }
 
 func granted(w *world, d Dim) []float64 {
@@ -273,7 +273,7 @@ func TestSharesFollowDemand(t *testing.T) {
 			for _, want := range tc.wants {
 				w.joinWanting(tc.dim, want)
 			}
-			w.settle(12)
+			w.settle()
 			w.check()
 			got := granted(w, tc.dim)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
@@ -286,7 +286,7 @@ func TestSharesFollowDemand(t *testing.T) {
 func TestCapacityMovesOnlyAfterConfirmation(t *testing.T) {
 	w := newWorld(t, 1, Amounts{Concurrency: 10})
 	w.joinWanting(Concurrency, 10)
-	w.settle(12)
+	w.settle()
 	if got := granted(w, Concurrency); got[0] != 9 {
 		t.Fatalf("one holder: %v slots, want 9", got)
 	}
@@ -309,7 +309,7 @@ func TestCapacityMovesOnlyAfterConfirmation(t *testing.T) {
 	if diff := cmp.Diff([]float64{4, 4}, granted(w, Concurrency)); diff == "" {
 		return
 	}
-	w.settle(12)
+	w.settle()
 	if diff := cmp.Diff([]float64{4, 4}, granted(w, Concurrency)); diff != "" {
 		t.Errorf("after settling (-want +got):\n%s", diff)
 	}
@@ -318,7 +318,7 @@ func TestCapacityMovesOnlyAfterConfirmation(t *testing.T) {
 func TestNewAllocatorAdoptsBeforeGranting(t *testing.T) {
 	w := newWorld(t, 1, Amounts{RequestsPerMinute: 100})
 	w.joinWanting(RequestsPerMinute, 100)
-	w.settle(12)
+	w.settle()
 	before := granted(w, RequestsPerMinute)[0]
 	w.alloc = New(testConfig, w.now)
 	w.joinWanting(RequestsPerMinute, 100)
@@ -327,7 +327,7 @@ func TestNewAllocatorAdoptsBeforeGranting(t *testing.T) {
 	if got := granted(w, RequestsPerMinute); got[1] != 0 || got[0] > before {
 		t.Fatalf("while learning: grants %v, want the newcomer at 0 and the holder at most %v", got, before)
 	}
-	w.settle(12)
+	w.settle()
 	w.check()
 	if got := granted(w, RequestsPerMinute); got[0] != got[1] || got[0] == 0 {
 		t.Errorf("after learning: grants %v, want equal shares", got)
@@ -341,7 +341,7 @@ func TestDailyCapSurvivesRestarts(t *testing.T) {
 	w.alloc = New(testConfig, w.now)
 	w.joinWanting(RequestsPerDay, 20)
 	for round := range 6 {
-		w.settle(12)
+		w.settle()
 		for range 5 {
 			w.consume(w.live[0])
 			w.check()
