@@ -68,6 +68,9 @@ func ReadResponse(rd io.Reader) (*Response, error) {
 	if resp.SchemaVersion != SchemaVersion {
 		return nil, fmt.Errorf("response schemaVersion is %q; this sidecar speaks %q", truncate(resp.SchemaVersion), SchemaVersion)
 	}
+	if err := resp.Validate(); err != nil {
+		return nil, fmt.Errorf("manager's response: %w", err)
+	}
 	return &resp, nil
 }
 
@@ -98,6 +101,8 @@ func decodeOne(data []byte, v any) error {
 // ValidationError lists everything wrong with a report, each naming its field.
 type ValidationError struct {
 	Problems []string
+	// Document is what was checked, "report" when empty.
+	Document string
 }
 
 func (e *ValidationError) Error() string {
@@ -106,7 +111,11 @@ func (e *ValidationError) Error() string {
 	if len(e.Problems) > show {
 		msg += fmt.Sprintf("; and %d more", len(e.Problems)-show)
 	}
-	return "invalid report: " + msg
+	doc := e.Document
+	if doc == "" {
+		doc = "report"
+	}
+	return "invalid " + doc + ": " + msg
 }
 
 type validator struct{ problems []string }
@@ -256,6 +265,10 @@ func (r *Report) validateAccounts(v *validator) {
 				v.float(bf+".level", b.Level, -maxBucketMagnitude, maxBucketMagnitude)
 			}
 		}
+		if p.Demand != nil {
+			validateDemand(v, f+".demand", p.Demand)
+		}
+		validateGrants(v, f+".lease", p.Lease)
 		if h := p.Headers; h != nil {
 			v.time(f+".headers.at", h.At)
 			if len(h.Windows) > MaxHeaderWindows {
