@@ -105,6 +105,8 @@ type Report struct {
 	Holder string
 	// Limits are the account's limits; 0 is "no limit".
 	Limits Amounts
+	// Margin is the account's safety margin, 0..1; Config.Margin is the least.
+	Margin float64
 	Demand Demand
 	// Applied is the lease amounts the holder enforces now, nil before its first
 	// lease (or after its lease expired on its side).
@@ -142,6 +144,7 @@ type holder struct {
 
 type account struct {
 	limits  Amounts
+	margin  float64
 	day     int64
 	retired Amounts // daily: used by holders that left today
 	floor   Amounts // daily: the account's used-today ledger
@@ -164,7 +167,7 @@ func New(cfg Config, now time.Time) *Allocator {
 func (a *Allocator) Learning(now time.Time) bool { return now.Before(a.learnUntil) }
 
 func (a *Allocator) budget(acc *account, d Dim) float64 {
-	b := acc.limits[d] * (1 - a.cfg.Margin)
+	b := acc.limits[d] * (1 - acc.margin)
 	if d == Concurrency || d.Daily() {
 		b = math.Floor(b)
 	}
@@ -198,7 +201,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		acc = &account{holders: map[string]*holder{}, day: r.Day}
 		a.accounts[r.Account] = acc
 	}
-	acc.limits = r.Limits
+	acc.limits, acc.margin = r.Limits, min(max(a.cfg.Margin, r.Margin), 1)
 	if r.Day > acc.day {
 		// A new UTC day: yesterday's usage no longer counts. A holder's ceiling
 		// still does, whole, until its next lease: its counter restarts at zero
@@ -290,7 +293,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 }
 
 func (a *Allocator) reserve(acc *account, d Dim) float64 {
-	r := acc.limits[d] * (1 - a.cfg.Margin) * a.cfg.Reserve
+	r := acc.limits[d] * (1 - acc.margin) * a.cfg.Reserve
 	if d == Concurrency || d.Daily() {
 		r = math.Floor(r)
 	}
@@ -370,6 +373,14 @@ func waterFill(capacity float64, wants, weights []float64) []float64 {
 		}
 	}
 	return shares
+}
+
+// Holders is the number of holders of an account's leases.
+func (a *Allocator) Holders(id AccountID) int {
+	if acc := a.accounts[id]; acc != nil {
+		return len(acc.holders)
+	}
+	return 0
 }
 
 // Expire drops holders whose lease ran out by now, in every account; Report does

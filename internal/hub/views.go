@@ -95,6 +95,7 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 		if cur.Day == l.day {
 			l.tokens += cur.TokensToday
 			l.requests += cur.RequestsToday
+			l.unattributed = dayCount{requests: cur.RequestsToday, tokens: cur.TokensToday}
 		}
 		l.seeded = true
 	}

@@ -250,6 +250,9 @@ func (r *Report) validateAccounts(v *validator) {
 		v.count(f+".requestsToday", p.RequestsToday)
 		v.count(f+".tokensToday", p.TokensToday)
 		validateLimits(v, f+".limits", p.Limits)
+		if p.SafetyMarginPercent < 0 || p.SafetyMarginPercent > 100 {
+			v.addf(f+".safetyMarginPercent", "is %d, not 0..100", p.SafetyMarginPercent)
+		}
 		validateLimits(v, f+".learned", p.Learned)
 		v.float(f+".throttle", p.Throttle, 0, 1)
 		if len(p.Buckets) > len(LimitKinds) {

@@ -124,4 +124,3 @@ func (r *Response) Validate() error {
 	}
 	return nil
 }
-

@@ -164,6 +164,8 @@ type Account struct {
 	InFlight int64 `json:"inFlight"`
 	// Limits are the limits this sidecar was configured with for this key.
 	Limits Limits `json:"limits"`
+	// SafetyMarginPercent is the provider's margin, taken off the limits.
+	SafetyMarginPercent int32 `json:"safetyMarginPercent,omitempty"`
 	// Learned are per-minute limits the provider's rate-limit headers reported; zero
 	// where none was reported.
 	Learned Limits `json:"learned"`

@@ -228,6 +228,7 @@ func TestReportsFromTheEngine(t *testing.T) {
 
 	engine := limiter.New(limiter.Options{})
 	engine.Apply(cfg)
+	engine.DayKnown() // as after the manager's first answer: the config has a daily cap
 	pool, err := engine.Pool("openai-tier3", "gpt-5.5-2030")
 	if err != nil {
 		t.Fatal(err)

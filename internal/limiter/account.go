@@ -113,17 +113,6 @@ func (c *daily) fits(n int64, unsure bool) bool {
 	return !unsure && (c.limit == 0 || c.used+n <= c.limit) && (!c.leased || c.used+n <= c.lease)
 }
 
-// cap is the binding ceiling on used (the least of limit and lease).
-func (c *daily) cap() int64 {
-	switch {
-	case c.leased && c.limit > 0:
-		return min(c.lease, c.limit)
-	case c.leased:
-		return c.lease
-	}
-	return c.limit
-}
-
 func (c *daily) roll(day int64) {
 	if day != c.day {
 		c.day, c.used = day, 0
@@ -156,7 +145,7 @@ type Account struct {
 	// leaseConc, when leaseConcSet, is the allocator's grant of concurrency slots.
 	leaseConc    int64
 	leaseConcSet bool
-	lastSeen   headerSample
+	lastSeen     headerSample
 
 	// In flight = admitted - released. Admission counts under mu with a plain add;
 	// release needs no lock, so the pair costs one atomic instead of two.
