@@ -303,7 +303,7 @@ func (a *Allocator) reserve(acc *account, d Dim) float64 {
 // targets computes each holder's fair share per dimension: weighted max-min of the
 // budget less the reserve over what holders want, then what nobody wants spread by
 // weight so that idle capacity is not stranded. Daily targets are ceilings: the
-// holder's own use today plus its share of what remains.
+// holder's own use today plus its share of what remains, up to what it wants.
 func (a *Allocator) targets(acc *account) map[string]Amounts {
 	out := make(map[string]Amounts, len(acc.holders))
 	ids := make([]string, 0, len(acc.holders))
@@ -326,7 +326,9 @@ func (a *Allocator) targets(acc *account) map[string]Amounts {
 			wants[i] = max(0, acc.holders[id].demand.Want[d])
 			weights[i] = acc.holders[id].demand.Weight
 		}
-		shares := waterFill(max(0, avail), wants, weights)
+		// Daily allowance is granted in chunks of what holders want, not spread:
+		// a holder that vanishes burns its whole ceiling for the day.
+		shares := waterFill(max(0, avail), wants, weights, !dim.Daily())
 		for i, id := range ids {
 			t := out[id]
 			t[d] = shares[i]
@@ -341,8 +343,8 @@ func (a *Allocator) targets(acc *account) map[string]Amounts {
 
 // waterFill is weighted max-min fairness: no holder gets more than it wants, and
 // capacity a holder does not want goes to the others in proportion to weight;
-// what is left when every want is met is spread by weight as headroom.
-func waterFill(capacity float64, wants, weights []float64) []float64 {
+// what is left when every want is met is spread by weight as headroom, when spread.
+func waterFill(capacity float64, wants, weights []float64, spread bool) []float64 {
 	n := len(wants)
 	shares := make([]float64, n)
 	if n == 0 {
@@ -363,7 +365,7 @@ func waterFill(capacity float64, wants, weights []float64) []float64 {
 		left -= shares[i]
 		wsum -= weights[i]
 	}
-	if left > 0 {
+	if left > 0 && spread {
 		total := 0.0
 		for _, w := range weights {
 			total += w

@@ -1,0 +1,212 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/aiquota/aiquota/internal/hubapi"
+	"github.com/aiquota/aiquota/internal/hubclient"
+	"github.com/aiquota/aiquota/internal/limiter"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/testkit"
+)
+
+// leaseSidecar stands in for a limiter sidecar at the wire: it reports its demand
+// and the lease it enforces, which is the last one it received.
+type leaseSidecar struct {
+	pod     *corev1.Pod
+	token   string
+	boot    string
+	seq     uint64
+	lease   hubapi.Grants
+	limits  hubapi.Limits
+	waiting int64
+}
+
+func (s *leaseSidecar) report(t *testing.T, c *channel, src hubapi.Config) bool {
+	t.Helper()
+	s.seq++
+	r := podReport(s.pod, src, s.seq, s.boot, time.Now(), 0, 0)
+	r.Accounts[0].Limits = s.limits
+	r.Accounts[0].Demand = &hubapi.Demand{Queued: s.waiting}
+	r.Accounts[0].Lease = s.lease
+	code, eb := c.sendReport(t, s.token, r)
+	if code != 200 {
+		t.Logf("report refused: %d %+v", code, eb)
+		return false
+	}
+	s.lease = nil
+	for _, l := range c.ack.Leases {
+		s.lease = l.Grants
+	}
+	return true
+}
+
+// TestLeasesBoundTheAccountAcrossLeaderChange: two pods that each want the whole
+// account's concurrency share it, at no moment holding more slots together than
+// the account has, through a manager restart (a new leader that knows nothing of
+// the old one's leases); and both get slots again after it.
+func TestLeasesBoundTheAccountAcrossLeaderChange(t *testing.T) {
+	certs := newTestCerts(t)
+	ns := newNamespace(t)
+	createQuota(t, ns)
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
+	const slots = 5
+	var pods []*leaseSidecar
+	for i := range 2 {
+		pod := newPod(t, ns, fmt.Sprintf("app-%d", i))
+		pods = append(pods, &leaseSidecar{pod: pod, token: podToken(t, pod), boot: fmt.Sprintf("boot-%d", i),
+			limits: hubapi.Limits{MaxConcurrency: slots}, waiting: 10})
+	}
+	held := func() (sum float64, each []float64) {
+		for _, p := range pods {
+			v := p.lease[hubapi.LimitMaxConcurrency]
+			sum += v
+			each = append(each, v)
+		}
+		return sum, each
+	}
+	run := func(c *channel, phase string) {
+		testkit.Eventually(t, 60*time.Second, phase+": both pods hold slots", testkit.Stated(func() (bool, string) {
+			for _, p := range pods {
+				p.report(t, c, src)
+				if sum, each := held(); sum > slots {
+					t.Fatalf("%s: pods hold %v slots together (%v), more than the account's %d", phase, sum, each, slots)
+				}
+			}
+			sum, each := held()
+			return each[0] > 0 && each[1] > 0 && sum >= slots-1, fmt.Sprintf("slots held %v", each)
+		}))
+	}
+	ttl := func(o *Options) { o.LeaseTTL = 2 * time.Second }
+	first := startChannel(t, certs, ttl)
+	run(first, "first leader")
+	first.stop()
+	second := startChannel(t, certs, ttl)
+	run(second, "after the leader change")
+}
+
+// TestLeasesOffEnforcesFullLimits: with --account-leases=false the answer carries
+// no lease (the baseline every pod enforcing the full limits).
+func TestLeasesOffEnforcesFullLimits(t *testing.T) {
+	certs := newTestCerts(t)
+	ns := newNamespace(t)
+	createQuota(t, ns)
+	pod := newPod(t, ns, "app")
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
+	c := startChannel(t, certs, func(o *Options) { o.AccountLeases = false })
+	s := &leaseSidecar{pod: pod, token: podToken(t, pod), boot: "boot", limits: hubapi.Limits{MaxConcurrency: 5}}
+	if !s.report(t, c, src) {
+		t.Fatal("report refused")
+	}
+	if len(c.ack.Leases) != 0 {
+		t.Fatalf("leases %+v with leases off", c.ack.Leases)
+	}
+}
+
+// sidecarProcess is a limiter engine and its real hub client reporting to c.
+type sidecarProcess struct {
+	engine *limiter.Engine
+	pool   *limiter.Pool
+	stop   func()
+}
+
+func startSidecar(t *testing.T, c *channel, certs *testCerts, pod *corev1.Pod, cfg limiterconfig.Config) *sidecarProcess {
+	t.Helper()
+	dir := t.TempDir()
+	cfg.Control = &limiterconfig.Control{URL: c.url, TokenFile: filepath.Join(dir, "token"), CAFile: filepath.Join(dir, "ca.crt"),
+		ReportInterval: limiterconfig.Duration(200 * time.Millisecond)}
+	if err := os.WriteFile(cfg.Control.TokenFile, []byte(podToken(t, pod)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.Control.CAFile, certs.caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := limiter.New(limiter.Options{})
+	e.Apply(&cfg)
+	pool, err := e.Pool("openai", "gpt-4o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := hubclient.New(hubclient.Options{
+		Config: func() (*limiterconfig.Config, string) { return &cfg, "hash" }, Snapshot: e.Snapshot, Leases: e,
+		Pod: hubapi.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { client.Run(ctx); close(done) }()
+	p := &sidecarProcess{engine: e, pool: pool, stop: func() { cancel(); <-done }}
+	t.Cleanup(p.stop)
+	return p
+}
+
+// use admits one request and settles it, as a proxied call would.
+func (p *sidecarProcess) use() bool {
+	r, ok := p.pool.TryAdmit(limiter.Demand{InputTokens: 10})
+	if ok {
+		r.End(limiter.Attempt{Status: 200, Usage: limiter.Usage{InputTokens: 10}, UsageKnown: true})
+	}
+	return ok
+}
+
+// TestDailyCapSurvivesSidecarRestart: a daily cap of N requests, a sidecar that
+// crashes mid-day and starts again: no more than N go out in all, with leases and
+// without.
+func TestDailyCapSurvivesSidecarRestart(t *testing.T) {
+	const perDay = 10
+	for _, leases := range []bool{false, true} {
+		t.Run(fmt.Sprintf("leases=%v", leases), func(t *testing.T) {
+			certs := newTestCerts(t)
+			ns := newNamespace(t)
+			createQuota(t, ns)
+			pod := newPod(t, ns, "app")
+			c := startChannel(t, certs, func(o *Options) { o.AccountLeases = leases; o.LeaseTTL = 2 * time.Second })
+			cfg := limiterconfig.Config{
+				SchemaVersion: limiterconfig.SchemaVersion,
+				Source:        limiterconfig.Source{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"},
+				Providers: []limiterconfig.Provider{{
+					Name: "openai", Type: limiterconfig.ProviderOpenAI, Endpoint: "https://api.openai.com",
+					Keys:   []limiterconfig.Key{{ID: "openai/api-key", File: "/keys/openai"}},
+					Limits: limiterconfig.Limits{RequestsPerDay: perDay},
+					Models: []limiterconfig.ModelPool{{Names: []string{"gpt-4o"}}},
+				}},
+			}
+			first := startSidecar(t, c, certs, pod, cfg)
+			used := 0
+			testkit.Eventually(t, 60*time.Second, "six requests through the first sidecar", testkit.Stated(func() (bool, string) {
+				if used < 6 && first.use() {
+					used++
+				}
+				return used == 6, fmt.Sprintf("%d used", used)
+			}))
+			testkit.Eventually(t, 60*time.Second, "the manager counted them", testkit.Stated(func() (bool, string) {
+				st := getQuota(t, ns).Status
+				return st.RequestsToday == 6, fmt.Sprintf("requestsToday %d", st.RequestsToday)
+			}))
+			first.stop() // a crash: no final report
+
+			second := startSidecar(t, c, certs, pod, cfg)
+			after := 0
+			testkit.Eventually(t, 60*time.Second, "the restarted sidecar serves again", testkit.Stated(func() (bool, string) {
+				if second.use() {
+					after++
+				}
+				return after > 0, fmt.Sprintf("%d used after the restart", after)
+			}))
+			for range 3 * perDay {
+				if second.use() {
+					after++
+				}
+			}
+			if used+after > perDay {
+				t.Fatalf("%d requests before and %d after the restart: more than the daily cap of %d", used, after, perDay)
+			}
+		})
+	}
+}
