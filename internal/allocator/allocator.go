@@ -329,6 +329,9 @@ func (a *Allocator) targets(acc *account) map[string]Amounts {
 		// Daily allowance is granted in chunks of what holders want, not spread:
 		// a holder that vanishes burns its whole ceiling for the day.
 		shares := waterFill(max(0, avail), wants, weights, !dim.Daily())
+		if dim == Concurrency || dim.Daily() {
+			roundShares(shares, math.Floor(max(0, avail)))
+		}
 		for i, id := range ids {
 			t := out[id]
 			t[d] = shares[i]
@@ -383,6 +386,32 @@ func (a *Allocator) Holders(id AccountID) int {
 		return len(acc.holders)
 	}
 	return 0
+}
+
+// roundShares makes shares whole without stranding capacity: each is rounded
+// down, and the units that frees go, one each, to the largest fractions (the
+// first holders in order on ties), up to total.
+func roundShares(shares []float64, total float64) {
+	type frac struct {
+		i int
+		f float64
+	}
+	fracs := make([]frac, 0, len(shares))
+	sum := 0.0
+	for i, x := range shares {
+		fl := math.Floor(x + 1e-9)
+		fracs = append(fracs, frac{i, x - fl})
+		shares[i] = fl
+		sum += fl
+	}
+	slices.SortStableFunc(fracs, func(a, b frac) int { return cmp.Compare(b.f, a.f) })
+	for _, f := range fracs {
+		if sum+1 > total || f.f <= 1e-9 {
+			break
+		}
+		shares[f.i]++
+		sum++
+	}
 }
 
 // Expire drops holders whose lease ran out by now, in every account; Report does

@@ -36,6 +36,7 @@ func (s *leaseSidecar) report(t *testing.T, c *channel, src hubapi.Config) bool 
 	r.Accounts[0].Limits = s.limits
 	r.Accounts[0].Demand = &hubapi.Demand{Queued: s.waiting}
 	r.Accounts[0].Lease = s.lease
+	r.Queues = []hubapi.Queue{{Provider: "openai", Pool: "gpt-4o", Depth: s.waiting}}
 	code, eb := c.sendReport(t, s.token, r)
 	if code != 200 {
 		t.Logf("report refused: %d %+v", code, eb)
@@ -87,6 +88,16 @@ func TestLeasesBoundTheAccountAcrossLeaderChange(t *testing.T) {
 	ttl := func(o *Options) { o.LeaseTTL = 2 * time.Second }
 	first := startChannel(t, certs, ttl)
 	run(first, "first leader")
+	// The status shows the sharing: both pods, the account fully granted, and the
+	// requests still waiting.
+	testkit.Eventually(t, 60*time.Second, "the sharing in status", testkit.Stated(func() (bool, string) {
+		for _, p := range pods {
+			p.report(t, first, src)
+		}
+		sh := getQuota(t, ns).Status.Sharing
+		return sh != nil && sh.LeaseHolders == 2 && len(sh.Pods) == 2 && sh.Queued == 20 && sh.DemandExceedsQuota,
+			fmt.Sprintf("%+v", sh)
+	}))
 	first.stop()
 	second := startChannel(t, certs, ttl)
 	run(second, "after the leader change")
