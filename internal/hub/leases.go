@@ -127,6 +127,15 @@ func demandOf(a *hubapi.Account, ttl time.Duration) allocator.Demand {
 			allocator.Concurrency:    float64(a.InFlight) + q,
 			allocator.RequestsPerDay: d.RequestsPerMinute*horizon + q + 1, allocator.TokensPerDay: (in + out) * horizon,
 		},
-		Weight: 1 + float64(d.Priority)/9, Queued: d.Queued,
+		Weight: weightOf(d.Priority), Queued: d.Queued,
 	}
+}
+
+// weightOf is a sidecar's share weight: 1, up to 2 while interactive requests
+// (priority 1) wait, so that urgent demand gets up to twice the share of batch.
+func weightOf(urgent int) float64 {
+	if urgent < 1 || urgent > 9 {
+		return 1
+	}
+	return 1 + float64(9-urgent)/8
 }

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/aiquota/aiquota/internal/allocator"
 	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/hubclient"
 	"github.com/aiquota/aiquota/internal/limiter"
@@ -217,6 +219,35 @@ func TestDailyCapSurvivesSidecarRestart(t *testing.T) {
 			}
 			if used+after > perDay {
 				t.Fatalf("%d requests before and %d after the restart: more than the daily cap of %d", used, after, perDay)
+			}
+		})
+	}
+}
+
+func TestDemandBecomesWants(t *testing.T) {
+	limits := hubapi.Limits{RequestsPerMinute: 600, MaxConcurrency: 8, RequestsPerDay: 1000}
+	tests := []struct {
+		name   string
+		demand *hubapi.Demand
+		want   allocator.Demand
+	}{
+		{"a sidecar without demand wants the whole account", nil,
+			allocator.Demand{Want: allocator.Amounts{allocator.RequestsPerMinute: 600, allocator.Concurrency: 8, allocator.RequestsPerDay: 1000}, Weight: 1}},
+		{"arrivals, backlog and in flight; interactive requests waiting weigh double",
+			&hubapi.Demand{RequestsPerMinute: 30, InputTokensPerMinute: 3000, Queued: 10, Priority: 1},
+			allocator.Demand{Want: allocator.Amounts{
+				allocator.RequestsPerMinute: 40, allocator.TokensPerMinute: 4000, allocator.InputTokensPerMinute: 4000,
+				allocator.Concurrency: 12, allocator.RequestsPerDay: 41, allocator.TokensPerDay: 4000,
+			}, Weight: 2, Queued: 10}},
+		{"batch waiting weighs one", &hubapi.Demand{Queued: 1, Priority: 9},
+			allocator.Demand{Want: allocator.Amounts{allocator.RequestsPerMinute: 1, allocator.Concurrency: 3, allocator.RequestsPerDay: 2}, Weight: 1, Queued: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &hubapi.Account{Limits: limits, InFlight: 2, Demand: tc.demand}
+			// A 30 s lease: daily wants cover two lease periods, one minute.
+			if diff := cmp.Diff(tc.want, demandOf(a, 30*time.Second)); diff != "" {
+				t.Errorf("wants (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -35,8 +35,8 @@ type Demand struct {
 	OutputTokensPerMinute float64 `json:"outputTokensPerMinute"`
 	// Queued is the pool's queue depth now.
 	Queued int64 `json:"queued"`
-	// Priority is the highest priority (1..9) among queued requests, 0 when none
-	// waits: the allocator weights shares by it.
+	// Priority is the most urgent priority among queued requests (1 interactive ..
+	// 9 batch), 0 when none waits: the allocator weighs shares by it.
 	Priority int `json:"priority,omitempty"`
 }
 

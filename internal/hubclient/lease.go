@@ -61,7 +61,7 @@ func (l *leases) annotate(r *hubapi.Report, snap limiter.Snapshot, now time.Time
 		q := queues[[2]string{a.Provider, a.Pool}]
 		cur := demandSample{attempts: a.Counters.Requests, input: a.Counters.InputTokens, output: a.Counters.OutputTokens, rejected: q.Rejected}
 		next[k] = cur
-		d := &hubapi.Demand{Queued: int64(q.Depth) / keys[[2]string{a.Provider, a.Pool}]}
+		d := &hubapi.Demand{Queued: int64(q.Depth) / keys[[2]string{a.Provider, a.Pool}], Priority: min(max(q.UrgentPriority, 0), 9)}
 		if p, ok := l.prev[k]; ok && minutes > 0 && cur.attempts >= p.attempts {
 			attempts := float64(cur.attempts - p.attempts)
 			// Refused requests are demand too; their tokens are estimated from the

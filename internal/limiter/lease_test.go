@@ -1,10 +1,13 @@
 package limiter
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 func admitN(p *Account, n int) int {
@@ -64,4 +67,23 @@ func TestDailyCapsFailClosedUntilTheManagerAnswers(t *testing.T) {
 	if _, ok := pool.TryAdmit(Demand{}); ok {
 		t.Fatal("admitted past the daily cap restored from the manager")
 	}
+}
+
+func TestSnapshotNamesTheMostUrgentWaiter(t *testing.T) {
+	e, _ := testEngine(t, testConfig([]string{"k1"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxDepth: 10, MaxWait: limiterconfig.Duration(time.Hour)}))
+	pool := mustPool(t, e, "gpt-x")
+	held, ok := pool.TryAdmit(Demand{})
+	if !ok {
+		t.Fatal("refused the first request")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, prio := range []int{7, 3, 5} {
+		go func() { _, _ = pool.Admit(ctx, Demand{}, prio, time.Hour) }()
+	}
+	testkit.Eventually(t, 60*time.Second, "three waiters, the most urgent at 3", testkit.Stated(func() (bool, string) {
+		q := e.Snapshot().Queues[0]
+		return q.Depth == 3 && q.UrgentPriority == 3, fmt.Sprintf("%+v", q)
+	}))
+	held.Cancel()
 }
