@@ -329,6 +329,11 @@ type ProviderQuotaStatus struct {
 	// +optional
 	EffectiveLimits *EffectiveLimits `json:"effectiveLimits,omitempty"`
 
+	// sharing is how the account's limits are shared among its pods by leases from
+	// the manager; absent when no sidecar holds a lease (leases off, or no traffic).
+	// +optional
+	Sharing *AccountSharing `json:"sharing,omitempty"`
+
 	// lastUpdated is when the sidecars' reports were last folded into this status.
 	// +optional
 	LastUpdated *metav1.Time `json:"lastUpdated,omitempty"`
@@ -401,6 +406,51 @@ type EffectiveLimit struct {
 	Declared int64 `json:"declared,omitempty"`
 }
 
+// AccountSharing is how an account is shared among the pods that use it: each
+// sidecar holds a lease, a share of each limit, and the leases together never
+// exceed the limit less the safety margin.
+type AccountSharing struct {
+	// leaseHolders is the number of sidecars holding a lease.
+	// +optional
+	LeaseHolders int32 `json:"leaseHolders"`
+	// grantedPercent is the most of any limit of any pool and key granted in
+	// leases, in percent of the limit.
+	// +optional
+	GrantedPercent int32 `json:"grantedPercent"`
+	// queued is the number of requests waiting in the sidecars' queues.
+	// +optional
+	Queued int64 `json:"queued"`
+	// demandExceedsQuota is set while requests wait although the leases already
+	// grant the whole account (less its margin and the reserve for new pods).
+	// +optional
+	DemandExceedsQuota bool `json:"demandExceedsQuota"`
+	// pods are the lease holders with the largest request grants, at most 16.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Pods []PodShare `json:"pods,omitempty"`
+}
+
+// PodShare is one sidecar's lease on one pool: granted against used.
+type PodShare struct {
+	// pod is the pod's name.
+	// +kubebuilder:validation:MaxLength=253
+	Pod string `json:"pod"`
+	// pool is the model pool.
+	// +kubebuilder:validation:MaxLength=253
+	Pool string `json:"pool"`
+	// requestsPerMinuteGranted is the lease's rate; requestsPerMinuteUsed the
+	// requests sent in the last minute.
+	// +optional
+	RequestsPerMinuteGranted int64 `json:"requestsPerMinuteGranted,omitempty"`
+	// +optional
+	RequestsPerMinuteUsed int64 `json:"requestsPerMinuteUsed,omitempty"`
+	// concurrencyGranted is the lease's slots; inFlight the requests in flight.
+	// +optional
+	ConcurrencyGranted int64 `json:"concurrencyGranted,omitempty"`
+	// +optional
+	InFlight int64 `json:"inFlight,omitempty"`
+}
+
 // UtilizationSummary is the highest utilisation of any pool, per limit, in percent.
 type UtilizationSummary struct {
 	// requestsPercent of requestsPerMinute.
@@ -471,6 +521,9 @@ type Usage struct {
 // +kubebuilder:printcolumn:name="RPM%",type=integer,JSONPath=`.status.utilization.requestsPercent`
 // +kubebuilder:printcolumn:name="TPM%",type=integer,JSONPath=`.status.utilization.tokensPercent`
 // +kubebuilder:printcolumn:name="Sidecars",type=integer,JSONPath=`.status.activeSidecars`
+// +kubebuilder:printcolumn:name="Leases",type=integer,JSONPath=`.status.sharing.leaseHolders`
+// +kubebuilder:printcolumn:name="Granted%",type=integer,JSONPath=`.status.sharing.grantedPercent`,priority=1
+// +kubebuilder:printcolumn:name="Queued",type=integer,JSONPath=`.status.sharing.queued`,priority=1
 // +kubebuilder:printcolumn:name="Tokens Today",type=integer,JSONPath=`.status.tokensToday`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -118,7 +118,7 @@ func run(args []string, stderr io.Writer) int {
 	srv.Watch(watchCtx)
 	// Reports to the manager, while the config has a control section.
 	hub := hubclient.New(hubclient.Options{
-		Config: srv.Config, Snapshot: srv.Engine().Snapshot, Logger: log,
+		Config: srv.Config, Snapshot: srv.Engine().Snapshot, Leases: srv.Engine(), Logger: log,
 		Pod: hubapi.Pod{Namespace: id.PodNamespace, Name: id.PodName, UID: id.PodUID},
 	})
 	reportCtx, stopReports := context.WithCancel(context.Background())

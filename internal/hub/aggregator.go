@@ -139,6 +139,9 @@ type quotaLedger struct {
 	requests int64
 	pools    map[string]*dayCount // per model pool, in memory only
 	seeded   bool
+	// unattributed is what the status held when seeded: use of the day before this
+	// term, by pools this ledger cannot tell apart.
+	unattributed dayCount
 }
 
 type dayCount struct{ requests, tokens int64 }
@@ -161,6 +164,7 @@ func (l *quotaLedger) roll(day string) {
 	if l.day != day {
 		l.day, l.tokens, l.requests = day, 0, 0
 		l.pools = map[string]*dayCount{}
+		l.unattributed = dayCount{}
 	}
 }
 
@@ -175,6 +179,37 @@ func (l *quotaLedger) add(day, pool string, requests, tokens int64) {
 	}
 	dc.requests += requests
 	dc.tokens += tokens
+}
+
+// PoolsToday is what each (provider, pool) of r's accounts used today according to
+// the quotas' ledgers: this term's count of the pool plus everything the status
+// held at the term's start (so it errs high, never low). ok is false while a
+// ledger has not been seeded from the stored status yet: the manager cannot know.
+func (a *Aggregator) PoolsToday(r *hubapi.Report) (out []hubapi.PoolToday, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	day := utcDay(a.now())
+	seen := map[[2]string]bool{}
+	for _, acc := range r.Accounts {
+		pk := [2]string{acc.Provider, acc.Pool}
+		if seen[pk] {
+			continue
+		}
+		seen[pk] = true
+		l := a.quotaLedgerLocked(resourceKey{kindQuota, r.Config.Namespace, acc.Provider})
+		if !l.seeded {
+			return nil, false
+		}
+		l.roll(day)
+		t := hubapi.PoolToday{Provider: acc.Provider, Pool: acc.Pool, Day: day,
+			Requests: l.unattributed.requests, Tokens: l.unattributed.tokens}
+		if dc := l.pools[acc.Pool]; dc != nil {
+			t.Requests += dc.requests
+			t.Tokens += dc.tokens
+		}
+		out = append(out, t)
+	}
+	return out, true
 }
 
 // Ingest folds in a report that has passed authentication and authorisation.

@@ -239,7 +239,7 @@ var statusKinds = map[string]statusKind{
 				return quotaPatch{
 					Utilization: v.status.Utilization, Models: v.status.Models, TokensToday: v.status.TokensToday,
 					RequestsToday: v.status.RequestsToday, Day: nonEmpty(v.status.Day), ActiveSidecars: v.status.ActiveSidecars,
-					LearnedLimits: v.status.LearnedLimits, LastUpdated: &now,
+					LearnedLimits: v.status.LearnedLimits, Sharing: v.status.Sharing, LastUpdated: &now,
 				}
 			},
 		}
@@ -285,7 +285,7 @@ var statusKinds = map[string]statusKind{
 func ownedQuota(st *quotav1alpha1.ProviderQuotaStatus) quotaOwned {
 	return quotaOwned{
 		Utilization: st.Utilization, Models: st.Models, TokensToday: st.TokensToday, RequestsToday: st.RequestsToday,
-		Day: st.Day, ActiveSidecars: st.ActiveSidecars, LearnedLimits: st.LearnedLimits,
+		Day: st.Day, ActiveSidecars: st.ActiveSidecars, LearnedLimits: st.LearnedLimits, Sharing: st.Sharing,
 	}
 }
 
@@ -315,6 +315,7 @@ type (
 		Day            *string                           `json:"day"`
 		ActiveSidecars int32                             `json:"activeSidecars"`
 		LearnedLimits  *quotav1alpha1.QuotaLimits        `json:"learnedLimits"`
+		Sharing        *quotav1alpha1.AccountSharing     `json:"sharing"`
 		LastUpdated    *metav1.Time                      `json:"lastUpdated"`
 	}
 	chainPatch struct {

@@ -111,6 +111,8 @@ type channel struct {
 	registry *prometheus.Registry
 	logs     *logBuffer
 	stop     func()
+	// ack is the last accepted report's answer.
+	ack hubapi.Response
 }
 
 func startChannel(t *testing.T, certs *testCerts, mutate func(*Options)) *channel {
@@ -205,6 +207,7 @@ func (c *channel) post(t *testing.T, token string, body []byte, contentType stri
 	if err := json.Unmarshal(b, &ack); err != nil || ack.SchemaVersion != hubapi.SchemaVersion {
 		t.Fatalf("accepted with a body that is not a response: %q", b)
 	}
+	c.ack = ack
 	return resp.StatusCode, eb
 }
 

@@ -40,6 +40,8 @@ type Handler struct {
 	Log        logr.Logger
 	// Leading is closed once this replica leads (mgr.Elected()).
 	Leading <-chan struct{}
+	// Leases answers with account leases; nil answers with none.
+	Leases *Leases
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +142,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		}
 		return refuse(w, http.StatusBadRequest, hubapi.CodeMalformed, err.Error())
 	}
-	writeJSON(w, http.StatusOK, hubapi.Response{SchemaVersion: hubapi.SchemaVersion, Seq: rep.Seq})
+	resp := hubapi.Response{SchemaVersion: hubapi.SchemaVersion, Seq: rep.Seq, Leases: h.Leases.Answer(rep)}
+	if !rep.Final {
+		// Left out until the manager knows (its ledger is seeded from the status at
+		// the first flush of its term): the sidecar's daily caps stay closed.
+		resp.Today, _ = h.Aggregator.PoolsToday(rep)
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return ""
 }
 

@@ -13,6 +13,7 @@
 package hub
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -61,6 +62,12 @@ type Options struct {
 	// InjectedCacheSize bounds the pods whose injection record is remembered.
 	InjectedCacheSize int
 
+	// AccountLeases shares each account's limits among its sidecars by leases;
+	// off, every sidecar enforces the full limits (the behaviour before leases,
+	// kept as a baseline for benchmarks). LeaseTTL is a lease's lifetime.
+	AccountLeases bool
+	LeaseTTL      time.Duration
+
 	// PodNamespace and PodName are the manager's own pod. When both are set, the
 	// elected leader labels its pod with LeaderLabel, which the control channel's
 	// Service selects on, so reports reach the leader directly.
@@ -90,6 +97,8 @@ func DefaultOptions() Options {
 		ReviewBurstPerSource:      DefaultReviewBurstPerSource,
 		ReviewSources:             DefaultReviewSources,
 		InjectedCacheSize:         DefaultInjectedCacheSize,
+		AccountLeases:             true,
+		LeaseTTL:                  DefaultLeaseTTL,
 	}
 }
 
@@ -106,6 +115,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		"TokenReviews per second one source address may cause (a token bucket per address; cached tokens and tokens refused unread cost none).")
 	fs.IntVar(&o.ReviewBurstPerSource, "control-token-review-burst-per-source", o.ReviewBurstPerSource, "Size of each source address's token bucket of TokenReviews.")
 	fs.IntVar(&o.ReviewSources, "control-token-review-sources", o.ReviewSources, "Most source addresses whose TokenReview buckets are remembered (least recently seen forgotten first).")
+	fs.BoolVar(&o.AccountLeases, "account-leases", o.AccountLeases,
+		"Share each ProviderQuota account's limits among its pods by leases from the leader; false: every pod enforces the full limits (the baseline before leases).")
+	fs.DurationVar(&o.LeaseTTL, "account-lease-ttl", o.LeaseTTL, "How long an account lease lasts unrenewed; keep it a few report intervals.")
 	fs.IntVar(&o.InjectedCacheSize, "control-injected-cache-size", o.InjectedCacheSize, "Most pods whose aiquota.dev/injected record is remembered (by pod UID).")
 }
 
@@ -176,6 +188,7 @@ func SetupWithManager(mgr manager.Manager, o Options) (*Channel, error) {
 		Metrics:    m,
 		Handler: &Handler{
 			Aggregator: agg, Authenticator: auth, Metrics: m, Log: log, Leading: mgr.Elected(),
+			Leases:     &Leases{Enabled: o.AccountLeases, TTL: cmp.Or(o.LeaseTTL, DefaultLeaseTTL), Reserve: DefaultLeaseReserve, Now: o.Now},
 			Injections: NewInjectionChecker(mgr.GetAPIReader(), o.InjectedCacheSize, o.Now),
 		},
 		Writer: &StatusWriter{

@@ -38,6 +38,7 @@ type quotaOwned struct {
 	Day            string
 	ActiveSidecars int32
 	LearnedLimits  *quotav1alpha1.QuotaLimits
+	Sharing        *quotav1alpha1.AccountSharing
 }
 
 type modelBreaker struct {
@@ -95,6 +96,7 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 		if cur.Day == l.day {
 			l.tokens += cur.TokensToday
 			l.requests += cur.RequestsToday
+			l.unattributed = dayCount{requests: cur.RequestsToday, tokens: cur.TokensToday}
 		}
 		l.seeded = true
 	}
@@ -104,6 +106,7 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 	if v.status.ActiveSidecars == 0 {
 		return v
 	}
+	v.status.Sharing = a.sharingLocked(k, now, &v)
 
 	sum := &quotav1alpha1.UtilizationSummary{}
 	var learned quotav1alpha1.QuotaLimits
@@ -440,3 +443,78 @@ func (a *Aggregator) policyView(k resourceKey) policyOwned {
 // metaTime is t at the second precision status times are stored with, so that a
 // value read back compares equal to the one computed.
 func metaTime(t time.Time) metav1.Time { return metav1.NewTime(t.UTC().Truncate(time.Second)) }
+
+// maxSharingPods bounds status.sharing.pods (the CRD's MaxItems).
+const maxSharingPods = 16
+
+// sharingLocked is how quota k's accounts are shared by leases, from the leases the
+// sidecars report they enforce; nil when none holds one.
+func (a *Aggregator) sharingLocked(k resourceKey, now time.Time, v *quotaView) *quotav1alpha1.AccountSharing {
+	sh := &quotav1alpha1.AccountSharing{}
+	granted := map[accountKey]hubapi.Grants{}
+	limits := map[accountKey]hubapi.Limits{}
+	margin := int32(0)
+	for _, s := range a.feeds[k] {
+		holds := false
+		for ak, ps := range s.accounts {
+			if ak.provider != k.Name || ps.latest.Lease == nil {
+				continue
+			}
+			holds = true
+			g := granted[ak]
+			if g == nil {
+				g = hubapi.Grants{}
+				granted[ak] = g
+			}
+			for kind, x := range ps.latest.Lease {
+				g[kind] += x
+			}
+			limits[ak] = ps.latest.Limits
+			margin = max(margin, ps.latest.SafetyMarginPercent)
+			sh.Pods = append(sh.Pods, quotav1alpha1.PodShare{
+				Pod: s.pod.Name, Pool: ak.pool,
+				RequestsPerMinuteGranted: int64(ps.latest.Lease[hubapi.LimitRequestsPerMinute]),
+				RequestsPerMinuteUsed:    ps.hist.inWindow(now, Window)[cRequests],
+				ConcurrencyGranted:       int64(ps.latest.Lease[hubapi.LimitMaxConcurrency]),
+				InFlight:                 ps.latest.InFlight,
+			})
+		}
+		if holds {
+			sh.LeaseHolders++
+		}
+	}
+	if sh.LeaseHolders == 0 {
+		return nil
+	}
+	for ak, g := range granted {
+		l := limits[ak]
+		for _, kind := range hubapi.LeaseKinds {
+			if lim := limitOfKind(l, kind); lim > 0 {
+				sh.GrantedPercent = max(sh.GrantedPercent, percent(int64(g[kind]), lim))
+			}
+		}
+	}
+	for _, q := range v.queues {
+		sh.Queued += q
+	}
+	// The allocator keeps a reserve of 5% of the budget for new pods.
+	sh.DemandExceedsQuota = sh.Queued > 0 && sh.GrantedPercent >= (100-margin)*90/100
+	slices.SortFunc(sh.Pods, func(x, y quotav1alpha1.PodShare) int {
+		return cmp.Or(cmp.Compare(y.RequestsPerMinuteGranted, x.RequestsPerMinuteGranted), cmp.Compare(y.ConcurrencyGranted, x.ConcurrencyGranted),
+			cmp.Compare(x.Pod, y.Pod), cmp.Compare(x.Pool, y.Pool))
+	})
+	sh.Pods = sh.Pods[:min(len(sh.Pods), maxSharingPods)]
+	return sh
+}
+
+func limitOfKind(l hubapi.Limits, kind string) int64 {
+	switch kind {
+	case hubapi.LimitMaxConcurrency:
+		return l.MaxConcurrency
+	case hubapi.LimitRequestsPerDay:
+		return l.RequestsPerDay
+	case hubapi.LimitTokensPerDay:
+		return l.TokensPerDay
+	}
+	return l.PerMinute(kind)
+}

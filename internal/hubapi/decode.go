@@ -70,6 +70,9 @@ func ReadResponse(rd io.Reader) (*Response, error) {
 	if resp.SchemaVersion != SchemaVersion {
 		return nil, fmt.Errorf("response schemaVersion is %q; this sidecar speaks %q", truncate(resp.SchemaVersion), SchemaVersion)
 	}
+	if err := resp.Validate(); err != nil {
+		return nil, fmt.Errorf("manager's response: %w", err)
+	}
 	return &resp, nil
 }
 
@@ -100,6 +103,8 @@ func decodeOne(data []byte, v any) error {
 // ValidationError lists everything wrong with a report, each naming its field.
 type ValidationError struct {
 	Problems []string
+	// Document is what was checked, "report" when empty.
+	Document string
 }
 
 func (e *ValidationError) Error() string {
@@ -108,7 +113,11 @@ func (e *ValidationError) Error() string {
 	if len(e.Problems) > show {
 		msg += fmt.Sprintf("; and %d more", len(e.Problems)-show)
 	}
-	return "invalid report: " + msg
+	doc := e.Document
+	if doc == "" {
+		doc = "report"
+	}
+	return "invalid " + doc + ": " + msg
 }
 
 type validator struct{ problems []string }
@@ -253,6 +262,9 @@ func (r *Report) validateAccounts(v *validator) {
 		v.count(f+".requestsToday", p.RequestsToday)
 		v.count(f+".tokensToday", p.TokensToday)
 		validateLimits(v, f+".limits", p.Limits)
+		if p.SafetyMarginPercent < 0 || p.SafetyMarginPercent > 100 {
+			v.addf(f+".safetyMarginPercent", "is %d, not 0..100", p.SafetyMarginPercent)
+		}
 		validateLimits(v, f+".learned", p.Learned)
 		v.float(f+".throttle", p.Throttle, 0, 1)
 		entries(v, f+".buckets", p.Buckets, len(LimitKinds), func(bf string, b *Bucket) {
@@ -263,6 +275,10 @@ func (r *Report) validateAccounts(v *validator) {
 			v.float(bf+".burst", b.Burst, 0, maxBucketMagnitude)
 			v.float(bf+".level", b.Level, -maxBucketMagnitude, maxBucketMagnitude)
 		})
+		if p.Demand != nil {
+			validateDemand(v, f+".demand", p.Demand)
+		}
+		validateGrants(v, f+".lease", p.Lease)
 		if h := p.Headers; h != nil {
 			v.time(f+".headers.at", h.At)
 			v.tooMany(f+".headers.windows", len(h.Windows), MaxHeaderWindows)

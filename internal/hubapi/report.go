@@ -164,6 +164,8 @@ type Account struct {
 	InFlight int64 `json:"inFlight"`
 	// Limits are the limits this sidecar was configured with for this key.
 	Limits Limits `json:"limits"`
+	// SafetyMarginPercent is the provider's margin, taken off the limits.
+	SafetyMarginPercent int32 `json:"safetyMarginPercent,omitempty"`
 	// Learned are per-minute limits the provider's rate-limit headers reported; zero
 	// where none was reported.
 	Learned Limits `json:"learned"`
@@ -178,6 +180,12 @@ type Account struct {
 	Throttle float64 `json:"throttle"`
 	// Headers is the latest provider rate-limit header sample, when learning is on.
 	Headers *HeaderSample `json:"headers,omitempty"`
+	// Demand is what this sidecar would use of the account, for the manager's
+	// lease allocator.
+	Demand *Demand `json:"demand,omitempty"`
+	// Lease is the grant this sidecar enforces now; absent when it holds none (no
+	// lease yet, or the last one lapsed).
+	Lease Grants `json:"lease,omitempty"`
 }
 
 // Counters are cumulative counts of upstream attempts and their outcomes.
@@ -313,13 +321,20 @@ type Failover struct {
 }
 
 // Response is the manager's answer to an accepted report. It is versioned like
-// Report; later versions add fields (the global-quota allocator adds the sidecar's
-// leases here), and a sidecar ignores fields it does not know.
+// Report: fields are only added, and a sidecar ignores fields it does not know.
 type Response struct {
 	// SchemaVersion must equal SchemaVersion.
 	SchemaVersion string `json:"schemaVersion"`
 	// Seq is the report sequence number the manager folded in.
 	Seq uint64 `json:"seq"`
+	// Leases are this sidecar's shares of its accounts, when the manager leases
+	// accounts (its --account-leases flag, on by default). An account of the
+	// report without a lease here is enforced at its configured limits, as by a
+	// sidecar of a manager that predates leases.
+	Leases []Lease `json:"leases,omitempty"`
+	// Today is what the report's pools used today across the account's sidecars,
+	// past and present.
+	Today []PoolToday `json:"today,omitempty"`
 }
 
 // ErrorBody is the JSON body of every refused report, with a stable code for

@@ -191,7 +191,10 @@ func TestReadResponse(t *testing.T) {
 		seq              uint64
 	}{
 		{"ok", `{"schemaVersion":"aiquota.dev/report/v1","seq":9}`, "", 9},
-		{"ok with fields from the allocator", `{"schemaVersion":"aiquota.dev/report/v1","seq":9,"leases":[{"pool":"p"}]}`, "", 9},
+		{"ok with fields it does not know", `{"schemaVersion":"aiquota.dev/report/v1","seq":9,"later":[{"pool":"p"}]}`, "", 9},
+		{"ok with a lease", `{"schemaVersion":"aiquota.dev/report/v1","seq":9,"leases":[{"provider":"openai","pool":"p","key":"k","grants":{"maxConcurrency":2,"requestsPerMinute":12.5},"ttl":"10s","holders":3}]}`, "", 9},
+		{"a lease of an unknown kind", `{"schemaVersion":"aiquota.dev/report/v1","seq":9,"leases":[{"provider":"openai","pool":"p","key":"k","grants":{"wishes":2},"ttl":"10s"}]}`, `invalid response: leases[0].grants: unknown limit kind "wishes"`, 0},
+		{"a negative grant", `{"schemaVersion":"aiquota.dev/report/v1","seq":9,"leases":[{"provider":"openai","pool":"p","key":"k","grants":{"maxConcurrency":-1},"ttl":"10s"}]}`, "leases[0].grants.maxConcurrency", 0},
 		{"other version", `{"schemaVersion":"aiquota.dev/report/v9","seq":9}`, `response schemaVersion is "aiquota.dev/report/v9"`, 0},
 		{"garbage", `<html>`, "decode response", 0},
 	}

@@ -58,7 +58,11 @@ func build(in buildInput) *hubapi.Report {
 		accounts = accounts[:hubapi.MaxAccounts]
 	}
 	for _, p := range accounts {
-		r.Accounts = append(r.Accounts, accountOf(p))
+		a := accountOf(p)
+		if pc := providerNamed(cfg, p.Provider); pc != nil {
+			a.SafetyMarginPercent = min(max(pc.SafetyMarginPercent, 0), 100)
+		}
+		r.Accounts = append(r.Accounts, a)
 	}
 	for _, q := range in.snap.Queues[:min(len(in.snap.Queues), hubapi.MaxQueues)] {
 		r.Queues = append(r.Queues, hubapi.Queue{Provider: q.Provider, Pool: q.Pool, Depth: int64(q.Depth), Admitted: q.Admitted, Queued: q.Queued, Rejected: q.Rejected})

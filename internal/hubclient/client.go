@@ -69,7 +69,15 @@ type Options struct {
 	Now func() time.Time
 	// IdlePoll replaces DefaultIdlePoll.
 	IdlePoll time.Duration
+	// Leases, when set, receives the manager's account leases (the limiter
+	// engine); reports then carry each account's demand.
+	Leases LeaseEngine
 }
+
+// demandRefresh is how soon the next report goes out while requests wait: a
+// sidecar that needs more of its account asks again within a second, an idle one
+// every report interval.
+const demandRefresh = time.Second
 
 // Client sends reports until stopped.
 type Client struct {
@@ -85,6 +93,12 @@ type Client struct {
 	failures int
 	lastLog  time.Time
 	quiet    int // failures not logged since lastLog
+
+	leases *leases
+	// Of the last report, for lapsed leases' fallback shares and demand refresh.
+	limits    map[acctKey]hubapi.Limits
+	margins   map[acctKey]float64
+	wantsMore bool
 }
 
 // New returns a client for one process run: its boot ID is fresh.
@@ -103,28 +117,50 @@ func New(opts Options) *Client {
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
-	return &Client{
+	c := &Client{
 		opts: opts,
 		log:  opts.Logger.With("component", "hubclient"),
 		boot: hubapi.Boot{ID: hex.EncodeToString(id[:]), StartedAt: opts.Now().UTC()},
 	}
+	if opts.Leases != nil {
+		c.leases = newLeases(opts.Leases)
+	}
+	return c
 }
 
 // BootID is this process's boot ID.
 func (r *Client) BootID() string { return r.boot.ID }
 
-// Run reports until ctx ends.
+// Run reports until ctx ends, and lets leases the manager did not renew lapse.
 func (r *Client) Run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	lapse := time.NewTimer(time.Hour)
+	lapse.Stop()
+	defer lapse.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+			timer.Reset(r.cycle(ctx))
+		case <-lapse.C:
 		}
-		timer.Reset(r.cycle(ctx))
+		if next := r.lapseLeases(); !next.IsZero() {
+			lapse.Reset(max(0, next.Sub(r.opts.Now())))
+		}
 	}
+}
+
+// lapseLeases applies the fallback share to leases past their expiry and returns
+// when the next one expires.
+func (r *Client) lapseLeases() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leases == nil {
+		return time.Time{}
+	}
+	return r.leases.lapse(r.opts.Now(), r.limits, r.margins)
 }
 
 // cycle sends one report when the config has a control section and returns the
@@ -144,6 +180,9 @@ func (r *Client) cycle(ctx context.Context) time.Duration {
 			r.log.Info("control channel reports resumed", "url", ctl.URL, "failedReports", r.failures)
 		}
 		r.failures, r.quiet = 0, 0
+		if r.wantsMore && r.leases != nil {
+			return min(interval, demandRefresh)
+		}
 		return interval
 	}
 	if ctx.Err() != nil {
@@ -233,10 +272,21 @@ func (r *Client) sendLocked(ctx context.Context, cfg *limiterconfig.Config, hash
 		return err
 	}
 	r.seq++
+	sentAt := r.opts.Now()
+	snap := r.opts.Snapshot()
 	rep := build(buildInput{
-		cfg: cfg, hash: hash, snap: r.opts.Snapshot(), pod: r.opts.Pod, boot: r.boot,
-		seq: r.seq, sentAt: r.opts.Now(), interval: intervalOf(ctl), final: final,
+		cfg: cfg, hash: hash, snap: snap, pod: r.opts.Pod, boot: r.boot,
+		seq: r.seq, sentAt: sentAt, interval: intervalOf(ctl), final: final,
 	})
+	if r.leases != nil {
+		r.leases.annotate(rep, snap, sentAt)
+		r.limits, r.margins = map[acctKey]hubapi.Limits{}, map[acctKey]float64{}
+		for _, a := range rep.Accounts {
+			k := acctKey{a.Provider, a.Pool, a.Key}
+			r.limits[k], r.margins[k] = a.Limits, float64(a.SafetyMarginPercent)/100
+		}
+		r.wantsMore = wantsMore(rep)
+	}
 	body, err := hubapi.Marshal(rep)
 	if err != nil {
 		return fmt.Errorf("build the report: %w", err)
@@ -268,6 +318,9 @@ func (r *Client) sendLocked(ctx context.Context, cfg *limiterconfig.Config, hash
 	}
 	if ack.Seq != rep.Seq {
 		return fmt.Errorf("the manager acknowledged report %d, not %d", ack.Seq, rep.Seq)
+	}
+	if r.leases != nil && !final {
+		r.leases.apply(rep, ack, sentAt)
 	}
 	return nil
 }

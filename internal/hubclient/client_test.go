@@ -52,6 +52,8 @@ type manager struct {
 	cert atomic.Pointer[tls.Certificate]
 	// refuse, when set, is the status and code of every answer.
 	refuse atomic.Pointer[[2]string]
+	// leases, when set, are added to every answer.
+	leases atomic.Pointer[[]hubapi.Lease]
 
 	mu      sync.Mutex
 	reports []*hubapi.Report
@@ -100,7 +102,11 @@ func (m *manager) serve(w http.ResponseWriter, r *http.Request) {
 	m.remotes = append(m.remotes, r.RemoteAddr)
 	m.resumed = append(m.resumed, r.TLS != nil && r.TLS.DidResume)
 	m.mu.Unlock()
-	_ = json.NewEncoder(w).Encode(hubapi.Response{SchemaVersion: hubapi.SchemaVersion, Seq: rep.Seq})
+	resp := hubapi.Response{SchemaVersion: hubapi.SchemaVersion, Seq: rep.Seq}
+	if l := m.leases.Load(); l != nil {
+		resp.Leases = *l
+	}
+	_ = json.NewEncoder(w).Encode(resp)
 }
 
 func (m *manager) received() ([]*hubapi.Report, []string) {
@@ -228,6 +234,7 @@ func TestReportsFromTheEngine(t *testing.T) {
 
 	engine := limiter.New(limiter.Options{})
 	engine.Apply(cfg)
+	engine.DayKnown() // as after the manager's first answer: the config has a daily cap
 	pool, err := engine.Pool("openai-tier3", "gpt-5.5-2030")
 	if err != nil {
 		t.Fatal(err)

@@ -94,9 +94,23 @@ const (
 
 // daily is a fixed UTC-day counter.
 type daily struct {
-	limit int64 // 0 = none
+	limit int64 // configured; 0 = none
 	used  int64
 	day   int64
+	// lease, when leased, is a ceiling on used granted by the manager's allocator.
+	lease  int64
+	leased bool
+}
+
+func (c *daily) bounded() bool { return c.limit > 0 || c.leased }
+
+// fits reports whether n more fit today; unsure (the day's use so far is not known
+// yet) fails closed.
+func (c *daily) fits(n int64, unsure bool) bool {
+	if !c.bounded() {
+		return true
+	}
+	return !unsure && (c.limit == 0 || c.used+n <= c.limit) && (!c.leased || c.used+n <= c.lease)
 }
 
 func (c *daily) roll(day int64) {
@@ -128,7 +142,10 @@ type Account struct {
 	dayReqs    daily
 	dayTokens  daily
 	maxConc    int64
-	lastSeen   headerSample
+	// leaseConc, when leaseConcSet, is the allocator's grant of concurrency slots.
+	leaseConc    int64
+	leaseConcSet bool
+	lastSeen     headerSample
 
 	// In flight = admitted - released. Admission counts under mu with a plain add;
 	// release needs no lock, so the pair costs one atomic instead of two.
@@ -220,6 +237,56 @@ func (p *Account) SetLimit(k Kind, ratePerSecond, burst float64) {
 	p.pool.wake()
 }
 
+// SetConcurrencyLease caps in-flight requests at slots (0 admits none) on top of
+// the configured maxConcurrency; slots < 0 removes the cap. Requests in flight are
+// not cut short: a lower cap takes effect as they finish.
+func (p *Account) SetConcurrencyLease(slots int64) {
+	p.mu.Lock()
+	p.leaseConc, p.leaseConcSet = max(slots, 0), slots >= 0
+	p.mu.Unlock()
+	p.pool.wake()
+}
+
+// SetDailyLease caps today's requests and tokens at the given ceilings on this
+// account's own day counters (0 admits no more); a ceiling < 0 removes that cap.
+func (p *Account) SetDailyLease(requests, tokens int64) {
+	p.mu.Lock()
+	p.dayReqs.lease, p.dayReqs.leased = max(requests, 0), requests >= 0
+	p.dayTokens.lease, p.dayTokens.leased = max(tokens, 0), tokens >= 0
+	p.mu.Unlock()
+	p.pool.wake()
+}
+
+// RestoreToday raises today's counters to what the manager says the account has
+// used today (a restarted sidecar's counters start at zero).
+func (p *Account) RestoreToday(requests, tokens int64) {
+	p.mu.Lock()
+	p.rollDaysLocked(p.clock.Now())
+	p.dayReqs.used = max(p.dayReqs.used, requests)
+	p.dayTokens.used = max(p.dayTokens.used, tokens)
+	p.mu.Unlock()
+}
+
+// concLimitLocked is the binding concurrency cap and whether there is one.
+func (p *Account) concLimitLocked() (int64, bool) {
+	switch {
+	case p.leaseConcSet && p.maxConc > 0:
+		return min(p.leaseConc, p.maxConc), true
+	case p.leaseConcSet:
+		return p.leaseConc, true
+	}
+	return p.maxConc, p.maxConc > 0
+}
+
+func (p *Account) concFullLocked() bool {
+	limit, ok := p.concLimitLocked()
+	return ok && p.inFlightLocked() >= limit
+}
+
+func (p *Account) dayUnsure() bool {
+	return p.pool != nil && p.pool.engine != nil && p.pool.engine.dayUnsure.Load()
+}
+
 // ClearLimit removes a SetLimit cap.
 func (p *Account) ClearLimit(k Kind) {
 	if k >= numKinds {
@@ -235,7 +302,7 @@ func (p *Account) ClearLimit(k Kind) {
 // tryAdmit takes d from every limit of the account, or nothing.
 func (p *Account) tryAdmit(d *Demand) (Reservation, bool) {
 	p.mu.Lock()
-	if p.maxConc > 0 && p.inFlightLocked() >= p.maxConc {
+	if p.concFullLocked() {
 		p.mu.Unlock()
 		return Reservation{}, false
 	}
@@ -262,8 +329,7 @@ func (p *Account) fitsStaleLocked(d *Demand) bool {
 		p.buckets[KindTokens].hasStale(float64(tokens)) &&
 		p.buckets[KindInputTokens].hasStale(float64(d.InputTokens)) &&
 		p.buckets[KindOutputTokens].hasStale(float64(d.OutputTokens)) &&
-		(p.dayReqs.limit == 0 || p.dayReqs.used+1 <= p.dayReqs.limit) &&
-		(p.dayTokens.limit == 0 || p.dayTokens.used+tokens <= p.dayTokens.limit)
+		p.dailyFitsLocked(tokens)
 }
 
 func (p *Account) fitsLocked(d *Demand, now int64) bool {
@@ -273,7 +339,7 @@ func (p *Account) fitsLocked(d *Demand, now int64) bool {
 		}
 		p.holdUntil = 0
 	}
-	if p.dayReqs.limit != 0 || p.dayTokens.limit != 0 {
+	if p.dayReqs.bounded() || p.dayTokens.bounded() {
 		p.rollDaysLocked(now)
 	}
 	for k := range numKinds {
@@ -281,9 +347,15 @@ func (p *Account) fitsLocked(d *Demand, now int64) bool {
 			return false
 		}
 	}
-	tokens := d.InputTokens + d.OutputTokens
-	return (p.dayReqs.limit == 0 || p.dayReqs.used+1 <= p.dayReqs.limit) &&
-		(p.dayTokens.limit == 0 || p.dayTokens.used+tokens <= p.dayTokens.limit)
+	return p.dailyFitsLocked(d.InputTokens + d.OutputTokens)
+}
+
+func (p *Account) dailyFitsLocked(tokens int64) bool {
+	if !p.dayReqs.bounded() && !p.dayTokens.bounded() {
+		return true
+	}
+	unsure := p.dayUnsure()
+	return p.dayReqs.fits(1, unsure) && p.dayTokens.fits(tokens, unsure)
 }
 
 func (p *Account) rollDaysLocked(now int64) {
@@ -338,20 +410,32 @@ func (p *Account) blockers(d *Demand) (limit string, wait float64, never bool) {
 		}
 	}
 	tokens := d.InputTokens + d.OutputTokens
-	if (p.dayReqs.limit > 0 && p.dayReqs.used+1 > p.dayReqs.limit) ||
-		(p.dayTokens.limit > 0 && p.dayTokens.used+tokens > p.dayTokens.limit) {
+	unsure := p.dayUnsure()
+	switch {
+	case (p.dayReqs.bounded() || p.dayTokens.bounded()) && unsure:
+		// Until the manager says what the account used today; the first answer
+		// usually comes within a report's round trip.
+		if w := float64(time.Second); w > wait {
+			limit, wait = LimitRequestsPerDay, w
+		}
+	case !p.dayReqs.fits(1, false) || !p.dayTokens.fits(tokens, false):
 		name := LimitRequestsPerDay
 		if p.dayTokens.limit > 0 && tokens > p.dayTokens.limit {
 			return LimitTokensPerDay, math.Inf(1), true
 		}
-		if p.dayTokens.limit > 0 && p.dayTokens.used+tokens > p.dayTokens.limit {
+		if !p.dayTokens.fits(tokens, false) {
 			name = LimitTokensPerDay
 		}
-		if w := float64(untilNextUTCDay(p.clock.Wall(now))); w > wait {
-			limit, wait = name, w
+		wait2 := float64(untilNextUTCDay(p.clock.Wall(now)))
+		if p.dayReqs.leased || p.dayTokens.leased {
+			// A leased ceiling may grow with the next lease.
+			wait2 = float64(time.Second)
+		}
+		if wait2 > wait {
+			limit, wait = name, wait2
 		}
 	}
-	if p.maxConc > 0 && p.inFlightLocked() >= p.maxConc && wait == 0 {
+	if p.concFullLocked() && wait == 0 {
 		return LimitConcurrency, math.Inf(1), false
 	}
 	if wait == 0 {
@@ -374,8 +458,11 @@ func (p *Account) headroom() float64 {
 			h = min(h, b.Level(now)/b.Burst())
 		}
 	}
-	if p.maxConc > 0 {
-		h = min(h, 1-float64(p.inFlightLocked())/float64(p.maxConc))
+	if limit, ok := p.concLimitLocked(); ok {
+		if limit == 0 {
+			return 0
+		}
+		h = min(h, 1-float64(p.inFlightLocked())/float64(limit))
 	}
 	return h
 }

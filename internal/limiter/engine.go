@@ -39,6 +39,10 @@ type Engine struct {
 	agingStep time.Duration
 	maxModels int
 	depth     atomic.Int64
+	// dayUnsure fails daily caps closed while a sidecar that reports to the
+	// manager has not yet heard what its accounts used today; dayKnown once it has.
+	dayUnsure atomic.Bool
+	dayKnown  atomic.Bool
 
 	mu       sync.Mutex
 	pools    map[poolID]*Pool
@@ -239,6 +243,9 @@ func (e *Engine) Apply(cfg *limiterconfig.Config) {
 		}
 	}
 	e.depth.Store(int64(nv.queue.MaxDepth))
+	if cfg.Control != nil && !e.dayKnown.Load() {
+		e.dayUnsure.Store(true)
+	}
 	e.view.Store(nv)
 }
 
@@ -363,6 +370,22 @@ func (e *Engine) Breaker(provider, model string) (*Breaker, error) {
 		pv.created++
 	}
 	return b, nil
+}
+
+// DayKnown ends the closed daily caps of a sidecar that reports to the manager: the
+// manager has answered (and restored what the accounts used today, RestoreToday).
+func (e *Engine) DayKnown() {
+	e.dayKnown.Store(true)
+	e.dayUnsure.Store(false)
+	e.mu.Lock()
+	pools := make([]*Pool, 0, len(e.pools))
+	for _, p := range e.pools {
+		pools = append(pools, p)
+	}
+	e.mu.Unlock()
+	for _, p := range pools {
+		p.wake()
+	}
 }
 
 // Account returns the account of one key on one pool, for SetLimit (leases).

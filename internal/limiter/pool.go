@@ -118,6 +118,7 @@ type Pool struct {
 
 type waiter struct {
 	demand   Demand
+	priority int
 	key      int64 // enqueue time + aging penalty of its priority: smaller goes first
 	seq      uint64
 	index    int
@@ -195,6 +196,7 @@ func (p *Pool) admitSlow(ctx context.Context, d Demand, priority int, maxWait ti
 	p.seq++
 	w := &waiter{
 		demand:   d,
+		priority: priority,
 		key:      now + int64(priority-MinPriority)*int64(p.engine.agingStep),
 		seq:      p.seq,
 		enqueued: now,
@@ -402,6 +404,19 @@ func (p *Pool) QueueDepth() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.queue.Len()
+}
+
+// queueState is the queue depth and the most urgent priority waiting (the
+// smallest number; 0 when none waits).
+func (p *Pool) queueState() (depth, urgent int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.queue {
+		if urgent == 0 || w.priority < urgent {
+			urgent = w.priority
+		}
+	}
+	return p.queue.Len(), urgent
 }
 
 type waiterHeap []*waiter

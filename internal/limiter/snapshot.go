@@ -104,6 +104,9 @@ type QueueSnapshot struct {
 	Rejected int64  `json:"rejected"`
 	// RetriesRefused counts retries the pool's retry budget did not allow.
 	RetriesRefused int64 `json:"retriesRefused"`
+	// UrgentPriority is the most urgent priority waiting (1 interactive .. 9
+	// batch), 0 when none waits: the manager's allocator weighs shares by it.
+	UrgentPriority int `json:"urgentPriority,omitempty"`
 }
 
 // Snapshot captures the state of every pool, account and breaker.
@@ -121,8 +124,9 @@ func (e *Engine) Snapshot() Snapshot {
 
 	s := Snapshot{At: e.clock.Wall(e.clock.Now()), Accounts: []AccountSnapshot{}, Queues: []QueueSnapshot{}, Breakers: []BreakerSnapshot{}}
 	for _, p := range pools {
+		depth, urgent := p.queueState()
 		s.Queues = append(s.Queues, QueueSnapshot{
-			Provider: p.Provider, Pool: p.Name, Depth: p.QueueDepth(),
+			Provider: p.Provider, Pool: p.Name, Depth: depth, UrgentPriority: urgent,
 			Admitted: p.admitted.Load(), Queued: p.queued.Load(), Rejected: p.rejected.Load(),
 			RetriesRefused: p.retriesRefused.Load(),
 		})

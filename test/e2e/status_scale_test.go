@@ -199,7 +199,11 @@ func runStatusScale(b *testing.B) {
 		}
 		snap := newSyntheticEngine(cfg, int64(i))
 		inForce := func() (*limiterconfig.Config, string) { return cfg, hash }
-		r := hubclient.New(hubclient.Options{Config: inForce, Snapshot: snap.snapshot, Pod: s.pod, Logger: logger})
+		// A real engine receives the account leases (the manager leases by default),
+		// so reports carry the leases applied, as a real sidecar's do.
+		leased := limiter.New(limiter.Options{})
+		leased.Apply(cfg)
+		r := hubclient.New(hubclient.Options{Config: inForce, Snapshot: snap.snapshot, Leases: leased, Pod: s.pod, Logger: logger})
 		go func() {
 			select {
 			case <-time.After(rand.N(scaleReportInterval)):

@@ -1,0 +1,254 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/aiquota/aiquota/internal/allocator"
+	"github.com/aiquota/aiquota/internal/hubapi"
+	"github.com/aiquota/aiquota/internal/hubclient"
+	"github.com/aiquota/aiquota/internal/limiter"
+	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/testkit"
+)
+
+// leaseSidecar stands in for a limiter sidecar at the wire: it reports its demand
+// and the lease it enforces, which is the last one it received.
+type leaseSidecar struct {
+	pod     *corev1.Pod
+	token   string
+	boot    string
+	seq     uint64
+	lease   hubapi.Grants
+	limits  hubapi.Limits
+	waiting int64
+}
+
+func (s *leaseSidecar) report(t *testing.T, c *channel, src hubapi.Config) bool {
+	t.Helper()
+	s.seq++
+	r := podReport(s.pod, src, s.seq, s.boot, time.Now(), 0, 0)
+	r.Accounts[0].Limits = s.limits
+	r.Accounts[0].Demand = &hubapi.Demand{Queued: s.waiting}
+	r.Accounts[0].Lease = s.lease
+	r.Queues = []hubapi.Queue{{Provider: "openai", Pool: "gpt-4o", Depth: s.waiting}}
+	code, eb := c.sendReport(t, s.token, r)
+	if code != 200 {
+		t.Logf("report refused: %d %+v", code, eb)
+		return false
+	}
+	s.lease = nil
+	for _, l := range c.ack.Leases {
+		s.lease = l.Grants
+	}
+	return true
+}
+
+// TestLeasesBoundTheAccountAcrossLeaderChange: two pods that each want the whole
+// account's concurrency share it, at no moment holding more slots together than
+// the account has, through a manager restart (a new leader that knows nothing of
+// the old one's leases); and both get slots again after it.
+func TestLeasesBoundTheAccountAcrossLeaderChange(t *testing.T) {
+	certs := newTestCerts(t)
+	ns := newNamespace(t)
+	createQuota(t, ns)
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
+	const slots = 5
+	var pods []*leaseSidecar
+	for i := range 2 {
+		pod := newPod(t, ns, fmt.Sprintf("app-%d", i))
+		pods = append(pods, &leaseSidecar{pod: pod, token: podToken(t, pod), boot: fmt.Sprintf("boot-%d", i),
+			limits: hubapi.Limits{MaxConcurrency: slots}, waiting: 10})
+	}
+	held := func() (sum float64, each []float64) {
+		for _, p := range pods {
+			v := p.lease[hubapi.LimitMaxConcurrency]
+			sum += v
+			each = append(each, v)
+		}
+		return sum, each
+	}
+	run := func(c *channel, phase string) {
+		testkit.Eventually(t, 60*time.Second, phase+": both pods hold slots", testkit.Stated(func() (bool, string) {
+			for _, p := range pods {
+				p.report(t, c, src)
+				if sum, each := held(); sum > slots {
+					t.Fatalf("%s: pods hold %v slots together (%v), more than the account's %d", phase, sum, each, slots)
+				}
+			}
+			sum, each := held()
+			return each[0] > 0 && each[1] > 0 && sum >= slots-1, fmt.Sprintf("slots held %v", each)
+		}))
+	}
+	ttl := func(o *Options) { o.LeaseTTL = 2 * time.Second }
+	first := startChannel(t, certs, ttl)
+	run(first, "first leader")
+	// The status shows the sharing: both pods, the account fully granted, and the
+	// requests still waiting.
+	testkit.Eventually(t, 60*time.Second, "the sharing in status", testkit.Stated(func() (bool, string) {
+		for _, p := range pods {
+			p.report(t, first, src)
+		}
+		sh := getQuota(t, ns).Status.Sharing
+		return sh != nil && sh.LeaseHolders == 2 && len(sh.Pods) == 2 && sh.Queued == 20 && sh.DemandExceedsQuota,
+			fmt.Sprintf("%+v", sh)
+	}))
+	first.stop()
+	second := startChannel(t, certs, ttl)
+	run(second, "after the leader change")
+}
+
+// TestLeasesOffEnforcesFullLimits: with --account-leases=false the answer carries
+// no lease (the baseline every pod enforcing the full limits).
+func TestLeasesOffEnforcesFullLimits(t *testing.T) {
+	certs := newTestCerts(t)
+	ns := newNamespace(t)
+	createQuota(t, ns)
+	pod := newPod(t, ns, "app")
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
+	c := startChannel(t, certs, func(o *Options) { o.AccountLeases = false })
+	s := &leaseSidecar{pod: pod, token: podToken(t, pod), boot: "boot", limits: hubapi.Limits{MaxConcurrency: 5}}
+	if !s.report(t, c, src) {
+		t.Fatal("report refused")
+	}
+	if len(c.ack.Leases) != 0 {
+		t.Fatalf("leases %+v with leases off", c.ack.Leases)
+	}
+}
+
+// sidecarProcess is a limiter engine and its real hub client reporting to c.
+type sidecarProcess struct {
+	engine *limiter.Engine
+	pool   *limiter.Pool
+	stop   func()
+}
+
+func startSidecar(t *testing.T, c *channel, certs *testCerts, pod *corev1.Pod, cfg limiterconfig.Config) *sidecarProcess {
+	t.Helper()
+	dir := t.TempDir()
+	cfg.Control = &limiterconfig.Control{URL: c.url, TokenFile: filepath.Join(dir, "token"), CAFile: filepath.Join(dir, "ca.crt"),
+		ReportInterval: limiterconfig.Duration(200 * time.Millisecond)}
+	if err := os.WriteFile(cfg.Control.TokenFile, []byte(podToken(t, pod)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.Control.CAFile, certs.caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := limiter.New(limiter.Options{})
+	e.Apply(&cfg)
+	pool, err := e.Pool("openai", "gpt-4o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := hubclient.New(hubclient.Options{
+		Config: func() (*limiterconfig.Config, string) { return &cfg, "hash" }, Snapshot: e.Snapshot, Leases: e,
+		Pod: hubapi.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { client.Run(ctx); close(done) }()
+	p := &sidecarProcess{engine: e, pool: pool, stop: func() { cancel(); <-done }}
+	t.Cleanup(p.stop)
+	return p
+}
+
+// use admits one request and settles it, as a proxied call would.
+func (p *sidecarProcess) use() bool {
+	r, ok := p.pool.TryAdmit(limiter.Demand{InputTokens: 10})
+	if ok {
+		r.End(limiter.Attempt{Status: 200, Usage: limiter.Usage{InputTokens: 10}, UsageKnown: true})
+	}
+	return ok
+}
+
+// TestDailyCapSurvivesSidecarRestart: a daily cap of N requests, a sidecar that
+// crashes mid-day and starts again: no more than N go out in all, with leases and
+// without.
+func TestDailyCapSurvivesSidecarRestart(t *testing.T) {
+	const perDay = 10
+	for _, leases := range []bool{false, true} {
+		t.Run(fmt.Sprintf("leases=%v", leases), func(t *testing.T) {
+			certs := newTestCerts(t)
+			ns := newNamespace(t)
+			createQuota(t, ns)
+			pod := newPod(t, ns, "app")
+			c := startChannel(t, certs, func(o *Options) { o.AccountLeases = leases; o.LeaseTTL = 2 * time.Second })
+			cfg := limiterconfig.Config{
+				SchemaVersion: limiterconfig.SchemaVersion,
+				Source:        limiterconfig.Source{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"},
+				Providers: []limiterconfig.Provider{{
+					Name: "openai", Type: limiterconfig.ProviderOpenAI, Endpoint: "https://api.openai.com",
+					Keys:   []limiterconfig.Key{{ID: "openai/api-key", File: "/keys/openai"}},
+					Limits: limiterconfig.Limits{RequestsPerDay: perDay},
+					Models: []limiterconfig.ModelPool{{Names: []string{"gpt-4o"}}},
+				}},
+			}
+			first := startSidecar(t, c, certs, pod, cfg)
+			used := 0
+			testkit.Eventually(t, 60*time.Second, "six requests through the first sidecar", testkit.Stated(func() (bool, string) {
+				if used < 6 && first.use() {
+					used++
+				}
+				return used == 6, fmt.Sprintf("%d used", used)
+			}))
+			testkit.Eventually(t, 60*time.Second, "the manager counted them", testkit.Stated(func() (bool, string) {
+				st := getQuota(t, ns).Status
+				return st.RequestsToday == 6, fmt.Sprintf("requestsToday %d", st.RequestsToday)
+			}))
+			first.stop() // a crash: no final report
+
+			second := startSidecar(t, c, certs, pod, cfg)
+			after := 0
+			testkit.Eventually(t, 60*time.Second, "the restarted sidecar serves again", testkit.Stated(func() (bool, string) {
+				if second.use() {
+					after++
+				}
+				return after > 0, fmt.Sprintf("%d used after the restart", after)
+			}))
+			for range 3 * perDay {
+				if second.use() {
+					after++
+				}
+			}
+			if used+after > perDay {
+				t.Fatalf("%d requests before and %d after the restart: more than the daily cap of %d", used, after, perDay)
+			}
+		})
+	}
+}
+
+func TestDemandBecomesWants(t *testing.T) {
+	limits := hubapi.Limits{RequestsPerMinute: 600, MaxConcurrency: 8, RequestsPerDay: 1000}
+	tests := []struct {
+		name   string
+		demand *hubapi.Demand
+		want   allocator.Demand
+	}{
+		{"a sidecar without demand wants the whole account", nil,
+			allocator.Demand{Want: allocator.Amounts{allocator.RequestsPerMinute: 600, allocator.Concurrency: 8, allocator.RequestsPerDay: 1000}, Weight: 1}},
+		{"arrivals, backlog and in flight; interactive requests waiting weigh double",
+			&hubapi.Demand{RequestsPerMinute: 30, InputTokensPerMinute: 3000, Queued: 10, Priority: 1},
+			allocator.Demand{Want: allocator.Amounts{
+				allocator.RequestsPerMinute: 40, allocator.TokensPerMinute: 4000, allocator.InputTokensPerMinute: 4000,
+				allocator.Concurrency: 12, allocator.RequestsPerDay: 41, allocator.TokensPerDay: 4000,
+			}, Weight: 2, Queued: 10}},
+		{"batch waiting weighs one", &hubapi.Demand{Queued: 1, Priority: 9},
+			allocator.Demand{Want: allocator.Amounts{allocator.RequestsPerMinute: 1, allocator.Concurrency: 3, allocator.RequestsPerDay: 2}, Weight: 1, Queued: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &hubapi.Account{Limits: limits, InFlight: 2, Demand: tc.demand}
+			// A 30 s lease: daily wants cover two lease periods, one minute.
+			if diff := cmp.Diff(tc.want, demandOf(a, 30*time.Second)); diff != "" {
+				t.Errorf("wants (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
