@@ -958,20 +958,46 @@ func (x *exchange) recoverPanic() {
 	}
 }
 
+func reported(w provider.Window) bool { return w.HasLimit || w.HasRemaining }
+
+// otherAtMost reports whether the other of the input and output windows shows at
+// most n remaining, so that a combined remaining of n may be its own.
+func otherAtMost(o limiter.Observation, k limiter.Kind, n int64) bool {
+	other := limiter.KindInputTokens
+	if k == limiter.KindInputTokens {
+		other = limiter.KindOutputTokens
+	}
+	w := o.Windows[other]
+	return w.HasRemaining && w.Remaining <= n
+}
+
 // observation maps provider rate-limit headers onto the engine's kinds. Anthropic's
-// combined "tokens" window is the most restrictive of its input and output limits,
-// not a limit of its own, so it is not learned as one.
+// combined "tokens" window is the most restrictive of its input and output limits
+// when those are sent (see the cases below).
 func observation(providerType string, rl provider.RateLimits) (limiter.Observation, bool) {
 	var o limiter.Observation
 	set := func(k limiter.Kind, w provider.Window) {
 		o.Windows[k] = limiter.Window{Limit: w.Limit, Remaining: w.Remaining, HasLimit: w.HasLimit, HasRemaining: w.HasRemaining}
 	}
 	set(limiter.KindRequests, rl.Requests)
-	if providerType != limiterconfig.ProviderAnthropic {
-		set(limiter.KindTokens, rl.Tokens)
-	}
 	set(limiter.KindInputTokens, rl.InputTokens)
 	set(limiter.KindOutputTokens, rl.OutputTokens)
+	split := reported(rl.InputTokens) || reported(rl.OutputTokens)
+	switch {
+	case providerType != limiterconfig.ProviderAnthropic || !split:
+		// Anthropic's combined window, alone, is an account on a combined TPM.
+		set(limiter.KindTokens, rl.Tokens)
+	case rl.Tokens.HasRemaining:
+		// Beside the input and output windows it is the most restrictive of them,
+		// so it adds nothing to two reported windows; when one is missing and the
+		// combined remaining is below the other's, it is the missing one's remaining.
+		// Its limit is neither's, so it is not learned.
+		for _, k := range []limiter.Kind{limiter.KindInputTokens, limiter.KindOutputTokens} {
+			if w := &o.Windows[k]; !w.HasRemaining && !otherAtMost(o, k, rl.Tokens.Remaining) {
+				w.Remaining, w.HasRemaining = rl.Tokens.Remaining, true
+			}
+		}
+	}
 	for _, w := range o.Windows {
 		if w.HasLimit || w.HasRemaining {
 			return o, true
