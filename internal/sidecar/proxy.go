@@ -119,6 +119,10 @@ type exchange struct {
 	// heldBytes are taken from the server's byte budget and given back when the
 	// request ends.
 	heldBytes int64
+	// learnKey names the pool whose prompt estimate learns from this request's
+	// charged usage ("" when its counter is exact); estimate is the raw estimate.
+	learnKey string
+	estimate int64
 }
 
 // serveProxy runs one app request. Every path through it ends in exactly one
@@ -304,6 +308,11 @@ func (x *exchange) limited() string {
 			Message: fmt.Sprintf("this request needs about %d prompt tokens plus %d output tokens, more than %s's context window of %d tokens (checked by the aiquota limiter)",
 				prompt, x.req.MaxOutputTokens, x.route.model, x.pool.ContextWindow)})
 	}
+	if counter == provider.Estimate && x.op != provider.OpEmbeddings {
+		// The context check above keeps the raw estimate: the correction errs high.
+		x.learnKey, x.estimate = up.cfg.Name+"/"+x.pool.Name, prompt
+		prompt = x.s.learner.correct(x.learnKey, prompt)
+	}
 	// Each of n choices may use the whole output budget.
 	reserveOut := x.req.MaxOutputTokens
 	if reserveOut == 0 && x.op != provider.OpEmbeddings {
@@ -460,6 +469,9 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 	r := x.send(ctx, res, up.keys[res.Account().Key])
 	defer r.close()
 	settled = r.settled
+	if x.learnKey != "" && settled.UsageKnown && r.done {
+		x.s.learner.learn(x.learnKey, x.estimate, settled.Usage.InputTokens)
+	}
 	// An app that leaves cuts the upstream call short (its context is the call's):
 	// that says nothing about the upstream, so the breaker, the retry decision and
 	// the failure counters hear nothing of it.

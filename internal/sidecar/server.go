@@ -83,6 +83,7 @@ type Server struct {
 	transport http.RoundTripper
 	metrics   *metrics
 	counters  *counterCache
+	learner   *promptLearner
 	bytes     *byteBudget
 
 	live     atomic.Pointer[liveConfig]
@@ -130,6 +131,7 @@ func New(opts Options) *Server {
 		engine:    limiter.New(opts.Engine),
 		transport: opts.Transport,
 		counters:  newCounterCache(),
+		learner:   newPromptLearner(),
 		bytes:     newByteBudget(opts.BodyMemoryBytes),
 	}
 	s.metrics = newMetrics(s.engine, s.bytes)
