@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options, sc Scenario, mode Mode) (Result, error)
 		return res, err
 	}
 	d.inflight.Wait()
-	s.measure(&res, sc, start)
+	s.measure(&res, sc)
 	res.AppOK, res.AppFailed = d.ok.Load(), d.failed.Load()
 	return res, nil
 }
@@ -208,9 +208,9 @@ type fleet struct {
 }
 
 type pod struct {
-	proc             *harness.Process
-	proxy, admin     string
-	stopped, running bool
+	proc         *harness.Process
+	proxy, admin string
+	running      bool
 }
 
 func (f *fleet) writeFiles() error {
@@ -422,24 +422,28 @@ func (d *driver) rates() []float64 {
 }
 
 // run sends each pod's calls on a 10 ms tick, carrying fractions over, so that any
-// mix of rates is met without a goroutine per pod.
+// mix of rates is met without a goroutine per pod. A ticker drops ticks on a busy
+// machine, so what is owed follows the clock, not the tick count.
 func (d *driver) run(ctx context.Context) {
-	const tick = 10 * time.Millisecond
-	t := time.NewTicker(tick)
+	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	var owed []float64
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		now := time.Now()
+		elapsed := now.Sub(last).Seconds()
+		last = now
 		r := d.rates()
 		for len(owed) < len(r) {
 			owed = append(owed, 0)
 		}
 		for i, rate := range r {
-			owed[i] += rate * tick.Seconds()
+			owed[i] += rate * elapsed
 			for ; owed[i] >= 1; owed[i]-- {
 				d.call(ctx, i)
 			}
@@ -572,7 +576,7 @@ func getJSON(ctx context.Context, url string, v any) error {
 }
 
 // measure turns the samples into the row's figures.
-func (s *sampler) measure(res *Result, sc Scenario, start time.Time) {
+func (s *sampler) measure(res *Result, sc Scenario) {
 	if len(s.samples) == 0 {
 		return
 	}
@@ -634,25 +638,34 @@ func (s *sampler) at(offset time.Duration) sample {
 	return out
 }
 
-// settled is the time from from until a window of settledWindow admitted
-// settledShare of the binding rate, or -1 when none did before until.
+// settled is the time from from until the account stays used: from then on, every
+// window of settledWindow before until admitted settledShare of the binding rate (a
+// burst from full buckets right after a change does not count). It is -1 when that
+// never held.
 func (s *sampler) settled(from, until time.Duration) time.Duration {
-	want := settledShare * s.limit / 60 * settledWindow.Seconds()
+	want := settledShare * s.limit / 60
+	// ok[i]: the window starting at sample i met the rate; the last window's end
+	// must not pass until.
+	var ok []bool
+	var starts []time.Duration
 	for i, a := range s.samples {
 		if a.at < from {
 			continue
 		}
-		for _, b := range s.samples[i+1:] {
-			if b.at > until {
-				return -1
-			}
-			if b.at-a.at >= settledWindow {
-				if float64(b.admitted-a.admitted) >= want*(b.at-a.at).Seconds()/settledWindow.Seconds() {
-					return a.at - from
-				}
-				break
-			}
+		j := i + 1
+		for j < len(s.samples) && s.samples[j].at-a.at < settledWindow {
+			j++
 		}
+		if j == len(s.samples) || s.samples[j].at > until {
+			break
+		}
+		b := s.samples[j]
+		ok = append(ok, float64(b.admitted-a.admitted) >= want*(b.at-a.at).Seconds())
+		starts = append(starts, a.at)
 	}
-	return -1
+	settledAt := time.Duration(-1)
+	for i := len(ok) - 1; i >= 0 && ok[i]; i-- {
+		settledAt = starts[i] - from
+	}
+	return settledAt
 }

@@ -22,16 +22,17 @@ func main() {
 	only := flag.String("run", "", "only scenarios whose name matches this regular expression")
 	out := flag.String("out", "", "also write the tables to this file")
 	logs := flag.String("logs", "", "write the limiters' output to this file")
+	limiterBin := flag.String("limiter", "", "a built limiter to measure (another revision's); default: build ./cmd/limiter")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *stretch, *only, *out, *logs); err != nil {
+	if err := run(ctx, *stretch, *only, *out, *logs, *limiterBin); err != nil {
 		fmt.Fprintln(os.Stderr, "quotabench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, stretch float64, only, out, logPath string) error {
+func run(ctx context.Context, stretch float64, only, out, logPath, limiterBin string) error {
 	re, err := regexp.Compile(only)
 	if err != nil {
 		return fmt.Errorf("-run: %w", err)
@@ -41,11 +42,14 @@ func run(ctx context.Context, stretch float64, only, out, logPath string) error 
 		return fmt.Errorf("temporary directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	bins, err := harness.Build(ctx, testenv.Root(), dir, "./cmd/limiter")
-	if err != nil {
-		return err
+	if limiterBin == "" {
+		bins, err := harness.Build(ctx, testenv.Root(), dir, "./cmd/limiter")
+		if err != nil {
+			return err
+		}
+		limiterBin = bins["limiter"]
 	}
-	o := quotabench.Options{Limiter: bins["limiter"], Dir: dir}
+	o := quotabench.Options{Limiter: limiterBin, Dir: dir}
 	if logPath != "" {
 		f, err := os.Create(logPath)
 		if err != nil {
