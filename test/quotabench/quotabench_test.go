@@ -51,7 +51,7 @@ func TestHarnessSmoke(t *testing.T) {
 	}
 	var b strings.Builder
 	WriteTable(&b, rows)
-	for _, want := range []string{"### smoke", "| full limit per pod |", "| static limit / N |", "| leases | not wired"} {
+	for _, want := range []string{"### smoke", "| full limit per pod |", "| static limit / N |", "| leases | not run"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}

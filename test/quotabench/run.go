@@ -44,6 +44,9 @@ type Options struct {
 	Limiter, Dir string
 	// Logs receives the limiters' output, line-prefixed; nil keeps it in memory.
 	Logs io.Writer
+	// Cluster, when set, runs the leases mode: the manager and pods admitted by
+	// its webhook. Without it the leases rows say so.
+	Cluster *Cluster
 }
 
 // Result is one scenario in one mode.
@@ -72,14 +75,11 @@ type Result struct {
 // Run runs one scenario in one mode.
 func Run(ctx context.Context, o Options, sc Scenario, mode Mode) (Result, error) {
 	res := Result{Scenario: sc.Name, Mode: mode}
-	if mode == ModeLeases {
-		// The lease fleet (manager, API server, pods admitted by the webhook) is
-		// not wired yet: a row that says so beats one that silently measures the
-		// full-limit baseline under the leases name.
-		res.Skipped, res.Note = true, "not wired: needs manager-connected limiters"
+	if mode == ModeLeases && o.Cluster == nil {
+		res.Skipped, res.Note = true, "not run: needs an API server (KUBEBUILDER_ASSETS) and the manager"
 		return res, nil
 	}
-	if sc.ManagerOnly {
+	if sc.ManagerOnly && mode != ModeLeases {
 		res.Skipped, res.Note = true, "n/a: no manager in this mode"
 		return res, nil
 	}
@@ -92,18 +92,39 @@ func Run(ctx context.Context, o Options, sc Scenario, mode Mode) (Result, error)
 	}
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
-	if err := drain(ctx, srv.URL, sc); err != nil {
-		return res, err
-	}
 	f := &fleet{o: o, sc: sc, mode: mode, simURL: srv.URL, deployPods: sc.Pods}
-	defer f.close()
-	if err := f.writeFiles(); err != nil {
+	var mgrs *managers
+	defer func() {
+		// The pods first: their last report goes to a manager still running.
+		f.close()
+		if mgrs != nil {
+			mgrs.stop()
+		}
+	}()
+	if mode == ModeLeases {
+		replicas := 1
+		for _, ev := range sc.Events {
+			if ev.Failover {
+				replicas = 2
+			}
+		}
+		if mgrs, err = o.Cluster.startManagers(ctx, replicas); err != nil {
+			return res, err
+		}
+		if f.lease, err = o.Cluster.newScenario(ctx, sc, srv.URL, o.Limiter); err != nil {
+			return res, err
+		}
+	} else if err := f.writeFiles(); err != nil {
 		return res, err
 	}
 	for i := range sc.Pods {
 		if err := f.start(i); err != nil {
 			return res, err
 		}
+	}
+	// The simulator's bucket refilled while the pods started.
+	if err := drain(ctx, srv.URL, sc); err != nil {
+		return res, err
 	}
 	d := newDriver(sc, f)
 	s := &sampler{sim: sim, fleet: f, limit: float64(sc.Limits.RequestsPerMinute)}
@@ -113,7 +134,7 @@ func Run(ctx context.Context, o Options, sc Scenario, mode Mode) (Result, error)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.run(runCtx) })
 	wg.Go(func() { s.run(runCtx, start) })
-	err = playEvents(runCtx, sc, f, d, sim, start)
+	err = playEvents(runCtx, sc, f, d, sim, mgrs, start)
 	if err == nil {
 		select {
 		case <-ctx.Done():
@@ -157,7 +178,7 @@ func drain(ctx context.Context, url string, sc Scenario) error {
 }
 
 // playEvents applies the scenario's changes at their offsets.
-func playEvents(ctx context.Context, sc Scenario, f *fleet, d *driver, sim *simulator.Server, start time.Time) error {
+func playEvents(ctx context.Context, sc Scenario, f *fleet, d *driver, sim *simulator.Server, mgrs *managers, start time.Time) error {
 	for _, ev := range sc.Events {
 		select {
 		case <-ctx.Done():
@@ -189,6 +210,23 @@ func playEvents(ctx context.Context, sc Scenario, f *fleet, d *driver, sim *simu
 			if err := sim.SetFaults(simKey, simulator.Faults{}); err != nil {
 				return fmt.Errorf("end the 429 storm: %w", err)
 			}
+		case ev.KillManager > 0 && mgrs != nil:
+			if err := mgrs.kill(0); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(ev.KillManager):
+			}
+			if err := mgrs.start(ctx, 0); err != nil {
+				return err
+			}
+		case ev.Failover && mgrs != nil:
+			// The first replica leads (it was ready before the second started).
+			if err := mgrs.kill(0); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -202,6 +240,8 @@ type fleet struct {
 	simURL     string
 	deployPods int
 	cfgPath    string
+	// lease, in the leases mode, admits the pods in the cluster.
+	lease *leasePods
 
 	mu    sync.Mutex
 	procs []*pod
@@ -272,24 +312,34 @@ var listening = regexp.MustCompile(`"msg":"listening","proxy":"([^"]+)","admin":
 
 // start starts pod i's limiter (again, after a stop).
 func (f *fleet) start(i int) error {
-	name := "limiter-" + strconv.Itoa(i)
-	p, err := harness.Start(name, f.o.Limiter, []string{
-		"--config", f.cfgPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "info",
-	}, nil, f.o.Logs)
-	if err != nil {
-		return err
-	}
-	m, err := p.WaitFor(listening, startTimeout)
-	if err != nil {
-		_ = p.Stop(5 * time.Second)
-		return err
+	var p *harness.Process
+	var proxy, admin string
+	if f.lease != nil {
+		var err error
+		if p, proxy, admin, err = f.lease.start(i); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		p, err = harness.Start("limiter-"+strconv.Itoa(i), f.o.Limiter, []string{
+			"--config", f.cfgPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "info",
+		}, nil, f.o.Logs)
+		if err != nil {
+			return err
+		}
+		m, err := p.WaitFor(listening, startTimeout)
+		if err != nil {
+			_ = p.Stop(5 * time.Second)
+			return err
+		}
+		proxy, admin = "http://"+m[1], "http://"+m[2]
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for len(f.procs) <= i {
 		f.procs = append(f.procs, &pod{})
 	}
-	f.procs[i] = &pod{proc: p, proxy: "http://" + m[1], admin: "http://" + m[2], running: true}
+	f.procs[i] = &pod{proc: p, proxy: proxy, admin: admin, running: true}
 	return nil
 }
 

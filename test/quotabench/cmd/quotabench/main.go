@@ -58,6 +58,17 @@ func run(ctx context.Context, stretch float64, only, out, logPath, limiterBin st
 		defer f.Close()
 		o.Logs = f
 	}
+	if os.Getenv("KUBEBUILDER_ASSETS") != "" {
+		// The leases mode: a real API server, the manager and pods its webhook admits.
+		bins, err := harness.Build(ctx, testenv.Root(), dir, "./cmd/manager")
+		if err != nil {
+			return err
+		}
+		if o.Cluster, err = quotabench.StartCluster(testenv.Root(), dir, bins["manager"], o.Logs); err != nil {
+			return err
+		}
+		defer o.Cluster.Stop() //nolint:errcheck // the run's result is already decided
+	}
 	var results []quotabench.Result
 	for _, sc := range quotabench.Scenarios(stretch) {
 		if !re.MatchString(sc.Name) {
