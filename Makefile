@@ -114,6 +114,10 @@ bench-proxy: ## Limiter vs a plain Go reverse proxy vs direct, end to end on rea
 	@mkdir -p $(BIN)
 	go run ./test/bench/cmd/proxybench -rate 1000 -max-load 1.0 -json $(BIN)/bench-proxy.json -out $(BIN)/bench-proxy.md $(ARGS)
 
+.PHONY: bench-quota
+bench-quota: ## One account shared by N real limiter processes: issue 10's scenarios, leases vs full limit per pod vs static limit / N (about 10 min). ARGS adds quotabench flags (-stretch 3, -run NAME).
+	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go run ./test/quotabench/cmd/quotabench -out $(BIN)/bench-quota.md $(ARGS)
+
 .PHONY: bench-scale
 bench-scale: ## Control channel at scale: 1,000 ProviderQuotas, 200 chains, 5,000 reporting sidecars on a real API server (5-12 min).
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test ./test/e2e -run '^$$' -bench BenchmarkStatusScale -benchtime 1x -timeout 60m -v

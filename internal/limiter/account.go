@@ -85,11 +85,16 @@ type Observation struct {
 	Windows [numKinds]Window
 }
 
-// throttle bounds how far upstream 429s lower an account's rate, and how it recovers.
+// throttle bounds how far upstream 429s lower an account's rate, and how fast the
+// evidence lets it recover: a step per quiet second once the provider's headers show
+// capacity left since the last 429 (the floor is then five seconds from the full
+// limit, and the headers' remaining counts keep the buckets honest meanwhile), a step
+// per ten seconds of successes from providers that send no such headers.
 const (
-	throttleStep    = 0.1
-	throttleFloor   = 0.5
-	throttleRecover = time.Minute
+	throttleStep         = 0.1
+	throttleFloor        = 0.5
+	throttleRecoverSeen  = time.Second
+	throttleRecoverBlind = 10 * time.Second
 )
 
 // daily is a fixed UTC-day counter.
@@ -136,7 +141,8 @@ type Account struct {
 	external   [numKinds]externalLimit
 	margin     float64 // fraction taken off configured and learned limits
 	throttle   float64 // 1, lowered by upstream 429s
-	throttleAt int64
+	throttleAt int64   // the last change of throttle
+	last429    int64   // the last upstream 429
 	fastTakes  int
 	holdUntil  int64 // no admission before this reading (upstream Retry-After)
 	dayReqs    daily
@@ -594,10 +600,8 @@ func (r Reservation) settle(a Attempt) {
 	if p.dayTokens.day == r.day {
 		p.dayTokens.used = max(0, p.dayTokens.used+used.InputTokens+used.OutputTokens-reserved.InputTokens-reserved.OutputTokens)
 	}
-	if a.Status >= 200 && a.Status <= 299 && p.throttle < 1 && now-p.throttleAt >= int64(throttleRecover) {
-		p.throttle = min(1, p.throttle+throttleStep)
-		p.throttleAt = now
-		p.applyLimitsLocked(now)
+	if a.Status >= 200 && a.Status <= 299 {
+		p.recoverLocked(now)
 	}
 	p.mu.Unlock()
 	diff := used.InputTokens + used.OutputTokens - reserved.InputTokens - reserved.OutputTokens
@@ -667,13 +671,50 @@ func (p *Account) Throttle(retryAfter time.Duration) {
 		p.throttle = max(throttleFloor, p.throttle-throttleStep)
 		p.applyLimitsLocked(now)
 	}
-	p.throttleAt = now
+	p.throttleAt, p.last429 = now, now
 	p.fastTakes = 0
 	p.mu.Unlock()
 	if retryAfter > 0 {
 		// Waiters must learn the new wake-up time.
 		p.pool.wake()
 	}
+}
+
+// recoverLocked raises a throttled rate by a step after a success, as often as the
+// evidence allows (see throttleRecoverSeen).
+func (p *Account) recoverLocked(now int64) {
+	if p.throttle >= 1 {
+		return
+	}
+	every := throttleRecoverBlind
+	if p.capacitySeenLocked() {
+		every = throttleRecoverSeen
+	}
+	if now-p.throttleAt < int64(every) {
+		return
+	}
+	p.throttle = min(1, p.throttle+throttleStep)
+	p.throttleAt = now
+	p.applyLimitsLocked(now)
+}
+
+// capacitySeenLocked reports whether headers read after the last 429 showed every
+// reported window with something remaining.
+func (p *Account) capacitySeenLocked() bool {
+	if !p.lastSeen.ok || p.lastSeen.at <= p.last429 {
+		return false
+	}
+	seen := false
+	for _, w := range p.lastSeen.obs.Windows {
+		if !w.HasRemaining {
+			continue
+		}
+		if w.Remaining <= 0 {
+			return false
+		}
+		seen = true
+	}
+	return seen
 }
 
 // InFlight is the number of admitted, unreleased requests.

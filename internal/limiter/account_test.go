@@ -248,7 +248,7 @@ func TestAccountSetLimitLayersOverConfigAndClears(t *testing.T) {
 	}
 }
 
-func TestThrottleHoldsAndLowersRateThenRecovers(t *testing.T) {
+func TestThrottleHoldsAndLowersRate(t *testing.T) {
 	p, clock := testAccount(t, limitsRT(600, 0), 0)
 	p.Throttle(2 * time.Second)
 	if _, ok := p.tryAdmit(&Demand{}); ok {
@@ -258,17 +258,79 @@ func TestThrottleHoldsAndLowersRateThenRecovers(t *testing.T) {
 		t.Errorf("blockers = %q %v, want upstreamRetryAfter 2s", l, time.Duration(w))
 	}
 	clock.Advance(2 * time.Second)
-	r, ok := p.tryAdmit(&Demand{})
-	if !ok {
+	if _, ok := p.tryAdmit(&Demand{}); !ok {
 		t.Fatal("refused after the hold")
 	}
 	if got := p.Snapshot().Limits[0].RatePerMinute; got != 540 {
 		t.Errorf("throttled rate = %v, want 540", got)
 	}
-	clock.Advance(throttleRecover)
+}
+
+// A 429 storm takes the rate to the floor; what follows decides how fast it returns:
+// the rate after each success, one a second.
+func TestThrottleRecoversAsFastAsTheEvidenceAllows(t *testing.T) {
+	remaining := func(n int64) Observation {
+		var o Observation
+		o.Windows[KindRequests] = Window{Limit: 600, Remaining: n, HasLimit: true, HasRemaining: true}
+		return o
+	}
+	cases := []struct {
+		name string
+		// before runs before the storm, after between the storm and the successes.
+		before, after *Observation
+		want          []float64
+	}{
+		{"headers show capacity after the storm", nil, ptr(remaining(40)),
+			[]float64{360, 420, 480, 540, 600, 600}},
+		{"headers show nothing left", nil, ptr(remaining(0)),
+			[]float64{300, 300, 300, 300, 300, 300}},
+		{"headers only before the storm", ptr(remaining(40)), nil,
+			[]float64{300, 300, 300, 300, 300, 300}},
+		{"no headers", nil, nil,
+			[]float64{300, 300, 300, 300, 300, 300}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, clock := testAccount(t, limitsRT(600, 0), 0)
+			if c.before != nil {
+				p.Observe(*c.before)
+			}
+			clock.Advance(time.Millisecond)
+			for range 10 {
+				p.Throttle(0)
+			}
+			clock.Advance(time.Millisecond)
+			if c.after != nil {
+				p.Observe(*c.after)
+			}
+			var got []float64
+			for range c.want {
+				clock.Advance(time.Second)
+				r, ok := p.tryAdmit(&Demand{})
+				if !ok {
+					t.Fatal("refused")
+				}
+				r.End(Attempt{Status: 200})
+				got = append(got, p.Snapshot().Limits[0].RatePerMinute)
+			}
+			if diff := cmp.Diff(c.want, got, approx); diff != "" {
+				t.Errorf("rate after each success (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestThrottleRecoversSlowlyWithoutHeaders(t *testing.T) {
+	p, clock := testAccount(t, limitsRT(600, 0), 0)
+	p.Throttle(0)
+	clock.Advance(throttleRecoverBlind)
+	r, ok := p.tryAdmit(&Demand{})
+	if !ok {
+		t.Fatal("refused")
+	}
 	r.End(Attempt{Status: 200})
 	if got := p.Snapshot().Limits[0].RatePerMinute; got != 600 {
-		t.Errorf("recovered rate = %v, want 600", got)
+		t.Errorf("rate after %s of successes = %v, want 600", throttleRecoverBlind, got)
 	}
 }
 

@@ -138,6 +138,10 @@ type exchange struct {
 	// heldBytes are taken from the server's byte budget and given back when the
 	// request ends.
 	heldBytes int64
+	// learnKey names the pool whose prompt estimate learns from this request's
+	// charged usage ("" when its counter is exact); estimate is the raw estimate.
+	learnKey string
+	estimate int64
 }
 
 // serveProxy runs one app request. Every path through it ends in exactly one
@@ -313,6 +317,7 @@ func (x *exchange) entry(rt route) (string, string) {
 		return outcome, ""
 	}
 	up := x.route.up
+	x.learnKey = "" // an estimate learns only for the entry that counted it
 	if outcome, move, ok := x.translate(); !ok {
 		return outcome, move
 	}
@@ -329,6 +334,11 @@ func (x *exchange) entry(rt route) (string, string) {
 		return x.fail(outcomeContextLength, &provider.Error{Status: http.StatusBadRequest, Code: "context_length_exceeded", Param: "messages",
 			Message: fmt.Sprintf("this request needs about %d prompt tokens plus %d output tokens, more than %s's context window of %d tokens (checked by the aiquota limiter)",
 				prompt, x.req.MaxOutputTokens, x.route.model, x.pool.ContextWindow)}), ""
+	}
+	if counter == provider.Estimate && x.op != provider.OpEmbeddings {
+		// The context check above keeps the raw estimate: the correction errs high.
+		x.learnKey, x.estimate = up.cfg.Name+"/"+x.pool.Name, prompt
+		prompt = x.s.learner.correct(x.learnKey, prompt)
 	}
 	// Each of n choices may use the whole output budget.
 	reserveOut := x.req.MaxOutputTokens
@@ -443,6 +453,9 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 	r := x.send(ctx, res, up.keys[res.Account().Key])
 	defer r.close()
 	settled, x.settled = r.settled, r.settled
+	if x.learnKey != "" && settled.UsageKnown && r.done {
+		x.s.learner.learn(x.learnKey, x.estimate, settled.Usage.InputTokens)
+	}
 	// An app that leaves cuts the upstream call short (its context is the call's):
 	// that says nothing about the upstream, so the breaker, the retry decision and
 	// the failure counters hear nothing of it.
@@ -966,20 +979,46 @@ func (x *exchange) recoverPanic() {
 	}
 }
 
+func reported(w provider.Window) bool { return w.HasLimit || w.HasRemaining }
+
+// otherAtMost reports whether the other of the input and output windows shows at
+// most n remaining, so that a combined remaining of n may be its own.
+func otherAtMost(o limiter.Observation, k limiter.Kind, n int64) bool {
+	other := limiter.KindInputTokens
+	if k == limiter.KindInputTokens {
+		other = limiter.KindOutputTokens
+	}
+	w := o.Windows[other]
+	return w.HasRemaining && w.Remaining <= n
+}
+
 // observation maps provider rate-limit headers onto the engine's kinds. Anthropic's
-// combined "tokens" window is the most restrictive of its input and output limits,
-// not a limit of its own, so it is not learned as one.
+// combined "tokens" window is the most restrictive of its input and output limits
+// when those are sent (see the cases below).
 func observation(providerType string, rl provider.RateLimits) (limiter.Observation, bool) {
 	var o limiter.Observation
 	set := func(k limiter.Kind, w provider.Window) {
 		o.Windows[k] = limiter.Window{Limit: w.Limit, Remaining: w.Remaining, HasLimit: w.HasLimit, HasRemaining: w.HasRemaining}
 	}
 	set(limiter.KindRequests, rl.Requests)
-	if providerType != limiterconfig.ProviderAnthropic {
-		set(limiter.KindTokens, rl.Tokens)
-	}
 	set(limiter.KindInputTokens, rl.InputTokens)
 	set(limiter.KindOutputTokens, rl.OutputTokens)
+	split := reported(rl.InputTokens) || reported(rl.OutputTokens)
+	switch {
+	case providerType != limiterconfig.ProviderAnthropic || !split:
+		// Anthropic's combined window, alone, is an account on a combined TPM.
+		set(limiter.KindTokens, rl.Tokens)
+	case rl.Tokens.HasRemaining:
+		// Beside the input and output windows it is the most restrictive of them,
+		// so it adds nothing to two reported windows; when one is missing and the
+		// combined remaining is below the other's, it is the missing one's remaining.
+		// Its limit is neither's, so it is not learned.
+		for _, k := range []limiter.Kind{limiter.KindInputTokens, limiter.KindOutputTokens} {
+			if w := &o.Windows[k]; !w.HasRemaining && !otherAtMost(o, k, rl.Tokens.Remaining) {
+				w.Remaining, w.HasRemaining = rl.Tokens.Remaining, true
+			}
+		}
+	}
 	for _, w := range o.Windows {
 		if w.HasLimit || w.HasRemaining {
 			return o, true

@@ -87,6 +87,7 @@ type Server struct {
 	metrics   *metrics
 	access    *accessLog
 	counters  *counterCache
+	learner   *promptLearner
 	bytes     *byteBudget
 
 	live     atomic.Pointer[liveConfig]
@@ -134,6 +135,7 @@ func New(opts Options) *Server {
 		engine:    limiter.New(opts.Engine),
 		transport: opts.Transport,
 		counters:  newCounterCache(),
+		learner:   newPromptLearner(),
 		bytes:     newByteBudget(opts.BodyMemoryBytes),
 		access:    newAccessLog(opts.Logger, opts.AccessLogSample),
 	}
