@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -54,6 +55,15 @@ func run() error {
 	flag.DurationVar(&controllerOpts.ReportInterval, "control-report-interval", 0, "How often limiter sidecars report over the control channel (0: 10s).")
 	flag.DurationVar(&controllerOpts.SecretRecheckInterval, "secret-recheck-interval", controller.DefaultSecretRecheckInterval,
 		"How often the credential Secrets that ProviderQuotas name are checked again by name (the manager may only get Secrets, not watch them).")
+	var watchNamespaces []string
+	flag.Func("watch-namespaces", "Comma-separated namespaces to reconcile and inject, for a namespace-scoped install whose Roles grant nothing elsewhere; empty: every namespace.", func(s string) error {
+		for ns := range strings.SplitSeq(s, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				watchNamespaces = append(watchNamespaces, ns)
+			}
+		}
+		return nil
+	})
 	webhookOpts := webhook.DefaultOptions()
 	webhookOpts.BindFlags(flag.CommandLine)
 	certOpts := certs.DefaultOptions()
@@ -83,6 +93,7 @@ func run() error {
 		// verifies this one with the CA in the certificate Secret.
 		metricsOpts.TLSOpts = append(slices.Clone(tlsOpts), certMgr.TLSOpt())
 	}
+	webhookOpts.WatchNamespaces = watchNamespaces
 	webhookOpts.ExcludedNamespaces = append(webhookOpts.ExcludedNamespaces, certOpts.Namespace)
 	webhookServer := crwebhook.NewServer(crwebhook.Options{Port: webhookOpts.Port, TLSOpts: append(slices.Clone(tlsOpts), certMgr.TLSOpt())})
 
@@ -90,7 +101,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
-	cacheOpts, err := controller.CacheOptions()
+	cacheOpts, err := controller.CacheOptions(watchNamespaces)
 	if err != nil {
 		return err
 	}
@@ -146,7 +157,7 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	log.Info("starting manager", "metricsAddress", metricsAddr, "probeAddress", probeAddr, "leaderElection", leaderElect)
+	log.Info("starting manager", "metricsAddress", metricsAddr, "probeAddress", probeAddr, "leaderElection", leaderElect, "watchNamespaces", watchNamespaces)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}

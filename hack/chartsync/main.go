@@ -2,8 +2,9 @@
 // chart and config/ can never disagree: the CRDs into charts/aiquota/templates/crds
 // as templates (behind crds.enabled, kept on uninstall with crds.keep, as
 // cert-manager's chart does; Helm never upgrades a chart's crds/ directory), and the
-// manager's RBAC rules (cluster-wide and in its own namespace) into
-// charts/aiquota/files, from where the chart's templates read them.
+// manager's RBAC rules into charts/aiquota/files, from where the chart's templates
+// read them: the rules on cluster-scoped resources, the rules on namespaced ones
+// (cluster-wide, or in each of watchNamespaces), and those in its own namespace.
 //
 //	go run ./hack/chartsync [-out charts/aiquota]
 package main
@@ -91,11 +92,17 @@ func run(out string) error {
 			}
 		}
 	}
+	clusterScoped, watched := splitByScope(cluster)
 	if err := os.MkdirAll(filepath.Join(out, "files"), 0o755); err != nil {
 		return fmt.Errorf("create files dir: %w", err)
 	}
-	for name, rules := range map[string][]rbacv1.PolicyRule{"manager-clusterrole-rules.yaml": cluster, "manager-role-rules.yaml": namespaced} {
-		b, err := yaml.Marshal(map[string]any{"rules": rules})
+	// Lists without a rules: key, so that a template can put two of them under one.
+	for name, rules := range map[string][]rbacv1.PolicyRule{
+		"manager-cluster-rules.yaml": clusterScoped,
+		"manager-watched-rules.yaml": watched,
+		"manager-role-rules.yaml":    namespaced,
+	} {
+		b, err := yaml.Marshal(rules)
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", name, err)
 		}
@@ -104,6 +111,43 @@ func run(out string) error {
 		}
 	}
 	return nil
+}
+
+// clusterScopedResources are the cluster-scoped resources the ClusterRole names.
+// Everything else it names is namespaced, and a namespace-scoped install
+// (watchNamespaces) grants those rules by a Role in each watched namespace
+// instead.
+var clusterScopedResources = map[string]bool{
+	"admissionregistration.k8s.io/mutatingwebhookconfigurations": true,
+	"authentication.k8s.io/tokenreviews":                         true,
+	"authorization.k8s.io/subjectaccessreviews":                  true,
+}
+
+// splitByScope splits rules into those on cluster-scoped resources and those on
+// namespaced ones, dividing a rule that names both.
+func splitByScope(rules []rbacv1.PolicyRule) (clusterScoped, namespaced []rbacv1.PolicyRule) {
+	for _, r := range rules {
+		c, n := r, r
+		c.Resources, n.Resources = nil, nil
+		for _, res := range r.Resources {
+			scoped := false
+			for _, g := range r.APIGroups {
+				scoped = scoped || clusterScopedResources[g+"/"+res]
+			}
+			if scoped {
+				c.Resources = append(c.Resources, res)
+			} else {
+				n.Resources = append(n.Resources, res)
+			}
+		}
+		if len(c.Resources) > 0 {
+			clusterScoped = append(clusterScoped, c)
+		}
+		if len(n.Resources) > 0 {
+			namespaced = append(namespaced, n)
+		}
+	}
+	return clusterScoped, namespaced
 }
 
 // crdMeta is where controller-gen's output names the CRD's metadata; the chart's

@@ -197,14 +197,26 @@ func newDeps(mgr ctrl.Manager, opts Options) (*deps, error) {
 // it, a ConfigMap of one of our names that lacks the label is invisible to the
 // cache, which currentConfigMap accounts for. Secrets are never cached (see
 // secrets.go).
-func CacheOptions() (cache.Options, error) {
+//
+// watchNamespaces, when not empty, restricts every namespaced object the cache
+// holds (our kinds, rendered ConfigMaps) to those namespaces: a namespace-scoped
+// install, whose Roles grant nothing elsewhere. Cluster-scoped objects are not
+// affected.
+func CacheOptions(watchNamespaces []string) (cache.Options, error) {
 	rendered, err := labels.NewRequirement(naming.LabelConfigFor, selection.Exists, nil)
 	if err != nil {
 		return cache.Options{}, fmt.Errorf("label selector for rendered ConfigMaps: %w", err)
 	}
-	return cache.Options{
+	o := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {Label: labels.NewSelector().Add(*rendered)},
 		},
-	}, nil
+	}
+	if len(watchNamespaces) > 0 {
+		o.DefaultNamespaces = make(map[string]cache.Config, len(watchNamespaces))
+		for _, ns := range watchNamespaces {
+			o.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return o, nil
 }

@@ -81,7 +81,7 @@ func run(m *testing.M) int {
 	}
 
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(logLevel())))
-	cacheOpts, err := CacheOptions()
+	cacheOpts, err := CacheOptions(nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

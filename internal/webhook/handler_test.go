@@ -196,6 +196,19 @@ func TestNotForUs(t *testing.T) {
 			}
 		}
 	})
+	t.Run("namespace not watched", func(t *testing.T) {
+		for _, tc := range []struct {
+			watch  []string
+			inject bool
+		}{{[]string{"team-a"}, false}, {[]string{"team-a", base.Namespace}, true}} {
+			o := testOptions()
+			o.WatchNamespaces = tc.watch
+			resp := newTestInjector(t, o, loadObjects(t)...).Handle(t.Context(), base)
+			if !resp.Allowed || (len(resp.Patches) > 0) != tc.inject {
+				t.Errorf("watching %v, a pod in %s: allowed=%v, %d patches; want injected %v", tc.watch, base.Namespace, resp.Allowed, len(resp.Patches), tc.inject)
+			}
+		}
+	})
 	t.Run("undecodable pod", func(t *testing.T) {
 		req := admissionRequest(t, []byte(`{"metadata":{"namespace":"shop"}}`))
 		req.Object = runtime.RawExtension{Raw: []byte(`{"spec": 7}`)}

@@ -46,6 +46,9 @@ type Options struct {
 	// ExcludedNamespaces are never injected even if the webhook configuration lets
 	// their pods through (kube-system and the manager's namespace).
 	ExcludedNamespaces []string
+	// WatchNamespaces, when not empty, are the only namespaces injected: a
+	// namespace-scoped install reads quotas and chains nowhere else.
+	WatchNamespaces []string
 }
 
 // DefaultOptions are the manager's defaults.

@@ -123,6 +123,9 @@ func (inj *Injector) decide(ctx context.Context, req admission.Request) decision
 	if slices.Contains(inj.opts.ExcludedNamespaces, namespace) {
 		return decision{resp: admission.Allowed("namespace " + namespace + " is excluded from injection")}
 	}
+	if len(inj.opts.WatchNamespaces) > 0 && !slices.Contains(inj.opts.WatchNamespaces, namespace) {
+		return decision{resp: admission.Allowed("namespace " + namespace + " is not watched by this aiquota install")}
+	}
 	d := inj.decidePod(ctx, namespace, pod)
 	d.namespace, d.owners, d.podName = namespace, pod.OwnerReferences, pod.Name
 	if d.podName == "" {

@@ -82,6 +82,8 @@ func TestHelmChartRefusesBadValues(t *testing.T) {
 		{"utilisation-threshold-above-one", []string{"metrics.prometheusRule.utilisation.warning=70"}},
 		{"image-pull-policy-unknown", []string{"image.pullPolicy=Sometimes"}},
 		{"pdb-min-available-typo", []string{"podDisruptionBudget.minAvailabel=1"}},
+		{"watch-namespace-not-a-name", []string{"watchNamespaces={Team_A}"}},
+		{"watch-namespaces-not-a-list", []string{"watchNamespaces=team-a"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"template", "aiquota", chart, "--namespace", "aiquota-system", "--kube-version", "1.37.0"}

@@ -12,15 +12,17 @@ import (
 	"github.com/aiquota/aiquota/internal/testenv"
 )
 
-// grant is one permission a rule expands to: scope ("cluster", or "namespace" for
-// the manager's own namespace), API group, resource, verb and resource name ("*"
-// for any).
+// grant is one permission a rule expands to: scope ("cluster"; "namespace" for
+// the manager's own namespace; "namespace <name>" for a watched namespace of a
+// namespace-scoped install), API group, resource, verb and resource name ("*" for
+// any).
 type grant struct{ scope, group, resource, verb, name string }
 
-// allowed lists every permission the manager may have, each for something the
-// code does (see the +kubebuilder:rbac markers beside it, and config/rbac,
-// config/webhook for the namespaced ones).
-var allowed = func() []grant {
+// allowedGrants lists every permission the manager may have, each for something
+// the code does (see the +kubebuilder:rbac markers beside it, and config/rbac,
+// config/webhook for the namespaced ones). With watched namespaces, the rules on
+// namespaced resources are granted in each of them instead of cluster-wide.
+func allowedGrants(watched ...string) []grant {
 	var g []grant
 	add := func(scope, group string, resources, verbs []string, name string) {
 		for _, r := range resources {
@@ -29,12 +31,26 @@ var allowed = func() []grant {
 			}
 		}
 	}
-	// Rendered ConfigMaps: created, merge-patched, cached by label (list, watch).
-	add("cluster", "", []string{"configmaps"}, []string{"create", "get", "list", "patch", "watch"}, "*")
-	// A credential check reads a Secret's metadata by name; the hub looks up the
-	// reporting pod; the webhook resolves a pod's ReplicaSet for events.
-	add("cluster", "", []string{"pods", "secrets"}, []string{"get"}, "*")
-	add("cluster", "apps", []string{"replicasets"}, []string{"get"}, "*")
+	watchedScopes := []string{"cluster"}
+	if len(watched) > 0 {
+		watchedScopes = nil
+		for _, ns := range watched {
+			watchedScopes = append(watchedScopes, "namespace "+ns)
+		}
+	}
+	for _, scope := range watchedScopes {
+		// Rendered ConfigMaps: created, merge-patched, cached by label (list, watch).
+		add(scope, "", []string{"configmaps"}, []string{"create", "get", "list", "patch", "watch"}, "*")
+		// A credential check reads a Secret's metadata by name; the hub looks up the
+		// reporting pod; the webhook resolves a pod's ReplicaSet for events.
+		add(scope, "", []string{"pods", "secrets"}, []string{"get"}, "*")
+		add(scope, "apps", []string{"replicasets"}, []string{"get"}, "*")
+		add(scope, "events.k8s.io", []string{"events"}, []string{"create", "patch"}, "*")
+		add(scope, "quota.aiquota.dev", []string{"circuitpolicies", "fallbackchains", "providerquotas"}, []string{"get", "list", "watch"}, "*")
+		add(scope, "quota.aiquota.dev", []string{"circuitpolicies/status", "fallbackchains/status", "providerquotas/status"}, []string{"get", "patch"}, "*")
+		// Owner references with blockOwnerDeletion on rendered ConfigMaps.
+		add(scope, "quota.aiquota.dev", []string{"fallbackchains/finalizers", "providerquotas/finalizers"}, []string{"update"}, "*")
+	}
 	// The certificate rotator's cache lists and watches webhook configurations;
 	// it writes the caBundle of its own only.
 	add("cluster", "admissionregistration.k8s.io", []string{"mutatingwebhookconfigurations"}, []string{"list", "watch"}, "*")
@@ -42,11 +58,6 @@ var allowed = func() []grant {
 	// Sidecars' tokens (control channel) and scrapers' (metrics) are reviewed.
 	add("cluster", "authentication.k8s.io", []string{"tokenreviews"}, []string{"create"}, "*")
 	add("cluster", "authorization.k8s.io", []string{"subjectaccessreviews"}, []string{"create"}, "*")
-	add("cluster", "events.k8s.io", []string{"events"}, []string{"create", "patch"}, "*")
-	add("cluster", "quota.aiquota.dev", []string{"circuitpolicies", "fallbackchains", "providerquotas"}, []string{"get", "list", "watch"}, "*")
-	add("cluster", "quota.aiquota.dev", []string{"circuitpolicies/status", "fallbackchains/status", "providerquotas/status"}, []string{"get", "patch"}, "*")
-	// Owner references with blockOwnerDeletion on rendered ConfigMaps.
-	add("cluster", "quota.aiquota.dev", []string{"fallbackchains/finalizers", "providerquotas/finalizers"}, []string{"update"}, "*")
 
 	// In the manager's namespace: the leader's pod label, leader election, and the
 	// certificate Secret (the rotator caches the namespace's Secrets).
@@ -56,18 +67,29 @@ var allowed = func() []grant {
 	add("namespace", "", []string{"events"}, []string{"create", "patch"}, "*")
 	add("namespace", "", []string{"secrets"}, []string{"create", "get", "list", "update", "watch"}, "*")
 	return g
-}()
+}
 
 // TestRBACAllowList renders config/default and the chart and expands every rule
 // that reaches the manager's ServiceAccount (through ClusterRoleBindings and
 // RoleBindings) into single permissions: each installation must grant exactly the
 // allow-list, no more (a wider rule fails) and no less (a rule the code needs).
+// The chart's namespace-scoped install (watchNamespaces) keeps only the rules on
+// cluster-scoped resources cluster-wide.
 func TestRBACAllowList(t *testing.T) {
 	root := testenv.Root()
-	want := sortedGrants(allowed)
-	for name, inst := range map[string]installation{"config/default": kustomize(t, root), "helm": helmTemplate(t, root)} {
-		t.Run(name, func(t *testing.T) {
-			got := sortedGrants(managerGrants(t, inst))
+	cases := []struct {
+		name    string
+		inst    installation
+		watched []string
+	}{
+		{"config/default", kustomize(t, root), nil},
+		{"helm", helmTemplate(t, root), nil},
+		{"helm watchNamespaces", helmTemplate(t, root, "watchNamespaces={team-a,team-b}"), []string{"team-a", "team-b"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			want := sortedGrants(allowedGrants(c.watched...))
+			got := sortedGrants(managerGrants(t, c.inst))
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("the manager's permissions differ from the allow-list (-allowed +granted):\n%s", diff)
 			}
@@ -130,10 +152,11 @@ func managerGrants(t *testing.T, inst installation) []grant {
 			var b rbacv1.RoleBinding
 			fromUnstructured(t, u, &b)
 			if isManager(b.Subjects) {
+				scope := "namespace"
 				if b.Namespace != ns {
-					t.Errorf("RoleBinding %s/%s grants the manager rights outside its namespace", b.Namespace, b.Name)
+					scope += " " + b.Namespace
 				}
-				expand("namespace", rulesOf(b.RoleRef.Kind, b.RoleRef.Name, b.Namespace))
+				expand(scope, rulesOf(b.RoleRef.Kind, b.RoleRef.Name, b.Namespace))
 			}
 		}
 	}
