@@ -420,12 +420,9 @@ type AccountSharing struct {
 	// queued is the number of requests waiting in the sidecars' queues.
 	// +optional
 	Queued int64 `json:"queued"`
-	// demandExceedsQuota is set while requests wait although the leases already
-	// grant the whole account (less its margin and the reserve for new pods).
-	// +optional
-	DemandExceedsQuota bool `json:"demandExceedsQuota"`
 	// pods are the lease holders with the largest request grants, at most 16.
 	// +optional
+	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16
 	Pods []PodShare `json:"pods,omitempty"`
 }
@@ -433,20 +430,23 @@ type AccountSharing struct {
 // PodShare is one sidecar's lease on one pool: granted against used.
 type PodShare struct {
 	// pod is the pod's name.
+	// +required
 	// +kubebuilder:validation:MaxLength=253
 	Pod string `json:"pod"`
 	// pool is the model pool.
+	// +required
 	// +kubebuilder:validation:MaxLength=253
 	Pool string `json:"pool"`
-	// requestsPerMinuteGranted is the lease's rate; requestsPerMinuteUsed the
-	// requests sent in the last minute.
+	// requestsPerMinuteGranted is the lease's rate.
 	// +optional
 	RequestsPerMinuteGranted int64 `json:"requestsPerMinuteGranted,omitempty"`
+	// requestsPerMinuteUsed is the requests the pod sent in the last minute.
 	// +optional
 	RequestsPerMinuteUsed int64 `json:"requestsPerMinuteUsed,omitempty"`
-	// concurrencyGranted is the lease's slots; inFlight the requests in flight.
+	// concurrencyGranted is the lease's concurrency slots.
 	// +optional
 	ConcurrencyGranted int64 `json:"concurrencyGranted,omitempty"`
+	// inFlight is the pod's requests in flight.
 	// +optional
 	InFlight int64 `json:"inFlight,omitempty"`
 }

@@ -453,7 +453,6 @@ func (a *Aggregator) sharingLocked(k resourceKey, now time.Time, v *quotaView) *
 	sh := &quotav1alpha1.AccountSharing{}
 	granted := map[accountKey]hubapi.Grants{}
 	limits := map[accountKey]hubapi.Limits{}
-	margin := int32(0)
 	for _, s := range a.feeds[k] {
 		holds := false
 		for ak, ps := range s.accounts {
@@ -470,7 +469,6 @@ func (a *Aggregator) sharingLocked(k resourceKey, now time.Time, v *quotaView) *
 				g[kind] += x
 			}
 			limits[ak] = ps.latest.Limits
-			margin = max(margin, ps.latest.SafetyMarginPercent)
 			sh.Pods = append(sh.Pods, quotav1alpha1.PodShare{
 				Pod: s.pod.Name, Pool: ak.pool,
 				RequestsPerMinuteGranted: int64(ps.latest.Lease[hubapi.LimitRequestsPerMinute]),
@@ -497,8 +495,6 @@ func (a *Aggregator) sharingLocked(k resourceKey, now time.Time, v *quotaView) *
 	for _, q := range v.queues {
 		sh.Queued += q
 	}
-	// The allocator keeps a reserve of 5% of the budget for new pods.
-	sh.DemandExceedsQuota = sh.Queued > 0 && sh.GrantedPercent >= (100-margin)*90/100
 	slices.SortFunc(sh.Pods, func(x, y quotav1alpha1.PodShare) int {
 		return cmp.Or(cmp.Compare(y.RequestsPerMinuteGranted, x.RequestsPerMinuteGranted), cmp.Compare(y.ConcurrencyGranted, x.ConcurrencyGranted),
 			cmp.Compare(x.Pod, y.Pod), cmp.Compare(x.Pool, y.Pool))
