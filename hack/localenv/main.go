@@ -117,8 +117,8 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 		return p, err
 	}
 
-	step("building the manager, the limiter and the provider simulator")
-	bins, err := harness.Build(ctx, root, filepath.Join(root, "bin"), "./cmd/manager", "./cmd/limiter", "./cmd/providersim")
+	step("building the manager, the limiter, the provider simulator and the kubectl plugin")
+	bins, err := harness.Build(ctx, root, filepath.Join(root, "bin"), "./cmd/manager", "./cmd/limiter", "./cmd/providersim", "./cmd/kubectl-aiquota")
 	if err != nil {
 		return err
 	}
@@ -264,6 +264,12 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 			return err
 		}
 		if done {
+			// The live view a user gets from the kubectl plugin, found on PATH as
+			// kubectl finds any plugin.
+			pluginPath := "PATH=" + filepath.Dir(bins["kubectl-aiquota"]) + string(os.PathListSeparator) + os.Getenv("PATH")
+			if err := kubectlEnv(ctx, kubeconfig, []string{pluginPath}, "aiquota", "top", "--once", "-n", namespace); err != nil {
+				return err
+			}
 			fmt.Printf("\nThe demo showed utilisation, an open breaker, failovers with ACTIVE moving down the chain, and the return to the first entry.\n")
 			fmt.Printf("The injected pod and the process logs stay in %s.\n", stateDir)
 			return nil
@@ -549,8 +555,16 @@ func simFaults(simURL string, account int, faults string) error {
 }
 
 func kubectl(ctx context.Context, kubeconfig string, args ...string) error {
+	return kubectlEnv(ctx, kubeconfig, nil, args...)
+}
+
+// kubectlEnv runs kubectl with env added to this process's environment. The
+// kubeconfig goes in KUBECONFIG, as a user exports it: kubectl refuses flags before
+// a plugin's name.
+func kubectlEnv(ctx context.Context, kubeconfig string, env []string, args ...string) error {
 	fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, testenv.Kubectl(), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd := exec.CommandContext(ctx, testenv.Kubectl(), args...)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+kubeconfig), env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("kubectl %s: %w", args[0], err)

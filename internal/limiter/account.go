@@ -139,6 +139,10 @@ type Account struct {
 	configured [numKinds]int64
 	learned    [numKinds]int64
 	external   [numKinds]externalLimit
+	// ceiling is each per-minute bucket's burst without a lease or throttling
+	// (+Inf when only a lease limits it): a demand above the bucket's burst but
+	// within its ceiling may fit after the next lease, so it waits, not fails.
+	ceiling [numKinds]float64
 	margin     float64 // fraction taken off configured and learned limits
 	throttle   float64 // 1, lowered by upstream 429s
 	throttleAt int64   // the last change of throttle
@@ -204,6 +208,10 @@ func (p *Account) applyLimitsLocked(now int64) {
 		perMinute := float64(p.configured[k])
 		if l := float64(p.learned[k]); l > 0 && (perMinute == 0 || l < perMinute) {
 			perMinute = l
+		}
+		p.ceiling[k] = perMinute * (1 - p.margin)
+		if perMinute == 0 {
+			p.ceiling[k] = math.Inf(1)
 		}
 		perMinute *= (1 - p.margin) * p.throttle
 		rate, burst := perMinute/60, perMinute
@@ -404,7 +412,15 @@ func (p *Account) blockers(d *Demand) (limit string, wait float64, never bool) {
 		n := d.amount(k)
 		b := &p.buckets[k]
 		if b.Limited() && n > b.Burst() {
-			return k.String(), math.Inf(1), true
+			if n > p.ceiling[k] {
+				return k.String(), math.Inf(1), true
+			}
+			// Only a lease or throttling holds the burst under n: the next lease
+			// (asked for within a second while requests wait) may make room.
+			if w := float64(time.Second); w > wait {
+				limit, wait = k.String(), w
+			}
+			continue
 		}
 		if w := b.waitFor(n, now); w > wait {
 			limit, wait = k.String(), w

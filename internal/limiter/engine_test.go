@@ -251,3 +251,27 @@ func TestSetLimitReschedulesWaiters(t *testing.T) {
 		t.Fatalf("second waiter: %+v", a)
 	}
 }
+
+// TestALeaseBelowTheRequestWaitsForTheNextLease: a new sidecar's first lease may be
+// smaller than one request; the request waits for a larger lease instead of being
+// refused as one that can never fit, which only the account's own limit decides.
+func TestALeaseBelowTheRequestWaitsForTheNextLease(t *testing.T) {
+	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(0, 6000), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
+	pool := mustPool(t, e, "gpt-x")
+	account, ok := e.Account("openai", "k", limiterconfig.UnlistedPool)
+	if !ok {
+		t.Fatal("account not found")
+	}
+	account.SetLimit(KindTokens, 1, 60) // a probation lease of 60 tokens a minute
+	_, err := pool.Admit(context.Background(), Demand{InputTokens: 6001}, 5, time.Minute)
+	if rej := (*RejectError)(nil); !errors.As(err, &rej) || rej.Reason != ReasonTooLarge {
+		t.Fatalf("above the account's own limit: err = %v, want request_too_large", err)
+	}
+	out := make(chan admitted, 1)
+	admitAsync(t, pool, "big", Demand{InputTokens: 100}, 5, time.Minute, out)
+	account.SetLimit(KindTokens, 100, 6000) // the next lease: 100 tokens a second
+	clock.Advance(time.Second)
+	if a := <-out; a.err != nil {
+		t.Fatalf("after the larger lease: %v", a.err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/presets"
 )
 
 // clearScreen moves the cursor home and clears the screen, so a frame replaces the
@@ -221,18 +222,22 @@ func (v view) age(t *time.Time) string {
 }
 
 func (v view) quotaTable(quotas []quotav1alpha1.ProviderQuota) [][]string {
-	rows := [][]string{v.header("QUOTA", "PROVIDER", "SIDECARS", "RPM%", "TPM%", "CONCURRENCY%", "DAILY%", "REQUESTS TODAY", "TOKENS TODAY", "LEARNED LIMITS", "UPDATED")}
+	rows := [][]string{v.header("QUOTA", "PROVIDER", "SIDECARS", "RPM%", "TPM%", "CONCURRENCY%", "DAILY%", "QUEUED", "REQUESTS TODAY", "TOKENS TODAY", "LEARNED LIMITS", "UPDATED")}
 	for _, q := range quotas {
 		st := q.Status
 		rpm, tpm, conc, daily := "-", "-", "-", "-"
 		if u := st.Utilization; u != nil {
 			rpm, tpm = pct(u.RequestsPercent), pct(u.TokensPercent)
-			if hasLimit(q, func(l quotav1alpha1.QuotaLimits) int64 { return l.MaxConcurrency }) {
+			if hasLimit(q, "maxConcurrency") {
 				conc = pct(u.ConcurrencyPercent)
 			}
-			if hasLimit(q, func(l quotav1alpha1.QuotaLimits) int64 { return l.RequestsPerDay + l.TokensPerDay }) {
+			if hasLimit(q, "requestsPerDay", "tokensPerDay") {
 				daily = pct(u.DailyPercent)
 			}
+		}
+		queued := "-"
+		if st.Sharing != nil {
+			queued = strconv.FormatInt(st.Sharing.Queued, 10)
 		}
 		today := func(n int64) string {
 			if st.Day == "" {
@@ -241,14 +246,29 @@ func (v view) quotaTable(quotas []quotav1alpha1.ProviderQuota) [][]string {
 			return short(n)
 		}
 		rows = append(rows, v.row(q.Namespace, q.Name, string(q.Spec.Provider), strconv.Itoa(int(st.ActiveSidecars)),
-			rpm, tpm, conc, daily, today(st.RequestsToday), today(st.TokensToday), learned(st.LearnedLimits), v.age(timeOf(st.LastUpdated))))
+			rpm, tpm, conc, daily, queued, today(st.RequestsToday), today(st.TokensToday), learned(st.LearnedLimits), v.age(timeOf(st.LastUpdated))))
 	}
 	return rows
 }
 
-// hasLimit reports whether the quota sets a limit anywhere, so a 0% of nothing is
-// shown as "-" rather than as spare capacity.
-func hasLimit(q quotav1alpha1.ProviderQuota, get func(quotav1alpha1.QuotaLimits) int64) bool {
+// hasLimit reports whether the quota enforces a limit of one of kinds anywhere (as
+// status.effectiveLimits says, tier presets included; the spec before the reconciler
+// wrote it), so a 0% of nothing is shown as "-" rather than as spare capacity.
+func hasLimit(q quotav1alpha1.ProviderQuota, kinds ...string) bool {
+	if el := q.Status.EffectiveLimits; el != nil {
+		return slices.ContainsFunc(el.Pools, func(p quotav1alpha1.PoolLimits) bool {
+			return slices.ContainsFunc(p.Limits, func(l quotav1alpha1.EffectiveLimit) bool { return l.Value > 0 && slices.Contains(kinds, l.Kind) })
+		})
+	}
+	get := func(l quotav1alpha1.QuotaLimits) int64 {
+		var n int64
+		for i, v := range presets.Fields(&l) {
+			if slices.Contains(kinds, presets.LimitNames[i]) {
+				n += *v
+			}
+		}
+		return n
+	}
 	if get(q.Spec.Limits) > 0 {
 		return true
 	}

@@ -123,11 +123,11 @@ func TestTopRefreshes(t *testing.T) {
 		t.Fatalf("%d frames, want 2", len(w.frames))
 	}
 	want := []string{
-		"QUOTA      PROVIDER   SIDECARS   RPM%   TPM%   CONCURRENCY%   DAILY%   REQUESTS TODAY   TOKENS TODAY   LEARNED LIMITS   UPDATED\n" +
-			"deepseek   deepseek   0          -      -      -              -        -                -              -                -\n",
+		"QUOTA      PROVIDER   SIDECARS   RPM%   TPM%   CONCURRENCY%   DAILY%   QUEUED   REQUESTS TODAY   TOKENS TODAY   LEARNED LIMITS   UPDATED\n" +
+			"deepseek   deepseek   0          -      -      -              -        -        -                -              -                -\n",
 		"\n" +
-			"QUOTA      PROVIDER   SIDECARS   RPM%   TPM%   CONCURRENCY%   DAILY%   REQUESTS TODAY   TOKENS TODAY   LEARNED LIMITS   UPDATED\n" +
-			"deepseek   deepseek   2          50%    0%     -              -        -                -              -                1s\n" +
+			"QUOTA      PROVIDER   SIDECARS   RPM%   TPM%   CONCURRENCY%   DAILY%   QUEUED   REQUESTS TODAY   TOKENS TODAY   LEARNED LIMITS   UPDATED\n" +
+			"deepseek   deepseek   2          50%    0%     -              -        -        -                -              -                1s\n" +
 			"\n" +
 			"QUOTA      POOL            RPM           TPM   ITPM   OTPM   CONCURRENCY   429/MIN   5XX/MIN\n" +
 			"deepseek   deepseek-chat   300/600 50%   -     -      -      -             0         0\n",

@@ -49,12 +49,16 @@ func TestLocalDemo(t *testing.T) {
 		regexp.MustCompile(`providerquota\.quota\.aiquota\.dev/openai-tier3 condition met`),
 		regexp.MustCompile(`fallbackchain\.quota\.aiquota\.dev/chat-default condition met`),
 		regexp.MustCompile(`injected: \{"version":1,"mode":"native-sidecar"`),
-		// A printer-column row with a sidecar reporting: RPM%, TPM%, SIDECARS 1, Ready.
-		regexp.MustCompile(`providerquota\.quota\.aiquota\.dev/openai-tier3\s+openai\s+tier-3\s+\d+\s+\d+\s+1\s+True`),
+		// A printer-column row with a sidecar reporting: RPM%, TPM%, SIDECARS 1,
+		// LEASES 1 (its account lease from the manager), Ready.
+		regexp.MustCompile(`providerquota\.quota\.aiquota\.dev/openai-tier3\s+openai\s+tier-3\s+\d+\s+\d+\s+1\s+1\s+True`),
 		// The CircuitPolicy row with at least one open breaker.
 		regexp.MustCompile(`circuitpolicy\.quota\.aiquota\.dev/standard\s+3\s+20s\s+[1-9]\d*\s+True`),
 		// The chain row while Claude fails: requests moved on, another entry active.
 		regexp.MustCompile(`fallbackchain\.quota\.aiquota\.dev/chat-default\s+gpt-5\.5\s+(deepseek-chat|gpt-4\.1-mini|gpt-5\.5)\s+[1-9]\d*\s+True`),
+		// kubectl aiquota top --once, the plugin found on PATH by kubectl: the quota's
+		// live utilisation (RPM% above 0) from its one reporting sidecar.
+		regexp.MustCompile(`\$ kubectl aiquota top --once -n \S+\nQUOTA\s+PROVIDER\s+SIDECARS\s+RPM%[^\n]*\n(?:[^\n]+\n)*?openai-tier3\s+openai\s+1\s+[1-9]\d*%`),
 		regexp.MustCompile(`The demo showed utilisation, an open breaker, failovers with ACTIVE moving down the chain, and the return to the first entry`),
 	} {
 		if !want.MatchString(got) {

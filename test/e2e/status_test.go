@@ -101,11 +101,12 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 					},
 					{ProviderQuotaRef: quotav1alpha1.LocalObjectReference{Name: "openai-sim"}, Model: "gpt-4o-mini"},
 				},
-				// The fault below fails the whole account; with the default fallbackOn
-				// each request would also try gpt-4o-mini. Only rate limits move here,
-				// so the counts this test reads are exact: the 500s and the open
-				// breaker's 503 come back to the app (the chain walk has its own tests).
-				FallbackOn: []quotav1alpha1.FailureKind{quotav1alpha1.FailureRateLimited},
+				// Nothing here moves a request down the chain (no prompt is near a
+				// context window), so the counts this test reads are exact: the
+				// account-wide 500s and the open breaker's 503 come back to the app,
+				// and a request that waits for the sidecar's first account lease
+				// waits at gpt-4o. The chain walk has its own tests.
+				FallbackOn: []quotav1alpha1.FailureKind{quotav1alpha1.FailureContextLengthExceeded},
 			},
 		},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chat-app"}},
