@@ -142,7 +142,7 @@ type Account struct {
 	// ceiling is each per-minute bucket's burst without a lease or throttling
 	// (+Inf when only a lease limits it): a demand above the bucket's burst but
 	// within its ceiling may fit after the next lease, so it waits, not fails.
-	ceiling [numKinds]float64
+	ceiling    [numKinds]float64
 	margin     float64 // fraction taken off configured and learned limits
 	throttle   float64 // 1, lowered by upstream 429s
 	throttleAt int64   // the last change of throttle
