@@ -191,7 +191,7 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 		"--control-ca-file=" + filepath.Join(certDir, "ca.crt"),
 		"--control-report-interval=5s",
 		"--status-write-interval=5s",
-	}, nil)
+	}, []string{"POD_NAMESPACE=" + managerNamespace})
 	if err != nil {
 		return err
 	}

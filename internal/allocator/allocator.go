@@ -154,17 +154,61 @@ type account struct {
 // Allocator holds every account's leases.
 type Allocator struct {
 	cfg        Config
+	started    time.Time
 	learnUntil time.Time
+	// grantUntil, when horizon is set, is the grant horizon on record: the
+	// allocator grants nothing new from then on, and no lease outlives it by more
+	// than one TTL (see SetHorizon).
+	grantUntil time.Time
+	horizon    bool
 	accounts   map[AccountID]*account
 }
 
 // New returns an allocator started at now: it learns for one TTL before granting.
 func New(cfg Config, now time.Time) *Allocator {
-	return &Allocator{cfg: cfg, learnUntil: now.Add(cfg.TTL), accounts: map[AccountID]*account{}}
+	return &Allocator{cfg: cfg, started: now, learnUntil: now.Add(cfg.TTL), accounts: map[AccountID]*account{}}
 }
 
-// Learning reports whether the allocator still only adopts leases at now.
-func (a *Allocator) Learning(now time.Time) bool { return now.Before(a.learnUntil) }
+// SetHorizon bounds this term's leases by a grant horizon kept on record where the
+// next leader reads it: grantUntil is the horizon this term has durably recorded
+// (it grants only before it, and every lease it offers expires by grantUntil + TTL),
+// and priorUntil the previous term's (zero when there was none), whose leases have
+// all expired by priorUntil + TTL. Learning then ends at that point instead of one
+// TTL after the start, at once when no earlier term's lease can still be in force.
+func (a *Allocator) SetHorizon(priorUntil, grantUntil time.Time) {
+	a.learnUntil = minTime(a.started.Add(a.cfg.TTL), priorUntil.Add(a.cfg.TTL))
+	a.grantUntil, a.horizon = grantUntil, true
+}
+
+// AwaitHorizon makes the allocator offer only leases that end at once until
+// SetHorizon: for a term that keeps a grant horizon on record but has not read or
+// written it yet.
+func (a *Allocator) AwaitHorizon() { a.SetHorizon(a.started, time.Time{}) }
+
+// ExtendHorizon moves this term's recorded grant horizon later (never earlier).
+func (a *Allocator) ExtendHorizon(grantUntil time.Time) {
+	a.grantUntil = maxTime(a.grantUntil, grantUntil)
+}
+
+// Learning reports whether the allocator only adopts, renews or lowers leases at
+// now: while an earlier term's leases may be in force, or past its grant horizon.
+func (a *Allocator) Learning(now time.Time) bool {
+	return now.Before(a.learnUntil) || (a.horizon && !now.Before(a.grantUntil))
+}
+
+func maxTime(x, y time.Time) time.Time {
+	if y.After(x) {
+		return y
+	}
+	return x
+}
+
+func minTime(x, y time.Time) time.Time {
+	if y.Before(x) {
+		return y
+	}
+	return x
+}
 
 func (a *Allocator) budget(acc *account, d Dim) float64 {
 	b := acc.limits[d] * (1 - acc.margin)
@@ -285,6 +329,11 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		h.committed[d] = max(h.committed[d], offer)
 	}
 	h.expires = now.Add(a.cfg.TTL)
+	if a.horizon {
+		// Past the horizon the next leader may be granting: nothing offered may
+		// outlive the horizon by more than the TTL it counts on.
+		h.expires = maxTime(now, minTime(h.expires, a.grantUntil.Add(a.cfg.TTL)))
+	}
 	lease = Lease{Amounts: h.offered, Expires: h.expires, Learning: learning}
 	for d := range NumDims {
 		lease.Limited[d] = acc.limits[d] > 0

@@ -47,6 +47,32 @@ type world struct {
 	day      int64
 	next     int
 	steps    []string
+	// horizon runs keep a grant horizon on record, as the hub does: each term
+	// reads the last one, records its own before granting and extends it, unless
+	// the record cannot be written (then the term's horizon runs out).
+	horizon  bool
+	recorded time.Time
+}
+
+// newTerm replaces the allocator, as a new leader (or a restarted manager) does.
+func (w *world) newTerm() {
+	w.alloc = New(testConfig, w.now)
+	if w.horizon {
+		prior := w.recorded
+		w.alloc.AwaitHorizon() // before reading the record
+		w.recorded = w.now.Add(2 * testConfig.TTL)
+		w.alloc.SetHorizon(prior, w.recorded)
+	}
+	w.log("leader change")
+}
+
+// extendHorizon records a later horizon for the current term.
+func (w *world) extendHorizon() {
+	if w.horizon {
+		w.recorded = w.now.Add(2 * testConfig.TTL)
+		w.alloc.ExtendHorizon(w.recorded)
+		w.log("horizon %s", w.recorded.Format("15:04:05.000"))
+	}
 }
 
 func newWorld(t *testing.T, seed uint64, limits Amounts) *world {
@@ -113,7 +139,7 @@ func (w *world) report(s *sidecar, final, lose bool) {
 		return
 	}
 	amounts := lease.Amounts
-	s.applied, s.expires = &amounts, sent.Add(testConfig.TTL)
+	s.applied, s.expires = &amounts, sent.Add(lease.Expires.Sub(w.now))
 	w.log("report %s -> %v", s.id, amounts)
 }
 
@@ -198,8 +224,9 @@ func (w *world) step() {
 	case n < 80:
 		w.live[w.rng.IntN(len(w.live))].want = w.randomWant()
 	case n < 82:
-		w.alloc = New(testConfig, w.now)
-		w.log("leader change")
+		w.newTerm()
+	case n < 85:
+		w.extendHorizon()
 	case n < 88:
 		w.alloc.Expire(w.now)
 	default:
@@ -215,6 +242,9 @@ func TestInvariantUnderRandomRuns(t *testing.T) {
 	}
 	for seed := range uint64(300) {
 		w := newWorld(t, seed, limits[seed%uint64(len(limits))])
+		if w.horizon = seed%2 == 1; w.horizon {
+			w.newTerm()
+		}
 		for range 400 {
 			w.step()
 			w.check()

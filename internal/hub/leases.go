@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/aiquota/aiquota/internal/allocator"
 	"github.com/aiquota/aiquota/internal/hubapi"
@@ -31,9 +34,31 @@ type Leases struct {
 	Reserve float64
 	Now     func() time.Time
 
+	// Record, when set, keeps the grant horizon on record (see HorizonRecord and
+	// Start); Log reports failures to keep it.
+	Record interface {
+		Load(ctx context.Context) (time.Time, error)
+		Store(ctx context.Context, until time.Time, ttl time.Duration) error
+	}
+	Log logr.Logger
+
 	mu        sync.Mutex
 	alloc     *allocator.Allocator
+	recorded  bool // the term's horizon is on record
 	lastSweep time.Time
+}
+
+// allocatorLocked returns the term's allocator, started at now on first use. With a
+// Record it offers only leases that end at once until Start has the horizon on
+// record.
+func (l *Leases) allocatorLocked(now time.Time) *allocator.Allocator {
+	if l.alloc == nil {
+		l.alloc = allocator.New(allocator.Config{TTL: l.TTL, Reserve: l.Reserve}, now)
+		if l.Record != nil {
+			l.alloc.AwaitHorizon()
+		}
+	}
+	return l.alloc
 }
 
 // Answer folds r into the allocator and returns r's leases, or none when leases
@@ -45,9 +70,7 @@ func (l *Leases) Answer(r *hubapi.Report) []hubapi.Lease {
 	now := l.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.alloc == nil {
-		l.alloc = allocator.New(allocator.Config{TTL: l.TTL, Reserve: l.Reserve}, now)
-	}
+	l.allocatorLocked(now)
 	if now.Sub(l.lastSweep) >= expireEvery {
 		l.alloc.Expire(now)
 		l.lastSweep = now
@@ -78,7 +101,9 @@ func (l *Leases) Answer(r *hubapi.Report) []hubapi.Lease {
 			}
 		}
 		out = append(out, hubapi.Lease{
-			Provider: a.Provider, Pool: a.Pool, Key: a.Key, Grants: g, TTL: hubapi.Duration(l.TTL),
+			// At least a millisecond, as the wire requires: counted from before the
+			// report was sent, such a lease has ended when it arrives.
+			Provider: a.Provider, Pool: a.Pool, Key: a.Key, Grants: g, TTL: hubapi.Duration(max(lease.Expires.Sub(now), time.Millisecond)),
 			Holders: l.alloc.Holders(id), Learning: lease.Learning,
 		})
 	}

@@ -183,12 +183,19 @@ func SetupWithManager(mgr manager.Manager, o Options) (*Channel, error) {
 		})
 	}
 	agg := NewAggregator(o.Now, o.ExpiryIntervals)
+	leases := &Leases{Enabled: o.AccountLeases, TTL: cmp.Or(o.LeaseTTL, DefaultLeaseTTL), Reserve: DefaultLeaseReserve, Now: o.Now, Log: log}
+	if o.AccountLeases && o.PodNamespace != "" {
+		leases.Record = &HorizonRecord{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: o.PodNamespace, Holder: o.PodName}
+		if err := mgr.Add(leases); err != nil {
+			return nil, fmt.Errorf("control channel: add the grant horizon keeper: %w", err)
+		}
+	}
 	ch := &Channel{
 		Aggregator: agg,
 		Metrics:    m,
 		Handler: &Handler{
 			Aggregator: agg, Authenticator: auth, Metrics: m, Log: log, Leading: mgr.Elected(),
-			Leases:     &Leases{Enabled: o.AccountLeases, TTL: cmp.Or(o.LeaseTTL, DefaultLeaseTTL), Reserve: DefaultLeaseReserve, Now: o.Now},
+			Leases:     leases,
 			Injections: NewInjectionChecker(mgr.GetAPIReader(), o.InjectedCacheSize, o.Now),
 		},
 		Writer: &StatusWriter{

@@ -64,6 +64,7 @@ func allowedGrants(watched ...string) []grant {
 	add("namespace", "", []string{"pods"}, []string{"list", "patch"}, "*")
 	add("namespace", "coordination.k8s.io", []string{"leases"}, []string{"create"}, "*")
 	add("namespace", "coordination.k8s.io", []string{"leases"}, []string{"get", "update"}, "aiquota-manager.quota.aiquota.dev")
+	add("namespace", "coordination.k8s.io", []string{"leases"}, []string{"get", "update"}, "aiquota-account-leases.quota.aiquota.dev")
 	add("namespace", "", []string{"events"}, []string{"create", "patch"}, "*")
 	add("namespace", "", []string{"secrets"}, []string{"create", "get", "list", "update", "watch"}, "*")
 	return g
