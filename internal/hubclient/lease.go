@@ -26,7 +26,8 @@ type held struct {
 
 // demandSample is what one account had counted at the previous report.
 type demandSample struct {
-	attempts, input, output, rejected int64
+	attempts, input, output           int64
+	rejected, rejectedIn, rejectedOut int64
 }
 
 // leases applies the manager's leases to the engine, lets them lapse to a static
@@ -59,21 +60,21 @@ func (l *leases) annotate(r *hubapi.Report, snap limiter.Snapshot, now time.Time
 		a := &r.Accounts[i]
 		k := acctKey{a.Provider, a.Pool, a.Key}
 		q := queues[[2]string{a.Provider, a.Pool}]
-		cur := demandSample{attempts: a.Counters.Requests, input: a.Counters.InputTokens, output: a.Counters.OutputTokens, rejected: q.Rejected}
+		cur := demandSample{attempts: a.Counters.Requests, input: a.Counters.InputTokens, output: a.Counters.OutputTokens,
+			rejected: q.Rejected, rejectedIn: q.RejectedInputTokens, rejectedOut: q.RejectedOutputTokens}
 		next[k] = cur
 		d := &hubapi.Demand{Queued: int64(q.Depth) / keys[[2]string{a.Provider, a.Pool}], Priority: min(max(q.UrgentPriority, 0), 9)}
 		if p, ok := l.prev[k]; ok && minutes > 0 && cur.attempts >= p.attempts {
 			attempts := float64(cur.attempts - p.attempts)
-			// Refused requests are demand too; their tokens are estimated from the
-			// admitted ones'. A pool's refusals are split over its keys.
-			refused := float64(max(0, cur.rejected-p.rejected)) / float64(keys[[2]string{a.Provider, a.Pool}])
-			scale := 1.0
-			if attempts > 0 {
-				scale = (attempts + refused) / attempts
-			}
+			// Refused requests are demand too, with the tokens they would have
+			// reserved: without them an account that admitted nothing yet (a daily
+			// token cap leased at zero) would never be asked for. A pool's refusals
+			// are split over its keys.
+			split := float64(keys[[2]string{a.Provider, a.Pool}])
+			refused := float64(max(0, cur.rejected-p.rejected)) / split
 			d.RequestsPerMinute = (attempts + refused) / minutes
-			d.InputTokensPerMinute = float64(max(0, cur.input-p.input)) * scale / minutes
-			d.OutputTokensPerMinute = float64(max(0, cur.output-p.output)) * scale / minutes
+			d.InputTokensPerMinute = (float64(max(0, cur.input-p.input)) + float64(max(0, cur.rejectedIn-p.rejectedIn))/split) / minutes
+			d.OutputTokensPerMinute = (float64(max(0, cur.output-p.output)) + float64(max(0, cur.rejectedOut-p.rejectedOut))/split) / minutes
 		}
 		a.Demand = d
 		if h := l.held[k]; h != nil && !h.lapsed {

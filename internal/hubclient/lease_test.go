@@ -72,3 +72,22 @@ func TestLeaseLapsesToAStaticShare(t *testing.T) {
 		t.Error("admitted on a lapsed daily lease")
 	}
 }
+
+// TestRefusedRequestsAskForTheirTokens: an account that admitted nothing (its daily
+// token lease is zero) still asks for tokens: the refused requests' reservations
+// are its token demand, else the manager would never grant it any.
+func TestRefusedRequestsAskForTheirTokens(t *testing.T) {
+	l := newLeases(nil)
+	report := func(rejected, in, out int64) *hubapi.Demand {
+		r := &hubapi.Report{Accounts: []hubapi.Account{{Provider: "deepseek", Pool: "p", Key: "k"}}}
+		snap := limiter.Snapshot{Queues: []limiter.QueueSnapshot{{Provider: "deepseek", Pool: "p",
+			Rejected: rejected, RejectedInputTokens: in, RejectedOutputTokens: out}}}
+		l.annotate(r, snap, time.Unix(0, 0).Add(time.Duration(rejected)*time.Minute/10))
+		return r.Accounts[0].Demand
+	}
+	report(0, 0, 0)
+	got := report(10, 5000, 20000) // ten refusals in a minute
+	if got.RequestsPerMinute != 10 || got.InputTokensPerMinute != 5000 || got.OutputTokensPerMinute != 20000 {
+		t.Errorf("demand %+v, want 10 requests, 5000 input and 20000 output tokens a minute", *got)
+	}
+}

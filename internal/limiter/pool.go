@@ -109,8 +109,11 @@ type Pool struct {
 	timerAt  int64
 	timerGen uint64
 	rejected atomic.Int64
-	admitted atomic.Int64
-	queued   atomic.Int64
+	// rejectedInput and rejectedOutput are the token demand of rejected requests:
+	// the manager's allocator hears of demand the account could not admit at all.
+	rejectedInput, rejectedOutput atomic.Int64
+	admitted                      atomic.Int64
+	queued                        atomic.Int64
 
 	budget         retryBudget
 	retriesRefused atomic.Int64
@@ -159,10 +162,17 @@ func (p *Pool) Admit(ctx context.Context, d Demand, priority int, maxWait time.D
 	return p.admitSlow(ctx, d, priority, maxWait)
 }
 
+// reject counts a request refused admission, and its token demand.
+func (p *Pool) reject(d *Demand) {
+	p.rejected.Add(1)
+	p.rejectedInput.Add(d.InputTokens)
+	p.rejectedOutput.Add(d.OutputTokens)
+}
+
 func (p *Pool) admitSlow(ctx context.Context, d Demand, priority int, maxWait time.Duration) (Reservation, error) {
 	clock := p.engine.clock
 	if limit, ok := p.neverFits(&d); ok {
-		p.rejected.Add(1)
+		p.reject(&d)
 		return Reservation{}, &RejectError{Reason: ReasonTooLarge, Provider: p.Provider, Pool: p.Name, Limit: limit}
 	}
 	priority = min(max(priority, MinPriority), MaxPriority)
@@ -188,7 +198,7 @@ func (p *Pool) admitSlow(ctx context.Context, d Demand, priority int, maxWait ti
 		}
 		p.waiting.Add(-1)
 		p.mu.Unlock()
-		p.rejected.Add(1)
+		p.reject(&d)
 		limit, wait := p.binding(&d)
 		return Reservation{}, &RejectError{Reason: reason, Provider: p.Provider, Pool: p.Name, Limit: limit, RetryAfter: wait}
 	}
@@ -239,7 +249,7 @@ func (p *Pool) expire(w *waiter) {
 	waited := time.Duration(p.engine.clock.Now() - w.enqueued)
 	p.mu.Unlock()
 	limit, wait := p.binding(&w.demand)
-	p.rejected.Add(1)
+	p.reject(&w.demand)
 	w.ch <- admitResult{err: &RejectError{Reason: ReasonQueueTimeout, Provider: p.Provider, Pool: p.Name, Limit: limit, RetryAfter: wait, Waited: waited}}
 	p.dispatch()
 }
@@ -394,7 +404,7 @@ func (p *Pool) close() {
 	}
 	p.mu.Unlock()
 	for _, w := range ws {
-		p.rejected.Add(1)
+		p.reject(&w.demand)
 		w.ch <- admitResult{err: &RejectError{Reason: ReasonPoolRemoved, Provider: p.Provider, Pool: p.Name}}
 	}
 }

@@ -102,6 +102,10 @@ type QueueSnapshot struct {
 	Admitted int64  `json:"admitted"`
 	Queued   int64  `json:"queued"`
 	Rejected int64  `json:"rejected"`
+	// RejectedInputTokens and RejectedOutputTokens are the rejected requests'
+	// reserved tokens (prompt estimate; output budget).
+	RejectedInputTokens  int64 `json:"rejectedInputTokens"`
+	RejectedOutputTokens int64 `json:"rejectedOutputTokens"`
 	// RetriesRefused counts retries the pool's retry budget did not allow.
 	RetriesRefused int64 `json:"retriesRefused"`
 	// UrgentPriority is the most urgent priority waiting (1 interactive .. 9
@@ -128,6 +132,7 @@ func (e *Engine) Snapshot() Snapshot {
 		s.Queues = append(s.Queues, QueueSnapshot{
 			Provider: p.Provider, Pool: p.Name, Depth: depth, UrgentPriority: urgent,
 			Admitted: p.admitted.Load(), Queued: p.queued.Load(), Rejected: p.rejected.Load(),
+			RejectedInputTokens: p.rejectedInput.Load(), RejectedOutputTokens: p.rejectedOutput.Load(),
 			RetriesRefused: p.retriesRefused.Load(),
 		})
 		for _, a := range p.Accounts() {
