@@ -63,6 +63,9 @@ func (d Dim) String() string {
 	return "dim(?)"
 }
 
+// PerMinute reports whether d is a rate per minute.
+func (d Dim) PerMinute() bool { return d < Concurrency }
+
 // Daily reports whether d counts per UTC day.
 func (d Dim) Daily() bool { return d == RequestsPerDay || d == TokensPerDay }
 
@@ -103,8 +106,19 @@ type Report struct {
 	Account AccountID
 	// Holder identifies the sidecar process (pod UID and boot ID).
 	Holder string
-	// Limits are the account's limits; 0 is "no limit".
+	// Limits are the account's limits as declared; 0 is "no limit".
 	Limits Amounts
+	// Learned are limits the provider's rate-limit headers reported to this holder,
+	// 0 where none. The account's limits are the declared ones lowered by every
+	// holder's learned ones: the provider knows the account, the spec may not.
+	Learned Amounts
+	// Throttle is the factor upstream 429s put on this holder's per-minute rates,
+	// 0..1 (0 is none). The account's per-minute limits are scaled by the least
+	// factor of its holders: a 429 on a shared key means the account is over (other
+	// users of the key, estimates short of what the provider counts), whichever
+	// holder drew it, so the allocator shrinks everyone's grants, not only the
+	// holder's that saw it. The sidecars raise the factor again as successes follow.
+	Throttle float64
 	// Margin is the account's safety margin, 0..1; Config.Margin is the least.
 	Margin float64
 	Demand Demand
@@ -140,11 +154,14 @@ type holder struct {
 	used      Amounts
 	demand    Demand
 	expires   time.Time
+	learned   Amounts
+	throttle  float64
 }
 
 type account struct {
-	limits  Amounts
-	margin  float64
+	declared Amounts
+	limits   Amounts // declared, lowered by the holders' learned limits and throttle
+	margin   float64
 	day     int64
 	retired Amounts // daily: used by holders that left today
 	floor   Amounts // daily: the account's used-today ledger
@@ -201,7 +218,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		acc = &account{holders: map[string]*holder{}, day: r.Day}
 		a.accounts[r.Account] = acc
 	}
-	acc.limits, acc.margin = r.Limits, min(max(a.cfg.Margin, r.Margin), 1)
+	acc.declared, acc.margin = r.Limits, min(max(a.cfg.Margin, r.Margin), 1)
 	if r.Day > acc.day {
 		// A new UTC day: yesterday's usage no longer counts. A holder's ceiling
 		// still does, whole, until its next lease: its counter restarts at zero
@@ -232,7 +249,8 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		h = &holder{}
 		acc.holders[r.Holder] = h
 	}
-	h.demand = r.Demand
+	h.demand, h.learned, h.throttle = r.Demand, r.Learned, r.Throttle
+	acc.correctLimits()
 	if h.demand.Weight <= 0 {
 		h.demand.Weight = 1
 	}
@@ -290,6 +308,29 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		lease.Limited[d] = acc.limits[d] > 0
 	}
 	return lease, true
+}
+
+// correctLimits sets the limits grants are made against: the declared ones, each
+// lowered to the least learned one, per-minute ones scaled by the least throttle.
+// A limit the account does not declare stays unlimited: learning only lowers.
+func (acc *account) correctLimits() {
+	throttle := 1.0
+	acc.limits = acc.declared
+	for _, h := range acc.holders {
+		if h.throttle > 0 {
+			throttle = min(throttle, h.throttle)
+		}
+		for d := range NumDims {
+			if l := h.learned[d]; l > 0 && acc.limits[d] > 0 {
+				acc.limits[d] = min(acc.limits[d], l)
+			}
+		}
+	}
+	for d := range NumDims {
+		if d.PerMinute() {
+			acc.limits[d] *= throttle
+		}
+	}
 }
 
 func (a *Allocator) reserve(acc *account, d Dim) float64 {

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -325,6 +326,52 @@ func TestDemandBecomesWants(t *testing.T) {
 			// A 30 s lease: daily wants cover two lease periods, one minute.
 			if diff := cmp.Diff(tc.want, demandOf(a, 30*time.Second)); diff != "" {
 				t.Errorf("wants (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLeasesFollowProviderEvidence: the hub hands the allocator what the sidecars
+// learned from the provider, so a lower limit in one sidecar's headers, or the 429s
+// one sidecar draws, lower the grants of both.
+func TestLeasesFollowProviderEvidence(t *testing.T) {
+	tests := []struct {
+		name     string
+		learned  hubapi.Limits
+		throttle float64
+		want     float64
+	}{
+		// 100 rpm declared; both pods want all of it: all but the 5% reserve.
+		{"declared", hubapi.Limits{}, 1, 95},
+		{"learned 60 rpm", hubapi.Limits{RequestsPerMinute: 60}, 1, 57},
+		{"throttled to 70%", hubapi.Limits{}, 0.7, 66.5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+			l := &Leases{Enabled: true, TTL: time.Second, Reserve: DefaultLeaseReserve, Now: func() time.Time { return now }}
+			held := map[string]hubapi.Grants{}
+			report := func(uid string, learned hubapi.Limits, throttle float64) {
+				r := &hubapi.Report{
+					Pod: hubapi.Pod{UID: uid}, Config: hubapi.Config{Namespace: "ns"},
+					Accounts: []hubapi.Account{{
+						Provider: "openai", Pool: "gpt-4o", Key: "k", Limits: hubapi.Limits{RequestsPerMinute: 100},
+						Learned: learned, Throttle: throttle, Demand: &hubapi.Demand{RequestsPerMinute: 100}, Lease: held[uid],
+					}},
+				}
+				for _, g := range l.Answer(r) {
+					held[uid] = g.Grants
+				}
+			}
+			// Past the allocator's learning period, then long enough to converge.
+			for range 10 {
+				report("a", tc.learned, tc.throttle)
+				report("b", hubapi.Limits{}, 1)
+				now = now.Add(300 * time.Millisecond)
+			}
+			got := held["a"][hubapi.LimitRequestsPerMinute] + held["b"][hubapi.LimitRequestsPerMinute]
+			if math.Abs(got-tc.want) > 1e-6 {
+				t.Errorf("grants sum to %v rpm (%v), want %v", got, held, tc.want)
 			}
 		})
 	}
