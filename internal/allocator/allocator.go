@@ -162,10 +162,10 @@ type account struct {
 	declared Amounts
 	limits   Amounts // declared, lowered by the holders' learned limits and throttle
 	margin   float64
-	day     int64
-	retired Amounts // daily: used by holders that left today
-	floor   Amounts // daily: the account's used-today ledger
-	holders map[string]*holder
+	day      int64
+	retired  Amounts // daily: used by holders that left today
+	floor    Amounts // daily: the account's used-today ledger
+	holders  map[string]*holder
 }
 
 // Allocator holds every account's leases.
