@@ -429,6 +429,18 @@ func (a *Allocator) Holders(id AccountID) int {
 	return 0
 }
 
+// Committed is what the holders of account id may be enforcing of d together. An
+// allocator that holds a lease of its own on the account from a parent (a
+// cluster's share of an account shared by several clusters,
+// docs/quota-federation.md) reports the larger of this and its lease as what it
+// applies, so that the parent counts a decrease only once its holders confirmed it.
+func (a *Allocator) Committed(id AccountID, d Dim) float64 {
+	if acc := a.accounts[id]; acc != nil {
+		return acc.committed(d)
+	}
+	return 0
+}
+
 // roundShares makes shares whole without stranding capacity: each is rounded
 // down, and the units that frees go, one each, to the largest fractions (the
 // first holders in order on ties), up to total.
