@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -159,14 +158,7 @@ func TestDemandExceedsQuotaCondition(t *testing.T) {
 			ready.Status == metav1.ConditionTrue
 	})
 	testkit.Eventually(t, 60*time.Second, "a DemandExceedsQuota event", testkit.Stated(func() (bool, string) {
-		var list eventsv1.EventList
-		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
-		}
-		var seen []string
-		for _, e := range list.Items {
-			seen = append(seen, e.Regarding.Kind+"/"+e.Regarding.Name+":"+e.Reason)
-		}
+		seen := eventsIn(t, ns)
 		return slices.Contains(seen, "ProviderQuota/openai:"+quotav1alpha1.ConditionDemandExceedsQuota), fmt.Sprint(seen)
 	}))
 	// The reconciler's next write of its own conditions leaves the hub's in place.
