@@ -166,6 +166,11 @@ type account struct {
 	retired  Amounts // daily: used by holders that left today
 	floor    Amounts // daily: the account's used-today ledger
 	holders  map[string]*holder
+	// shares are the holders' targets (Allocator.targets) while stale is false:
+	// they change only with what a report or an expiry changes, and recomputing
+	// them is most of a report's work (max-min over every holder of the account).
+	shares map[string]Amounts
+	stale  bool
 }
 
 // Allocator holds every account's leases.
@@ -218,8 +223,10 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		acc = &account{holders: map[string]*holder{}, day: r.Day}
 		a.accounts[r.Account] = acc
 	}
+	limits, margin := acc.limits, acc.margin
 	acc.declared, acc.margin = r.Limits, min(max(a.cfg.Margin, r.Margin), 1)
 	if r.Day > acc.day {
+		acc.stale = true
 		// A new UTC day: yesterday's usage no longer counts. A holder's ceiling
 		// still does, whole, until its next lease: its counter restarts at zero
 		// under the ceiling it holds.
@@ -243,23 +250,34 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 			}
 		}
 		delete(acc.holders, r.Holder)
+		acc.stale = true
 		return Lease{}, false
 	}
 	if h == nil {
 		h = &holder{}
 		acc.holders[r.Holder] = h
+		acc.stale = true
 	}
-	h.demand, h.learned, h.throttle = r.Demand, r.Learned, r.Throttle
+	demand := r.Demand
+	if demand.Weight <= 0 {
+		demand.Weight = 1
+	}
+	if demand.Want != h.demand.Want || demand.Weight != h.demand.Weight {
+		acc.stale = true
+	}
+	h.demand, h.learned, h.throttle = demand, r.Learned, r.Throttle
 	acc.correctLimits()
-	if h.demand.Weight <= 0 {
-		h.demand.Weight = 1
+	if acc.limits != limits || acc.margin != margin {
+		acc.stale = true
 	}
-	if r.Day == acc.day {
-		h.used = r.Used
+	if r.Day == acc.day && h.used != r.Used {
+		h.used, acc.stale = r.Used, true
 	}
 	if r.AccountUsedToday != nil && r.Day == acc.day {
 		for d := range NumDims {
-			acc.floor[d] = max(acc.floor[d], r.AccountUsedToday[d])
+			if r.AccountUsedToday[d] > acc.floor[d] {
+				acc.floor[d], acc.stale = r.AccountUsedToday[d], true
+			}
 		}
 	}
 	if r.Applied != nil {
@@ -277,7 +295,10 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		}
 	}
 	learning := a.Learning(now)
-	targets := a.targets(acc)
+	if acc.stale || acc.shares == nil {
+		acc.shares, acc.stale = a.targets(acc), false
+	}
+	targets := acc.shares
 	for d := range NumDims {
 		dim := d
 		if acc.limits[d] <= 0 {
@@ -489,6 +510,7 @@ func (a *Allocator) expireAccount(id AccountID, acc *account, now time.Time) {
 			}
 		}
 		delete(acc.holders, hid)
+		acc.stale = true
 	}
 	if len(acc.holders) == 0 && utcDay(now) > acc.day {
 		delete(a.accounts, id)

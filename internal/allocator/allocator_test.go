@@ -146,9 +146,15 @@ func (w *world) advance(d time.Duration) {
 }
 
 // check asserts the invariant from the sidecars' side: what they enforce now, and
-// for daily limits what they have used plus what they may still use, within budget.
+// for daily limits what they have used plus what they may still use, within budget;
+// and that the shares the allocator kept are the ones it would compute afresh.
 func (w *world) check() {
 	w.t.Helper()
+	if acc := w.alloc.accounts[testAccount]; acc != nil && !acc.stale && acc.shares != nil {
+		if diff := cmp.Diff(w.alloc.targets(acc), acc.shares); diff != "" {
+			w.t.Fatalf("kept shares differ from fresh ones (-fresh +kept):\n%s", diff)
+		}
+	}
 	for d := range NumDims {
 		dim := d
 		if w.limits[d] <= 0 {
