@@ -171,6 +171,8 @@ type account struct {
 	// them is most of a report's work (max-min over every holder of the account).
 	shares map[string]Amounts
 	stale  bool
+	// firstExpiry is no later than any holder's expiry: no holder expires before it.
+	firstExpiry time.Time
 }
 
 // Allocator holds every account's leases.
@@ -223,7 +225,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		acc = &account{holders: map[string]*holder{}, day: r.Day}
 		a.accounts[r.Account] = acc
 	}
-	limits, margin := acc.limits, acc.margin
+	limits, margin, declared := acc.limits, acc.margin, acc.declared
 	acc.declared, acc.margin = r.Limits, min(max(a.cfg.Margin, r.Margin), 1)
 	if r.Day > acc.day {
 		acc.stale = true
@@ -265,8 +267,13 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 	if demand.Want != h.demand.Want || demand.Weight != h.demand.Weight {
 		acc.stale = true
 	}
-	h.demand, h.learned, h.throttle = demand, r.Learned, r.Throttle
-	acc.correctLimits()
+	// The limits depend on every holder's evidence: computed again only when the
+	// holders, the declared limits or this holder's evidence changed.
+	if acc.stale || declared != r.Limits || h.learned != r.Learned || h.throttle != r.Throttle {
+		h.learned, h.throttle = r.Learned, r.Throttle
+		acc.correctLimits()
+	}
+	h.demand = demand
 	if acc.limits != limits || acc.margin != margin {
 		acc.stale = true
 	}
@@ -500,8 +507,19 @@ func (a *Allocator) Expire(now time.Time) {
 // counts as used: it may have used all of it. An account nobody holds is forgotten
 // at the day's end (its retired usage matters until then).
 func (a *Allocator) expireAccount(id AccountID, acc *account, now time.Time) {
+	if len(acc.holders) > 0 && now.Before(acc.firstExpiry) {
+		return
+	}
+	// Every lease lasts one TTL from its last renewal, so a renewal or a newcomer
+	// never expires before the holders already there: the earliest expiry found
+	// here stays a lower bound until the next sweep. (A clock stepping back only
+	// delays an expiry: the holder's commitment counts a little longer.)
+	acc.firstExpiry = time.Time{}
 	for hid, h := range acc.holders {
 		if now.Before(h.expires) {
+			if acc.firstExpiry.IsZero() || h.expires.Before(acc.firstExpiry) {
+				acc.firstExpiry = h.expires
+			}
 			continue
 		}
 		for d := range NumDims {
