@@ -9,6 +9,11 @@ const (
 	ConditionReferencesResolved = "ReferencesResolved"
 	// ConditionConfigRendered is True when the limiter ConfigMap matches the spec.
 	ConditionConfigRendered = "ConfigRendered"
+	// ConditionDemandExceedsQuota (ProviderQuota only) is True while requests wait
+	// in the sidecars' queues although the account's leases already grant the whole
+	// account (less its margin and the reserve for new pods). The control channel
+	// writes it, not the reconciler, and only while sidecars hold leases.
+	ConditionDemandExceedsQuota = "DemandExceedsQuota"
 )
 
 // Condition reasons. They are part of the API: alerts and scripts match on them.
@@ -29,6 +34,11 @@ const (
 	// left out, and a missing CircuitPolicy is replaced by the policy that applies
 	// without it, until the object appears.
 	ReasonRenderedPartially = "RenderedPartially"
+	// ReasonQueuedAtFullGrant: DemandExceedsQuota is True, requests wait although
+	// the account is fully granted.
+	ReasonQueuedAtFullGrant = "QueuedAtFullGrant"
+	// ReasonWithinQuota: DemandExceedsQuota is False, the leases cover the demand.
+	ReasonWithinQuota = "WithinQuota"
 )
 
 // LocalObjectReference names an object in the same namespace.

@@ -268,7 +268,9 @@ type ProviderQuotaStatus struct {
 	// conditions are Ready, ReferencesResolved (credential Secrets exist),
 	// ConfigRendered (the limiter config for direct use is up to date; reason
 	// RenderedPartially while a missing CircuitPolicy is replaced by the built-in
-	// defaults).
+	// defaults), written by the reconciler; and DemandExceedsQuota (requests wait
+	// although the leases grant the whole account), written by the control channel
+	// while sidecars hold leases.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -524,6 +526,7 @@ type Usage struct {
 // +kubebuilder:printcolumn:name="Leases",type=integer,JSONPath=`.status.sharing.leaseHolders`
 // +kubebuilder:printcolumn:name="Granted%",type=integer,JSONPath=`.status.sharing.grantedPercent`,priority=1
 // +kubebuilder:printcolumn:name="Queued",type=integer,JSONPath=`.status.sharing.queued`,priority=1
+// +kubebuilder:printcolumn:name="Exceeded",type=string,JSONPath=`.status.conditions[?(@.type=="DemandExceedsQuota")].status`,priority=1
 // +kubebuilder:printcolumn:name="Tokens Today",type=integer,JSONPath=`.status.tokensToday`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -63,6 +63,9 @@ func (d Dim) String() string {
 	return "dim(?)"
 }
 
+// PerMinute reports whether d is a rate per minute.
+func (d Dim) PerMinute() bool { return d < Concurrency }
+
 // Daily reports whether d counts per UTC day.
 func (d Dim) Daily() bool { return d == RequestsPerDay || d == TokensPerDay }
 
@@ -103,8 +106,19 @@ type Report struct {
 	Account AccountID
 	// Holder identifies the sidecar process (pod UID and boot ID).
 	Holder string
-	// Limits are the account's limits; 0 is "no limit".
+	// Limits are the account's limits as declared; 0 is "no limit".
 	Limits Amounts
+	// Learned are limits the provider's rate-limit headers reported to this holder,
+	// 0 where none. The account's limits are the declared ones lowered by every
+	// holder's learned ones: the provider knows the account, the spec may not.
+	Learned Amounts
+	// Throttle is the factor upstream 429s put on this holder's per-minute rates,
+	// 0..1 (0 is none). The account's per-minute limits are scaled by the least
+	// factor of its holders: a 429 on a shared key means the account is over (other
+	// users of the key, estimates short of what the provider counts), whichever
+	// holder drew it, so the allocator shrinks everyone's grants, not only the
+	// holder's that saw it. The sidecars raise the factor again as successes follow.
+	Throttle float64
 	// Margin is the account's safety margin, 0..1; Config.Margin is the least.
 	Margin float64
 	Demand Demand
@@ -140,15 +154,25 @@ type holder struct {
 	used      Amounts
 	demand    Demand
 	expires   time.Time
+	learned   Amounts
+	throttle  float64
 }
 
 type account struct {
-	limits  Amounts
-	margin  float64
-	day     int64
-	retired Amounts // daily: used by holders that left today
-	floor   Amounts // daily: the account's used-today ledger
-	holders map[string]*holder
+	declared Amounts
+	limits   Amounts // declared, lowered by the holders' learned limits and throttle
+	margin   float64
+	day      int64
+	retired  Amounts // daily: used by holders that left today
+	floor    Amounts // daily: the account's used-today ledger
+	holders  map[string]*holder
+	// shares are the holders' targets (Allocator.targets) while stale is false:
+	// they change only with what a report or an expiry changes, and recomputing
+	// them is most of a report's work (max-min over every holder of the account).
+	shares map[string]Amounts
+	stale  bool
+	// firstExpiry is no later than any holder's expiry: no holder expires before it.
+	firstExpiry time.Time
 }
 
 // Allocator holds every account's leases.
@@ -245,8 +269,10 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		acc = &account{holders: map[string]*holder{}, day: r.Day}
 		a.accounts[r.Account] = acc
 	}
-	acc.limits, acc.margin = r.Limits, min(max(a.cfg.Margin, r.Margin), 1)
+	limits, margin, declared := acc.limits, acc.margin, acc.declared
+	acc.declared, acc.margin = r.Limits, min(max(a.cfg.Margin, r.Margin), 1)
 	if r.Day > acc.day {
+		acc.stale = true
 		// A new UTC day: yesterday's usage no longer counts. A holder's ceiling
 		// still does, whole, until its next lease: its counter restarts at zero
 		// under the ceiling it holds.
@@ -270,22 +296,39 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 			}
 		}
 		delete(acc.holders, r.Holder)
+		acc.stale = true
 		return Lease{}, false
 	}
 	if h == nil {
 		h = &holder{}
 		acc.holders[r.Holder] = h
+		acc.stale = true
 	}
-	h.demand = r.Demand
-	if h.demand.Weight <= 0 {
-		h.demand.Weight = 1
+	demand := r.Demand
+	if demand.Weight <= 0 {
+		demand.Weight = 1
 	}
-	if r.Day == acc.day {
-		h.used = r.Used
+	if demand.Want != h.demand.Want || demand.Weight != h.demand.Weight {
+		acc.stale = true
+	}
+	// The limits depend on every holder's evidence: computed again only when the
+	// holders, the declared limits or this holder's evidence changed.
+	if acc.stale || declared != r.Limits || h.learned != r.Learned || h.throttle != r.Throttle {
+		h.learned, h.throttle = r.Learned, r.Throttle
+		acc.correctLimits()
+	}
+	h.demand = demand
+	if acc.limits != limits || acc.margin != margin {
+		acc.stale = true
+	}
+	if r.Day == acc.day && h.used != r.Used {
+		h.used, acc.stale = r.Used, true
 	}
 	if r.AccountUsedToday != nil && r.Day == acc.day {
 		for d := range NumDims {
-			acc.floor[d] = max(acc.floor[d], r.AccountUsedToday[d])
+			if r.AccountUsedToday[d] > acc.floor[d] {
+				acc.floor[d], acc.stale = r.AccountUsedToday[d], true
+			}
 		}
 	}
 	if r.Applied != nil {
@@ -303,7 +346,10 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		}
 	}
 	learning := a.Learning(now)
-	targets := a.targets(acc)
+	if acc.stale || acc.shares == nil {
+		acc.shares, acc.stale = a.targets(acc), false
+	}
+	targets := acc.shares
 	for d := range NumDims {
 		dim := d
 		if acc.limits[d] <= 0 {
@@ -339,6 +385,29 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		lease.Limited[d] = acc.limits[d] > 0
 	}
 	return lease, true
+}
+
+// correctLimits sets the limits grants are made against: the declared ones, each
+// lowered to the least learned one, per-minute ones scaled by the least throttle.
+// A limit the account does not declare stays unlimited: learning only lowers.
+func (acc *account) correctLimits() {
+	throttle := 1.0
+	acc.limits = acc.declared
+	for _, h := range acc.holders {
+		if h.throttle > 0 {
+			throttle = min(throttle, h.throttle)
+		}
+		for d := range NumDims {
+			if l := h.learned[d]; l > 0 && acc.limits[d] > 0 {
+				acc.limits[d] = min(acc.limits[d], l)
+			}
+		}
+	}
+	for d := range NumDims {
+		if d.PerMinute() {
+			acc.limits[d] *= throttle
+		}
+	}
 }
 
 func (a *Allocator) reserve(acc *account, d Dim) float64 {
@@ -437,6 +506,18 @@ func (a *Allocator) Holders(id AccountID) int {
 	return 0
 }
 
+// Committed is what the holders of account id may be enforcing of d together. An
+// allocator that holds a lease of its own on the account from a parent (a
+// cluster's share of an account shared by several clusters,
+// docs/quota-federation.md) reports the larger of this and its lease as what it
+// applies, so that the parent counts a decrease only once its holders confirmed it.
+func (a *Allocator) Committed(id AccountID, d Dim) float64 {
+	if acc := a.accounts[id]; acc != nil {
+		return acc.committed(d)
+	}
+	return 0
+}
+
 // roundShares makes shares whole without stranding capacity: each is rounded
 // down, and the units that frees go, one each, to the largest fractions (the
 // first holders in order on ties), up to total.
@@ -475,8 +556,19 @@ func (a *Allocator) Expire(now time.Time) {
 // counts as used: it may have used all of it. An account nobody holds is forgotten
 // at the day's end (its retired usage matters until then).
 func (a *Allocator) expireAccount(id AccountID, acc *account, now time.Time) {
+	if len(acc.holders) > 0 && now.Before(acc.firstExpiry) {
+		return
+	}
+	// Every lease lasts one TTL from its last renewal, so a renewal or a newcomer
+	// never expires before the holders already there: the earliest expiry found
+	// here stays a lower bound until the next sweep. (A clock stepping back only
+	// delays an expiry: the holder's commitment counts a little longer.)
+	acc.firstExpiry = time.Time{}
 	for hid, h := range acc.holders {
 		if now.Before(h.expires) {
+			if acc.firstExpiry.IsZero() || h.expires.Before(acc.firstExpiry) {
+				acc.firstExpiry = h.expires
+			}
 			continue
 		}
 		for d := range NumDims {
@@ -485,6 +577,7 @@ func (a *Allocator) expireAccount(id AccountID, acc *account, now time.Time) {
 			}
 		}
 		delete(acc.holders, hid)
+		acc.stale = true
 	}
 	if len(acc.holders) == 0 && utcDay(now) > acc.day {
 		delete(a.accounts, id)

@@ -25,6 +25,9 @@ type sidecar struct {
 	day     int64
 	want    Amounts
 	weight  float64
+	// learned and throttle are what the provider's headers and 429s told it.
+	learned  Amounts
+	throttle float64
 }
 
 func (s *sidecar) enforced(now time.Time) *Amounts {
@@ -131,7 +134,8 @@ func (w *world) ledger() *Amounts {
 
 func (w *world) report(s *sidecar, final, lose bool) {
 	r := Report{Account: testAccount, Holder: s.id, Limits: w.limits, Used: s.used, Day: s.day, Final: final,
-		Demand: Demand{Want: s.want, Weight: s.weight}, Applied: s.enforced(w.now), AccountUsedToday: w.ledger()}
+		Demand: Demand{Want: s.want, Weight: s.weight}, Applied: s.enforced(w.now), AccountUsedToday: w.ledger(),
+		Learned: s.learned, Throttle: s.throttle}
 	sent := w.now
 	lease, ok := w.alloc.Report(w.now, r)
 	if final || !ok || lose {
@@ -168,9 +172,15 @@ func (w *world) advance(d time.Duration) {
 }
 
 // check asserts the invariant from the sidecars' side: what they enforce now, and
-// for daily limits what they have used plus what they may still use, within budget.
+// for daily limits what they have used plus what they may still use, within budget;
+// and that the shares the allocator kept are the ones it would compute afresh.
 func (w *world) check() {
 	w.t.Helper()
+	if acc := w.alloc.accounts[testAccount]; acc != nil && !acc.stale && acc.shares != nil {
+		if diff := cmp.Diff(w.alloc.targets(acc), acc.shares); diff != "" {
+			w.t.Fatalf("kept shares differ from fresh ones (-fresh +kept):\n%s", diff)
+		}
+	}
 	for d := range NumDims {
 		dim := d
 		if w.limits[d] <= 0 {
@@ -308,6 +318,55 @@ func TestSharesFollowDemand(t *testing.T) {
 			got := granted(w, tc.dim)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("grants (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestProviderEvidenceLowersGrants: a lower limit learned from one holder's
+// headers, or 429s one holder draws, lower the sum of every holder's grants, and
+// the grants come back when the evidence goes.
+func TestProviderEvidenceLowersGrants(t *testing.T) {
+	tests := []struct {
+		name     string
+		learned  Amounts
+		throttle float64
+		// want is the sum of the three holders' grants of 600 rpm declared.
+		want float64
+	}{
+		// 600 × 0.9, less the 5% reserve.
+		{"declared", Amounts{}, 0, 513},
+		{"a lower learned limit", Amounts{RequestsPerMinute: 300}, 0, 256.5},
+		{"a higher learned limit is ignored", Amounts{RequestsPerMinute: 1000}, 0, 513},
+		{"a learned limit of an undeclared dimension is ignored", Amounts{TokensPerMinute: 1000}, 0, 513},
+		{"throttled by 429s", Amounts{}, 0.5, 256.5},
+		{"both", Amounts{RequestsPerMinute: 300}, 0.8, 205.2},
+	}
+	sum := func(w *world) float64 {
+		s := 0.0
+		for _, g := range granted(w, RequestsPerMinute) {
+			s += g
+		}
+		return s
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, 1, Amounts{RequestsPerMinute: 600})
+			for range 3 {
+				w.joinWanting(RequestsPerMinute, 600)
+			}
+			w.settle()
+			// One holder alone sees the evidence.
+			w.live[1].learned, w.live[1].throttle = tc.learned, tc.throttle
+			w.settle()
+			w.check()
+			if got := sum(w); math.Abs(got-tc.want) > 1e-6 {
+				t.Errorf("grants sum to %v, want %v (%v)", got, tc.want, granted(w, RequestsPerMinute))
+			}
+			w.live[1].learned, w.live[1].throttle = Amounts{}, 1
+			w.settle()
+			if got := sum(w); math.Abs(got-513) > 1e-6 {
+				t.Errorf("after the evidence went: grants sum to %v, want 513", got)
 			}
 		})
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -81,14 +80,7 @@ func TestReportUpdatesStatus(t *testing.T) {
 	}))
 	// The breaker's opening and the failovers are Events on their resources.
 	testkit.Eventually(t, 60*time.Second, "BreakerOpened and FailedOver events", testkit.Stated(func() (bool, string) {
-		var list eventsv1.EventList
-		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
-		}
-		var seen []string
-		for _, e := range list.Items {
-			seen = append(seen, e.Regarding.Kind+"/"+e.Regarding.Name+":"+e.Reason)
-		}
+		seen := eventsIn(t, ns)
 		return slices.Contains(seen, "CircuitPolicy/standard:BreakerOpened") && slices.Contains(seen, "FallbackChain/chat:FailedOver"), fmt.Sprint(seen)
 	}))
 	testkit.Eventually(t, 60*time.Second, "the CircuitPolicy status", testkit.Stated(func() (bool, string) {

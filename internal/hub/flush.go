@@ -11,11 +11,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/hubapi"
@@ -165,18 +167,85 @@ func (w *StatusWriter) flushOne(ctx context.Context, k resourceKey) (bool, error
 		return w.missing(k, err)
 	}
 	v := kind.view(w, k, obj)
-	if equality.Semantic.DeepEqual(v.current, v.wanted) {
+	fields := !equality.Semantic.DeepEqual(v.current, v.wanted)
+	cond := v.cond != nil && v.cond.changed()
+	if !fields && !cond {
 		return false, nil
 	}
 	if !due {
 		w.Aggregator.MarkDirty(k)
 		return false, nil
 	}
-	written, err := w.patch(ctx, k, obj, v.patch(metaTime(now)), now)
+	var written bool
+	if fields {
+		var err error
+		if written, err = w.patch(ctx, k, obj, v.patch(metaTime(now)), now); err != nil || !written {
+			return written, err
+		}
+	}
+	if cond {
+		applied, err := w.applyCondition(ctx, k, obj, v.cond.wanted(metaTime(now)), now)
+		if err != nil {
+			return written, err
+		}
+		written = written || applied
+	}
 	if written && v.written != nil {
 		v.written()
 	}
-	return written, err
+	return written, nil
+}
+
+// ownedCondition is the one condition type the hub owns on a kind whose other
+// conditions the reconciler writes: its state as stored and as the reports have it.
+type ownedCondition struct {
+	current *metav1.Condition
+	// want is the condition without its lastTransitionTime; nil leaves it absent.
+	want *metav1.Condition
+}
+
+func (c *ownedCondition) changed() bool {
+	if c.want == nil || c.current == nil {
+		return c.want != nil
+	}
+	return c.current.Status != c.want.Status || c.current.Reason != c.want.Reason ||
+		c.current.Message != c.want.Message || c.current.ObservedGeneration != c.want.ObservedGeneration
+}
+
+// wanted is the condition to write, keeping the stored transition time while the
+// status stays the same.
+func (c *ownedCondition) wanted(now metav1.Time) metav1.Condition {
+	out := *c.want
+	out.LastTransitionTime = now
+	if c.current != nil && c.current.Status == out.Status {
+		out.LastTransitionTime = c.current.LastTransitionTime
+	}
+	return out
+}
+
+// hubFieldManager is the field manager of the hub's server-side applies.
+const hubFieldManager = "aiquota-control-channel"
+
+// applyCondition writes one condition by server-side apply as hubFieldManager.
+// conditions is a map list keyed by type, so the API server merges the entry in
+// and leaves the reconciler's conditions alone, which a merge patch (replacing
+// the whole list) would not. The reconciler's merge patches send the list as its
+// cache has it; one sent from a cache older than this write drops the entry, and
+// the next flush applies it again.
+func (w *StatusWriter) applyCondition(ctx context.Context, k resourceKey, obj client.Object, c metav1.Condition, now time.Time) (bool, error) {
+	gvk, err := apiutil.GVKForObject(obj, w.Client.Scheme())
+	if err != nil {
+		return false, fmt.Errorf("kind of %s %s/%s: %w", k.Kind, k.Namespace, k.Name, err)
+	}
+	data, err := json.Marshal(map[string]any{
+		"apiVersion": gvk.GroupVersion().String(), "kind": gvk.Kind,
+		"metadata": map[string]string{"name": k.Name, "namespace": k.Namespace},
+		"status":   map[string]any{"conditions": []metav1.Condition{c}},
+	})
+	if err != nil {
+		return false, fmt.Errorf("encode the %s condition of %s %s/%s: %w", c.Type, k.Kind, k.Namespace, k.Name, err)
+	}
+	return w.send(ctx, k, obj, client.RawPatch(types.ApplyYAMLPatchType, data), now, client.FieldOwner(hubFieldManager), client.ForceOwnership)
 }
 
 // logFor is the writer's logger with k under its kind's lowerCamel name, as
@@ -212,6 +281,8 @@ type statusView struct {
 	// written runs after a write, when the object holds the status the API server
 	// returned; it records Events.
 	written func()
+	// cond is the condition the hub owns on the kind, if any.
+	cond *ownedCondition
 }
 
 // kindOf types a kind's view function, so the descriptors below need no assertions.
@@ -232,6 +303,10 @@ var statusKinds = map[string]statusKind{
 		if w.Metrics != nil {
 			w.Metrics.observeQuota(k, &v)
 		}
+		before := meta.FindStatusCondition(obj.Status.Conditions, quotav1alpha1.ConditionDemandExceedsQuota)
+		if before != nil {
+			before = before.DeepCopy()
+		}
 		return statusView{
 			current: ownedQuota(&obj.Status),
 			wanted:  v.status,
@@ -242,6 +317,8 @@ var statusKinds = map[string]statusKind{
 					LearnedLimits: v.status.LearnedLimits, Sharing: v.status.Sharing, LastUpdated: &now,
 				}
 			},
+			cond:    &ownedCondition{current: before, want: demandCondition(v.status.Sharing, v.demandExceeds, before, obj.Generation)},
+			written: func() { w.quotaEvents(obj, before) },
 		}
 	}, func(m *Metrics, k resourceKey) { m.observeQuota(k, nil) }),
 
@@ -345,8 +422,13 @@ func (w *StatusWriter) patch(ctx context.Context, k resourceKey, obj client.Obje
 	if err != nil {
 		return false, fmt.Errorf("encode the status patch of %s %s/%s: %w", k.Kind, k.Namespace, k.Name, err)
 	}
+	return w.send(ctx, k, obj, client.RawPatch(types.MergePatchType, data), now)
+}
+
+// send patches obj's status subresource, timing and counting the write.
+func (w *StatusWriter) send(ctx context.Context, k resourceKey, obj client.Object, p client.Patch, now time.Time, opts ...client.SubResourcePatchOption) (bool, error) {
 	start := time.Now()
-	err = w.Client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, data))
+	err := w.Client.Status().Patch(ctx, obj, p, opts...)
 	if w.Metrics != nil {
 		w.Metrics.writeDuration.Observe(time.Since(start).Seconds())
 		result := "success"
@@ -363,6 +445,28 @@ func (w *StatusWriter) patch(ctx context.Context, k resourceKey, obj client.Obje
 	}
 	w.wrote(k, now)
 	return true, nil
+}
+
+// demandCondition is DemandExceedsQuota for sharing: True while requests wait at a
+// full grant. Without leases it is left absent, or turned False if it was set (the
+// hub never removes it: another writer may have sent the entry since, and an apply
+// removes only what its manager alone owns).
+func demandCondition(sh *quotav1alpha1.AccountSharing, exceeds bool, cur *metav1.Condition, generation int64) *metav1.Condition {
+	c := &metav1.Condition{Type: quotav1alpha1.ConditionDemandExceedsQuota, ObservedGeneration: generation}
+	switch {
+	case sh == nil && cur == nil:
+		return nil
+	case sh == nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, quotav1alpha1.ReasonWithinQuota, "no sidecar holds a lease on this account"
+	case exceeds:
+		c.Status, c.Reason = metav1.ConditionTrue, quotav1alpha1.ReasonQueuedAtFullGrant
+		c.Message = fmt.Sprintf("%d requests wait in the sidecars' queues although the leases grant %d%% of the account's limit "+
+			"(all of it less the safety margin and the reserve for new pods); raise the limit or lower the demand", sh.Queued, sh.GrantedPercent)
+	default:
+		c.Status, c.Reason = metav1.ConditionFalse, quotav1alpha1.ReasonWithinQuota
+		c.Message = fmt.Sprintf("the leases cover the demand: %d requests queued, %d%% of the account's limit granted", sh.Queued, sh.GrantedPercent)
+	}
+	return c
 }
 
 // Event reasons and the action of the aggregator's Events.
@@ -398,6 +502,16 @@ func (w *StatusWriter) breakerEvents(cp *quotav1alpha1.CircuitPolicy, before []q
 				"the circuit breaker for %s/%s closed again in every sidecar: calls succeed", b.ProviderQuota, b.Model)
 		}
 	}
+}
+
+// quotaEvents records demand starting to exceed the quota: the transition users act
+// on. Its end shows in the condition alone.
+func (w *StatusWriter) quotaEvents(pq *quotav1alpha1.ProviderQuota, before *metav1.Condition) {
+	now := meta.FindStatusCondition(pq.Status.Conditions, quotav1alpha1.ConditionDemandExceedsQuota)
+	if w.Events == nil || now == nil || now.Status != metav1.ConditionTrue || (before != nil && before.Status == metav1.ConditionTrue) {
+		return
+	}
+	w.Events.Eventf(pq, nil, corev1.EventTypeWarning, quotav1alpha1.ConditionDemandExceedsQuota, eventAction, "%s", now.Message)
 }
 
 // chainEvents records failovers that happened since the previous write.

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -326,6 +327,20 @@ func tokenFor(t *testing.T, pod *corev1.Pod, audience string, boundTo *corev1.Po
 
 func podToken(t *testing.T, pod *corev1.Pod) string {
 	return tokenFor(t, pod, naming.TokenAudience, pod)
+}
+
+// eventsIn lists the Events in ns as kind/name:reason of the object each regards.
+func eventsIn(t *testing.T, ns string) []string {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for _, e := range list.Items {
+		seen = append(seen, e.Regarding.Kind+"/"+e.Regarding.Name+":"+e.Reason)
+	}
+	return seen
 }
 
 func createQuota(t *testing.T, ns string) {

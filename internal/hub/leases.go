@@ -83,6 +83,7 @@ func (l *Leases) Answer(r *hubapi.Report) []hubapi.Lease {
 		id := allocator.AccountID{Namespace: r.Config.Namespace, Quota: a.Provider, Key: a.Key, Pool: a.Pool}
 		in := allocator.Report{
 			Account: id, Holder: holder, Limits: amountsOf(a.Limits), Margin: float64(a.SafetyMarginPercent) / 100,
+			Learned: amountsOf(a.Learned), Throttle: a.Throttle,
 			Demand: demandOf(a, l.TTL), Used: allocator.Amounts{allocator.RequestsPerDay: float64(a.RequestsToday), allocator.TokensPerDay: float64(a.TokensToday)},
 			Day: day, Final: r.Final,
 		}

@@ -3,13 +3,21 @@ package hub
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 
 	"github.com/aiquota/aiquota/internal/allocator"
 	"github.com/aiquota/aiquota/internal/hubapi"
@@ -103,6 +111,68 @@ func TestLeasesBoundTheAccountAcrossLeaderChange(t *testing.T) {
 	first.stop()
 	second := startChannel(t, certs, ttl)
 	run(second, "after the leader change")
+}
+
+// TestDemandExceedsQuotaCondition: requests waiting at a full grant turn the hub's
+// DemandExceedsQuota condition True (with the queue and the grant in its message,
+// and an Event), and False once the queues drain; the reconciler's conditions
+// survive the hub's writes and the hub's condition survives the reconciler's.
+func TestDemandExceedsQuotaCondition(t *testing.T) {
+	certs := newTestCerts(t)
+	ns := newNamespace(t)
+	createQuota(t, ns)
+	ctx := context.Background()
+	setReady := func(status metav1.ConditionStatus, reason string) {
+		t.Helper()
+		pq := getQuota(t, ns)
+		before := pq.DeepCopy()
+		meta.SetStatusCondition(&pq.Status.Conditions, metav1.Condition{Type: quotav1alpha1.ConditionReady, Status: status, Reason: reason, Message: "as the reconciler writes it"})
+		if err := env.Client.Status().Patch(ctx, &pq, client.MergeFrom(before)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setReady(metav1.ConditionTrue, quotav1alpha1.ReasonReady)
+	src := hubapi.Config{Kind: hubapi.KindProviderQuota, Namespace: ns, Name: "openai"}
+	var pods []*leaseSidecar
+	for i := range 2 {
+		pod := newPod(t, ns, fmt.Sprintf("app-%d", i))
+		pods = append(pods, &leaseSidecar{pod: pod, token: podToken(t, pod), boot: fmt.Sprintf("boot-%d", i),
+			limits: hubapi.Limits{MaxConcurrency: 5}, waiting: 10})
+	}
+	c := startChannel(t, certs, func(o *Options) { o.LeaseTTL = 2 * time.Second })
+	conditions := func(phase string, want func(exceeds, ready *metav1.Condition, gen int64) bool) {
+		t.Helper()
+		testkit.Eventually(t, 60*time.Second, phase, testkit.Stated(func() (bool, string) {
+			for _, p := range pods {
+				p.report(t, c, src)
+			}
+			pq := getQuota(t, ns)
+			exceeds := meta.FindStatusCondition(pq.Status.Conditions, quotav1alpha1.ConditionDemandExceedsQuota)
+			ready := meta.FindStatusCondition(pq.Status.Conditions, quotav1alpha1.ConditionReady)
+			return exceeds != nil && ready != nil && want(exceeds, ready, pq.Generation), fmt.Sprintf("%+v", pq.Status.Conditions)
+		}))
+	}
+	conditions("demand exceeds the quota", func(exceeds, ready *metav1.Condition, gen int64) bool {
+		return exceeds.Status == metav1.ConditionTrue && exceeds.Reason == quotav1alpha1.ReasonQueuedAtFullGrant &&
+			exceeds.ObservedGeneration == gen && strings.HasPrefix(exceeds.Message, "20 requests wait") &&
+			ready.Status == metav1.ConditionTrue
+	})
+	testkit.Eventually(t, 60*time.Second, "a DemandExceedsQuota event", testkit.Stated(func() (bool, string) {
+		seen := eventsIn(t, ns)
+		return slices.Contains(seen, "ProviderQuota/openai:"+quotav1alpha1.ConditionDemandExceedsQuota), fmt.Sprint(seen)
+	}))
+	// The reconciler's next write of its own conditions leaves the hub's in place.
+	setReady(metav1.ConditionFalse, quotav1alpha1.ReasonSecretNotFound)
+	if got := meta.FindStatusCondition(getQuota(t, ns).Status.Conditions, quotav1alpha1.ConditionDemandExceedsQuota); got == nil || got.Status != metav1.ConditionTrue {
+		t.Fatalf("DemandExceedsQuota after the reconciler's write: %+v", got)
+	}
+	for _, p := range pods {
+		p.waiting = 0
+	}
+	conditions("the queues drained", func(exceeds, ready *metav1.Condition, _ int64) bool {
+		return exceeds.Status == metav1.ConditionFalse && exceeds.Reason == quotav1alpha1.ReasonWithinQuota &&
+			ready.Status == metav1.ConditionFalse && ready.Reason == quotav1alpha1.ReasonSecretNotFound
+	})
 }
 
 // TestLeasesOffEnforcesFullLimits: with --account-leases=false the answer carries
@@ -248,6 +318,52 @@ func TestDemandBecomesWants(t *testing.T) {
 			// A 30 s lease: daily wants cover two lease periods, one minute.
 			if diff := cmp.Diff(tc.want, demandOf(a, 30*time.Second)); diff != "" {
 				t.Errorf("wants (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLeasesFollowProviderEvidence: the hub hands the allocator what the sidecars
+// learned from the provider, so a lower limit in one sidecar's headers, or the 429s
+// one sidecar draws, lower the grants of both.
+func TestLeasesFollowProviderEvidence(t *testing.T) {
+	tests := []struct {
+		name     string
+		learned  hubapi.Limits
+		throttle float64
+		want     float64
+	}{
+		// 100 rpm declared; both pods want all of it: all but the 5% reserve.
+		{"declared", hubapi.Limits{}, 1, 95},
+		{"learned 60 rpm", hubapi.Limits{RequestsPerMinute: 60}, 1, 57},
+		{"throttled to 70%", hubapi.Limits{}, 0.7, 66.5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+			l := &Leases{Enabled: true, TTL: time.Second, Reserve: DefaultLeaseReserve, Now: func() time.Time { return now }}
+			held := map[string]hubapi.Grants{}
+			report := func(uid string, learned hubapi.Limits, throttle float64) {
+				r := &hubapi.Report{
+					Pod: hubapi.Pod{UID: uid}, Config: hubapi.Config{Namespace: "ns"},
+					Accounts: []hubapi.Account{{
+						Provider: "openai", Pool: "gpt-4o", Key: "k", Limits: hubapi.Limits{RequestsPerMinute: 100},
+						Learned: learned, Throttle: throttle, Demand: &hubapi.Demand{RequestsPerMinute: 100}, Lease: held[uid],
+					}},
+				}
+				for _, g := range l.Answer(r) {
+					held[uid] = g.Grants
+				}
+			}
+			// Past the allocator's learning period, then long enough to converge.
+			for range 10 {
+				report("a", tc.learned, tc.throttle)
+				report("b", hubapi.Limits{}, 1)
+				now = now.Add(300 * time.Millisecond)
+			}
+			got := held["a"][hubapi.LimitRequestsPerMinute] + held["b"][hubapi.LimitRequestsPerMinute]
+			if math.Abs(got-tc.want) > 1e-6 {
+				t.Errorf("grants sum to %v rpm (%v), want %v", got, held, tc.want)
 			}
 		})
 	}

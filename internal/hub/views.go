@@ -26,6 +26,10 @@ type quotaView struct {
 	status   quotaOwned
 	breakers []modelBreaker // worst state per model, for metrics
 	queues   map[string]int64
+	// demandExceeds: requests wait although the leases grant the whole account
+	// (less its margin and the reserve for new pods); the DemandExceedsQuota
+	// condition says so.
+	demandExceeds bool
 }
 
 // quotaOwned are the ProviderQuota status fields the aggregator owns, except
@@ -106,7 +110,7 @@ func (a *Aggregator) quotaView(k resourceKey, cur *quotav1alpha1.ProviderQuotaSt
 	if v.status.ActiveSidecars == 0 {
 		return v
 	}
-	v.status.Sharing = a.sharingLocked(k, now, &v)
+	v.status.Sharing, v.demandExceeds = a.sharingLocked(k, now, &v)
 
 	sum := &quotav1alpha1.UtilizationSummary{}
 	var learned quotav1alpha1.QuotaLimits
@@ -449,10 +453,11 @@ const maxSharingPods = 16
 
 // sharingLocked is how quota k's accounts are shared by leases, from the leases the
 // sidecars report they enforce; nil when none holds one.
-func (a *Aggregator) sharingLocked(k resourceKey, now time.Time, v *quotaView) *quotav1alpha1.AccountSharing {
+func (a *Aggregator) sharingLocked(k resourceKey, now time.Time, v *quotaView) (*quotav1alpha1.AccountSharing, bool) {
 	sh := &quotav1alpha1.AccountSharing{}
 	granted := map[accountKey]hubapi.Grants{}
 	limits := map[accountKey]hubapi.Limits{}
+	margin := int32(0)
 	for _, s := range a.feeds[k] {
 		holds := false
 		for ak, ps := range s.accounts {
@@ -469,6 +474,7 @@ func (a *Aggregator) sharingLocked(k resourceKey, now time.Time, v *quotaView) *
 				g[kind] += x
 			}
 			limits[ak] = ps.latest.Limits
+			margin = max(margin, ps.latest.SafetyMarginPercent)
 			sh.Pods = append(sh.Pods, quotav1alpha1.PodShare{
 				Pod: s.pod.Name, Pool: ak.pool,
 				RequestsPerMinuteGranted: int64(ps.latest.Lease[hubapi.LimitRequestsPerMinute]),
@@ -482,7 +488,7 @@ func (a *Aggregator) sharingLocked(k resourceKey, now time.Time, v *quotaView) *
 		}
 	}
 	if sh.LeaseHolders == 0 {
-		return nil
+		return nil, false
 	}
 	for ak, g := range granted {
 		l := limits[ak]
@@ -495,12 +501,14 @@ func (a *Aggregator) sharingLocked(k resourceKey, now time.Time, v *quotaView) *
 	for _, q := range v.queues {
 		sh.Queued += q
 	}
+	// The allocator keeps a reserve of 5% of the budget for new pods.
+	exceeds := sh.Queued > 0 && sh.GrantedPercent >= (100-margin)*90/100
 	slices.SortFunc(sh.Pods, func(x, y quotav1alpha1.PodShare) int {
 		return cmp.Or(cmp.Compare(y.RequestsPerMinuteGranted, x.RequestsPerMinuteGranted), cmp.Compare(y.ConcurrencyGranted, x.ConcurrencyGranted),
 			cmp.Compare(x.Pod, y.Pod), cmp.Compare(x.Pool, y.Pool))
 	})
 	sh.Pods = sh.Pods[:min(len(sh.Pods), maxSharingPods)]
-	return sh
+	return sh, exceeds
 }
 
 func limitOfKind(l hubapi.Limits, kind string) int64 {
