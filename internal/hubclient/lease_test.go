@@ -28,16 +28,8 @@ func requestsLease(e *limiter.Engine) float64 {
 // stops answering, the lease lapses at its expiry to limit / holders, and reports
 // carry demand and the lease in force.
 func TestLeaseLapsesToAStaticShare(t *testing.T) {
-	p := newPKI(t)
-	m := newManager(t, p)
-	f := newFiles(t)
-	write(t, f.ca, p.caPEM)
-	write(t, f.token, []byte("token\n"))
-	cfg := testConfig(m.srv.URL, f, 100*time.Millisecond)
-	var live inForce
-	live.set(t, cfg)
-	engine := limiter.New(limiter.Options{})
-	engine.Apply(cfg)
+	s := newSidecar(t, "token\n", 100*time.Millisecond)
+	m, live, engine := s.m, s.live, s.engine
 	pool, err := engine.Pool("openai-tier3", "gpt-5.5")
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -92,3 +93,20 @@ func (e *Env) WriteKubeconfig(dir string) (string, error) {
 
 // Kubectl is the kubectl built beside kube-apiserver at the same version.
 func Kubectl() string { return filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl") }
+
+// Main is the TestMain of a package whose tests all use one API server from the
+// start: it starts it into *env, runs the tests, stops it and exits with the tests'
+// code. Packages with tests that need none use Lazy instead.
+func Main(m *testing.M, env **Env) {
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*env = e
+	code := m.Run()
+	if err := e.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop envtest:", err)
+	}
+	os.Exit(code)
+}
