@@ -40,13 +40,7 @@ func decodeAnthropic(body []byte) (*request, error) {
 				return nil
 			})
 		case "thinking":
-			var typ []byte
-			_ = eachMember(v, func(k, v []byte) error {
-				if string(k) == "type" {
-					typ = v
-				}
-				return nil
-			})
+			typ := pick(v, "type")[0]
 			if !jstr(typ).is("disabled") {
 				// Thinking budgets do not map onto other providers' knobs; the
 				// answer comes without thinking blocks.
@@ -58,16 +52,8 @@ func decodeAnthropic(body []byte) (*request, error) {
 					d.unknown("output_config.", k, v) // effort
 					return nil
 				}
-				var typ, schema []byte
-				_ = eachMember(v, func(k, v []byte) error {
-					switch string(k) {
-					case "type":
-						typ = v
-					case "schema":
-						schema = v
-					}
-					return nil
-				})
+				fs := pick(v, "type", "schema")
+				typ, schema := fs[0], fs[1]
 				if !jstr(typ).is("json_schema") {
 					return unsupported("output_config.format.type", "output format %s is not translated", jstr(typ).String())
 				}
@@ -244,20 +230,8 @@ func (d *decoder) anthropicBlocks(name string, v []byte, nested bool) ([]part, e
 }
 
 func (d *decoder) anthropicImage(name string, source []byte) (part, error) {
-	var typ, mediaType, data, url []byte
-	_ = eachMember(source, func(k, v []byte) error {
-		switch string(k) {
-		case "type":
-			typ = v
-		case "media_type":
-			mediaType = v
-		case "data":
-			data = v
-		case "url":
-			url = v
-		}
-		return nil
-	})
+	fs := pick(source, "type", "media_type", "data", "url")
+	typ, mediaType, data, url := fs[0], fs[1], fs[2], fs[3]
 	switch t := jstr(typ); {
 	case t.is("base64"):
 		mt, err := stringTok(name+".media_type", mediaType)
@@ -315,18 +289,8 @@ func (d *decoder) anthropicToolChoice(v []byte) error {
 		return nil
 	}
 	r := d.r
-	var typ, name, disable []byte
-	_ = eachMember(v, func(k, v []byte) error {
-		switch string(k) {
-		case "type":
-			typ = v
-		case "name":
-			name = v
-		case "disable_parallel_tool_use":
-			disable = v
-		}
-		return nil
-	})
+	fs := pick(v, "type", "name", "disable_parallel_tool_use")
+	typ, name, disable := fs[0], fs[1], fs[2]
 	switch t := jstr(typ); {
 	case t.is("auto"):
 		r.toolChoice = choiceAuto

@@ -307,16 +307,8 @@ func (s *Stream) openAIToolDelta(ci, j int, tc []byte) {
 		}
 		return nil
 	})
-	var name, args []byte
-	_ = eachMember(fn, func(k, v []byte) error {
-		switch string(k) {
-		case "name":
-			name = v
-		case "arguments":
-			args = v
-		}
-		return nil
-	})
+	fs := pick(fn, "name", "arguments")
+	name, args := fs[0], fs[1]
 	if kindOf(id) == kindString && kindOf(name) == kindString {
 		s.em.toolStart(s, ci, idx, jstr(id), jstr(name))
 	}
@@ -326,38 +318,16 @@ func (s *Stream) openAIToolDelta(ci, j int, tc []byte) {
 }
 
 func (s *Stream) readAnthropic(name, data []byte) {
-	var typ, message, index, block, delta []byte
-	_ = eachMember(data, func(k, v []byte) error {
-		switch string(k) {
-		case "type":
-			typ = v
-		case "message":
-			message = v
-		case "index":
-			index = v
-		case "content_block":
-			block = v
-		case "delta":
-			delta = v
-		}
-		return nil
-	})
+	fs := pick(data, "type", "message", "index", "content_block", "delta")
+	typ, message, index, block, delta := fs[0], fs[1], fs[2], fs[3], fs[4]
 	ev := string(name)
 	if ev == "" {
 		ev = jstr(typ).String()
 	}
 	switch ev {
 	case "message_start":
-		var id, model []byte
-		_ = eachMember(message, func(k, v []byte) error {
-			switch string(k) {
-			case "id":
-				id = v
-			case "model":
-				model = v
-			}
-			return nil
-		})
+		fs := pick(message, "id", "model")
+		id, model := fs[0], fs[1]
 		s.begin(id, model)
 	case "content_block_start":
 		s.begin(nil, nil)
@@ -366,20 +336,8 @@ func (s *Stream) readAnthropic(name, data []byte) {
 			s.failLocal("the provider's content blocks are out of order")
 			return
 		}
-		var btyp, id, tname, text []byte
-		_ = eachMember(block, func(k, v []byte) error {
-			switch string(k) {
-			case "type":
-				btyp = v
-			case "id":
-				id = v
-			case "name":
-				tname = v
-			case "text":
-				text = v
-			}
-			return nil
-		})
+		fs := pick(block, "type", "id", "name", "text")
+		btyp, id, tname, text := fs[0], fs[1], fs[2], fs[3]
 		switch t := jstr(btyp); {
 		case t.is("text"):
 			s.blocks = append(s.blocks, blockText)
@@ -399,18 +357,8 @@ func (s *Stream) readAnthropic(name, data []byte) {
 			s.failLocal("the provider sent a delta for a content block it did not start")
 			return
 		}
-		var dtyp, text, partial []byte
-		_ = eachMember(delta, func(k, v []byte) error {
-			switch string(k) {
-			case "type":
-				dtyp = v
-			case "text":
-				text = v
-			case "partial_json":
-				partial = v
-			}
-			return nil
-		})
+		fs := pick(delta, "type", "text", "partial_json")
+		dtyp, text, partial := fs[0], fs[1], fs[2]
 		switch b := s.blocks[bi]; {
 		case b == blockText && jstr(dtyp).is("text_delta") && kindOf(text) == kindString && !jstr(text).empty():
 			s.em.text(s, 0, jstr(text))
@@ -419,16 +367,8 @@ func (s *Stream) readAnthropic(name, data []byte) {
 		}
 	case "message_delta":
 		s.begin(nil, nil)
-		var reason, seq []byte
-		_ = eachMember(delta, func(k, v []byte) error {
-			switch string(k) {
-			case "stop_reason":
-				reason = v
-			case "stop_sequence":
-				seq = v
-			}
-			return nil
-		})
+		fs := pick(delta, "stop_reason", "stop_sequence")
+		reason, seq := fs[0], fs[1]
 		if !absent(reason) {
 			if kindOf(seq) != kindString {
 				seq = nil
@@ -498,26 +438,10 @@ func (s *Stream) geminiCandidateDelta(i int, c []byte) {
 	for len(s.geminiCalls) <= ci {
 		s.geminiCalls = append(s.geminiCalls, 0)
 	}
-	var partsRaw []byte
-	_ = eachMember(content, func(k, v []byte) error {
-		if string(k) == "parts" {
-			partsRaw = v
-		}
-		return nil
-	})
+	partsRaw := pick(content, "parts")[0]
 	provider.EachElement(partsRaw, func(_ int, p []byte) bool {
-		var text, thought, call []byte
-		_ = eachMember(p, func(k, v []byte) error {
-			switch string(k) {
-			case "text":
-				text = v
-			case "thought":
-				thought = v
-			case "functionCall":
-				call = v
-			}
-			return nil
-		})
+		fs := pick(p, "text", "thought", "functionCall")
+		text, thought, call := fs[0], fs[1], fs[2]
 		switch {
 		case kindOf(text) == kindString && !isTrue(thought) && !jstr(text).empty():
 			s.em.text(s, ci, jstr(text))
@@ -535,18 +459,8 @@ func (s *Stream) geminiCandidateDelta(i int, c []byte) {
 // geminiCall passes on a whole function call: its start, then all its arguments
 // as one delta.
 func (s *Stream) geminiCall(ci int, call []byte) {
-	var name, args, id []byte
-	_ = eachMember(call, func(k, v []byte) error {
-		switch string(k) {
-		case "name":
-			name = v
-		case "args":
-			args = v
-		case "id":
-			id = v
-		}
-		return nil
-	})
+	fs := pick(call, "name", "args", "id")
+	name, args, id := fs[0], fs[1], fs[2]
 	if kindOf(name) != kindString {
 		s.failLocal("the provider sent a function call without a name")
 		return
