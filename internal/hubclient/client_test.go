@@ -1,7 +1,6 @@
 package hubclient
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -222,25 +221,8 @@ func newSidecar(t *testing.T, token string, interval time.Duration) *sidecar {
 
 var testPod = hubapi.Pod{Namespace: "team-a", Name: "app-1", UID: "uid-1"}
 
-// logSink collects structured log records.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logSink) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
+// jsonLogger logs structured records into w.
+func jsonLogger(w *testkit.SyncBuffer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
 
 // TestReportsFromTheEngine: the hub client turns a real engine's state into reports
 // the manager can read: usage, limits, chain entries resolved to pools, breakers
@@ -275,7 +257,7 @@ func TestReportsFromTheEngine(t *testing.T) {
 	engine.NoteFailover(0, 1, limiterconfig.FailureCircuitOpen)
 	engine.NoteFailover(0, 5, limiterconfig.FailureCircuitOpen) // not an entry: left out
 
-	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: (&logSink{}).logger()})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
@@ -374,9 +356,9 @@ func TestCAChangeAndNoControlSection(t *testing.T) {
 	cfg.Control = nil
 	engine := limiter.New(limiter.Options{})
 	engine.Apply(cfg)
-	logs := &logSink{}
+	logs := &testkit.SyncBuffer{}
 	var live inForce
-	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), IdlePoll: 20 * time.Millisecond})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: jsonLogger(logs), IdlePoll: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
@@ -407,9 +389,9 @@ func TestCAChangeAndNoControlSection(t *testing.T) {
 func TestFailuresBackOffAndAreLoggedAtABoundedRate(t *testing.T) {
 	s := newSidecar(t, "secret-token-value", 10*time.Second)
 	m, live, engine := s.m, s.live, s.engine
-	logs := &logSink{}
+	logs := &testkit.SyncBuffer{}
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), Now: func() time.Time { return now }})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: jsonLogger(logs), Now: func() time.Time { return now }})
 	ctx := context.Background()
 
 	m.refuse.Store(&[2]string{"", "serverError"})

@@ -3,6 +3,7 @@ package hubclient
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func TestLeaseLapsesToAStaticShare(t *testing.T) {
 		Provider: "openai-tier3", Pool: pool.Name, Key: "openai/api-key", TTL: hubapi.Duration(time.Second), Holders: 3,
 		Grants: hubapi.Grants{hubapi.LimitRequestsPerMinute: 60, hubapi.LimitTokensPerMinute: 5000, hubapi.LimitMaxConcurrency: 2, hubapi.LimitTokensPerDay: 900},
 	}})
-	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Leases: engine, Pod: testPod, Logger: (&logSink{}).logger()})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Leases: engine, Pod: testPod, Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
