@@ -9,9 +9,11 @@ import (
 	"runtime"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/aiquota/aiquota/internal/scheme"
 )
@@ -73,6 +75,32 @@ func Start(opts ...func(*envtest.Environment)) (*Env, error) {
 		return nil, fmt.Errorf("client for envtest API server: %w", err)
 	}
 	return &Env{env: e, Config: cfg, Client: c}, nil
+}
+
+// StartWithInjector starts the API server as Start does, with the pod injector's
+// webhook configuration from config/webhook installed, for a manager process to
+// serve: envtest points the webhook at a local port instead of the Service (the
+// manager's serving certificate covers localhost for it). It returns the
+// configuration, whose name the manager's --cert-webhook-config takes.
+func StartWithInjector() (*Env, *admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	data, err := os.ReadFile(filepath.Join(Root(), "config", "webhook", "pod_injector.yaml"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the webhook configuration: %w", err)
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := sigsyaml.UnmarshalStrict(data, &mwc); err != nil {
+		return nil, nil, fmt.Errorf("parse config/webhook/pod_injector.yaml: %w", err)
+	}
+	env, err := Start(func(e *envtest.Environment) {
+		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			MutatingWebhooks:             []*admissionregistrationv1.MutatingWebhookConfiguration{&mwc},
+			LocalServingHostExternalName: "localhost",
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return env, &mwc, nil
 }
 
 // Stop stops the API server and etcd.
