@@ -488,13 +488,9 @@ func (s *Stream) geminiCall(ci int, call []byte) {
 // "Server-sent events": LF, CRLF or CR line ends, comment lines, events ended by a
 // blank line), whatever the chunking.
 type sseReader struct {
-	line      []byte // a line begun in an earlier feed
-	lineOver  bool
+	line      provider.Bounded // a line begun in an earlier feed
 	pendingCR bool
-	name      []byte
-	data      []byte
-	hasData   bool
-	over      bool // the current event outgrew maxEventBytes
+	ev        provider.SSEEvent
 }
 
 // feed reads p and calls dispatch for every event it completes.
@@ -508,7 +504,7 @@ func (r *sseReader) feed(p []byte, dispatch func(name, data []byte, oversize boo
 	for len(p) > 0 {
 		i := bytes.IndexAny(p, "\r\n")
 		if i < 0 {
-			r.appendLine(p)
+			r.line.Append(p)
 			return
 		}
 		seg := p[:i]
@@ -524,77 +520,36 @@ func (r *sseReader) feed(p []byte, dispatch func(name, data []byte, oversize boo
 			p = p[i+1:]
 		}
 		line := seg
-		if len(r.line) > 0 || r.lineOver {
-			r.appendLine(seg)
-			line = r.line
+		if len(r.line.B) > 0 || r.line.Over {
+			r.line.Append(seg)
+			line = r.line.B
 		}
-		r.processLine(line, r.lineOver, dispatch)
-		r.line, r.lineOver = r.line[:0], false
+		r.processLine(line, r.line.Over, dispatch)
+		r.line.Reset()
 	}
 }
 
 // flush handles an event left without its closing blank line at the end of the
 // body; the providers end every event properly, but a proxy may not.
 func (r *sseReader) flush(dispatch func(name, data []byte, oversize bool)) {
-	if len(r.line) > 0 || r.lineOver {
-		r.processLine(r.line, r.lineOver, dispatch)
-		r.line, r.lineOver = r.line[:0], false
+	if len(r.line.B) > 0 || r.line.Over {
+		r.processLine(r.line.B, r.line.Over, dispatch)
+		r.line.Reset()
 	}
 	r.processLine(nil, false, dispatch)
 }
 
-func (r *sseReader) appendLine(b []byte) {
-	if r.lineOver {
-		return
-	}
-	if len(r.line)+len(b) > maxEventBytes {
-		r.line, r.lineOver = r.line[:0], true
-		return
-	}
-	r.line = append(r.line, b...)
-}
-
 func (r *sseReader) processLine(line []byte, over bool, dispatch func(name, data []byte, oversize bool)) {
 	if over {
-		r.over = true
+		r.ev.Over = true
 		return
 	}
 	if len(line) == 0 {
-		if r.hasData || r.over {
-			dispatch(r.name, r.data, r.over)
+		if r.ev.HasData || r.ev.Over {
+			dispatch(r.ev.Name, r.ev.Data, r.ev.Over)
 		}
-		r.name, r.data = r.name[:0], r.data[:0]
-		r.hasData, r.over = false, false
+		r.ev.Reset()
 		return
 	}
-	if line[0] == ':' {
-		return // a comment, such as DeepSeek's ": keep-alive"
-	}
-	field, value := line, []byte(nil)
-	if c := bytes.IndexByte(line, ':'); c >= 0 {
-		field, value = line[:c], line[c+1:]
-		if len(value) > 0 && value[0] == ' ' {
-			value = value[1:]
-		}
-	}
-	switch string(field) {
-	case "data":
-		if r.over {
-			return
-		}
-		if r.hasData {
-			r.data = append(r.data, '\n')
-		}
-		if len(r.data)+len(value) > maxEventBytes {
-			r.over = true
-			r.data = r.data[:0]
-			return
-		}
-		r.data = append(r.data, value...)
-		r.hasData = true
-	case "event":
-		if len(value) <= 64 {
-			r.name = append(r.name[:0], value...)
-		}
-	}
+	r.ev.Line(line)
 }
