@@ -123,6 +123,20 @@ func pickFrom(obj []byte, names []string, gemini bool) (p picked) {
 	return p
 }
 
+// pickObject is pick for a body that must be a JSON object: ok is false when it is
+// not one.
+func pickObject(obj []byte, names ...string) (p picked, ok bool) {
+	ok = provider.EachMember(obj, func(k []byte, esc bool, v []byte) bool {
+		for i, n := range names {
+			if provider.KeyIs(k, esc, n) {
+				p[i] = v
+			}
+		}
+		return true
+	})
+	return p, ok
+}
+
 func eachElement(arr []byte, fn func(i int, val []byte) error) error {
 	var err error
 	provider.EachElement(arr, func(i int, v []byte) bool {

@@ -238,18 +238,9 @@ func (s *Stream) readOpenAI(data []byte) {
 		s.end()
 		return
 	}
-	var id, model, choices []byte
-	if !provider.EachMember(data, func(k []byte, esc bool, v []byte) bool {
-		switch {
-		case provider.KeyIs(k, esc, "id"):
-			id = v
-		case provider.KeyIs(k, esc, "model"):
-			model = v
-		case provider.KeyIs(k, esc, "choices"):
-			choices = v
-		}
-		return true
-	}) {
+	fs, ok := pickObject(data, "id", "model", "choices")
+	id, model, choices := fs[0], fs[1], fs[2]
+	if !ok {
 		s.failLocal("the provider sent a stream event that is not a JSON object")
 		return
 	}
@@ -381,20 +372,9 @@ func (s *Stream) readAnthropic(name, data []byte) {
 }
 
 func (s *Stream) readGemini(data []byte) {
-	var id, model, candidates, feedback []byte
-	if !provider.EachMember(data, func(k []byte, esc bool, v []byte) bool {
-		switch {
-		case provider.KeyIs(k, esc, "responseId"):
-			id = v
-		case provider.KeyIs(k, esc, "modelVersion"):
-			model = v
-		case provider.KeyIs(k, esc, "candidates"):
-			candidates = v
-		case provider.KeyIs(k, esc, "promptFeedback"):
-			feedback = v
-		}
-		return true
-	}) {
+	fs, ok := pickObject(data, "responseId", "modelVersion", "candidates", "promptFeedback")
+	id, model, candidates, feedback := fs[0], fs[1], fs[2], fs[3]
+	if !ok {
 		s.failLocal("the provider sent a stream event that is not a JSON object")
 		return
 	}
