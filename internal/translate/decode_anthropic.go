@@ -47,21 +47,7 @@ func decodeAnthropic(body []byte) (*request, error) {
 				d.dropIf(key, v)
 			}
 		case "output_config":
-			err = eachMember(v, func(k, v []byte) error {
-				if string(k) != "format" {
-					d.unknown("output_config.", k, v) // effort
-					return nil
-				}
-				fs := pick(v, "type", "schema")
-				typ, schema := fs[0], fs[1]
-				if !jstr(typ).is("json_schema") {
-					return unsupported("output_config.format.type", "output format %s is not translated", jstr(typ).String())
-				}
-				r.format.kind = formatJSONSchema
-				var err error
-				r.format.schema, err = schemaValue("output_config.format.schema", schema)
-				return err
-			})
+			err = d.anthropicOutputConfig(v)
 		case "container", "mcp_servers", "context_management":
 			if !absent(v) {
 				err = unsupported(key, "it is an Anthropic feature")
@@ -75,6 +61,40 @@ func decodeAnthropic(body []byte) (*request, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.anthropicSystem(system); err != nil {
+		return nil, err
+	}
+	if kindOf(messages) != kindArray {
+		return nil, malformed("messages", "messages must be an array")
+	}
+	err = eachElement(messages, func(_ int, m []byte) error { return d.anthropicMessage(m) })
+	return r, err
+}
+
+// anthropicOutputConfig reads output_config: a JSON schema format is translated,
+// the rest (effort) is dropped as unknown.
+func (d *decoder) anthropicOutputConfig(v []byte) error {
+	r := d.r
+	return eachMember(v, func(k, v []byte) error {
+		if string(k) != "format" {
+			d.unknown("output_config.", k, v) // effort
+			return nil
+		}
+		fs := pick(v, "type", "schema")
+		typ, schema := fs[0], fs[1]
+		if !jstr(typ).is("json_schema") {
+			return unsupported("output_config.format.type", "output format %s is not translated", jstr(typ).String())
+		}
+		r.format.kind = formatJSONSchema
+		var err error
+		r.format.schema, err = schemaValue("output_config.format.schema", schema)
+		return err
+	})
+}
+
+// anthropicSystem reads the system prompt: a string or text blocks.
+func (d *decoder) anthropicSystem(system []byte) error {
+	r := d.r
 	switch kindOf(system) {
 	case kindMissing, kindNull:
 	case kindString:
@@ -84,58 +104,58 @@ func decodeAnthropic(body []byte) (*request, error) {
 	case kindArray:
 		parts, err := d.anthropicBlocks("system", system, false)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, p := range parts {
 			if p.kind != partText {
-				return nil, malformed("system", "system blocks must be text")
+				return malformed("system", "system blocks must be text")
 			}
 			r.system = append(r.system, p.text)
 		}
 	default:
-		return nil, malformed("system", "system must be a string or an array of text blocks")
+		return malformed("system", "system must be a string or an array of text blocks")
 	}
-	if kindOf(messages) != kindArray {
-		return nil, malformed("messages", "messages must be an array")
-	}
-	err = eachElement(messages, func(_ int, m []byte) error {
-		var ro, content []byte
-		_ = eachMember(m, func(k, v []byte) error {
-			switch string(k) {
-			case "role":
-				ro = v
-			case "content":
-				content = v
-			default:
-				d.unknown("messages[].", k, v)
-			}
-			return nil
-		})
-		var rl role
-		switch {
-		case jstr(ro).is("user"):
-			rl = roleUser
-		case jstr(ro).is("assistant"):
-			rl = roleAssistant
+	return nil
+}
+
+// anthropicMessage reads one of messages: a user or assistant turn whose content
+// is a string or blocks.
+func (d *decoder) anthropicMessage(m []byte) error {
+	var ro, content []byte
+	_ = eachMember(m, func(k, v []byte) error {
+		switch string(k) {
+		case "role":
+			ro = v
+		case "content":
+			content = v
 		default:
-			return malformed("messages[].role", "role must be user or assistant")
+			d.unknown("messages[].", k, v)
 		}
-		var parts []part
-		switch kindOf(content) {
-		case kindString:
-			parts = textPart(nil, jstr(content))
-		case kindArray:
-			var err error
-			if parts, err = d.anthropicBlocks("messages[].content", content, true); err != nil {
-				return err
-			}
-		default:
-			return malformed("messages[].content", "content must be a string or an array of blocks")
-		}
-		d.addMessage(rl, parts)
 		return nil
 	})
-	return r, err
+	var rl role
+	switch {
+	case jstr(ro).is("user"):
+		rl = roleUser
+	case jstr(ro).is("assistant"):
+		rl = roleAssistant
+	default:
+		return malformed("messages[].role", "role must be user or assistant")
+	}
+	var parts []part
+	switch kindOf(content) {
+	case kindString:
+		parts = textPart(nil, jstr(content))
+	case kindArray:
+		var err error
+		if parts, err = d.anthropicBlocks("messages[].content", content, true); err != nil {
+			return err
+		}
+	default:
+		return malformed("messages[].content", "content must be a string or an array of blocks")
+	}
+	d.addMessage(rl, parts)
+	return nil
 }
 
 // anthropicBlocks reads content blocks; tool results hold blocks of their own
