@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,14 +34,12 @@ import (
 	"syscall"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -124,18 +121,7 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 	}
 
 	step("starting kube-apiserver and etcd, installing the CRDs and the injection webhook")
-	webhook, err := injectorConfig(root)
-	if err != nil {
-		return err
-	}
-	env, err := testenv.Start(func(e *envtest.Environment) {
-		// envtest points the webhook at a local port instead of the Service; the
-		// manager's certificate covers localhost as an extra name.
-		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
-			MutatingWebhooks:             []*admissionregistrationv1.MutatingWebhookConfiguration{webhook},
-			LocalServingHostExternalName: "localhost",
-		}
-	})
+	env, webhook, err := testenv.StartWithInjector()
 	if err != nil {
 		return err
 	}
@@ -172,7 +158,7 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
 		return fmt.Errorf("create namespace %s: %w", managerNamespace, err)
 	}
-	ports := freePorts(2)
+	ports := harness.FreePorts(2)
 	probePort, controlPort := ports[0], ports[1]
 	certDir := filepath.Join(stateDir, "serving-certs")
 	mgr, err := start("manager", bins["manager"], []string{
@@ -195,11 +181,11 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 	if err != nil {
 		return err
 	}
-	if err := poll(ctx, 3*time.Minute, "the manager's /readyz", func() error {
+	if err := harness.Poll(ctx, 3*time.Minute, "the manager's /readyz", func() error {
 		if mgr.Exited() {
 			return fmt.Errorf("the manager exited:\n%s", mgr.Logs())
 		}
-		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
+		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
 	}); err != nil {
 		return err
 	}
@@ -305,19 +291,6 @@ func cleanStateDir(dir string) error {
 	return nil
 }
 
-// injectorConfig reads the webhook configuration config/webhook installs.
-func injectorConfig(root string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
-	data, err := os.ReadFile(filepath.Join(root, "config", "webhook", "pod_injector.yaml"))
-	if err != nil {
-		return nil, fmt.Errorf("read the webhook configuration: %w", err)
-	}
-	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	if err := sigsyaml.UnmarshalStrict(data, &mwc); err != nil {
-		return nil, fmt.Errorf("parse config/webhook/pod_injector.yaml: %w", err)
-	}
-	return &mwc, nil
-}
-
 func applySamples(ctx context.Context, c client.Client, root, simURL string) error {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		return fmt.Errorf("create namespace %s: %w", namespace, err)
@@ -374,7 +347,7 @@ func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, s
 	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "chat-app"}}); err != nil {
 		return "", fmt.Errorf("create the app's service account: %w", err)
 	}
-	ports := freePorts(2)
+	ports := harness.FreePorts(2)
 	proxyPort, adminPort := ports[0], ports[1]
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "chat-app", Annotations: map[string]string{
@@ -389,15 +362,7 @@ func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, s
 			Containers:         []corev1.Container{{Name: "app", Image: "registry.example/chat-app:1"}},
 		},
 	}
-	// The API server may hold envtest's caBundle for a moment after the manager
-	// installs its own; retry only a failed call to the webhook.
-	if err := poll(ctx, time.Minute, "the pod to be admitted", func() error {
-		err := c.Create(ctx, pod)
-		if err != nil && !strings.Contains(err.Error(), "failed calling webhook") {
-			return backoffStop{err}
-		}
-		return err
-	}); err != nil {
+	if err := harness.CreatePod(ctx, c, pod); err != nil {
 		return "", err
 	}
 	var got corev1.Pod
@@ -423,11 +388,11 @@ func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, s
 	if err != nil {
 		return "", err
 	}
-	if err := poll(ctx, time.Minute, "the limiter's /readyz", func() error {
+	if err := harness.Poll(ctx, time.Minute, "the limiter's /readyz", func() error {
 		if lim.Exited() {
-			return backoffStop{fmt.Errorf("the limiter exited:\n%s", lim.Logs())}
+			return harness.StopPolling(fmt.Errorf("the limiter exited:\n%s", lim.Logs()))
 		}
-		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
+		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
 	}); err != nil {
 		return "", err
 	}
@@ -570,59 +535,6 @@ func kubectlEnv(ctx context.Context, kubeconfig string, env []string, args ...st
 		return fmt.Errorf("kubectl %s: %w", args[0], err)
 	}
 	return nil
-}
-
-// backoffStop ends poll early with its error.
-type backoffStop struct{ error }
-
-func poll(ctx context.Context, timeout time.Duration, what string, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		var stop backoffStop
-		if errors.As(err, &stop) {
-			return stop.error
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("waiting for %s: %w", what, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func httpOK(url string) error {
-	resp, err := http.Get(url) //nolint:gosec // a local probe URL built here
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago: the
-// listeners stay open until all n are picked, so the kernel cannot hand out one
-// port twice (two processes binding the same port failed a CI run).
-func freePorts(n int) []int {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err) // no loopback port at all: nothing here could work
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 func mustYAML(v any) []byte {

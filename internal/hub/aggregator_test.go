@@ -148,9 +148,13 @@ func TestCountingAcrossBootsLostReportsAndResets(t *testing.T) {
 	clk := newFakeClock(t0)
 	a := NewAggregator(clk.now, 3)
 	k := openaiQuota
-	ledger := func() (int64, int64) {
+	// wantLedger checks the day's requests and tokens after what happened.
+	wantLedger := func(after string, requests, tokens int64) {
+		t.Helper()
 		v := a.quotaView(k, emptyQuota())
-		return v.status.RequestsToday, v.status.TokensToday
+		if r, tk := v.status.RequestsToday, v.status.TokensToday; r != requests || tk != tokens {
+			t.Fatalf("after %s: %d requests, %d tokens; want %d, %d", after, r, tk, requests, tokens)
+		}
 	}
 
 	// A sidecar that booted long before this aggregator: what it counted before its
@@ -159,15 +163,11 @@ func TestCountingAcrossBootsLostReportsAndResets(t *testing.T) {
 	old := newSim("old", t0.Add(-time.Hour))
 	old.use("openai", "gpt-4o", 500, 5000, 0)
 	mustIngest(t, a, old.report(clk.t))
-	if r, tk := ledger(); r != 0 || tk != 0 {
-		t.Fatalf("first report of an old sidecar counted %d requests, %d tokens; want 0, 0", r, tk)
-	}
+	wantLedger("the first report of an old sidecar", 0, 0)
 	clk.advance(10 * time.Second)
 	old.use("openai", "gpt-4o", 5, 50, 0)
 	mustIngest(t, a, old.report(clk.t))
-	if r, tk := ledger(); r != 5 || tk != 50 {
-		t.Fatalf("after growth: %d requests, %d tokens; want 5, 50", r, tk)
-	}
+	wantLedger("growth", 5, 50)
 
 	// A lost report loses nothing: the next carries the totals.
 	clk.advance(10 * time.Second)
@@ -176,9 +176,7 @@ func TestCountingAcrossBootsLostReportsAndResets(t *testing.T) {
 	clk.advance(10 * time.Second)
 	old.use("openai", "gpt-4o", 1, 10, 0)
 	mustIngest(t, a, old.report(clk.t))
-	if r, tk := ledger(); r != 13 || tk != 130 {
-		t.Fatalf("after a lost report: %d requests, %d tokens; want 13, 130", r, tk)
-	}
+	wantLedger("a lost report", 13, 130)
 
 	// A restart (new boot ID) counts from zero: everything the new process counted.
 	clk.advance(10 * time.Second)
@@ -187,26 +185,20 @@ func TestCountingAcrossBootsLostReportsAndResets(t *testing.T) {
 	old.accounts = map[accountKey]*hubapi.Account{}
 	old.use("openai", "gpt-4o", 3, 30, 0)
 	mustIngest(t, a, old.report(clk.t))
-	if r, tk := ledger(); r != 16 || tk != 160 {
-		t.Fatalf("after a restart: %d requests, %d tokens; want 16, 160", r, tk)
-	}
+	wantLedger("a restart", 16, 160)
 
 	// A pool recreated within a boot (counters went down) counts from zero.
 	clk.advance(10 * time.Second)
 	p := old.account("openai", "gpt-4o", "k/1")
 	p.Counters = hubapi.Counters{Requests: 2, InputTokens: 20}
 	mustIngest(t, a, old.report(clk.t))
-	if r, tk := ledger(); r != 18 || tk != 180 {
-		t.Fatalf("after a pool reset: %d requests, %d tokens; want 18, 180", r, tk)
-	}
+	wantLedger("a pool reset", 18, 180)
 
 	// A sidecar that booted after this aggregator started counts from zero.
 	fresh := newSim("fresh", clk.t.Add(-2*time.Second))
 	fresh.use("openai", "gpt-4o", 4, 40, 0)
 	mustIngest(t, a, fresh.report(clk.t))
-	if r, tk := ledger(); r != 22 || tk != 220 {
-		t.Fatalf("after a fresh sidecar: %d requests, %d tokens; want 22, 220", r, tk)
-	}
+	wantLedger("a fresh sidecar", 22, 220)
 
 	// A repeated sequence number changes nothing.
 	stale := fresh.report(clk.t)
@@ -214,9 +206,7 @@ func TestCountingAcrossBootsLostReportsAndResets(t *testing.T) {
 	if err := a.Ingest(stale); !errors.Is(err, ErrStale) {
 		t.Fatalf("stale report: %v, want ErrStale", err)
 	}
-	if r, tk := ledger(); r != 22 || tk != 220 {
-		t.Fatalf("after a stale report: %d requests, %d tokens; want 22, 220", r, tk)
-	}
+	wantLedger("a stale report", 22, 220)
 }
 
 func TestLedgerSeedsFromStatusAndRollsAtMidnight(t *testing.T) {

@@ -223,10 +223,9 @@ func TestRefusals(t *testing.T) {
 	if code, eb := ch.sendReport(t, token, good()); code != 200 {
 		t.Fatalf("good report: %d %+v", code, eb)
 	}
-	testkit.Eventually(t, 60*time.Second, "the good report in status", testkit.Stated(func() (bool, string) {
-		st := getQuota(t, ns).Status
-		return st.ActiveSidecars == 1 && st.TokensToday == 100, fmt.Sprintf("%+v", st)
-	}))
+	eventuallyQuota(t, ns, "the good report in status", func(st quotav1alpha1.ProviderQuotaStatus) bool {
+		return st.ActiveSidecars == 1 && st.TokensToday == 100
+	})
 	for _, tok := range []string{token, otherAudience, pod2Token, unbound} {
 		if strings.Contains(ch.logs.String(), tok) {
 			t.Error("the manager logged a token")
@@ -273,10 +272,9 @@ func TestStatusWriteRateLimit(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	testkit.Eventually(t, 60*time.Second, "the last report in status", testkit.Stated(func() (bool, string) {
-		st := getQuota(t, ns).Status
-		return st.TokensToday == 5000, fmt.Sprintf("%+v", st)
-	}))
+	eventuallyQuota(t, ns, "the last report in status", func(st quotav1alpha1.ProviderQuotaStatus) bool {
+		return st.TokensToday == 5000
+	})
 	wc.Stop()
 	<-collected
 	if len(stamps) < 3 {
@@ -368,10 +366,9 @@ func TestTokensTodaySurviveRestart(t *testing.T) {
 	if code, eb := first.sendReport(t, token, podReport(pod, src, 1, "boot", bootAt, 10, 1000)); code != 200 {
 		t.Fatalf("report: %d %+v", code, eb)
 	}
-	testkit.Eventually(t, 60*time.Second, "1000 tokens today", testkit.Stated(func() (bool, string) {
-		st := getQuota(t, ns).Status
-		return st.TokensToday == 1000, fmt.Sprintf("%+v", st)
-	}))
+	eventuallyQuota(t, ns, "1000 tokens today", func(st quotav1alpha1.ProviderQuotaStatus) bool {
+		return st.TokensToday == 1000
+	})
 	first.stop()
 
 	second := startChannel(t, certs, nil)
@@ -383,10 +380,9 @@ func TestTokensTodaySurviveRestart(t *testing.T) {
 	if code, eb := second.sendReport(t, token, podReport(pod, src, 3, "boot", bootAt, 12, 1250)); code != 200 {
 		t.Fatalf("report: %d %+v", code, eb)
 	}
-	testkit.Eventually(t, 60*time.Second, "1250 tokens today after the restart", testkit.Stated(func() (bool, string) {
-		st := getQuota(t, ns).Status
-		return st.TokensToday == 1250 && st.RequestsToday == 12, fmt.Sprintf("%+v", st)
-	}))
+	eventuallyQuota(t, ns, "1250 tokens today after the restart", func(st quotav1alpha1.ProviderQuotaStatus) bool {
+		return st.TokensToday == 1250 && st.RequestsToday == 12
+	})
 }
 
 // TestDailyRoll: at UTC midnight the day's ledger starts again at zero, with and

@@ -383,6 +383,15 @@ func getQuota(t *testing.T, ns string) quotav1alpha1.ProviderQuota {
 	return pq
 }
 
+// eventuallyQuota waits until the "openai" quota's status in ns is as want says.
+func eventuallyQuota(t *testing.T, ns, what string, want func(quotav1alpha1.ProviderQuotaStatus) bool) {
+	t.Helper()
+	testkit.Eventually(t, 60*time.Second, what, testkit.Stated(func() (bool, string) {
+		st := getQuota(t, ns).Status
+		return want(st), fmt.Sprintf("%+v", st)
+	}))
+}
+
 // podReport is a valid report from pod about the resource src, with one pool of
 // usage; boot is fresh unless bootAt says otherwise.
 func podReport(pod *corev1.Pod, src hubapi.Config, seq uint64, bootID string, bootAt time.Time, requests, tokens int64) *hubapi.Report {

@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -14,9 +13,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/naming"
-	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // TestReportsOnlyFromInjectedPods: over the real TLS control channel, a pod the
@@ -72,10 +71,9 @@ func TestReportsOnlyFromInjectedPods(t *testing.T) {
 	if code, eb := ch.sendReport(t, podToken(t, injected), podReport(injected, src, 1, "boot", time.Now(), 10, 1000)); code != http.StatusOK {
 		t.Fatalf("the injected pod's report: %d %+v", code, eb)
 	}
-	testkit.Eventually(t, 60*time.Second, "the injected pod's report in status", testkit.Stated(func() (bool, string) {
-		st := getQuota(t, ns).Status
-		return st.ActiveSidecars == 1 && st.TokensToday == 1000, fmt.Sprintf("%+v", st)
-	}))
+	eventuallyQuota(t, ns, "the injected pod's report in status", func(st quotav1alpha1.ProviderQuotaStatus) bool {
+		return st.ActiveSidecars == 1 && st.TokensToday == 1000
+	})
 }
 
 // TestInjectionCheckerLooksUpOncePerPod: a pod's record is read once per UID; a pod

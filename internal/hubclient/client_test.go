@@ -1,7 +1,6 @@
 package hubclient
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -196,44 +195,42 @@ func (c *inForce) get() (*limiterconfig.Config, string) {
 	return l.cfg, l.hash
 }
 
+// sidecar is what most tests start from: a manager serving with a test CA, the
+// sidecar's CA and token files, a config reporting to it every interval in force,
+// and an engine applying that config.
+type sidecar struct {
+	m      *manager
+	f      *sidecarFiles
+	live   *inForce
+	hash   string
+	engine *limiter.Engine
+}
+
+func newSidecar(t *testing.T, token string, interval time.Duration) *sidecar {
+	t.Helper()
+	p := newPKI(t)
+	s := &sidecar{m: newManager(t, p), f: newFiles(t), live: &inForce{}}
+	write(t, s.f.ca, p.caPEM)
+	write(t, s.f.token, []byte(token))
+	cfg := testConfig(s.m.srv.URL, s.f, interval)
+	s.hash = s.live.set(t, cfg)
+	s.engine = limiter.New(limiter.Options{})
+	s.engine.Apply(cfg)
+	return s
+}
+
 var testPod = hubapi.Pod{Namespace: "team-a", Name: "app-1", UID: "uid-1"}
 
-// logSink collects structured log records.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logSink) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(l, nil)) }
+// jsonLogger logs structured records into w.
+func jsonLogger(w *testkit.SyncBuffer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
 
 // TestReportsFromTheEngine: the hub client turns a real engine's state into reports
 // the manager can read: usage, limits, chain entries resolved to pools, breakers
 // with their policies, config source and hash; sequence numbers grow, the boot
 // stays, and the token is read afresh for every report.
 func TestReportsFromTheEngine(t *testing.T) {
-	p := newPKI(t)
-	m := newManager(t, p)
-	f := newFiles(t)
-	write(t, f.ca, p.caPEM)
-	write(t, f.token, []byte("token-1\n"))
-	cfg := testConfig(m.srv.URL, f, 100*time.Millisecond)
-	var live inForce
-	hash := live.set(t, cfg)
-
-	engine := limiter.New(limiter.Options{})
-	engine.Apply(cfg)
+	s := newSidecar(t, "token-1\n", 100*time.Millisecond)
+	m, f, live, hash, engine := s.m, s.f, s.live, s.hash, s.engine
 	engine.DayKnown() // as after the manager's first answer: the config has a daily cap
 	pool, err := engine.Pool("openai-tier3", "gpt-5.5-2030")
 	if err != nil {
@@ -260,7 +257,7 @@ func TestReportsFromTheEngine(t *testing.T) {
 	engine.NoteFailover(0, 1, limiterconfig.FailureCircuitOpen)
 	engine.NoteFailover(0, 5, limiterconfig.FailureCircuitOpen) // not an entry: left out
 
-	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: (&logSink{}).logger()})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
@@ -359,9 +356,9 @@ func TestCAChangeAndNoControlSection(t *testing.T) {
 	cfg.Control = nil
 	engine := limiter.New(limiter.Options{})
 	engine.Apply(cfg)
-	logs := &logSink{}
+	logs := &testkit.SyncBuffer{}
 	var live inForce
-	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), IdlePoll: 20 * time.Millisecond})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: jsonLogger(logs), IdlePoll: 20 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
@@ -390,19 +387,11 @@ func TestCAChangeAndNoControlSection(t *testing.T) {
 // TestFailuresBackOffAndAreLoggedAtABoundedRate drives report cycles directly
 // against a refusing manager.
 func TestFailuresBackOffAndAreLoggedAtABoundedRate(t *testing.T) {
-	p := newPKI(t)
-	m := newManager(t, p)
-	f := newFiles(t)
-	write(t, f.ca, p.caPEM)
-	write(t, f.token, []byte("secret-token-value"))
-	cfg := testConfig(m.srv.URL, f, 10*time.Second)
-	var live inForce
-	live.set(t, cfg)
-	engine := limiter.New(limiter.Options{})
-	engine.Apply(cfg)
-	logs := &logSink{}
+	s := newSidecar(t, "secret-token-value", 10*time.Second)
+	m, live, engine := s.m, s.live, s.engine
+	logs := &testkit.SyncBuffer{}
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: logs.logger(), Now: func() time.Time { return now }})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod, Logger: jsonLogger(logs), Now: func() time.Time { return now }})
 	ctx := context.Background()
 
 	m.refuse.Store(&[2]string{"", "serverError"})
@@ -452,16 +441,8 @@ func TestFailuresBackOffAndAreLoggedAtABoundedRate(t *testing.T) {
 
 // TestSendFinal marks the last report final.
 func TestSendFinal(t *testing.T) {
-	p := newPKI(t)
-	m := newManager(t, p)
-	f := newFiles(t)
-	write(t, f.ca, p.caPEM)
-	write(t, f.token, []byte("token"))
-	cfg := testConfig(m.srv.URL, f, time.Hour)
-	var live inForce
-	live.set(t, cfg)
-	engine := limiter.New(limiter.Options{})
-	engine.Apply(cfg)
+	s := newSidecar(t, "token", time.Hour)
+	m, live, engine := s.m, s.live, s.engine
 	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Pod: testPod})
 	if d := r.cycle(context.Background()); d != time.Hour {
 		t.Fatalf("first report: next in %s", d)

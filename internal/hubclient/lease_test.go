@@ -3,6 +3,7 @@ package hubclient
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -28,16 +29,8 @@ func requestsLease(e *limiter.Engine) float64 {
 // stops answering, the lease lapses at its expiry to limit / holders, and reports
 // carry demand and the lease in force.
 func TestLeaseLapsesToAStaticShare(t *testing.T) {
-	p := newPKI(t)
-	m := newManager(t, p)
-	f := newFiles(t)
-	write(t, f.ca, p.caPEM)
-	write(t, f.token, []byte("token\n"))
-	cfg := testConfig(m.srv.URL, f, 100*time.Millisecond)
-	var live inForce
-	live.set(t, cfg)
-	engine := limiter.New(limiter.Options{})
-	engine.Apply(cfg)
+	s := newSidecar(t, "token\n", 100*time.Millisecond)
+	m, live, engine := s.m, s.live, s.engine
 	pool, err := engine.Pool("openai-tier3", "gpt-5.5")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +39,7 @@ func TestLeaseLapsesToAStaticShare(t *testing.T) {
 		Provider: "openai-tier3", Pool: pool.Name, Key: "openai/api-key", TTL: hubapi.Duration(time.Second), Holders: 3,
 		Grants: hubapi.Grants{hubapi.LimitRequestsPerMinute: 60, hubapi.LimitTokensPerMinute: 5000, hubapi.LimitMaxConcurrency: 2, hubapi.LimitTokensPerDay: 900},
 	}})
-	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Leases: engine, Pod: testPod, Logger: (&logSink{}).logger()})
+	r := New(Options{Config: live.get, Snapshot: engine.Snapshot, Leases: engine, Pod: testPod, Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()

@@ -138,26 +138,7 @@ func explainPod(ctx context.Context, c client.Reader, ns, name string) ([]byte, 
 		}
 	}
 
-	var envRows [][]string
-	if sum != nil {
-		for _, ct := range pod.Spec.Containers {
-			if ct.Name == naming.LimiterName {
-				continue
-			}
-			var set []string
-			for _, e := range ct.Env {
-				if slices.Contains(sum.Env, e.Name) && !slices.Contains(sum.EnvKept, ct.Name+"/"+e.Name) {
-					set = append(set, e.Name+"="+e.Value)
-				}
-			}
-			if len(set) > 0 {
-				envRows = append(envRows, []string{"  " + ct.Name + ":", strings.Join(set, " ")})
-			}
-		}
-		if len(sum.EnvKept) > 0 {
-			envRows = append(envRows, []string{"  kept:", strings.Join(sum.EnvKept, " ") + " (the pod's own values; " + naming.AnnotationOverrideEnv + ": \"true\" replaces them)"})
-		}
-	}
+	envRows := appEnvRows(&pod, sum)
 
 	var ours [][]string
 	for _, k := range sortedKeys(pod.Annotations) {
@@ -172,6 +153,33 @@ func explainPod(ctx context.Context, c client.Reader, ns, name string) ([]byte, 
 
 	sections := []section{{"Keys:", keyRows}, {"App environment (set by the webhook):", envRows}, {"Pod annotations:", ours}, {"Added by the webhook:", added}}
 	return writeDescribe(&b, rows, sections)
+}
+
+// appEnvRows lists the base-URL variables the webhook set on each app container
+// and the ones it kept because the pod set them already.
+func appEnvRows(pod *corev1.Pod, sum *injection.Summary) [][]string {
+	if sum == nil {
+		return nil
+	}
+	var envRows [][]string
+	for _, ct := range pod.Spec.Containers {
+		if ct.Name == naming.LimiterName {
+			continue
+		}
+		var set []string
+		for _, e := range ct.Env {
+			if slices.Contains(sum.Env, e.Name) && !slices.Contains(sum.EnvKept, ct.Name+"/"+e.Name) {
+				set = append(set, e.Name+"="+e.Value)
+			}
+		}
+		if len(set) > 0 {
+			envRows = append(envRows, []string{"  " + ct.Name + ":", strings.Join(set, " ")})
+		}
+	}
+	if len(sum.EnvKept) > 0 {
+		envRows = append(envRows, []string{"  kept:", strings.Join(sum.EnvKept, " ") + " (the pod's own values; " + naming.AnnotationOverrideEnv + ": \"true\" replaces them)"})
+	}
+	return envRows
 }
 
 type section struct {

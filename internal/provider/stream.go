@@ -38,13 +38,9 @@ type StreamTracker struct {
 	mode    streamMode
 
 	// SSE parsing state.
-	line      []byte // a line begun in an earlier Write (bounded)
-	lineOver  bool   // that line outgrew maxEventBytes; its content is dropped
-	pendingCR bool   // the last Write ended in CR; a leading LF belongs to it
-	name      []byte // the current event's name
-	data      []byte // the current event's data lines, joined by LF (bounded)
-	hasData   bool
-	eventOver bool // the current event outgrew maxEventBytes: forward, do not parse
+	line      Bounded  // a line begun in an earlier Write; Over drops its content
+	pendingCR bool     // the last Write ended in CR; a leading LF belongs to it
+	ev        SSEEvent // the current event
 
 	// Stripping state: the bytes of the current, undecided event (bounded; an
 	// event that outgrows the bound is forwarded and passes through).
@@ -57,7 +53,7 @@ type StreamTracker struct {
 	depth    int
 	inString bool
 	escaped  bool
-	elemOver bool
+	elem     Bounded // the current element
 
 	usage    Usage
 	hasUsage bool
@@ -142,10 +138,10 @@ func (t *StreamTracker) Flush() (forward []byte) {
 	if t.mode != modeSSE {
 		return nil
 	}
-	if len(t.line) > 0 && !t.lineOver {
-		t.processLine(t.line)
+	if len(t.line.B) > 0 && !t.line.Over {
+		t.ev.Line(t.line.B)
 	}
-	t.line, t.lineOver = t.line[:0], false
+	t.line.Reset()
 	keep := t.dispatch()
 	if !t.strip || len(t.held) == 0 {
 		return nil
@@ -239,7 +235,7 @@ func (t *StreamTracker) writeStripping(p []byte) []byte {
 		}
 		forwardRest()
 		t.passThrough = true
-		t.eventOver = true
+		t.ev.Over = true
 	default:
 		t.held = append(t.held, rest...)
 	}
@@ -279,27 +275,27 @@ func (t *StreamTracker) scanSSE(p []byte, boundary func(end int, keep bool)) {
 			}
 		}
 		if n < 0 {
-			t.appendLine(rest)
+			t.line.Append(rest)
 			return
 		}
 		var line []byte
-		if len(t.line) > 0 || t.lineOver {
-			t.appendLine(rest[:n])
-			if !t.lineOver {
-				line = t.line
+		if len(t.line.B) > 0 || t.line.Over {
+			t.line.Append(rest[:n])
+			if !t.line.Over {
+				line = t.line.B
 			}
 		} else {
 			line = rest[:n]
 		}
-		blank := n == 0 && len(t.line) == 0 && !t.lineOver
+		blank := n == 0 && len(t.line.B) == 0 && !t.line.Over
 		if !blank {
 			if line == nil {
-				t.eventOver = true // an oversize line: the event cannot be parsed
+				t.ev.Over = true // an oversize line: the event cannot be parsed
 			} else {
-				t.processLine(line)
+				t.ev.Line(line)
 			}
 		}
-		t.line, t.lineOver = t.line[:0], false
+		t.line.Reset()
 		i += n + term
 		if blank {
 			keep := t.dispatch()
@@ -310,59 +306,13 @@ func (t *StreamTracker) scanSSE(p []byte, boundary func(end int, keep bool)) {
 	}
 }
 
-func (t *StreamTracker) appendLine(b []byte) {
-	if t.lineOver {
-		return
-	}
-	if len(t.line)+len(b) > maxEventBytes {
-		t.line, t.lineOver = t.line[:0], true
-		return
-	}
-	t.line = append(t.line, b...)
-}
-
-// processLine reads one non-blank SSE line.
-func (t *StreamTracker) processLine(line []byte) {
-	if line[0] == ':' {
-		return // a comment, such as DeepSeek's ": keep-alive"
-	}
-	field, value := line, []byte(nil)
-	if c := bytes.IndexByte(line, ':'); c >= 0 {
-		field, value = line[:c], line[c+1:]
-		if len(value) > 0 && value[0] == ' ' {
-			value = value[1:]
-		}
-	}
-	switch string(field) {
-	case "data":
-		if t.eventOver {
-			return
-		}
-		if t.hasData {
-			t.data = append(t.data, '\n')
-		}
-		if len(t.data)+len(value) > maxEventBytes {
-			t.eventOver = true
-			t.data = t.data[:0]
-			return
-		}
-		t.data = append(t.data, value...)
-		t.hasData = true
-	case "event":
-		if len(value) <= maxEventNameBytes {
-			t.name = append(t.name[:0], value...)
-		}
-	}
-}
-
 // dispatch ends the current event, reads it, and reports whether to forward it.
 func (t *StreamTracker) dispatch() (keep bool) {
 	keep = true
-	if t.hasData && !t.eventOver {
-		keep = !t.readEvent(t.name, t.data)
+	if t.ev.HasData && !t.ev.Over {
+		keep = !t.readEvent(t.ev.Name, t.ev.Data)
 	}
-	t.name, t.data = t.name[:0], t.data[:0]
-	t.hasData, t.eventOver = false, false
+	t.ev.Reset()
 	return keep
 }
 
@@ -561,7 +511,7 @@ func (t *StreamTracker) scanArray(p []byte) {
 			t.depth++
 			if t.depth == 2 {
 				start = i
-				t.data, t.elemOver = t.data[:0], false
+				t.elem.Reset()
 			}
 		case '}', ']':
 			if t.depth == 2 {
@@ -578,35 +528,24 @@ func (t *StreamTracker) scanArray(p []byte) {
 		if start >= 0 {
 			from = start
 		}
-		t.holdElement(p[from:])
+		t.elem.Append(p[from:])
 	}
-}
-
-func (t *StreamTracker) holdElement(b []byte) {
-	if t.elemOver {
-		return
-	}
-	if len(t.data)+len(b) > maxEventBytes {
-		t.data, t.elemOver = t.data[:0], true
-		return
-	}
-	t.data = append(t.data, b...)
 }
 
 func (t *StreamTracker) finishElement(p []byte, start, end int) {
 	elem := p[max(start, 0):end]
 	if start < 0 {
-		t.holdElement(elem)
-		if t.elemOver {
-			t.data, t.elemOver = t.data[:0], false
+		t.elem.Append(elem)
+		if t.elem.Over {
+			t.elem.Reset()
 			return
 		}
-		elem = t.data
+		elem = t.elem.B
 	}
 	if len(elem) <= maxEventBytes {
 		t.readGemini(elem)
 	}
-	t.data, t.elemOver = t.data[:0], false
+	t.elem.Reset()
 }
 
 // fail records the first error the stream reports.

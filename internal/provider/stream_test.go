@@ -278,8 +278,8 @@ func TestStreamOversizeEvents(t *testing.T) {
 	tr := NewStreamTracker(DialectOpenAI, false)
 	tr.Write([]byte("data: " + big))
 	tr.Write([]byte(big))
-	if len(tr.line) > maxEventBytes || len(tr.data) > maxEventBytes {
-		t.Errorf("tracker buffers %d line bytes and %d data bytes, bound %d", len(tr.line), len(tr.data), maxEventBytes)
+	if len(tr.line.B) > maxEventBytes || len(tr.ev.Data) > maxEventBytes {
+		t.Errorf("tracker buffers %d line bytes and %d data bytes, bound %d", len(tr.line.B), len(tr.ev.Data), maxEventBytes)
 	}
 }
 

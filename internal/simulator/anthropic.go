@@ -3,7 +3,6 @@ package simulator
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"time"
 )
 
@@ -29,12 +28,18 @@ func (c *reqCtx) anthropicPreamble() bool {
 	return true
 }
 
-func handleMessages(c *reqCtx) {
-	var req anthropicRequest
+// anthropicRequest reads a Messages API request and finds its model's pool; when it
+// cannot, it has answered and ok is false.
+func (c *reqCtx) anthropicRequest() (req anthropicRequest, pl *pool, model string, ok bool) {
 	if !c.anthropicPreamble() || !c.decode(&req) {
-		return
+		return req, nil, "", false
 	}
-	pl, model, ok := c.requirePool(req.Model, "model: Field required")
+	pl, model, ok = c.requirePool(req.Model, "model: Field required")
+	return req, pl, model, ok
+}
+
+func handleMessages(c *reqCtx) {
+	req, pl, model, ok := c.anthropicRequest()
 	if !ok {
 		return
 	}
@@ -55,23 +60,12 @@ func handleMessages(c *reqCtx) {
 }
 
 func handleCountTokens(c *reqCtx) {
-	var req anthropicRequest
-	if !c.anthropicPreamble() || !c.decode(&req) {
-		return
-	}
-	pl, _, ok := c.requirePool(req.Model, "model: Field required")
+	req, pl, _, ok := c.anthropicRequest()
 	if !ok {
 		return
 	}
 	input, e := req.inputTokens()
-	if e != nil {
-		c.failPool(pl, ReasonBadRequest, e)
-		return
-	}
-	pl.countTokensCall()
-	writeJSON(c.w, http.StatusOK, struct {
-		InputTokens int64 `json:"input_tokens"`
-	}{input})
+	c.countTokens(pl, "input_tokens", input, e)
 }
 
 func (req *anthropicRequest) inputTokens() (int64, *apiError) {

@@ -17,6 +17,15 @@ func benchConfig() Config {
 
 const benchBody = `{"model":"gpt-4o","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the rate limits of this account in one sentence."}],"max_tokens":64}`
 
+// benchChat sends one chat completion to the handler and returns its answer.
+func benchChat(sim http.Handler) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(benchBody))
+	req.Header.Set("Authorization", "Bearer sk-bench")
+	rec := httptest.NewRecorder()
+	sim.ServeHTTP(rec, req)
+	return rec
+}
+
 // BenchmarkChatCompletion is one non-streaming chat completion through the handler.
 func BenchmarkChatCompletion(b *testing.B) {
 	sim, err := New(benchConfig())
@@ -25,10 +34,7 @@ func BenchmarkChatCompletion(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(benchBody))
-		req.Header.Set("Authorization", "Bearer sk-bench")
-		rec := httptest.NewRecorder()
-		sim.ServeHTTP(rec, req)
+		rec := benchChat(sim)
 		if rec.Code != 200 {
 			b.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
@@ -45,10 +51,7 @@ func BenchmarkChatCompletionParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(benchBody))
-			req.Header.Set("Authorization", "Bearer sk-bench")
-			rec := httptest.NewRecorder()
-			sim.ServeHTTP(rec, req)
+			rec := benchChat(sim)
 			if rec.Code != 200 {
 				b.Errorf("status %d", rec.Code)
 				return

@@ -85,28 +85,10 @@ func (c *reqCtx) serve(pl *pool, mc *modelCall) {
 	}
 
 	tr := requestRNG(s.seed, a.index, c.seq, purposeText)
-	planned := plannedOutput(a.latency, unit(&tr))
-	if mc.noOutput {
-		planned = 0
-	}
-	truncated := false
-	if mc.statedMax > 0 && mc.statedMax < planned {
-		planned, truncated = mc.statedMax, true
-	}
-	fit := mc.input
-	if mc.windowTokens > 0 {
-		fit = mc.windowTokens
-	}
-	if fit+mc.statedMax > pl.window {
+	planned, truncated, reserve, fits := mc.plan(plannedOutput(a.latency, unit(&tr)), pl.window)
+	if !fits {
 		c.failPool(pl, ReasonContext, contextError(a.provider, mc, pl.window))
 		return
-	}
-	if room := pl.window - fit; planned > room {
-		planned, truncated = room, true
-	}
-	reserve := planned
-	if mc.statedMax > 0 && !mc.noOutput {
-		reserve = mc.statedMax
 	}
 
 	v, t, view := pl.admit(c.now, charge{input: mc.input, output: reserve})
@@ -185,6 +167,13 @@ func (c *reqCtx) serve(pl *pool, mc *modelCall) {
 		return
 	}
 
+	generated, outcome = streamOut(ctx, mc, g, sw, tps, uWhere, midStream, malformed)
+}
+
+// streamOut writes a streamed answer, a token per event at tps tokens a second,
+// with the drawn fault (a mid-stream error or a malformed event) at the point
+// uWhere. It returns the tokens the client was sent and the fault's count, if any.
+func streamOut(ctx context.Context, mc *modelCall, g *generation, sw *streamWriter, tps, uWhere float64, midStream, malformed bool) (generated int64, outcome func(*PoolStats)) {
 	// The fault point: before output token `at`, or before the end when at == n.
 	n := len(g.pieces)
 	at := int(uWhere * float64(n+1))
@@ -192,12 +181,11 @@ func (c *reqCtx) serve(pl *pool, mc *modelCall) {
 	start := time.Now()
 	for i := 0; i <= n && sw.err == nil; i++ {
 		if i > 0 && tps > 0 && !sleep(ctx, time.Until(start.Add(tokenTime(i, tps)))) {
-			return
+			return generated, outcome
 		}
 		if i == at && midStream {
-			outcome = func(st *PoolStats) { st.MidStreamErrors++ }
 			mc.render.fail(sw, g)
-			return
+			return generated, func(st *PoolStats) { st.MidStreamErrors++ }
 		}
 		if i == at && malformed {
 			outcome = func(st *PoolStats) { st.Malformed++ }
@@ -213,6 +201,36 @@ func (c *reqCtx) serve(pl *pool, mc *modelCall) {
 		}
 		generated = int64(i + 1)
 	}
+	return generated, outcome
+}
+
+// plan sizes the answer: the drawn length cut to the stated maximum and to what
+// the context window leaves, and what admission reserves (the stated maximum when
+// there is one). fits is false when the prompt and the stated maximum exceed the
+// window.
+func (mc *modelCall) plan(drawn, window int64) (planned int64, truncated bool, reserve int64, fits bool) {
+	planned = drawn
+	if mc.noOutput {
+		planned = 0
+	}
+	if mc.statedMax > 0 && mc.statedMax < planned {
+		planned, truncated = mc.statedMax, true
+	}
+	fit := mc.input
+	if mc.windowTokens > 0 {
+		fit = mc.windowTokens
+	}
+	if fit+mc.statedMax > window {
+		return 0, false, 0, false
+	}
+	if room := window - fit; planned > room {
+		planned, truncated = room, true
+	}
+	reserve = planned
+	if mc.statedMax > 0 && !mc.noOutput {
+		reserve = mc.statedMax
+	}
+	return planned, truncated, reserve, true
 }
 
 // injectedError renders an ErrorRates fault.

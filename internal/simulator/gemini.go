@@ -47,14 +47,7 @@ func handleGemini(c *reqCtx) {
 			inner = req.GenerateContentReqSnake
 		}
 		input, e := inner.inputTokens()
-		if e != nil {
-			c.failPool(pl, ReasonBadRequest, e)
-			return
-		}
-		pl.countTokensCall()
-		writeJSON(c.w, http.StatusOK, struct {
-			TotalTokens int64 `json:"totalTokens"`
-		}{input})
+		c.countTokens(pl, "totalTokens", input, e)
 		return
 	}
 	input, e := req.inputTokens()

@@ -259,6 +259,17 @@ func (c *reqCtx) fail(e *apiError) {
 	c.p.writeError(c.w, e)
 }
 
+// countTokens answers a token-counting call with the prompt's size under the
+// dialect's member name, or with the error found sizing it.
+func (c *reqCtx) countTokens(pl *pool, name string, input int64, e *apiError) {
+	if e != nil {
+		c.failPool(pl, ReasonBadRequest, e)
+		return
+	}
+	pl.countTokensCall()
+	writeJSON(c.w, http.StatusOK, map[string]int64{name: input})
+}
+
 // failPool refuses a request that named a pool: it counts the refusal there and sends
 // the pool's rate-limit headers with the error, as the providers do.
 func (c *reqCtx) failPool(pl *pool, reason string, e *apiError) {

@@ -7,10 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/aiquota/aiquota/internal/scheme"
 )
@@ -74,6 +77,32 @@ func Start(opts ...func(*envtest.Environment)) (*Env, error) {
 	return &Env{env: e, Config: cfg, Client: c}, nil
 }
 
+// StartWithInjector starts the API server as Start does, with the pod injector's
+// webhook configuration from config/webhook installed, for a manager process to
+// serve: envtest points the webhook at a local port instead of the Service (the
+// manager's serving certificate covers localhost for it). It returns the
+// configuration, whose name the manager's --cert-webhook-config takes.
+func StartWithInjector() (*Env, *admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	data, err := os.ReadFile(filepath.Join(Root(), "config", "webhook", "pod_injector.yaml"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the webhook configuration: %w", err)
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := sigsyaml.UnmarshalStrict(data, &mwc); err != nil {
+		return nil, nil, fmt.Errorf("parse config/webhook/pod_injector.yaml: %w", err)
+	}
+	env, err := Start(func(e *envtest.Environment) {
+		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			MutatingWebhooks:             []*admissionregistrationv1.MutatingWebhookConfiguration{&mwc},
+			LocalServingHostExternalName: "localhost",
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return env, &mwc, nil
+}
+
 // Stop stops the API server and etcd.
 func (e *Env) Stop() error { return e.env.Stop() }
 
@@ -92,3 +121,20 @@ func (e *Env) WriteKubeconfig(dir string) (string, error) {
 
 // Kubectl is the kubectl built beside kube-apiserver at the same version.
 func Kubectl() string { return filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl") }
+
+// Main is the TestMain of a package whose tests all use one API server from the
+// start: it starts it into *env, runs the tests, stops it and exits with the tests'
+// code. Packages with tests that need none use Lazy instead.
+func Main(m *testing.M, env **Env) {
+	e, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*env = e
+	code := m.Run()
+	if err := e.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop envtest:", err)
+	}
+	os.Exit(code)
+}

@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"os"
 	"testing"
 
 	"github.com/aiquota/aiquota/internal/limiterconfig"
@@ -127,7 +126,7 @@ func BenchmarkResponse(b *testing.B) {
 		{"openai-to-messages", "testdata/response/openai/tools.json", provider.DialectAnthropic, provider.OpMessages, provider.DialectOpenAI},
 		{"openai-to-responses", "testdata/response/openai/text.json", provider.DialectOpenAI, provider.OpResponses, provider.DialectOpenAI},
 	} {
-		body := readFileB(b, c.file)
+		body := readFile(b, c.file)
 		tr := translation(c.app, c.op, c.target, "openai")
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -139,7 +138,7 @@ func BenchmarkResponse(b *testing.B) {
 			}
 		})
 	}
-	body := readFileB(b, "testdata/response/anthropic/tools.json")
+	body := readFile(b, "testdata/response/anthropic/tools.json")
 	b.Run("none-parse-usage", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -202,13 +201,4 @@ func BenchmarkStreamEvent(b *testing.B) {
 			}
 		})
 	}
-}
-
-func readFileB(b *testing.B, path string) []byte {
-	b.Helper()
-	body, err := os.ReadFile(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return body
 }

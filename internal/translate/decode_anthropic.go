@@ -40,42 +40,14 @@ func decodeAnthropic(body []byte) (*request, error) {
 				return nil
 			})
 		case "thinking":
-			var typ []byte
-			_ = eachMember(v, func(k, v []byte) error {
-				if string(k) == "type" {
-					typ = v
-				}
-				return nil
-			})
+			typ := pick(v, "type")[0]
 			if !jstr(typ).is("disabled") {
 				// Thinking budgets do not map onto other providers' knobs; the
 				// answer comes without thinking blocks.
 				d.dropIf(key, v)
 			}
 		case "output_config":
-			err = eachMember(v, func(k, v []byte) error {
-				if string(k) != "format" {
-					d.unknown("output_config.", k, v) // effort
-					return nil
-				}
-				var typ, schema []byte
-				_ = eachMember(v, func(k, v []byte) error {
-					switch string(k) {
-					case "type":
-						typ = v
-					case "schema":
-						schema = v
-					}
-					return nil
-				})
-				if !jstr(typ).is("json_schema") {
-					return unsupported("output_config.format.type", "output format %s is not translated", jstr(typ).String())
-				}
-				r.format.kind = formatJSONSchema
-				var err error
-				r.format.schema, err = schemaValue("output_config.format.schema", schema)
-				return err
-			})
+			err = d.anthropicOutputConfig(v)
 		case "container", "mcp_servers", "context_management":
 			if !absent(v) {
 				err = unsupported(key, "it is an Anthropic feature")
@@ -89,6 +61,40 @@ func decodeAnthropic(body []byte) (*request, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.anthropicSystem(system); err != nil {
+		return nil, err
+	}
+	if kindOf(messages) != kindArray {
+		return nil, malformed("messages", "messages must be an array")
+	}
+	err = eachElement(messages, func(_ int, m []byte) error { return d.anthropicMessage(m) })
+	return r, err
+}
+
+// anthropicOutputConfig reads output_config: a JSON schema format is translated,
+// the rest (effort) is dropped as unknown.
+func (d *decoder) anthropicOutputConfig(v []byte) error {
+	r := d.r
+	return eachMember(v, func(k, v []byte) error {
+		if string(k) != "format" {
+			d.unknown("output_config.", k, v) // effort
+			return nil
+		}
+		fs := pick(v, "type", "schema")
+		typ, schema := fs[0], fs[1]
+		if !jstr(typ).is("json_schema") {
+			return unsupported("output_config.format.type", "output format %s is not translated", jstr(typ).String())
+		}
+		r.format.kind = formatJSONSchema
+		var err error
+		r.format.schema, err = schemaValue("output_config.format.schema", schema)
+		return err
+	})
+}
+
+// anthropicSystem reads the system prompt: a string or text blocks.
+func (d *decoder) anthropicSystem(system []byte) error {
+	r := d.r
 	switch kindOf(system) {
 	case kindMissing, kindNull:
 	case kindString:
@@ -98,58 +104,58 @@ func decodeAnthropic(body []byte) (*request, error) {
 	case kindArray:
 		parts, err := d.anthropicBlocks("system", system, false)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, p := range parts {
 			if p.kind != partText {
-				return nil, malformed("system", "system blocks must be text")
+				return malformed("system", "system blocks must be text")
 			}
 			r.system = append(r.system, p.text)
 		}
 	default:
-		return nil, malformed("system", "system must be a string or an array of text blocks")
+		return malformed("system", "system must be a string or an array of text blocks")
 	}
-	if kindOf(messages) != kindArray {
-		return nil, malformed("messages", "messages must be an array")
-	}
-	err = eachElement(messages, func(_ int, m []byte) error {
-		var ro, content []byte
-		_ = eachMember(m, func(k, v []byte) error {
-			switch string(k) {
-			case "role":
-				ro = v
-			case "content":
-				content = v
-			default:
-				d.unknown("messages[].", k, v)
-			}
-			return nil
-		})
-		var rl role
-		switch {
-		case jstr(ro).is("user"):
-			rl = roleUser
-		case jstr(ro).is("assistant"):
-			rl = roleAssistant
+	return nil
+}
+
+// anthropicMessage reads one of messages: a user or assistant turn whose content
+// is a string or blocks.
+func (d *decoder) anthropicMessage(m []byte) error {
+	var ro, content []byte
+	_ = eachMember(m, func(k, v []byte) error {
+		switch string(k) {
+		case "role":
+			ro = v
+		case "content":
+			content = v
 		default:
-			return malformed("messages[].role", "role must be user or assistant")
+			d.unknown("messages[].", k, v)
 		}
-		var parts []part
-		switch kindOf(content) {
-		case kindString:
-			parts = textPart(nil, jstr(content))
-		case kindArray:
-			var err error
-			if parts, err = d.anthropicBlocks("messages[].content", content, true); err != nil {
-				return err
-			}
-		default:
-			return malformed("messages[].content", "content must be a string or an array of blocks")
-		}
-		d.addMessage(rl, parts)
 		return nil
 	})
-	return r, err
+	var rl role
+	switch {
+	case jstr(ro).is("user"):
+		rl = roleUser
+	case jstr(ro).is("assistant"):
+		rl = roleAssistant
+	default:
+		return malformed("messages[].role", "role must be user or assistant")
+	}
+	var parts []part
+	switch kindOf(content) {
+	case kindString:
+		parts = textPart(nil, jstr(content))
+	case kindArray:
+		var err error
+		if parts, err = d.anthropicBlocks("messages[].content", content, true); err != nil {
+			return err
+		}
+	default:
+		return malformed("messages[].content", "content must be a string or an array of blocks")
+	}
+	d.addMessage(rl, parts)
+	return nil
 }
 
 // anthropicBlocks reads content blocks; tool results hold blocks of their own
@@ -244,20 +250,8 @@ func (d *decoder) anthropicBlocks(name string, v []byte, nested bool) ([]part, e
 }
 
 func (d *decoder) anthropicImage(name string, source []byte) (part, error) {
-	var typ, mediaType, data, url []byte
-	_ = eachMember(source, func(k, v []byte) error {
-		switch string(k) {
-		case "type":
-			typ = v
-		case "media_type":
-			mediaType = v
-		case "data":
-			data = v
-		case "url":
-			url = v
-		}
-		return nil
-	})
+	fs := pick(source, "type", "media_type", "data", "url")
+	typ, mediaType, data, url := fs[0], fs[1], fs[2], fs[3]
 	switch t := jstr(typ); {
 	case t.is("base64"):
 		mt, err := stringTok(name+".media_type", mediaType)
@@ -315,18 +309,8 @@ func (d *decoder) anthropicToolChoice(v []byte) error {
 		return nil
 	}
 	r := d.r
-	var typ, name, disable []byte
-	_ = eachMember(v, func(k, v []byte) error {
-		switch string(k) {
-		case "type":
-			typ = v
-		case "name":
-			name = v
-		case "disable_parallel_tool_use":
-			disable = v
-		}
-		return nil
-	})
+	fs := pick(v, "type", "name", "disable_parallel_tool_use")
+	typ, name, disable := fs[0], fs[1], fs[2]
 	switch t := jstr(typ); {
 	case t.is("auto"):
 		r.toolChoice = choiceAuto

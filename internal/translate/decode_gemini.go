@@ -41,6 +41,9 @@ func geminiMembers(obj []byte, fn func(key, val []byte) error) error {
 	})
 }
 
+// geminiPick is pick for Gemini bodies, which may spell members in snake_case.
+func geminiPick(obj []byte, names ...string) picked { return pickFrom(obj, names, true) }
+
 // camelCase turns snake_case into lowerCamel.
 func camelCase(k []byte) []byte {
 	out := make([]byte, 0, len(k))
@@ -124,13 +127,7 @@ func decodeGemini(body []byte) (*request, error) {
 	}
 	var calls []geminiCall
 	err = eachElement(contents, func(_ int, c []byte) error {
-		var ro []byte
-		_ = geminiMembers(c, func(k, v []byte) error {
-			if string(k) == "role" {
-				ro = v
-			}
-			return nil
-		})
+		ro := geminiPick(c, "role")[0]
 		rl := roleUser
 		switch t := jstr(ro); {
 		case absent(ro), t.is("user"), t.is("function"):
@@ -152,13 +149,7 @@ func decodeGemini(body []byte) (*request, error) {
 // geminiParts reads the parts of a Content object. calls tracks function calls for
 // pairing responses with them; nil where none may appear.
 func (d *decoder) geminiParts(name string, content []byte, calls *[]geminiCall) ([]part, error) {
-	var partsRaw []byte
-	_ = geminiMembers(content, func(k, v []byte) error {
-		if string(k) == "parts" {
-			partsRaw = v
-		}
-		return nil
-	})
+	partsRaw := geminiPick(content, "parts")[0]
 	var parts []part
 	err := eachElement(partsRaw, func(_ int, p []byte) error {
 		if kindOf(p) != kindObject {
@@ -197,16 +188,8 @@ func (d *decoder) geminiParts(name string, content []byte, calls *[]geminiCall) 
 		case kindOf(text) == kindString:
 			parts = textPart(parts, jstr(text))
 		case !absent(inline):
-			var mime, data []byte
-			_ = geminiMembers(inline, func(k, v []byte) error {
-				switch string(k) {
-				case "mimeType":
-					mime = v
-				case "data":
-					data = v
-				}
-				return nil
-			})
+			fs := geminiPick(inline, "mimeType", "data")
+			mime, data := fs[0], fs[1]
 			mt, err := stringTok(name+"[].inlineData.mimeType", mime)
 			if err != nil {
 				return err
@@ -237,18 +220,8 @@ func (d *decoder) geminiParts(name string, content []byte, calls *[]geminiCall) 
 }
 
 func geminiFunctionCall(name string, call []byte, calls *[]geminiCall) (part, error) {
-	var fname, args, id []byte
-	_ = geminiMembers(call, func(k, v []byte) error {
-		switch string(k) {
-		case "name":
-			fname = v
-		case "args":
-			args = v
-		case "id":
-			id = v
-		}
-		return nil
-	})
+	fs := geminiPick(call, "name", "args", "id")
+	fname, args, id := fs[0], fs[1], fs[2]
 	p := part{kind: partToolCall}
 	var err error
 	if p.name, err = stringTok(name+"[].functionCall.name", fname); err != nil {
@@ -275,18 +248,8 @@ func geminiFunctionCall(name string, call []byte, calls *[]geminiCall) (part, er
 }
 
 func geminiFunctionResponse(name string, resp []byte, calls []geminiCall) (part, error) {
-	var fname, response, id []byte
-	_ = geminiMembers(resp, func(k, v []byte) error {
-		switch string(k) {
-		case "name":
-			fname = v
-		case "response":
-			response = v
-		case "id":
-			id = v
-		}
-		return nil
-	})
+	fs := geminiPick(resp, "name", "response", "id")
+	fname, response, id := fs[0], fs[1], fs[2]
 	p := part{kind: partToolResult}
 	var err error
 	if p.name, err = stringTok(name+"[].functionResponse.name", fname); err != nil {

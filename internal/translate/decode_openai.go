@@ -307,16 +307,8 @@ func chatToolCall(c []byte) (part, error) {
 	if p.id, err = stringTok("messages[].tool_calls[].id", id); err != nil {
 		return p, err
 	}
-	var name, args []byte
-	_ = eachMember(fn, func(k, v []byte) error {
-		switch string(k) {
-		case "name":
-			name = v
-		case "arguments":
-			args = v
-		}
-		return nil
-	})
+	fs := pick(fn, "name", "arguments")
+	name, args := fs[0], fs[1]
 	if p.name, err = stringTok("messages[].tool_calls[].function.name", name); err != nil {
 		return p, err
 	}
@@ -326,16 +318,8 @@ func chatToolCall(c []byte) (part, error) {
 
 func (d *decoder) chatTools(v []byte) error {
 	return eachElement(v, func(_ int, t []byte) error {
-		var typ, fn []byte
-		_ = eachMember(t, func(k, v []byte) error {
-			switch string(k) {
-			case "type":
-				typ = v
-			case "function":
-				fn = v
-			}
-			return nil
-		})
+		fs := pick(t, "type", "function")
+		typ, fn := fs[0], fs[1]
 		if !jstr(typ).is("function") {
 			return unsupported("tools[].type", "only function tools are translated, not %s", jstr(typ).String())
 		}
@@ -381,20 +365,8 @@ func (d *decoder) functionTool(prefix string, fn []byte) error {
 
 func (d *decoder) chatToolChoice(v []byte) error {
 	return d.toolChoiceOf("tool_choice", v, func(obj []byte) (jstr, error) {
-		var fn []byte
-		_ = eachMember(obj, func(k, v []byte) error {
-			if string(k) == "function" {
-				fn = v
-			}
-			return nil
-		})
-		var name []byte
-		_ = eachMember(fn, func(k, v []byte) error {
-			if string(k) == "name" {
-				name = v
-			}
-			return nil
-		})
+		fn := pick(obj, "function")[0]
+		name := pick(fn, "name")[0]
 		return stringTok("tool_choice.function.name", name)
 	})
 }
@@ -422,13 +394,7 @@ func (d *decoder) toolChoiceOf(name string, v []byte, fnName func(obj []byte) (j
 	default:
 		return malformed(name, "%s must be a string or an object, got %s", name, kindOf(v))
 	}
-	var typ []byte
-	_ = eachMember(v, func(k, v []byte) error {
-		if string(k) == "type" {
-			typ = v
-		}
-		return nil
-	})
+	typ := pick(v, "type")[0]
 	if !jstr(typ).is("function") {
 		return unsupported(name+".type", "only a named function can be required, not %s", jstr(typ).String())
 	}
@@ -443,16 +409,8 @@ func (d *decoder) chatFormat(v []byte) error {
 	if absent(v) {
 		return nil
 	}
-	var typ, schema []byte
-	_ = eachMember(v, func(k, v []byte) error {
-		switch string(k) {
-		case "type":
-			typ = v
-		case "json_schema":
-			schema = v
-		}
-		return nil
-	})
+	fs := pick(v, "type", "json_schema")
+	typ, schema := fs[0], fs[1]
 	return d.formatOf("response_format", typ, schema)
 }
 

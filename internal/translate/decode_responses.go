@@ -27,13 +27,7 @@ func decodeResponses(body []byte) (*request, error) {
 			r.stream, err = d.boolean(key, v)
 		case "tools":
 			err = eachElement(v, func(_ int, t []byte) error {
-				var typ []byte
-				_ = eachMember(t, func(k, v []byte) error {
-					if string(k) == "type" {
-						typ = v
-					}
-					return nil
-				})
+				typ := pick(t, "type")[0]
 				if !jstr(typ).is("function") {
 					return unsupported("tools[].type", "only function tools are translated, not %s", jstr(typ).String())
 				}
@@ -41,13 +35,7 @@ func decodeResponses(body []byte) (*request, error) {
 			})
 		case "tool_choice":
 			err = d.toolChoiceOf(key, v, func(obj []byte) (jstr, error) {
-				var name []byte
-				_ = eachMember(obj, func(k, v []byte) error {
-					if string(k) == "name" {
-						name = v
-					}
-					return nil
-				})
+				name := pick(obj, "name")[0]
 				return stringTok("tool_choice.name", name)
 			})
 		case "parallel_tool_calls":
@@ -58,13 +46,7 @@ func decodeResponses(body []byte) (*request, error) {
 			err = eachMember(v, func(k, v []byte) error {
 				switch string(k) {
 				case "format":
-					var typ []byte
-					_ = eachMember(v, func(k, v []byte) error {
-						if string(k) == "type" {
-							typ = v
-						}
-						return nil
-					})
+					typ := pick(v, "type")[0]
 					return d.formatOf("text.format", typ, v)
 				default:
 					d.unknown("text.", k, v) // verbosity
@@ -140,26 +122,8 @@ func (d *decoder) responsesItem(item []byte) error {
 	if kindOf(item) != kindObject {
 		return malformed("input[]", "each input item must be an object")
 	}
-	var typ, ro, content, callID, name, args, output []byte
-	_ = eachMember(item, func(k, v []byte) error {
-		switch string(k) {
-		case "type":
-			typ = v
-		case "role":
-			ro = v
-		case "content":
-			content = v
-		case "call_id":
-			callID = v
-		case "name":
-			name = v
-		case "arguments":
-			args = v
-		case "output":
-			output = v
-		}
-		return nil
-	})
+	fs := pick(item, "type", "role", "content", "call_id", "name", "arguments", "output")
+	typ, ro, content, callID, name, args, output := fs[0], fs[1], fs[2], fs[3], fs[4], fs[5], fs[6]
 	switch t := jstr(typ); {
 	case absent(typ) || t.is("message"):
 		parts, err := d.responsesContent(content)

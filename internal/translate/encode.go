@@ -553,24 +553,10 @@ func (e *encoder) anthropic() error {
 // merged (OpenAI's tool messages become one user turn of tool_result blocks) and,
 // in user turns, tool results first, as Anthropic requires.
 func (e *encoder) anthropicMessages() error {
-	msgs := e.r.messages
-	e.out = append(e.out, '[')
-	for i := 0; i < len(msgs); {
-		j := i + 1
-		for j < len(msgs) && msgs[j].role == msgs[i].role {
-			j++
-		}
-		if i > 0 {
-			e.out = append(e.out, ',')
-		}
-		if msgs[i].role == roleAssistant {
-			e.out = append(e.out, `{"role":"assistant","content":[`...)
-		} else {
-			e.out = append(e.out, `{"role":"user","content":[`...)
-		}
+	return e.turns(`{"role":"assistant","content":[`, `{"role":"user","content":[`, func(turn []message) error {
 		n := 0
 		for pass := 0; pass < 2; pass++ {
-			for _, m := range msgs[i:j] {
+			for _, m := range turn {
 				for _, p := range m.parts {
 					if (p.kind == partToolResult) != (pass == 0) {
 						continue
@@ -584,6 +570,32 @@ func (e *encoder) anthropicMessages() error {
 					}
 				}
 			}
+		}
+		return nil
+	})
+}
+
+// turns writes the conversation as an array of turns, consecutive messages of one
+// role merged into one: each turn opens with the assistant's or the user's head,
+// body writes its messages' parts, and "]}" closes it.
+func (e *encoder) turns(assistant, user string, body func(turn []message) error) error {
+	msgs := e.r.messages
+	e.out = append(e.out, '[')
+	for i := 0; i < len(msgs); {
+		j := i + 1
+		for j < len(msgs) && msgs[j].role == msgs[i].role {
+			j++
+		}
+		if i > 0 {
+			e.out = append(e.out, ',')
+		}
+		if msgs[i].role == roleAssistant {
+			e.out = append(e.out, assistant...)
+		} else {
+			e.out = append(e.out, user...)
+		}
+		if err := body(msgs[i:j]); err != nil {
+			return err
 		}
 		e.out = append(e.out, "]}"...)
 		i = j
@@ -820,23 +832,10 @@ func (e *encoder) geminiContents() error {
 			}
 		}
 	}
-	e.out = append(e.out, '[')
-	for i := 0; i < len(msgs); {
-		j := i + 1
-		for j < len(msgs) && msgs[j].role == msgs[i].role {
-			j++
-		}
-		if i > 0 {
-			e.out = append(e.out, ',')
-		}
-		if msgs[i].role == roleAssistant {
-			e.out = append(e.out, `{"role":"model","parts":[`...)
-		} else {
-			e.out = append(e.out, `{"role":"user","parts":[`...)
-		}
+	return e.turns(`{"role":"model","parts":[`, `{"role":"user","parts":[`, func(turn []message) error {
 		n := 0
 		signed := false
-		for _, m := range msgs[i:j] {
+		for _, m := range turn {
 			for _, p := range m.parts {
 				if n > 0 {
 					e.out = append(e.out, ',')
@@ -879,11 +878,8 @@ func (e *encoder) geminiContents() error {
 				}
 			}
 		}
-		e.out = append(e.out, "]}"...)
-		i = j
-	}
-	e.out = append(e.out, ']')
-	return nil
+		return nil
+	})
 }
 
 func (e *encoder) geminiImage(p part) error {

@@ -95,6 +95,48 @@ func eachMember(obj []byte, fn func(key, val []byte) error) error {
 	return err
 }
 
+// picked holds the members pick found, in the order they were named.
+type picked [8][]byte
+
+// pick returns the values of obj's members with the given names (at most eight), in
+// that order: nil for an absent member and, when a name repeats, the last value, as
+// upstream decoders read it.
+func pick(obj []byte, names ...string) picked { return pickFrom(obj, names, false) }
+
+// pickFrom is pick, reading Gemini's two spellings of member names when gemini is
+// set. It calls the walkers directly, not through a function value, so that what it
+// picks stays on the stack.
+func pickFrom(obj []byte, names []string, gemini bool) (p picked) {
+	each := func(k, v []byte) error {
+		for i, n := range names {
+			if string(k) == n {
+				p[i] = v
+			}
+		}
+		return nil
+	}
+	if gemini {
+		_ = geminiMembers(obj, each)
+	} else {
+		_ = eachMember(obj, each)
+	}
+	return p
+}
+
+// pickObject is pick for a body that must be a JSON object: ok is false when it is
+// not one.
+func pickObject(obj []byte, names ...string) (p picked, ok bool) {
+	ok = provider.EachMember(obj, func(k []byte, esc bool, v []byte) bool {
+		for i, n := range names {
+			if provider.KeyIs(k, esc, n) {
+				p[i] = v
+			}
+		}
+		return true
+	})
+	return p, ok
+}
+
 func eachElement(arr []byte, fn func(i int, val []byte) error) error {
 	var err error
 	provider.EachElement(arr, func(i int, v []byte) bool {

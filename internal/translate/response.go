@@ -161,22 +161,8 @@ func decodeAnthropicResponse(body []byte, r *response) error {
 		return errNotObject
 	}
 	err := eachElement(content, func(_ int, b []byte) error {
-		var typ, text, id, name, input []byte
-		_ = eachMember(b, func(k, v []byte) error {
-			switch string(k) {
-			case "type":
-				typ = v
-			case "text":
-				text = v
-			case "id":
-				id = v
-			case "name":
-				name = v
-			case "input":
-				input = v
-			}
-			return nil
-		})
+		fs := pick(b, "type", "text", "id", "name", "input")
+		typ, text, id, name, input := fs[0], fs[1], fs[2], fs[3], fs[4]
 		switch t := jstr(typ); {
 		case t.is("text") && kindOf(text) == kindString:
 			ch.parts = textPart(ch.parts, jstr(text))
@@ -268,43 +254,17 @@ func geminiCandidate(i int, c []byte, respID jstr, now time.Time, calls *int) (c
 		}
 		return nil
 	})
-	var partsRaw []byte
-	_ = eachMember(content, func(k, v []byte) error {
-		if string(k) == "parts" {
-			partsRaw = v
-		}
-		return nil
-	})
+	partsRaw := pick(content, "parts")[0]
 	hasCall := false
 	err := eachElement(partsRaw, func(_ int, p []byte) error {
-		var text, thought, call []byte
-		_ = eachMember(p, func(k, v []byte) error {
-			switch string(k) {
-			case "text":
-				text = v
-			case "thought":
-				thought = v
-			case "functionCall":
-				call = v
-			}
-			return nil
-		})
+		fs := pick(p, "text", "thought", "functionCall")
+		text, thought, call := fs[0], fs[1], fs[2]
 		switch {
 		case kindOf(text) == kindString && !isTrue(thought):
 			ch.parts = textPart(ch.parts, jstr(text))
 		case kindOf(call) == kindObject:
-			var name, args, id []byte
-			_ = eachMember(call, func(k, v []byte) error {
-				switch string(k) {
-				case "name":
-					name = v
-				case "args":
-					args = v
-				case "id":
-					id = v
-				}
-				return nil
-			})
+			fs := pick(call, "name", "args", "id")
+			name, args, id := fs[0], fs[1], fs[2]
 			if kindOf(name) != kindString {
 				return errors.New("a functionCall in the answer has no name")
 			}

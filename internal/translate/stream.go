@@ -238,18 +238,9 @@ func (s *Stream) readOpenAI(data []byte) {
 		s.end()
 		return
 	}
-	var id, model, choices []byte
-	if !provider.EachMember(data, func(k []byte, esc bool, v []byte) bool {
-		switch {
-		case provider.KeyIs(k, esc, "id"):
-			id = v
-		case provider.KeyIs(k, esc, "model"):
-			model = v
-		case provider.KeyIs(k, esc, "choices"):
-			choices = v
-		}
-		return true
-	}) {
+	fs, ok := pickObject(data, "id", "model", "choices")
+	id, model, choices := fs[0], fs[1], fs[2]
+	if !ok {
 		s.failLocal("the provider sent a stream event that is not a JSON object")
 		return
 	}
@@ -307,16 +298,8 @@ func (s *Stream) openAIToolDelta(ci, j int, tc []byte) {
 		}
 		return nil
 	})
-	var name, args []byte
-	_ = eachMember(fn, func(k, v []byte) error {
-		switch string(k) {
-		case "name":
-			name = v
-		case "arguments":
-			args = v
-		}
-		return nil
-	})
+	fs := pick(fn, "name", "arguments")
+	name, args := fs[0], fs[1]
 	if kindOf(id) == kindString && kindOf(name) == kindString {
 		s.em.toolStart(s, ci, idx, jstr(id), jstr(name))
 	}
@@ -326,38 +309,16 @@ func (s *Stream) openAIToolDelta(ci, j int, tc []byte) {
 }
 
 func (s *Stream) readAnthropic(name, data []byte) {
-	var typ, message, index, block, delta []byte
-	_ = eachMember(data, func(k, v []byte) error {
-		switch string(k) {
-		case "type":
-			typ = v
-		case "message":
-			message = v
-		case "index":
-			index = v
-		case "content_block":
-			block = v
-		case "delta":
-			delta = v
-		}
-		return nil
-	})
+	fs := pick(data, "type", "message", "index", "content_block", "delta")
+	typ, message, index, block, delta := fs[0], fs[1], fs[2], fs[3], fs[4]
 	ev := string(name)
 	if ev == "" {
 		ev = jstr(typ).String()
 	}
 	switch ev {
 	case "message_start":
-		var id, model []byte
-		_ = eachMember(message, func(k, v []byte) error {
-			switch string(k) {
-			case "id":
-				id = v
-			case "model":
-				model = v
-			}
-			return nil
-		})
+		fs := pick(message, "id", "model")
+		id, model := fs[0], fs[1]
 		s.begin(id, model)
 	case "content_block_start":
 		s.begin(nil, nil)
@@ -366,20 +327,8 @@ func (s *Stream) readAnthropic(name, data []byte) {
 			s.failLocal("the provider's content blocks are out of order")
 			return
 		}
-		var btyp, id, tname, text []byte
-		_ = eachMember(block, func(k, v []byte) error {
-			switch string(k) {
-			case "type":
-				btyp = v
-			case "id":
-				id = v
-			case "name":
-				tname = v
-			case "text":
-				text = v
-			}
-			return nil
-		})
+		fs := pick(block, "type", "id", "name", "text")
+		btyp, id, tname, text := fs[0], fs[1], fs[2], fs[3]
 		switch t := jstr(btyp); {
 		case t.is("text"):
 			s.blocks = append(s.blocks, blockText)
@@ -399,18 +348,8 @@ func (s *Stream) readAnthropic(name, data []byte) {
 			s.failLocal("the provider sent a delta for a content block it did not start")
 			return
 		}
-		var dtyp, text, partial []byte
-		_ = eachMember(delta, func(k, v []byte) error {
-			switch string(k) {
-			case "type":
-				dtyp = v
-			case "text":
-				text = v
-			case "partial_json":
-				partial = v
-			}
-			return nil
-		})
+		fs := pick(delta, "type", "text", "partial_json")
+		dtyp, text, partial := fs[0], fs[1], fs[2]
 		switch b := s.blocks[bi]; {
 		case b == blockText && jstr(dtyp).is("text_delta") && kindOf(text) == kindString && !jstr(text).empty():
 			s.em.text(s, 0, jstr(text))
@@ -419,16 +358,8 @@ func (s *Stream) readAnthropic(name, data []byte) {
 		}
 	case "message_delta":
 		s.begin(nil, nil)
-		var reason, seq []byte
-		_ = eachMember(delta, func(k, v []byte) error {
-			switch string(k) {
-			case "stop_reason":
-				reason = v
-			case "stop_sequence":
-				seq = v
-			}
-			return nil
-		})
+		fs := pick(delta, "stop_reason", "stop_sequence")
+		reason, seq := fs[0], fs[1]
 		if !absent(reason) {
 			if kindOf(seq) != kindString {
 				seq = nil
@@ -441,20 +372,9 @@ func (s *Stream) readAnthropic(name, data []byte) {
 }
 
 func (s *Stream) readGemini(data []byte) {
-	var id, model, candidates, feedback []byte
-	if !provider.EachMember(data, func(k []byte, esc bool, v []byte) bool {
-		switch {
-		case provider.KeyIs(k, esc, "responseId"):
-			id = v
-		case provider.KeyIs(k, esc, "modelVersion"):
-			model = v
-		case provider.KeyIs(k, esc, "candidates"):
-			candidates = v
-		case provider.KeyIs(k, esc, "promptFeedback"):
-			feedback = v
-		}
-		return true
-	}) {
+	fs, ok := pickObject(data, "responseId", "modelVersion", "candidates", "promptFeedback")
+	id, model, candidates, feedback := fs[0], fs[1], fs[2], fs[3]
+	if !ok {
 		s.failLocal("the provider sent a stream event that is not a JSON object")
 		return
 	}
@@ -498,26 +418,10 @@ func (s *Stream) geminiCandidateDelta(i int, c []byte) {
 	for len(s.geminiCalls) <= ci {
 		s.geminiCalls = append(s.geminiCalls, 0)
 	}
-	var partsRaw []byte
-	_ = eachMember(content, func(k, v []byte) error {
-		if string(k) == "parts" {
-			partsRaw = v
-		}
-		return nil
-	})
+	partsRaw := pick(content, "parts")[0]
 	provider.EachElement(partsRaw, func(_ int, p []byte) bool {
-		var text, thought, call []byte
-		_ = eachMember(p, func(k, v []byte) error {
-			switch string(k) {
-			case "text":
-				text = v
-			case "thought":
-				thought = v
-			case "functionCall":
-				call = v
-			}
-			return nil
-		})
+		fs := pick(p, "text", "thought", "functionCall")
+		text, thought, call := fs[0], fs[1], fs[2]
 		switch {
 		case kindOf(text) == kindString && !isTrue(thought) && !jstr(text).empty():
 			s.em.text(s, ci, jstr(text))
@@ -535,18 +439,8 @@ func (s *Stream) geminiCandidateDelta(i int, c []byte) {
 // geminiCall passes on a whole function call: its start, then all its arguments
 // as one delta.
 func (s *Stream) geminiCall(ci int, call []byte) {
-	var name, args, id []byte
-	_ = eachMember(call, func(k, v []byte) error {
-		switch string(k) {
-		case "name":
-			name = v
-		case "args":
-			args = v
-		case "id":
-			id = v
-		}
-		return nil
-	})
+	fs := pick(call, "name", "args", "id")
+	name, args, id := fs[0], fs[1], fs[2]
 	if kindOf(name) != kindString {
 		s.failLocal("the provider sent a function call without a name")
 		return
@@ -574,13 +468,9 @@ func (s *Stream) geminiCall(ci int, call []byte) {
 // "Server-sent events": LF, CRLF or CR line ends, comment lines, events ended by a
 // blank line), whatever the chunking.
 type sseReader struct {
-	line      []byte // a line begun in an earlier feed
-	lineOver  bool
+	line      provider.Bounded // a line begun in an earlier feed
 	pendingCR bool
-	name      []byte
-	data      []byte
-	hasData   bool
-	over      bool // the current event outgrew maxEventBytes
+	ev        provider.SSEEvent
 }
 
 // feed reads p and calls dispatch for every event it completes.
@@ -594,7 +484,7 @@ func (r *sseReader) feed(p []byte, dispatch func(name, data []byte, oversize boo
 	for len(p) > 0 {
 		i := bytes.IndexAny(p, "\r\n")
 		if i < 0 {
-			r.appendLine(p)
+			r.line.Append(p)
 			return
 		}
 		seg := p[:i]
@@ -610,77 +500,36 @@ func (r *sseReader) feed(p []byte, dispatch func(name, data []byte, oversize boo
 			p = p[i+1:]
 		}
 		line := seg
-		if len(r.line) > 0 || r.lineOver {
-			r.appendLine(seg)
-			line = r.line
+		if len(r.line.B) > 0 || r.line.Over {
+			r.line.Append(seg)
+			line = r.line.B
 		}
-		r.processLine(line, r.lineOver, dispatch)
-		r.line, r.lineOver = r.line[:0], false
+		r.processLine(line, r.line.Over, dispatch)
+		r.line.Reset()
 	}
 }
 
 // flush handles an event left without its closing blank line at the end of the
 // body; the providers end every event properly, but a proxy may not.
 func (r *sseReader) flush(dispatch func(name, data []byte, oversize bool)) {
-	if len(r.line) > 0 || r.lineOver {
-		r.processLine(r.line, r.lineOver, dispatch)
-		r.line, r.lineOver = r.line[:0], false
+	if len(r.line.B) > 0 || r.line.Over {
+		r.processLine(r.line.B, r.line.Over, dispatch)
+		r.line.Reset()
 	}
 	r.processLine(nil, false, dispatch)
 }
 
-func (r *sseReader) appendLine(b []byte) {
-	if r.lineOver {
-		return
-	}
-	if len(r.line)+len(b) > maxEventBytes {
-		r.line, r.lineOver = r.line[:0], true
-		return
-	}
-	r.line = append(r.line, b...)
-}
-
 func (r *sseReader) processLine(line []byte, over bool, dispatch func(name, data []byte, oversize bool)) {
 	if over {
-		r.over = true
+		r.ev.Over = true
 		return
 	}
 	if len(line) == 0 {
-		if r.hasData || r.over {
-			dispatch(r.name, r.data, r.over)
+		if r.ev.HasData || r.ev.Over {
+			dispatch(r.ev.Name, r.ev.Data, r.ev.Over)
 		}
-		r.name, r.data = r.name[:0], r.data[:0]
-		r.hasData, r.over = false, false
+		r.ev.Reset()
 		return
 	}
-	if line[0] == ':' {
-		return // a comment, such as DeepSeek's ": keep-alive"
-	}
-	field, value := line, []byte(nil)
-	if c := bytes.IndexByte(line, ':'); c >= 0 {
-		field, value = line[:c], line[c+1:]
-		if len(value) > 0 && value[0] == ' ' {
-			value = value[1:]
-		}
-	}
-	switch string(field) {
-	case "data":
-		if r.over {
-			return
-		}
-		if r.hasData {
-			r.data = append(r.data, '\n')
-		}
-		if len(r.data)+len(value) > maxEventBytes {
-			r.over = true
-			r.data = r.data[:0]
-			return
-		}
-		r.data = append(r.data, value...)
-		r.hasData = true
-	case "event":
-		if len(value) <= 64 {
-			r.name = append(r.name[:0], value...)
-		}
-	}
+	r.ev.Line(line)
 }

@@ -102,9 +102,48 @@ func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonp
 		s.Secrets = []string{}
 	}
 
-	var ops []jsonpatch.JsonPatchOperation
 	// Env first, while container indices are the pod's own: in container mode the
 	// limiter is inserted at index 0 afterwards.
+	ops := envOps(pod, req, t, s)
+	ops = addAll(ops, "/spec/volumes", len(pod.Spec.Volumes) > 0, volumes)
+	// The projected token needs a service account. The ServiceAccount admission
+	// plugin usually runs first and sets "default"; where it does not, do what it
+	// would, or the API server refuses the pod.
+	if pod.Spec.ServiceAccountName == "" {
+		sa := pod.Spec.DeprecatedServiceAccount
+		if sa == "" {
+			sa = "default"
+		}
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/serviceAccountName", sa))
+	}
+
+	limiter := inj.container(inj.opts.NativeSidecar, req, t)
+	switch {
+	case !inj.opts.NativeSidecar:
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/containers/0", limiter))
+	case len(pod.Spec.InitContainers) == 0:
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/initContainers", []corev1.Container{limiter}))
+	default:
+		// First among init containers: later init containers may already call it.
+		ops = append(ops, jsonpatch.NewOperation("add", "/spec/initContainers/0", limiter))
+	}
+
+	sum, err := json.Marshal(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode injected annotation: %w", err)
+	}
+	ops = addEntry(ops, "/metadata/annotations", len(pod.Annotations) > 0, naming.AnnotationInjected, string(sum))
+	// A label, unlike the annotation, can select: monitoring (a PodMonitor scraping
+	// the limiters) and `kubectl get pods -l aiquota.dev/limiter`.
+	ops = addEntry(ops, "/metadata/labels", len(pod.Labels) > 0, naming.LabelLimiter, naming.LimiterInjected)
+	return ops, s, nil
+}
+
+// envOps points each app container's base-URL variables at the limiter and gives
+// the SDKs' key variables the placeholder key, recording both in s; variables the
+// pod sets itself are kept unless it asks for them to be replaced.
+func envOps(pod *corev1.Pod, req podRequest, t *target, s *injection.Summary) []jsonpatch.JsonPatchOperation {
+	var ops []jsonpatch.JsonPatchOperation
 	vars := varsFor(t.providers)
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
@@ -142,64 +181,33 @@ func (inj *Injector) mutate(pod *corev1.Pod, req podRequest, t *target) ([]jsonp
 				}
 			}
 		}
-		switch {
-		case len(added) == 0:
-		case len(c.Env) == 0:
-			ops = append(ops, jsonpatch.NewOperation("add", base, added))
-		default:
-			for _, e := range added {
-				ops = append(ops, jsonpatch.NewOperation("add", base+"/-", e))
-			}
-		}
+		ops = addAll(ops, base, len(c.Env) > 0, added)
 	}
+	return ops
+}
 
-	if len(pod.Spec.Volumes) == 0 {
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/volumes", volumes))
-	} else {
-		for _, v := range volumes {
-			ops = append(ops, jsonpatch.NewOperation("add", "/spec/volumes/-", v))
-		}
-	}
-
-	// The projected token needs a service account. The ServiceAccount admission
-	// plugin usually runs first and sets "default"; where it does not, do what it
-	// would, or the API server refuses the pod.
-	if pod.Spec.ServiceAccountName == "" {
-		sa := pod.Spec.DeprecatedServiceAccount
-		if sa == "" {
-			sa = "default"
-		}
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/serviceAccountName", sa))
-	}
-
-	limiter := inj.container(inj.opts.NativeSidecar, req, t)
+// addAll appends items to the array at path, or adds the whole array when the pod
+// has none (exists false): a JSON patch cannot append to a missing array.
+func addAll[T any](ops []jsonpatch.JsonPatchOperation, path string, exists bool, items []T) []jsonpatch.JsonPatchOperation {
 	switch {
-	case !inj.opts.NativeSidecar:
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/containers/0", limiter))
-	case len(pod.Spec.InitContainers) == 0:
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/initContainers", []corev1.Container{limiter}))
+	case len(items) == 0:
+	case !exists:
+		ops = append(ops, jsonpatch.NewOperation("add", path, items))
 	default:
-		// First among init containers: later init containers may already call it.
-		ops = append(ops, jsonpatch.NewOperation("add", "/spec/initContainers/0", limiter))
+		for _, it := range items {
+			ops = append(ops, jsonpatch.NewOperation("add", path+"/-", it))
+		}
 	}
+	return ops
+}
 
-	sum, err := json.Marshal(s)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode injected annotation: %w", err)
+// addEntry sets key in the string map at path, or adds the map holding it when the
+// pod has none (exists false).
+func addEntry(ops []jsonpatch.JsonPatchOperation, path string, exists bool, key, value string) []jsonpatch.JsonPatchOperation {
+	if !exists {
+		return append(ops, jsonpatch.NewOperation("add", path, map[string]string{key: value}))
 	}
-	if len(pod.Annotations) == 0 {
-		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{naming.AnnotationInjected: string(sum)}))
-	} else {
-		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+escapePointer(naming.AnnotationInjected), string(sum)))
-	}
-	// A label, unlike the annotation, can select: monitoring (a PodMonitor scraping
-	// the limiters) and `kubectl get pods -l aiquota.dev/limiter`.
-	if len(pod.Labels) == 0 {
-		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/labels", map[string]string{naming.LabelLimiter: naming.LimiterInjected}))
-	} else {
-		ops = append(ops, jsonpatch.NewOperation("add", "/metadata/labels/"+escapePointer(naming.LabelLimiter), naming.LimiterInjected))
-	}
-	return ops, s, nil
+	return append(ops, jsonpatch.NewOperation("add", path+"/"+escapePointer(key), value))
 }
 
 func allContainers(pod *corev1.Pod) []corev1.Container {

@@ -2,15 +2,11 @@ package quotabench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	sigsyaml "sigs.k8s.io/yaml"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/naming"
@@ -45,25 +39,12 @@ type Cluster struct {
 }
 
 // StartCluster starts the API server (KUBEBUILDER_ASSETS) and installs the webhook.
-func StartCluster(root, dir, manager string, logs io.Writer) (*Cluster, error) {
-	data, err := os.ReadFile(filepath.Join(root, "config", "webhook", "pod_injector.yaml"))
-	if err != nil {
-		return nil, fmt.Errorf("read the webhook configuration: %w", err)
-	}
-	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	if err := sigsyaml.UnmarshalStrict(data, &mwc); err != nil {
-		return nil, fmt.Errorf("parse the webhook configuration: %w", err)
-	}
-	env, err := testenv.Start(func(e *envtest.Environment) {
-		e.WebhookInstallOptions = envtest.WebhookInstallOptions{
-			MutatingWebhooks:             []*admissionregistrationv1.MutatingWebhookConfiguration{&mwc},
-			LocalServingHostExternalName: "localhost",
-		}
-	})
+func StartCluster(dir, manager string, logs io.Writer) (*Cluster, error) {
+	env, webhook, err := testenv.StartWithInjector()
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{env: env, webhook: &mwc, dir: dir, manager: manager, logs: logs}
+	c := &Cluster{env: env, webhook: webhook, dir: dir, manager: manager, logs: logs}
 	if c.kubeconfig, err = env.WriteKubeconfig(dir); err != nil {
 		_ = env.Stop()
 		return nil, err
@@ -106,7 +87,7 @@ func (c *Cluster) startManagers(ctx context.Context, replicas int) (*managers, e
 	certDir := filepath.Join(c.dir, "serving-certs")
 	frontPort := front.Addr().(*net.TCPAddr).Port
 	for i := range replicas {
-		ports := freePorts(2)
+		ports := harness.FreePorts(2)
 		m.probes, m.controls = append(m.probes, ports[0]), append(m.controls, ports[1])
 		m.args = append(m.args, []string{
 			"--kubeconfig", c.kubeconfig,
@@ -146,11 +127,11 @@ func (m *managers) start(ctx context.Context, i int) error {
 		// A standby is not ready until it leads; its start is enough.
 		return nil
 	}
-	return poll(ctx, 3*time.Minute, func() error {
+	return harness.Poll(ctx, 3*time.Minute, "the manager's /readyz", func() error {
 		if p.Exited() {
 			return fmt.Errorf("the manager exited:\n%s", p.Logs())
 		}
-		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", m.probes[i]))
+		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", m.probes[i]))
 	})
 }
 
@@ -248,7 +229,7 @@ func (c *Cluster) newScenario(ctx context.Context, sc Scenario, simURL, limiterB
 // returns the process and the proxy and admin URLs.
 func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 	ctx := lp.ctx
-	ports := freePorts(2)
+	ports := harness.FreePorts(2)
 	name := "app-" + strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 10)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: lp.ns, Name: name, Annotations: map[string]string{
@@ -260,13 +241,7 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 		Spec: corev1.PodSpec{ServiceAccountName: "app", Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
 	}
 	k := lp.c.env.Client
-	if err := poll(ctx, time.Minute, func() error {
-		err := k.Create(ctx, pod)
-		if err != nil && !strings.Contains(err.Error(), "failed calling webhook") {
-			return stopPolling{err}
-		}
-		return err
-	}); err != nil {
+	if err := harness.CreatePod(ctx, k, pod); err != nil {
 		return nil, "", "", fmt.Errorf("admit pod %s: %w", name, err)
 	}
 	kl := &harness.Kubelet{Client: k, Clientset: lp.c.cs, Pod: pod, Root: filepath.Join(lp.c.dir, lp.ns, name)}
@@ -276,7 +251,7 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 	}
 	var args, env []string
 	// The rendered ConfigMap follows the quota's reconcile.
-	if err := poll(ctx, time.Minute, func() error {
+	if err := harness.Poll(ctx, time.Minute, "the pod's rendered config", func() error {
 		args, env, err = kl.Prepare(ctx, sidecar)
 		return err
 	}); err != nil {
@@ -288,63 +263,13 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 		return nil, "", "", err
 	}
 	admin := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	if err := poll(ctx, time.Minute, func() error {
+	if err := harness.Poll(ctx, time.Minute, "the limiter's /readyz", func() error {
 		if p.Exited() {
-			return stopPolling{fmt.Errorf("the limiter exited:\n%s", p.Logs())}
+			return harness.StopPolling(fmt.Errorf("the limiter exited:\n%s", p.Logs()))
 		}
-		return httpOK(admin + "/readyz")
+		return harness.HTTPOK(admin + "/readyz")
 	}); err != nil {
 		return nil, "", "", err
 	}
 	return p, fmt.Sprintf("http://127.0.0.1:%d", ports[0]), admin, nil
-}
-
-type stopPolling struct{ error }
-
-func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		var stop stopPolling
-		if errors.As(err, &stop) {
-			return stop.error
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-func httpOK(url string) error {
-	resp, err := http.Get(url) //nolint:gosec // a local probe URL built here
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) []int {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err) // no loopback port at all: nothing here could work
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }

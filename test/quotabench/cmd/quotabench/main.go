@@ -64,7 +64,7 @@ func run(ctx context.Context, stretch float64, only, out, logPath, limiterBin st
 		if err != nil {
 			return err
 		}
-		if o.Cluster, err = quotabench.StartCluster(testenv.Root(), dir, bins["manager"], o.Logs); err != nil {
+		if o.Cluster, err = quotabench.StartCluster(dir, bins["manager"], o.Logs); err != nil {
 			return err
 		}
 		defer o.Cluster.Stop() //nolint:errcheck // the run's result is already decided
