@@ -11,6 +11,7 @@ import (
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/promdef"
+	"github.com/aiquota/aiquota/internal/tokenizer"
 )
 
 // Request outcomes, the outcome label of requests_total.
@@ -82,11 +83,11 @@ func newMetrics(engine *limiter.Engine, bytes *byteBudget) *metrics {
 		addedLatency: prefix.Histogram("added_latency_seconds",
 			"Time the sidecar itself adds to a request: total minus upstream time, queue wait and retry delays.",
 			[]float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1}),
-		configReloads:   prefix.Counter("config_reloads_total", "Configurations loaded successfully, the first included."),
-		configErrors:    prefix.Counter("config_reload_errors_total", "Configuration loads that failed; the previous configuration stays in force."),
-		configInfo:      prefix.GaugeVec("config_info", "The configuration in force (value 1), by document hash and source resource.", "hash", "source"),
-		panics:          prefix.Counter("handler_panics_total", "Requests that hit the handler's last-resort recover (a bug)."),
-		ready:           prefix.Gauge("ready", "1 while the sidecar is ready (valid config, keys readable, not draining)."),
+		configReloads: prefix.Counter("config_reloads_total", "Configurations loaded successfully, the first included."),
+		configErrors:  prefix.Counter("config_reload_errors_total", "Configuration loads that failed; the previous configuration stays in force."),
+		configInfo:    prefix.GaugeVec("config_info", "The configuration in force (value 1), by document hash and source resource.", "hash", "source"),
+		panics:        prefix.Counter("handler_panics_total", "Requests that hit the handler's last-resort recover (a bug)."),
+		ready:         prefix.Gauge("ready", "1 while the sidecar is ready (valid config, keys readable, not draining)."),
 		failovers: prefix.CounterVec("chain_failovers_total",
 			"Requests that moved from one fallback chain entry (provider/model) to the next, by chain and failure kind.", "chain", "from", "to", "reason"),
 		engineCollector: &engineCollector{engine: engine},
@@ -103,6 +104,8 @@ func newMetrics(engine *limiter.Engine, bytes *byteBudget) *metrics {
 			func() float64 { return float64(bytes.size) }),
 		prefix.CounterFunc("body_memory_refusals_total", "Requests answered 503 because body memory did not free up in time.",
 			func() float64 { return float64(bytes.refused.Load()) }),
+		prefix.CounterFunc("tokenizer_work_total", "Work the BPE tokenizer did counting prompts: characters examined, vocabulary lookups and merge steps, linear in the text.",
+			func() float64 { return float64(tokenizer.Work()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
