@@ -69,6 +69,7 @@ type stack struct {
 	limiter *harness.Process
 	proxy   string // http://host:port
 	admin   string
+	sim     string // the simulator, http://host:port
 }
 
 var (
@@ -77,8 +78,9 @@ var (
 )
 
 // startStack starts a simulator with account and a limiter in front of it, with the
-// given extra limiter environment (GOMEMLIMIT) and flags.
-func startStack(t *testing.T, account simulator.Account, env, flags []string) *stack {
+// given extra limiter environment (GOMEMLIMIT) and flags; edits change the limiter's
+// configuration (the provider's limits) before it starts.
+func startStack(t *testing.T, account simulator.Account, env, flags []string, edits ...func(*limiterconfig.Config)) *stack {
 	t.Helper()
 	b := binaries(t)
 	dir := t.TempDir()
@@ -99,6 +101,7 @@ func startStack(t *testing.T, account simulator.Account, env, flags []string) *s
 	if err != nil {
 		t.Fatal(err)
 	}
+	simURL := "http://" + m[1]
 	keyPath := filepath.Join(dir, "key")
 	if err := os.WriteFile(keyPath, []byte(simKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -106,11 +109,14 @@ func startStack(t *testing.T, account simulator.Account, env, flags []string) *s
 	cfg := &limiterconfig.Config{
 		SchemaVersion: limiterconfig.SchemaVersion,
 		Providers: []limiterconfig.Provider{{
-			Name: "openai", Type: limiterconfig.ProviderOpenAI, Endpoint: "http://" + m[1],
+			Name: "openai", Type: limiterconfig.ProviderOpenAI, Endpoint: simURL,
 			Keys:   []limiterconfig.Key{{ID: "openai/key", File: keyPath}},
 			Limits: limiterconfig.Limits{RequestsPerMinute: 100000},
 		}},
 		Queue: &limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 1000},
+	}
+	for _, edit := range edits {
+		edit(cfg)
 	}
 	doc, err := limiterconfig.Marshal(cfg)
 	if err != nil {
@@ -130,7 +136,7 @@ func startStack(t *testing.T, account simulator.Account, env, flags []string) *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &stack{t: t, limiter: lim, proxy: "http://" + m[1], admin: "http://" + m[2]}
+	return &stack{t: t, limiter: lim, proxy: "http://" + m[1], admin: "http://" + m[2], sim: simURL}
 }
 
 // labelled sums the samples of a metric whose labels include every fragment given
@@ -241,4 +247,23 @@ func (s *stack) cpuSeconds() float64 {
 	utime, _ := strconv.ParseFloat(f[11], 64)
 	stime, _ := strconv.ParseFloat(f[12], 64)
 	return (utime + stime) / 100
+}
+
+// upstreamRequests is every request the simulator authenticated, whatever it answered.
+func (s *stack) upstreamRequests() int64 {
+	s.t.Helper()
+	resp, err := http.Get(s.sim + "/sim/stats")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st simulator.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		s.t.Fatal(err)
+	}
+	var n int64
+	for _, a := range st.Accounts {
+		n += a.Requests
+	}
+	return n
 }
