@@ -29,7 +29,7 @@ var (
 	binDir    string
 )
 
-// binaries builds the limiter and the simulator once per test binary. LIMITER_BIN
+// binaries builds the limiter, the simulator and the manager once per test binary. LIMITER_BIN
 // replaces the limiter, to measure another build (an older one) with the same probes.
 func binaries(t *testing.T) map[string]string {
 	t.Helper()
@@ -44,7 +44,7 @@ func binaries(t *testing.T) map[string]string {
 		if buildErr != nil {
 			return
 		}
-		bins, buildErr = harness.Build(t.Context(), root, binDir, "./cmd/limiter", "./cmd/providersim")
+		bins, buildErr = harness.Build(t.Context(), root, binDir, "./cmd/limiter", "./cmd/providersim", "./cmd/manager")
 		if b := os.Getenv("LIMITER_BIN"); b != "" && buildErr == nil {
 			bins["limiter"] = b
 		}
@@ -143,9 +143,16 @@ func startStack(t *testing.T, account simulator.Account, env, flags []string, ed
 // (`outcome="canceled"`).
 func (s *stack) labelled(name string, fragments ...string) float64 {
 	s.t.Helper()
-	resp, err := http.Get(s.admin + "/metrics")
+	return scrape(s.t, s.admin+"/metrics", name, fragments...)
+}
+
+// scrape sums the samples at a Prometheus endpoint of a metric whose labels include
+// every fragment given.
+func scrape(t *testing.T, url, name string, fragments ...string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
