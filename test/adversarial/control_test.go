@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/naming"
@@ -54,6 +56,92 @@ func TestBadTokensAtTheControlChannelNeverReachTokenReview(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an API server and the manager")
 	}
+	m := startManager(t)
+	cs := m.cs
+	const ns = "default"
+	sa, err := cs.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "hostile"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func(audience string) string {
+		t.Helper()
+		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), sa.Name, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+	now := time.Now()
+	bad := []string{
+		"not-a-token", "a.b.c", "..", strings.Repeat("x", 64<<10),
+		unsignedJWT(fmt.Sprintf(`{"aud":[%q],"exp":%d}`, naming.TokenAudience, now.Add(-time.Minute).Unix())), // expired
+		unsignedJWT(fmt.Sprintf(`{"aud":["https://kubernetes.default.svc"],"exp":%d}`, now.Add(time.Hour).Unix())),
+		token("https://kubernetes.default.svc"), // real, for another audience
+	}
+	for i := range 30 {
+		bad = append(bad, fmt.Sprintf("garbage-%d", i))
+	}
+
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: m.ca.Pool}}}
+	report := func(bearer string) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, m.controlURL, strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i, tok := range bad {
+		if st := report(tok); st != http.StatusUnauthorized {
+			t.Errorf("bad token %d: status %d, want 401", i, st)
+		}
+	}
+	metricsURL := m.metricsURL
+	const reviews = "aiquota_manager_control_token_reviews_total"
+	reviewed := func() float64 {
+		return scrape(t, metricsURL, reviews, `result="authenticated"`) + scrape(t, metricsURL, reviews, `result="refused"`) +
+			scrape(t, metricsURL, reviews, `result="error"`)
+	}
+	prefiltered := scrape(t, metricsURL, reviews, `result="prefiltered"`)
+	t.Logf("%d bad tokens: %v prefiltered, %v TokenReviews", len(bad), prefiltered, reviewed())
+	if n := reviewed(); n != 0 {
+		t.Errorf("%v TokenReviews for %d bad tokens, want none", n, len(bad))
+	}
+	if prefiltered != float64(len(bad)) {
+		t.Errorf("%v tokens prefiltered, want all %d", prefiltered, len(bad))
+	}
+	// A real token for the channel's audience is reviewed (and counted): the zero
+	// above is not a counter that never moves. The report itself is refused, as the
+	// service account runs no injected pod.
+	st := report(token(naming.TokenAudience))
+	if n := reviewed(); n != 1 {
+		t.Errorf("%v TokenReviews after a real token (status %d), want 1", n, st)
+	}
+}
+
+// manager is a running manager binary with its control channel, against an API
+// server of its own.
+type manager struct {
+	c          client.Client
+	cs         kubernetes.Interface
+	ca         *testkit.CA
+	caFile     string // the CA that verifies the control channel, as a file
+	controlURL string // the report endpoint
+	metricsURL string
+}
+
+// startManager starts an API server and the manager with its control channel on
+// loopback (test certificates) and plain-HTTP metrics.
+func startManager(t *testing.T) *manager {
+	t.Helper()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Skip("needs an API server: KUBEBUILDER_ASSETS (make test-adversarial sets it)")
 	}
@@ -98,73 +186,7 @@ func TestBadTokensAtTheControlChannelNeverReachTokenReview(t *testing.T) {
 	if _, err := mgr.WaitFor(regexp.MustCompile(`control channel listening`), 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-
-	const ns = "default"
-	sa, err := cs.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "hostile"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := func(audience string) string {
-		t.Helper()
-		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), sa.Name, &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr.Status.Token
-	}
-	now := time.Now()
-	bad := []string{
-		"not-a-token", "a.b.c", "..", strings.Repeat("x", 64<<10),
-		unsignedJWT(fmt.Sprintf(`{"aud":[%q],"exp":%d}`, naming.TokenAudience, now.Add(-time.Minute).Unix())), // expired
-		unsignedJWT(fmt.Sprintf(`{"aud":["https://kubernetes.default.svc"],"exp":%d}`, now.Add(time.Hour).Unix())),
-		token("https://kubernetes.default.svc"), // real, for another audience
-	}
-	for i := range 30 {
-		bad = append(bad, fmt.Sprintf("garbage-%d", i))
-	}
-
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
-	controlURL := fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, hubapi.Path)
-	report := func(bearer string) int {
-		t.Helper()
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, controlURL, strings.NewReader(`{}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	for i, tok := range bad {
-		if st := report(tok); st != http.StatusUnauthorized {
-			t.Errorf("bad token %d: status %d, want 401", i, st)
-		}
-	}
-	metricsURL := "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"
-	const reviews = "aiquota_manager_control_token_reviews_total"
-	reviewed := func() float64 {
-		return scrape(t, metricsURL, reviews, `result="authenticated"`) + scrape(t, metricsURL, reviews, `result="refused"`) +
-			scrape(t, metricsURL, reviews, `result="error"`)
-	}
-	prefiltered := scrape(t, metricsURL, reviews, `result="prefiltered"`)
-	t.Logf("%d bad tokens: %v prefiltered, %v TokenReviews", len(bad), prefiltered, reviewed())
-	if n := reviewed(); n != 0 {
-		t.Errorf("%v TokenReviews for %d bad tokens, want none", n, len(bad))
-	}
-	if prefiltered != float64(len(bad)) {
-		t.Errorf("%v tokens prefiltered, want all %d", prefiltered, len(bad))
-	}
-	// A real token for the channel's audience is reviewed (and counted): the zero
-	// above is not a counter that never moves. The report itself is refused, as the
-	// service account runs no injected pod.
-	st := report(token(naming.TokenAudience))
-	if n := reviewed(); n != 1 {
-		t.Errorf("%v TokenReviews after a real token (status %d), want 1", n, st)
-	}
+	return &manager{c: env.Client, cs: cs, ca: ca, caFile: filepath.Join(certDir, "ca.crt"),
+		controlURL: fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, hubapi.Path),
+		metricsURL: "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"}
 }

@@ -82,27 +82,8 @@ var (
 // configuration (the provider's limits) before it starts.
 func startStack(t *testing.T, account simulator.Account, env, flags []string, edits ...func(*limiterconfig.Config)) *stack {
 	t.Helper()
-	b := binaries(t)
-	dir := t.TempDir()
-	simCfg, err := json.Marshal(simulator.Config{Seed: 1, Accounts: []simulator.Account{account}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simPath := filepath.Join(dir, "sim.json")
-	if err := os.WriteFile(simPath, simCfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sim, err := harness.Start("providersim", b["providersim"], []string{"--addr", "127.0.0.1:0", "--config", simPath}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Stop(5 * time.Second) })
-	m, err := sim.WaitFor(simAddrRe, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	simURL := "http://" + m[1]
-	keyPath := filepath.Join(dir, "key")
+	simURL := startSim(t, account)
+	keyPath := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(keyPath, []byte(simKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -118,25 +99,63 @@ func startStack(t *testing.T, account simulator.Account, env, flags []string, ed
 	for _, edit := range edits {
 		edit(cfg)
 	}
+	s := startLimiter(t, writeConfig(t, cfg), env, flags)
+	s.sim = simURL
+	return s
+}
+
+// startSim starts a simulator with account and returns its URL.
+func startSim(t *testing.T, account simulator.Account) string {
+	t.Helper()
+	simCfg, err := json.Marshal(simulator.Config{Seed: 1, Accounts: []simulator.Account{account}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simPath := filepath.Join(t.TempDir(), "sim.json")
+	if err := os.WriteFile(simPath, simCfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sim, err := harness.Start("providersim", binaries(t)["providersim"], []string{"--addr", "127.0.0.1:0", "--config", simPath}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Stop(5 * time.Second) })
+	m, err := sim.WaitFor(simAddrRe, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + m[1]
+}
+
+// writeConfig writes a limiter configuration to a file and returns its path.
+func writeConfig(t *testing.T, cfg *limiterconfig.Config) string {
+	t.Helper()
 	doc, err := limiterconfig.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "limiter.json")
+	cfgPath := filepath.Join(t.TempDir(), "limiter.json")
 	if err := os.WriteFile(cfgPath, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return cfgPath
+}
+
+// startLimiter starts the limiter with the configuration at cfgPath, the extra
+// environment and flags.
+func startLimiter(t *testing.T, cfgPath string, env, flags []string) *stack {
+	t.Helper()
 	args := append([]string{"--config", cfgPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, flags...)
-	lim, err := harness.Start("limiter", b["limiter"], args, env, nil)
+	lim, err := harness.Start("limiter", binaries(t)["limiter"], args, env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = lim.Stop(10 * time.Second) })
-	m, err = lim.WaitFor(limiterAddrRe, time.Minute)
+	m, err := lim.WaitFor(limiterAddrRe, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &stack{t: t, limiter: lim, proxy: "http://" + m[1], admin: "http://" + m[2], sim: simURL}
+	return &stack{t: t, limiter: lim, proxy: "http://" + m[1], admin: "http://" + m[2]}
 }
 
 // labelled sums the samples of a metric whose labels include every fragment given

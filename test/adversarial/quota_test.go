@@ -30,8 +30,11 @@ func (s *stack) chat(model string) int {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests {
+		s.t.Logf("%s: status %d %s", model, resp.StatusCode, b)
+	}
 	return resp.StatusCode
 }
 
