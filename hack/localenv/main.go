@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -172,7 +171,7 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
 		return fmt.Errorf("create namespace %s: %w", managerNamespace, err)
 	}
-	ports := freePorts(2)
+	ports := harness.FreePorts(2)
 	probePort, controlPort := ports[0], ports[1]
 	certDir := filepath.Join(stateDir, "serving-certs")
 	mgr, err := start("manager", bins["manager"], []string{
@@ -199,7 +198,7 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 		if mgr.Exited() {
 			return fmt.Errorf("the manager exited:\n%s", mgr.Logs())
 		}
-		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
+		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
 	}); err != nil {
 		return err
 	}
@@ -368,7 +367,7 @@ func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, s
 	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "chat-app"}}); err != nil {
 		return "", fmt.Errorf("create the app's service account: %w", err)
 	}
-	ports := freePorts(2)
+	ports := harness.FreePorts(2)
 	proxyPort, adminPort := ports[0], ports[1]
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "chat-app", Annotations: map[string]string{
@@ -421,7 +420,7 @@ func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, s
 		if lim.Exited() {
 			return backoffStop{fmt.Errorf("the limiter exited:\n%s", lim.Logs())}
 		}
-		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
+		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
 	}); err != nil {
 		return "", err
 	}
@@ -581,34 +580,6 @@ func poll(ctx context.Context, timeout time.Duration, what string, cond func() e
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func httpOK(url string) error {
-	resp, err := http.Get(url) //nolint:gosec // a local probe URL built here
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago: the
-// listeners stay open until all n are picked, so the kernel cannot hand out one
-// port twice (two processes binding the same port failed a CI run).
-func freePorts(n int) []int {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err) // no loopback port at all: nothing here could work
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 func mustYAML(v any) []byte {

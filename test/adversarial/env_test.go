@@ -198,16 +198,22 @@ lines:
 // state is the limiter's /state.
 func (s *stack) state() sidecar.State {
 	s.t.Helper()
-	resp, err := http.Get(s.proxy + "/state")
+	var st sidecar.State
+	getJSON(s.t, s.proxy+"/state", &st)
+	return st
+}
+
+// getJSON decodes what a GET of url answers into v.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st sidecar.State
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		s.t.Fatal(err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	return st
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -244,11 +250,7 @@ func (s *stack) metric(name string) (float64, bool) {
 // peakRSS is the limiter's resident-set high-water mark (VmHWM), in bytes.
 func (s *stack) peakRSS() int64 {
 	s.t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.limiter.Pid()) + "/status")
-	if err != nil {
-		s.t.Logf("peak RSS unavailable: %v", err)
-		return 0
-	}
+	b := s.proc("status")
 	for line := range strings.SplitSeq(string(b), "\n") {
 		if v, found := strings.CutPrefix(line, "VmHWM:"); found {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
@@ -262,9 +264,8 @@ func (s *stack) peakRSS() int64 {
 // the kernel's tick resolution: for the record, never asserted on.
 func (s *stack) cpuSeconds() float64 {
 	s.t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.limiter.Pid()) + "/stat")
-	if err != nil {
-		s.t.Logf("CPU time unavailable: %v", err)
+	b := s.proc("stat")
+	if len(b) == 0 {
 		return 0
 	}
 	// The fields after the command name (which may hold spaces) start at state;
@@ -275,18 +276,22 @@ func (s *stack) cpuSeconds() float64 {
 	return (utime + stime) / 100
 }
 
+// proc is a file of the limiter's /proc directory, empty (and logged) when it
+// cannot be read: the figures it gives are for the record.
+func (s *stack) proc(name string) []byte {
+	s.t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.limiter.Pid()) + "/" + name)
+	if err != nil {
+		s.t.Logf("the limiter's /proc/<pid>/%s: %v", name, err)
+	}
+	return b
+}
+
 // upstreamRequests is every request the simulator authenticated, whatever it answered.
 func (s *stack) upstreamRequests() int64 {
 	s.t.Helper()
-	resp, err := http.Get(s.sim + "/sim/stats")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st simulator.Stats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		s.t.Fatal(err)
-	}
+	getJSON(s.t, s.sim+"/sim/stats", &st)
 	var n int64
 	for _, a := range st.Accounts {
 		n += a.Requests

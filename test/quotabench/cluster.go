@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -106,7 +105,7 @@ func (c *Cluster) startManagers(ctx context.Context, replicas int) (*managers, e
 	certDir := filepath.Join(c.dir, "serving-certs")
 	frontPort := front.Addr().(*net.TCPAddr).Port
 	for i := range replicas {
-		ports := freePorts(2)
+		ports := harness.FreePorts(2)
 		m.probes, m.controls = append(m.probes, ports[0]), append(m.controls, ports[1])
 		m.args = append(m.args, []string{
 			"--kubeconfig", c.kubeconfig,
@@ -150,7 +149,7 @@ func (m *managers) start(ctx context.Context, i int) error {
 		if p.Exited() {
 			return fmt.Errorf("the manager exited:\n%s", p.Logs())
 		}
-		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", m.probes[i]))
+		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", m.probes[i]))
 	})
 }
 
@@ -248,7 +247,7 @@ func (c *Cluster) newScenario(ctx context.Context, sc Scenario, simURL, limiterB
 // returns the process and the proxy and admin URLs.
 func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 	ctx := lp.ctx
-	ports := freePorts(2)
+	ports := harness.FreePorts(2)
 	name := "app-" + strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 10)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: lp.ns, Name: name, Annotations: map[string]string{
@@ -292,7 +291,7 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 		if p.Exited() {
 			return stopPolling{fmt.Errorf("the limiter exited:\n%s", p.Logs())}
 		}
-		return httpOK(admin + "/readyz")
+		return harness.HTTPOK(admin + "/readyz")
 	}); err != nil {
 		return nil, "", "", err
 	}
@@ -321,30 +320,4 @@ func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func httpOK(url string) error {
-	resp, err := http.Get(url) //nolint:gosec // a local probe URL built here
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) []int {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err) // no loopback port at all: nothing here could work
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
