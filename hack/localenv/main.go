@@ -387,7 +387,7 @@ func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, s
 	if err := poll(ctx, time.Minute, "the pod to be admitted", func() error {
 		err := c.Create(ctx, pod)
 		if err != nil && !strings.Contains(err.Error(), "failed calling webhook") {
-			return backoffStop{err}
+			return harness.StopPolling{Err: err}
 		}
 		return err
 	}); err != nil {
@@ -418,7 +418,7 @@ func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, s
 	}
 	if err := poll(ctx, time.Minute, "the limiter's /readyz", func() error {
 		if lim.Exited() {
-			return backoffStop{fmt.Errorf("the limiter exited:\n%s", lim.Logs())}
+			return harness.StopPolling{Err: fmt.Errorf("the limiter exited:\n%s", lim.Logs())}
 		}
 		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", adminPort))
 	}); err != nil {
@@ -557,31 +557,6 @@ func kubectl(ctx context.Context, kubeconfig string, args ...string) error {
 	return nil
 }
 
-// backoffStop ends poll early with its error.
-type backoffStop struct{ error }
-
-func poll(ctx context.Context, timeout time.Duration, what string, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		var stop backoffStop
-		if errors.As(err, &stop) {
-			return stop.error
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("waiting for %s: %w", what, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 func mustYAML(v any) []byte {
 	b, err := sigsyaml.Marshal(v)
 	if err != nil {
@@ -591,3 +566,11 @@ func mustYAML(v any) []byte {
 }
 
 func step(s string) { fmt.Println("==> " + strings.TrimSpace(s)) }
+
+// poll waits for cond (harness.Poll), naming what it waited for on a timeout.
+func poll(ctx context.Context, timeout time.Duration, what string, cond func() error) error {
+	if err := harness.Poll(ctx, timeout, cond); err != nil {
+		return fmt.Errorf("waiting for %s: %w", what, err)
+	}
+	return nil
+}

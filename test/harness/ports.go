@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,4 +41,34 @@ func HTTPOK(url string) error {
 		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, body)
 	}
 	return nil
+}
+
+// StopPolling is what Poll's condition returns to end Poll at once with Err (a
+// process that exited will not become ready).
+type StopPolling struct{ Err error }
+
+func (s StopPolling) Error() string { return s.Err.Error() }
+
+// Poll calls cond every 200 ms until it returns nil, returns a StopPolling, the
+// timeout passes (then cond's last error) or ctx ends.
+func Poll(ctx context.Context, timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		var stop StopPolling
+		if errors.As(err, &stop) {
+			return stop.Err
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -2,7 +2,6 @@ package quotabench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -145,7 +144,7 @@ func (m *managers) start(ctx context.Context, i int) error {
 		// A standby is not ready until it leads; its start is enough.
 		return nil
 	}
-	return poll(ctx, 3*time.Minute, func() error {
+	return harness.Poll(ctx, 3*time.Minute, func() error {
 		if p.Exited() {
 			return fmt.Errorf("the manager exited:\n%s", p.Logs())
 		}
@@ -259,10 +258,10 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 		Spec: corev1.PodSpec{ServiceAccountName: "app", Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
 	}
 	k := lp.c.env.Client
-	if err := poll(ctx, time.Minute, func() error {
+	if err := harness.Poll(ctx, time.Minute, func() error {
 		err := k.Create(ctx, pod)
 		if err != nil && !strings.Contains(err.Error(), "failed calling webhook") {
-			return stopPolling{err}
+			return harness.StopPolling{Err: err}
 		}
 		return err
 	}); err != nil {
@@ -275,7 +274,7 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 	}
 	var args, env []string
 	// The rendered ConfigMap follows the quota's reconcile.
-	if err := poll(ctx, time.Minute, func() error {
+	if err := harness.Poll(ctx, time.Minute, func() error {
 		args, env, err = kl.Prepare(ctx, sidecar)
 		return err
 	}); err != nil {
@@ -287,37 +286,13 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 		return nil, "", "", err
 	}
 	admin := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	if err := poll(ctx, time.Minute, func() error {
+	if err := harness.Poll(ctx, time.Minute, func() error {
 		if p.Exited() {
-			return stopPolling{fmt.Errorf("the limiter exited:\n%s", p.Logs())}
+			return harness.StopPolling{Err: fmt.Errorf("the limiter exited:\n%s", p.Logs())}
 		}
 		return harness.HTTPOK(admin + "/readyz")
 	}); err != nil {
 		return nil, "", "", err
 	}
 	return p, fmt.Sprintf("http://127.0.0.1:%d", ports[0]), admin, nil
-}
-
-type stopPolling struct{ error }
-
-func poll(ctx context.Context, timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		var stop stopPolling
-		if errors.As(err, &stop) {
-			return stop.error
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
