@@ -96,8 +96,8 @@ test: tools vet lint verify-generated ## Vet, lint, check generated files, run a
 		go test -count=1 -timeout 40m ./...
 
 .PHONY: test-adversarial
-test-adversarial: ## Hostile-user probes against real limiter and simulator processes (part of `make test`).
-	go test -count=1 -timeout 10m -v ./test/adversarial/...
+test-adversarial: ## Hostile-user probes against real limiter, simulator and manager processes (part of `make test`).
+	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test -count=1 -timeout 10m -v ./test/adversarial/...
 
 .PHONY: test-short
 test-short: ## Unit tests only (no API server).

@@ -11,6 +11,7 @@ import (
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/promdef"
+	"github.com/aiquota/aiquota/internal/tokenizer"
 )
 
 // Request outcomes, the outcome label of requests_total.
@@ -103,6 +104,8 @@ func newMetrics(engine *limiter.Engine, bytes *byteBudget) *metrics {
 			func() float64 { return float64(bytes.size) }),
 		prefix.CounterFunc("body_memory_refusals_total", "Requests answered 503 because body memory did not free up in time.",
 			func() float64 { return float64(bytes.refused.Load()) }),
+		prefix.CounterFunc("tokenizer_work_total", "Work the BPE tokenizer did counting prompts: characters examined, vocabulary lookups and merge steps, linear in the text.",
+			func() float64 { return float64(tokenizer.Work()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -19,6 +19,7 @@ import (
 	_ "embed" // the tables
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/aiquota/aiquota/internal/tokenizer/internal/table"
@@ -110,10 +111,20 @@ func (e *Encoding) Count(ctx context.Context, text string) (int, error) {
 	if cap(sc.clean) > keepScratch {
 		sc.clean = nil
 	}
+	totalWork.Add(uint64(sc.work))
 	sc.work = 0
 	scratchPool.Put(sc)
 	return n, err
 }
+
+// totalWork is the work of every count in the process, so that a running
+// limiter shows from outside that a hostile prompt cost it work in proportion to
+// its length (test/adversarial reads it through the limiter's metrics).
+var totalWork atomic.Uint64
+
+// Work is the work every count in this process has done so far: characters
+// examined, vocabulary lookups and merge steps, linear in the text counted.
+func Work() uint64 { return totalWork.Load() }
 
 func (e *Encoding) count(ctx context.Context, text string, sc *scratch) (int, error) {
 	valid := utf8.ValidString(text)

@@ -210,3 +210,18 @@ func TestAdversarialTextIsLinear(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkAddsUpEveryCount: Count adds each count's work to the process's total,
+// which the limiter exports (test/adversarial reads it for issue 8's prompt).
+func TestWorkAddsUpEveryCount(t *testing.T) {
+	e := mustGet(t, O200kBase)
+	text := repeatTo(" \n\t", 48<<10)
+	before := Work()
+	if _, err := e.Count(context.Background(), text); err != nil {
+		t.Fatal(err)
+	}
+	// Other tests may count in parallel: at least this count's work was added.
+	if got, want := Work()-before, uint64(work(e, text)); got < want {
+		t.Errorf("Work grew by %d over a count that took %d units", got, want)
+	}
+}

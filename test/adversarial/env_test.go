@@ -29,7 +29,7 @@ var (
 	binDir    string
 )
 
-// binaries builds the limiter and the simulator once per test binary. LIMITER_BIN
+// binaries builds the limiter, the simulator and the manager once per test binary. LIMITER_BIN
 // replaces the limiter, to measure another build (an older one) with the same probes.
 func binaries(t *testing.T) map[string]string {
 	t.Helper()
@@ -44,7 +44,7 @@ func binaries(t *testing.T) map[string]string {
 		if buildErr != nil {
 			return
 		}
-		bins, buildErr = harness.Build(t.Context(), root, binDir, "./cmd/limiter", "./cmd/providersim")
+		bins, buildErr = harness.Build(t.Context(), root, binDir, "./cmd/limiter", "./cmd/providersim", "./cmd/manager")
 		if b := os.Getenv("LIMITER_BIN"); b != "" && buildErr == nil {
 			bins["limiter"] = b
 		}
@@ -69,6 +69,7 @@ type stack struct {
 	limiter *harness.Process
 	proxy   string // http://host:port
 	admin   string
+	sim     string // the simulator, http://host:port
 }
 
 var (
@@ -77,20 +78,44 @@ var (
 )
 
 // startStack starts a simulator with account and a limiter in front of it, with the
-// given extra limiter environment (GOMEMLIMIT) and flags.
-func startStack(t *testing.T, account simulator.Account, env, flags []string) *stack {
+// given extra limiter environment (GOMEMLIMIT) and flags; edits change the limiter's
+// configuration (the provider's limits) before it starts.
+func startStack(t *testing.T, account simulator.Account, env, flags []string, edits ...func(*limiterconfig.Config)) *stack {
 	t.Helper()
-	b := binaries(t)
-	dir := t.TempDir()
+	simURL := startSim(t, account)
+	keyPath := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyPath, []byte(simKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &limiterconfig.Config{
+		SchemaVersion: limiterconfig.SchemaVersion,
+		Providers: []limiterconfig.Provider{{
+			Name: "openai", Type: limiterconfig.ProviderOpenAI, Endpoint: simURL,
+			Keys:   []limiterconfig.Key{{ID: "openai/key", File: keyPath}},
+			Limits: limiterconfig.Limits{RequestsPerMinute: 100000},
+		}},
+		Queue: &limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 1000},
+	}
+	for _, edit := range edits {
+		edit(cfg)
+	}
+	s := startLimiter(t, writeConfig(t, cfg), env, flags)
+	s.sim = simURL
+	return s
+}
+
+// startSim starts a simulator with account and returns its URL.
+func startSim(t *testing.T, account simulator.Account) string {
+	t.Helper()
 	simCfg, err := json.Marshal(simulator.Config{Seed: 1, Accounts: []simulator.Account{account}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	simPath := filepath.Join(dir, "sim.json")
+	simPath := filepath.Join(t.TempDir(), "sim.json")
 	if err := os.WriteFile(simPath, simCfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sim, err := harness.Start("providersim", b["providersim"], []string{"--addr", "127.0.0.1:0", "--config", simPath}, nil, nil)
+	sim, err := harness.Start("providersim", binaries(t)["providersim"], []string{"--addr", "127.0.0.1:0", "--config", simPath}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,34 +124,34 @@ func startStack(t *testing.T, account simulator.Account, env, flags []string) *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPath := filepath.Join(dir, "key")
-	if err := os.WriteFile(keyPath, []byte(simKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &limiterconfig.Config{
-		SchemaVersion: limiterconfig.SchemaVersion,
-		Providers: []limiterconfig.Provider{{
-			Name: "openai", Type: limiterconfig.ProviderOpenAI, Endpoint: "http://" + m[1],
-			Keys:   []limiterconfig.Key{{ID: "openai/key", File: keyPath}},
-			Limits: limiterconfig.Limits{RequestsPerMinute: 100000},
-		}},
-		Queue: &limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 1000},
-	}
+	return "http://" + m[1]
+}
+
+// writeConfig writes a limiter configuration to a file and returns its path.
+func writeConfig(t *testing.T, cfg *limiterconfig.Config) string {
+	t.Helper()
 	doc, err := limiterconfig.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := filepath.Join(dir, "limiter.json")
+	cfgPath := filepath.Join(t.TempDir(), "limiter.json")
 	if err := os.WriteFile(cfgPath, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return cfgPath
+}
+
+// startLimiter starts the limiter with the configuration at cfgPath, the extra
+// environment and flags.
+func startLimiter(t *testing.T, cfgPath string, env, flags []string) *stack {
+	t.Helper()
 	args := append([]string{"--config", cfgPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, flags...)
-	lim, err := harness.Start("limiter", b["limiter"], args, env, nil)
+	lim, err := harness.Start("limiter", binaries(t)["limiter"], args, env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = lim.Stop(10 * time.Second) })
-	m, err = lim.WaitFor(limiterAddrRe, time.Minute)
+	m, err := lim.WaitFor(limiterAddrRe, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +162,16 @@ func startStack(t *testing.T, account simulator.Account, env, flags []string) *s
 // (`outcome="canceled"`).
 func (s *stack) labelled(name string, fragments ...string) float64 {
 	s.t.Helper()
-	resp, err := http.Get(s.admin + "/metrics")
+	return scrape(s.t, s.admin+"/metrics", name, fragments...)
+}
+
+// scrape sums the samples at a Prometheus endpoint of a metric whose labels include
+// every fragment given.
+func scrape(t *testing.T, url, name string, fragments ...string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -166,16 +198,22 @@ lines:
 // state is the limiter's /state.
 func (s *stack) state() sidecar.State {
 	s.t.Helper()
-	resp, err := http.Get(s.proxy + "/state")
+	var st sidecar.State
+	getJSON(s.t, s.proxy+"/state", &st)
+	return st
+}
+
+// getJSON decodes what a GET of url answers into v.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st sidecar.State
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		s.t.Fatal(err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	return st
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -212,11 +250,7 @@ func (s *stack) metric(name string) (float64, bool) {
 // peakRSS is the limiter's resident-set high-water mark (VmHWM), in bytes.
 func (s *stack) peakRSS() int64 {
 	s.t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.limiter.Pid()) + "/status")
-	if err != nil {
-		s.t.Logf("peak RSS unavailable: %v", err)
-		return 0
-	}
+	b := s.proc("status")
 	for line := range strings.SplitSeq(string(b), "\n") {
 		if v, found := strings.CutPrefix(line, "VmHWM:"); found {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
@@ -224,4 +258,43 @@ func (s *stack) peakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// cpuSeconds is the CPU time the limiter process has used (user and system), at
+// the kernel's tick resolution: for the record, never asserted on.
+func (s *stack) cpuSeconds() float64 {
+	s.t.Helper()
+	b := s.proc("stat")
+	if len(b) == 0 {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces) start at state;
+	// utime and stime are the 12th and 13th of them, in ticks of 1/100 s.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
+}
+
+// proc is a file of the limiter's /proc directory, empty (and logged) when it
+// cannot be read: the figures it gives are for the record.
+func (s *stack) proc(name string) []byte {
+	s.t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.limiter.Pid()) + "/" + name)
+	if err != nil {
+		s.t.Logf("the limiter's /proc/<pid>/%s: %v", name, err)
+	}
+	return b
+}
+
+// upstreamRequests is every request the simulator authenticated, whatever it answered.
+func (s *stack) upstreamRequests() int64 {
+	s.t.Helper()
+	var st simulator.Stats
+	getJSON(s.t, s.sim+"/sim/stats", &st)
+	var n int64
+	for _, a := range st.Accounts {
+		n += a.Requests
+	}
+	return n
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -124,7 +123,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 
 	// The manager runs as its ServiceAccount, so config/'s RBAC is what it gets.
 	kubeconfig := serviceAccountKubeconfig(t, env, cs, managerNS, dep.Spec.Template.Spec.ServiceAccountName)
-	ports := freePorts(t, 3)
+	ports := harness.FreePorts(3)
 	probePort, controlPort, metricsPort, webhookPort := ports[0], ports[1], ports[2], env.Environment().WebhookInstallOptions.LocalServingPort
 	certDir := t.TempDir()
 	args := append(slices.Clone(dep.Spec.Template.Spec.Containers[0].Args),
@@ -154,7 +153,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 		if mgr.Exited() {
 			t.Fatalf("the manager exited:\n%s", mgr.Logs())
 		}
-		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
+		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
 	})
 	// Ready means the certificate is in place: the Secret holds it, the webhook
 	// configuration trusts its CA, the files are written.
@@ -230,7 +229,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 		return nil
 	})
 
-	ports = freePorts(t, 2)
+	ports = harness.FreePorts(2)
 	proxyPort, adminPort := ports[0], ports[1]
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "chat-api", Annotations: map[string]string{
@@ -296,7 +295,7 @@ func injectAndRun(t *testing.T, install installation, nativeSidecar bool) {
 			if proc.Exited() {
 				t.Fatalf("the limiter exited:\n%s", proc.Logs())
 			}
-			return httpOK(url)
+			return harness.HTTPOK(url)
 		})
 	}
 
@@ -477,22 +476,6 @@ func newLocalServer(t *testing.T, h http.Handler) string {
 	return "http://" + ln.Addr().String()
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago: the
-// listeners stay open until all n are picked, so no port is handed out twice.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
-
 // checkMetricsTLS: Prometheus can verify the manager's metrics endpoint with the
 // CA of the certificate Secret (what the chart's ServiceMonitor names) under the
 // metrics Service's name, and the endpoint refuses a scrape without a token.
@@ -524,20 +507,6 @@ func checkMetricsTLS(t *testing.T, install installation, dep appsv1.Deployment, 
 	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
 		t.Errorf("a scrape without a token got %d; want it refused", resp.StatusCode)
 	}
-}
-
-func httpOK(url string) error {
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, body)
-	}
-	return nil
 }
 
 func envOf(c corev1.Container, name string) string {
@@ -709,7 +678,7 @@ func startPostStart(t *testing.T, limiterBin string, c corev1.Container) (done f
 			t.Fatalf("postStart hook %q: %v\n%s", cmd, err, out.String())
 		}
 		probe := c.ReadinessProbe.HTTPGet
-		if err := httpOK(fmt.Sprintf("http://127.0.0.1:%d%s", probe.Port.IntValue(), probe.Path)); err != nil {
+		if err := harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d%s", probe.Port.IntValue(), probe.Path)); err != nil {
 			t.Fatalf("the postStart hook returned before the limiter was ready: %v", err)
 		}
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -22,17 +21,6 @@ func statusCerts(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-// statusFreePort is a port free at the time of asking.
-func statusFreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // statusEventually polls cond until it returns nil or the deadline passes.

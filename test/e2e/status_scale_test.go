@@ -155,12 +155,12 @@ func runStatusScale(b *testing.B) {
 
 	// The manager.
 	certDir := statusCerts(b)
-	controlPort, metricsPort := statusFreePort(b), statusFreePort(b)
+	controlPort, metricsPort := harness.FreePorts(1)[0], harness.FreePorts(1)[0]
 	mgr, err := harness.Start("manager", bins["manager"], []string{
 		"--kubeconfig", kubeconfig,
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--metrics-secure=false",
 		"--health-probe-bind-address", "127.0.0.1:0",
-		"--webhook-port", strconv.Itoa(statusFreePort(b)),
+		"--webhook-port", strconv.Itoa(harness.FreePorts(1)[0]),
 		"--cert-dir", b.TempDir(), "--cert-webhook-config", "",
 		"--control-bind-address", fmt.Sprintf("127.0.0.1:%d", controlPort),
 		"--control-cert-dir", certDir,

@@ -121,13 +121,13 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 
 	// The manager, with the control channel on a free port and test certificates.
 	certDir := statusCerts(t)
-	controlPort, metricsPort := statusFreePort(t), statusFreePort(t)
+	controlPort, metricsPort := harness.FreePorts(1)[0], harness.FreePorts(1)[0]
 	controlURL := fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, hubapi.Path)
 	managerArgs := []string{
 		"--kubeconfig", kubeconfig,
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--metrics-secure=false",
 		"--health-probe-bind-address", "127.0.0.1:0",
-		"--webhook-port", strconv.Itoa(statusFreePort(t)),
+		"--webhook-port", strconv.Itoa(harness.FreePorts(1)[0]),
 		"--cert-dir", t.TempDir(), "--cert-webhook-config", "",
 		"--control-bind-address", fmt.Sprintf("127.0.0.1:%d", controlPort),
 		"--control-cert-dir", certDir,

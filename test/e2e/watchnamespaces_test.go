@@ -56,7 +56,7 @@ func TestManagerWatchesOnlyItsNamespaces(t *testing.T) {
 	mgr, err := harness.Start("manager", bins["manager"], []string{
 		"--kubeconfig", kubeconfig, "--watch-namespaces", "team-a,team-b",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0",
-		"--webhook-port", strconv.Itoa(statusFreePort(t)),
+		"--webhook-port", strconv.Itoa(harness.FreePorts(1)[0]),
 		"--cert-dir", t.TempDir(), "--cert-webhook-config", "",
 		"--control-bind-address", "0",
 	}, []string{"POD_NAMESPACE=aiquota-system"}, nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -43,15 +44,18 @@ func Poll(ctx context.Context, timeout time.Duration, what string, cond func() e
 	}
 }
 
-// HTTPOK is nil when a GET of url answers 200, such as a process's /readyz.
+// HTTPOK returns nil when a GET of url answers 200 (a readiness probe), else an
+// error with the status and the start of the body.
 func HTTPOK(url string) error {
-	resp, err := http.Get(url) //nolint:gosec // a local probe URL built by the caller
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
+		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, body)
 	}
 	return nil
 }
