@@ -2,6 +2,7 @@ package hub
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -181,33 +182,55 @@ func (l *quotaLedger) add(day, pool string, requests, tokens int64) {
 	dc.tokens += tokens
 }
 
-// PoolsToday is what each (provider, pool) of r's accounts used today according to
-// the quotas' ledgers: this term's count of the pool plus everything the status
-// held at the term's start (so it errs high, never low). ok is false while a
-// ledger has not been seeded from the stored status yet: the manager cannot know.
+// PoolsToday is what each pool of r's quotas (those its accounts, its chain or its
+// config name) used today according to the quotas' ledgers: the pools of r's
+// accounts and every other pool counted today, each with this term's count plus
+// everything the status held at the term's start (so it errs high, never low). ok
+// is false while a ledger has not been seeded from the stored status yet: the
+// manager cannot know.
 func (a *Aggregator) PoolsToday(r *hubapi.Report) (out []hubapi.PoolToday, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	day := utcDay(a.now())
-	seen := map[[2]string]bool{}
-	for _, acc := range r.Accounts {
-		pk := [2]string{acc.Provider, acc.Pool}
-		if seen[pk] {
-			continue
+	pools := map[string]map[string]bool{} // quota -> pools
+	add := func(quota, pool string) {
+		if pools[quota] == nil {
+			pools[quota] = map[string]bool{}
 		}
-		seen[pk] = true
-		l := a.quotaLedgerLocked(resourceKey{kindQuota, r.Config.Namespace, acc.Provider})
+		if pool != "" {
+			pools[quota][pool] = true
+		}
+	}
+	if r.Config.Kind == hubapi.KindProviderQuota {
+		add(r.Config.Name, "")
+	}
+	for _, e := range r.Chain {
+		add(e.Provider, e.Pool)
+	}
+	for _, acc := range r.Accounts {
+		add(acc.Provider, acc.Pool)
+	}
+	for _, quota := range slices.Sorted(maps.Keys(pools)) {
+		l := a.quotaLedgerLocked(resourceKey{kindQuota, r.Config.Namespace, quota})
 		if !l.seeded {
 			return nil, false
 		}
 		l.roll(day)
-		t := hubapi.PoolToday{Provider: acc.Provider, Pool: acc.Pool, Day: day,
-			Requests: l.unattributed.requests, Tokens: l.unattributed.tokens}
-		if dc := l.pools[acc.Pool]; dc != nil {
-			t.Requests += dc.requests
-			t.Tokens += dc.tokens
+		for pool := range l.pools {
+			pools[quota][pool] = true
 		}
-		out = append(out, t)
+		for _, pool := range slices.Sorted(maps.Keys(pools[quota])) {
+			t := hubapi.PoolToday{Provider: quota, Pool: pool, Day: day,
+				Requests: l.unattributed.requests, Tokens: l.unattributed.tokens}
+			if dc := l.pools[pool]; dc != nil {
+				t.Requests += dc.requests
+				t.Tokens += dc.tokens
+			}
+			out = append(out, t)
+		}
+	}
+	if len(out) > hubapi.MaxAccounts {
+		return nil, false // more than an answer carries: the caps stay closed
 	}
 	return out, true
 }

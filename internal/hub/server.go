@@ -146,7 +146,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	if !rep.Final {
 		// Left out until the manager knows (its ledger is seeded from the status at
 		// the first flush of its term): the sidecar's daily caps stay closed.
-		resp.Today, _ = h.Aggregator.PoolsToday(rep)
+		resp.Today, resp.DayKnown = h.Aggregator.PoolsToday(rep)
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return ""

@@ -332,9 +332,14 @@ type Response struct {
 	// report without a lease here is enforced at its configured limits, as by a
 	// sidecar of a manager that predates leases.
 	Leases []Lease `json:"leases,omitempty"`
-	// Today is what the report's pools used today across the account's sidecars,
-	// past and present.
+	// Today is what the pools of the report's quotas used today across the
+	// account's sidecars, past and present: the report's accounts' pools and every
+	// other pool the manager counted today.
 	Today []PoolToday `json:"today,omitempty"`
+	// DayKnown says the manager knows the day's use of the report's quotas (its
+	// count is seeded from their status): Today is complete, and the sidecar's
+	// daily caps may open. Until a response says so they stay closed.
+	DayKnown bool `json:"dayKnown,omitempty"`
 }
 
 // ErrorBody is the JSON body of every refused report, with a stable code for

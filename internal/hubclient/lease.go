@@ -11,6 +11,7 @@ import (
 // LeaseEngine is the part of the limiter engine leases act on.
 type LeaseEngine interface {
 	Account(provider, keyID, pool string) (*limiter.Account, bool)
+	RestoreToday(provider, pool, day string, requests, tokens int64)
 	DayKnown()
 }
 
@@ -97,9 +98,11 @@ func (l *leases) apply(rep *hubapi.Report, resp *hubapi.Response, sentAt time.Ti
 		applyGrants(a, ls.Grants)
 		l.held[k] = &held{grants: ls.Grants, expires: sentAt.Add(ls.TTL.D()), holders: max(1, ls.Holders)}
 	}
-	today := map[[2]string]hubapi.PoolToday{}
+	// Every pool the manager counted, not only the report's accounts: an account
+	// created after this answer (the pool of unlisted models, at its first
+	// request) starts from it too.
 	for _, t := range resp.Today {
-		today[[2]string{t.Provider, t.Pool}] = t
+		l.engine.RestoreToday(t.Provider, t.Pool, t.Day, t.Requests, t.Tokens)
 	}
 	for _, ra := range rep.Accounts {
 		k := acctKey{ra.Provider, ra.Pool, ra.Key}
@@ -116,14 +119,11 @@ func (l *leases) apply(rep *hubapi.Report, resp *hubapi.Response, sentAt time.Ti
 			clearGrants(a)
 			delete(l.held, k)
 		}
-		if t, ok := today[[2]string{ra.Provider, ra.Pool}]; ok && t.Day == sentAt.UTC().Format(time.DateOnly) {
-			a.RestoreToday(t.Requests, t.Tokens)
-		}
 	}
-	if len(resp.Leases) > 0 || len(resp.Today) > 0 || len(rep.Accounts) == 0 {
-		if !l.known {
-			l.engine.DayKnown()
-		}
+	// Only a manager that knows the day's use says so; until then daily caps stay
+	// closed.
+	if resp.DayKnown && !l.known {
+		l.engine.DayKnown()
 		l.known = true
 	}
 }

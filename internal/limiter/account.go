@@ -100,8 +100,12 @@ const (
 // daily is a fixed UTC-day counter.
 type daily struct {
 	limit int64 // configured; 0 = none
-	used  int64
-	day   int64
+	used  int64 // by this sidecar
+	// others is what the manager says the pool used today beyond used (other
+	// sidecars, this pod's earlier boots): it counts against the configured limit
+	// only, as a lease already accounts for it.
+	others int64
+	day    int64
 	// lease, when leased, is a ceiling on used granted by the manager's allocator.
 	lease  int64
 	leased bool
@@ -115,12 +119,12 @@ func (c *daily) fits(n int64, unsure bool) bool {
 	if !c.bounded() {
 		return true
 	}
-	return !unsure && (c.limit == 0 || c.used+n <= c.limit) && (!c.leased || c.used+n <= c.lease)
+	return !unsure && (c.limit == 0 || c.others+c.used+n <= c.limit) && (!c.leased || c.used+n <= c.lease)
 }
 
 func (c *daily) roll(day int64) {
 	if day != c.day {
-		c.day, c.used = day, 0
+		c.day, c.used, c.others = day, 0, 0
 	}
 }
 
@@ -271,13 +275,15 @@ func (p *Account) SetDailyLease(requests, tokens int64) {
 	p.pool.wake()
 }
 
-// RestoreToday raises today's counters to what the manager says the account has
-// used today (a restarted sidecar's counters start at zero).
+// RestoreToday takes what the manager says the account's pool used today across
+// its sidecars (a restarted sidecar's own counters start at zero) as counting
+// against the configured daily limits; the counters this sidecar reports stay its
+// own, so that the manager's allocator does not count them twice.
 func (p *Account) RestoreToday(requests, tokens int64) {
 	p.mu.Lock()
 	p.rollDaysLocked(p.clock.Now())
-	p.dayReqs.used = max(p.dayReqs.used, requests)
-	p.dayTokens.used = max(p.dayTokens.used, tokens)
+	p.dayReqs.others = max(p.dayReqs.others, requests-p.dayReqs.used)
+	p.dayTokens.others = max(p.dayTokens.others, tokens-p.dayTokens.used)
 	p.mu.Unlock()
 }
 

@@ -51,6 +51,10 @@ type Engine struct {
 	view     atomic.Pointer[view]
 
 	failovers failoverLedger
+	// today is what each pool used today across the account's sidecars, as the
+	// manager last said (RestoreToday): an account created later (the pool of
+	// unlisted models, at its first request) starts its day counters from it.
+	today map[poolID]poolToday
 }
 
 type poolID struct{ provider, pool string }
@@ -283,6 +287,9 @@ func (e *Engine) configurePoolLocked(p *limiterconfig.Provider, pool limiterconf
 		if pl == nil {
 			pl = newAccount(p.Name, k.ID, pool.Name, t, e.clock)
 			e.accounts[kid] = pl
+			if u, ok := e.today[id]; ok && u.day == utcDay(e.clock.Wall(e.clock.Now())) {
+				pl.RestoreToday(u.requests, u.tokens)
+			}
 		}
 		pl.configure(pool.Limits, p.SafetyMarginPercent)
 		accounts = append(accounts, pl)
@@ -370,6 +377,37 @@ func (e *Engine) Breaker(provider, model string) (*Breaker, error) {
 		pv.created++
 	}
 	return b, nil
+}
+
+type poolToday struct {
+	day              int64 // UTC day number
+	requests, tokens int64
+}
+
+// RestoreToday raises the day counters of the pool's accounts, now and of those
+// created later today, to what the manager says the pool used on UTC date day
+// (YYYY-MM-DD) across its sidecars; another day's figures are ignored.
+func (e *Engine) RestoreToday(provider, pool, day string, requests, tokens int64) {
+	d, err := time.Parse(time.DateOnly, day)
+	if err != nil || utcDay(d) != utcDay(e.clock.Wall(e.clock.Now())) {
+		return
+	}
+	id := poolID{provider: provider, pool: pool}
+	e.mu.Lock()
+	if e.today == nil {
+		e.today = map[poolID]poolToday{}
+	}
+	e.today[id] = poolToday{day: utcDay(d), requests: requests, tokens: tokens}
+	var accounts []*Account
+	for aid, a := range e.accounts {
+		if aid.provider == provider && aid.pool == pool {
+			accounts = append(accounts, a)
+		}
+	}
+	e.mu.Unlock()
+	for _, a := range accounts {
+		a.RestoreToday(requests, tokens)
+	}
 }
 
 // DayKnown ends the closed daily caps of a sidecar that reports to the manager: the

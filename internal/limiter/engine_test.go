@@ -275,3 +275,30 @@ func TestALeaseBelowTheRequestWaitsForTheNextLease(t *testing.T) {
 		t.Fatalf("after the larger lease: %v", a.err)
 	}
 }
+
+// TestRestoredUseCountsForAccountsCreatedLater: what the manager says a pool used
+// today also binds an account created after the answer (the pool of unlisted
+// models, at its first request), and counts against the configured cap only: the
+// sidecar's own count, which it reports, stays its own.
+func TestRestoredUseCountsForAccountsCreatedLater(t *testing.T) {
+	e, clock := testEngine(t, testConfig([]string{"k"}, limiterconfig.Limits{RequestsPerDay: 5}, limiterconfig.Queue{}))
+	today := clock.Wall(clock.Now()).UTC().Format(time.DateOnly)
+	e.RestoreToday("openai", limiterconfig.UnlistedPool, "1999-01-01", 5, 0) // another day: ignored
+	e.RestoreToday("openai", limiterconfig.UnlistedPool, today, 3, 0)
+	pool := mustPool(t, e, "made-up-model")
+	admitted := 0
+	for range 5 {
+		if r, ok := pool.TryAdmit(Demand{}); ok {
+			r.End(Attempt{Status: 200})
+			admitted++
+		}
+	}
+	if admitted != 2 {
+		t.Errorf("%d admitted after 3 of 5 were used today elsewhere, want 2", admitted)
+	}
+	for _, a := range e.Snapshot().Accounts {
+		if a.RequestsToday != 2 {
+			t.Errorf("the account reports %d requests today, want its own 2", a.RequestsToday)
+		}
+	}
+}
