@@ -155,6 +155,13 @@ func startChannel(t *testing.T, certs *testCerts, mutate func(*Options)) *channe
 	case <-time.After(60 * time.Second):
 		t.Fatal("the control channel did not start listening")
 	}
+	// It answers reports once this replica leads (at once without leader
+	// election, but only after the manager has started its leader's runnables).
+	select {
+	case <-mgr.Elected():
+	case <-time.After(60 * time.Second):
+		t.Fatal("the manager did not start leading")
+	}
 	c := &channel{
 		Channel: ch, url: "https://" + addr.String() + hubapi.Path, registry: reg, logs: logs,
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certs.pool}}},
