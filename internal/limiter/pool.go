@@ -70,6 +70,9 @@ func (e *RejectError) Error() string {
 	}
 	switch e.Reason {
 	case ReasonQueueTimeout:
+		if e.Waited == 0 {
+			return fmt.Sprintf("aiquota limiter: %s limit of %s has no room within the queue wait%s", limit, where, retry)
+		}
 		return fmt.Sprintf("aiquota limiter: %s limit of %s left no room within the %s queue wait%s", limit, where, roundUp(e.Waited), retry)
 	case ReasonQueueFull:
 		return fmt.Sprintf("aiquota limiter: %s limit of %s reached and the wait queue is full%s", limit, where, retry)
@@ -174,6 +177,12 @@ func (p *Pool) admitSlow(ctx context.Context, d Demand, priority int, maxWait ti
 	if limit, ok := p.neverFits(&d); ok {
 		p.reject(&d)
 		return Reservation{}, &RejectError{Reason: ReasonTooLarge, Provider: p.Provider, Pool: p.Name, Limit: limit}
+	}
+	if limit, wait := p.binding(&d); (limit == LimitRequestsPerDay || limit == LimitTokensPerDay) && wait > maxWait {
+		// A spent daily cap frees up at the next UTC day, long after any queue wait:
+		// say so now rather than after the whole wait.
+		p.reject(&d)
+		return Reservation{}, &RejectError{Reason: ReasonQueueTimeout, Provider: p.Provider, Pool: p.Name, Limit: limit, RetryAfter: wait}
 	}
 	priority = min(max(priority, MinPriority), MaxPriority)
 	p.mu.Lock()

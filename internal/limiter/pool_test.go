@@ -240,3 +240,30 @@ func TestConcurrentAdmitReleaseKeepsInvariants(t *testing.T) {
 		t.Errorf("in flight after all released = %d", got)
 	}
 }
+
+// TestASpentDailyCapIsRefusedAtOnce: a daily cap frees up at the next UTC day, so a
+// request past it is refused at once, with the wait until then, not after the
+// whole queue wait.
+func TestASpentDailyCapIsRefusedAtOnce(t *testing.T) {
+	e, _ := testEngine(t, testConfig([]string{"k"}, limiterconfig.Limits{RequestsPerDay: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
+	pool := mustPool(t, e, "gpt-x")
+	if r, ok := pool.TryAdmit(Demand{}); !ok {
+		t.Fatal("the day's one request was refused")
+	} else {
+		r.End(Attempt{Status: 200})
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := pool.Admit(context.Background(), Demand{}, 5, time.Minute)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var rej *RejectError
+		if !errors.As(err, &rej) || rej.Limit != LimitRequestsPerDay || rej.RetryAfter <= time.Minute || rej.Waited != 0 {
+			t.Fatalf("err = %v, want a requestsPerDay refusal at once with the wait until the next day", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a request past the daily cap waited in the queue")
+	}
+}
