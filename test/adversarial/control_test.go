@@ -266,9 +266,9 @@ func TestDailyCapSurvivesALimiterRestart(t *testing.T) {
 		}
 	}
 	// Mid-day: the manager has counted them.
-	eventually(t, "the manager to count the requests", func() bool {
+	testkit.Eventually(t, time.Minute, "the manager to count the requests", testkit.True(func() bool {
 		return scrape(t, m.metricsURL, "aiquota_manager_quota_requests_today", `quota="openai-sim"`) == before
-	})
+	}))
 	if err := first.limiter.Stop(30 * time.Second); err != nil {
 		t.Fatalf("stop the limiter: %v", err)
 	}

@@ -216,17 +216,6 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // metric reads one unlabelled sample from the limiter's /metrics; ok is false when
 // the limiter does not export it.
 func (s *stack) metric(name string) (float64, bool) {

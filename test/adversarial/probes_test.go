@@ -18,6 +18,7 @@ import (
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/simulator"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // Users pressing "stop" are not an outage: six streams left in the middle (the
@@ -47,9 +48,9 @@ func TestStreamsLeftInTheMiddleLeaveTheBreakerClosed(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, "every request to end", func() bool {
+	testkit.Eventually(t, time.Minute, "every request to end", testkit.True(func() bool {
 		return s.labelled("aiquota_limiter_requests_total") == leavers
-	})
+	}))
 	if got := s.labelled("aiquota_limiter_requests_total", `outcome="canceled"`); got != leavers {
 		t.Errorf("%v requests ended canceled, want %d", got, leavers)
 	}
