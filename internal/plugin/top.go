@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/hubapi"
 	"github.com/aiquota/aiquota/internal/presets"
 )
 
@@ -228,10 +229,10 @@ func (v view) quotaTable(quotas []quotav1alpha1.ProviderQuota) [][]string {
 		rpm, tpm, conc, daily := "-", "-", "-", "-"
 		if u := st.Utilization; u != nil {
 			rpm, tpm = pct(u.RequestsPercent), pct(u.TokensPercent)
-			if hasLimit(q, "maxConcurrency") {
+			if hasLimit(q, hubapi.LimitMaxConcurrency) {
 				conc = pct(u.ConcurrencyPercent)
 			}
-			if hasLimit(q, "requestsPerDay", "tokensPerDay") {
+			if hasLimit(q, hubapi.LimitRequestsPerDay, hubapi.LimitTokensPerDay) {
 				daily = pct(u.DailyPercent)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
+	"github.com/aiquota/aiquota/internal/hubapi"
 )
 
 //go:embed tiers.json
@@ -192,9 +193,11 @@ func Resolve(spec *quotav1alpha1.ProviderQuotaSpec) (base Effective, pools []Eff
 	return base, pools, nil
 }
 
-// LimitNames are the JSON names of a QuotaLimits' fields, in the order of Fields.
-var LimitNames = []string{"requestsPerMinute", "tokensPerMinute", "inputTokensPerMinute", "outputTokensPerMinute",
-	"maxConcurrency", "requestsPerDay", "tokensPerDay"}
+// LimitNames are the JSON names of a QuotaLimits' fields, in the order of Fields:
+// the kinds status.effectiveLimits names, spelled as the sidecar's config and
+// reports spell them.
+var LimitNames = []string{hubapi.LimitRequestsPerMinute, hubapi.LimitTokensPerMinute, hubapi.LimitInputTokensPerMinute,
+	hubapi.LimitOutputTokensPerMinute, hubapi.LimitMaxConcurrency, hubapi.LimitRequestsPerDay, hubapi.LimitTokensPerDay}
 
 // Fields lists a QuotaLimits' fields in declaration order, so that code going
 // field by field cannot forget one.
