@@ -84,6 +84,10 @@ func main() {
 	}
 }
 
+// startFunc starts a process whose log goes to the run's process log and which the
+// run stops on its way out.
+type startFunc func(name, bin string, args, env []string) (*harness.Process, error)
+
 func run(ctx context.Context, stateDir string, once bool, timeout time.Duration, rate int) error {
 	root := testenv.Root()
 	if err := cleanStateDir(stateDir); err != nil {
@@ -155,38 +159,7 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 	simURL := "http://" + m[1]
 
 	step("starting the manager: reconcilers, injection webhook, control channel")
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
-		return fmt.Errorf("create namespace %s: %w", managerNamespace, err)
-	}
-	ports := harness.FreePorts(2)
-	probePort, controlPort := ports[0], ports[1]
-	certDir := filepath.Join(stateDir, "serving-certs")
-	mgr, err := start("manager", bins["manager"], []string{
-		"--kubeconfig", kubeconfig,
-		"--metrics-bind-address=0",
-		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
-		"--webhook-port=" + strconv.Itoa(env.Environment().WebhookInstallOptions.LocalServingPort),
-		"--cert-namespace=" + managerNamespace,
-		"--cert-secret-name=aiquota-serving-cert",
-		"--cert-webhook-config=" + webhook.Name,
-		"--cert-dir=" + certDir,
-		"--cert-extra-dns-names=localhost",
-		"--limiter-image=aiquota/limiter:local",
-		"--control-bind-address=127.0.0.1:" + strconv.Itoa(controlPort),
-		"--control-url=https://localhost:" + strconv.Itoa(controlPort) + "/v1/report",
-		"--control-ca-file=" + filepath.Join(certDir, "ca.crt"),
-		"--control-report-interval=5s",
-		"--status-write-interval=5s",
-	}, []string{"POD_NAMESPACE=" + managerNamespace})
-	if err != nil {
-		return err
-	}
-	if err := harness.Poll(ctx, 3*time.Minute, "the manager's /readyz", func() error {
-		if mgr.Exited() {
-			return fmt.Errorf("the manager exited:\n%s", mgr.Logs())
-		}
-		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
-	}); err != nil {
+	if err := startManager(ctx, env, webhook.Name, kubeconfig, stateDir, bins["manager"], start); err != nil {
 		return err
 	}
 
@@ -208,62 +181,115 @@ func run(ctx context.Context, stateDir string, once bool, timeout time.Duration,
 	step(fmt.Sprintf("the app sends %d chat requests a second through its sidecar (OpenAI and Anthropic dialects)", rate))
 	app := &demoApp{proxy: limiterProxy}
 	go app.run(ctx, rate)
+	w := watcher{c: c, kubeconfig: kubeconfig, simURL: simURL, stateDir: stateDir, logName: logFile.Name(),
+		pluginDir: filepath.Dir(bins["kubectl-aiquota"]), once: once, timeout: timeout}
+	return w.watch(ctx, app)
+}
 
+// startManager starts the manager binary against the API server, with the webhook
+// and the control channel on local ports, and waits until it is ready.
+func startManager(ctx context.Context, env *testenv.Env, webhookName, kubeconfig, stateDir, bin string, start startFunc) error {
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
+		return fmt.Errorf("create namespace %s: %w", managerNamespace, err)
+	}
+	ports := harness.FreePorts(2)
+	probePort, controlPort := ports[0], ports[1]
+	certDir := filepath.Join(stateDir, "serving-certs")
+	mgr, err := start("manager", bin, []string{
+		"--kubeconfig", kubeconfig,
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
+		"--webhook-port=" + strconv.Itoa(env.Environment().WebhookInstallOptions.LocalServingPort),
+		"--cert-namespace=" + managerNamespace,
+		"--cert-secret-name=aiquota-serving-cert",
+		"--cert-webhook-config=" + webhookName,
+		"--cert-dir=" + certDir,
+		"--cert-extra-dns-names=localhost",
+		"--limiter-image=aiquota/limiter:local",
+		"--control-bind-address=127.0.0.1:" + strconv.Itoa(controlPort),
+		"--control-url=https://localhost:" + strconv.Itoa(controlPort) + "/v1/report",
+		"--control-ca-file=" + filepath.Join(certDir, "ca.crt"),
+		"--control-report-interval=5s",
+		"--status-write-interval=5s",
+	}, []string{"POD_NAMESPACE=" + managerNamespace})
+	if err != nil {
+		return err
+	}
+	return harness.Poll(ctx, 3*time.Minute, "the manager's /readyz", func() error {
+		if mgr.Exited() {
+			return fmt.Errorf("the manager exited:\n%s", mgr.Logs())
+		}
+		return harness.HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", probePort))
+	})
+}
+
+// watcher shows the resources' status while the demo app runs, turns the
+// simulator's Anthropic account faulty and back on schedule, and with once ends
+// the run when the status has shown it all.
+type watcher struct {
+	c                                                client.Client
+	kubeconfig, simURL, stateDir, logName, pluginDir string
+	once                                             bool
+	timeout                                          time.Duration
+}
+
+func (w watcher) watch(ctx context.Context, app *demoApp) error {
 	failAt := time.Now().Add(30 * time.Second)
 	recoverAt := failAt.Add(time.Minute)
 	failing, recovered := false, false
 	var seen demoSeen
-	show := func() {
-		fmt.Printf("\n%s   app: %s\n", time.Now().Format(time.TimeOnly), app.summary())
-		_ = kubectl(ctx, kubeconfig, "get", "providerquotas,fallbackchains,circuitpolicies", "-n", namespace)
-	}
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(w.timeout)
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Printf("\nState and logs: %s\n", stateDir)
+			fmt.Printf("\nState and logs: %s\n", w.stateDir)
 			return nil
 		case <-tick.C:
 		}
 		switch {
 		case !failing && time.Now().After(failAt):
 			step("the simulator's Anthropic account now answers 500 to every request: watch the breaker open and the Claude requests fall over down the chain")
-			if err := simFaults(simURL, anthropicAccount, `{"errorRates":{"500":1}}`); err != nil {
+			if err := simFaults(w.simURL, anthropicAccount, `{"errorRates":{"500":1}}`); err != nil {
 				return err
 			}
 			failing = true
 		case failing && !recovered && time.Now().After(recoverAt):
 			step("the simulator's Anthropic account recovers: watch the breaker close and the traffic return")
-			if err := simFaults(simURL, anthropicAccount, `{}`); err != nil {
+			if err := simFaults(w.simURL, anthropicAccount, `{}`); err != nil {
 				return err
 			}
 			recovered = true
 		}
-		show()
-		if !once {
+		fmt.Printf("\n%s   app: %s\n", time.Now().Format(time.TimeOnly), app.summary())
+		_ = kubectl(ctx, w.kubeconfig, "get", "providerquotas,fallbackchains,circuitpolicies", "-n", namespace)
+		if !w.once {
 			continue
 		}
-		done, err := seen.update(ctx, c, recovered)
+		done, err := seen.update(ctx, w.c, recovered)
 		if err != nil {
 			return err
 		}
 		if done {
-			// The live view a user gets from the kubectl plugin, found on PATH as
-			// kubectl finds any plugin.
-			pluginPath := "PATH=" + filepath.Dir(bins["kubectl-aiquota"]) + string(os.PathListSeparator) + os.Getenv("PATH")
-			if err := kubectlEnv(ctx, kubeconfig, []string{pluginPath}, "aiquota", "top", "--once", "-n", namespace); err != nil {
-				return err
-			}
-			fmt.Printf("\nThe demo showed utilisation, an open breaker, failovers with ACTIVE moving down the chain, and the return to the first entry.\n")
-			fmt.Printf("The injected pod and the process logs stay in %s.\n", stateDir)
-			return nil
+			return w.finish(ctx)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("within %s the status did not show it all (%+v); logs in %s", timeout, seen, logFile.Name())
+			return fmt.Errorf("within %s the status did not show it all (%+v); logs in %s", w.timeout, seen, w.logName)
 		}
 	}
+}
+
+// finish shows the live view a user gets from the kubectl plugin, found on PATH as
+// kubectl finds any plugin, and says where the run's files stay.
+func (w watcher) finish(ctx context.Context) error {
+	pluginPath := "PATH=" + w.pluginDir + string(os.PathListSeparator) + os.Getenv("PATH")
+	if err := kubectlEnv(ctx, w.kubeconfig, []string{pluginPath}, "aiquota", "top", "--once", "-n", namespace); err != nil {
+		return err
+	}
+	fmt.Printf("\nThe demo showed utilisation, an open breaker, failovers with ACTIVE moving down the chain, and the return to the first entry.\n")
+	fmt.Printf("The injected pod and the process logs stay in %s.\n", w.stateDir)
+	return nil
 }
 
 // stateMarker is a file every run writes into its state directory; a non-empty
@@ -342,8 +368,7 @@ func applySamples(ctx context.Context, c client.Client, root, simURL string) err
 // runDemoPod creates an annotated pod, lets the webhook inject it, materialises its
 // sidecar's volumes and starts the limiter as the pod's spec says. It returns the
 // sidecar's proxy URL.
-func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, stateDir, limiterBin string,
-	start func(name, bin string, args, env []string) (*harness.Process, error)) (string, error) {
+func runDemoPod(ctx context.Context, c client.Client, cs kubernetes.Interface, stateDir, limiterBin string, start startFunc) (string, error) {
 	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "chat-app"}}); err != nil {
 		return "", fmt.Errorf("create the app's service account: %w", err)
 	}
