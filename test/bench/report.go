@@ -196,10 +196,27 @@ func Saturated(w Window, p Plan) bool {
 // WriteMarkdown renders the report.
 func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 	s := Summarise(rep)
-	p := rep.Plan
 	var b strings.Builder
 	f := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	writeSetup(f, rep, meta)
+	writeLatency(f, rep.Plan, s)
+	writeResources(f, rep, s)
+	writeStartup(f, rep.Startup)
+	if len(rep.Tput) > 0 {
+		writeThroughput(f, rep.Plan, s)
+	}
+	writeWindows(f, rep)
+	if fails := failures(rep); fails != "" {
+		f("\nFailures: %s\n", fails)
+	}
+	_, err := io.WriteString(out, b.String())
+	return err
+}
 
+// writeSetup writes how the run was made: command, machine, workload, plan, and
+// what else ran on the machine meanwhile.
+func writeSetup(f func(string, ...any), rep *Report, meta Meta) {
+	p := rep.Plan
 	f("## Limiter overhead benchmark, %s\n\n", rep.Started.UTC().Format("2006-01-02 15:04 MST"))
 	f("- Command: `%s`\n", meta.Command)
 	if meta.Commit != "" {
@@ -240,7 +257,11 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 	}
 	f(".\n")
 	f("- Limiter /metrics scraped every %s during the run (%d scrapes, %d failed).\n\n", p.ScrapeEvery, rep.Scrapes, rep.ScrapeErrs)
+}
 
+// writeLatency writes a fixed-rate table per mode: each path's latency, and what
+// the plain proxy and the limiter add over going direct.
+func writeLatency(f func(string, ...any), p Plan, s Summaries) {
 	for _, mode := range p.Modes {
 		lat := s.Latency[mode]
 		if lat == nil {
@@ -273,7 +294,11 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 			ratio(li.P99, pl.P99), TargetP99Ratio, verdict(li.P99, pl.P99, TargetP99Ratio),
 			ratio(li.Max, pl.Max))
 	}
+}
 
+// writeResources writes the proxies' CPU per request and their memory.
+func writeResources(f func(string, ...any), rep *Report, s Summaries) {
+	p := rep.Plan
 	f("### CPU and memory\n\n")
 	f("CPU is utime+stime from /proc/<pid>/stat over each measured window, per 1,000 req/s achieved. Memory is VmRSS and VmHWM from /proc/<pid>/status: idle before any traffic, at the end of the process's own fixed-rate windows (median: the steady state under the load), after the fixed-rate phase, and the peak (VmHWM, which includes any backlog a disturbed attempt built up).\n\n")
 	f("| process | vCPU per 1k req/s")
@@ -320,38 +345,41 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 			mb(s.WindowRSSAnon[proc]), mb(s.WindowRSSFile[proc]), mb(after.RSSAnon), mb(after.RSSFile))
 	}
 	f("\n")
-	writeStartup(f, rep.Startup)
+}
 
-	if len(rep.Tput) > 0 {
-		f("### Closed-loop throughput, non-streaming\n\n")
-		f("N clients send back to back for %s after %s warm-up; the repetition with the median rate is shown (req/s, p50 / p99). Throughput is the best rate whose p99 stays ≤ %s with no failures.\n\n", p.TputWindow, p.TputWarmup, p.SaneP99)
-		f("| clients |")
+// writeThroughput writes the closed-loop points and each path's best throughput.
+func writeThroughput(f func(string, ...any), p Plan, s Summaries) {
+	f("### Closed-loop throughput, non-streaming\n\n")
+	f("N clients send back to back for %s after %s warm-up; the repetition with the median rate is shown (req/s, p50 / p99). Throughput is the best rate whose p99 stays ≤ %s with no failures.\n\n", p.TputWindow, p.TputWarmup, p.SaneP99)
+	f("| clients |")
+	for _, path := range Paths {
+		f(" %s |", pathLabel(path))
+	}
+	f("\n|---:|")
+	for range Paths {
+		f("---:|")
+	}
+	f("\n")
+	for _, conc := range p.Concurrency {
+		f("| %d |", conc)
 		for _, path := range Paths {
-			f(" %s |", pathLabel(path))
-		}
-		f("\n|---:|")
-		for range Paths {
-			f("---:|")
+			t := s.Tput[path][conc]
+			f(" %.0f (%s / %s)%s |", t.Rate(), ms(t.Summary.P50), ms(t.Summary.P99), failedNote(t.Failed))
 		}
 		f("\n")
-		for _, conc := range p.Concurrency {
-			f("| %d |", conc)
-			for _, path := range Paths {
-				t := s.Tput[path][conc]
-				f(" %.0f (%s / %s)%s |", t.Rate(), ms(t.Summary.P50), ms(t.Summary.P99), failedNote(t.Failed))
-			}
-			f("\n")
-		}
-		f("| **throughput** |")
-		for _, path := range Paths {
-			bt := s.Best[path]
-			f(" **%.0f** (c=%d) |", bt.Rate(), bt.Concurrency)
-		}
-		f("\n\nLimiter / plain throughput: %.2fx. Proxy CPU at that point: plain %.2f vCPU, limiter %.2f vCPU.\n\n",
-			s.Best[PathLimiter].Rate()/s.Best[PathPlain].Rate(),
-			tputVCPU(s.Best[PathPlain], ProcPlain), tputVCPU(s.Best[PathLimiter], ProcLimiter))
 	}
+	f("| **throughput** |")
+	for _, path := range Paths {
+		bt := s.Best[path]
+		f(" **%.0f** (c=%d) |", bt.Rate(), bt.Concurrency)
+	}
+	f("\n\nLimiter / plain throughput: %.2fx. Proxy CPU at that point: plain %.2f vCPU, limiter %.2f vCPU.\n\n",
+		s.Best[PathLimiter].Rate()/s.Best[PathPlain].Rate(),
+		tputVCPU(s.Best[PathPlain], ProcPlain), tputVCPU(s.Best[PathLimiter], ProcLimiter))
+}
 
+// writeWindows writes every measured window and closed-loop point, folded.
+func writeWindows(f func(string, ...any), rep *Report) {
 	f("<details><summary>Every measured window</summary>\n\n")
 	f("| rep | mode | order | path | req/s | p50 | p90 | p99 | max | failed | its process vCPU/1k | loadgen vCPU/1k | other processes vCPU | load 1m | discarded |\n")
 	f("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -368,11 +396,6 @@ func WriteMarkdown(out io.Writer, rep *Report, meta Meta) error {
 		}
 	}
 	f("\n</details>\n")
-	if fails := failures(rep); fails != "" {
-		f("\nFailures: %s\n", fails)
-	}
-	_, err := io.WriteString(out, b.String())
-	return err
 }
 
 func tputVCPU(t TputPoint, proc string) float64 {
