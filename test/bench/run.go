@@ -158,7 +158,6 @@ func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) 
 	pids := map[string]int{
 		ProcSimulator: st.Sim.Pid(), ProcPlain: st.Plain.Pid(), ProcLimiter: st.Limiter.Pid(), ProcLoadgen: os.Getpid(),
 	}
-	targets := st.Targets()
 	var err error
 	if rep.MemAtStart, _, err = sample(pids); err != nil {
 		return rep, err
@@ -175,12 +174,36 @@ func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) 
 		}
 	}
 
+	stopScrape := scrapeLimiter(ctx, st, plan.ScrapeEvery)
+	defer func() { rep.Scrapes, rep.ScrapeErrs = stopScrape() }()
+
+	r := runner{c: c, targets: st.Targets(), plan: plan, pids: pids, rep: rep}
+	if err := r.fixedRate(ctx); err != nil {
+		return rep, err
+	}
+	rep.MemAfterRun, _, _ = sample(pids)
+	if m, err := st.ScrapeLimiter(ctx); err == nil {
+		rep.LimiterRuntime = GoRuntimeStats(m)
+	}
+	if err := r.closedLoop(ctx); err != nil {
+		return rep, err
+	}
+	rep.MemAfterAll, _, _ = sample(pids)
+	rep.Finished = time.Now()
+	rep.LoadAfter, _ = LoadAvg()
+	return rep, nil
+}
+
+// scrapeLimiter scrapes the limiter's /metrics every interval (never if it is 0),
+// as a monitoring system would, until the returned stop, which says how many
+// scrapes succeeded and failed.
+func scrapeLimiter(ctx context.Context, st *Stack, every time.Duration) (stop func() (n, errs int)) {
 	stopScrape := make(chan struct{})
 	scraped := make(chan [2]int, 1)
 	go func() {
 		n, errs := 0, 0
-		if plan.ScrapeEvery > 0 {
-			t := time.NewTicker(plan.ScrapeEvery)
+		if every > 0 {
+			t := time.NewTicker(every)
 			defer t.Stop()
 		loop:
 			for {
@@ -198,95 +221,110 @@ func Run(ctx context.Context, st *Stack, c *Client, plan Plan) (*Report, error) 
 		}
 		scraped <- [2]int{n, errs}
 	}()
-	defer func() {
+	return func() (int, int) {
 		close(stopScrape)
 		s := <-scraped
-		rep.Scrapes, rep.ScrapeErrs = s[0], s[1]
-	}()
+		return s[0], s[1]
+	}
+}
 
+// runner is what the phases of one Run share; they append to rep.
+type runner struct {
+	c       *Client
+	targets map[string]Target
+	plan    Plan
+	pids    map[string]int
+	rep     *Report
+}
+
+// fixedRate measures every path in every mode at the plan's rate, Reps times, the
+// path order shuffled and the mode order alternated in each repetition.
+func (r runner) fixedRate(ctx context.Context) error {
+	plan := r.plan
 	n := int(plan.Rate * plan.Window.Seconds())
 	warmN := int(plan.Rate * plan.Warmup.Seconds())
-	for r := range plan.Reps {
+	for rep := range plan.Reps {
 		modes := slices.Clone(plan.Modes)
-		if r%2 == 1 {
+		if rep%2 == 1 {
 			slices.Reverse(modes) // neither mode always runs first
 		}
 		for mi, mode := range modes {
 			w := plan.Workload
 			w.Stream = mode == ModeStreaming
 			order := slices.Clone(Paths)
-			rng := rand.New(rand.NewPCG(plan.Seed, uint64(r*len(modes)+mi)))
+			rng := rand.New(rand.NewPCG(plan.Seed, uint64(rep*len(modes)+mi)))
 			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 			for oi, path := range order {
-				t := targets[path]
-				c.CloseIdle()
+				t := r.targets[path]
+				r.c.CloseIdle()
 				if warmN > 0 {
-					if _, err := c.OpenLoop(ctx, t, w, plan.Rate, warmN, plan.MaxInFlight); err != nil {
-						return rep, fmt.Errorf("warm-up %s %s: %w", path, mode, err)
+					if _, err := r.c.OpenLoop(ctx, t, w, plan.Rate, warmN, plan.MaxInFlight); err != nil {
+						return fmt.Errorf("warm-up %s %s: %w", path, mode, err)
 					}
 				}
 				var win Window
 				for attempt := 0; ; attempt++ {
-					if win, err = measureWindow(ctx, c, t, w, plan, n, pids); err != nil {
-						return rep, fmt.Errorf("window %s %s: %w", path, mode, err)
+					var err error
+					if win, err = measureWindow(ctx, r.c, t, w, plan, n, r.pids); err != nil {
+						return fmt.Errorf("window %s %s: %w", path, mode, err)
 					}
-					win.Rep, win.Mode, win.Path, win.Order, win.Discarded = r+1, mode, path, oi+1, attempt
+					win.Rep, win.Mode, win.Path, win.Order, win.Discarded = rep+1, mode, path, oi+1, attempt
 					if plan.MaxOtherVCPU <= 0 || win.OtherVCPU() <= plan.MaxOtherVCPU || attempt >= plan.Retries {
 						break
 					}
-					progress(plan.Progress, "rep %d %-13s %-7s  discarded: other processes used %.2f vCPU", r+1, mode, path, win.OtherVCPU())
+					progress(plan.Progress, "rep %d %-13s %-7s  discarded: other processes used %.2f vCPU", rep+1, mode, path, win.OtherVCPU())
 				}
-				rep.Windows = append(rep.Windows, win)
+				r.rep.Windows = append(r.rep.Windows, win)
 				progress(plan.Progress, "rep %d %-13s %-7s  %6.0f req/s  p50 %-9s p99 %-9s max %-9s failed %d  %s %.3f vCPU/1k  other %.2f vCPU  load %.2f",
 					win.Rep, mode, path, win.Rate(), round(win.Summary.P50), round(win.Summary.P99), round(win.Summary.Max), win.Failed,
 					procOf(path), win.VCPUPer1k(procOf(path)), win.OtherVCPU(), win.Load[0])
 			}
 		}
 	}
-	rep.MemAfterRun, _, _ = sample(pids)
-	if m, err := st.ScrapeLimiter(ctx); err == nil {
-		rep.LimiterRuntime = GoRuntimeStats(m)
-	}
+	return nil
+}
 
+// closedLoop measures every path's non-streaming throughput at each of the plan's
+// concurrencies, Reps times, the path order shuffled in each.
+func (r runner) closedLoop(ctx context.Context) error {
+	plan := r.plan
 	w := plan.Workload
 	w.Stream = false
-	for r := range plan.Reps {
+	for rep := range plan.Reps {
 		if len(plan.Concurrency) == 0 {
 			break
 		}
 		for li, conc := range plan.Concurrency {
 			order := slices.Clone(Paths)
-			rng := rand.New(rand.NewPCG(plan.Seed+1, uint64(r*len(plan.Concurrency)+li)))
+			rng := rand.New(rand.NewPCG(plan.Seed+1, uint64(rep*len(plan.Concurrency)+li)))
 			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 			for _, path := range order {
-				t := targets[path]
-				c.CloseIdle()
+				t := r.targets[path]
+				r.c.CloseIdle()
 				if plan.TputWarmup > 0 {
-					if _, err := c.ClosedLoop(ctx, t, w, conc, plan.TputWarmup); err != nil {
-						return rep, fmt.Errorf("closed-loop warm-up %s c=%d: %w", path, conc, err)
+					if _, err := r.c.ClosedLoop(ctx, t, w, conc, plan.TputWarmup); err != nil {
+						return fmt.Errorf("closed-loop warm-up %s c=%d: %w", path, conc, err)
 					}
 				}
 				var p TputPoint
 				for attempt := 0; ; attempt++ {
-					if p, err = measurePoint(ctx, c, t, w, conc, plan.TputWindow, pids); err != nil {
-						return rep, fmt.Errorf("closed loop %s c=%d: %w", path, conc, err)
+					var err error
+					if p, err = measurePoint(ctx, r.c, t, w, conc, plan.TputWindow, r.pids); err != nil {
+						return fmt.Errorf("closed loop %s c=%d: %w", path, conc, err)
 					}
-					p.Rep, p.Discarded = r+1, attempt
+					p.Rep, p.Discarded = rep+1, attempt
 					if plan.MaxOtherVCPU <= 0 || p.OtherVCPU() <= plan.MaxOtherVCPU || attempt >= plan.Retries {
 						break
 					}
-					progress(plan.Progress, "rep %d closed c=%-4d %-7s discarded: other processes used %.2f vCPU", r+1, conc, path, p.OtherVCPU())
+					progress(plan.Progress, "rep %d closed c=%-4d %-7s discarded: other processes used %.2f vCPU", rep+1, conc, path, p.OtherVCPU())
 				}
-				rep.Tput = append(rep.Tput, p)
+				r.rep.Tput = append(r.rep.Tput, p)
 				progress(plan.Progress, "rep %d closed c=%-4d %-7s %7.0f req/s  p50 %-9s p99 %-9s failed %d",
 					p.Rep, conc, path, p.Rate(), round(p.Summary.P50), round(p.Summary.P99), p.Failed)
 			}
 		}
 	}
-	rep.MemAfterAll, _, _ = sample(pids)
-	rep.Finished = time.Now()
-	rep.LoadAfter, _ = LoadAvg()
-	return rep, nil
+	return nil
 }
 
 // measureWindow sends n requests at plan.Rate and samples every process around them.
