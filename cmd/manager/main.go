@@ -34,74 +34,84 @@ func main() {
 	}
 }
 
-func run() error {
-	var (
-		metricsAddr   string
-		secureMetrics bool
-		probeAddr     string
-		leaderElect   bool
-		leaderElectNS string
-		enableHTTP2   bool
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint; 0 disables it.")
-	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorised by the API server.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
-	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
-	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487 rapid reset).")
-	var controllerOpts controller.Options
-	flag.StringVar(&controllerOpts.ControlURL, "control-url", "", "URL of the control channel as limiter sidecars reach it, written into every rendered limiter config; empty renders none.")
-	flag.StringVar(&controllerOpts.CABundleFile, "control-ca-file", "", "PEM CA bundle that verifies the control channel, copied into every rendered config as ca.crt (e.g. <cert-dir>/ca.crt); empty: sidecars use system roots.")
-	flag.DurationVar(&controllerOpts.ReportInterval, "control-report-interval", 0, "How often limiter sidecars report over the control channel (0: 10s).")
-	flag.DurationVar(&controllerOpts.SecretRecheckInterval, "secret-recheck-interval", controller.DefaultSecretRecheckInterval,
+// options are the manager's command-line settings.
+type options struct {
+	metricsAddr     string
+	secureMetrics   bool
+	probeAddr       string
+	leaderElect     bool
+	leaderElectNS   string
+	enableHTTP2     bool
+	watchNamespaces []string
+	controller      controller.Options
+	webhook         webhook.Options
+	certs           certs.Options
+	hub             hub.Options
+	zap             zap.Options
+}
+
+// parseFlags reads the command line into options.
+func parseFlags() *options {
+	o := &options{webhook: webhook.DefaultOptions(), certs: certs.DefaultOptions(), hub: hub.DefaultOptions(),
+		zap: zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}}
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint; 0 disables it.")
+	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, authenticated and authorised by the API server.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
+	flag.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
+	flag.BoolVar(&o.enableHTTP2, "enable-http2", false, "Serve HTTP/2 on the metrics and webhook servers (off: CVE-2023-44487 rapid reset).")
+	flag.StringVar(&o.controller.ControlURL, "control-url", "", "URL of the control channel as limiter sidecars reach it, written into every rendered limiter config; empty renders none.")
+	flag.StringVar(&o.controller.CABundleFile, "control-ca-file", "", "PEM CA bundle that verifies the control channel, copied into every rendered config as ca.crt (e.g. <cert-dir>/ca.crt); empty: sidecars use system roots.")
+	flag.DurationVar(&o.controller.ReportInterval, "control-report-interval", 0, "How often limiter sidecars report over the control channel (0: 10s).")
+	flag.DurationVar(&o.controller.SecretRecheckInterval, "secret-recheck-interval", controller.DefaultSecretRecheckInterval,
 		"How often the credential Secrets that ProviderQuotas name are checked again by name (the manager may only get Secrets, not watch them).")
-	var watchNamespaces []string
 	flag.Func("watch-namespaces", "Comma-separated namespaces to reconcile and inject, for a namespace-scoped install whose Roles grant nothing elsewhere; empty: every namespace.", func(s string) error {
 		for ns := range strings.SplitSeq(s, ",") {
 			if ns = strings.TrimSpace(ns); ns != "" {
-				watchNamespaces = append(watchNamespaces, ns)
+				o.watchNamespaces = append(o.watchNamespaces, ns)
 			}
 		}
 		return nil
 	})
-	webhookOpts := webhook.DefaultOptions()
-	webhookOpts.BindFlags(flag.CommandLine)
-	certOpts := certs.DefaultOptions()
-	certOpts.BindFlags(flag.CommandLine)
-	hubOpts := hub.DefaultOptions()
-	hubOpts.BindFlags(flag.CommandLine)
-	opts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
-	opts.BindFlags(flag.CommandLine)
+	o.webhook.BindFlags(flag.CommandLine)
+	o.certs.BindFlags(flag.CommandLine)
+	o.hub.BindFlags(flag.CommandLine)
+	o.zap.BindFlags(flag.CommandLine)
 	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	return o
+}
+
+func run() error {
+	o := parseFlags()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
 	log := ctrl.Log.WithName("setup")
 
 	var tlsOpts []func(*tls.Config)
-	if !enableHTTP2 {
+	if !o.enableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
 	// One serving certificate for the webhook, the control channel and the metrics
 	// endpoint, loaded before the webhook server needs it.
-	certMgr, err := certs.New(certOpts)
+	certMgr, err := certs.New(o.certs)
 	if err != nil {
 		return err
 	}
-	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts}
-	if secureMetrics {
+	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics, TLSOpts: tlsOpts}
+	if o.secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 		// Not controller-runtime's throwaway self-signed certificate: Prometheus
 		// verifies this one with the CA in the certificate Secret.
 		metricsOpts.TLSOpts = append(slices.Clone(tlsOpts), certMgr.TLSOpt())
 	}
-	webhookOpts.WatchNamespaces = watchNamespaces
-	webhookOpts.ExcludedNamespaces = append(webhookOpts.ExcludedNamespaces, certOpts.Namespace)
-	webhookServer := crwebhook.NewServer(crwebhook.Options{Port: webhookOpts.Port, TLSOpts: append(slices.Clone(tlsOpts), certMgr.TLSOpt())})
+	o.webhook.WatchNamespaces = o.watchNamespaces
+	o.webhook.ExcludedNamespaces = append(o.webhook.ExcludedNamespaces, o.certs.Namespace)
+	webhookServer := crwebhook.NewServer(crwebhook.Options{Port: o.webhook.Port, TLSOpts: append(slices.Clone(tlsOpts), certMgr.TLSOpt())})
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
-	cacheOpts, err := controller.CacheOptions(watchNamespaces)
+	cacheOpts, err := controller.CacheOptions(o.watchNamespaces)
 	if err != nil {
 		return err
 	}
@@ -109,35 +119,48 @@ func run() error {
 		Scheme:                  scheme.New(),
 		Cache:                   cacheOpts,
 		Metrics:                 metricsOpts,
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "aiquota-manager.quota.aiquota.dev",
-		LeaderElectionNamespace: leaderElectNS,
+		LeaderElectionNamespace: o.leaderElectNS,
 		WebhookServer:           webhookServer,
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
+	if err := setUp(mgr, o, certMgr, webhookServer, tlsOpts); err != nil {
+		return err
+	}
+	log.Info("starting manager", "metricsAddress", o.metricsAddr, "probeAddress", o.probeAddr, "leaderElection", o.leaderElect, "watchNamespaces", o.watchNamespaces)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}
+
+// setUp adds the reconcilers, the certificate manager, the injection webhook and the
+// control channel to mgr, with its health and ready checks.
+func setUp(mgr ctrl.Manager, o *options, certMgr *certs.Manager, webhookServer crwebhook.Server, tlsOpts []func(*tls.Config)) error {
 	// The CA file the renderer copies is written by the certificate manager; let it
 	// announce changes so new configs carry a new CA at once.
-	controllerOpts.CASource = certMgr
-	if err := controller.SetupWithManager(mgr, controllerOpts); err != nil {
+	o.controller.CASource = certMgr
+	if err := controller.SetupWithManager(mgr, o.controller); err != nil {
 		return fmt.Errorf("set up controllers: %w", err)
 	}
 	if err := certMgr.SetupWithManager(context.Background(), mgr); err != nil {
 		return fmt.Errorf("set up serving certificates: %w", err)
 	}
-	injector, err := webhook.SetupWithManager(mgr, webhookOpts)
+	injector, err := webhook.SetupWithManager(mgr, o.webhook)
 	if err != nil {
 		return fmt.Errorf("set up the injection webhook: %w", err)
 	}
 	// The control channel serves the manager's certificate unless given a directory.
-	hubOpts.PodNamespace, hubOpts.PodName = os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
-	hubOpts.TLSOpts = slices.Clone(tlsOpts)
-	if hubOpts.CertDir == "" {
-		hubOpts.TLSOpts = append(hubOpts.TLSOpts, certMgr.TLSOpt())
+	o.hub.PodNamespace, o.hub.PodName = os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
+	o.hub.TLSOpts = slices.Clone(tlsOpts)
+	if o.hub.CertDir == "" {
+		o.hub.TLSOpts = append(o.hub.TLSOpts, certMgr.TLSOpt())
 	}
-	if _, err := hub.SetupWithManager(mgr, hubOpts); err != nil {
+	if _, err := hub.SetupWithManager(mgr, o.hub); err != nil {
 		return fmt.Errorf("set up the control channel: %w", err)
 	}
 	// Ready only when the certificate is in place and trusted, the webhook serves,
@@ -156,10 +179,6 @@ func run() error {
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
-	}
-	log.Info("starting manager", "metricsAddress", metricsAddr, "probeAddress", probeAddr, "leaderElection", leaderElect, "watchNamespaces", watchNamespaces)
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
-		return fmt.Errorf("run manager: %w", err)
 	}
 	return nil
 }
