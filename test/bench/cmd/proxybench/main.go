@@ -33,55 +33,83 @@ func main() {
 	}
 }
 
-func run() error {
-	rate := flag.Float64("rate", 2000, "fixed arrival rate of the open-loop phase, req/s")
-	window := flag.Duration("window", 20*time.Second, "measured window per path, mode and repetition")
-	warmup := flag.Duration("warmup", 5*time.Second, "warm-up at the same rate before each measured window")
-	reps := flag.Int("reps", 3, "repetitions; medians over them are reported")
+// The simulator's account and the model every request names.
+const (
+	apiKey = "sk-bench-openai"
+	model  = "gpt-4o"
+)
+
+// options are the command line: the plan, and how to run and report it.
+type options struct {
+	plan        bench.Plan
+	maxLoad     float64
+	maxLoadWait time.Duration
+	jsonOut     string
+	render      string
+	out         string
+	verbose     bool
+}
+
+// parseFlags reads the command line into options.
+func parseFlags() (*options, error) {
+	o := &options{plan: bench.Plan{Workload: bench.Workload{Model: model, APIKey: apiKey}, Progress: os.Stderr}}
+	p := &o.plan
+	flag.Float64Var(&p.Rate, "rate", 2000, "fixed arrival rate of the open-loop phase, req/s")
+	flag.DurationVar(&p.Window, "window", 20*time.Second, "measured window per path, mode and repetition")
+	flag.DurationVar(&p.Warmup, "warmup", 5*time.Second, "warm-up at the same rate before each measured window")
+	flag.IntVar(&p.Reps, "reps", 3, "repetitions; medians over them are reported")
 	modes := flag.String("modes", bench.ModeNonStreaming+","+bench.ModeStreaming, "comma-separated modes of the fixed-rate phase")
-	bodyBytes := flag.Int("body-bytes", 1024, "request body size")
-	maxTokens := flag.Int("max-tokens", 64, "max_tokens of each request (the limiter reserves it)")
-	outputTokens := flag.Int64("output-tokens", 8, "tokens per answer: the number of stream chunks")
-	ttft := flag.Duration("ttft", 0, "simulator's fixed time to first token")
-	tokenizer := flag.String("tokenizer", "o200k_base", "the limiter's tokenizer for the model: o200k_base, cl100k_base or estimate")
+	flag.IntVar(&p.Workload.BodyBytes, "body-bytes", 1024, "request body size")
+	flag.IntVar(&p.Workload.MaxTokens, "max-tokens", 64, "max_tokens of each request (the limiter reserves it)")
+	flag.Int64Var(&p.OutputTokens, "output-tokens", 8, "tokens per answer: the number of stream chunks")
+	flag.DurationVar(&p.TTFT, "ttft", 0, "simulator's fixed time to first token")
+	flag.StringVar(&p.Tokenizer, "tokenizer", "o200k_base", "the limiter's tokenizer for the model: o200k_base, cl100k_base or estimate")
 	limiterEnv := flag.String("limiter-env", "", "space-separated NAME=value pairs added to the limiter's environment (e.g. GOGC=100)")
-	maxInFlight := flag.Int("max-in-flight", 4096, "open loop: most requests outstanding at once")
+	flag.IntVar(&p.MaxInFlight, "max-in-flight", 4096, "open loop: most requests outstanding at once")
 	conc := flag.String("concurrency", "4,16,64", "closed-loop client counts; empty skips the throughput phase")
-	tputWarmup := flag.Duration("tput-warmup", 2*time.Second, "closed-loop warm-up per point")
-	tputWindow := flag.Duration("tput-window", 5*time.Second, "closed-loop measured window per point")
-	saneP99 := flag.Duration("sane-p99", 25*time.Millisecond, "closed loop: highest p99 at which a rate counts as throughput")
-	scrape := flag.Duration("scrape-every", 15*time.Second, "scrape the limiter's /metrics this often; 0 disables")
-	startupRuns := flag.Int("startup-runs", 5, "cold starts of the limiter and of the plain proxy before the load (exec to ready, idle memory); 0 skips them")
-	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the path-order shuffles")
-	maxLoad := flag.Float64("max-load", 0, "if > 0, wait (up to -max-load-wait) until the 1-minute load average is below this before starting")
-	maxLoadWait := flag.Duration("max-load-wait", 15*time.Minute, "longest wait for -max-load")
-	maxOther := flag.Float64("max-other-vcpu", 0.3, "measure a fixed-rate window again when other processes used more than this many cores during it; 0 disables")
-	retries := flag.Int("retries", 2, "most re-measurements of one window for -max-other-vcpu")
-	jsonOut := flag.String("json", "", "also write the raw results as JSON to this file (re-render with -render)")
-	render := flag.String("render", "", "print the report of a -json file instead of running")
-	out := flag.String("out", "", "also write the Markdown report to this file")
-	verbose := flag.Bool("v", false, "copy the processes' logs to stderr")
+	flag.DurationVar(&p.TputWarmup, "tput-warmup", 2*time.Second, "closed-loop warm-up per point")
+	flag.DurationVar(&p.TputWindow, "tput-window", 5*time.Second, "closed-loop measured window per point")
+	flag.DurationVar(&p.SaneP99, "sane-p99", 25*time.Millisecond, "closed loop: highest p99 at which a rate counts as throughput")
+	flag.DurationVar(&p.ScrapeEvery, "scrape-every", 15*time.Second, "scrape the limiter's /metrics this often; 0 disables")
+	flag.IntVar(&p.StartupRuns, "startup-runs", 5, "cold starts of the limiter and of the plain proxy before the load (exec to ready, idle memory); 0 skips them")
+	flag.Uint64Var(&p.Seed, "seed", uint64(time.Now().UnixNano()), "seed of the path-order shuffles")
+	flag.Float64Var(&o.maxLoad, "max-load", 0, "if > 0, wait (up to -max-load-wait) until the 1-minute load average is below this before starting")
+	flag.DurationVar(&o.maxLoadWait, "max-load-wait", 15*time.Minute, "longest wait for -max-load")
+	flag.Float64Var(&p.MaxOtherVCPU, "max-other-vcpu", 0.3, "measure a fixed-rate window again when other processes used more than this many cores during it; 0 disables")
+	flag.IntVar(&p.Retries, "retries", 2, "most re-measurements of one window for -max-other-vcpu")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the raw results as JSON to this file (re-render with -render)")
+	flag.StringVar(&o.render, "render", "", "print the report of a -json file instead of running")
+	flag.StringVar(&o.out, "out", "", "also write the Markdown report to this file")
+	flag.BoolVar(&o.verbose, "v", false, "copy the processes' logs to stderr")
 	flag.Parse()
 
-	levels, err := parseInts(*conc)
-	if err != nil {
-		return fmt.Errorf("-concurrency: %w", err)
+	var err error
+	if p.Concurrency, err = parseInts(*conc); err != nil {
+		return nil, fmt.Errorf("-concurrency: %w", err)
 	}
-	modeList := strings.Split(*modes, ",")
-	for _, m := range modeList {
+	p.Modes = strings.Split(*modes, ",")
+	for _, m := range p.Modes {
 		if m != bench.ModeNonStreaming && m != bench.ModeStreaming {
-			return fmt.Errorf("-modes: %q is not %s or %s", m, bench.ModeNonStreaming, bench.ModeStreaming)
+			return nil, fmt.Errorf("-modes: %q is not %s or %s", m, bench.ModeNonStreaming, bench.ModeStreaming)
 		}
 	}
+	p.LimiterEnv = strings.Fields(*limiterEnv)
+	return o, nil
+}
 
-	if *render != "" {
-		return renderJSON(*render)
+func run() error {
+	o, err := parseFlags()
+	if err != nil {
+		return err
+	}
+	if o.render != "" {
+		return renderJSON(o.render)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if *maxLoad > 0 {
-		if err := waitQuiet(ctx, *maxLoad, *maxLoadWait); err != nil {
+	if o.maxLoad > 0 {
+		if err := waitQuiet(ctx, o.maxLoad, o.maxLoadWait); err != nil {
 			return err
 		}
 	}
@@ -95,11 +123,10 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 
-	const apiKey = "sk-bench-openai"
-	const model = "gpt-4o"
-	opts := bench.StackOptions{Root: root, Dir: dir, TimeToFirstToken: *ttft, OutputTokens: *outputTokens, Model: model, APIKey: apiKey, Tokenizer: *tokenizer,
-		LimiterEnv: strings.Fields(*limiterEnv)}
-	if *verbose {
+	p := o.plan
+	opts := bench.StackOptions{Root: root, Dir: dir, TimeToFirstToken: p.TTFT, OutputTokens: p.OutputTokens, Model: model, APIKey: apiKey, Tokenizer: p.Tokenizer,
+		LimiterEnv: p.LimiterEnv}
+	if o.verbose {
 		opts.Logs = os.Stderr
 	}
 	fmt.Fprintln(os.Stderr, "proxybench: building and starting simulator, plain proxy and limiter")
@@ -109,31 +136,7 @@ func run() error {
 	}
 	defer st.Close()
 
-	plan := bench.Plan{
-		Workload:     bench.Workload{Model: model, APIKey: apiKey, BodyBytes: *bodyBytes, MaxTokens: *maxTokens},
-		Tokenizer:    *tokenizer,
-		LimiterEnv:   opts.LimiterEnv,
-		TTFT:         *ttft,
-		OutputTokens: *outputTokens,
-		Rate:         *rate,
-		Warmup:       *warmup,
-		Window:       *window,
-		Reps:         *reps,
-		Modes:        modeList,
-		MaxInFlight:  *maxInFlight,
-		Concurrency:  levels,
-		TputWarmup:   *tputWarmup,
-		TputWindow:   *tputWindow,
-		SaneP99:      *saneP99,
-		Seed:         *seed,
-		MaxOtherVCPU: *maxOther,
-		Retries:      *retries,
-		ScrapeEvery:  *scrape,
-		StartupRuns:  *startupRuns,
-		Progress:     os.Stderr,
-	}
-	client := bench.NewClient(*maxInFlight)
-	rep, err := bench.Run(ctx, st, client, plan)
+	rep, err := bench.Run(ctx, st, bench.NewClient(p.MaxInFlight), p)
 	if err != nil {
 		return err
 	}
@@ -141,22 +144,28 @@ func run() error {
 		fmt.Fprintln(os.Stderr, "proxybench: stopping processes:", err)
 	}
 	meta := bench.Meta{Command: "go run ./test/bench/cmd/proxybench " + shellJoin(os.Args[1:]), Commit: commit(ctx, root)}
+	return o.write(rep, meta)
+}
+
+// write prints the Markdown report, and writes it and the raw results to the files
+// the command line names.
+func (o *options) write(rep *bench.Report, meta bench.Meta) error {
 	if err := bench.WriteMarkdown(os.Stdout, rep, meta); err != nil {
 		return err
 	}
-	if *jsonOut != "" {
-		if err := writeJSON(*jsonOut, saved{Report: rep, Meta: meta}); err != nil {
+	if o.jsonOut != "" {
+		if err := writeJSON(o.jsonOut, saved{Report: rep, Meta: meta}); err != nil {
 			return err
 		}
 	}
-	if *out != "" {
-		f, err := os.Create(*out)
+	if o.out != "" {
+		f, err := os.Create(o.out)
 		if err != nil {
-			return fmt.Errorf("create %s: %w", *out, err)
+			return fmt.Errorf("create %s: %w", o.out, err)
 		}
 		defer f.Close()
 		if err := bench.WriteMarkdown(f, rep, meta); err != nil {
-			return fmt.Errorf("write %s: %w", *out, err)
+			return fmt.Errorf("write %s: %w", o.out, err)
 		}
 	}
 	return nil
