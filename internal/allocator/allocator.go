@@ -272,18 +272,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 	limits, margin, declared := acc.limits, acc.margin, acc.declared
 	acc.declared, acc.margin = r.Limits, min(max(a.cfg.Margin, r.Margin), 1)
 	if r.Day > acc.day {
-		acc.stale = true
-		// A new UTC day: yesterday's usage no longer counts. A holder's ceiling
-		// still does, whole, until its next lease: its counter restarts at zero
-		// under the ceiling it holds.
-		acc.day, acc.retired, acc.floor = r.Day, Amounts{}, Amounts{}
-		for _, h := range acc.holders {
-			for d := range NumDims {
-				if d.Daily() {
-					h.used[d] = 0
-				}
-			}
-		}
+		acc.startDay(r.Day)
 	}
 	a.expireAccount(r.Account, acc, now)
 	h := acc.holders[r.Holder]
@@ -349,31 +338,7 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 	if acc.stale || acc.shares == nil {
 		acc.shares, acc.stale = a.targets(acc), false
 	}
-	targets := acc.shares
-	for d := range NumDims {
-		dim := d
-		if acc.limits[d] <= 0 {
-			h.offered[d], h.committed[d] = 0, 0
-			continue
-		}
-		want := targets[r.Holder][d]
-		cur := h.committed[d]
-		offer := min(want, cur)
-		if !learning && want > cur {
-			free := a.budget(acc, dim) - acc.committed(dim)
-			if r.Applied == nil {
-				// A new holder draws on the reserve at once.
-				offer = cur + max(0, min(want-cur, free))
-			} else {
-				offer = cur + max(0, min(want-cur, free-a.reserve(acc, dim)))
-			}
-		}
-		if dim == Concurrency || dim.Daily() {
-			offer = math.Floor(offer)
-		}
-		h.offered[d] = offer
-		h.committed[d] = max(h.committed[d], offer)
-	}
+	a.offer(acc, h, acc.shares[r.Holder], r.Applied == nil, learning)
 	h.expires = now.Add(a.cfg.TTL)
 	if a.horizon {
 		// Past the horizon the next leader may be granting: nothing offered may
@@ -385,6 +350,50 @@ func (a *Allocator) Report(now time.Time, r Report) (lease Lease, ok bool) {
 		lease.Limited[d] = acc.limits[d] > 0
 	}
 	return lease, true
+}
+
+// startDay begins a new UTC day: yesterday's usage no longer counts. A holder's
+// ceiling still does, whole, until its next lease: its counter restarts at zero
+// under the ceiling it holds.
+func (acc *account) startDay(day int64) {
+	acc.stale = true
+	acc.day, acc.retired, acc.floor = day, Amounts{}, Amounts{}
+	for _, h := range acc.holders {
+		for d := range NumDims {
+			if d.Daily() {
+				h.used[d] = 0
+			}
+		}
+	}
+}
+
+// offer sets h's offer in every dimension: at once down to its target, up towards
+// it only by what the budget leaves uncommitted (less the reserve for newcomers,
+// unless h is one) and not while learning.
+func (a *Allocator) offer(acc *account, h *holder, target Amounts, newcomer, learning bool) {
+	for d := range NumDims {
+		if acc.limits[d] <= 0 {
+			h.offered[d], h.committed[d] = 0, 0
+			continue
+		}
+		want := target[d]
+		cur := h.committed[d]
+		offer := min(want, cur)
+		if !learning && want > cur {
+			free := a.budget(acc, d) - acc.committed(d)
+			if newcomer {
+				// A new holder draws on the reserve at once.
+				offer = cur + max(0, min(want-cur, free))
+			} else {
+				offer = cur + max(0, min(want-cur, free-a.reserve(acc, d)))
+			}
+		}
+		if d == Concurrency || d.Daily() {
+			offer = math.Floor(offer)
+		}
+		h.offered[d] = offer
+		h.committed[d] = max(h.committed[d], offer)
+	}
 }
 
 // correctLimits sets the limits grants are made against: the declared ones, each
