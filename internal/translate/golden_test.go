@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/aiquota/aiquota/internal/limiterconfig"
 	"github.com/aiquota/aiquota/internal/provider"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/ from the current output")
@@ -77,24 +76,6 @@ func targetModel(providerType string) string {
 func translation(app provider.Dialect, op provider.Operation, target provider.Dialect, providerType string) *Translation {
 	return &Translation{app: app, appOp: op, target: target, providerType: providerType,
 		Stream: true, includeUsage: true, appSSE: true}
-}
-
-// checkGolden compares got with the golden file, or rewrites it under -update.
-func checkGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-golden +got):\n%s", path, diff)
-	}
 }
 
 func indent(t *testing.T, body []byte) []byte {
@@ -162,7 +143,7 @@ func TestGoldenRequests(t *testing.T) {
 						t.Fatalf("the case is not a request the proxy accepts: %v", err)
 					}
 					tr, err := Request(src, body, Target{ProviderType: pt, Model: targetModel(pt), MaxOutputTokens: 4096})
-					checkGolden(t, base+".to-"+pt+".golden", renderRequest(t, tr, err))
+					testkit.Golden(t, base+".to-"+pt+".golden", renderRequest(t, tr, err), *update)
 					if err == nil {
 						checkTargetRequest(t, provider.DialectOf(pt), tr.Body)
 					}
@@ -194,7 +175,7 @@ func TestGoldenResponses(t *testing.T) {
 						got = indent(t, out)
 						checkAppResponse(t, app.op, out, body, td.dialect)
 					}
-					checkGolden(t, base+".to-"+app.name+".golden", got)
+					testkit.Golden(t, base+".to-"+app.name+".golden", got, *update)
 				})
 			}
 		}
@@ -232,7 +213,7 @@ func TestGoldenStreams(t *testing.T) {
 				t.Run(filepath.Base(base)+"/"+td.dir+"-to-"+app.name, func(t *testing.T) {
 					tr := translation(app.dialect, app.op, td.dialect, td.providerType)
 					got, s := runStream(tr, upstream, nil)
-					checkGolden(t, base+".to-"+app.name+".golden", got)
+					testkit.Golden(t, base+".to-"+app.name+".golden", got, *update)
 					// Any chunking gives the same stream: byte by byte, and in
 					// random pieces, as a network delivers them.
 					if one, _ := runStream(tr, upstream, []int{1}); !bytes.Equal(one, got) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aiquota/aiquota/internal/injection"
 	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the injector's output")
@@ -70,19 +71,7 @@ func TestGolden(t *testing.T) {
 				t.Errorf("warnings = %q, want %d", resp.Warnings, tc.warnings)
 			}
 			got := toYAML(t, applyPatches(t, in, resp))
-			path := filepath.Join("testdata", tc.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("injected pod differs from %s (-want +got):\n%s", path, diff)
-			}
+			testkit.Golden(t, filepath.Join("testdata", tc.name+".golden"), got, *update)
 		})
 	}
 }
