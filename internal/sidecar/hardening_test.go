@@ -1,10 +1,7 @@
 package sidecar
 
 import (
-	"bufio"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,43 +18,12 @@ import (
 
 func TestATricklingBodyGets408AndAClosedConnection(t *testing.T) {
 	e := multiEnv(t, func(o *Options) { o.BodyReadTimeout = 300 * time.Millisecond })
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.proxy.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	// A body announced as 200 bytes that arrives a byte every 50 ms would take 10 s.
-	if _, err := fmt.Fprintf(conn, "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"); err != nil {
-		t.Fatal(err)
+	a := testkit.Trickle(t, e.proxy.URL, "/v1/messages", 200, 50*time.Millisecond, 5*time.Second)
+	if a.Status != http.StatusRequestTimeout || !strings.Contains(string(a.Body), `"type":"error"`) {
+		t.Errorf("status %d body %s, want 408 in the Anthropic dialect", a.Status, a.Body)
 	}
-	stop := make(chan struct{})
-	var trickle sync.WaitGroup
-	trickle.Go(func() {
-		for range 200 {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			if _, err := conn.Write([]byte(" ")); err != nil {
-				return
-			}
-		}
-	})
-	defer func() { close(stop); trickle.Wait() }()
-	// Without a deadline nothing answers before the trickle ends; the test does not
-	// wait that long.
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("no answer to a trickling body: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"type":"error"`) {
-		t.Errorf("status %d body %s, want 408 in the Anthropic dialect", resp.StatusCode, body)
-	}
-	if !resp.Close {
+	if !a.Close {
 		t.Error("the connection stays open after a body whose framing was lost")
 	}
 	if got := outcomes(t, e.srv); got[outcomeBodyTimeout] != 1 {

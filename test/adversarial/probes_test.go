@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -69,38 +68,9 @@ func TestATricklingBodyIsCutOff(t *testing.T) {
 	}
 	acct := simulator.Account{Key: simKey, Provider: "openai", Limits: simulator.Limits{RequestsPerMinute: 100000}}
 	s := startStack(t, acct, nil, []string{"--body-read-timeout", "500ms"})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.proxy, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	var trickle sync.WaitGroup
-	trickle.Go(func() {
-		for range 500 {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			if _, err := conn.Write([]byte(" ")); err != nil {
-				return
-			}
-		}
-	})
-	defer func() { close(stop); trickle.Wait() }()
-	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("no answer to a trickling body: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
-		t.Errorf("status %d (close %v) %s, want 408 and a closed connection", resp.StatusCode, resp.Close, b)
+	a := testkit.Trickle(t, s.proxy, "/v1/chat/completions", 500, 100*time.Millisecond, 20*time.Second)
+	if a.Status != http.StatusRequestTimeout || !a.Close {
+		t.Errorf("status %d (close %v) %s, want 408 and a closed connection", a.Status, a.Close, a.Body)
 	}
 }
 
