@@ -18,17 +18,24 @@ import (
 	"github.com/aiquota/aiquota/internal/testenv"
 )
 
-// helmBin is the pinned helm the Makefile installs (HELM overrides).
-func helmBin(t *testing.T, root string) string {
+// pinnedTool is the tool the Makefile installs as bin/<name> (the environment
+// variable env overrides it); t fails, saying what needs it, when it is missing.
+func pinnedTool(t *testing.T, root, name, env, neededFor string) string {
 	t.Helper()
-	bin := os.Getenv("HELM")
+	bin := os.Getenv(env)
 	if bin == "" {
-		bin = filepath.Join(root, "bin", "helm")
+		bin = filepath.Join(root, "bin", name)
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("helm is needed for the chart tests: run `make helm` or set HELM (%v)", err)
+		t.Fatalf("%s is needed %s: run `make %s` or set %s (%v)", name, neededFor, name, env, err)
 	}
 	return bin
+}
+
+// helmBin is the pinned helm.
+func helmBin(t *testing.T, root string) string {
+	t.Helper()
+	return pinnedTool(t, root, "helm", "HELM", "for the chart tests")
 }
 
 // helmRun runs the real helm and returns its standard output.

@@ -373,13 +373,7 @@ func kustomize(t *testing.T, root string) installation {
 // kustomizeDir builds the kustomization in dir with the project's kustomize.
 func kustomizeDir(t *testing.T, root, dir string) installation {
 	t.Helper()
-	bin := os.Getenv("KUSTOMIZE")
-	if bin == "" {
-		bin = filepath.Join(root, "bin", "kustomize")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("kustomize is needed to build config/default: run `make kustomize` or set KUSTOMIZE (%v)", err)
-	}
+	bin := pinnedTool(t, root, "kustomize", "KUSTOMIZE", "to build config/default")
 	out, err := exec.CommandContext(t.Context(), bin, "build", dir).Output()
 	if err != nil {
 		var ee *exec.ExitError
