@@ -17,19 +17,6 @@ import (
 	"github.com/aiquota/aiquota/internal/testkit"
 )
 
-// writeAtomically replaces a file the way a Secret volume update does: readers see
-// the old or the new contents, never half of one.
-func writeAtomically(t *testing.T, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestCABundleChangeReachesEveryConfig: a broken bundle keeps the last configs and
 // says so; a new valid one is copied into every rendered ConfigMap.
 func TestCABundleChangeReachesEveryConfig(t *testing.T) {
@@ -54,7 +41,7 @@ func TestCABundleChangeReachesEveryConfig(t *testing.T) {
 		}
 	}
 
-	writeAtomically(t, caFile, []byte("not a certificate\n"))
+	testkit.WriteAtomically(t, caFile, []byte("not a certificate\n"))
 	cond := waitCondition(t, q, quotav1alpha1.ConditionConfigRendered, metav1.ConditionFalse, quotav1alpha1.ReasonRenderFailed)
 	if !strings.Contains(cond.Message, "holds no PEM certificate") || !strings.Contains(cond.Message, "stale") {
 		t.Errorf("ConfigRendered message %q", cond.Message)
@@ -67,7 +54,7 @@ func TestCABundleChangeReachesEveryConfig(t *testing.T) {
 	}
 
 	rotated := newCAPEM("aiquota-test-ca-2")
-	writeAtomically(t, caFile, rotated)
+	testkit.WriteAtomically(t, caFile, rotated)
 	for _, name := range cms {
 		testkit.Eventually(t, waitTimeout, "rotated CA in "+name, func() error {
 			cm := getConfigMap(t, ns, name)
@@ -127,13 +114,13 @@ func TestReadCABundle(t *testing.T) {
 
 func TestCABundleNotifiesOnChangeOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ca.crt")
-	writeAtomically(t, path, newCAPEM("one"))
+	testkit.WriteAtomically(t, path, newCAPEM("one"))
 	b := newCABundle(path, 0)
 	ch := b.subscribe()
 	if b.reload() {
 		t.Error("reload of an unchanged file reports a change")
 	}
-	writeAtomically(t, path, newCAPEM("two"))
+	testkit.WriteAtomically(t, path, newCAPEM("two"))
 	if !b.reload() {
 		t.Fatal("reload of a changed file reports no change")
 	}
@@ -158,7 +145,7 @@ func TestCABundleNotifiesOnChangeOnly(t *testing.T) {
 // OnCAChange calls refresh) reaches subscribers without waiting for the poll.
 func TestCABundleRefreshNotifiesAtOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ca.crt")
-	writeAtomically(t, path, newCAPEM("first"))
+	testkit.WriteAtomically(t, path, newCAPEM("first"))
 	c := newCABundle(path, time.Hour)
 	events := c.subscribe()
 	c.refresh()
@@ -168,7 +155,7 @@ func TestCABundleRefreshNotifiesAtOnce(t *testing.T) {
 	default:
 	}
 	second := newCAPEM("second")
-	writeAtomically(t, path, second)
+	testkit.WriteAtomically(t, path, second)
 	c.refresh()
 	select {
 	case <-events:

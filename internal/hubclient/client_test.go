@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -124,17 +123,6 @@ func newFiles(t *testing.T) *sidecarFiles {
 	return &sidecarFiles{token: filepath.Join(d, "token"), ca: filepath.Join(d, "ca.crt")}
 }
 
-func write(t *testing.T, path string, b []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func testConfig(url string, f *sidecarFiles, interval time.Duration) *limiterconfig.Config {
 	return &limiterconfig.Config{
 		SchemaVersion: limiterconfig.SchemaVersion,
@@ -210,8 +198,8 @@ func newSidecar(t *testing.T, token string, interval time.Duration) *sidecar {
 	t.Helper()
 	p := newPKI(t)
 	s := &sidecar{m: newManager(t, p), f: newFiles(t), live: &inForce{}}
-	write(t, s.f.ca, p.caPEM)
-	write(t, s.f.token, []byte(token))
+	testkit.WriteAtomically(t, s.f.ca, p.caPEM)
+	testkit.WriteAtomically(t, s.f.token, []byte(token))
 	cfg := testConfig(s.m.srv.URL, s.f, interval)
 	s.hash = s.live.set(t, cfg)
 	s.engine = limiter.New(limiter.Options{})
@@ -262,7 +250,7 @@ func TestReportsFromTheEngine(t *testing.T) {
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	testkit.Eventually(t, 60*time.Second, "two reports", testkit.True(func() bool { reps, _ := m.received(); return len(reps) >= 2 }))
-	write(t, f.token, []byte("token-2\n"))
+	testkit.WriteAtomically(t, f.token, []byte("token-2\n"))
 	testkit.Eventually(t, 60*time.Second, "a report with the rotated token", testkit.True(func() bool {
 		_, toks := m.received()
 		return toks[len(toks)-1] == "token-2"
@@ -349,8 +337,8 @@ func TestCAChangeAndNoControlSection(t *testing.T) {
 	p1, p2 := newPKI(t), newPKI(t)
 	m := newManager(t, p1)
 	f := newFiles(t)
-	write(t, f.ca, p1.caPEM)
-	write(t, f.token, []byte("token"))
+	testkit.WriteAtomically(t, f.ca, p1.caPEM)
+	testkit.WriteAtomically(t, f.token, []byte("token"))
 	cfg := testConfig(m.srv.URL, f, 100*time.Millisecond)
 	ctl := cfg.Control
 	cfg.Control = nil
@@ -379,7 +367,7 @@ func TestCAChangeAndNoControlSection(t *testing.T) {
 	m.srv.CloseClientConnections()
 	testkit.Eventually(t, 60*time.Second, "a failure logged", testkit.True(func() bool { return strings.Contains(logs.String(), "control channel report failed") }))
 	n, _ := m.received()
-	write(t, f.ca, p2.caPEM)
+	testkit.WriteAtomically(t, f.ca, p2.caPEM)
 	testkit.Eventually(t, 60*time.Second, "reports with the new CA", testkit.True(func() bool { reps, _ := m.received(); return len(reps) > len(n) }))
 	testkit.Eventually(t, 60*time.Second, "recovery logged", testkit.True(func() bool { return strings.Contains(logs.String(), "control channel reports resumed") }))
 }

@@ -86,13 +86,7 @@ func (e *env) writeConfig(c *limiterconfig.Config) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	tmp := e.cfgPath + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, e.cfgPath); err != nil {
-		e.t.Fatal(err)
-	}
+	testkit.WriteAtomically(e.t, e.cfgPath, b)
 }
 
 // assertNoSecrets checks that no key appears in logs, metrics or /state.

@@ -203,3 +203,16 @@ func (ca *CA) issue(commonName string) ([]byte, *ecdsa.PrivateKey, error) {
 	}
 	return der, key, nil
 }
+
+// WriteAtomically replaces the file at path the way a Secret or ConfigMap volume
+// update does: readers see the old or the new contents, never half of one.
+func WriteAtomically(t testing.TB, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
