@@ -202,22 +202,9 @@ func resourceVersions(t *testing.T, objs []client.Object) map[string]string {
 // fallbackChainReconciles is controller-runtime's count of finished reconciles of
 // the FallbackChain controller.
 func fallbackChainReconciles() float64 {
-	families, err := metrics.Registry.Gather()
+	n, err := testkit.CounterSum(metrics.Registry, "controller_runtime_reconcile_total", "controller", "fallbackchain")
 	if err != nil {
 		return -1
-	}
-	var n float64
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == "fallbackchain" {
-					n += m.GetCounter().GetValue()
-				}
-			}
-		}
 	}
 	return n
 }

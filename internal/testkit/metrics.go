@@ -57,3 +57,26 @@ func MetricNames(c prometheus.Collector) []string {
 }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// CounterSum sums the counter name's series in g whose label has value, as a
+// query sum(name{label="value"}) would.
+func CounterSum(g prometheus.Gatherer, name, label, value string) (float64, error) {
+	families, err := g.Gather()
+	if err != nil {
+		return 0, fmt.Errorf("gather metrics: %w", err)
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n, nil
+}

@@ -164,22 +164,9 @@ func startSuite() (*apiSuite, error) {
 // webhookCalls is the webhook server's own count of requests on the injector's path.
 func webhookCalls(t *testing.T) float64 {
 	t.Helper()
-	families, err := ctrlmetrics.Registry.Gather()
+	n, err := testkit.CounterSum(ctrlmetrics.Registry, "controller_runtime_webhook_requests_total", "webhook", Path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var n float64
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_webhook_requests_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "webhook" && l.GetValue() == Path {
-					n += m.GetCounter().GetValue()
-				}
-			}
-		}
 	}
 	return n
 }
