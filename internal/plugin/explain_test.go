@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +16,7 @@ import (
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/naming"
+	"github.com/aiquota/aiquota/internal/testkit"
 	"github.com/aiquota/aiquota/internal/webhook"
 )
 
@@ -43,18 +43,7 @@ func admitted(t *testing.T, cl *cluster, native bool, pod *corev1.Pod) *corev1.P
 	if !resp.Allowed || len(resp.Patches) == 0 {
 		t.Fatalf("the webhook did not inject %s: %+v", pod.Name, resp.Result)
 	}
-	ops, err := json.Marshal(resp.Patches)
-	if err != nil {
-		t.Fatal(err)
-	}
-	patch, err := jsonpatchapply.DecodePatch(ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := patch.Apply(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := testkit.ApplyPatches(t, raw, resp.Patches)
 	var got corev1.Pod
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -116,18 +115,7 @@ func FuzzHandle(f *testing.F) {
 		if !resp.Allowed || len(resp.Patches) == 0 {
 			return
 		}
-		ops, err := json.Marshal(resp.Patches)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := jsonpatchapply.DecodePatch(ops)
-		if err != nil {
-			t.Fatalf("patch does not decode: %v", err)
-		}
-		out, err := p.Apply(raw)
-		if err != nil {
-			t.Fatalf("patch %s does not apply to %s: %v", ops, raw, err)
-		}
+		out := applyPatches(t, raw, resp)
 		var injectedPod corev1.Pod
 		if err := json.Unmarshal(out, &injectedPod); err != nil {
 			t.Fatalf("patched pod does not decode: %v\n%s", err, out)

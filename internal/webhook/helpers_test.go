@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatchapply "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/scheme"
+	"github.com/aiquota/aiquota/internal/testkit"
 )
 
 // testImage is the limiter image in every test.
@@ -112,22 +112,7 @@ func rawRequest(namespace string, raw []byte) admission.Request {
 // applyPatches applies a response's JSON patch as the API server does.
 func applyPatches(t testing.TB, original []byte, resp admission.Response) []byte {
 	t.Helper()
-	if len(resp.Patches) == 0 {
-		return original
-	}
-	ops, err := json.Marshal(resp.Patches)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := jsonpatchapply.DecodePatch(ops)
-	if err != nil {
-		t.Fatalf("decode patch: %v", err)
-	}
-	out, err := p.Apply(original)
-	if err != nil {
-		t.Fatalf("apply patch %s: %v", ops, err)
-	}
-	return out
+	return testkit.ApplyPatches(t, original, resp.Patches)
 }
 
 // yamlFile reads a YAML file as JSON.
