@@ -115,16 +115,24 @@ func startSim(t *testing.T, account simulator.Account) string {
 	if err := os.WriteFile(simPath, simCfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sim, err := harness.Start("providersim", binaries(t)["providersim"], []string{"--addr", "127.0.0.1:0", "--config", simPath}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Stop(5 * time.Second) })
-	m, err := sim.WaitFor(simAddrRe, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, m := startProcess(t, "providersim", []string{"--addr", "127.0.0.1:0", "--config", simPath}, nil, 5*time.Second, simAddrRe)
 	return "http://" + m[1]
+}
+
+// startProcess starts the binary name, stopped within grace when the test ends,
+// and returns it with the submatches of the log line listening matches.
+func startProcess(t *testing.T, name string, args, env []string, grace time.Duration, listening *regexp.Regexp) (*harness.Process, []string) {
+	t.Helper()
+	p, err := harness.Start(name, binaries(t)[name], args, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(grace) })
+	m, err := p.WaitFor(listening, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, m
 }
 
 // writeConfig writes a limiter configuration to a file and returns its path.
@@ -146,15 +154,7 @@ func writeConfig(t *testing.T, cfg *limiterconfig.Config) string {
 func startLimiter(t *testing.T, cfgPath string, env, flags []string) *stack {
 	t.Helper()
 	args := append([]string{"--config", cfgPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, flags...)
-	lim, err := harness.Start("limiter", binaries(t)["limiter"], args, env, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lim.Stop(10 * time.Second) })
-	m, err := lim.WaitFor(limiterAddrRe, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lim, m := startProcess(t, "limiter", args, env, 10*time.Second, limiterAddrRe)
 	return &stack{t: t, limiter: lim, proxy: "http://" + m[1], admin: "http://" + m[2]}
 }
 
