@@ -212,16 +212,25 @@ func TestSnapshotReportsEverything(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// TestSetLimitReschedulesWaiters is the lease seam: a lease caps the configured
-// limit, and a raised lease wakes waiters at the new refill time without handing
-// out a burst.
-func TestSetLimitReschedulesWaiters(t *testing.T) {
-	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(600, 0), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
+// leasable is an engine with one key under limits and a queue of ten waiting up to
+// a minute, its pool for gpt-x, and the account that pool draws on, whose lease a
+// test sets.
+func leasable(t *testing.T, limits limiterconfig.Limits) (*fakeClock, *Pool, *Account) {
+	t.Helper()
+	e, clock := testEngine(t, testConfig([]string{"k"}, limits, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
 	pool := mustPool(t, e, "gpt-x")
 	account, ok := e.Account("openai", "k", limiterconfig.UnlistedPool)
 	if !ok {
 		t.Fatal("account not found")
 	}
+	return clock, pool, account
+}
+
+// TestSetLimitReschedulesWaiters is the lease seam: a lease caps the configured
+// limit, and a raised lease wakes waiters at the new refill time without handing
+// out a burst.
+func TestSetLimitReschedulesWaiters(t *testing.T) {
+	clock, pool, account := leasable(t, limitsRT(600, 0))
 	account.SetLimit(KindRequests, 1, 60) // a lease of 60 per minute
 	for range 60 {
 		if _, ok := pool.TryAdmit(Demand{}); !ok {
@@ -256,12 +265,7 @@ func TestSetLimitReschedulesWaiters(t *testing.T) {
 // smaller than one request; the request waits for a larger lease instead of being
 // refused as one that can never fit, which only the account's own limit decides.
 func TestALeaseBelowTheRequestWaitsForTheNextLease(t *testing.T) {
-	e, clock := testEngine(t, testConfig([]string{"k"}, limitsRT(0, 6000), limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
-	pool := mustPool(t, e, "gpt-x")
-	account, ok := e.Account("openai", "k", limiterconfig.UnlistedPool)
-	if !ok {
-		t.Fatal("account not found")
-	}
+	clock, pool, account := leasable(t, limitsRT(0, 6000))
 	account.SetLimit(KindTokens, 1, 60) // a probation lease of 60 tokens a minute
 	_, err := pool.Admit(context.Background(), Demand{InputTokens: 6001}, 5, time.Minute)
 	if rej := (*RejectError)(nil); !errors.As(err, &rej) || rej.Reason != ReasonTooLarge {
