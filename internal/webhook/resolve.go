@@ -145,14 +145,23 @@ func (r *resolver) resolve(ctx context.Context, namespace string, req podRequest
 	return r.resolveChain(ctx, namespace, req.chain)
 }
 
-func (r *resolver) resolveQuota(ctx context.Context, namespace, name string) (*target, error) {
-	var pq quotav1alpha1.ProviderQuota
-	found, err := r.get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &pq)
+// getNamed reads into obj the object of kind that the pod's annotation names; a
+// missing one is a notFoundError.
+func (r *resolver) getNamed(ctx context.Context, namespace, name, kind, annotation string, obj client.Object) error {
+	found, err := r.get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !found {
-		return nil, &notFoundError{kind: "ProviderQuota", name: name, namespace: namespace, annotation: naming.AnnotationProviderQuota}
+		return &notFoundError{kind: kind, name: name, namespace: namespace, annotation: annotation}
+	}
+	return nil
+}
+
+func (r *resolver) resolveQuota(ctx context.Context, namespace, name string) (*target, error) {
+	var pq quotav1alpha1.ProviderQuota
+	if err := r.getNamed(ctx, namespace, name, "ProviderQuota", naming.AnnotationProviderQuota, &pq); err != nil {
+		return nil, err
 	}
 	t := &target{configMap: naming.QuotaConfigMap(name), owner: ownerRef{"ProviderQuota", name, naming.AnnotationProviderQuota, pq.UID}}
 	t.add(&pq)
@@ -162,12 +171,8 @@ func (r *resolver) resolveQuota(ctx context.Context, namespace, name string) (*t
 
 func (r *resolver) resolveChain(ctx context.Context, namespace, name string) (*target, error) {
 	var fc quotav1alpha1.FallbackChain
-	found, err := r.get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &fc)
-	if err != nil {
+	if err := r.getNamed(ctx, namespace, name, "FallbackChain", naming.AnnotationFallbackChain, &fc); err != nil {
 		return nil, err
-	}
-	if !found {
-		return nil, &notFoundError{kind: "FallbackChain", name: name, namespace: namespace, annotation: naming.AnnotationFallbackChain}
 	}
 	t := &target{configMap: naming.ChainConfigMap(name), owner: ownerRef{"FallbackChain", name, naming.AnnotationFallbackChain, fc.UID}}
 	var missing []string
