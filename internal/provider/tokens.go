@@ -189,17 +189,10 @@ func (estimator) Count(ctx context.Context, text string) (int64, error) {
 			}
 			i = j
 		case classWhitespace:
-			j := i + 1
-			for j < n && text[j] < utf8.RuneSelf && asciiClasses[text[j]] == classWhitespace {
-				j++
-			}
+			i = runEnd(text, i, classWhitespace)
 			h += 100
-			i = j
 		case classPunct:
-			j := i + 1
-			for j < n && text[j] < utf8.RuneSelf && asciiClasses[text[j]] == classPunct {
-				j++
-			}
+			j := runEnd(text, i, classPunct)
 			h += 100 * ceilDiv(int64(j-i), 3)
 			i = j
 		default:
@@ -209,6 +202,15 @@ func (estimator) Count(ctx context.Context, text string) (int64, error) {
 		}
 	}
 	return ceilDiv(h*110, 100*100), nil
+}
+
+// runEnd is where the run of ASCII characters of class that starts at i ends.
+func runEnd(text string, i int, class charClass) int {
+	j := i + 1
+	for j < len(text) && text[j] < utf8.RuneSelf && asciiClasses[text[j]] == class {
+		j++
+	}
+	return j
 }
 
 // word charges the word of letters, digits and base64 symbols starting at i, run
