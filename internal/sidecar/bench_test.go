@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,19 +33,7 @@ func benchStub(b *testing.B) *httptest.Server {
 
 // benchSidecar starts an in-process sidecar for cfg, made by mk from a key file.
 func benchSidecar(b *testing.B, mk func(keyPath string) *limiterconfig.Config) string {
-	dir := b.TempDir()
-	keyPath := filepath.Join(dir, "key")
-	if err := os.WriteFile(keyPath, []byte("sk-bench"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	raw, err := limiterconfig.Marshal(mk(keyPath))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "limiter.json"), raw, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	srv := New(Options{ConfigPath: filepath.Join(dir, "limiter.json"), Logger: slog.New(slog.DiscardHandler)})
+	srv := New(Options{ConfigPath: stubConfig(b, "sk-bench", mk), Logger: slog.New(slog.DiscardHandler)})
 	proxy := httptest.NewServer(srv.ProxyHandler())
 	b.Cleanup(proxy.Close)
 	return proxy.URL

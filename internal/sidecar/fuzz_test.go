@@ -76,31 +76,24 @@ func fuzzServer(f *testing.F, shape func(*limiterconfig.Config)) *Server {
 		_, _ = w.Write([]byte(`{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"input_tokens":3,"output_tokens":2},"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":2}}`))
 	}))
 	f.Cleanup(stub.Close)
-	dir := f.TempDir()
-	keyPath := filepath.Join(dir, "key")
-	if err := os.WriteFile(keyPath, []byte("sk-fuzz-key\n"), 0o600); err != nil {
-		f.Fatal(err)
-	}
-	prov := func(name, typ string) limiterconfig.Provider {
-		return limiterconfig.Provider{Name: name, Type: typ, Endpoint: stub.URL, LearnFromHeaders: true, Policy: "fast",
-			Keys:   []limiterconfig.Key{{ID: name, File: keyPath}},
-			Limits: limiterconfig.Limits{RequestsPerMinute: 1 << 40, TokensPerMinute: 1 << 50, MaxConcurrency: 64},
-			Models: []limiterconfig.ModelPool{{Names: []string{"small"}, ContextWindow: 100}}}
-	}
-	cfg := &limiterconfig.Config{
-		SchemaVersion: limiterconfig.SchemaVersion,
-		Providers:     []limiterconfig.Provider{prov("o", "openai"), prov("a", "anthropic"), prov("g", "gemini")},
-		Policies:      []limiterconfig.Policy{fastPolicy("fast")},
-		Queue:         &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Millisecond), MaxDepth: 4},
-	}
-	if shape != nil {
-		shape(cfg)
-	}
-	b, _ := limiterconfig.Marshal(cfg)
-	path := filepath.Join(dir, "limiter.json")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		f.Fatal(err)
-	}
+	path := stubConfig(f, "sk-fuzz-key", func(keyPath string) *limiterconfig.Config {
+		prov := func(name, typ string) limiterconfig.Provider {
+			return limiterconfig.Provider{Name: name, Type: typ, Endpoint: stub.URL, LearnFromHeaders: true, Policy: "fast",
+				Keys:   []limiterconfig.Key{{ID: name, File: keyPath}},
+				Limits: limiterconfig.Limits{RequestsPerMinute: 1 << 40, TokensPerMinute: 1 << 50, MaxConcurrency: 64},
+				Models: []limiterconfig.ModelPool{{Names: []string{"small"}, ContextWindow: 100}}}
+		}
+		cfg := &limiterconfig.Config{
+			SchemaVersion: limiterconfig.SchemaVersion,
+			Providers:     []limiterconfig.Provider{prov("o", "openai"), prov("a", "anthropic"), prov("g", "gemini")},
+			Policies:      []limiterconfig.Policy{fastPolicy("fast")},
+			Queue:         &limiterconfig.Queue{MaxWait: limiterconfig.Duration(10 * time.Millisecond), MaxDepth: 4},
+		}
+		if shape != nil {
+			shape(cfg)
+		}
+		return cfg
+	})
 	s := New(Options{ConfigPath: path, Logger: slog.New(slog.DiscardHandler), MaxBodyBytes: 1 << 16})
 	if !s.Ready() {
 		f.Fatal("fuzz server not ready")

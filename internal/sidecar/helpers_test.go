@@ -80,6 +80,26 @@ func newEnv(t *testing.T, simCfg simulator.Config, mk func(simURL string, keyFil
 	return e
 }
 
+// stubConfig writes, in a new directory, a key file holding key and the config mk
+// makes from its path, and returns the config's path.
+func stubConfig(tb testing.TB, key string, mk func(keyPath string) *limiterconfig.Config) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	keyPath := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyPath, []byte(key+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	raw, err := limiterconfig.Marshal(mk(keyPath))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(dir, "limiter.json")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
 func (e *env) writeConfig(c *limiterconfig.Config) {
 	e.t.Helper()
 	b, err := limiterconfig.Marshal(c)
