@@ -375,7 +375,7 @@ func writeThroughput(f func(string, ...any), p Plan, s Summaries) {
 	}
 	f("\n\nLimiter / plain throughput: %.2fx. Proxy CPU at that point: plain %.2f vCPU, limiter %.2f vCPU.\n\n",
 		s.Best[PathLimiter].Rate()/s.Best[PathPlain].Rate(),
-		tputVCPU(s.Best[PathPlain], ProcPlain), tputVCPU(s.Best[PathLimiter], ProcLimiter))
+		s.Best[PathPlain].VCPU(ProcPlain), s.Best[PathLimiter].VCPU(ProcLimiter))
 }
 
 // writeWindows writes every measured window and closed-loop point, folded.
@@ -392,17 +392,10 @@ func writeWindows(f func(string, ...any), rep *Report) {
 		f("\n| rep | clients | path | req/s | p50 | p99 | max | failed | its process vCPU | loadgen vCPU | other processes vCPU | discarded |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, t := range rep.Tput {
 			f("| %d | %d | %s | %.0f | %s | %s | %s | %d | %.2f | %.2f | %.2f | %d |\n", t.Rep, t.Concurrency, t.Path, t.Rate(),
-				ms(t.Summary.P50), ms(t.Summary.P99), ms(t.Summary.Max), t.Failed, tputVCPU(t, procOf(t.Path)), tputVCPU(t, ProcLoadgen), t.OtherVCPU(), t.Discarded)
+				ms(t.Summary.P50), ms(t.Summary.P99), ms(t.Summary.Max), t.Failed, t.VCPU(procOf(t.Path)), t.VCPU(ProcLoadgen), t.OtherVCPU(), t.Discarded)
 		}
 	}
 	f("\n</details>\n")
-}
-
-func tputVCPU(t TputPoint, proc string) float64 {
-	if t.Wall <= 0 {
-		return 0
-	}
-	return t.CPU[proc].Seconds() / t.Wall.Seconds()
 }
 
 func failures(rep *Report) string {

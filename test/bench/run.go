@@ -63,12 +63,8 @@ type Plan struct {
 	Progress io.Writer `json:"-"`
 }
 
-// Window is one measured fixed-rate window.
-type Window struct {
-	Rep   int
-	Mode  string
-	Path  string
-	Order int // position of the path within its (rep, mode) block, from 1
+// Measured is one load's result, and what every process used while it ran.
+type Measured struct {
 	Result
 	Summary Summary
 	// Wall is the sampling interval; CPU is each process's CPU time within it, and
@@ -76,27 +72,36 @@ type Window struct {
 	Wall     time.Duration
 	CPU      map[string]time.Duration
 	OtherCPU time.Duration
+}
+
+// OtherVCPU is the cores other processes used during the measurement.
+func (m Measured) OtherVCPU() float64 {
+	if m.Wall <= 0 {
+		return 0
+	}
+	return m.OtherCPU.Seconds() / m.Wall.Seconds()
+}
+
+// VCPU is a process's CPU use within the measurement in cores.
+func (m Measured) VCPU(proc string) float64 {
+	if m.Wall <= 0 {
+		return 0
+	}
+	return m.CPU[proc].Seconds() / m.Wall.Seconds()
+}
+
+// Window is one measured fixed-rate window.
+type Window struct {
+	Rep   int
+	Mode  string
+	Path  string
+	Order int // position of the path within its (rep, mode) block, from 1
+	Measured
 	// Mem is each process's memory at the window's end.
 	Mem  map[string]ProcSample
 	Load [3]float64 // at the window's start
 	// Discarded counts earlier attempts at this window thrown away for other work.
 	Discarded int
-}
-
-// OtherVCPU is the cores other processes used during the window.
-func (w Window) OtherVCPU() float64 {
-	if w.Wall <= 0 {
-		return 0
-	}
-	return w.OtherCPU.Seconds() / w.Wall.Seconds()
-}
-
-// VCPU is a process's CPU use within the window in cores.
-func (w Window) VCPU(proc string) float64 {
-	if w.Wall <= 0 {
-		return 0
-	}
-	return w.CPU[proc].Seconds() / w.Wall.Seconds()
 }
 
 // VCPUPer1k is a process's CPU in cores per 1,000 req/s of the window's achieved rate.
@@ -113,20 +118,8 @@ type TputPoint struct {
 	Rep         int
 	Path        string
 	Concurrency int
-	Result
-	Summary   Summary
-	Wall      time.Duration
-	CPU       map[string]time.Duration
-	OtherCPU  time.Duration
+	Measured
 	Discarded int
-}
-
-// OtherVCPU is the cores other processes used during the point.
-func (p TputPoint) OtherVCPU() float64 {
-	if p.Wall <= 0 {
-		return 0
-	}
-	return p.OtherCPU.Seconds() / p.Wall.Seconds()
 }
 
 // Report is everything Run measured.
@@ -331,57 +324,46 @@ func (r runner) closedLoop(ctx context.Context) error {
 func measureWindow(ctx context.Context, c *Client, t Target, w Workload, plan Plan, n int, pids map[string]int) (Window, error) {
 	var win Window
 	win.Load, _ = LoadAvg()
-	before, mBefore, err := sample(pids)
-	if err != nil {
-		return win, err
-	}
-	res, err := c.OpenLoop(ctx, t, w, plan.Rate, n, plan.MaxInFlight)
-	if err != nil {
-		return win, err
-	}
-	after, mAfter, err := sample(pids)
-	if err != nil {
-		return win, err
-	}
-	win.Result, win.Summary = res, Summarize(res.Latencies)
-	win.Latencies = nil // summarised; the raw samples are not kept
-	win.Wall = after[ProcLoadgen].At.Sub(before[ProcLoadgen].At)
-	win.CPU, win.Mem = map[string]time.Duration{}, after
-	var ours time.Duration
-	for name := range pids {
-		d := after[name].CPU - before[name].CPU
-		win.CPU[name] = d
-		ours += d
-	}
-	win.OtherCPU = max(0, mAfter-mBefore-ours)
-	return win, nil
+	var err error
+	win.Measured, win.Mem, err = measure(pids, func() (Result, error) { return c.OpenLoop(ctx, t, w, plan.Rate, n, plan.MaxInFlight) })
+	return win, err
 }
 
 // measurePoint runs one closed-loop window and samples every process around it.
 func measurePoint(ctx context.Context, c *Client, t Target, w Workload, conc int, d time.Duration, pids map[string]int) (TputPoint, error) {
-	p := TputPoint{Path: t.Name, Concurrency: conc, CPU: map[string]time.Duration{}}
+	p := TputPoint{Path: t.Name, Concurrency: conc}
+	var err error
+	p.Measured, _, err = measure(pids, func() (Result, error) { return c.ClosedLoop(ctx, t, w, conc, d) })
+	return p, err
+}
+
+// measure runs load and samples every process around it; it returns their memory
+// at its end too.
+func measure(pids map[string]int, load func() (Result, error)) (Measured, map[string]ProcSample, error) {
+	m := Measured{CPU: map[string]time.Duration{}}
 	before, mBefore, err := sample(pids)
 	if err != nil {
-		return p, err
+		return m, nil, err
 	}
-	res, err := c.ClosedLoop(ctx, t, w, conc, d)
+	res, err := load()
 	if err != nil {
-		return p, err
+		return m, nil, err
 	}
 	after, mAfter, err := sample(pids)
 	if err != nil {
-		return p, err
+		return m, nil, err
 	}
-	p.Result, p.Summary = res, Summarize(res.Latencies)
-	p.Latencies = nil
-	p.Wall = after[ProcLoadgen].At.Sub(before[ProcLoadgen].At)
+	m.Result, m.Summary = res, Summarize(res.Latencies)
+	m.Latencies = nil // summarised; the raw samples are not kept
+	m.Wall = after[ProcLoadgen].At.Sub(before[ProcLoadgen].At)
 	var ours time.Duration
 	for name := range pids {
-		p.CPU[name] = after[name].CPU - before[name].CPU
-		ours += p.CPU[name]
+		d := after[name].CPU - before[name].CPU
+		m.CPU[name] = d
+		ours += d
 	}
-	p.OtherCPU = max(0, mAfter-mBefore-ours)
-	return p, nil
+	m.OtherCPU = max(0, mAfter-mBefore-ours)
+	return m, after, nil
 }
 
 // procOf is the process whose cost a path measures: the proxy, or for the direct
