@@ -219,24 +219,36 @@ func (d *decoder) geminiParts(name string, content []byte, calls *[]geminiCall) 
 	return parts, err
 }
 
+// geminiFunction reads what a functionCall and a functionResponse (field) share:
+// the function's name, the object under objKey ({} when absent), and the id when
+// there is one.
+func geminiFunction(name, field, objKey string, v []byte, kind partKind) (p part, obj []byte, id jstr, err error) {
+	fs := geminiPick(v, "name", objKey, "id")
+	p = part{kind: kind}
+	if p.name, err = stringTok(name+"[]."+field+".name", fs[0]); err != nil {
+		return p, nil, nil, err
+	}
+	switch obj = fs[1]; kindOf(obj) {
+	case kindMissing, kindNull:
+		obj = []byte("{}")
+	case kindObject:
+	default:
+		return p, nil, nil, malformed(name+"[]."+field+"."+objKey, "%s.%s must be an object", field, objKey)
+	}
+	if kindOf(fs[2]) == kindString && !jstr(fs[2]).empty() {
+		id = jstr(fs[2])
+	}
+	return p, obj, id, nil
+}
+
 func geminiFunctionCall(name string, call []byte, calls *[]geminiCall) (part, error) {
-	fs := geminiPick(call, "name", "args", "id")
-	fname, args, id := fs[0], fs[1], fs[2]
-	p := part{kind: partToolCall}
-	var err error
-	if p.name, err = stringTok(name+"[].functionCall.name", fname); err != nil {
+	p, args, id, err := geminiFunction(name, "functionCall", "args", call, partToolCall)
+	if err != nil {
 		return p, err
 	}
-	switch kindOf(args) {
-	case kindMissing, kindNull:
-		p.argsValue = []byte("{}")
-	case kindObject:
-		p.argsValue = args
-	default:
-		return p, malformed(name+"[].functionCall.args", "functionCall.args must be an object")
-	}
-	if kindOf(id) == kindString && !jstr(id).empty() {
-		p.id = jstr(id)
+	p.argsValue = args
+	if id != nil {
+		p.id = id
 	} else {
 		// Gemini names no ids; ids are made from the call's position, so the
 		// same conversation gets the same ids every time it is sent.
@@ -248,23 +260,13 @@ func geminiFunctionCall(name string, call []byte, calls *[]geminiCall) (part, er
 }
 
 func geminiFunctionResponse(name string, resp []byte, calls []geminiCall) (part, error) {
-	fs := geminiPick(resp, "name", "response", "id")
-	fname, response, id := fs[0], fs[1], fs[2]
-	p := part{kind: partToolResult}
-	var err error
-	if p.name, err = stringTok(name+"[].functionResponse.name", fname); err != nil {
+	p, response, id, err := geminiFunction(name, "functionResponse", "response", resp, partToolResult)
+	if err != nil {
 		return p, err
 	}
-	switch kindOf(response) {
-	case kindMissing, kindNull:
-		p.object = []byte("{}")
-	case kindObject:
-		p.object = response
-	default:
-		return p, malformed(name+"[].functionResponse.response", "functionResponse.response must be an object")
-	}
-	if kindOf(id) == kindString && !jstr(id).empty() {
-		p.id = jstr(id)
+	p.object = response
+	if id != nil {
+		p.id = id
 		for i := range calls {
 			if bytes.Equal(calls[i].id, p.id) {
 				calls[i].answered = true
