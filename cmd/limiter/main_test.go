@@ -22,22 +22,13 @@ const simKey = "sk-process-test-7e1f"
 // startBinary starts a built binary and stops it when the test ends.
 func startBinary(t *testing.T, bin string, args ...string) *harness.Process {
 	t.Helper()
-	p, err := harness.Start(filepath.Base(bin), bin, args, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Stop(time.Second) })
-	return p
+	return harness.StartTest(t, filepath.Base(bin), bin, args, nil, time.Second)
 }
 
 // find waits for a log line matching re and returns its first group.
 func find(t *testing.T, p *harness.Process, re *regexp.Regexp) string {
 	t.Helper()
-	m, err := p.WaitFor(re, 60*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m[1]
+	return p.MustWaitFor(t, re, 60*time.Second)[1]
 }
 
 func get(url string) (int, string) {

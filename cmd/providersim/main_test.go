@@ -25,16 +25,8 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := harness.Start("providersim", bins["providersim"], []string{"--addr", "127.0.0.1:0", "--seed", "5"}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Stop(time.Second) })
-	m, err := sim.WaitFor(listening, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := m[1]
+	sim := harness.StartTest(t, "providersim", bins["providersim"], []string{"--addr", "127.0.0.1:0", "--seed", "5"}, nil, time.Second)
+	addr := sim.MustWaitFor(t, listening, 30*time.Second)[1]
 	if !strings.Contains(sim.Logs(), "seed=5") {
 		t.Errorf("the --seed flag did not reach the config: %s", sim.Logs())
 	}

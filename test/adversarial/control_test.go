@@ -164,7 +164,7 @@ func startManager(t *testing.T) *manager {
 		t.Fatal(err)
 	}
 	controlPort, metricsPort := harness.FreePorts(1)[0], harness.FreePorts(1)[0]
-	mgr, err := harness.Start("manager", b["manager"], []string{
+	mgr := harness.StartTest(t, "manager", b["manager"], []string{
 		"--kubeconfig", kubeconfig,
 		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metricsPort), "--metrics-secure=false",
 		"--health-probe-bind-address", "127.0.0.1:0",
@@ -172,14 +172,8 @@ func startManager(t *testing.T) *manager {
 		"--cert-dir", t.TempDir(), "--cert-webhook-config", "",
 		"--control-bind-address", "127.0.0.1:" + strconv.Itoa(controlPort),
 		"--control-cert-dir", certDir,
-	}, []string{"POD_NAMESPACE=aiquota-system"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mgr.Stop(30 * time.Second) })
-	if _, err := mgr.WaitFor(regexp.MustCompile(`control channel listening`), 2*time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	}, []string{"POD_NAMESPACE=aiquota-system"}, 30*time.Second)
+	mgr.MustWaitFor(t, regexp.MustCompile(`control channel listening`), 2*time.Minute)
 	return &manager{c: env.Client, cs: cs, ca: ca, caFile: filepath.Join(certDir, "ca.crt"),
 		controlURL: fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, hubapi.Path),
 		metricsURL: "http://127.0.0.1:" + strconv.Itoa(metricsPort) + "/metrics"}

@@ -123,16 +123,8 @@ func startSim(t *testing.T, account simulator.Account) string {
 // and returns it with the submatches of the log line listening matches.
 func startProcess(t *testing.T, name string, args, env []string, grace time.Duration, listening *regexp.Regexp) (*harness.Process, []string) {
 	t.Helper()
-	p, err := harness.Start(name, binaries(t)[name], args, env, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Stop(grace) })
-	m, err := p.WaitFor(listening, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, m
+	p := harness.StartTest(t, name, binaries(t)[name], args, env, grace)
+	return p, p.MustWaitFor(t, listening, time.Minute)
 }
 
 // writeConfig writes a limiter configuration to a file and returns its path.

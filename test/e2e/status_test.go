@@ -55,15 +55,8 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(work, "sim.json"), []byte(simCfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sim, err := harness.Start("providersim", bins["providersim"], []string{"--addr", "127.0.0.1:0", "--config", filepath.Join(work, "sim.json")}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Stop(10 * time.Second) })
-	m, err := sim.WaitFor(regexp.MustCompile(`providersim listening.* addr=(\S+)`), time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := harness.StartTest(t, "providersim", bins["providersim"], []string{"--addr", "127.0.0.1:0", "--config", filepath.Join(work, "sim.json")}, nil, 10*time.Second)
+	m := sim.MustWaitFor(t, regexp.MustCompile(`providersim listening.* addr=(\S+)`), time.Minute)
 	simURL := "http://" + m[1]
 
 	// The team's objects.
@@ -182,16 +175,9 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 	configPath := filepath.Join(podDir, "limiter.json")
 	writeStatusFile(t, configPath, doc)
 
-	lim, err := harness.Start("limiter", bins["limiter"], []string{"--config", configPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--drain-timeout", "5s"},
-		[]string{"POD_NAME=" + pod.Name, "POD_NAMESPACE=" + ns, "POD_UID=" + string(pod.UID)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lim.Stop(30 * time.Second) })
-	lm, err := lim.WaitFor(regexp.MustCompile(`"msg":"listening".*"proxy":"([^"]+)"`), time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lim := harness.StartTest(t, "limiter", bins["limiter"], []string{"--config", configPath, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--drain-timeout", "5s"},
+		[]string{"POD_NAME=" + pod.Name, "POD_NAMESPACE=" + ns, "POD_UID=" + string(pod.UID)}, 30*time.Second)
+	lm := lim.MustWaitFor(t, regexp.MustCompile(`"msg":"listening".*"proxy":"([^"]+)"`), time.Minute)
 	proxy := lm[1]
 
 	// Traffic: 20 requests succeed.

@@ -53,20 +53,14 @@ func TestManagerWatchesOnlyItsNamespaces(t *testing.T) {
 	mustCreateStatus(t, c, quota("team-ignored")...)
 	mustCreateStatus(t, c, quota("team-a")...)
 
-	mgr, err := harness.Start("manager", bins["manager"], []string{
+	mgr := harness.StartTest(t, "manager", bins["manager"], []string{
 		"--kubeconfig", kubeconfig, "--watch-namespaces", "team-a,team-b",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:0",
 		"--webhook-port", strconv.Itoa(harness.FreePorts(1)[0]),
 		"--cert-dir", t.TempDir(), "--cert-webhook-config", "",
 		"--control-bind-address", "0",
-	}, []string{"POD_NAMESPACE=aiquota-system"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mgr.Stop(30 * time.Second) })
-	if _, err := mgr.WaitFor(regexp.MustCompile(`starting manager`), 2*time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	}, []string{"POD_NAMESPACE=aiquota-system"}, 30*time.Second)
+	mgr.MustWaitFor(t, regexp.MustCompile(`starting manager`), 2*time.Minute)
 
 	rendered := func(ns string) error {
 		var cm corev1.ConfigMap

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/aiquota/aiquota/internal/testkit"
@@ -66,6 +67,28 @@ func Start(name, bin string, args, env []string, tee io.Writer) (*Process, error
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// StartTest starts bin as Start does, for the test t: t fails when it cannot start,
+// and the process is stopped, within grace, when the test ends.
+func StartTest(t testing.TB, name, bin string, args, env []string, grace time.Duration) *Process {
+	t.Helper()
+	p, err := Start(name, bin, args, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(grace) })
+	return p
+}
+
+// MustWaitFor is WaitFor failing t when no line matches in time.
+func (p *Process) MustWaitFor(t testing.TB, re *regexp.Regexp, timeout time.Duration) []string {
+	t.Helper()
+	m, err := p.WaitFor(re, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // WaitFor waits until a line of the output matches re and returns the submatches.
