@@ -1,7 +1,6 @@
 package hubapi
 
 import (
-	"fmt"
 	"slices"
 )
 
@@ -95,11 +94,7 @@ func validateDemand(v *validator, f string, d *Demand) {
 // Validate checks a response's leases and day counts.
 func (r *Response) Validate() error {
 	v := &validator{}
-	if len(r.Leases) > MaxAccounts {
-		v.addf("leases", "has %d entries, more than %d", len(r.Leases), MaxAccounts)
-	}
-	for i, l := range r.Leases {
-		f := fmt.Sprintf("leases[%d]", i)
+	entries(v, "leases", r.Leases, MaxAccounts, func(f string, l *Lease) {
 		v.name(f+".provider", l.Provider, maxNameLen)
 		v.name(f+".pool", l.Pool, maxNameLen)
 		v.name(f+".key", l.Key, 2*maxNameLen+1)
@@ -108,17 +103,13 @@ func (r *Response) Validate() error {
 			v.addf(f+".ttl", "is %v, not in (0, %v]", l.TTL.D(), maxReportInterval)
 		}
 		v.count(f+".holders", int64(l.Holders))
-	}
-	if len(r.Today) > MaxAccounts {
-		v.addf("today", "has %d entries, more than %d", len(r.Today), MaxAccounts)
-	}
-	for i, t := range r.Today {
-		f := fmt.Sprintf("today[%d]", i)
+	})
+	entries(v, "today", r.Today, MaxAccounts, func(f string, t *PoolToday) {
 		v.name(f+".provider", t.Provider, maxNameLen)
 		v.name(f+".pool", t.Pool, maxNameLen)
 		v.count(f+".requests", t.Requests)
 		v.count(f+".tokens", t.Tokens)
-	}
+	})
 	if len(v.problems) > 0 {
 		return &ValidationError{Problems: v.problems, Document: "response"}
 	}
