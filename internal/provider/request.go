@@ -405,6 +405,13 @@ func (p *parser) role(msg field, role []byte) error {
 // the chat shape {type, function:{...}} or the flat shape of Responses, Anthropic
 // and the legacy functions list.
 func (p *parser) tools(f field, v []byte) error {
+	return objects(f, v, p.toolDefinition)
+}
+
+// objects calls each with every element of the array v at f, which may also be
+// absent or null; anything else, or an element that is not an object, is a bad
+// field.
+func objects(f field, v []byte, each func(obj []byte)) error {
 	switch kindOf(v) {
 	case kindInvalid, kindNull:
 		return nil
@@ -413,13 +420,12 @@ func (p *parser) tools(f field, v []byte) error {
 		return badField(f, "must be an array, got %s", kindOf(v))
 	}
 	var err error
-	eachElement(v, func(i int, t []byte) bool {
-		if kindOf(t) != kindObject {
-			tf := f.at(i)
-			err = badField(tf, "must be an object, got %s", kindOf(t))
+	eachElement(v, func(i int, obj []byte) bool {
+		if kindOf(obj) != kindObject {
+			err = badField(f.at(i), "must be an object, got %s", kindOf(obj))
 			return false
 		}
-		p.toolDefinition(t)
+		each(obj)
 		return true
 	})
 	return err

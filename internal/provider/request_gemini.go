@@ -73,30 +73,13 @@ func (p *parser) geminiContent(f field, c []byte) error {
 		}
 		return true
 	})
-	pf := f.member("parts")
-	switch kindOf(parts) {
-	case kindInvalid, kindNull:
-		return nil
-	case kindObject:
+	if kindOf(parts) == kindObject {
 		// Some clients send a lone part where a list belongs; proto JSON
 		// parsers tolerate it, so the limiter does too.
 		p.geminiPart(parts)
 		return nil
-	case kindArray:
-	default:
-		return badField(pf, "must be an array, got %s", kindOf(parts))
 	}
-	var err error
-	eachElement(parts, func(j int, part []byte) bool {
-		if kindOf(part) != kindObject {
-			ef := pf.at(j)
-			err = badField(ef, "must be an object, got %s", kindOf(part))
-			return false
-		}
-		p.geminiPart(part)
-		return true
-	})
-	return err
+	return objects(f.member("parts"), parts, p.geminiPart)
 }
 
 func (p *parser) geminiPart(part []byte) {
