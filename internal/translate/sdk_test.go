@@ -233,115 +233,139 @@ func checkAppStream(t *testing.T, op provider.Operation, out []byte, s *Stream) 
 	want, _ := s.Usage()
 	switch op {
 	case provider.OpChatCompletions:
-		stream := openaisse.NewStream[openai.ChatCompletionChunk](openaisse.NewDecoder(res), nil)
-		var acc openai.ChatCompletionAccumulator
-		usage := false
-		for stream.Next() {
-			c := stream.Current()
-			if !acc.AddChunk(c) {
-				t.Fatalf("openai-go's accumulator refused chunk %s", c.RawJSON())
-			}
-			if len(c.Choices) == 0 {
-				usage = true
-			}
-		}
-		if err := stream.Err(); (err != nil) != failed {
-			t.Fatalf("openai-go stream error %v, want one: %v", err, failed)
-		}
-		if !failed && (!usage || acc.Usage.PromptTokens != want.InputTokens || acc.Usage.CompletionTokens != want.OutputTokens) {
-			t.Errorf("accumulated usage %+v (usage chunk seen: %v), want %+v", acc.Usage, usage, want)
-		}
-		for _, ch := range acc.Choices {
-			for _, tc := range ch.Message.ToolCalls {
-				if !failed && !json.Valid([]byte(tc.Function.Arguments)) {
-					t.Errorf("accumulated tool call arguments are not JSON: %q", tc.Function.Arguments)
-				}
-			}
-		}
+		checkChatStream(t, res, failed, want)
 	case provider.OpResponses:
-		stream := openaisse.NewStream[responses.ResponseStreamEventUnion](openaisse.NewDecoder(res), nil)
-		var acc responses.ResponseAccumulator
-		var text strings.Builder
-		var final *responses.Response
-		for stream.Next() {
-			ev := stream.Current()
-			var server responses.ResponsesServerEventUnion
-			if err := json.Unmarshal([]byte(ev.RawJSON()), &server); err != nil {
-				t.Fatalf("event %s: %v", ev.RawJSON(), err)
-			}
-			if err := acc.AddEvent(server); err != nil {
-				t.Fatalf("openai-go's response accumulator refused %s: %v", ev.RawJSON(), err)
-			}
-			switch ev.Type {
-			case "response.output_text.delta":
-				text.WriteString(ev.Delta)
-			case "response.completed", "response.incomplete", "response.failed":
-				r := ev.Response
-				final = &r
-			}
-		}
-		if err := stream.Err(); err != nil {
-			t.Fatalf("openai-go stream: %v", err)
-		}
-		if final == nil {
-			t.Fatalf("no final response event")
-		}
-		if (final.Status == "failed") != failed {
-			t.Errorf("final status %s, want failed: %v", final.Status, failed)
-		}
-		if !failed {
-			if got := final.OutputText(); got != text.String() {
-				t.Errorf("final output text %q, deltas %q", got, text.String())
-			}
-			if snap := acc.Snapshot(); snap.OutputText() != text.String() {
-				t.Errorf("accumulated text %q, deltas %q", snap.OutputText(), text.String())
-			}
-			if final.Usage.InputTokens != want.InputTokens || final.Usage.OutputTokens != want.OutputTokens {
-				t.Errorf("final usage %+v, want %+v", final.Usage, want)
-			}
-		}
+		checkResponsesStream(t, res, failed, want)
 	case provider.OpMessages:
-		stream := anthropicsse.NewStream[anthropic.MessageStreamEventUnion](anthropicsse.NewDecoder(res), nil)
-		var msg anthropic.Message
-		for stream.Next() {
-			if err := msg.Accumulate(stream.Current()); err != nil {
-				t.Fatalf("anthropic-sdk-go's accumulator: %v", err)
-			}
-		}
-		if err := stream.Err(); (err != nil) != failed {
-			t.Fatalf("anthropic-sdk-go stream error %v, want one: %v", err, failed)
-		}
-		if !failed && (msg.Usage.InputTokens+msg.Usage.CacheReadInputTokens != want.InputTokens || msg.Usage.OutputTokens != want.OutputTokens) {
-			t.Errorf("accumulated usage %+v, want %+v", msg.Usage, want)
-		}
-		for _, b := range msg.Content {
-			if b.Type == "tool_use" && !failed && !json.Valid(b.Input) {
-				t.Errorf("accumulated tool input is not JSON: %s", b.Input)
-			}
-		}
+		checkMessagesStream(t, res, failed, want)
 	default:
-		var last genai.GenerateContentResponse
-		for _, line := range strings.Split(string(out), "\n") {
-			data, ok := strings.CutPrefix(line, "data: ")
-			if !ok {
-				continue
-			}
-			if strings.HasPrefix(data, `{"error"`) {
-				if !failed {
-					t.Errorf("an error chunk in a stream that did not fail: %s", data)
-				}
-				return
-			}
-			dec := json.NewDecoder(strings.NewReader(data))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&last); err != nil {
-				t.Fatalf("genai cannot parse chunk %s: %v", data, err)
+		checkGeminiStream(t, out, failed, want)
+	}
+}
+
+// checkChatStream reads a Chat Completions stream with openai-go; failed says the upstream failed.
+func checkChatStream(t *testing.T, res *http.Response, failed bool, want provider.Usage) {
+	t.Helper()
+	stream := openaisse.NewStream[openai.ChatCompletionChunk](openaisse.NewDecoder(res), nil)
+	var acc openai.ChatCompletionAccumulator
+	usage := false
+	for stream.Next() {
+		c := stream.Current()
+		if !acc.AddChunk(c) {
+			t.Fatalf("openai-go's accumulator refused chunk %s", c.RawJSON())
+		}
+		if len(c.Choices) == 0 {
+			usage = true
+		}
+	}
+	if err := stream.Err(); (err != nil) != failed {
+		t.Fatalf("openai-go stream error %v, want one: %v", err, failed)
+	}
+	if !failed && (!usage || acc.Usage.PromptTokens != want.InputTokens || acc.Usage.CompletionTokens != want.OutputTokens) {
+		t.Errorf("accumulated usage %+v (usage chunk seen: %v), want %+v", acc.Usage, usage, want)
+	}
+	for _, ch := range acc.Choices {
+		for _, tc := range ch.Message.ToolCalls {
+			if !failed && !json.Valid([]byte(tc.Function.Arguments)) {
+				t.Errorf("accumulated tool call arguments are not JSON: %q", tc.Function.Arguments)
 			}
 		}
-		if failed {
-			t.Errorf("a failed stream without an error chunk")
-		} else if last.UsageMetadata == nil || int64(last.UsageMetadata.PromptTokenCount) != want.InputTokens {
-			t.Errorf("final chunk usage %+v, want %+v", last.UsageMetadata, want)
+	}
+}
+
+// checkResponsesStream reads a Responses stream with openai-go; failed says the upstream failed.
+func checkResponsesStream(t *testing.T, res *http.Response, failed bool, want provider.Usage) {
+	t.Helper()
+	stream := openaisse.NewStream[responses.ResponseStreamEventUnion](openaisse.NewDecoder(res), nil)
+	var acc responses.ResponseAccumulator
+	var text strings.Builder
+	var final *responses.Response
+	for stream.Next() {
+		ev := stream.Current()
+		var server responses.ResponsesServerEventUnion
+		if err := json.Unmarshal([]byte(ev.RawJSON()), &server); err != nil {
+			t.Fatalf("event %s: %v", ev.RawJSON(), err)
 		}
+		if err := acc.AddEvent(server); err != nil {
+			t.Fatalf("openai-go's response accumulator refused %s: %v", ev.RawJSON(), err)
+		}
+		switch ev.Type {
+		case "response.output_text.delta":
+			text.WriteString(ev.Delta)
+		case "response.completed", "response.incomplete", "response.failed":
+			r := ev.Response
+			final = &r
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatalf("openai-go stream: %v", err)
+	}
+	if final == nil {
+		t.Fatalf("no final response event")
+	}
+	if (final.Status == "failed") != failed {
+		t.Errorf("final status %s, want failed: %v", final.Status, failed)
+	}
+	if !failed {
+		if got := final.OutputText(); got != text.String() {
+			t.Errorf("final output text %q, deltas %q", got, text.String())
+		}
+		if snap := acc.Snapshot(); snap.OutputText() != text.String() {
+			t.Errorf("accumulated text %q, deltas %q", snap.OutputText(), text.String())
+		}
+		if final.Usage.InputTokens != want.InputTokens || final.Usage.OutputTokens != want.OutputTokens {
+			t.Errorf("final usage %+v, want %+v", final.Usage, want)
+		}
+	}
+}
+
+// checkMessagesStream reads a Messages stream with anthropic-sdk-go; failed says the upstream failed.
+func checkMessagesStream(t *testing.T, res *http.Response, failed bool, want provider.Usage) {
+	t.Helper()
+	stream := anthropicsse.NewStream[anthropic.MessageStreamEventUnion](anthropicsse.NewDecoder(res), nil)
+	var msg anthropic.Message
+	for stream.Next() {
+		if err := msg.Accumulate(stream.Current()); err != nil {
+			t.Fatalf("anthropic-sdk-go's accumulator: %v", err)
+		}
+	}
+	if err := stream.Err(); (err != nil) != failed {
+		t.Fatalf("anthropic-sdk-go stream error %v, want one: %v", err, failed)
+	}
+	if !failed && (msg.Usage.InputTokens+msg.Usage.CacheReadInputTokens != want.InputTokens || msg.Usage.OutputTokens != want.OutputTokens) {
+		t.Errorf("accumulated usage %+v, want %+v", msg.Usage, want)
+	}
+	for _, b := range msg.Content {
+		if b.Type == "tool_use" && !failed && !json.Valid(b.Input) {
+			t.Errorf("accumulated tool input is not JSON: %s", b.Input)
+		}
+	}
+}
+
+// checkGeminiStream reads a Gemini stream with genai; failed says the upstream failed.
+func checkGeminiStream(t *testing.T, out []byte, failed bool, want provider.Usage) {
+	t.Helper()
+	var last genai.GenerateContentResponse
+	for _, line := range strings.Split(string(out), "\n") {
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(data, `{"error"`) {
+			if !failed {
+				t.Errorf("an error chunk in a stream that did not fail: %s", data)
+			}
+			return
+		}
+		dec := json.NewDecoder(strings.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&last); err != nil {
+			t.Fatalf("genai cannot parse chunk %s: %v", data, err)
+		}
+	}
+	if failed {
+		t.Errorf("a failed stream without an error chunk")
+	} else if last.UsageMetadata == nil || int64(last.UsageMetadata.PromptTokenCount) != want.InputTokens {
+		t.Errorf("final chunk usage %+v, want %+v", last.UsageMetadata, want)
 	}
 }
