@@ -164,15 +164,8 @@ func startManager(t *testing.T) *manager {
 		t.Fatal(err)
 	}
 	controlPort, metricsPort := harness.FreePorts(1)[0], harness.FreePorts(1)[0]
-	mgr := harness.StartTest(t, "manager", b["manager"], []string{
-		"--kubeconfig", kubeconfig,
-		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metricsPort), "--metrics-secure=false",
-		"--health-probe-bind-address", "127.0.0.1:0",
-		"--webhook-port", strconv.Itoa(harness.FreePorts(1)[0]),
-		"--cert-dir", t.TempDir(), "--cert-webhook-config", "",
-		"--control-bind-address", "127.0.0.1:" + strconv.Itoa(controlPort),
-		"--control-cert-dir", certDir,
-	}, []string{"POD_NAMESPACE=aiquota-system"}, 30*time.Second)
+	mgr := harness.StartTest(t, "manager", b["manager"], harness.ControlManagerArgs(kubeconfig, certDir, t.TempDir(), controlPort, metricsPort),
+		[]string{"POD_NAMESPACE=aiquota-system"}, 30*time.Second)
 	mgr.MustWaitFor(t, regexp.MustCompile(`control channel listening`), 2*time.Minute)
 	return &manager{c: env.Client, cs: cs, ca: ca, caFile: filepath.Join(certDir, "ca.crt"),
 		controlURL: fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, hubapi.Path),

@@ -156,17 +156,10 @@ func runStatusScale(b *testing.B) {
 	// The manager.
 	certDir := statusCerts(b)
 	controlPort, metricsPort := harness.FreePorts(1)[0], harness.FreePorts(1)[0]
-	mgr, err := harness.Start("manager", bins["manager"], []string{
-		"--kubeconfig", kubeconfig,
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--metrics-secure=false",
-		"--health-probe-bind-address", "127.0.0.1:0",
-		"--webhook-port", strconv.Itoa(harness.FreePorts(1)[0]),
-		"--cert-dir", b.TempDir(), "--cert-webhook-config", "",
-		"--control-bind-address", fmt.Sprintf("127.0.0.1:%d", controlPort),
-		"--control-cert-dir", certDir,
+	mgr, err := harness.Start("manager", bins["manager"], append(harness.ControlManagerArgs(kubeconfig, certDir, b.TempDir(), controlPort, metricsPort),
 		// Every sidecar here reports from 127.0.0.1: one source address for the fleet.
 		"--control-token-reviews-per-source", "1000000", "--control-token-review-burst-per-source", "1000000",
-	}, []string{"POD_NAMESPACE=aiquota-system"}, nil)
+	), []string{"POD_NAMESPACE=aiquota-system"}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -116,16 +116,8 @@ func TestStatusFromRunningSidecar(t *testing.T) {
 	certDir := statusCerts(t)
 	controlPort, metricsPort := harness.FreePorts(1)[0], harness.FreePorts(1)[0]
 	controlURL := fmt.Sprintf("https://127.0.0.1:%d%s", controlPort, hubapi.Path)
-	managerArgs := []string{
-		"--kubeconfig", kubeconfig,
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--metrics-secure=false",
-		"--health-probe-bind-address", "127.0.0.1:0",
-		"--webhook-port", strconv.Itoa(harness.FreePorts(1)[0]),
-		"--cert-dir", t.TempDir(), "--cert-webhook-config", "",
-		"--control-bind-address", fmt.Sprintf("127.0.0.1:%d", controlPort),
-		"--control-cert-dir", certDir,
-		"--status-write-interval", "2s",
-	}
+	managerArgs := append(harness.ControlManagerArgs(kubeconfig, certDir, t.TempDir(), controlPort, metricsPort),
+		"--status-write-interval", "2s")
 	startManager := func() *harness.Process {
 		t.Helper()
 		p, err := harness.Start("manager", bins["manager"], managerArgs, []string{"POD_NAMESPACE=aiquota-system"}, nil)
