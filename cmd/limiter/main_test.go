@@ -66,6 +66,58 @@ func readState(t *testing.T, proxy string) state {
 	return s
 }
 
+// configVolume is a ConfigMap volume as the kubelet keeps it: limiter.json links
+// through ..data to a timestamped directory, and an update swaps ..data.
+type configVolume struct {
+	t       *testing.T
+	dir     string
+	cfg     *limiterconfig.Config
+	version int
+}
+
+// newConfigVolume makes the volume at dir holding cfg.
+func newConfigVolume(t *testing.T, dir string, cfg *limiterconfig.Config) *configVolume {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v := &configVolume{t: t, dir: dir, cfg: cfg}
+	v.swap(cfg.Providers[0].Limits.RequestsPerMinute)
+	if err := os.Symlink("..data/limiter.json", v.path()); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// path is the config file's path as the limiter is given it.
+func (v *configVolume) path() string { return filepath.Join(v.dir, "limiter.json") }
+
+// swap writes the config with the first provider's limit set to rpm as the
+// kubelet writes a ConfigMap update: a new directory, then ..data swapped to it.
+func (v *configVolume) swap(rpm int64) {
+	t := v.t
+	t.Helper()
+	v.version++
+	v.cfg.Providers[0].Limits.RequestsPerMinute = rpm
+	b, err := limiterconfig.Marshal(v.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("..2030_01_01_00_00_%02d.000000001", v.version)
+	if err := os.Mkdir(filepath.Join(v.dir, name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(v.dir, name, "limiter.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(name, filepath.Join(v.dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(v.dir, "..data_tmp"), filepath.Join(v.dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestProcessReloadsAndDrainsOnSIGTERM runs the real binaries: the limiter in front
 // of providersim, its config in a ConfigMap-style volume. It reloads on a rewrite
 // of the file and on a ..data swap, and on SIGTERM finishes the request in flight
@@ -92,10 +144,6 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(simKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	vol := filepath.Join(dir, "config")
-	if err := os.Mkdir(vol, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	cfg := &limiterconfig.Config{
 		SchemaVersion: limiterconfig.SchemaVersion,
 		Providers: []limiterconfig.Provider{{
@@ -103,34 +151,9 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 			Keys: []limiterconfig.Key{{ID: "secret/api-key", File: keyFile}}, Limits: limiterconfig.Limits{RequestsPerMinute: 100},
 		}},
 	}
-	version := 0
-	swap := func(rpm int64) {
-		version++
-		cfg.Providers[0].Limits.RequestsPerMinute = rpm
-		b, err := limiterconfig.Marshal(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := fmt.Sprintf("..2030_01_01_00_00_%02d.000000001", version)
-		if err := os.Mkdir(filepath.Join(vol, name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(vol, name, "limiter.json"), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(name, filepath.Join(vol, "..data_tmp")); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(filepath.Join(vol, "..data_tmp"), filepath.Join(vol, "..data")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	swap(100)
-	if err := os.Symlink("..data/limiter.json", filepath.Join(vol, "limiter.json")); err != nil {
-		t.Fatal(err)
-	}
+	vol := newConfigVolume(t, filepath.Join(dir, "config"), cfg)
 
-	lim := startBinary(t, bins["limiter"], "--config", filepath.Join(vol, "limiter.json"),
+	lim := startBinary(t, bins["limiter"], "--config", vol.path(),
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--drain-timeout", "30s", "--config-poll-interval", "200ms")
 	proxy := find(t, lim, regexp.MustCompile(`"msg":"listening".*"proxy":"([^"]+)"`))
 	admin := find(t, lim, regexp.MustCompile(`"msg":"listening".*"admin":"([^"]+)"`))
@@ -164,7 +187,7 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 
 	// Reload 1: the file is rewritten in place (through the symlink, as an editor or
 	// a hostPath would): the content-hash poll sees it.
-	target, err := filepath.EvalSymlinks(filepath.Join(vol, "limiter.json"))
+	target, err := filepath.EvalSymlinks(vol.path())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +199,7 @@ func TestProcessReloadsAndDrainsOnSIGTERM(t *testing.T) {
 	testkit.Eventually(t, 60*time.Second, "reload after rewriting the file", testkit.True(func() bool { return rate() == 150 }))
 
 	// Reload 2: the kubelet's ConfigMap update, a ..data swap.
-	swap(250)
+	vol.swap(250)
 	testkit.Eventually(t, 60*time.Second, "reload after the ..data swap", testkit.True(func() bool { return rate() == 250 }))
 
 	// SIGTERM while a request is in flight (the simulator takes 1.5s to answer).
