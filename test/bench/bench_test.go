@@ -194,12 +194,41 @@ func TestTinyRun(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	sent, viaLimiter := checkWindows(t, rep)
+	tputSent, tputViaLimiter := checkClosedLoop(t, rep)
+	sent, viaLimiter = sent+tputSent, viaLimiter+tputViaLimiter
+
+	stats, err := st.SimStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admitted := SimAdmitted(stats); admitted != int64(sent) {
+		t.Errorf("simulator admitted %d requests, the load generator sent %d", admitted, sent)
+	}
+	metrics, err := st.ScrapeLimiter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := LimiterRequests(metrics, "success"); n != float64(viaLimiter) {
+		t.Errorf("limiter counted %v successful requests, %d were sent through it", n, viaLimiter)
+	}
+	if rep.Scrapes == 0 {
+		t.Error("the limiter's /metrics was never scraped during the run")
+	}
+	checkSamples(t, rep)
+	checkMarkdown(t, rep)
+}
+
+// checkWindows checks that every fixed-rate window sent its requests, all
+// answered, through the path it names; it returns how many were sent in all and
+// through the limiter.
+func checkWindows(t *testing.T, rep *Report) (sent, viaLimiter int) {
+	t.Helper()
 	type row struct {
 		Mode, Path             string
 		Sent, OK, Failed, Hits int
 	}
 	var got, want []row
-	sent, viaLimiter := 0, 0
 	for _, w := range rep.Windows {
 		got = append(got, row{w.Mode, w.Path, w.Sent, w.OK, w.Failed, w.ServedBy})
 		hits := 0
@@ -226,7 +255,12 @@ func TestTinyRun(t *testing.T) {
 	if len(seen) != 6 {
 		t.Errorf("measured %d distinct (mode, path) windows, want 6: %v", len(seen), seen)
 	}
+	return sent, viaLimiter
+}
 
+// checkClosedLoop checks the closed-loop points as checkWindows the windows.
+func checkClosedLoop(t *testing.T, rep *Report) (sent, viaLimiter int) {
+	t.Helper()
 	if len(rep.Tput) != 3 {
 		t.Fatalf("closed loop measured %d points, want 3", len(rep.Tput))
 	}
@@ -242,24 +276,12 @@ func TestTinyRun(t *testing.T) {
 			viaLimiter += p.Sent
 		}
 	}
+	return sent, viaLimiter
+}
 
-	stats, err := st.SimStats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if admitted := SimAdmitted(stats); admitted != int64(sent) {
-		t.Errorf("simulator admitted %d requests, the load generator sent %d", admitted, sent)
-	}
-	metrics, err := st.ScrapeLimiter(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := LimiterRequests(metrics, "success"); n != float64(viaLimiter) {
-		t.Errorf("limiter counted %v successful requests, %d were sent through it", n, viaLimiter)
-	}
-	if rep.Scrapes == 0 {
-		t.Error("the limiter's /metrics was never scraped during the run")
-	}
+// checkSamples checks the memory and start-up samples' consistency.
+func checkSamples(t *testing.T, rep *Report) {
+	t.Helper()
 	for _, proc := range []string{ProcSimulator, ProcPlain, ProcLimiter, ProcLoadgen} {
 		// VmRSS is RssAnon + RssFile + RssShmem, all read from one status file.
 		if m := rep.MemAfterRun[proc]; m.RSS <= 0 || m.HWM < m.RSS || m.RSSAnon <= 0 || m.RSSAnon+m.RSSFile > m.RSS {
@@ -277,7 +299,11 @@ func TestTinyRun(t *testing.T) {
 			}
 		}
 	}
+}
 
+// checkMarkdown checks that the report has every section, printing it on failure.
+func checkMarkdown(t *testing.T, rep *Report) {
+	t.Helper()
 	var md strings.Builder
 	if err := WriteMarkdown(&md, rep, Meta{Command: "go test ./test/bench"}); err != nil {
 		t.Fatal(err)
