@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -101,17 +100,14 @@ type TokenReviewer struct {
 	sources     *sourceLimiter
 
 	mu       sync.Mutex
-	entries  map[[32]byte]*list.Element
-	order    *list.List // front = most recently used
-	maxSize  int
+	cache    *lru[[32]byte, reviewed]
 	inflight map[[32]byte]*pendingReview
 }
 
-type cacheEntry struct {
-	key     [32]byte
-	id      Identity
-	err     error
-	expires time.Time
+// reviewed is a token review's result.
+type reviewed struct {
+	id  Identity
+	err error
 }
 
 type pendingReview struct {
@@ -188,8 +184,8 @@ func NewTokenReviewer(c client.Client, o TokenReviewerOptions) *TokenReviewer {
 	return &TokenReviewer{
 		client: c, audience: o.Audience, ttl: o.TTL, negativeTTL: o.NegativeTTL, maxWait: o.MaxWait, now: o.Now,
 		sem: make(chan struct{}, o.MaxInFlight), onReview: o.OnReview,
-		sources: newSourceLimiter(o.ReviewsPerSecondPerSource, o.ReviewBurstPerSource, o.ReviewSources),
-		entries: map[[32]byte]*list.Element{}, order: list.New(), maxSize: o.MaxEntries,
+		sources:  newSourceLimiter(o.ReviewsPerSecondPerSource, o.ReviewBurstPerSource, o.ReviewSources),
+		cache:    newLRU[[32]byte, reviewed](o.MaxEntries),
 		inflight: map[[32]byte]*pendingReview{},
 	}
 }
@@ -204,15 +200,9 @@ func (t *TokenReviewer) Authenticate(ctx context.Context, token, source string) 
 	}
 	key := sha256.Sum256([]byte(token))
 	t.mu.Lock()
-	if el, ok := t.entries[key]; ok {
-		e := el.Value.(*cacheEntry)
-		if now.Before(e.expires) {
-			t.order.MoveToFront(el)
-			t.mu.Unlock()
-			return e.id, e.err
-		}
-		t.order.Remove(el)
-		delete(t.entries, key)
+	if r, ok := t.cache.get(key, now); ok {
+		t.mu.Unlock()
+		return r.id, r.err
 	}
 	if p, ok := t.inflight[key]; ok {
 		t.mu.Unlock()
@@ -237,7 +227,7 @@ func (t *TokenReviewer) Authenticate(ctx context.Context, token, source string) 
 	t.mu.Lock()
 	delete(t.inflight, key)
 	if ttl := t.ttlFor(c.exp, p.err, now); ttl > 0 {
-		t.storeLocked(&cacheEntry{key: key, id: p.id, err: p.err, expires: now.Add(ttl)})
+		t.cache.put(key, reviewed{p.id, p.err}, now.Add(ttl))
 	}
 	t.mu.Unlock()
 	close(p.done)
@@ -259,25 +249,11 @@ func (t *TokenReviewer) ttlFor(exp time.Time, err error, now time.Time) time.Dur
 	return min(ttl, exp.Sub(now)-5*time.Second)
 }
 
-func (t *TokenReviewer) storeLocked(e *cacheEntry) {
-	if el, ok := t.entries[e.key]; ok {
-		el.Value = e
-		t.order.MoveToFront(el)
-		return
-	}
-	for t.order.Len() >= t.maxSize {
-		last := t.order.Back()
-		t.order.Remove(last)
-		delete(t.entries, last.Value.(*cacheEntry).key)
-	}
-	t.entries[e.key] = t.order.PushFront(e)
-}
-
 // Len is the number of cached results.
 func (t *TokenReviewer) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.order.Len()
+	return t.cache.len()
 }
 
 func (t *TokenReviewer) review(ctx context.Context, token string) (Identity, error) {

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,18 +49,10 @@ type injectedConfig struct {
 type InjectionChecker struct {
 	reader      client.Reader
 	now         func() time.Time
-	max         int
 	negativeTTL time.Duration
 
-	mu      sync.Mutex
-	entries map[types.UID]*list.Element
-	order   *list.List // front = most recently used
-}
-
-type injectedEntry struct {
-	uid     types.UID
-	cfg     injectedConfig
-	expires time.Time // zero: until evicted
+	mu    sync.Mutex
+	cache *lru[types.UID, injectedConfig]
 }
 
 // NewInjectionChecker reads pods with reader; size <= 0 means DefaultInjectedCacheSize.
@@ -72,7 +63,7 @@ func NewInjectionChecker(reader client.Reader, size int, now func() time.Time) *
 	if now == nil {
 		now = time.Now
 	}
-	return &InjectionChecker{reader: reader, now: now, max: size, negativeTTL: defaultNotInjectedTTL, entries: map[types.UID]*list.Element{}, order: list.New()}
+	return &InjectionChecker{reader: reader, now: now, negativeTTL: defaultNotInjectedTTL, cache: newLRU[types.UID, injectedConfig](size)}
 }
 
 // Check returns nil when the identity's pod was injected for cfg, an error
@@ -97,22 +88,16 @@ func (c *InjectionChecker) Check(ctx context.Context, id Identity, cfg hubapi.Co
 func (c *InjectionChecker) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.order.Len()
+	return c.cache.len()
 }
 
 func (c *InjectionChecker) lookup(ctx context.Context, id Identity) (injectedConfig, error) {
 	uid := types.UID(id.PodUID)
 	now := c.now()
 	c.mu.Lock()
-	if el, ok := c.entries[uid]; ok {
-		e := el.Value.(*injectedEntry)
-		if e.expires.IsZero() || now.Before(e.expires) {
-			c.order.MoveToFront(el)
-			c.mu.Unlock()
-			return e.cfg, nil
-		}
-		c.order.Remove(el)
-		delete(c.entries, uid)
+	if cfg, ok := c.cache.get(uid, now); ok {
+		c.mu.Unlock()
+		return cfg, nil
 	}
 	c.mu.Unlock()
 
@@ -130,23 +115,13 @@ func (c *InjectionChecker) lookup(ctx context.Context, id Identity) (injectedCon
 	default:
 		cfg = readRecord(pod.Annotations)
 	}
-	e := &injectedEntry{uid: uid, cfg: cfg}
+	var expires time.Time // an injected pod's record never changes
 	if cfg.kind == "" {
-		e.expires = now.Add(c.negativeTTL)
+		expires = now.Add(c.negativeTTL)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.entries[uid]; ok {
-		el.Value = e
-		c.order.MoveToFront(el)
-		return cfg, nil
-	}
-	for c.order.Len() >= c.max {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.entries, last.Value.(*injectedEntry).uid)
-	}
-	c.entries[uid] = c.order.PushFront(e)
+	c.cache.put(uid, cfg, expires)
 	return cfg, nil
 }
 
