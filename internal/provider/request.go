@@ -408,6 +408,19 @@ func (p *parser) tools(f field, v []byte) error {
 	return objects(f, v, p.toolDefinition)
 }
 
+// optional checks the optional member name: absent or null is no value (false,
+// nil), a value of kind want is one (true), anything else a bad request saying
+// it must be what.
+func optional(name string, v []byte, want jsonKind, what string) (bool, error) {
+	switch kindOf(v) {
+	case kindInvalid, kindNull:
+		return false, nil
+	case want:
+		return true, nil
+	}
+	return false, badRequest(name, "%s must be %s, got %s", name, what, kindOf(v))
+}
+
 // objects calls each with every element of the array v at f, which may also be
 // absent or null; anything else, or an element that is not an object, is a bad
 // field.

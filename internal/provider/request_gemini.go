@@ -100,12 +100,8 @@ func (p *parser) geminiPart(part []byte) {
 }
 
 func (p *parser) geminiTools(v []byte) error {
-	switch kindOf(v) {
-	case kindInvalid, kindNull:
-		return nil
-	case kindArray:
-	default:
-		return badRequest("tools", "tools must be an array, got %s", kindOf(v))
+	if ok, err := optional("tools", v, kindArray, "an array"); !ok {
+		return err
 	}
 	eachElement(v, func(_ int, t []byte) bool {
 		eachMember(t, func(k []byte, esc bool, decls []byte) bool {
@@ -133,12 +129,8 @@ func (p *parser) geminiTools(v []byte) error {
 var generationConfigFields = []string{"maxOutputTokens", "max_output_tokens", "candidateCount", "candidate_count"}
 
 func (p *parser) generationConfig(v []byte) error {
-	switch kindOf(v) {
-	case kindInvalid, kindNull:
-		return nil
-	case kindObject:
-	default:
-		return badRequest("generationConfig", "generationConfig must be an object, got %s", kindOf(v))
+	if ok, err := optional("generationConfig", v, kindObject, "an object"); !ok {
+		return err
 	}
 	var f [4][]byte
 	collect(v, generationConfigFields, f[:])

@@ -43,12 +43,8 @@ func (p *parser) openAIStream(stream, options []byte) error {
 		return err
 	}
 	p.r.Stream = s
-	switch kindOf(options) {
-	case kindInvalid, kindNull:
-		return nil
-	case kindObject:
-	default:
-		return badRequest("stream_options", "stream_options must be an object, got %s", kindOf(options))
+	if ok, err := optional("stream_options", options, kindObject, "an object"); !ok {
+		return err
 	}
 	var include []byte
 	eachMember(options, func(k []byte, esc bool, v []byte) bool {
