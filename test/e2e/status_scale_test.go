@@ -224,14 +224,7 @@ func runStatusScale(b *testing.B) {
 	// Let the first writes of every resource (and their reconciles) pass, then
 	// measure a steady window.
 	time.Sleep(30 * time.Second)
-	before, err := scrapeFamilies(metricsURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p0, err := bench.ReadProc(mgr.Pid())
-	if err != nil {
-		b.Fatal(err)
-	}
+	before, p0 := sampleManager(b, metricsURL, mgr.Pid())
 	var peakRSS int64
 	deadline := time.Now().Add(scaleMeasurementSpan)
 	for time.Now().Before(deadline) {
@@ -240,14 +233,7 @@ func runStatusScale(b *testing.B) {
 		}
 		time.Sleep(5 * time.Second)
 	}
-	after, err := scrapeFamilies(metricsURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p1, err := bench.ReadProc(mgr.Pid())
-	if err != nil {
-		b.Fatal(err)
-	}
+	after, p1 := sampleManager(b, metricsURL, mgr.Pid())
 	span := p1.At.Sub(p0.At).Seconds()
 	load, _ := bench.LoadAvg()
 
@@ -434,6 +420,21 @@ func scaleParallel(b *testing.B, n int, f func(i int) error) {
 	if err := firstErr.Load(); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// sampleManager reads the manager's metrics at metricsURL and its process pid's
+// CPU time and memory.
+func sampleManager(b *testing.B, metricsURL string, pid int) (map[string]*dto.MetricFamily, bench.ProcSample) {
+	b.Helper()
+	mf, err := scrapeFamilies(metricsURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := bench.ReadProc(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return mf, p
 }
 
 func scrapeFamilies(url string) (map[string]*dto.MetricFamily, error) {
