@@ -246,21 +246,7 @@ func (s *Stream) readOpenAI(data []byte) {
 	}
 	s.begin(id, model)
 	provider.EachElement(choices, func(i int, c []byte) bool {
-		ci := i
-		var delta, finish []byte
-		_ = eachMember(c, func(k, v []byte) error {
-			switch string(k) {
-			case "index":
-				if n, ok := provider.JSONInt(v, 127); ok {
-					ci = int(n)
-				}
-			case "delta":
-				delta = v
-			case "finish_reason":
-				finish = v
-			}
-			return nil
-		})
+		ci, delta, finish := indexed(i, c, "delta", "finish_reason")
 		_ = eachMember(delta, func(k, v []byte) error {
 			switch string(k) {
 			case "content", "refusal":
@@ -399,22 +385,28 @@ func (s *Stream) readGemini(data []byte) {
 	}
 }
 
-func (s *Stream) geminiCandidateDelta(i int, c []byte) {
-	ci := i
-	var content, finish []byte
+// indexed reads a streamed choice or candidate, the i-th of its event: its index
+// (i unless it says otherwise), its bodyKey member and its finishKey member.
+func indexed(i int, c []byte, bodyKey, finishKey string) (ci int, body, finish []byte) {
+	ci = i
 	_ = eachMember(c, func(k, v []byte) error {
 		switch string(k) {
 		case "index":
 			if n, ok := provider.JSONInt(v, 127); ok {
 				ci = int(n)
 			}
-		case "content":
-			content = v
-		case "finishReason":
+		case bodyKey:
+			body = v
+		case finishKey:
 			finish = v
 		}
 		return nil
 	})
+	return ci, body, finish
+}
+
+func (s *Stream) geminiCandidateDelta(i int, c []byte) {
+	ci, content, finish := indexed(i, c, "content", "finishReason")
 	for len(s.geminiCalls) <= ci {
 		s.geminiCalls = append(s.geminiCalls, 0)
 	}
