@@ -1,7 +1,6 @@
 package limiterconfig
 
 import (
-	"flag"
 	"fmt"
 	"strconv"
 	"strings"
@@ -66,8 +65,6 @@ func TestLookupModel(t *testing.T) {
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite the generated table of docs/models.md")
-
 // TestDocsListTheModels keeps docs/models.md's table equal to the catalogue.
 func TestDocsListTheModels(t *testing.T) {
 	var b strings.Builder
@@ -80,5 +77,5 @@ func TestDocsListTheModels(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "| `%s` | %d | %s |\n", m.Name, m.ContextWindow, out)
 	}
-	testkit.DocBlock(t, "../../docs/models.md", "models", b.String(), *update)
+	testkit.DocBlock(t, "../../docs/models.md", "models", b.String())
 }

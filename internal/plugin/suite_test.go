@@ -3,7 +3,6 @@ package plugin
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,8 +22,6 @@ import (
 	"github.com/aiquota/aiquota/internal/testenv"
 	"github.com/aiquota/aiquota/internal/testkit"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 // testNow is the clock of every rendering; testdata/cluster.yaml's times are
 // seconds to minutes before it.
@@ -139,5 +136,5 @@ func (cl *cluster) run(t *testing.T, args ...string) (string, error) {
 // checkGolden compares got with testdata/<name>.golden, or rewrites it under -update.
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
-	testkit.Golden(t, filepath.Join("testdata", name+".golden"), []byte(got), *update)
+	testkit.Golden(t, filepath.Join("testdata", name+".golden"), []byte(got))
 }

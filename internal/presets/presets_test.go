@@ -2,7 +2,6 @@ package presets
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"strconv"
 	"strings"
@@ -145,8 +144,6 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-var update = flag.Bool("update", false, "rewrite the generated table of docs/tiers.md")
-
 // TestDocsListTheTiers keeps docs/tiers.md's table equal to the data.
 func TestDocsListTheTiers(t *testing.T) {
 	var b strings.Builder
@@ -180,5 +177,5 @@ func TestDocsListTheTiers(t *testing.T) {
 	for _, p := range Data().Providers {
 		fmt.Fprintf(&b, "- %s: %s\n", p.Provider, p.Note)
 	}
-	testkit.DocBlock(t, "../../docs/tiers.md", "tiers", b.String(), *update)
+	testkit.DocBlock(t, "../../docs/tiers.md", "tiers", b.String())
 }

@@ -3,7 +3,6 @@ package render_test
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -25,8 +24,6 @@ import (
 	"github.com/aiquota/aiquota/internal/render"
 	"github.com/aiquota/aiquota/internal/testkit"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current renderer")
 
 const testNamespace = "team-a"
 
@@ -100,7 +97,7 @@ func encode(t *testing.T, cfg *limiterconfig.Config, err error) []byte {
 
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	testkit.Golden(t, filepath.Join("testdata", name+".golden"), got, *update)
+	testkit.Golden(t, filepath.Join("testdata", name+".golden"), got)
 }
 
 func TestSamplesMatchGolden(t *testing.T) {

@@ -8,9 +8,9 @@ import (
 
 // DocBlock keeps a generated part of a document true: the text between the lines
 // "<!-- name:begin -->" and "<!-- name:end -->" of the file at path must equal
-// want, or t fails; with update, the file is rewritten with want there instead.
+// want, or t fails; under -update, the file is rewritten with want there instead.
 // The prose around the block stays hand-written.
-func DocBlock(t testing.TB, path, name, want string, update bool) {
+func DocBlock(t testing.TB, path, name, want string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -26,7 +26,7 @@ func DocBlock(t testing.TB, path, name, want string, update bool) {
 	if got == want {
 		return
 	}
-	if update {
+	if *update {
 		if err := os.WriteFile(path, []byte(doc[:i+len(begin)]+want+doc[j:]), 0o600); err != nil {
 			t.Fatalf("update %s: %v", path, err)
 		}

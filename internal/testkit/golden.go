@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,12 +9,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// update is the -update flag of every test binary that uses golden files or
+// document blocks.
+var update = flag.Bool("update", false, "rewrite golden files and generated document blocks from the current output")
+
 // Golden compares got with the golden file at path, or t fails with the
-// difference; with update (each package's -update flag), it writes got there
-// instead, creating the directory.
-func Golden(t testing.TB, path string, got []byte, update bool) {
+// difference; under -update, it writes got there instead, creating the
+// directory.
+func Golden(t testing.TB, path string, got []byte) {
 	t.Helper()
-	if update {
+	if *update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}

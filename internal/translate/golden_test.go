@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -17,8 +16,6 @@ import (
 	"github.com/aiquota/aiquota/internal/provider"
 	"github.com/aiquota/aiquota/internal/testkit"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/ from the current output")
 
 // now is the fixed clock of every golden translation.
 var now = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -143,7 +140,7 @@ func TestGoldenRequests(t *testing.T) {
 						t.Fatalf("the case is not a request the proxy accepts: %v", err)
 					}
 					tr, err := Request(src, body, Target{ProviderType: pt, Model: targetModel(pt), MaxOutputTokens: 4096})
-					testkit.Golden(t, base+".to-"+pt+".golden", renderRequest(t, tr, err), *update)
+					testkit.Golden(t, base+".to-"+pt+".golden", renderRequest(t, tr, err))
 					if err == nil {
 						checkTargetRequest(t, provider.DialectOf(pt), tr.Body)
 					}
@@ -175,7 +172,7 @@ func TestGoldenResponses(t *testing.T) {
 						got = indent(t, out)
 						checkAppResponse(t, app.op, out, body, td.dialect)
 					}
-					testkit.Golden(t, base+".to-"+app.name+".golden", got, *update)
+					testkit.Golden(t, base+".to-"+app.name+".golden", got)
 				})
 			}
 		}
@@ -213,7 +210,7 @@ func TestGoldenStreams(t *testing.T) {
 				t.Run(filepath.Base(base)+"/"+td.dir+"-to-"+app.name, func(t *testing.T) {
 					tr := translation(app.dialect, app.op, td.dialect, td.providerType)
 					got, s := runStream(tr, upstream, nil)
-					testkit.Golden(t, base+".to-"+app.name+".golden", got, *update)
+					testkit.Golden(t, base+".to-"+app.name+".golden", got)
 					// Any chunking gives the same stream: byte by byte, and in
 					// random pieces, as a network delivers them.
 					if one, _ := runStream(tr, upstream, []int{1}); !bytes.Equal(one, got) {

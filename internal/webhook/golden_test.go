@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +15,6 @@ import (
 	"github.com/aiquota/aiquota/internal/naming"
 	"github.com/aiquota/aiquota/internal/testkit"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the injector's output")
 
 // goldenCases are the input pods of testdata/<name>.yaml, each with the manager
 // options it is injected under; the output is testdata/<name>.golden.
@@ -71,7 +68,7 @@ func TestGolden(t *testing.T) {
 				t.Errorf("warnings = %q, want %d", resp.Warnings, tc.warnings)
 			}
 			got := toYAML(t, applyPatches(t, in, resp))
-			testkit.Golden(t, filepath.Join("testdata", tc.name+".golden"), got, *update)
+			testkit.Golden(t, filepath.Join("testdata", tc.name+".golden"), got)
 		})
 	}
 }

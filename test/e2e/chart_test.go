@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,12 +32,10 @@ import (
 	"github.com/aiquota/aiquota/test/harness"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
-
 // golden compares got with testdata/<name>.golden (rewriting it with -update).
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	testkit.Golden(t, filepath.Join("testdata", name+".golden"), []byte(got), *updateGolden)
+	testkit.Golden(t, filepath.Join("testdata", name+".golden"), []byte(got))
 }
 
 // TestHelmChartRefusesBadValues: values.schema.json refuses a value of the wrong
