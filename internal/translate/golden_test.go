@@ -33,24 +33,31 @@ var sources = []struct {
 	{"gemini", Source{Dialect: provider.DialectGemini, Op: provider.OpGenerateContent}, []string{limiterconfig.ProviderOpenAI, limiterconfig.ProviderDeepSeek, limiterconfig.ProviderAnthropic}},
 }
 
-// appOps are the app sides answers are translated into, by golden file suffix.
-var appOps = []struct {
+// appOp is an app side answers are translated into, named as its golden files'
+// suffix.
+type appOp struct {
 	name    string
 	dialect provider.Dialect
 	op      provider.Operation
-}{
+}
+
+// appOps are the app sides answers are translated into.
+var appOps = []appOp{
 	{"chat", provider.DialectOpenAI, provider.OpChatCompletions},
 	{"responses", provider.DialectOpenAI, provider.OpResponses},
 	{"messages", provider.DialectAnthropic, provider.OpMessages},
 	{"gemini", provider.DialectGemini, provider.OpStreamGenerateContent},
 }
 
-// targetDialects are the upstream dialects of golden answers, by testdata directory.
-var targetDialects = []struct {
+// targetDialect is an upstream dialect of golden answers, in testdata directory dir.
+type targetDialect struct {
 	dir          string
 	dialect      provider.Dialect
 	providerType string
-}{
+}
+
+// targetDialects are the upstream dialects of golden answers.
+var targetDialects = []targetDialect{
 	{"openai", provider.DialectOpenAI, limiterconfig.ProviderOpenAICompatible},
 	{"anthropic", provider.DialectAnthropic, limiterconfig.ProviderAnthropic},
 	{"gemini", provider.DialectGemini, limiterconfig.ProviderGemini},
@@ -150,33 +157,42 @@ func TestGoldenRequests(t *testing.T) {
 	}
 }
 
-func TestGoldenResponses(t *testing.T) {
+// eachAnswer runs check as a subtest for every golden upstream answer in
+// testdata/<kind>/<dialect>/*<ext> and every app side it is translated into (its
+// own dialect only through Responses), with the answer and its golden file.
+func eachAnswer(t *testing.T, kind, ext string, check func(t *testing.T, td targetDialect, app appOp, upstream []byte, golden string)) {
 	for _, td := range targetDialects {
-		for _, file := range cases(t, filepath.Join("response", td.dir), ".json") {
-			body, err := os.ReadFile(file)
+		for _, file := range cases(t, filepath.Join(kind, td.dir), ext) {
+			upstream, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatal(err)
 			}
-			base := strings.TrimSuffix(file, ".json")
+			base := strings.TrimSuffix(file, ext)
 			for _, app := range appOps {
 				if app.dialect == td.dialect && app.op != provider.OpResponses {
 					continue
 				}
 				t.Run(filepath.Base(base)+"/"+td.dir+"-to-"+app.name, func(t *testing.T) {
-					tr := translation(app.dialect, app.op, td.dialect, td.providerType)
-					out, err := tr.Response(body, now)
-					var got []byte
-					if err != nil {
-						got = []byte("error: " + err.Error() + "\n")
-					} else {
-						got = indent(t, out)
-						checkAppResponse(t, app.op, out, body, td.dialect)
-					}
-					testkit.Golden(t, base+".to-"+app.name+".golden", got)
+					check(t, td, app, upstream, base+".to-"+app.name+".golden")
 				})
 			}
 		}
 	}
+}
+
+func TestGoldenResponses(t *testing.T) {
+	eachAnswer(t, "response", ".json", func(t *testing.T, td targetDialect, app appOp, body []byte, golden string) {
+		tr := translation(app.dialect, app.op, td.dialect, td.providerType)
+		out, err := tr.Response(body, now)
+		var got []byte
+		if err != nil {
+			got = []byte("error: " + err.Error() + "\n")
+		} else {
+			got = indent(t, out)
+			checkAppResponse(t, app.op, out, body, td.dialect)
+		}
+		testkit.Golden(t, golden, got)
+	})
 }
 
 // runStream feeds upstream to a new Stream in chunks of the given sizes (cycled;
@@ -196,46 +212,32 @@ func runStream(tr *Translation, upstream []byte, chunks []int) ([]byte, *Stream)
 }
 
 func TestGoldenStreams(t *testing.T) {
-	for _, td := range targetDialects {
-		for _, file := range cases(t, filepath.Join("stream", td.dir), ".sse") {
-			upstream, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			base := strings.TrimSuffix(file, ".sse")
-			for _, app := range appOps {
-				if app.dialect == td.dialect && app.op != provider.OpResponses {
-					continue
-				}
-				t.Run(filepath.Base(base)+"/"+td.dir+"-to-"+app.name, func(t *testing.T) {
-					tr := translation(app.dialect, app.op, td.dialect, td.providerType)
-					got, s := runStream(tr, upstream, nil)
-					testkit.Golden(t, base+".to-"+app.name+".golden", got)
-					// Any chunking gives the same stream: byte by byte, and in
-					// random pieces, as a network delivers them.
-					if one, _ := runStream(tr, upstream, []int{1}); !bytes.Equal(one, got) {
-						t.Errorf("byte-by-byte chunking changed the output:\n%s", one)
-					}
-					rng := rand.New(rand.NewPCG(1, uint64(len(upstream))))
-					sizes := make([]int, 16)
-					for i := range sizes {
-						sizes[i] = 1 + rng.IntN(40)
-					}
-					if some, _ := runStream(tr, upstream, sizes); !bytes.Equal(some, got) {
-						t.Errorf("chunks of %v changed the output:\n%s", sizes, some)
-					}
-					// Accounting sees what an untranslated stream would.
-					tracker := provider.NewStreamTracker(td.dialect, false)
-					tracker.Write(upstream)
-					tracker.Flush()
-					wu, wok := tracker.Usage()
-					gu, gok := s.Usage()
-					if wu != gu || wok != gok || tracker.Done() != s.Done() {
-						t.Errorf("usage %+v/%v done %v, want the tracker's %+v/%v done %v", gu, gok, s.Done(), wu, wok, tracker.Done())
-					}
-					checkAppStream(t, app.op, got, s)
-				})
-			}
+	eachAnswer(t, "stream", ".sse", func(t *testing.T, td targetDialect, app appOp, upstream []byte, golden string) {
+		tr := translation(app.dialect, app.op, td.dialect, td.providerType)
+		got, s := runStream(tr, upstream, nil)
+		testkit.Golden(t, golden, got)
+		// Any chunking gives the same stream: byte by byte, and in
+		// random pieces, as a network delivers them.
+		if one, _ := runStream(tr, upstream, []int{1}); !bytes.Equal(one, got) {
+			t.Errorf("byte-by-byte chunking changed the output:\n%s", one)
 		}
-	}
+		rng := rand.New(rand.NewPCG(1, uint64(len(upstream))))
+		sizes := make([]int, 16)
+		for i := range sizes {
+			sizes[i] = 1 + rng.IntN(40)
+		}
+		if some, _ := runStream(tr, upstream, sizes); !bytes.Equal(some, got) {
+			t.Errorf("chunks of %v changed the output:\n%s", sizes, some)
+		}
+		// Accounting sees what an untranslated stream would.
+		tracker := provider.NewStreamTracker(td.dialect, false)
+		tracker.Write(upstream)
+		tracker.Flush()
+		wu, wok := tracker.Usage()
+		gu, gok := s.Usage()
+		if wu != gu || wok != gok || tracker.Done() != s.Done() {
+			t.Errorf("usage %+v/%v done %v, want the tracker's %+v/%v done %v", gu, gok, s.Done(), wu, wok, tracker.Done())
+		}
+		checkAppStream(t, app.op, got, s)
+	})
 }
