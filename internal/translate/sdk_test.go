@@ -153,13 +153,7 @@ func checkAppResponse(t *testing.T, op provider.Operation, out, upstream []byte,
 	want, hasUsage := provider.ParseUsage(target, upstream)
 	switch op {
 	case provider.OpChatCompletions:
-		var c openai.ChatCompletion
-		if err := json.Unmarshal(out, &c); err != nil {
-			t.Fatalf("openai-go cannot parse the answer: %v", err)
-		}
-		if len(c.JSON.ExtraFields) > 0 {
-			t.Errorf("fields ChatCompletion does not know: %v", keys(c.JSON.ExtraFields))
-		}
+		c := sdkParse(t, out, "openai-go", func(c *openai.ChatCompletion) []string { return keys(c.JSON.ExtraFields) })
 		for _, ch := range c.Choices {
 			if len(ch.JSON.ExtraFields) > 0 || len(ch.Message.JSON.ExtraFields) > 0 {
 				t.Errorf("fields a choice does not know: %v %v", keys(ch.JSON.ExtraFields), keys(ch.Message.JSON.ExtraFields))
@@ -174,24 +168,12 @@ func checkAppResponse(t *testing.T, op provider.Operation, out, upstream []byte,
 			t.Errorf("usage %+v, want %+v", c.Usage, want)
 		}
 	case provider.OpResponses:
-		var r responses.Response
-		if err := json.Unmarshal(out, &r); err != nil {
-			t.Fatalf("openai-go cannot parse the response: %v", err)
-		}
-		if len(r.JSON.ExtraFields) > 0 {
-			t.Errorf("fields Response does not know: %v", keys(r.JSON.ExtraFields))
-		}
+		r := sdkParse(t, out, "openai-go", func(r *responses.Response) []string { return keys(r.JSON.ExtraFields) })
 		if r.Usage.InputTokens != want.InputTokens || r.Usage.OutputTokens != want.OutputTokens {
 			t.Errorf("usage %+v, want %+v", r.Usage, want)
 		}
 	case provider.OpMessages:
-		var m anthropic.Message
-		if err := json.Unmarshal(out, &m); err != nil {
-			t.Fatalf("anthropic-sdk-go cannot parse the message: %v", err)
-		}
-		if len(m.JSON.ExtraFields) > 0 {
-			t.Errorf("fields Message does not know: %v", keys(m.JSON.ExtraFields))
-		}
+		m := sdkParse(t, out, "anthropic-sdk-go", func(m *anthropic.Message) []string { return keys(m.JSON.ExtraFields) })
 		if m.Usage.InputTokens+m.Usage.CacheReadInputTokens != want.InputTokens || m.Usage.OutputTokens != want.OutputTokens {
 			t.Errorf("usage %+v, want %+v", m.Usage, want)
 		}
@@ -206,6 +188,20 @@ func checkAppResponse(t *testing.T, op provider.Operation, out, upstream []byte,
 			t.Errorf("usage %+v, want %+v", g.UsageMetadata, want)
 		}
 	}
+}
+
+// sdkParse decodes an answer as the app's SDK does, failing t if it cannot; a
+// field the SDK's type does not know (unknown lists them) is an error too.
+func sdkParse[T any](t *testing.T, out []byte, sdk string, unknown func(*T) []string) *T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("%s cannot parse the answer as %T: %v", sdk, v, err)
+	}
+	if u := unknown(&v); len(u) > 0 {
+		t.Errorf("fields %T does not know: %v", v, u)
+	}
+	return &v
 }
 
 func keys[V any](m map[string]V) []string {
