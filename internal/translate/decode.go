@@ -36,6 +36,22 @@ func (d *decoder) unknown(prefix string, k, v []byte) {
 	d.dropIf(prefix+string(k), v)
 }
 
+// known is pick for an object the app wrote, reporting every member it does not
+// name under prefix as dropped (d.unknown), in the order they stand.
+func (d *decoder) known(prefix string, obj []byte, names ...string) (p picked, err error) {
+	err = eachMember(obj, func(k, v []byte) error {
+		for i, n := range names {
+			if string(k) == n {
+				p[i] = v
+				return nil
+			}
+		}
+		d.unknown(prefix, k, v)
+		return nil
+	})
+	return p, err
+}
+
 func (d *decoder) number(name string, v []byte) (param, error) {
 	switch kindOf(v) {
 	case kindMissing, kindNull:

@@ -121,18 +121,8 @@ func (d *decoder) anthropicSystem(system []byte) error {
 // anthropicMessage reads one of messages: a user or assistant turn whose content
 // is a string or blocks.
 func (d *decoder) anthropicMessage(m []byte) error {
-	var ro, content []byte
-	_ = eachMember(m, func(k, v []byte) error {
-		switch string(k) {
-		case "role":
-			ro = v
-		case "content":
-			content = v
-		default:
-			d.unknown("messages[].", k, v)
-		}
-		return nil
-	})
+	fs, _ := d.known("messages[].", m, "role", "content")
+	ro, content := fs[0], fs[1]
 	var rl role
 	switch {
 	case jstr(ro).is("user"):

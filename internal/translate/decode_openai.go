@@ -212,25 +212,11 @@ func (d *decoder) chatContent(v []byte, images bool) ([]part, error) {
 	}
 	var parts []part
 	err := eachElement(v, func(_ int, p []byte) error {
-		var typ, text, image, refusal []byte
-		err := eachMember(p, func(k, v []byte) error {
-			switch string(k) {
-			case "type":
-				typ = v
-			case "text":
-				text = v
-			case "image_url":
-				image = v
-			case "refusal":
-				refusal = v
-			default:
-				d.unknown(name+"[].", k, v)
-			}
-			return nil
-		})
+		fs, err := d.known(name+"[].", p, "type", "text", "image_url", "refusal")
 		if err != nil {
 			return err
 		}
+		typ, text, image, refusal := fs[0], fs[1], fs[2], fs[3]
 		switch t := jstr(typ); {
 		case t.is("text"):
 			tok, err := stringTok(name+"[].text", text)
@@ -258,20 +244,11 @@ func (d *decoder) chatImage(name string, v []byte) (part, error) {
 	case kindString:
 		url = v
 	case kindObject:
-		err := eachMember(v, func(k, v []byte) error {
-			switch string(k) {
-			case "url":
-				url = v
-			case "detail":
-				detail = v
-			default:
-				d.unknown(name+".", k, v)
-			}
-			return nil
-		})
+		fs, err := d.known(name+".", v, "url", "detail")
 		if err != nil {
 			return part{}, err
 		}
+		url, detail = fs[0], fs[1]
 	}
 	tok, err := stringTok(name+".url", url)
 	if err != nil {
