@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bufio"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -87,20 +86,15 @@ func TestAnthropicStreamPassesEventsThrough(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+"/v1/messages",
 		strings.NewReader(`{"model":"claude-sonnet-4","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"Hi"}]}`))
 	req.Header.Set("Authorization", "Bearer sk-ant-app-placeholder") // the 1.x SDKs send Bearer
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	status, lines := streamLines(t, req)
 	var events []string
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if ev, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+	for _, l := range lines {
+		if ev, ok := strings.CutPrefix(l, "event: "); ok {
 			events = append(events, ev)
 		}
 	}
-	if resp.StatusCode != http.StatusOK || len(events) < 4 || events[0] != "message_start" || events[len(events)-1] != "message_stop" {
-		t.Fatalf("status %d events %v", resp.StatusCode, events)
+	if status != http.StatusOK || len(events) < 4 || events[0] != "message_start" || events[len(events)-1] != "message_stop" {
+		t.Fatalf("status %d events %v", status, events)
 	}
 	st := e.sim.Stats()
 	var simOut int64

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -78,6 +79,25 @@ func newEnv(t *testing.T, simCfg simulator.Config, mk func(simURL string, keyFil
 	t.Cleanup(e.admin.Close)
 	t.Cleanup(func() { e.assertNoSecrets() })
 	return e
+}
+
+// streamLines sends req and reads the streamed answer to its end: its status and
+// its non-empty lines.
+func streamLines(t *testing.T, req *http.Request) (int, []string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var lines []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if sc.Text() != "" {
+			lines = append(lines, sc.Text())
+		}
+	}
+	return resp.StatusCode, lines
 }
 
 // stubConfig writes, in a new directory, a key file holding key and the config mk

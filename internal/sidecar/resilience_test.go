@@ -1,7 +1,6 @@
 package sidecar
 
 import (
-	"bufio"
 	"net/http"
 	"strings"
 	"testing"
@@ -123,20 +122,9 @@ func TestNoRetryOnceStreamBytesReachedTheApp(t *testing.T) {
 	e := faultEnv(t, "openai", limiterconfig.ProviderOpenAI, simOpenAIKey, simulator.Faults{MidStreamErrorRate: 1}, nil)
 	req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+"/v1/chat/completions",
 		strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var lines []string
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if sc.Text() != "" {
-			lines = append(lines, sc.Text())
-		}
-	}
-	if resp.StatusCode != http.StatusOK || len(lines) < 2 || !strings.Contains(strings.Join(lines, "\n"), `"error"`) {
-		t.Fatalf("status %d lines %v: want chunks then the error event", resp.StatusCode, lines)
+	status, lines := streamLines(t, req)
+	if status != http.StatusOK || len(lines) < 2 || !strings.Contains(strings.Join(lines, "\n"), `"error"`) {
+		t.Fatalf("status %d lines %v: want chunks then the error event", status, lines)
 	}
 	if n := e.sim.Stats().Accounts[0].Requests; n != 1 {
 		t.Errorf("simulator saw %d requests, want 1: nothing is retried after bytes reached the app", n)
