@@ -1,7 +1,7 @@
-// Package promdef builds the Prometheus collectors of one component (the manager's
-// hub, the limiter sidecar) under its name prefix, so that every metric is declared
-// by its name, help and labels alone (testkit.LintMetrics keeps the names
-// conventional).
+// Package promdef builds the Prometheus collectors of the manager's hub under its
+// name prefix, so that every metric is declared by its name, help and labels
+// alone (testkit.LintMetrics keeps the names conventional). The limiter sidecar
+// does not link the Prometheus client: its metrics are internal/promtext's.
 package promdef
 
 import "github.com/prometheus/client_golang/prometheus"

@@ -94,7 +94,7 @@ func TestAnAppThatLeavesIsNotAFailure(t *testing.T) {
 			if c := st.Engine.Accounts[0].Counters; c.Unanswered != 0 || c.Retries != 0 {
 				t.Errorf("account counters %+v: a cancellation counted as unanswered or retried", c)
 			}
-			if _, metrics := e.get(e.admin.URL + "/metrics"); strings.Contains(metrics, `code="0"`) || strings.Contains(metrics, string(prefix)+"_retries_total{") {
+			if _, metrics := e.get(e.admin.URL + "/metrics"); strings.Contains(metrics, `code="0"`) || strings.Contains(metrics, prefix+"retries_total{") {
 				t.Errorf("a cancellation shows in the failure metrics:\n%s", grepLines(metrics, "code=\"0\""))
 			}
 			if sent := e.sim.Stats().Accounts[0].Requests; sent != leavers {

@@ -82,7 +82,7 @@ func (x *exchange) moved(from, to route, reason string) {
 		return
 	}
 	src := x.live.cfg.Source
-	x.s.metrics.failovers.WithLabelValues(src.Namespace+"/"+src.Name, from.name(), to.name(), reason).Inc()
+	x.s.metrics.failovers.With(src.Namespace+"/"+src.Name, from.name(), to.name(), reason).Inc()
 	x.s.engine.NoteFailover(from.index, to.index, reason)
 }
 

@@ -30,7 +30,7 @@ func exitEnv(t *testing.T, faults simulator.Faults, limits limiterconfig.Limits,
 func outcomes(t *testing.T, s *Server) map[string]float64 {
 	t.Helper()
 	got := map[string]float64{}
-	for _, m := range series(t, s, string(prefix)+"_requests_total") {
+	for _, m := range series(t, s, prefix+"requests_total") {
 		got[labelValue(m, "outcome")] += m.GetCounter().GetValue()
 	}
 	return got

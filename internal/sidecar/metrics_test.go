@@ -58,16 +58,11 @@ func histogramCounts(t *testing.T, s *Server, name string) map[string]uint64 {
 // series are the sidecar's series of the metric name, as a scrape would see them.
 func series(t *testing.T, s *Server, name string) []*dto.Metric {
 	t.Helper()
-	mfs, err := s.metrics.reg.Gather()
+	families, err := testkit.ParseExposition(s.metrics.reg.Write())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()
-		}
-	}
-	return nil
+	return families[name].GetMetric()
 }
 
 func labelValue(m *dto.Metric, name string) string {
@@ -144,7 +139,7 @@ func TestMetricsPassPromlint(t *testing.T) {
 		e.post("/v1/chat/completions", nil, body)
 	}
 	e.post("/v1/chat/completions", nil, `{"model":`) // a bad request, for the outcome label
-	if err := testkit.LintMetrics(e.srv.metrics.reg); err != nil {
+	if err := testkit.LintExposition(e.srv.metrics.reg.Write()); err != nil {
 		t.Error(err)
 	}
 }
@@ -228,7 +223,7 @@ func exportedMetrics(t *testing.T) []string {
 	if _, err := hub.NewMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
-	return append(testkit.MetricNames(newMetrics(limiter.New(limiter.Options{}), newByteBudget(1)).reg), testkit.MetricNames(reg)...)
+	return append(newMetrics(limiter.New(limiter.Options{}), newByteBudget(1)).reg.Names(), testkit.MetricNames(reg)...)
 }
 
 var metricRef = regexp.MustCompile(`\baiquota_[a-z]+_[a-z0-9_]*[a-z0-9]`)

@@ -444,7 +444,7 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 	res, err := pool.Admit(ctx, demand, x.priority, maxWait)
 	waited := time.Since(qStart)
 	x.queued += waited
-	x.s.metrics.queueWait.WithLabelValues(up.cfg.Name, pool.Name).Observe(waited.Seconds())
+	x.s.metrics.queueWait.With(up.cfg.Name, pool.Name).Observe(waited.Seconds())
 	if err != nil {
 		return x.refused(err)
 	}
@@ -479,8 +479,8 @@ func (x *exchange) attempt(ctx context.Context, pool *limiter.Pool, breaker *lim
 		if ok && x.retryHere(r.kind, time.Since(first)+delay) && pool.AllowRetry() {
 			settled.Retried = true
 			x.retries++
-			x.s.metrics.retries.WithLabelValues(up.cfg.Name, pool.Name, r.kind).Inc()
-			x.s.metrics.retryDelay.WithLabelValues(up.cfg.Name, pool.Name).Observe(delay.Seconds())
+			x.s.metrics.retries.With(up.cfg.Name, pool.Name, r.kind).Inc()
+			x.s.metrics.retryDelay.With(up.cfg.Name, pool.Name).Observe(delay.Seconds())
 			return step{retryIn: delay}
 		}
 	}
@@ -581,7 +581,7 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 		if wd.fired.Load() {
 			kind = limiterconfig.FailureTimeout
 		}
-		x.s.metrics.upstreamStatus.WithLabelValues(up.cfg.Name, x.pool.Name, res.Account().Key, "0").Inc()
+		x.s.metrics.upstreamStatus.With(up.cfg.Name, x.pool.Name, res.Account().Key, "0").Inc()
 		return attemptResult{kind: kind, retryable: true, err: err}
 	}
 	wd.feed()
@@ -591,7 +591,7 @@ func (x *exchange) send(ctx context.Context, res limiter.Reservation, key string
 			res.Account().Observe(obs)
 		}
 	}
-	x.s.metrics.upstreamStatus.WithLabelValues(up.cfg.Name, x.pool.Name, res.Account().Key, statusLabel(resp.StatusCode)).Inc()
+	x.s.metrics.upstreamStatus.With(up.cfg.Name, x.pool.Name, res.Account().Key, statusLabel(resp.StatusCode)).Inc()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		prefix, _ := io.ReadAll(io.LimitReader(&fedReader{r: resp.Body, wd: wd}, maxErrorBody))
 		x.upstreamTime += time.Since(sent)
@@ -950,9 +950,9 @@ func (x *exchange) finish() {
 		providerName, poolName = x.route.up.cfg.Name, x.pool.Name
 	}
 	m := x.s.metrics
-	m.requests.WithLabelValues(providerName, poolName, x.outcome).Inc()
+	m.requests.With(providerName, poolName, x.outcome).Inc()
 	if x.route.up != nil && x.upstreamTime > 0 {
-		m.upstreamLatency.WithLabelValues(providerName, poolName).Observe(x.upstreamTime.Seconds())
+		m.upstreamLatency.With(providerName, poolName).Observe(x.upstreamTime.Seconds())
 	}
 	added := time.Since(x.start) - x.upstreamTime - x.queued - x.retryDelay
 	m.addedLatency.Observe(max(0, added).Seconds())

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
@@ -217,7 +216,7 @@ func (s *Server) Reload() error {
 	old := s.live.Swap(live)
 	s.metrics.configReloads.Inc()
 	s.metrics.configInfo.Reset()
-	s.metrics.configInfo.WithLabelValues(live.hash, sourceName(live)).Set(1)
+	s.metrics.configInfo.With(live.hash, sourceName(live)).Set(1)
 	if !s.draining.Load() {
 		s.metrics.ready.Set(1)
 	}
@@ -307,7 +306,7 @@ func (s *Server) AdminHandler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.metrics.reg)
 	return mux
 }
 

@@ -64,7 +64,7 @@ func TestA429StormIsNotAmplifiedByRetries(t *testing.T) {
 	}
 	refused := e.state().Engine.Queues[0].RetriesRefused
 	_, metrics := e.get(e.admin.URL + "/metrics")
-	if refused == 0 || !strings.Contains(metrics, string(prefix)+"_retries_refused_total{") {
+	if refused == 0 || !strings.Contains(metrics, prefix+"retries_refused_total{") {
 		t.Errorf("refused retries %d, metric:\n%s", refused, grepLines(metrics, "retries_refused"))
 	}
 }

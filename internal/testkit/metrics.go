@@ -1,13 +1,19 @@
 package testkit
 
 import (
+	"bytes"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // LintMetrics runs promlint over what g exposes now and returns its problems as
@@ -18,6 +24,32 @@ func LintMetrics(g prometheus.Gatherer) error {
 	if err != nil {
 		return fmt.Errorf("gather metrics: %w", err)
 	}
+	return lint(mfs)
+}
+
+// LintExposition parses a text exposition with the Prometheus client's parser
+// and runs promlint over it, as LintMetrics does over a registry.
+func LintExposition(text []byte) error {
+	families, err := ParseExposition(text)
+	if err != nil {
+		return err
+	}
+	return lint(slices.SortedFunc(maps.Values(families), func(a, b *dto.MetricFamily) int {
+		return strings.Compare(a.GetName(), b.GetName())
+	}))
+}
+
+// ParseExposition parses a text exposition as Prometheus would, by family name.
+func ParseExposition(text []byte) (map[string]*dto.MetricFamily, error) {
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		return nil, fmt.Errorf("parse the exposition: %w", err)
+	}
+	return families, nil
+}
+
+func lint(mfs []*dto.MetricFamily) error {
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
 	if err != nil {
 		return fmt.Errorf("lint metrics: %w", err)
