@@ -119,7 +119,7 @@ bench-quota: ## One account shared by N real limiter processes: issue 10's scena
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go run ./test/quotabench/cmd/quotabench -out $(BIN)/bench-quota.md $(ARGS)
 
 .PHONY: bench-scale
-bench-scale: ## Control channel at scale: 1,000 ProviderQuotas, 200 chains, 5,000 reporting sidecars on a real API server (5-12 min).
+bench-scale: ## Control channel and leases at scale on a real API server: 1,000 then 5,000 reporting sidecars (200 then 1,000 ProviderQuotas; 10-20 min).
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test ./test/e2e -run '^$$' -bench BenchmarkStatusScale -benchtime 1x -timeout 60m -v
 
 ##@ Run

@@ -2,7 +2,7 @@
 // that keeps an app inside its quota (see internal/sidecar).
 //
 //	limiter --config /etc/aiquota/limiter.json [--listen 127.0.0.1:8787] [--admin-listen :8788]
-//	        [--default-priority N] [--drain-timeout 30s] [--log-level info]
+//	        [--default-priority N] [--drain-timeout 20s] [--log-level info]
 //	        [--max-body-bytes N] [--body-read-timeout 30s] [--body-memory-bytes N] [--body-memory-wait 10s]
 //
 //	limiter wait-ready [--url http://127.0.0.1:8788/readyz] [--timeout 2m]
@@ -10,7 +10,10 @@
 // The proxy listener must be a loopback address; the admin listener (health,
 // readiness, metrics only) listens on the pod IP for the kubelet and Prometheus.
 // SIGTERM or SIGINT: readiness turns false, in-flight requests finish (bounded by
-// --drain-timeout), then the process exits 0. `wait-ready` exits 0 once the limiter
+// --drain-timeout; requests still waiting for capacity are answered 429 a second
+// before it ends), a final report returns the leases, then the process exits 0.
+// The default drain leaves a pod's default 30 s grace period room for the final
+// report and the admin listener's shutdown (2 s each). `wait-ready` exits 0 once the limiter
 // is ready: the injector runs it as a plain container's postStart hook, so the app
 // containers after it start only once the limiter serves.
 package main
@@ -48,7 +51,7 @@ func run(args []string, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8787", "proxy listen address; must be loopback")
 	adminListen := fs.String("admin-listen", ":8788", "admin listen address (/healthz, /readyz, /metrics)")
 	defaultPriority := fs.Int("default-priority", 0, "priority 1..9 for requests without an x-aiquota-priority header; 0 = the chain's default, else 5")
-	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	drainTimeout := fs.Duration("drain-timeout", 20*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	maxBody := fs.Int64("max-body-bytes", sidecar.DefaultMaxBodyBytes, "largest request body accepted (413 above)")
 	bodyMemory := fs.Int64("body-memory-bytes", 0, "most bytes request bodies may hold across all requests; 0 = half the Go memory limit (GOMEMLIMIT, else 90% of the container's), or 4 x --max-body-bytes without one")
@@ -132,7 +135,9 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("listener failed", "error", err)
 		return 1
 	}
-	srv.Drain()
+	// Queued requests get their answer before the drain ends rather than a
+	// connection closed under them; a second is left for writing it.
+	srv.Drain(max(*drainTimeout-time.Second, 0))
 	log.Info("draining", "timeout", drainTimeout.String())
 	drainCtx, cancel := context.WithTimeout(context.Background(), *drainTimeout)
 	defer cancel()

@@ -43,6 +43,9 @@ type Engine struct {
 	// manager has not yet heard what its accounts used today; dayKnown once it has.
 	dayUnsure atomic.Bool
 	dayKnown  atomic.Bool
+	// waitsEnd is the clock reading by which every wait for capacity ends, 0 for
+	// none (EndWaitsWithin).
+	waitsEnd atomic.Int64
 
 	mu       sync.Mutex
 	pools    map[poolID]*Pool
@@ -415,15 +418,33 @@ func (e *Engine) RestoreToday(provider, pool, day string, requests, tokens int64
 func (e *Engine) DayKnown() {
 	e.dayKnown.Store(true)
 	e.dayUnsure.Store(false)
+	for _, p := range e.poolList() {
+		p.wake()
+	}
+}
+
+// EndWaitsWithin makes every wait for capacity end within d: requests queued now
+// whose wait runs longer are refused then (ReasonQueueTimeout, with their
+// Retry-After), and later ones wait at most until then. A draining sidecar calls
+// it, so that a request still queued at the end of the drain is answered rather
+// than cut off with its connection.
+func (e *Engine) EndWaitsWithin(d time.Duration) {
+	end := e.clock.Now() + int64(d)
+	e.waitsEnd.Store(end)
+	for _, p := range e.poolList() {
+		p.endWaitsBy(end)
+	}
+}
+
+// poolList returns the pools, for work on each outside the engine's lock.
+func (e *Engine) poolList() []*Pool {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	pools := make([]*Pool, 0, len(e.pools))
 	for _, p := range e.pools {
 		pools = append(pools, p)
 	}
-	e.mu.Unlock()
-	for _, p := range pools {
-		p.wake()
-	}
+	return pools
 }
 
 // Account returns the account of one key on one pool, for SetLimit (leases).

@@ -129,6 +129,7 @@ type waiter struct {
 	seq      uint64
 	index    int
 	enqueued int64
+	expires  int64 // clock reading at which its wait runs out
 	done     bool
 	deadline Timer
 	ch       chan admitResult
@@ -185,6 +186,9 @@ func (p *Pool) admitSlow(ctx context.Context, d Demand, priority int, maxWait ti
 		return Reservation{}, &RejectError{Reason: ReasonQueueTimeout, Provider: p.Provider, Pool: p.Name, Limit: limit, RetryAfter: wait}
 	}
 	priority = min(max(priority, MinPriority), MaxPriority)
+	if end := p.engine.waitsEnd.Load(); end != 0 {
+		maxWait = min(maxWait, time.Duration(end-clock.Now()))
+	}
 	p.mu.Lock()
 	// Count ourselves before the last try: a release after this sees a waiter and
 	// dispatches; a release before it left room that the try sees.
@@ -219,6 +223,7 @@ func (p *Pool) admitSlow(ctx context.Context, d Demand, priority int, maxWait ti
 		key:      now + int64(priority-MinPriority)*int64(p.engine.agingStep),
 		seq:      p.seq,
 		enqueued: now,
+		expires:  now + int64(maxWait),
 		ch:       make(chan admitResult, 1),
 	}
 	heap.Push(&p.queue, w)
@@ -261,6 +266,22 @@ func (p *Pool) expire(w *waiter) {
 	p.reject(&w.demand)
 	w.ch <- admitResult{err: &RejectError{Reason: ReasonQueueTimeout, Provider: p.Provider, Pool: p.Name, Limit: limit, RetryAfter: wait, Waited: waited}}
 	p.dispatch()
+}
+
+// endWaitsBy moves the wait of every waiter that would wait past end to end.
+func (p *Pool) endWaitsBy(end int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.engine.clock.Now()
+	for _, w := range p.queue {
+		if w.expires <= end {
+			continue
+		}
+		// Whichever timer fires first expires w; expire ignores a waiter already done.
+		w.deadline.Stop()
+		w.expires = end
+		w.deadline = p.engine.clock.AfterFunc(time.Duration(end-now), func() { p.expire(w) })
+	}
 }
 
 func (p *Pool) removeLocked(w *waiter) {

@@ -267,3 +267,47 @@ func TestASpentDailyCapIsRefusedAtOnce(t *testing.T) {
 		t.Fatal("a request past the daily cap waited in the queue")
 	}
 }
+
+// TestEndWaitsWithinAnswersQueuedRequestsBeforeTheDrainEnds: a draining sidecar's
+// queued requests are refused when the drain's wait ends, not after their own
+// (longer) queue wait, and a request that arrives later waits only until then.
+func TestEndWaitsWithinAnswersQueuedRequestsBeforeTheDrainEnds(t *testing.T) {
+	e, clock := testEngine(t, testConfig([]string{"k"}, limiterconfig.Limits{MaxConcurrency: 1}, limiterconfig.Queue{MaxWait: limiterconfig.Duration(time.Minute), MaxDepth: 10}))
+	pool := mustPool(t, e, "gpt-x")
+	held, ok := pool.TryAdmit(Demand{InputTokens: 1})
+	if !ok {
+		t.Fatal("the one slot was refused")
+	}
+	defer held.Cancel()
+	out := make(chan admitted, 3)
+	admitAsync(t, pool, "early", Demand{InputTokens: 1}, 5, 30*time.Second, out)
+	admitAsync(t, pool, "short", Demand{InputTokens: 1}, 5, 2*time.Second, out)
+	e.EndWaitsWithin(5 * time.Second)
+	clock.Advance(time.Second)
+	admitAsync(t, pool, "late", Demand{InputTokens: 1}, 5, 30*time.Second, out)
+
+	clock.Advance(4 * time.Second) // the drain's end: 5 s after EndWaitsWithin
+	waited := map[string]time.Duration{}
+	for range 3 {
+		var a admitted
+		select {
+		case a = <-out:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("answered only %v by the drain's end", waited)
+		}
+		var rej *RejectError
+		if !errors.As(a.err, &rej) || rej.Reason != ReasonQueueTimeout {
+			t.Fatalf("%s: %v, want a queue timeout", a.name, a.err)
+		}
+		waited[a.name] = rej.Waited
+	}
+	want := map[string]time.Duration{"short": 2 * time.Second, "early": 5 * time.Second, "late": 4 * time.Second}
+	if diff := cmp.Diff(want, waited); diff != "" {
+		t.Errorf("waits (-want +got):\n%s", diff)
+	}
+	_, err := pool.Admit(context.Background(), Demand{InputTokens: 1}, 5, time.Minute)
+	var rej *RejectError
+	if !errors.As(err, &rej) || rej.Reason != ReasonQueueTimeout {
+		t.Errorf("a request after the drain's end: %v, want a queue timeout at once", err)
+	}
+}

@@ -249,7 +249,7 @@ func TestReadinessAndAdminRoutes(t *testing.T) {
 			t.Errorf("GET %s on the %s listener: %d, want %d", c.path, map[bool]string{true: "admin", false: "proxy"}[c.base == e.admin.URL], got, c.want)
 		}
 	}
-	e.srv.Drain()
+	e.srv.Drain(time.Second)
 	if got, body := e.get(e.admin.URL + "/readyz"); got != 503 || !strings.Contains(body, "draining") {
 		t.Errorf("readyz while draining: %d %q", got, body)
 	}

@@ -181,10 +181,12 @@ func (s *Server) Config() (*limiterconfig.Config, string) {
 // the server is not draining.
 func (s *Server) Ready() bool { return s.live.Load() != nil && !s.draining.Load() }
 
-// Drain marks the server not ready: the first step of a graceful shutdown.
-func (s *Server) Drain() {
+// Drain marks the server not ready, the first step of a graceful shutdown, and
+// ends every wait for capacity within waitsWithin (Engine.EndWaitsWithin).
+func (s *Server) Drain(waitsWithin time.Duration) {
 	s.draining.Store(true)
 	s.metrics.ready.Set(0)
+	s.engine.EndWaitsWithin(waitsWithin)
 }
 
 // Reload reads the configuration and its key files and, when they changed, swaps

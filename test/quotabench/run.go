@@ -343,12 +343,16 @@ func (f *fleet) start(i int) error {
 	return nil
 }
 
+// podGracePeriod is how long a stopped limiter may take to exit before it is
+// killed: a pod's default terminationGracePeriodSeconds.
+const podGracePeriod = 30 * time.Second
+
 func (f *fleet) stop(i int) error {
 	f.mu.Lock()
 	p := f.procs[i]
 	p.running = false
 	f.mu.Unlock()
-	return p.proc.Stop(15 * time.Second)
+	return p.proc.Stop(podGracePeriod)
 }
 
 func (f *fleet) restart(i int) error {
@@ -412,7 +416,7 @@ func (f *fleet) close() {
 	f.mu.Unlock()
 	for _, p := range procs {
 		if p.proc != nil {
-			_ = p.proc.Stop(15 * time.Second)
+			_ = p.proc.Stop(podGracePeriod)
 		}
 	}
 }
