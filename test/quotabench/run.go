@@ -22,6 +22,7 @@ import (
 
 	"github.com/aiquota/aiquota/internal/limiter"
 	"github.com/aiquota/aiquota/internal/limiterconfig"
+	"github.com/aiquota/aiquota/internal/sidecar"
 	"github.com/aiquota/aiquota/internal/simulator"
 	"github.com/aiquota/aiquota/test/harness"
 )
@@ -397,13 +398,14 @@ func (f *fleet) proxy(i int) string {
 	return f.procs[i].proxy
 }
 
-func (f *fleet) admins() []string {
+// proxies are the running pods' proxy listeners, which serve /state.
+func (f *fleet) proxies() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
 	for _, p := range f.procs {
 		if p.running {
-			out = append(out, p.admin)
+			out = append(out, p.proxy)
 		}
 	}
 	return out
@@ -585,20 +587,20 @@ func (s *sampler) take(ctx context.Context, start time.Time) sample {
 			}
 		}
 	}
-	sm.leased, sm.anyLease = leasedRequests(ctx, s.fleet.admins())
+	sm.leased, sm.anyLease = leasedRequests(ctx, s.fleet.proxies())
 	return sm
 }
 
 // leasedRequests sums the request rates (per minute) the pods hold as leases.
-func leasedRequests(ctx context.Context, admins []string) (float64, bool) {
+func leasedRequests(ctx context.Context, proxies []string) (float64, bool) {
 	var sum float64
 	held := false
-	for _, a := range admins {
-		var snap limiter.Snapshot
-		if err := getJSON(ctx, a+"/state", &snap); err != nil {
+	for _, a := range proxies {
+		var state sidecar.State
+		if err := getJSON(ctx, a+"/state", &state); err != nil {
 			continue // a pod going down holds no lease worth counting
 		}
-		for _, acct := range snap.Accounts {
+		for _, acct := range state.Engine.Accounts {
 			for _, l := range acct.Limits {
 				if l.Kind == limiter.KindRequests.String() && l.Lease != nil {
 					sum += l.Lease.RatePerSecond * 60
