@@ -230,8 +230,8 @@ func (c *Cluster) newScenario(ctx context.Context, sc Scenario, simURL, limiterB
 }
 
 // start admits pod i through the webhook and starts its limiter as injected; it
-// returns the process and the proxy and admin URLs.
-func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
+// returns the process and the proxy URL (which serves /state).
+func (lp *leasePods) start(i int) (*harness.Process, string, error) {
 	ctx := lp.ctx
 	ports := harness.FreePorts(2)
 	name := "app-" + strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 10)
@@ -246,12 +246,12 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 	}
 	k := lp.c.env.Client
 	if err := harness.CreatePod(ctx, k, pod); err != nil {
-		return nil, "", "", fmt.Errorf("admit pod %s: %w", name, err)
+		return nil, "", fmt.Errorf("admit pod %s: %w", name, err)
 	}
 	kl := &harness.Kubelet{Client: k, Clientset: lp.c.cs, Pod: pod, Root: filepath.Join(lp.c.dir, lp.ns, name)}
 	sidecar, err := kl.Sidecar()
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	var args, env []string
 	// The rendered ConfigMap follows the quota's reconcile.
@@ -259,12 +259,12 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 		args, env, err = kl.Prepare(ctx, sidecar)
 		return err
 	}); err != nil {
-		return nil, "", "", fmt.Errorf("prepare pod %s: %w", name, err)
+		return nil, "", fmt.Errorf("prepare pod %s: %w", name, err)
 	}
 	kl.KeepTokensFresh(ctx)
 	p, err := harness.Start("limiter-"+strconv.Itoa(i), lp.lim, args, env, lp.logs)
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	admin := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	if err := harness.Poll(ctx, time.Minute, "the limiter's /readyz", func() error {
@@ -273,7 +273,7 @@ func (lp *leasePods) start(i int) (*harness.Process, string, string, error) {
 		}
 		return harness.HTTPOK(admin + "/readyz")
 	}); err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
-	return p, fmt.Sprintf("http://127.0.0.1:%d", ports[0]), admin, nil
+	return p, fmt.Sprintf("http://127.0.0.1:%d", ports[0]), nil
 }

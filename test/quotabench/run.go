@@ -249,9 +249,9 @@ type fleet struct {
 }
 
 type pod struct {
-	proc         *harness.Process
-	proxy, admin string
-	running      bool
+	proc    *harness.Process
+	proxy   string
+	running bool
 }
 
 func (f *fleet) writeFiles() error {
@@ -314,10 +314,10 @@ var listening = regexp.MustCompile(`"msg":"listening","proxy":"([^"]+)","admin":
 // start starts pod i's limiter (again, after a stop).
 func (f *fleet) start(i int) error {
 	var p *harness.Process
-	var proxy, admin string
+	var proxy string
 	if f.lease != nil {
 		var err error
-		if p, proxy, admin, err = f.lease.start(i); err != nil {
+		if p, proxy, err = f.lease.start(i); err != nil {
 			return err
 		}
 	} else {
@@ -333,14 +333,14 @@ func (f *fleet) start(i int) error {
 			_ = p.Stop(5 * time.Second)
 			return err
 		}
-		proxy, admin = "http://"+m[1], "http://"+m[2]
+		proxy = "http://" + m[1]
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for len(f.procs) <= i {
 		f.procs = append(f.procs, &pod{})
 	}
-	f.procs[i] = &pod{proc: p, proxy: proxy, admin: admin, running: true}
+	f.procs[i] = &pod{proc: p, proxy: proxy, running: true}
 	return nil
 }
 
