@@ -118,11 +118,12 @@ func (c *Cluster) startManagers(ctx context.Context, replicas int) (*managers, e
 }
 
 func (m *managers) start(ctx context.Context, i int) error {
-	// As the chart's Deployment sets them: the namespace is where the manager
-	// keeps its grant horizon on record (without it every start learns for a TTL).
-	name := "manager-" + strconv.Itoa(i)
-	env := []string{"POD_NAMESPACE=" + managerNamespace, "POD_NAME=" + name}
-	p, err := harness.Start(name, m.c.manager, m.args[i], env, m.c.logs)
+	// As the chart's Deployment sets it: the namespace is where the manager keeps
+	// its grant horizon on record (without it every start learns for a TTL). No
+	// POD_NAME: these managers run in no pod to label as the leader; the
+	// forwarder below plays the leader Service.
+	env := []string{"POD_NAMESPACE=" + managerNamespace}
+	p, err := harness.Start("manager-"+strconv.Itoa(i), m.c.manager, m.args[i], env, m.c.logs)
 	if err != nil {
 		return err
 	}
