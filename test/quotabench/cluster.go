@@ -11,9 +11,11 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	quotav1alpha1 "github.com/aiquota/aiquota/api/v1alpha1"
 	"github.com/aiquota/aiquota/internal/naming"
@@ -78,6 +80,12 @@ type managers struct {
 }
 
 func (c *Cluster) startManagers(ctx context.Context, replicas int) (*managers, error) {
+	// Each scenario is a fresh install: the previous scenario's managers leave a
+	// leader lease and a recent grant horizon behind, which would hold the new
+	// leader to learning for a lease TTL (granting nothing new) at the start.
+	if err := c.env.Client.DeleteAllOf(ctx, &coordinationv1.Lease{}, client.InNamespace(managerNamespace)); err != nil {
+		return nil, fmt.Errorf("clear the previous scenario's Leases: %w", err)
+	}
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen for the control channel: %w", err)
