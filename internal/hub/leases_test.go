@@ -331,12 +331,13 @@ func TestLeasesFollowProviderEvidence(t *testing.T) {
 		name     string
 		learned  hubapi.Limits
 		throttle float64
-		want     float64
+		// limit is the account's limit as the evidence leaves it; both pods want
+		// all of the declared 100 rpm, so they share all of it but the reserve.
+		limit float64
 	}{
-		// 100 rpm declared; both pods want all of it: all but the 5% reserve.
-		{"declared", hubapi.Limits{}, 1, 95},
-		{"learned 60 rpm", hubapi.Limits{RequestsPerMinute: 60}, 1, 57},
-		{"throttled to 70%", hubapi.Limits{}, 0.7, 66.5},
+		{"declared", hubapi.Limits{}, 1, 100},
+		{"learned 60 rpm", hubapi.Limits{RequestsPerMinute: 60}, 1, 60},
+		{"throttled to 70%", hubapi.Limits{}, 0.7, 70},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -362,8 +363,8 @@ func TestLeasesFollowProviderEvidence(t *testing.T) {
 				now = now.Add(300 * time.Millisecond)
 			}
 			got := held["a"][hubapi.LimitRequestsPerMinute] + held["b"][hubapi.LimitRequestsPerMinute]
-			if math.Abs(got-tc.want) > 1e-6 {
-				t.Errorf("grants sum to %v rpm (%v), want %v", got, held, tc.want)
+			if want := tc.limit * (1 - DefaultLeaseReserve); math.Abs(got-want) > 1e-6 {
+				t.Errorf("grants sum to %v rpm (%v), want %v", got, held, want)
 			}
 		})
 	}
