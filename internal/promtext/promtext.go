@@ -13,7 +13,6 @@
 package promtext
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"math"
@@ -107,7 +106,6 @@ func (r *Registry) OnScrape(collect func(*Scrape)) {
 // Scrape gathers one exposition's samples.
 type Scrape struct {
 	families map[*Desc][]series
-	buf      []byte
 }
 
 // series is one child's rendered lines: a counter's or gauge's one line, a
@@ -130,8 +128,7 @@ func (s *Scrape) renderLabels(d *Desc, values []string) []byte {
 	if len(values) != len(d.labels) {
 		panic(fmt.Sprintf("promtext: %s takes %d label values, got %d", d.name, len(d.labels), len(values)))
 	}
-	s.buf = appendLabels(s.buf[:0], d, values, "", "")
-	return bytes.Clone(s.buf)
+	return appendLabels(nil, d, values, "", "")
 }
 
 // appendLabels appends the label set of a child, with one extra label (a
